@@ -1,0 +1,167 @@
+//! Raw Ethernet frame I/O behind one batched trait, [`FrameIo`].
+//!
+//! This crate is the only place in sirocco with `unsafe` code; every backend exposes a safe API.
+//!
+//! # The contract every backend meets
+//!
+//! - **Receive in bursts.** [`FrameIo::rx_burst`] lends up to `max` received frames, one at a
+//!   time, to a closure as borrowed slices. The slice is valid only during that call; a backend
+//!   with a shared-memory ring (AF_XDP, netmap) hands out its ring buffer directly, and releases
+//!   the whole burst back to the ring in one move after the last frame.
+//! - **Transmit in bursts.** [`FrameIo::tx_stage`] lends a transmit buffer of exactly `len` bytes
+//!   to a closure that fills it. Nothing leaves the machine until [`FrameIo::tx_flush`], which
+//!   submits every staged frame with one kick (one syscall at most). When the TX ring is full,
+//!   `tx_stage` returns `false` and counts `tx_ring_full`; callers keep the data and retry after
+//!   the next flush.
+//! - **No allocation, syscall or logging per frame** on either path, once warmed up.
+//! - **Counters** are plain integers, read with [`FrameIo::counters`].
+//! - A backend never panics on what it receives.
+//!
+//! Frames are whole Ethernet frames without the FCS. [`Capabilities::max_frame_len`] bounds both
+//! directions.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod capture;
+pub mod clock;
+pub mod memory;
+pub mod pcap;
+pub mod tap;
+
+use std::time::Duration;
+
+/// What a backend can do. Read once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// IP MTU of the link: the largest IP packet a frame can carry (1500 on plain Ethernet).
+    pub mtu: usize,
+    /// Largest whole frame, Ethernet header included (`mtu + 14`).
+    pub max_frame_len: usize,
+    /// The backend (or NIC) has already verified IPv4/TCP checksums of received frames.
+    pub rx_checksum_verified: bool,
+    /// The backend (or NIC) fills in IPv4/TCP checksums of transmitted frames.
+    pub tx_checksum_offload: bool,
+    /// Frames are lent straight from the device's ring, without a copy.
+    pub zero_copy: bool,
+}
+
+impl Capabilities {
+    /// Plain Ethernet with the given IP MTU, software checksums, copy mode.
+    pub const fn ethernet(mtu: usize) -> Self {
+        Capabilities {
+            mtu,
+            max_frame_len: mtu + ETHERNET_HEADER_LEN,
+            rx_checksum_verified: false,
+            tx_checksum_offload: false,
+            zero_copy: false,
+        }
+    }
+}
+
+/// Length of an Ethernet II header (no VLAN tag).
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// Per-backend counters. Monotonic; a stats reporter diffs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Frames the backend dropped on receive (oversize, truncated, fault injection, ...).
+    pub rx_dropped: u64,
+    /// Frames the backend dropped on transmit (oversize, fault injection, write errors, ...).
+    pub tx_dropped: u64,
+    /// `tx_stage` calls refused because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// Syscalls (or emulated kicks) made to submit TX or refill RX.
+    pub kicks: u64,
+}
+
+/// Errors a backend can report. Transient conditions (an empty ring, a full ring) are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl DriverError {
+    pub fn io(op: &'static str, source: std::io::Error) -> Self {
+        DriverError::Io { op, source }
+    }
+}
+
+/// Batched raw-frame I/O. See the crate documentation for the contract.
+pub trait FrameIo {
+    fn capabilities(&self) -> Capabilities;
+
+    /// Receives up to `max` frames, calling `on_frame` once for each. Returns how many.
+    /// Returns `Ok(0)` when nothing is waiting; it never blocks.
+    fn rx_burst(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DriverError>;
+
+    /// How many more frames `tx_stage` will accept before the next `tx_flush`.
+    fn tx_room(&self) -> usize;
+
+    /// Lends a TX buffer of exactly `len` bytes to `fill`, and stages it for the next flush.
+    /// Returns `false` (and does not call `fill`) if the ring is full or `len` exceeds
+    /// `max_frame_len`.
+    fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;
+
+    /// Submits every staged frame: one kick per call at most.
+    fn tx_flush(&mut self) -> Result<(), DriverError>;
+
+    fn counters(&self) -> DriverCounters;
+
+    /// Idle mode: blocks until a frame may be waiting or `timeout` passes. Busy-polling
+    /// callers never call it. Backends without a way to wait return at once.
+    fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// `true` once a finite source (a pcap file being replayed) has nothing more to give.
+    fn rx_exhausted(&self) -> bool {
+        false
+    }
+}
+
+impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn rx_burst(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DriverError> {
+        (**self).rx_burst(max, on_frame)
+    }
+    fn tx_room(&self) -> usize {
+        (**self).tx_room()
+    }
+    fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        (**self).tx_stage(len, fill)
+    }
+    fn tx_flush(&mut self) -> Result<(), DriverError> {
+        (**self).tx_flush()
+    }
+    fn counters(&self) -> DriverCounters {
+        (**self).counters()
+    }
+    fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
+        (**self).wait_rx(timeout)
+    }
+    fn rx_exhausted(&self) -> bool {
+        (**self).rx_exhausted()
+    }
+}

@@ -1,0 +1,116 @@
+//! sans-IO TCP/IP for sirocco, built from smoltcp "cells".
+//!
+//! smoltcp finds the socket for a segment by scanning its whole `SocketSet`, and its egress pass
+//! visits every socket, so one big set costs O(connections) per packet. Here each connection is a
+//! **cell**: one smoltcp `Interface` (`Medium::Ip`) holding one TCP socket. A flow table keyed by
+//! the 4-tuple sits in front, so a segment reaches its cell in O(1), and only cells that received
+//! frames, were written to by the application, or have a due deadline are polled.
+//!
+//! The **front end** owns layer 2 and everything that is not an established flow: it validates
+//! Ethernet, ARP, IPv4, ICMP and TCP, answers ARP for our address and ICMP echo, learns each
+//! peer's MAC from its SYN, writes the Ethernet header in front of each IP packet a cell emits,
+//! and answers segments for unknown flows with RST. Everything it drops is counted by reason.
+//!
+//! # Using a [`Stack`]
+//!
+//! Once per loop iteration, with `now` read once:
+//! 1. [`Stack::handle_frame`] for each received frame (`handle_*` = inputs);
+//! 2. [`Stack::service`] to let the application read and write the sockets of the cells that
+//!    became ready (new data, new buffer space, newly established, peer closed);
+//! 3. [`Stack::poll_egress`] to emit what is due into a [`TxSink`] (`poll_*` = outputs);
+//! 4. [`Stack::poll_at`] says when the stack next needs `poll_egress` even with no input.
+//!
+//! The crate does no I/O and reads no clock: time is always a parameter. It contains no
+//! `unsafe` and never panics on any input.
+
+#![forbid(unsafe_code)]
+
+pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
+pub use smoltcp::time::{Duration, Instant};
+pub use smoltcp::wire::{EthernetAddress, Ipv4Address};
+
+/// Where the stack writes outgoing frames. Implemented by the server loop over a driver.
+pub trait TxSink {
+    /// `true` while at least one more frame can be sent now.
+    fn has_room(&self) -> bool;
+    /// Lends a buffer of exactly `len` bytes to `fill`. Returns `false` (without calling `fill`)
+    /// when there is no room.
+    fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;
+}
+
+/// Per-connection application state kept inside each cell. It is created once with `Default`
+/// and `reset` when the cell returns to the pool, so buffers it owns can keep their capacity.
+pub trait ConnState: Default {
+    fn reset(&mut self);
+}
+
+/// A ready connection, as lent to the application by [`Stack::service`].
+pub struct Conn<'a, A> {
+    pub socket: &'a mut TcpSocket<'static>,
+    pub state: &'a mut A,
+}
+
+/// Settings for a [`Stack`]. All sizes are explicit; memory is bounded by
+/// `max_connections * (rx_buffer + tx_buffer + per-cell overhead)`.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Our MAC address: frames to other unicast MACs are dropped.
+    pub mac: EthernetAddress,
+    pub ipv4: Ipv4Address,
+    pub prefix_len: u8,
+    /// The TCP port we listen on.
+    pub port: u16,
+    /// Hard cap on cells (connections, half-open included). A SYN beyond it gets an RST.
+    pub max_connections: usize,
+    /// TCP receive buffer per connection, bytes.
+    pub rx_buffer: usize,
+    /// TCP transmit buffer (and retransmission queue) per connection, bytes.
+    pub tx_buffer: usize,
+    /// IP MTU of the link.
+    pub mtu: usize,
+    /// The driver verified RX checksums: the front end need not.
+    pub rx_checksum_verified: bool,
+    /// The driver fills TX checksums: cells need not.
+    pub tx_checksum_offload: bool,
+    /// A connection that has not completed its handshake within this is dropped.
+    pub handshake_timeout: Duration,
+    /// An established connection with no segment from the peer for this long is reset.
+    pub idle_timeout: Duration,
+}
+
+impl StackConfig {
+    /// Defaults for everything but the addresses and the port.
+    pub fn new(mac: EthernetAddress, ipv4: Ipv4Address, prefix_len: u8, port: u16) -> Self {
+        StackConfig {
+            mac,
+            ipv4,
+            prefix_len,
+            port,
+            max_connections: 10_000,
+            rx_buffer: 4 * 1024,
+            tx_buffer: 16 * 1024,
+            mtu: 1500,
+            rx_checksum_verified: false,
+            tx_checksum_offload: false,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors in a [`StackConfig`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+    #[error("MTU {0} is outside 576..=9000")]
+    Mtu(usize),
+    #[error("{which} buffer of {size} bytes is too small (at least {min})")]
+    Buffer {
+        which: &'static str,
+        size: usize,
+        min: usize,
+    },
+    #[error("prefix length {0} is over 32")]
+    Prefix(u8),
+}

@@ -1,0 +1,1 @@
+//! sirocco-tests: shared helpers for the integration tests.

@@ -1,0 +1,1 @@
+//! sirocco-tools library: simulation harness.
