@@ -1,0 +1,226 @@
+//! Thin, safe wrappers over the few libc calls the tap backend makes.
+//!
+//! Every raw call goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
+//! `io::Result`. Each wrapper here owns one `unsafe` block and states why it is sound; nothing
+//! outside this module calls libc directly. File descriptors are held in [`Fd`], an [`OwnedFd`],
+//! so they are closed exactly once, on drop.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Calls a libc function and maps a `-1` return to the thread's `errno` as an [`io::Error`].
+///
+/// The expansion contains an `unsafe` block, so the macro is private to this module, and every
+/// use is preceded by a `// SAFETY:` comment explaining why that particular call is sound.
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)? ) ) => {{
+        // SAFETY: the caller of `syscall!` (always in this module) upholds the contract of
+        // `libc::$fn`; each use site documents why its arguments are valid.
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// An owned file descriptor, closed on drop.
+#[derive(Debug)]
+pub(crate) struct Fd(OwnedFd);
+
+impl Fd {
+    /// `open(2)` with `flags` (`O_CLOEXEC` is always added).
+    pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<Fd> {
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+        let fd = syscall!(open(path.as_ptr(), flags | libc::O_CLOEXEC))?;
+        // SAFETY: `open` just returned this descriptor and nothing else owns it.
+        Ok(Fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// `socket(2)` with `SOCK_CLOEXEC`.
+    pub(crate) fn socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<Fd> {
+        // SAFETY: plain integer arguments; the kernel validates them.
+        let fd = syscall!(socket(domain, ty | libc::SOCK_CLOEXEC, 0))?;
+        // SAFETY: `socket` just returned this descriptor and nothing else owns it.
+        Ok(Fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// One `read(2)` into `buf`. `Ok(n)` is the number of bytes read.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and the
+        // kernel writes at most that many.
+        let n = syscall!(read(self.raw(), buf.as_mut_ptr().cast(), buf.len()))?;
+        // `read` returns -1 (handled above) or a count no larger than `buf.len()`.
+        Ok(n.unsigned_abs())
+    }
+
+    /// One `write(2)` of `buf`. `Ok(n)` is the number of bytes written.
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+        let n = syscall!(write(self.raw(), buf.as_ptr().cast(), buf.len()))?;
+        Ok(n.unsigned_abs())
+    }
+
+    /// Waits up to `timeout` for the descriptor to become readable with `poll(2)`.
+    /// Returns `Ok(true)` if it is readable (or has an error or hang-up to report), `Ok(false)` on
+    /// timeout or when a signal interrupted the wait.
+    pub(crate) fn poll_readable(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.raw(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Round up so a 0.5 ms wait does not become a busy poll.
+        let millis = timeout.as_micros().div_ceil(1000);
+        let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call; nfds is 1.
+        match syscall!(poll(&mut pfd, 1, millis)) {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Issues an `ioctl(2)` whose argument is a `struct ifreq`.
+    pub(crate) fn ifreq_ioctl(&self, request: IfreqRequest, req: &mut IfReq) -> io::Result<()> {
+        // SAFETY: every `IfreqRequest` is an ioctl whose argument is a pointer to one
+        // `struct ifreq`; `req.0` is a valid, exclusively borrowed `ifreq` for the whole call.
+        syscall!(ioctl(
+            self.raw(),
+            request.code(),
+            &mut req.0 as *mut libc::ifreq
+        ))?;
+        Ok(())
+    }
+
+    fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// The ioctls that take a `struct ifreq`. Keeping them in a closed set is what lets
+/// [`Fd::ifreq_ioctl`] be safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfreqRequest {
+    /// `TUNSETIFF` on a `/dev/net/tun` descriptor: create or attach to a tun/tap device.
+    TunSetIff,
+    /// `SIOCGIFFLAGS` on a socket: read interface flags.
+    GetFlags,
+    /// `SIOCSIFFLAGS` on a socket: write interface flags.
+    SetFlags,
+    /// `SIOCGIFMTU` on a socket: read the MTU.
+    GetMtu,
+    /// `SIOCGIFINDEX` on a socket: read the interface index.
+    GetIndex,
+}
+
+impl IfreqRequest {
+    // The request constants are `c_ulong` in libc, the `ioctl` parameter is `libc::Ioctl`
+    // (`c_ulong` on glibc, `c_int` on musl): the cast is a no-op on glibc and keeps musl building.
+    #[allow(clippy::unnecessary_cast)]
+    fn code(self) -> libc::Ioctl {
+        match self {
+            IfreqRequest::TunSetIff => libc::TUNSETIFF as libc::Ioctl,
+            IfreqRequest::GetFlags => libc::SIOCGIFFLAGS as libc::Ioctl,
+            IfreqRequest::SetFlags => libc::SIOCSIFFLAGS as libc::Ioctl,
+            IfreqRequest::GetMtu => libc::SIOCGIFMTU as libc::Ioctl,
+            IfreqRequest::GetIndex => libc::SIOCGIFINDEX as libc::Ioctl,
+        }
+    }
+}
+
+/// A `struct ifreq` with a name set, and typed access to the union members we use.
+pub(crate) struct IfReq(libc::ifreq);
+
+impl IfReq {
+    /// An all-zero request naming `name`. The caller has checked `name` fits (at most
+    /// `IFNAMSIZ - 1` bytes, no NUL); longer names are cut so the terminating NUL stays.
+    pub(crate) fn new(name: &str) -> IfReq {
+        // SAFETY: `ifreq` is a plain C struct of integers, byte arrays, a union of those and a
+        // raw pointer; all-zero bytes are a valid value for every one of them.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, &src) in req
+            .ifr_name
+            .iter_mut()
+            .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
+        {
+            *dst = src as libc::c_char;
+        }
+        IfReq(req)
+    }
+
+    /// The name in the request, as the kernel left it (TUNSETIFF writes the final name back).
+    pub(crate) fn name(&self) -> String {
+        let bytes: Vec<u8> = self
+            .0
+            .ifr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub(crate) fn flags(&self) -> libc::c_short {
+        // SAFETY: every member of the union is plain integer data, so reading `ifru_flags` is
+        // valid whichever member was last written (zeroed, or filled in by the kernel).
+        unsafe { self.0.ifr_ifru.ifru_flags }
+    }
+
+    pub(crate) fn set_flags(&mut self, flags: libc::c_short) {
+        self.0.ifr_ifru.ifru_flags = flags;
+    }
+
+    pub(crate) fn int_value(&self) -> libc::c_int {
+        // SAFETY: as in `flags`: the union holds plain integer data; `ifru_mtu` and
+        // `ifru_ifindex` are the same `c_int` at offset 0.
+        unsafe { self.0.ifr_ifru.ifru_mtu }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_name_round_trips_and_is_nul_terminated() {
+        let req = IfReq::new("tap0");
+        assert_eq!(req.name(), "tap0");
+        let long = IfReq::new("abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(long.name(), "abcdefghijklmno");
+        assert_eq!(long.0.ifr_name[libc::IFNAMSIZ - 1], 0);
+    }
+
+    #[test]
+    fn ifreq_flags_are_stored_in_the_union() {
+        let mut req = IfReq::new("x");
+        assert_eq!(req.flags(), 0);
+        req.set_flags(0x1002);
+        assert_eq!(req.flags(), 0x1002);
+    }
+
+    #[test]
+    fn pipe_read_write_and_poll() {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
+        syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)).unwrap();
+        // SAFETY: `pipe2` just returned these descriptors; each is owned once.
+        let (rd, wr) = unsafe {
+            (
+                Fd(OwnedFd::from_raw_fd(fds[0])),
+                Fd(OwnedFd::from_raw_fd(fds[1])),
+            )
+        };
+        assert!(!rd.poll_readable(Duration::from_millis(1)).unwrap());
+        let mut buf = [0u8; 8];
+        let err = rd.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(wr.write(b"abc").unwrap(), 3);
+        assert!(rd.poll_readable(Duration::from_millis(100)).unwrap());
+        assert_eq!(rd.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+    }
+}
