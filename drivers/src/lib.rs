@@ -26,6 +26,7 @@ pub mod capture;
 pub mod clock;
 pub mod memory;
 pub mod pcap;
+mod sys;
 pub mod tap;
 
 use std::time::Duration;
