@@ -1,2 +1,10 @@
 //! sirocco: the application. Content cache, HTTP, the server loop joining a driver to the
 //! netstack, the CLI's commands, and the netns lab.
+
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod http;
+pub mod lab;
+pub mod runner;
+pub mod server;

@@ -25,6 +25,17 @@
 
 #![forbid(unsafe_code)]
 
+mod cell;
+mod counters;
+mod flow;
+mod frontend;
+mod stack;
+mod staging;
+mod timers;
+
+pub use counters::StackCounters;
+pub use stack::Stack;
+
 pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::{EthernetAddress, Ipv4Address};
@@ -113,4 +124,18 @@ pub enum ConfigError {
     },
     #[error("prefix length {0} is over 32")]
     Prefix(u8),
+    #[error("max_connections {0} is over 2^32 - 1")]
+    TooManyConnections(usize),
+    #[error("{which} buffer of {size} bytes is too large (at most {max})")]
+    BufferTooLarge {
+        which: &'static str,
+        size: usize,
+        max: usize,
+    },
+    #[error("port must not be 0")]
+    Port,
+    #[error("IPv4 address {0} is not a unicast host address")]
+    Ipv4NotUnicast(Ipv4Address),
+    #[error("MAC address {0} is not a unicast address")]
+    MacNotUnicast(EthernetAddress),
 }

@@ -1,0 +1,386 @@
+//! A cell: one connection's private smoltcp `Interface` and one-socket `SocketSet`.
+//!
+//! smoltcp scans every socket of a set per packet and per egress pass; a cell holds exactly one,
+//! so both are O(1). The interface uses `Medium::Ip`: the front end owns layer 2, strips the
+//! Ethernet header on the way in and writes it on the way out (to the MAC learned from the
+//! flow's SYN). Two tiny `Device` adapters connect a cell to the outside:
+//! - [`IngressDevice`] lends one borrowed IP packet as the only RX token; a reply smoltcp makes
+//!   while processing it (challenge ACK, RST) goes to the front end's staging ring;
+//! - [`EgressDevice`] writes each packet smoltcp emits straight into the `TxSink`.
+//!
+//! Invariants: the socket handle is the only one in the set; cells are reused (the socket is
+//! aborted and re-listened, keeping its buffers), and `generation` changes on every reuse so a
+//! stale reference (ready list, dirty list, timer) can never reach the next connection.
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
+
+use crate::TxSink;
+use crate::flow::FlowKey;
+use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::{TcpSocket, TcpState};
+
+/// Why a cell's egress loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EgressStop {
+    /// smoltcp had nothing more to send.
+    Idle,
+    /// The sink had no room; the cell still has work.
+    SinkFull,
+    /// The per-cell frame budget ran out; the cell still has work.
+    BudgetExhausted,
+}
+
+pub(crate) struct Cell<A> {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    handle: SocketHandle,
+    pub app: A,
+    /// Bumped on every recycle.
+    pub generation: u32,
+    /// The flow this cell serves; `None` while pooled.
+    pub flow: Option<FlowKey>,
+    /// Ethernet header for everything the cell emits (dst = the peer MAC from the SYN).
+    pub eth: EthHeader,
+    pub opened_at: Instant,
+    /// When the last segment from the peer arrived.
+    pub last_rx: Instant,
+    pub in_ready: bool,
+    pub in_dirty: bool,
+    /// Deadline of this cell's live timer entry, if any.
+    pub armed: Option<Instant>,
+}
+
+impl<A: Default> Cell<A> {
+    /// Builds a pooled cell: interface, socket with its buffers, no flow yet.
+    pub fn new(
+        caps: &DeviceCapabilities,
+        ipv4: smoltcp::wire::Ipv4Address,
+        prefix_len: u8,
+        rx_buffer: usize,
+        tx_buffer: usize,
+        seed: u64,
+        eth: EthHeader,
+        now: Instant,
+    ) -> Self {
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut CapsDevice(caps.clone()), now);
+        iface.update_ip_addrs(|addrs| {
+            // Cannot fail: a fresh interface has no addresses.
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(ipv4), prefix_len));
+        });
+        // With Medium::Ip smoltcp resolves no neighbours, but it still refuses to send to a
+        // destination with no route (`InterfaceInner::route`). Peers outside our prefix arrive
+        // through a gateway whose MAC the front end learned from the SYN, so a default route
+        // makes every peer routable; the gateway address itself is never used on Medium::Ip.
+        // Cannot fail: a fresh interface has an empty route table.
+        let _ = iface.routes_mut().add_default_ipv4_route(ipv4);
+
+        let mut socket = TcpSocket::new(
+            smoltcp::socket::tcp::SocketBuffer::new(vec![0; rx_buffer]),
+            smoltcp::socket::tcp::SocketBuffer::new(vec![0; tx_buffer]),
+        );
+        // A static server writes whole responses at once: Nagle would only hold back the tail.
+        socket.set_nagle_enabled(false);
+        // No delayed ACK: the application answers a request in the same loop iteration, so the
+        // ACK rides on the response anyway; when it does not (partial request), an immediate
+        // ACK costs one small frame but avoids the 10 ms Nagle/delayed-ACK stall with clients
+        // that keep Nagle on, and saves a timer entry per request.
+        socket.set_ack_delay(None);
+        let mut sockets = SocketSet::new(Vec::with_capacity(1));
+        let handle = sockets.add(socket);
+        Cell {
+            iface,
+            sockets,
+            handle,
+            app: A::default(),
+            generation: 0,
+            flow: None,
+            eth,
+            opened_at: now,
+            last_rx: now,
+            in_ready: false,
+            in_dirty: false,
+            armed: None,
+        }
+    }
+}
+
+impl<A> Cell<A> {
+    pub fn socket(&mut self) -> &mut TcpSocket<'static> {
+        self.sockets.get_mut::<TcpSocket<'static>>(self.handle)
+    }
+
+    /// The socket and the application state, borrowed together for [`crate::Conn`].
+    pub fn socket_and_app(&mut self) -> (&mut TcpSocket<'static>, &mut A) {
+        (
+            self.sockets.get_mut::<TcpSocket<'static>>(self.handle),
+            &mut self.app,
+        )
+    }
+
+    pub fn state(&self) -> TcpState {
+        self.sockets.get::<TcpSocket<'static>>(self.handle).state()
+    }
+
+    /// Takes a pooled cell into service: fresh socket state listening on `local`.
+    /// `false` if the socket refused to listen (port 0; ruled out by config validation).
+    pub fn open(&mut self, local: IpListenEndpoint, flow: FlowKey, eth: EthHeader, now: Instant) -> bool {
+        let socket = self.socket();
+        socket.abort();
+        // `reset` (inside `listen`) keeps the congestion controller: start it afresh.
+        socket.set_congestion_control(socket.congestion_control());
+        if socket.listen(local).is_err() {
+            return false;
+        }
+        self.flow = Some(flow);
+        self.eth = eth;
+        self.opened_at = now;
+        self.last_rx = now;
+        true
+    }
+
+    /// Forgets the connection without sending anything and bumps the generation.
+    pub fn close(&mut self) {
+        let socket = self.socket();
+        socket.abort();
+        // Clear the tuple so an aborted socket has no RST left to send.
+        let endpoint = socket.listen_endpoint();
+        if endpoint.port != 0 {
+            let _ = socket.listen(endpoint);
+        }
+        self.flow = None;
+        self.generation = self.generation.wrapping_add(1);
+        self.in_ready = false;
+        self.in_dirty = false;
+        self.armed = None;
+    }
+
+    /// Feeds one IP packet. Returns how many replies were lost to a full staging ring.
+    pub fn ingress(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        staging: &mut Staging,
+        caps: &DeviceCapabilities,
+    ) -> u64 {
+        let mut device = IngressDevice {
+            packet: Some(packet),
+            staging,
+            eth: self.eth,
+            caps,
+            lost: 0,
+        };
+        self.iface
+            .poll_ingress_single(now, &mut device, &mut self.sockets);
+        device.lost
+    }
+
+    /// Runs egress passes until smoltcp is idle, the sink is full or `budget` frames were sent.
+    pub fn egress(&mut self, now: Instant, device: &mut EgressDevice<'_>, budget: usize) -> EgressStop {
+        device.eth = self.eth;
+        for _ in 0..budget {
+            if !device.sink.has_room() {
+                return EgressStop::SinkFull;
+            }
+            let before = device.sent + device.refused;
+            // smoltcp emits at most one segment per socket per pass.
+            self.iface.poll_egress(now, device, &mut self.sockets);
+            if device.sent + device.refused == before {
+                return EgressStop::Idle;
+            }
+        }
+        EgressStop::BudgetExhausted
+    }
+
+    /// When smoltcp next wants an egress pass (retransmit, zero-window probe, TIME-WAIT...).
+    pub fn smoltcp_poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.iface.poll_at(now, &self.sockets)
+    }
+}
+
+/// Only answers `capabilities()`, for `Interface::new`.
+struct CapsDevice(DeviceCapabilities);
+
+impl Device for CapsDevice {
+    type RxToken<'a> = PacketRx<'a>;
+    type TxToken<'a> = StagingTx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, StagingTx<'_>)> {
+        None
+    }
+    fn transmit(&mut self, _: Instant) -> Option<StagingTx<'_>> {
+        None
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.0.clone()
+    }
+}
+
+/// Lends one received IP packet to a cell.
+pub(crate) struct IngressDevice<'d> {
+    packet: Option<&'d [u8]>,
+    staging: &'d mut Staging,
+    eth: EthHeader,
+    caps: &'d DeviceCapabilities,
+    lost: u64,
+}
+
+pub(crate) struct PacketRx<'a> {
+    packet: &'a [u8],
+}
+
+impl phy::RxToken for PacketRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.packet)
+    }
+}
+
+/// Writes a reply made during ingress into the staging ring, or into scratch if it is full.
+pub(crate) struct StagingTx<'a> {
+    staging: &'a mut Staging,
+    eth: EthHeader,
+    lost: &'a mut u64,
+}
+
+impl phy::TxToken for StagingTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let eth = self.eth;
+        if let Some(payload) = self
+            .staging
+            .reserve(ETH_HEADER_LEN + len)
+            .and_then(|frame| eth.write(frame))
+        {
+            return f(payload);
+        }
+        *self.lost += 1;
+        // smoltcp needs the packet built to return `R`; build it where it is thrown away.
+        // Only replies to misbehaving peers get here, so the allocation is off the fast path.
+        f(&mut vec![0; len])
+    }
+}
+
+impl<'d> Device for IngressDevice<'d> {
+    type RxToken<'a>
+        = PacketRx<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = StagingTx<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, StagingTx<'_>)> {
+        let packet = self.packet.take()?;
+        Some((
+            PacketRx { packet },
+            StagingTx {
+                staging: self.staging,
+                eth: self.eth,
+                lost: &mut self.lost,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<StagingTx<'_>> {
+        Some(StagingTx {
+            staging: self.staging,
+            eth: self.eth,
+            lost: &mut self.lost,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}
+
+/// Writes what a cell emits into the `TxSink`, behind the cell's Ethernet header.
+pub(crate) struct EgressDevice<'d> {
+    pub sink: &'d mut dyn TxSink,
+    pub eth: EthHeader,
+    pub caps: &'d DeviceCapabilities,
+    /// Frames the sink took.
+    pub sent: u64,
+    /// Frames built but refused by the sink despite `has_room`.
+    pub refused: u64,
+}
+
+impl<'d> EgressDevice<'d> {
+    pub fn new(sink: &'d mut dyn TxSink, caps: &'d DeviceCapabilities) -> Self {
+        EgressDevice {
+            sink,
+            eth: EthHeader {
+                dst: smoltcp::wire::EthernetAddress([0; 6]),
+                src: smoltcp::wire::EthernetAddress([0; 6]),
+                ethertype: EthernetProtocol::Ipv4,
+            },
+            caps,
+            sent: 0,
+            refused: 0,
+        }
+    }
+}
+
+pub(crate) struct SinkTx<'a, 'd> {
+    device: &'a mut EgressDevice<'d>,
+}
+
+impl phy::TxToken for SinkTx<'_, '_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let eth = self.device.eth;
+        let mut pending = Some(f);
+        let mut out = None;
+        let taken = self.device.sink.send(ETH_HEADER_LEN + len, &mut |frame| {
+            if let Some(payload) = eth.write(frame).and_then(|p| p.get_mut(..len)) {
+                out = pending.take().map(|f| f(payload));
+            }
+        });
+        if let Some(out) = out {
+            if taken {
+                self.device.sent += 1;
+            } else {
+                self.device.refused += 1;
+            }
+            return out;
+        }
+        self.device.refused += 1;
+        match pending {
+            // The sink broke its contract (no room after `has_room`, or a short buffer): build
+            // the packet where it is thrown away; TCP retransmits it.
+            Some(f) => f(&mut vec![0; len]),
+            // `pending` is only taken in the statement that sets `out`.
+            None => unreachable!("fill consumed the packet builder without output"),
+        }
+    }
+}
+
+impl<'d> Device for EgressDevice<'d> {
+    type RxToken<'a>
+        = PacketRx<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = SinkTx<'a, 'd>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, SinkTx<'_, 'd>)> {
+        None
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<SinkTx<'_, 'd>> {
+        if self.sink.has_room() {
+            Some(SinkTx { device: self })
+        } else {
+            None
+        }
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}

@@ -1,0 +1,139 @@
+//! Stack-wide event and drop counters.
+//!
+//! Owns [`StackCounters`]: plain `u64` fields, bumped on the data path with no atomics and no
+//! allocation, read by a stats reporter through [`StackCounters::fields`]. Invariant: every frame
+//! the stack does not use is counted in exactly one `drop_*` field, so
+//! [`StackCounters::total_dropped`] is the number of received frames thrown away.
+
+macro_rules! define_counters {
+    (
+        events { $( $(#[$edoc:meta])* $event:ident, )* }
+        drops { $( $(#[$ddoc:meta])* $drop:ident, )* }
+    ) => {
+        /// Counters of a [`crate::Stack`]. Events first, then `drop_*` reasons.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct StackCounters {
+            $( $(#[$edoc])* pub $event: u64, )*
+            $( $(#[$ddoc])* pub $drop: u64, )*
+        }
+
+        impl StackCounters {
+            /// Sum of all `drop_*` counters.
+            pub fn total_dropped(&self) -> u64 {
+                0 $( + self.$drop )*
+            }
+
+            /// Every counter as `(name, value)`, in declaration order, for a stats printer.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
+                [
+                    $( (stringify!($event), self.$event), )*
+                    $( (stringify!($drop), self.$drop), )*
+                ]
+                .into_iter()
+            }
+        }
+    };
+}
+
+define_counters! {
+    events {
+        /// Frames passed to `handle_frame`.
+        rx_frames,
+        /// Frames written into the `TxSink`.
+        tx_frames,
+        /// Frames a cell built while the sink refused them (the sink lied about `has_room`);
+        /// TCP retransmits them.
+        tx_refused,
+        /// ARP replies staged.
+        arp_replies,
+        /// ICMP echo replies staged.
+        icmp_echo_replies,
+        /// SYNs that got a cell.
+        syn_accepted,
+        /// SYNs refused with RST because all `max_connections` cells were in use.
+        syn_refused_full,
+        /// RSTs we chose to send: for unknown flows and closed ports, and aborts on timeouts.
+        rst_sent,
+        /// Cells returned to the pool.
+        connections_closed,
+        /// Half-open connections aborted after `handshake_timeout`.
+        handshake_timeouts,
+        /// Established connections reset after `idle_timeout` without a segment from the peer.
+        idle_timeouts,
+        /// Replies lost because the front-end staging ring was full.
+        tx_staging_full,
+    }
+    drops {
+        /// Shorter than an Ethernet header.
+        drop_eth_truncated,
+        /// Destination MAC is neither ours nor broadcast.
+        drop_eth_not_for_us,
+        /// Neither IPv4, ARP nor IPv6 (VLAN tags included).
+        drop_ethertype_unknown,
+        /// IPv6 is not supported yet.
+        drop_ipv6,
+        /// ARP that does not parse as Ethernet/IPv4 or has a non-unicast sender.
+        drop_arp_malformed,
+        /// ARP request for another address.
+        drop_arp_not_for_us,
+        /// ARP replies and unknown operations: we learn nothing from ARP.
+        drop_arp_other,
+        /// Bad IPv4 header: version, lengths.
+        drop_ipv4_malformed,
+        /// Bad IPv4 header checksum.
+        drop_ipv4_checksum,
+        /// IPv4 fragments (no reassembly).
+        drop_ipv4_fragment,
+        /// IPv4 destination is not our address.
+        drop_ipv4_not_for_us,
+        /// IPv4 source is not a unicast address of someone else.
+        drop_ipv4_bad_source,
+        /// Protocol other than ICMP and TCP.
+        drop_ip_protocol_unknown,
+        /// ICMP that does not parse, or has a bad checksum.
+        drop_icmp_malformed,
+        /// ICMP other than echo request.
+        drop_icmp_other,
+        /// Echo request whose reply would not fit the MTU.
+        drop_icmp_oversize,
+        /// TCP header that does not parse (lengths, zero ports, impossible flags).
+        drop_tcp_malformed,
+        /// Bad TCP checksum.
+        drop_tcp_checksum,
+        /// Segment without SYN for an unknown flow (answered by RST unless it is an RST).
+        drop_tcp_no_flow,
+        /// Segment to a port we do not listen on (answered by RST unless it is an RST).
+        drop_tcp_port_closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_dropped_sums_only_drop_fields() {
+        let c = StackCounters {
+            rx_frames: 10,
+            drop_ipv6: 2,
+            drop_tcp_checksum: 3,
+            ..Default::default()
+        };
+        assert_eq!(c.total_dropped(), 5);
+    }
+
+    #[test]
+    fn fields_lists_every_counter_once() {
+        let c = StackCounters {
+            idle_timeouts: 7,
+            ..Default::default()
+        };
+        let fields: Vec<_> = c.fields().collect();
+        assert_eq!(fields.first(), Some(&("rx_frames", 0)));
+        assert!(fields.contains(&("idle_timeouts", 7)));
+        let mut names: Vec<_> = fields.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), fields.len());
+    }
+}

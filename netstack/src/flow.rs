@@ -1,0 +1,95 @@
+//! The flow table: which cell owns a TCP connection.
+//!
+//! Our address and port are fixed, so a flow is identified by the peer's address and port.
+//! The table is an `ahash` map keyed from a seed given at construction (no OS reads here), so a
+//! peer cannot choose 4-tuples that collide (hash flooding). Invariant: a key maps to at most
+//! one cell, and a cell is in the table exactly while it owns that flow. Capacity for
+//! `max_connections` entries is reserved up front, so inserts never reallocate.
+
+use std::collections::HashMap;
+
+use smoltcp::wire::Ipv4Address;
+
+/// The peer side of a connection to our address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    pub peer_ip: Ipv4Address,
+    pub peer_port: u16,
+}
+
+pub(crate) struct FlowTable {
+    map: HashMap<FlowKey, u32, ahash::RandomState>,
+}
+
+/// SplitMix64: expands one seed into the four keys ahash wants.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl FlowTable {
+    pub fn new(capacity: usize, seed: u64) -> Self {
+        let mut s = seed;
+        let hasher = ahash::RandomState::with_seeds(
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+        );
+        FlowTable {
+            map: HashMap::with_capacity_and_hasher(capacity, hasher),
+        }
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<u32> {
+        self.map.get(key).copied()
+    }
+
+    pub fn insert(&mut self, key: FlowKey, cell: u32) {
+        self.map.insert(key, cell);
+    }
+
+    pub fn remove(&mut self, key: &FlowKey) {
+        self.map.remove(key);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove() {
+        let mut t = FlowTable::new(4, 42);
+        let a = FlowKey {
+            peer_ip: Ipv4Address::new(198, 18, 0, 2),
+            peer_port: 40000,
+        };
+        let b = FlowKey {
+            peer_port: 40001,
+            ..a
+        };
+        t.insert(a, 1);
+        t.insert(b, 2);
+        assert_eq!(t.get(&a), Some(1));
+        assert_eq!(t.get(&b), Some(2));
+        t.remove(&a);
+        assert_eq!(t.get(&a), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn seeds_give_distinct_keys() {
+        let mut s = 0;
+        let (x, y) = (splitmix64(&mut s), splitmix64(&mut s));
+        assert_ne!(x, y);
+    }
+}

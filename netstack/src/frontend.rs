@@ -1,0 +1,470 @@
+//! The front end: layer 2 and everything that is not an established flow.
+//!
+//! It turns untrusted frames into typed values once ("parse, don't validate"): Ethernet, ARP,
+//! IPv4, ICMP and TCP are checked here and every frame is either answered (ARP request for our
+//! address, ICMP echo), handed on as a validated [`TcpSegment`], or dropped and counted in
+//! exactly one `drop_*` counter. It also builds the RSTs the stack sends for segments no cell
+//! owns. Invariants: no accessor is called on a wire view before `new_checked` succeeded, so no
+//! input can panic; replies go only to the staging ring; nothing is learned from ARP.
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+
+use crate::StackCounters;
+use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+
+/// Hop limit of packets we originate (RFC 1700 / IANA default).
+const HOP_LIMIT: u8 = 64;
+
+/// A TCP segment addressed to us, with valid IPv4 and TCP headers and checksums.
+pub(crate) struct TcpSegment<'f> {
+    pub peer_mac: EthernetAddress,
+    pub peer_ip: Ipv4Address,
+    /// The IPv4 packet, trimmed to its total length (Ethernet padding removed).
+    pub ip_packet: &'f [u8],
+    pub repr: TcpRepr<'f>,
+}
+
+/// What became of a received frame.
+pub(crate) enum Verdict<'f> {
+    /// Answered or dropped; counted either way.
+    Done,
+    /// A TCP segment for the stack to route.
+    Tcp(TcpSegment<'f>),
+}
+
+/// Our addresses and checksum policy.
+pub(crate) struct FrontEnd {
+    pub mac: EthernetAddress,
+    pub ipv4: Ipv4Address,
+    pub subnet: Ipv4Cidr,
+    /// Verify IPv4/ICMP/TCP checksums on receive.
+    pub verify_rx: bool,
+    /// Checksums to fill on transmit.
+    pub tx_caps: ChecksumCapabilities,
+    /// Largest IP packet we send.
+    pub mtu: usize,
+}
+
+impl FrontEnd {
+    /// Classifies one received frame. Replies are staged; drops are counted.
+    pub fn classify<'f>(
+        &self,
+        frame: &'f [u8],
+        counters: &mut StackCounters,
+        staging: &mut Staging,
+    ) -> Verdict<'f> {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            counters.drop_eth_truncated += 1;
+            return Verdict::Done;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.mac && !dst.is_broadcast() {
+            counters.drop_eth_not_for_us += 1;
+            return Verdict::Done;
+        }
+        let peer_mac = eth.src_addr();
+        let payload = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
+        match eth.ethertype() {
+            EthernetProtocol::Arp => {
+                self.arp(payload, counters, staging);
+                Verdict::Done
+            }
+            EthernetProtocol::Ipv4 => self.ipv4(peer_mac, payload, counters, staging),
+            EthernetProtocol::Ipv6 => {
+                counters.drop_ipv6 += 1;
+                Verdict::Done
+            }
+            _ => {
+                counters.drop_ethertype_unknown += 1;
+                Verdict::Done
+            }
+        }
+    }
+
+    fn arp(&self, payload: &[u8], counters: &mut StackCounters, staging: &mut Staging) {
+        let Ok(packet) = ArpPacket::new_checked(payload) else {
+            counters.drop_arp_malformed += 1;
+            return;
+        };
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) = ArpRepr::parse(&packet)
+        else {
+            counters.drop_arp_malformed += 1;
+            return;
+        };
+        if operation != ArpOperation::Request {
+            counters.drop_arp_other += 1;
+            return;
+        }
+        if target_protocol_addr != self.ipv4 {
+            counters.drop_arp_not_for_us += 1;
+            return;
+        }
+        if !source_hardware_addr.is_unicast() {
+            counters.drop_arp_malformed += 1;
+            return;
+        }
+        // RFC 826 "Packet Reception": swap sender and target, fill in our hardware address,
+        // set the opcode to reply and send it to the requester's hardware address.
+        let reply = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: self.ipv4,
+            target_hardware_addr: source_hardware_addr,
+            target_protocol_addr: source_protocol_addr,
+        };
+        let header = EthHeader {
+            dst: source_hardware_addr,
+            src: self.mac,
+            ethertype: EthernetProtocol::Arp,
+        };
+        let staged = staging
+            .reserve(ETH_HEADER_LEN + reply.buffer_len())
+            .and_then(|frame| header.write(frame))
+            .map(|rest| reply.emit(&mut ArpPacket::new_unchecked(rest)));
+        match staged {
+            Some(()) => counters.arp_replies += 1,
+            None => counters.tx_staging_full += 1,
+        }
+    }
+
+    fn ipv4<'f>(
+        &self,
+        peer_mac: EthernetAddress,
+        payload: &'f [u8],
+        counters: &mut StackCounters,
+        staging: &mut Staging,
+    ) -> Verdict<'f> {
+        // `new_checked` bounds header and total length by the buffer: after it, no accessor
+        // panics.
+        let Ok(packet) = Ipv4Packet::new_checked(payload) else {
+            counters.drop_ipv4_malformed += 1;
+            return Verdict::Done;
+        };
+        if packet.version() != 4 {
+            counters.drop_ipv4_malformed += 1;
+            return Verdict::Done;
+        }
+        if self.verify_rx && !packet.verify_checksum() {
+            counters.drop_ipv4_checksum += 1;
+            return Verdict::Done;
+        }
+        if packet.more_frags() || packet.frag_offset() != 0 {
+            counters.drop_ipv4_fragment += 1;
+            return Verdict::Done;
+        }
+        if packet.dst_addr() != self.ipv4 {
+            counters.drop_ipv4_not_for_us += 1;
+            return Verdict::Done;
+        }
+        let src = packet.src_addr();
+        // RFC 1122 §3.2.1.3: a source address must be a host address; never answer broadcast,
+        // multicast, unspecified or our own address.
+        if src.is_unspecified()
+            || src.is_broadcast()
+            || src.is_multicast()
+            || src == self.ipv4
+            || self.subnet.broadcast() == Some(src)
+        {
+            counters.drop_ipv4_bad_source += 1;
+            return Verdict::Done;
+        }
+        let total = usize::from(packet.total_len());
+        let header = usize::from(packet.header_len());
+        let (Some(ip_packet), Some(ip_payload)) = (payload.get(..total), payload.get(header..total))
+        else {
+            counters.drop_ipv4_malformed += 1;
+            return Verdict::Done;
+        };
+        match packet.next_header() {
+            IpProtocol::Icmp => {
+                self.icmp(peer_mac, src, ip_payload, counters, staging);
+                Verdict::Done
+            }
+            IpProtocol::Tcp => self.tcp(peer_mac, src, ip_packet, ip_payload, counters),
+            _ => {
+                counters.drop_ip_protocol_unknown += 1;
+                Verdict::Done
+            }
+        }
+    }
+
+    fn icmp(
+        &self,
+        peer_mac: EthernetAddress,
+        peer_ip: Ipv4Address,
+        ip_payload: &[u8],
+        counters: &mut StackCounters,
+        staging: &mut Staging,
+    ) {
+        let Ok(packet) = Icmpv4Packet::new_checked(ip_payload) else {
+            counters.drop_icmp_malformed += 1;
+            return;
+        };
+        if self.verify_rx && !packet.verify_checksum() {
+            counters.drop_icmp_malformed += 1;
+            return;
+        }
+        let repr = match Icmpv4Repr::parse(&packet, &ChecksumCapabilities::ignored()) {
+            Ok(repr) => repr,
+            // Unknown types and codes fail to parse: not an echo request either way.
+            Err(_) => {
+                counters.drop_icmp_other += 1;
+                return;
+            }
+        };
+        let Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        } = repr
+        else {
+            counters.drop_icmp_other += 1;
+            return;
+        };
+        // RFC 792 "Echo or Echo Reply Message": the reply carries the request's identifier,
+        // sequence number and data.
+        let reply = Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        let ip = Ipv4Repr {
+            src_addr: self.ipv4,
+            dst_addr: peer_ip,
+            next_header: IpProtocol::Icmp,
+            payload_len: reply.buffer_len(),
+            hop_limit: HOP_LIMIT,
+        };
+        if ip.buffer_len() + ip.payload_len > self.mtu {
+            counters.drop_icmp_oversize += 1;
+            return;
+        }
+        let staged = self.stage_ipv4(staging, peer_mac, &ip, |buf, caps| {
+            reply.emit(&mut Icmpv4Packet::new_unchecked(buf), caps)
+        });
+        match staged {
+            true => counters.icmp_echo_replies += 1,
+            false => counters.tx_staging_full += 1,
+        }
+    }
+
+    fn tcp<'f>(
+        &self,
+        peer_mac: EthernetAddress,
+        peer_ip: Ipv4Address,
+        ip_packet: &'f [u8],
+        ip_payload: &'f [u8],
+        counters: &mut StackCounters,
+    ) -> Verdict<'f> {
+        let Ok(packet) = TcpPacket::new_checked(ip_payload) else {
+            counters.drop_tcp_malformed += 1;
+            return Verdict::Done;
+        };
+        let (src, dst) = (IpAddress::Ipv4(peer_ip), IpAddress::Ipv4(self.ipv4));
+        if self.verify_rx && !packet.verify_checksum(&src, &dst) {
+            counters.drop_tcp_checksum += 1;
+            return Verdict::Done;
+        }
+        match TcpRepr::parse(&packet, &src, &dst, &ChecksumCapabilities::ignored()) {
+            Ok(repr) => Verdict::Tcp(TcpSegment {
+                peer_mac,
+                peer_ip,
+                ip_packet,
+                repr,
+            }),
+            Err(_) => {
+                counters.drop_tcp_malformed += 1;
+                Verdict::Done
+            }
+        }
+    }
+
+    /// Stages an RST answering `seg`, unless `seg` is itself an RST. Counts `rst_sent` or
+    /// `tx_staging_full`.
+    pub fn stage_rst(&self, seg: &TcpSegment, counters: &mut StackCounters, staging: &mut Staging) {
+        // RFC 9293 §3.10.7.1 (CLOSED state): "An incoming segment containing a RST is
+        // discarded. An incoming segment not containing a RST causes a RST to be sent in
+        // response. ... If the ACK bit is off, sequence number zero is used,
+        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. If the ACK bit is on,
+        // <SEQ=SEG.ACK><CTL=RST>."
+        if seg.repr.control == TcpControl::Rst {
+            return;
+        }
+        let (seq_number, ack_number) = match seg.repr.ack_number {
+            Some(ack) => (ack, None),
+            None => (
+                TcpSeqNumber(0),
+                Some(seg.repr.seq_number + seg.repr.segment_len()),
+            ),
+        };
+        let rst = TcpRepr {
+            src_port: seg.repr.dst_port,
+            dst_port: seg.repr.src_port,
+            control: TcpControl::Rst,
+            seq_number,
+            ack_number,
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: self.ipv4,
+            dst_addr: seg.peer_ip,
+            next_header: IpProtocol::Tcp,
+            payload_len: rst.buffer_len(),
+            hop_limit: HOP_LIMIT,
+        };
+        let (src, dst) = (IpAddress::Ipv4(self.ipv4), IpAddress::Ipv4(seg.peer_ip));
+        let staged = self.stage_ipv4(staging, seg.peer_mac, &ip, |buf, caps| {
+            rst.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps)
+        });
+        match staged {
+            true => counters.rst_sent += 1,
+            false => counters.tx_staging_full += 1,
+        }
+    }
+
+    /// Stages Ethernet + IPv4 header + the payload written by `emit`. `false` if the ring is
+    /// full.
+    fn stage_ipv4(
+        &self,
+        staging: &mut Staging,
+        peer_mac: EthernetAddress,
+        ip: &Ipv4Repr,
+        emit: impl FnOnce(&mut [u8], &ChecksumCapabilities),
+    ) -> bool {
+        let header = EthHeader {
+            dst: peer_mac,
+            src: self.mac,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let ip_header_len = ip.buffer_len();
+        let len = ETH_HEADER_LEN + ip_header_len + ip.payload_len;
+        let Some(rest) = staging.reserve(len).and_then(|f| header.write(f)) else {
+            return false;
+        };
+        let (ip_header, ip_payload) = rest.split_at_mut(ip_header_len.min(rest.len()));
+        ip.emit(&mut Ipv4Packet::new_unchecked(ip_header), &self.tx_caps);
+        emit(ip_payload, &self.tx_caps);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+    const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);
+    const OUR_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 1);
+    const PEER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 2);
+
+    fn front() -> FrontEnd {
+        FrontEnd {
+            mac: OUR_MAC,
+            ipv4: OUR_IP,
+            subnet: Ipv4Cidr::new(OUR_IP, 24),
+            verify_rx: true,
+            tx_caps: ChecksumCapabilities::default(),
+            mtu: 1500,
+        }
+    }
+
+    fn ipv4_frame(dst: Ipv4Address, proto: IpProtocol, payload: &[u8]) -> Vec<u8> {
+        let ip = Ipv4Repr {
+            src_addr: PEER_IP,
+            dst_addr: dst,
+            next_header: proto,
+            payload_len: payload.len(),
+            hop_limit: 64,
+        };
+        let mut frame = vec![0u8; 14 + 20 + payload.len()];
+        let hdr = EthHeader {
+            dst: OUR_MAC,
+            src: PEER_MAC,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let rest = hdr.write(&mut frame).unwrap();
+        ip.emit(
+            &mut Ipv4Packet::new_unchecked(&mut rest[..20]),
+            &ChecksumCapabilities::default(),
+        );
+        rest[20..].copy_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn unknown_ip_protocol_is_counted() {
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let frame = ipv4_frame(OUR_IP, IpProtocol::Udp, &[0; 8]);
+        assert!(matches!(fe.classify(&frame, &mut c, &mut s), Verdict::Done));
+        assert_eq!(c.drop_ip_protocol_unknown, 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn subnet_broadcast_source_is_dropped() {
+        let (mut fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        fe.subnet = Ipv4Cidr::new(OUR_IP, 30); // broadcast 198.18.0.3
+        let mut frame = ipv4_frame(OUR_IP, IpProtocol::Tcp, &[0; 20]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+        ip.set_src_addr(Ipv4Address::new(198, 18, 0, 3));
+        ip.fill_checksum();
+        fe.classify(&frame, &mut c, &mut s);
+        assert_eq!(c.drop_ipv4_bad_source, 1);
+    }
+
+    #[test]
+    fn unknown_icmp_type_is_counted() {
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        // Type 13 (timestamp), code 0, checksum over the 8 bytes.
+        let mut icmp = [13u8, 0, 0, 0, 0, 0, 0, 0];
+        let mut p = Icmpv4Packet::new_unchecked(&mut icmp[..]);
+        p.fill_checksum();
+        let frame = ipv4_frame(OUR_IP, IpProtocol::Icmp, &icmp);
+        fe.classify(&frame, &mut c, &mut s);
+        assert_eq!(c.drop_icmp_other, 1);
+    }
+
+    #[test]
+    fn rst_for_rst_is_never_sent() {
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let seg = TcpSegment {
+            peer_mac: PEER_MAC,
+            peer_ip: PEER_IP,
+            ip_packet: &[],
+            repr: TcpRepr {
+                src_port: 1,
+                dst_port: 2,
+                control: TcpControl::Rst,
+                seq_number: TcpSeqNumber(5),
+                ack_number: None,
+                window_len: 0,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None; 3],
+                timestamp: None,
+                payload: &[],
+            },
+        };
+        fe.stage_rst(&seg, &mut c, &mut s);
+        assert!(s.is_empty());
+        assert_eq!(c.rst_sent, 0);
+    }
+}

@@ -1,0 +1,588 @@
+//! The content cache: a whole directory tree loaded into memory at start-up, with every response
+//! head prebuilt (the Sandstorm approach in DESIGN.md).
+//!
+//! Contract:
+//! - [`ContentCache::load`] reads every regular file under the root into **one** arena; a
+//!   file's body is a range of it. Nothing is read from disk after `load` returns, and the cache
+//!   is immutable, so one cache can be shared (`Arc`) by every core.
+//! - Dot-files are served (nginx's default). A symlink whose target resolves outside the root is
+//!   refused and listed in [`LoadReport::refused_symlinks`]; broken symlinks, symlink loops and
+//!   names that are not UTF-8 are skipped and listed too. Anything else that cannot be read is
+//!   an error naming the path.
+//! - [`ContentCache::lookup`] takes an already normalized path (see `http::target`): it starts
+//!   with `/`, has no dot segments and no empty segments. Any other string finds nothing.
+//! - Heads from [`CachedFile`] and [`StatusPage`] are unterminated (see [`pages`]).
+
+pub mod pages;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use pages::{SERVER_NAME, Status, StatusPage, http_date};
+
+/// A file in a [`ContentCache`]. Only meaningful for the cache that returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId(u32);
+
+/// A directory in a [`ContentCache`] (for its redirect target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DirId(u32);
+
+/// The answer to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A file, or the `index.html` of a directory named with a trailing slash.
+    File(FileId),
+    /// A directory named without its trailing slash: redirect to
+    /// [`ContentCache::redirect_location`].
+    RedirectToDir(DirId),
+    /// A directory with no `index.html` (nginx answers 403 when autoindex is off).
+    Forbidden,
+    NotFound,
+}
+
+/// One cached file, as borrowed from the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedFile<'a> {
+    /// Unterminated 200 head: status line, Server, Content-Type, Content-Length, Last-Modified,
+    /// ETag, Accept-Ranges.
+    pub head: &'a [u8],
+    /// Unterminated 206 head without Content-Range and Content-Length.
+    pub partial_head: &'a [u8],
+    /// Unterminated 304 head: status line, Server and the validators.
+    pub not_modified_head: &'a [u8],
+    pub body: &'a [u8],
+    /// The strong entity tag, quotes included: `"<16 hex digits of xxh3-64>"`.
+    pub etag: &'a str,
+    /// Modification time in Unix seconds, if the file system gave one.
+    pub last_modified: Option<u64>,
+    pub content_type: &'a str,
+}
+
+/// Why a tree could not be loaded. Each message names the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("document root {0} does not exist: pass an existing directory")]
+    RootMissing(PathBuf),
+    #[error("document root {0} is not a directory: pass the directory that holds the site")]
+    RootNotDirectory(PathBuf),
+    #[error("cannot read {path}: {source} (fix its permissions or remove it from the root)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the tree under {0} is larger than this cache can index (4 GiB of files and heads)")]
+    TooLarge(PathBuf),
+}
+
+/// What [`ContentCache::load`] left out, for the caller to report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Symlinks that resolve outside the root: not served.
+    pub refused_symlinks: Vec<PathBuf>,
+    /// Symlinks whose target does not exist: not served.
+    pub broken_symlinks: Vec<PathBuf>,
+    /// Symlinks that lead back to one of their own ancestors: not followed.
+    pub symlink_loops: Vec<PathBuf>,
+    /// Entries whose path is not UTF-8, so no request can name them.
+    pub non_utf8_names: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    File(FileId),
+    Dir { index: Option<FileId>, id: DirId },
+}
+
+#[derive(Debug)]
+struct FileRecord {
+    body: Range<usize>,
+    head: Range<usize>,
+    partial_head: Range<usize>,
+    not_modified_head: Range<usize>,
+    etag: Box<str>,
+    content_type: Box<str>,
+    last_modified: Option<u64>,
+}
+
+/// The in-memory site. See the module documentation for the contract.
+#[derive(Debug)]
+pub struct ContentCache {
+    /// Every file body, back to back.
+    arena: Vec<u8>,
+    /// Every per-file head, back to back.
+    heads: Vec<u8>,
+    files: Vec<FileRecord>,
+    /// Per directory: the percent-encoded `Location` of its redirect (`/dir/`).
+    dirs: Vec<Box<str>>,
+    /// Normalized path → entry. Directories are keyed without their trailing slash; the root is
+    /// keyed by the empty string.
+    index: HashMap<Box<str>, Entry>,
+    pages: Vec<StatusPage>,
+    report: LoadReport,
+}
+
+/// A file found by the walk, not yet read.
+struct Found {
+    key: String,
+    path: PathBuf,
+    len: u64,
+    last_modified: Option<u64>,
+}
+
+impl ContentCache {
+    /// Loads every file under `root` into memory. See the module documentation.
+    pub fn load(root: &Path) -> Result<ContentCache, CacheError> {
+        let meta = match std::fs::metadata(root) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CacheError::RootMissing(root.to_path_buf()));
+            }
+            Err(source) => {
+                return Err(CacheError::Read {
+                    path: root.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        if !meta.is_dir() {
+            return Err(CacheError::RootNotDirectory(root.to_path_buf()));
+        }
+        let canonical_root = root.canonicalize().map_err(|source| CacheError::Read {
+            path: root.to_path_buf(),
+            source,
+        })?;
+
+        let mut report = LoadReport::default();
+        let mut found = Vec::new();
+        let mut dir_keys = Vec::new();
+        let mut walk = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(item) = walk.next() {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let path = error.path().map(Path::to_path_buf).unwrap_or_default();
+                    if error.loop_ancestor().is_some() {
+                        report.symlink_loops.push(path);
+                        continue;
+                    }
+                    let dangling = std::fs::symlink_metadata(&path)
+                        .map(|m| m.file_type().is_symlink())
+                        .unwrap_or(false)
+                        && std::fs::metadata(&path).is_err();
+                    if dangling {
+                        report.broken_symlinks.push(path);
+                        continue;
+                    }
+                    let source = error
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("directory walk failed"));
+                    return Err(CacheError::Read { path, source });
+                }
+            };
+            let is_dir = entry.file_type().is_dir();
+            if entry.path_is_symlink() {
+                let inside = entry
+                    .path()
+                    .canonicalize()
+                    .map(|target| target.starts_with(&canonical_root))
+                    .unwrap_or(false);
+                if !inside {
+                    report.refused_symlinks.push(entry.path().to_path_buf());
+                    if is_dir {
+                        walk.skip_current_dir();
+                    }
+                    continue;
+                }
+            }
+            let Some(key) = key_for(root, entry.path()) else {
+                report.non_utf8_names.push(entry.path().to_path_buf());
+                if is_dir {
+                    walk.skip_current_dir();
+                }
+                continue;
+            };
+            if is_dir {
+                dir_keys.push(key);
+            } else if entry.file_type().is_file() {
+                let meta = entry.metadata().map_err(|error| CacheError::Read {
+                    path: entry.path().to_path_buf(),
+                    source: error
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("metadata failed")),
+                })?;
+                let last_modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
+                found.push(Found {
+                    key,
+                    path: entry.path().to_path_buf(),
+                    len: meta.len(),
+                    last_modified,
+                });
+            }
+            // Sockets, FIFOs and devices are not content: skipped silently, as nginx 404s them.
+        }
+        Self::build(root, found, dir_keys, report)
+    }
+
+    fn build(
+        root: &Path,
+        found: Vec<Found>,
+        dir_keys: Vec<String>,
+        report: LoadReport,
+    ) -> Result<ContentCache, CacheError> {
+        let total: u64 = found.iter().map(|f| f.len).sum();
+        if total > u64::from(u32::MAX) {
+            return Err(CacheError::TooLarge(root.to_path_buf()));
+        }
+        let mut arena = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut heads = Vec::new();
+        let mut files = Vec::with_capacity(found.len());
+        let mut index = HashMap::with_capacity(found.len() + dir_keys.len());
+
+        for file in found {
+            let start = arena.len();
+            File::open(&file.path)
+                .and_then(|mut f| f.read_to_end(&mut arena))
+                .map_err(|source| CacheError::Read {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            let body = start..arena.len();
+            let content = arena.get(body.clone()).unwrap_or_default();
+            let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(content));
+            let content_type = pages::content_type(&file.path);
+            let facts = pages::FileFacts {
+                content_type: &content_type,
+                len: body.len(),
+                last_modified: file.last_modified,
+                etag: &etag,
+            };
+            let head_start = heads.len();
+            let [full, partial, not_modified] = pages::write_file_heads(&mut heads, &facts);
+            let head = head_start..head_start + full;
+            let partial_head = head.end..head.end + partial;
+            let not_modified_head = partial_head.end..partial_head.end + not_modified;
+            let id = u32::try_from(files.len())
+                .map(FileId)
+                .map_err(|_| CacheError::TooLarge(root.to_path_buf()))?;
+            files.push(FileRecord {
+                body,
+                head,
+                partial_head,
+                not_modified_head,
+                etag: etag.into(),
+                content_type: content_type.into(),
+                last_modified: file.last_modified,
+            });
+            index.insert(file.key.into_boxed_str(), Entry::File(id));
+        }
+
+        let mut dirs = Vec::with_capacity(dir_keys.len());
+        for key in dir_keys {
+            let id = u32::try_from(dirs.len())
+                .map(DirId)
+                .map_err(|_| CacheError::TooLarge(root.to_path_buf()))?;
+            let index_file = match index.get(format!("{key}/index.html").as_str()) {
+                Some(Entry::File(file)) => Some(*file),
+                _ => None,
+            };
+            dirs.push(percent_encode_path(&format!("{key}/")).into_boxed_str());
+            index.insert(
+                key.into_boxed_str(),
+                Entry::Dir {
+                    index: index_file,
+                    id,
+                },
+            );
+        }
+
+        Ok(ContentCache {
+            arena,
+            heads,
+            files,
+            dirs,
+            index,
+            pages: Status::ALL.iter().map(|s| pages::status_page(*s)).collect(),
+            report,
+        })
+    }
+
+    /// Resolves a normalized request path (see the module documentation).
+    pub fn lookup(&self, path: &str) -> Lookup {
+        if !path.starts_with('/') {
+            return Lookup::NotFound;
+        }
+        if let Some(dir) = path.strip_suffix('/') {
+            return match self.index.get(dir) {
+                Some(Entry::Dir {
+                    index: Some(file), ..
+                }) => Lookup::File(*file),
+                Some(Entry::Dir { index: None, .. }) => Lookup::Forbidden,
+                _ => Lookup::NotFound,
+            };
+        }
+        match self.index.get(path) {
+            Some(Entry::File(file)) => Lookup::File(*file),
+            Some(Entry::Dir { id, .. }) => Lookup::RedirectToDir(*id),
+            None => Lookup::NotFound,
+        }
+    }
+
+    /// The file `id` names. An id from another cache gives an empty file rather than a panic.
+    pub fn file(&self, id: FileId) -> CachedFile<'_> {
+        let record = self.files.get(id.0 as usize);
+        let heads = |range: fn(&FileRecord) -> &Range<usize>| {
+            record
+                .and_then(|r| self.heads.get(range(r).clone()))
+                .unwrap_or_default()
+        };
+        CachedFile {
+            head: heads(|r| &r.head),
+            partial_head: heads(|r| &r.partial_head),
+            not_modified_head: heads(|r| &r.not_modified_head),
+            body: record
+                .and_then(|r| self.arena.get(r.body.clone()))
+                .unwrap_or_default(),
+            etag: record.map(|r| &*r.etag).unwrap_or_default(),
+            last_modified: record.and_then(|r| r.last_modified),
+            content_type: record.map(|r| &*r.content_type).unwrap_or_default(),
+        }
+    }
+
+    /// The `Location` a redirect to directory `id` carries: its path with a trailing slash,
+    /// percent-encoded.
+    pub fn redirect_location(&self, id: DirId) -> &str {
+        self.dirs.get(id.0 as usize).map(|s| &**s).unwrap_or("/")
+    }
+
+    /// The prebuilt page for `status`.
+    pub fn status_page(&self, status: Status) -> (&[u8], &[u8]) {
+        self.pages
+            .get(status.index())
+            .map(|p| (&*p.head, &*p.body))
+            .unwrap_or_default()
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Bytes of file content held (the arena).
+    pub fn total_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    pub fn load_report(&self) -> &LoadReport {
+        &self.report
+    }
+}
+
+/// The lookup key of `path` under `root`: `/`-separated components with a leading `/`, or the
+/// empty string for the root itself. `None` if a component is not UTF-8.
+fn key_for(root: &Path, path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(root).ok()?;
+    let mut key = String::new();
+    for component in relative.components() {
+        key.push('/');
+        key.push_str(component.as_os_str().to_str()?);
+    }
+    Some(key)
+}
+
+/// Percent-encodes everything in `path` that may not appear raw in a URI path (RFC 3986 §3.3:
+/// unreserved, sub-delims, `:`, `@` and the `/` separators stay as they are).
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        let keep = byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte);
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A directory under the system temp dir, removed on drop.
+    pub(crate) struct TempTree(pub PathBuf);
+
+    impl TempTree {
+        pub(crate) fn new(tag: &str) -> TempTree {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "sirocco-{tag}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempTree(path)
+        }
+
+        pub(crate) fn write(&self, relative: &str, content: &[u8]) {
+            let path = self.0.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create parent");
+            }
+            std::fs::write(&path, content).expect("write file");
+        }
+
+        pub(crate) fn mkdir(&self, relative: &str) {
+            std::fs::create_dir_all(self.0.join(relative)).expect("mkdir");
+        }
+    }
+
+    impl Drop for TempTree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn site() -> (TempTree, ContentCache) {
+        let tree = TempTree::new("cache");
+        tree.write("index.html", b"<h1>home</h1>\n");
+        tree.write("style.css", b"body{}");
+        tree.write("docs/index.html", b"docs");
+        tree.write("docs/a b.txt", b"spaced");
+        tree.write(".hidden", b"dot");
+        tree.mkdir("empty");
+        let cache = ContentCache::load(&tree.0).expect("load");
+        (tree, cache)
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    #[test]
+    fn loads_every_file_into_one_arena() {
+        let (_tree, cache) = site();
+        assert_eq!(cache.file_count(), 5);
+        assert_eq!(cache.total_bytes(), 14 + 6 + 4 + 6 + 3);
+        let Lookup::File(css) = cache.lookup("/style.css") else {
+            panic!("style.css not found");
+        };
+        assert_eq!(cache.file(css).body, b"body{}");
+        assert_eq!(cache.load_report(), &LoadReport::default());
+    }
+
+    #[test]
+    fn head_bytes_are_exact() {
+        let (tree, cache) = site();
+        let Lookup::File(id) = cache.lookup("/style.css") else {
+            panic!("style.css not found");
+        };
+        let file = cache.file(id);
+        let mtime = std::fs::metadata(tree.0.join("style.css"))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(b"body{}"));
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nServer: sirocco\r\nContent-Type: text/css; charset=utf-8\r\n\
+             Content-Length: 6\r\nLast-Modified: {}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n",
+            httpdate::fmt_http_date(mtime)
+        );
+        assert_eq!(text(file.head), expected);
+        assert_eq!(file.etag, etag);
+        assert_eq!(file.etag.len(), 18);
+        assert!(text(file.not_modified_head).starts_with("HTTP/1.1 304 Not Modified\r\n"));
+        assert!(!text(file.not_modified_head).contains("Content-Length"));
+        assert!(!text(file.partial_head).contains("Content-Length"));
+    }
+
+    #[test]
+    fn directories_serve_index_redirect_or_forbid() {
+        let (_tree, cache) = site();
+        let Lookup::File(root_index) = cache.lookup("/") else {
+            panic!("/ has no index");
+        };
+        assert_eq!(cache.file(root_index).body, b"<h1>home</h1>\n");
+        assert!(matches!(cache.lookup("/docs/"), Lookup::File(_)));
+        let Lookup::RedirectToDir(docs) = cache.lookup("/docs") else {
+            panic!("/docs does not redirect");
+        };
+        assert_eq!(cache.redirect_location(docs), "/docs/");
+        assert_eq!(cache.lookup("/empty/"), Lookup::Forbidden);
+        assert!(matches!(cache.lookup("/empty"), Lookup::RedirectToDir(_)));
+        assert_eq!(cache.lookup("/style.css/"), Lookup::NotFound);
+        assert_eq!(cache.lookup("/nope"), Lookup::NotFound);
+        assert_eq!(cache.lookup(""), Lookup::NotFound);
+        assert!(matches!(cache.lookup("/.hidden"), Lookup::File(_)));
+        assert!(matches!(cache.lookup("/docs/a b.txt"), Lookup::File(_)));
+    }
+
+    #[test]
+    fn not_found_page_is_prebuilt_html() {
+        let (_tree, cache) = site();
+        let (head, body) = cache.status_page(Status::NotFound);
+        assert!(text(head).starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text(head).contains("Content-Type: text/html\r\n"));
+        assert!(text(body).contains("<title>404 Not Found</title>"));
+    }
+
+    #[test]
+    fn symlinks_inside_are_served_and_escaping_ones_refused() {
+        let outside = TempTree::new("outside");
+        outside.write("secret.txt", b"secret");
+        let tree = TempTree::new("links");
+        tree.write("real.txt", b"real");
+        std::os::unix::fs::symlink(tree.0.join("real.txt"), tree.0.join("alias.txt"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(outside.0.join("secret.txt"), tree.0.join("leak.txt"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(&outside.0, tree.0.join("leakdir")).expect("symlink");
+        std::os::unix::fs::symlink(tree.0.join("missing"), tree.0.join("dangling"))
+            .expect("symlink");
+
+        let cache = ContentCache::load(&tree.0).expect("load");
+        let Lookup::File(alias) = cache.lookup("/alias.txt") else {
+            panic!("in-root symlink not served");
+        };
+        assert_eq!(cache.file(alias).body, b"real");
+        assert_eq!(cache.lookup("/leak.txt"), Lookup::NotFound);
+        assert_eq!(cache.lookup("/leakdir/secret.txt"), Lookup::NotFound);
+        let report = cache.load_report();
+        assert_eq!(
+            report.refused_symlinks,
+            vec![tree.0.join("leak.txt"), tree.0.join("leakdir")]
+        );
+        assert_eq!(report.broken_symlinks, vec![tree.0.join("dangling")]);
+    }
+
+    #[test]
+    fn missing_or_non_directory_root_is_a_clear_error() {
+        let missing = std::env::temp_dir().join("sirocco-no-such-root-dir");
+        let error = ContentCache::load(&missing).expect_err("missing root loaded");
+        let message = error.to_string();
+        assert!(message.contains("sirocco-no-such-root-dir"), "{message}");
+        assert!(message.contains("does not exist"), "{message}");
+
+        let tree = TempTree::new("notdir");
+        tree.write("file", b"x");
+        let error = ContentCache::load(&tree.0.join("file")).expect_err("file as root");
+        assert!(error.to_string().contains("not a directory"));
+    }
+
+    #[test]
+    fn redirect_locations_are_percent_encoded() {
+        assert_eq!(percent_encode_path("/a b/é/"), "/a%20b/%C3%A9/");
+        assert_eq!(percent_encode_path("/x?y#z/"), "/x%3Fy%23z/");
+    }
+}

@@ -1,0 +1,243 @@
+//! Prebuilt response heads: per-file heads (200, 206, 304) and the status pages (301 and the
+//! 4xx/5xx errors), all built once at load so a response never formats more than its `Date` and
+//! a few range numbers.
+//!
+//! Every head built here is **unterminated**: it ends after its last header line's CRLF, without
+//! `Date`, `Connection` and the blank line that ends the head. The HTTP layer appends those per
+//! response.
+
+use std::io::Write;
+
+use httpdate::HttpDate;
+
+/// Value of the `Server` header on every response.
+pub const SERVER_NAME: &str = "sirocco";
+
+/// The latest instant an IMF-fixdate can express (9999-12-31T23:59:59Z); later times are clamped
+/// so formatting never panics.
+const LAST_FORMATTABLE_SECS: u64 = 253_402_300_799;
+
+/// An [`HttpDate`] for `unix_secs`, clamped to the years an IMF-fixdate can express.
+pub fn http_date(unix_secs: u64) -> HttpDate {
+    let secs = unix_secs.min(LAST_FORMATTABLE_SECS);
+    HttpDate::from(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// The statuses the server answers with something other than a file, each with a prebuilt page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    MovedPermanently,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    ContentTooLarge,
+    UriTooLong,
+    RangeNotSatisfiable,
+    HeaderFieldsTooLarge,
+    NotImplemented,
+    VersionNotSupported,
+}
+
+impl Status {
+    /// Every status, in index order.
+    pub const ALL: [Status; 12] = [
+        Status::MovedPermanently,
+        Status::BadRequest,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::ContentTooLarge,
+        Status::UriTooLong,
+        Status::RangeNotSatisfiable,
+        Status::HeaderFieldsTooLarge,
+        Status::NotImplemented,
+        Status::VersionNotSupported,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            Status::MovedPermanently => 301,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::ContentTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::RangeNotSatisfiable => 416,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::NotImplemented => 501,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    /// The reason phrase (RFC 9110 §15 names; 413 and 431 use the titles nginx users know).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::MovedPermanently => "Moved Permanently",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::ContentTooLarge => "Request Entity Too Large",
+            Status::UriTooLong => "Request-URI Too Large",
+            Status::RangeNotSatisfiable => "Requested Range Not Satisfiable",
+            Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::NotImplemented => "Not Implemented",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+
+    /// Position in [`Status::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Status::MovedPermanently => 0,
+            Status::BadRequest => 1,
+            Status::Forbidden => 2,
+            Status::NotFound => 3,
+            Status::MethodNotAllowed => 4,
+            Status::RequestTimeout => 5,
+            Status::ContentTooLarge => 6,
+            Status::UriTooLong => 7,
+            Status::RangeNotSatisfiable => 8,
+            Status::HeaderFieldsTooLarge => 9,
+            Status::NotImplemented => 10,
+            Status::VersionNotSupported => 11,
+        }
+    }
+}
+
+/// A prebuilt status response: unterminated head and a small HTML body.
+#[derive(Debug, Clone)]
+pub struct StatusPage {
+    pub head: Box<[u8]>,
+    pub body: Box<[u8]>,
+}
+
+/// Builds the page for `status`, in the shape of nginx's built-in error pages.
+pub fn status_page(status: Status) -> StatusPage {
+    let title = format!("{} {}", status.code(), status.reason());
+    let body = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{SERVER_NAME}</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut head = format!(
+        "HTTP/1.1 {title}\r\nServer: {SERVER_NAME}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if status == Status::MethodNotAllowed {
+        // RFC 9110 §15.5.6: a 405 MUST carry Allow with the target's supported methods.
+        head.push_str("Allow: GET, HEAD\r\n");
+    }
+    StatusPage {
+        head: head.into_bytes().into_boxed_slice(),
+        body: body.into_bytes().into_boxed_slice(),
+    }
+}
+
+/// The media type nginx would send for `path` (its `types` map plus `charset utf-8`).
+pub fn content_type(path: &std::path::Path) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let essence = mime.essence_str();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || essence == "application/javascript"
+        || essence == "application/xml"
+        || essence == "application/rss+xml";
+    if textual {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_owned()
+    }
+}
+
+/// What a file's heads say about it.
+pub struct FileFacts<'a> {
+    pub content_type: &'a str,
+    pub len: usize,
+    pub last_modified: Option<u64>,
+    pub etag: &'a str,
+}
+
+/// Appends the three unterminated heads of a file to `out` and returns their lengths:
+/// 200 (full), 206 (without `Content-Range`/`Content-Length`, which depend on the range) and
+/// 304.
+pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] {
+    let mut validators = Vec::new();
+    if let Some(secs) = facts.last_modified {
+        let _ = write!(validators, "Last-Modified: {}\r\n", http_date(secs));
+    }
+    let _ = write!(validators, "ETag: {}\r\n", facts.etag);
+
+    let start = out.len();
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nServer: {SERVER_NAME}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        facts.content_type, facts.len
+    );
+    out.extend_from_slice(&validators);
+    out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    let full = out.len() - start;
+
+    let start = out.len();
+    let _ = write!(
+        out,
+        "HTTP/1.1 206 Partial Content\r\nServer: {SERVER_NAME}\r\nContent-Type: {}\r\n",
+        facts.content_type
+    );
+    out.extend_from_slice(&validators);
+    let partial = out.len() - start;
+
+    // RFC 9110 §15.4.5: a 304 carries the validators a 200 would have, and no content.
+    let start = out.len();
+    let _ = write!(
+        out,
+        "HTTP/1.1 304 Not Modified\r\nServer: {SERVER_NAME}\r\n"
+    );
+    out.extend_from_slice(&validators);
+    let not_modified = out.len() - start;
+
+    [full, partial, not_modified]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_page_is_self_consistent() {
+        for status in Status::ALL {
+            assert_eq!(Status::ALL[status.index()], status);
+            let page = status_page(status);
+            let head = String::from_utf8(page.head.to_vec()).unwrap_or_default();
+            assert!(head.starts_with(&format!("HTTP/1.1 {} ", status.code())));
+            assert!(head.contains(&format!("Content-Length: {}\r\n", page.body.len())));
+            assert!(head.ends_with("\r\n") && !head.ends_with("\r\n\r\n"));
+        }
+        let allow = status_page(Status::MethodNotAllowed);
+        assert!(allow.head.windows(18).any(|w| w == b"Allow: GET, HEAD\r\n"));
+    }
+
+    #[test]
+    fn content_types_follow_nginx_charset_rules() {
+        use std::path::Path;
+        assert_eq!(
+            content_type(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
+        assert_eq!(content_type(Path::new("a.png")), "image/png");
+        assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+    }
+
+    #[test]
+    fn http_date_clamps_instead_of_panicking() {
+        assert_eq!(http_date(0).to_string(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(u64::MAX).to_string(),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+    }
+}

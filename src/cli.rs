@@ -1,0 +1,237 @@
+//! Command-line interface: what a user can type, parsed once into typed values.
+//!
+//! Every mistake a user can make here gets a message that says what was wrong and what to do;
+//! clap reports syntax errors, and the value parsers below report bad addresses.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sirocco",
+    version,
+    about = "Kernel-bypass HTTP/1.1 static-file server: raw frames -> smoltcp cells -> in-memory cache"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a directory from a dedicated interface, a tap device or a pcap trace.
+    Serve(ServeArgs),
+    /// Build a throwaway lab (a network namespace joined by a tap), serve the sample site in it,
+    /// and print how to fetch from it. Ctrl-C removes the lab.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverKind {
+    /// A tap device (/dev/net/tun): works everywhere, no XDP needed.
+    Tap,
+    /// Read frames from a pcap trace (--pcap-in) and write answers to --pcap-out.
+    Pcap,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, value_enum)]
+    pub driver: DriverKind,
+    /// Interface to serve on. With --driver tap, the tap device to create or attach to.
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+    /// The server's IPv4 address and prefix, e.g. 198.18.0.2/24.
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_ipv4_cidr)]
+    pub ip: Ipv4Cidr,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The server's MAC address (default: 02:00 followed by the IPv4 address).
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    pub mac: Option<[u8; 6]>,
+    /// With --driver pcap: the trace whose frames are received.
+    #[arg(long, value_name = "FILE")]
+    pub pcap_in: Option<PathBuf>,
+    /// With --driver pcap: where transmitted frames are written.
+    #[arg(long, value_name = "FILE")]
+    pub pcap_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Fetch every file of the site from the lab's client side with curl, compare the bytes,
+    /// and exit 0 if all match, 1 otherwise.
+    #[arg(long)]
+    pub check: bool,
+    /// Site to serve (default: the sample site built into this binary's source tree).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print a stats line every this many seconds (0: never).
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub stats_interval: u64,
+}
+
+/// Options shared by every way of serving.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Directory tree to load into memory and serve.
+    #[arg(long, default_value = "www", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Most concurrent connections, half-open ones included. Beyond it, SYNs get an RST.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// TCP receive buffer per connection, bytes.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub rx_buffer: u32,
+    /// TCP send buffer per connection, bytes (also its retransmission queue).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub tx_buffer: u32,
+    /// Reset connections that send nothing for this many seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+    /// Also write every frame received and sent to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+    /// Sleep in poll() when there is nothing to do, instead of busy-polling a core.
+    #[arg(long)]
+    pub idle_wait: bool,
+    /// Print a stats line every this many seconds (0: never).
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub stats_interval: u64,
+}
+
+/// An IPv4 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+pub fn parse_ipv4_cidr(text: &str) -> Result<Ipv4Cidr, String> {
+    let example = "expected ADDR/PREFIX, e.g. 198.18.0.2/24";
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}' has no prefix length: {example}"))?;
+    if addr.contains(':') {
+        return Err(format!(
+            "'{text}' is IPv6, which sirocco does not serve yet: give an IPv4 address, e.g. 198.18.0.2/24"
+        ));
+    }
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("'{addr}' is not an IPv4 address: {example}"))?;
+    let prefix_len: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(|| format!("prefix length '{prefix}' must be a number from 1 to 32"))?;
+    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!(
+            "{addr} cannot be a server address: use a unicast address, e.g. 198.18.0.2/24"
+        ));
+    }
+    Ok(Ipv4Cidr { addr, prefix_len })
+}
+
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bad =
+        || format!("'{text}' is not a MAC address: expected six hex bytes like 02:00:c6:12:00:02");
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in mac.iter_mut() {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!(
+            "{text} is a multicast MAC: a server needs a unicast one"
+        ));
+    }
+    Ok(mac)
+}
+
+/// The default MAC for an address on a link without a hardware MAC of ours (tap, pcap):
+/// locally administered, unique per IPv4 address, and the same on every run.
+pub fn default_mac(addr: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = addr.octets();
+    [0x02, 0x00, a, b, c, d]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_explains_mistakes() {
+        let ok = parse_ipv4_cidr("198.18.0.2/24").unwrap();
+        assert_eq!(ok.addr, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(ok.prefix_len, 24);
+        assert!(
+            parse_ipv4_cidr("198.18.0.2")
+                .unwrap_err()
+                .contains("no prefix")
+        );
+        assert!(
+            parse_ipv4_cidr("198.18.0.300/24")
+                .unwrap_err()
+                .contains("not an IPv4")
+        );
+        assert!(
+            parse_ipv4_cidr("198.18.0.2/33")
+                .unwrap_err()
+                .contains("1 to 32")
+        );
+        assert!(
+            parse_ipv4_cidr("2001:2::1/64")
+                .unwrap_err()
+                .contains("IPv6")
+        );
+        assert!(
+            parse_ipv4_cidr("0.0.0.0/8")
+                .unwrap_err()
+                .contains("unicast")
+        );
+    }
+
+    #[test]
+    fn mac_parses_and_rejects_multicast() {
+        assert_eq!(
+            parse_mac("02:00:c6:12:00:02").unwrap(),
+            [2, 0, 0xc6, 0x12, 0, 2]
+        );
+        assert!(parse_mac("02:00:c6:12:00").is_err());
+        assert!(parse_mac("02:00:c6:12:00:02:03").is_err());
+        assert!(parse_mac("zz:00:c6:12:00:02").is_err());
+        assert!(
+            parse_mac("01:00:5e:00:00:01")
+                .unwrap_err()
+                .contains("multicast")
+        );
+        assert_eq!(
+            default_mac(Ipv4Addr::new(198, 18, 0, 2)),
+            [2, 0, 198, 18, 0, 2]
+        );
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,419 @@
+//! HTTP/1.1 over a connection's byte stream, answered from the [`ContentCache`].
+//!
+//! [`serve`] is called by the netstack whenever a connection became ready (new data, new send
+//! space, peer closed). Each call:
+//! 1. drops request-body bytes still owed from an earlier request, then parses as many complete
+//!    request heads as the buffer holds (pipelining), up to [`HttpLimits::max_pipelined`]
+//!    unanswered responses;
+//! 2. writes queued responses, strictly in request order, as far as the send window allows.
+//!    A response only partly accepted keeps its offset, so a large file streams across calls;
+//! 3. reads more from the socket (only as much as the request buffer has room for: a client
+//!    that sends faster than it reads is held back by its own TCP window) and repeats.
+//!
+//! A response that must end the connection (`Connection: close`, errors that leave framing in
+//! doubt) stops all further reading; once its last byte is in the socket, the socket is closed
+//! (FIN after the data). When the peer has closed its side and nothing is left to answer, the
+//! connection is closed too.
+//!
+//! Steady state allocates nothing: the request buffer, the response queue and the scratch for
+//! per-response lines keep their capacity for the life of the connection cell, across
+//! [`ConnState::reset`].
+//!
+//! The protocol core is generic over [`ByteStream`], so it is tested without smoltcp.
+
+mod conditional;
+mod date;
+mod request;
+mod response;
+mod target;
+
+use std::collections::VecDeque;
+use std::mem::MaybeUninit;
+
+use sirocco_netstack::{Conn, ConnState, TcpSocket, TcpState};
+
+pub use date::DateHeader;
+pub use target::{TargetError, normalize_target};
+
+use crate::cache::{ContentCache, Status};
+use response::{ConnectionHeader, Reply, Response};
+
+/// Header slots on the stack for one parse; [`HttpLimits::max_headers`] is capped to this.
+const HEADER_SLOTS: usize = 128;
+
+/// Limits on everything a client controls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Request line plus headers, bytes. Longer: 414 (line alone) or 431, then close. This is
+    /// also the request buffer per connection.
+    pub max_request_head: usize,
+    /// Header lines per request (at most 128). More: 431, then close.
+    pub max_headers: usize,
+    /// Parsed but not fully sent responses per connection; further pipelined requests wait in
+    /// the buffer (and then in the TCP window).
+    pub max_pipelined: usize,
+    /// Largest request body (`Content-Length`) read and dropped. Larger: 413 (405/501 for other
+    /// methods), then close.
+    pub max_discarded_body: usize,
+}
+
+impl Default for HttpLimits {
+    /// nginx-like: an 8 KiB header buffer (`large_client_header_buffers 4 8k` per line),
+    /// 64 headers, 16 pipelined requests, 64 KiB of discarded body.
+    fn default() -> Self {
+        HttpLimits {
+            max_request_head: 8 * 1024,
+            max_headers: 64,
+            max_pipelined: 16,
+            max_discarded_body: 64 * 1024,
+        }
+    }
+}
+
+/// Counters across all connections; plain integers read by the stats reporter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    /// Request heads parsed (malformed ones included).
+    pub requests: u64,
+    pub responses_2xx: u64,
+    pub responses_3xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    /// Response bytes accepted by sockets.
+    pub bytes_sent: u64,
+    /// Requests answered with 400, 414, 431 or 505 because they could not be parsed.
+    pub parse_errors: u64,
+    /// Requests parsed while an earlier response on the same connection was still unsent, or
+    /// found behind another request in the buffer.
+    pub pipelined_requests: u64,
+}
+
+impl HttpCounters {
+    /// Every counter as `(name, value)`, for stats output.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("requests", self.requests),
+            ("responses_2xx", self.responses_2xx),
+            ("responses_3xx", self.responses_3xx),
+            ("responses_4xx", self.responses_4xx),
+            ("responses_5xx", self.responses_5xx),
+            ("bytes_sent", self.bytes_sent),
+            ("parse_errors", self.parse_errors),
+            ("pipelined_requests", self.pipelined_requests),
+        ]
+        .into_iter()
+    }
+
+    fn count_response(&mut self, code: u16) {
+        match code / 100 {
+            2 => self.responses_2xx += 1,
+            3 => self.responses_3xx += 1,
+            4 => self.responses_4xx += 1,
+            _ => self.responses_5xx += 1,
+        }
+    }
+}
+
+/// What [`serve`] needs besides the connection.
+pub struct HttpContext<'a> {
+    pub cache: &'a ContentCache,
+    pub date: &'a DateHeader,
+    pub limits: &'a HttpLimits,
+    pub counters: &'a mut HttpCounters,
+}
+
+/// The byte-stream side of a connection, as [`serve_stream`] uses it.
+pub trait ByteStream {
+    /// Copies received bytes into `buf`; 0 when nothing is available.
+    fn recv(&mut self, buf: &mut [u8]) -> usize;
+    /// Queues as much of `data` as the send buffer takes; returns how much.
+    fn send(&mut self, data: &[u8]) -> usize;
+    /// `false` once the peer has closed its side and every received byte has been read.
+    fn may_recv(&self) -> bool;
+    /// Closes our side after everything queued has been sent.
+    fn close(&mut self);
+}
+
+impl ByteStream for TcpSocket<'_> {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.recv_slice(buf).unwrap_or(0)
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.send_slice(data).unwrap_or(0)
+    }
+
+    fn may_recv(&self) -> bool {
+        // smoltcp's may_recv is also false before the handshake completes; only a FIN from the
+        // peer (with its data all read) means "will never send more".
+        TcpSocket::may_recv(self)
+            || matches!(
+                self.state(),
+                TcpState::Listen | TcpState::SynSent | TcpState::SynReceived
+            )
+    }
+
+    fn close(&mut self) {
+        TcpSocket::close(self)
+    }
+}
+
+/// A response in the queue, with how many of its bytes the socket has taken.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    response: Response,
+    sent: usize,
+}
+
+/// Per-connection HTTP state, kept in the netstack's connection cell.
+#[derive(Debug, Default)]
+pub struct HttpConn {
+    /// Request bytes; sized to `max_request_head` on first use. Unparsed bytes are
+    /// `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Body bytes of the last request still to be read and dropped.
+    discard: usize,
+    queue: VecDeque<Pending>,
+    /// The per-response lines of the queue's front response, once it has started.
+    dynamic: Vec<u8>,
+    dynamic_ready: bool,
+    /// Scratch for the normalized request path.
+    path: Vec<u8>,
+    /// A response that ends the connection is queued: read and parse nothing more.
+    closing: bool,
+    /// The socket has been closed.
+    closed: bool,
+}
+
+impl ConnState for HttpConn {
+    fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.discard = 0;
+        self.queue.clear();
+        self.dynamic.clear();
+        self.dynamic_ready = false;
+        self.path.clear();
+        self.closing = false;
+        self.closed = false;
+    }
+}
+
+/// Serves one ready connection (the netstack entry point). See the module documentation.
+pub fn serve(conn: Conn<'_, HttpConn>, cx: &mut HttpContext<'_>) {
+    serve_stream(conn.socket, conn.state, cx);
+}
+
+/// [`serve`] over any [`ByteStream`].
+pub fn serve_stream<S: ByteStream + ?Sized>(
+    stream: &mut S,
+    conn: &mut HttpConn,
+    cx: &mut HttpContext<'_>,
+) {
+    if conn.closed {
+        return;
+    }
+    if conn.buf.len() != cx.limits.max_request_head.max(1) {
+        // First use (or new limits): the only allocation of the request buffer.
+        conn.buf.resize(cx.limits.max_request_head.max(1), 0);
+        conn.start = conn.start.min(conn.buf.len());
+        conn.end = conn.end.min(conn.buf.len());
+    }
+    let max_pipelined = cx.limits.max_pipelined.max(1);
+    let mut parsed = 0usize;
+    loop {
+        let parsed_before = parsed;
+        while !conn.closing && conn.queue.len() < max_pipelined && conn.parse_next(cx, parsed) {
+            parsed += 1;
+        }
+        if !conn.flush(stream, cx) || conn.closed {
+            // Send window full (the netstack calls again when ACKs free space), or done.
+            return;
+        }
+        if conn.closing {
+            break;
+        }
+        // The queue is empty. If this round parsed anything, more complete requests may be
+        // buffered behind the pipelining limit: parse again before reading, because no new
+        // event may ever come to call us back for them.
+        if parsed == parsed_before && !conn.fill(stream) {
+            break;
+        }
+    }
+    if !stream.may_recv() && conn.queue.is_empty() {
+        // The peer has finished sending and everything it asked for is answered; a partial
+        // request left in the buffer can never complete.
+        stream.close();
+        conn.closed = true;
+    }
+}
+
+impl HttpConn {
+    /// Parses the next request in the buffer and queues its response. `false` when the buffer
+    /// holds no complete request head.
+    fn parse_next(&mut self, cx: &mut HttpContext<'_>, parsed_before: usize) -> bool {
+        if self.discard > 0 {
+            let dropped = self.discard.min(self.end - self.start);
+            self.start += dropped;
+            self.discard -= dropped;
+            if self.discard > 0 {
+                self.start = 0;
+                self.end = 0;
+                return false;
+            }
+        }
+        let available = self.buf.get(self.start..self.end).unwrap_or_default();
+        if available.is_empty() {
+            return false;
+        }
+        // Uninitialised slots: httparse writes only those it fills, so no per-request memset.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
+        let slots = headers
+            .get_mut(..cx.limits.max_headers.clamp(1, HEADER_SLOTS))
+            .unwrap_or_default();
+        let mut request = httparse::Request::new(&mut []);
+        let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
+            Ok(httparse::Status::Complete(head_len)) => (
+                request::respond(&request, &mut self.path, cx.cache, cx.limits),
+                head_len,
+            ),
+            Ok(httparse::Status::Partial) => {
+                let buffer_full = self.start == 0 && self.end == self.buf.len();
+                if !buffer_full {
+                    return false;
+                }
+                // The head does not fit in the buffer. nginx tells the two cases apart too.
+                let status = if available.contains(&b'\n') {
+                    Status::HeaderFieldsTooLarge
+                } else {
+                    Status::UriTooLong
+                };
+                (failure(status), available.len())
+            }
+            Err(error) => (
+                failure(parse_error_status(error, available)),
+                available.len(),
+            ),
+        };
+        self.start += consumed;
+        if self.start >= self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        self.discard = outcome.discard;
+        cx.counters.requests += 1;
+        if parsed_before > 0 || !self.queue.is_empty() {
+            cx.counters.pipelined_requests += 1;
+        }
+        if outcome.malformed {
+            cx.counters.parse_errors += 1;
+        }
+        cx.counters.count_response(outcome.response.reply.code());
+        if outcome.response.closes() {
+            self.closing = true;
+        }
+        self.queue.push_back(Pending {
+            response: outcome.response,
+            sent: 0,
+        });
+        true
+    }
+
+    /// Writes queued responses in order. `true` when the queue is empty afterwards.
+    fn flush<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &mut HttpContext<'_>) -> bool {
+        while let Some(front) = self.queue.front_mut() {
+            if !self.dynamic_ready {
+                self.dynamic.clear();
+                response::write_dynamic(&mut self.dynamic, &front.response, cx.cache, cx.date);
+                self.dynamic_ready = true;
+            }
+            let (head, body) = front.response.static_parts(cx.cache);
+            let mut skip = front.sent;
+            for part in [head, &self.dynamic[..], body] {
+                let Some(rest) = part.get(skip..).filter(|rest| !rest.is_empty()) else {
+                    skip = skip.saturating_sub(part.len());
+                    continue;
+                };
+                skip = 0;
+                let taken = stream.send(rest).min(rest.len());
+                front.sent += taken;
+                cx.counters.bytes_sent += taken as u64;
+                if taken < rest.len() {
+                    return false;
+                }
+            }
+            let closes = front.response.closes();
+            self.queue.pop_front();
+            self.dynamic_ready = false;
+            if closes {
+                // Nothing after a closing response was parsed, so the queue is empty here.
+                self.queue.clear();
+                stream.close();
+                self.closed = true;
+                return true;
+            }
+        }
+        true
+    }
+
+    /// Reads from the stream into the free end of the buffer. `true` if any byte arrived.
+    fn fill<S: ByteStream + ?Sized>(&mut self, stream: &mut S) -> bool {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let Some(free) = self.buf.get_mut(self.end..).filter(|free| !free.is_empty()) else {
+            return false;
+        };
+        let got = stream.recv(free).min(free.len());
+        self.end += got;
+        got > 0
+    }
+}
+
+/// A response that closes the connection, for a request that could not be parsed.
+fn failure(status: Status) -> request::Outcome {
+    request::Outcome {
+        response: Response {
+            reply: Reply::Status(status),
+            head_only: false,
+            connection: ConnectionHeader::Close,
+        },
+        discard: 0,
+        malformed: true,
+    }
+}
+
+/// The status for an httparse error. httparse reports any version other than HTTP/1.0 and
+/// HTTP/1.1 as a version error; a well-formed `HTTP/x.y` gets 505 (RFC 9110 §15.6.6), anything
+/// else 400.
+fn parse_error_status(error: httparse::Error, head: &[u8]) -> Status {
+    match error {
+        httparse::Error::TooManyHeaders => Status::HeaderFieldsTooLarge,
+        httparse::Error::Version if looks_like_http_version(head) => Status::VersionNotSupported,
+        _ => Status::BadRequest,
+    }
+}
+
+/// Whether the request line (after any leading blank lines) ends in `HTTP/<digit>.<digit>`.
+fn looks_like_http_version(head: &[u8]) -> bool {
+    let Some(first) = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .find(|line| !line.is_empty())
+    else {
+        return false;
+    };
+    let version = first.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    matches!(
+        version,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit()
+    )
+}
+
+#[cfg(test)]
+mod tests;

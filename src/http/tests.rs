@@ -1,0 +1,580 @@
+//! End-to-end tests of the HTTP layer over a fake byte stream with a tiny send window.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::cache::Lookup;
+use crate::cache::tests::TempTree;
+
+/// Sun, 06 Nov 1994 08:49:37 GMT
+const NOW: u64 = 784_111_777;
+const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+
+/// The client side: bytes it sent that the server has not read, a send window that only an
+/// explicit `ack` reopens, and everything the server wrote.
+struct FakeStream {
+    inbound: VecDeque<u8>,
+    /// Most bytes one `recv` hands out.
+    recv_chunk: usize,
+    window: usize,
+    in_flight: usize,
+    out: Vec<u8>,
+    peer_closed: bool,
+    closed: bool,
+}
+
+impl FakeStream {
+    fn new(window: usize) -> FakeStream {
+        FakeStream {
+            inbound: VecDeque::new(),
+            recv_chunk: usize::MAX,
+            window,
+            in_flight: 0,
+            out: Vec::new(),
+            peer_closed: false,
+            closed: false,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.inbound.extend(bytes);
+    }
+}
+
+impl ByteStream for FakeStream {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.recv_chunk).min(self.inbound.len());
+        for slot in buf.iter_mut().take(n) {
+            *slot = self.inbound.pop_front().unwrap_or(0);
+        }
+        n
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        assert!(!self.closed, "send after close");
+        let n = data.len().min(self.window - self.in_flight);
+        self.out.extend_from_slice(&data[..n]);
+        self.in_flight += n;
+        n
+    }
+
+    fn may_recv(&self) -> bool {
+        !(self.peer_closed && self.inbound.is_empty())
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// A site, a connection and its context, driven like the netstack would drive them.
+struct Harness {
+    _tree: TempTree,
+    cache: ContentCache,
+    date: DateHeader,
+    limits: HttpLimits,
+    counters: HttpCounters,
+    conn: HttpConn,
+    stream: FakeStream,
+    calls: usize,
+}
+
+fn big_body() -> Vec<u8> {
+    (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+impl Harness {
+    fn new(window: usize) -> Harness {
+        let tree = TempTree::new("http");
+        tree.write("index.html", b"<h1>home</h1>\n");
+        tree.write("hello.txt", b"hello, world\n");
+        tree.write("big.bin", &big_body());
+        tree.write("docs/index.html", b"docs");
+        tree.mkdir("empty");
+        for i in 0..10 {
+            tree.write(&format!("p/{i}.txt"), format!("page {i}").as_bytes());
+        }
+        let cache = ContentCache::load(&tree.0).expect("load site");
+        let mut date = DateHeader::default();
+        date.update(NOW);
+        Harness {
+            _tree: tree,
+            cache,
+            date,
+            limits: HttpLimits::default(),
+            counters: HttpCounters::default(),
+            conn: HttpConn::default(),
+            stream: FakeStream::new(window),
+            calls: 0,
+        }
+    }
+
+    /// One netstack `service` call.
+    fn serve_once(&mut self) {
+        let mut cx = HttpContext {
+            cache: &self.cache,
+            date: &self.date,
+            limits: &self.limits,
+            counters: &mut self.counters,
+        };
+        serve_stream(&mut self.stream, &mut self.conn, &mut cx);
+        self.calls += 1;
+    }
+
+    /// Serves, ACKs everything sent, and repeats until nothing changes.
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            let before = (
+                self.stream.out.len(),
+                self.stream.inbound.len(),
+                self.stream.closed,
+            );
+            self.serve_once();
+            self.stream.in_flight = 0;
+            let after = (
+                self.stream.out.len(),
+                self.stream.inbound.len(),
+                self.stream.closed,
+            );
+            if before == after {
+                return;
+            }
+        }
+        panic!("connection never settled");
+    }
+
+    fn request(&mut self, bytes: &str) -> String {
+        self.stream.push(bytes.as_bytes());
+        self.run();
+        self.take_output()
+    }
+
+    fn take_output(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.stream.out)).into_owned()
+    }
+
+    fn file(&self, path: &str) -> crate::cache::CachedFile<'_> {
+        match self.cache.lookup(path) {
+            Lookup::File(id) => self.cache.file(id),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    /// The exact 200 response for `path`, with `connection` lines before the blank line.
+    fn full(&self, path: &str, connection: &str, with_body: bool) -> Vec<u8> {
+        let file = self.file(path);
+        let mut out = file.head.to_vec();
+        out.extend_from_slice(DATE.as_bytes());
+        out.extend_from_slice(connection.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if with_body {
+            out.extend_from_slice(file.body);
+        }
+        out
+    }
+
+    fn status(&self, status: Status, extra: &str, connection: &str) -> String {
+        let (head, body) = self.cache.status_page(status);
+        format!(
+            "{}{extra}{DATE}{connection}\r\n{}",
+            String::from_utf8_lossy(head),
+            String::from_utf8_lossy(body)
+        )
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const CLOSE: &str = "Connection: close\r\n";
+
+#[test]
+fn get_returns_head_date_and_body_byte_exact() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert!(out.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+    assert!(!h.stream.closed, "HTTP/1.1 keeps the connection open");
+    assert_eq!(h.counters.requests, 1);
+    assert_eq!(h.counters.responses_2xx, 1);
+    assert_eq!(h.counters.bytes_sent, out.len() as u64);
+}
+
+#[test]
+fn head_sends_no_body_but_keeps_content_length() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", false)));
+    assert!(out.contains("Content-Length: 13\r\n"));
+    assert!(out.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn keep_alive_serves_sequential_requests_on_one_connection() {
+    let mut h = Harness::new(64 * 1024);
+    for path in ["/hello.txt", "/", "/docs/"] {
+        let out = h.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {out}");
+        assert!(!h.stream.closed);
+    }
+    assert_eq!(h.counters.responses_2xx, 3);
+    assert_eq!(h.counters.pipelined_requests, 0);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let mut h = Harness::new(64 * 1024);
+    let requests: String = (0..10)
+        .map(|i| format!("GET /p/{i}.txt HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    let out = h.request(&requests);
+    let expected: Vec<u8> = (0..10)
+        .flat_map(|i| h.full(&format!("/p/{i}.txt"), "", true))
+        .collect();
+    assert_eq!(out, text(&expected));
+    assert_eq!(h.counters.requests, 10);
+    assert_eq!(h.counters.pipelined_requests, 9);
+}
+
+#[test]
+fn pipelining_beyond_the_queue_limit_still_answers_everything() {
+    let requests: String = (0..10)
+        .map(|i| format!("GET /p/{i}.txt HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    // A window that holds everything: one call must answer all ten, since the netstack has no
+    // reason to call again.
+    let mut h = Harness::new(64 * 1024);
+    h.limits.max_pipelined = 2;
+    h.stream.push(requests.as_bytes());
+    h.serve_once();
+    let expected: Vec<u8> = (0..10)
+        .flat_map(|i| h.full(&format!("/p/{i}.txt"), "", true))
+        .collect();
+    assert_eq!(text(&h.stream.out), text(&expected));
+
+    // A small window: answered across calls as ACKs arrive.
+    let mut h = Harness::new(300);
+    h.limits.max_pipelined = 2;
+    let out = h.request(&requests);
+    assert_eq!(out, text(&expected));
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked_for() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        out,
+        text(&h.full("/hello.txt", "Connection: keep-alive\r\n", true))
+    );
+    assert!(!h.stream.closed);
+
+    let out = h.request("GET /hello.txt HTTP/1.0\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", CLOSE, true)));
+    assert!(h.stream.closed);
+}
+
+#[test]
+fn connection_close_closes_after_the_body_and_ignores_what_follows() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, Close\r\n\r\n\
+         GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(out, text(&h.full("/hello.txt", CLOSE, true)));
+    assert!(h.stream.closed);
+    assert_eq!(h.counters.requests, 1);
+}
+
+#[test]
+fn other_methods_get_405_with_allow_and_the_connection_continues() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(out, h.status(Status::MethodNotAllowed, "", ""));
+    assert!(out.contains("Allow: GET, HEAD\r\n"));
+    assert!(!h.stream.closed);
+    let out = h.request("BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotImplemented, "", ""));
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn unsupported_versions_get_505_and_garbage_gets_400() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::VersionNotSupported, "", CLOSE));
+    assert!(h.stream.closed);
+
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("\u{1}\u{2}garbage\r\n\r\n");
+    assert_eq!(out, h.status(Status::BadRequest, "", CLOSE));
+    assert!(h.stream.closed);
+    assert_eq!(h.counters.parse_errors, 1);
+
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET / FOO/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::BadRequest, "", CLOSE));
+}
+
+#[test]
+fn bad_framing_and_host_get_400_and_close() {
+    for request in [
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nab",
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
+        "GET nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /a%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /a%4 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut h = Harness::new(64 * 1024);
+        let out = h.request(request);
+        assert_eq!(out, h.status(Status::BadRequest, "", CLOSE), "{request:?}");
+        assert!(h.stream.closed, "{request:?}");
+    }
+    // HTTP/1.0 may omit Host.
+    let mut h = Harness::new(64 * 1024);
+    assert!(
+        h.request("GET / HTTP/1.0\r\n\r\n")
+            .starts_with("HTTP/1.1 200 OK\r\n")
+    );
+}
+
+#[test]
+fn transfer_encoding_gets_501_and_close() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotImplemented, "", CLOSE));
+    assert!(h.stream.closed);
+}
+
+#[test]
+fn dot_segments_never_escape_the_root() {
+    let mut h = Harness::new(64 * 1024);
+    for target in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/docs/../../../etc/passwd",
+        "/..%2f..%2fetc/passwd",
+    ] {
+        let out = h.request(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(
+            out.starts_with("HTTP/1.1 404 ") || out.starts_with("HTTP/1.1 400 "),
+            "{target}: {out}"
+        );
+        assert!(!out.contains("root:"), "{target}");
+        h.stream.closed = false;
+        h.conn.reset();
+    }
+    let out = h.request("GET /docs/../../hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    let out = h.request("GET http://x/%2e%2e/hello.txt?q=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+}
+
+#[test]
+fn directories_redirect_forbid_and_missing_files_404() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET /docs HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        out,
+        h.status(Status::MovedPermanently, "Location: /docs/\r\n", "")
+    );
+    let out = h.request("GET /empty/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::Forbidden, "", ""));
+    let out = h.request("GET /nope.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotFound, "", ""));
+    assert!(out.contains("<title>404 Not Found</title>"));
+    let out = h.request("HEAD /nope.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.ends_with("\r\n\r\n") && !out.contains("<html>"));
+    assert!(!h.stream.closed);
+    assert_eq!(h.counters.responses_3xx, 1);
+    assert_eq!(h.counters.responses_4xx, 3);
+}
+
+#[test]
+fn large_file_streams_through_a_small_window_byte_exact() {
+    let mut h = Harness::new(1000);
+    h.stream.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.run();
+    assert_eq!(h.stream.out, h.full("/big.bin", "", true));
+    assert_eq!(h.file("/big.bin").body, &big_body()[..]);
+    assert!(h.calls > 1000, "streamed in {} calls", h.calls);
+    h.stream.out.clear();
+    // The connection is still usable afterwards.
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+}
+
+#[test]
+fn request_arriving_one_byte_at_a_time() {
+    let mut h = Harness::new(64 * 1024);
+    h.stream.recv_chunk = 1;
+    let request = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    for byte in request {
+        assert!(h.stream.out.is_empty());
+        h.stream.push(&[*byte]);
+        h.serve_once();
+    }
+    assert_eq!(h.stream.out, h.full("/hello.txt", "", true));
+}
+
+#[test]
+fn oversized_heads_get_431_or_414_and_close() {
+    let mut h = Harness::new(64 * 1024);
+    let huge = "a".repeat(10_000);
+    let out = h.request(&format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nCookie: {huge}\r\n\r\n"
+    ));
+    assert_eq!(out, h.status(Status::HeaderFieldsTooLarge, "", CLOSE));
+    assert!(h.stream.closed);
+
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request(&format!("GET /{huge} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!(out, h.status(Status::UriTooLong, "", CLOSE));
+
+    let mut h = Harness::new(64 * 1024);
+    let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
+    let out = h.request(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n"));
+    assert_eq!(out, h.status(Status::HeaderFieldsTooLarge, "", CLOSE));
+}
+
+#[test]
+fn request_bodies_are_discarded_up_to_the_limit() {
+    let mut h = Harness::new(64 * 1024);
+    let body = "z".repeat(20_000);
+    let out = h.request(&format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    ));
+    let once = text(&h.full("/hello.txt", "", true));
+    assert_eq!(out, format!("{once}{once}"));
+
+    let out = h.request("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    assert_eq!(out, h.status(Status::ContentTooLarge, "", CLOSE));
+    assert!(h.stream.closed);
+}
+
+#[test]
+fn conditional_and_range_requests() {
+    let mut h = Harness::new(64 * 1024);
+    let etag = h.file("/hello.txt").etag.to_owned();
+    let out = h.request(&format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"
+    ));
+    let not_modified = text(h.file("/hello.txt").not_modified_head);
+    assert_eq!(out, format!("{not_modified}{DATE}\r\n"));
+    assert_eq!(h.counters.responses_3xx, 1);
+
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n");
+    let partial = text(h.file("/hello.txt").partial_head);
+    assert_eq!(
+        out,
+        format!("{partial}Content-Range: bytes 0-4/13\r\nContent-Length: 5\r\n{DATE}\r\nhello")
+    );
+
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=99-\r\n\r\n");
+    assert_eq!(
+        out,
+        h.status(
+            Status::RangeNotSatisfiable,
+            "Content-Range: bytes */13\r\n",
+            ""
+        )
+    );
+
+    // HEAD ignores Range.
+    let out = h.request("HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", false)));
+}
+
+#[test]
+fn peer_half_close_is_answered_then_closed() {
+    let mut h = Harness::new(64 * 1024);
+    h.stream
+        .push(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /hel");
+    h.stream.peer_closed = true;
+    h.run();
+    assert_eq!(h.stream.out, h.full("/hello.txt", "", true));
+    assert!(h.stream.closed);
+}
+
+#[test]
+fn reset_clears_state_and_keeps_buffers() {
+    let mut h = Harness::new(10);
+    h.stream
+        .push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /");
+    h.serve_once();
+    let capacity = h.conn.buf.capacity();
+    assert!(!h.conn.queue.is_empty());
+    h.conn.reset();
+    assert!(h.conn.queue.is_empty());
+    assert_eq!((h.conn.start, h.conn.end, h.conn.discard), (0, 0, 0));
+    assert_eq!(h.conn.buf.capacity(), capacity);
+}
+
+#[test]
+fn counter_fields_name_every_counter() {
+    let counters = HttpCounters {
+        requests: 1,
+        responses_4xx: 2,
+        ..HttpCounters::default()
+    };
+    let fields: Vec<_> = counters.fields().collect();
+    assert_eq!(fields.len(), 8);
+    assert!(fields.contains(&("requests", 1)));
+    assert!(fields.contains(&("responses_4xx", 2)));
+}
+
+#[test]
+fn version_sniffing_for_505() {
+    assert!(looks_like_http_version(b"GET / HTTP/2.0\r\n"));
+    assert!(looks_like_http_version(b"\r\nGET / HTTP/1.2\r\nHost: x"));
+    assert!(!looks_like_http_version(b"GET / FOO/1.1\r\n"));
+    assert!(!looks_like_http_version(b""));
+}
+
+#[test]
+fn random_input_never_panics_and_always_settles() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 12] = [
+        b"GET ",
+        b"HEAD ",
+        b"/hello.txt",
+        b"/%2e%2e/",
+        b"%",
+        b" HTTP/1.1\r\n",
+        b" HTTP/1.0\r\n",
+        b"Host: x\r\n",
+        b"Content-Length: 3\r\n",
+        b"Range: bytes=1-\r\n",
+        b"\r\n",
+        b"\0\xff:",
+    ];
+    let mut h = Harness::new(512);
+    for _ in 0..300 {
+        h.conn.reset();
+        h.stream = FakeStream::new(1 + (next() % 2000) as usize);
+        h.stream.recv_chunk = 1 + (next() % 64) as usize;
+        for _ in 0..(next() % 40) {
+            h.stream.push(pieces[(next() % 12) as usize]);
+        }
+        h.stream.peer_closed = next() % 2 == 0;
+        h.run();
+    }
+    assert!(h.counters.requests > 0);
+}

@@ -1,0 +1,94 @@
+//! The wall-clock driver of a [`Server`]: busy-poll (or idle-wait) until told to stop, and print
+//! a stats line at a fixed interval.
+//!
+//! The clock is read once per iteration (a vDSO call, not a syscall). In idle mode the loop
+//! sleeps in the driver's `wait_rx` only when an iteration moved no frame, and never past the
+//! stack's next deadline.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration as StdDuration;
+
+use sirocco_drivers::{DriverError, FrameIo};
+use sirocco_netstack::Instant;
+
+use crate::server::{Server, Stats};
+
+/// Longest single sleep in idle mode, so a stop request is noticed promptly.
+const MAX_IDLE_SLEEP: StdDuration = StdDuration::from_millis(50);
+/// After a finite source (a pcap trace) runs dry, keep serving this long for the answers.
+const DRAIN_AFTER_EXHAUSTED: StdDuration = StdDuration::from_millis(200);
+
+pub struct RunOptions {
+    /// Sleep in the driver when idle instead of spinning.
+    pub idle_wait: bool,
+    /// Print a stats line this often (None: never).
+    pub stats_interval: Option<StdDuration>,
+    /// Set from another thread or a signal handler to end the loop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs `server` until `options.stop` is set, or until a finite driver has been drained.
+pub fn run<D: FrameIo>(
+    server: &mut Server<D>,
+    options: &RunOptions,
+    stats_out: &mut dyn Write,
+) -> Result<(), DriverError> {
+    let start = std::time::Instant::now();
+    let mut next_stats = options.stats_interval;
+    let mut last = server.stats();
+    let mut exhausted_at: Option<StdDuration> = None;
+    while !options.stop.load(Ordering::Relaxed) {
+        let elapsed = start.elapsed();
+        let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        let moved = server.poll(now)?;
+
+        if let (Some(due), Some(interval)) = (next_stats, options.stats_interval)
+            && elapsed >= due
+        {
+            let stats = server.stats();
+            // A failed write of a stats line (closed stdout) must not stop the server.
+            let _ = writeln!(stats_out, "{}", stats_line(elapsed, &last, &stats));
+            last = stats;
+            next_stats = Some(due + interval);
+        }
+
+        if server.driver().rx_exhausted() {
+            let since = *exhausted_at.get_or_insert(elapsed);
+            if !moved && elapsed - since >= DRAIN_AFTER_EXHAUSTED {
+                break;
+            }
+        }
+        if !moved && options.idle_wait {
+            let until_deadline = server
+                .poll_at()
+                .map(|at| StdDuration::from_micros((at - now).total_micros()))
+                .unwrap_or(MAX_IDLE_SLEEP);
+            server
+                .driver_mut()
+                .wait_rx(until_deadline.min(MAX_IDLE_SLEEP))?;
+        }
+    }
+    Ok(())
+}
+
+/// One line of counters: totals, and requests per second over the last interval.
+pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let _ = secs;
+    format!(
+        "[{:>6.1}s] conns={} rx={} tx={} req={} (+{}) 2xx={} 4xx={} 5xx={} dropped={} syn_refused={}",
+        elapsed.as_secs_f64(),
+        now.connections,
+        now.driver.rx_frames,
+        now.driver.tx_frames,
+        now.http.requests,
+        now.http.requests.saturating_sub(before.http.requests),
+        now.http.responses_2xx,
+        now.http.responses_4xx,
+        now.http.responses_5xx,
+        now.stack.total_dropped(),
+        now.stack.syn_refused_full,
+    )
+}
