@@ -17,9 +17,9 @@ use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
 
-use crate::TxSink;
 use crate::flow::FlowKey;
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::{StackConfig, TxSink};
 use crate::{TcpSocket, TcpState};
 
 /// Why a cell's egress loop stopped.
@@ -56,32 +56,29 @@ pub(crate) struct Cell<A> {
 impl<A: Default> Cell<A> {
     /// Builds a pooled cell: interface, socket with its buffers, no flow yet.
     pub fn new(
+        config: &StackConfig,
         caps: &DeviceCapabilities,
-        ipv4: smoltcp::wire::Ipv4Address,
-        prefix_len: u8,
-        rx_buffer: usize,
-        tx_buffer: usize,
         seed: u64,
         eth: EthHeader,
         now: Instant,
     ) -> Self {
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = seed;
-        let mut iface = Interface::new(config, &mut CapsDevice(caps.clone()), now);
+        let mut iface_config = Config::new(HardwareAddress::Ip);
+        iface_config.random_seed = seed;
+        let mut iface = Interface::new(iface_config, &mut CapsDevice(caps.clone()), now);
         iface.update_ip_addrs(|addrs| {
             // Cannot fail: a fresh interface has no addresses.
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(ipv4), prefix_len));
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(config.ipv4), config.prefix_len));
         });
         // With Medium::Ip smoltcp resolves no neighbours, but it still refuses to send to a
         // destination with no route (`InterfaceInner::route`). Peers outside our prefix arrive
         // through a gateway whose MAC the front end learned from the SYN, so a default route
         // makes every peer routable; the gateway address itself is never used on Medium::Ip.
         // Cannot fail: a fresh interface has an empty route table.
-        let _ = iface.routes_mut().add_default_ipv4_route(ipv4);
+        let _ = iface.routes_mut().add_default_ipv4_route(config.ipv4);
 
         let mut socket = TcpSocket::new(
-            smoltcp::socket::tcp::SocketBuffer::new(vec![0; rx_buffer]),
-            smoltcp::socket::tcp::SocketBuffer::new(vec![0; tx_buffer]),
+            smoltcp::socket::tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
+            smoltcp::socket::tcp::SocketBuffer::new(vec![0; config.tx_buffer]),
         );
         // A static server writes whole responses at once: Nagle would only hold back the tail.
         socket.set_nagle_enabled(false);
@@ -128,7 +125,13 @@ impl<A> Cell<A> {
 
     /// Takes a pooled cell into service: fresh socket state listening on `local`.
     /// `false` if the socket refused to listen (port 0; ruled out by config validation).
-    pub fn open(&mut self, local: IpListenEndpoint, flow: FlowKey, eth: EthHeader, now: Instant) -> bool {
+    pub fn open(
+        &mut self,
+        local: IpListenEndpoint,
+        flow: FlowKey,
+        eth: EthHeader,
+        now: Instant,
+    ) -> bool {
         let socket = self.socket();
         socket.abort();
         // `reset` (inside `listen`) keeps the congestion controller: start it afresh.
@@ -180,7 +183,12 @@ impl<A> Cell<A> {
     }
 
     /// Runs egress passes until smoltcp is idle, the sink is full or `budget` frames were sent.
-    pub fn egress(&mut self, now: Instant, device: &mut EgressDevice<'_>, budget: usize) -> EgressStop {
+    pub fn egress(
+        &mut self,
+        now: Instant,
+        device: &mut EgressDevice<'_>,
+        budget: usize,
+    ) -> EgressStop {
         device.eth = self.eth;
         for _ in 0..budget {
             if !device.sink.has_room() {

@@ -68,6 +68,8 @@ define_counters! {
         drop_eth_truncated,
         /// Destination MAC is neither ours nor broadcast.
         drop_eth_not_for_us,
+        /// Source MAC is broadcast or multicast.
+        drop_eth_bad_source,
         /// Neither IPv4, ARP nor IPv6 (VLAN tags included).
         drop_ethertype_unknown,
         /// IPv6 is not supported yet.

@@ -10,8 +10,8 @@
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet,
-    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use crate::StackCounters;
@@ -68,6 +68,11 @@ impl FrontEnd {
             return Verdict::Done;
         }
         let peer_mac = eth.src_addr();
+        // Replies go back to the source MAC: never to a group address.
+        if !peer_mac.is_unicast() {
+            counters.drop_eth_bad_source += 1;
+            return Verdict::Done;
+        }
         let payload = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
         match eth.ethertype() {
             EthernetProtocol::Arp => {
@@ -181,7 +186,8 @@ impl FrontEnd {
         }
         let total = usize::from(packet.total_len());
         let header = usize::from(packet.header_len());
-        let (Some(ip_packet), Some(ip_payload)) = (payload.get(..total), payload.get(header..total))
+        let (Some(ip_packet), Some(ip_payload)) =
+            (payload.get(..total), payload.get(header..total))
         else {
             counters.drop_ipv4_malformed += 1;
             return Verdict::Done;

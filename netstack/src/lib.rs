@@ -22,6 +22,22 @@
 //!
 //! The crate does no I/O and reads no clock: time is always a parameter. It contains no
 //! `unsafe` and never panics on any input.
+//!
+//! # Behaviour worth knowing
+//!
+//! - Cells are pooled: created lazily up to `max_connections`, then reused (socket aborted and
+//!   re-listened, buffers kept). A SYN when all are in use gets an RST (`syn_refused_full`).
+//! - Sockets run with Nagle off and no delayed ACK (see `cell.rs` for why).
+//! - Half-open connections are aborted (with an RST) after `handshake_timeout`; connections with
+//!   no segment from the peer for `idle_timeout` are aborted with an RST.
+//! - TIME-WAIT is not held: the cell is recycled as soon as the socket reaches it. A compact
+//!   tombstone in the flow table that ACKs a retransmitted FIN is planned.
+//! - IPv4 only; IPv6 frames, IP fragments and IP protocols other than ICMP and TCP are dropped
+//!   and counted (see [`StackCounters`]).
+//!
+//! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST), `flow` (flow table), `cell` (one
+//! smoltcp interface + socket per connection), `timers` (deadlines), `staging` (replies made
+//! during receive), `counters`, and `stack` which joins them.
 
 #![forbid(unsafe_code)]
 

@@ -105,7 +105,10 @@ impl<A: ConnState> Stack<A> {
     /// `seeds` is called once per cell when the cell is first created (cells are pooled and
     /// reused, so not per connection) and once at construction to key the flow-table hasher.
     /// The server passes OS randomness; tests pass a seeded PRNG so runs are deterministic.
-    pub fn new(config: StackConfig, mut seeds: Box<dyn FnMut() -> u64>) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: StackConfig,
+        mut seeds: Box<dyn FnMut() -> u64>,
+    ) -> Result<Self, ConfigError> {
         validate(&config)?;
         let tx_caps = if config.tx_checksum_offload {
             ChecksumCapabilities::ignored()
@@ -214,7 +217,8 @@ impl<A: ConnState> Stack<A> {
             return;
         };
         cell.last_rx = now;
-        self.counters.tx_staging_full += cell.ingress(now, seg.ip_packet, &mut self.staging, &self.caps);
+        self.counters.tx_staging_full +=
+            cell.ingress(now, seg.ip_packet, &mut self.staging, &self.caps);
         let r = CellRef {
             index,
             generation: cell.generation,
@@ -233,11 +237,8 @@ impl<A: ConnState> Stack<A> {
             None if self.cells.len() < self.config.max_connections => {
                 let index = u32::try_from(self.cells.len()).ok()?;
                 let cell = Cell::new(
+                    &self.config,
                     &self.caps,
-                    self.config.ipv4,
-                    self.config.prefix_len,
-                    self.config.rx_buffer,
-                    self.config.tx_buffer,
                     (self.seeds)(),
                     self.eth_to(seg),
                     now,
@@ -334,13 +335,13 @@ impl<A: ConnState> Stack<A> {
             self.run_cell(now, d.cell, tx);
         }
         // Lazy invalidation leaves stale entries; sweep them when they outnumber the cells.
-        if self.timers.len() > 2 * self.cells.len() + 64 {
-            let cells = &self.cells;
-            self.timers.retain(|d| {
-                cells
-                    .get(d.cell as usize)
-                    .is_some_and(|c| c.generation == d.generation && c.armed == Some(d.at))
-            });
+        let cells = &self.cells;
+        if self.timers.len() > 2 * cells.len() + 64 {
+            self.timers.retain(|d| is_live(cells, d));
+        }
+        // Keep the top live so `poll_at` reports a real deadline (timers only change here).
+        while self.timers.peek().is_some_and(|d| !is_live(cells, d)) {
+            self.timers.pop();
         }
     }
 
@@ -442,6 +443,13 @@ fn tx_only(offload: bool) -> smoltcp::phy::Checksum {
     } else {
         smoltcp::phy::Checksum::Tx
     }
+}
+
+/// Whether a timer entry still belongs to the cell's current connection and armed deadline.
+fn is_live<A>(cells: &[Cell<A>], d: &Deadline) -> bool {
+    cells
+        .get(d.cell as usize)
+        .is_some_and(|c| c.generation == d.generation && c.armed == Some(d.at))
 }
 
 fn mark_dirty<A>(dirty: &mut VecDeque<CellRef>, cell: &mut Cell<A>, r: CellRef) {

@@ -143,7 +143,10 @@ mod tests {
         ring.reserve(1).unwrap().copy_from_slice(b"f");
         assert_eq!(ring.drain_into(&mut sink), 2);
         assert!(ring.is_empty());
-        assert_eq!(sink.frames, vec![b"abc".to_vec(), b"de".to_vec(), b"f".to_vec()]);
+        assert_eq!(
+            sink.frames,
+            vec![b"abc".to_vec(), b"de".to_vec(), b"f".to_vec()]
+        );
     }
 
     #[test]
@@ -163,7 +166,10 @@ mod tests {
         let mut buf = [0u8; 16];
         let rest = hdr.write(&mut buf).unwrap();
         assert_eq!(rest.len(), 2);
-        assert_eq!(&buf[..14], &[1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0x08, 0x00]);
+        assert_eq!(
+            &buf[..14],
+            &[1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0x08, 0x00]
+        );
         assert!(hdr.write(&mut [0u8; 13]).is_none());
     }
 }

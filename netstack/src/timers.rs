@@ -40,6 +40,16 @@ impl DeadlineQueue {
         self.heap.peek().map(|Reverse(d)| d.at)
     }
 
+    /// The earliest entry, live or stale.
+    pub fn peek(&self) -> Option<&Deadline> {
+        self.heap.peek().map(|Reverse(d)| d)
+    }
+
+    /// Removes the earliest entry.
+    pub fn pop(&mut self) -> Option<Deadline> {
+        self.heap.pop().map(|Reverse(d)| d)
+    }
+
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Deadline> {
         match self.heap.peek() {

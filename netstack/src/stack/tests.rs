@@ -1,0 +1,828 @@
+//! Packet-level tests of the whole stack: a scripted peer sends frames built with smoltcp's
+//! `Repr::emit`, and every frame the stack sends is parsed back and checked (checksums included).
+//! Time is virtual; seeds come from a fixed PRNG, so every run is identical.
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl,
+    TcpPacket, TcpRepr, TcpSeqNumber,
+};
+
+use super::*;
+
+const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xfe]);
+const OUR_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 1);
+const PEER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 2);
+/// Outside 198.18.0.0/24, reached through a gateway.
+const FAR_IP: Ipv4Address = Ipv4Address::new(198, 19, 7, 9);
+const PORT: u16 = 80;
+
+fn t(ms: i64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// xorshift64*: deterministic seeds and noise.
+struct Prng(u64);
+
+impl Prng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
+    let mut rng = Prng(seed);
+    Box::new(move || rng.next())
+}
+
+/// The application used by the tests: collects what it reads, answers "HELLO" once a request
+/// ends with a blank line, and closes when the peer does.
+#[derive(Default)]
+struct App {
+    received: Vec<u8>,
+    replied: bool,
+}
+
+impl ConnState for App {
+    fn reset(&mut self) {
+        self.received.clear();
+        self.replied = false;
+    }
+}
+
+fn serve(conn: Conn<'_, App>) {
+    let Conn { socket, state } = conn;
+    while socket.can_recv() {
+        let _ = socket.recv(|data| {
+            state.received.extend_from_slice(data);
+            (data.len(), ())
+        });
+    }
+    if !state.replied && state.received.ends_with(b"\r\n\r\n") {
+        state.replied = true;
+        let _ = socket.send_slice(b"HELLO");
+    }
+    if socket.state() == TcpState::CloseWait {
+        socket.close();
+    }
+}
+
+/// A sink that keeps frames, with an optional room limit.
+struct Wire {
+    frames: Vec<Vec<u8>>,
+    room: usize,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Wire {
+            frames: Vec::new(),
+            room: usize::MAX,
+        }
+    }
+}
+
+impl TxSink for Wire {
+    fn has_room(&self) -> bool {
+        self.room > 0
+    }
+    fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        if self.room == 0 {
+            return false;
+        }
+        self.room -= 1;
+        let mut buf = vec![0; len];
+        fill(&mut buf);
+        self.frames.push(buf);
+        true
+    }
+}
+
+fn config() -> StackConfig {
+    StackConfig::new(OUR_MAC, OUR_IP, 24, PORT)
+}
+
+fn stack_with(config: StackConfig) -> Stack<App> {
+    Stack::new(config, seeds(0x5eed)).unwrap()
+}
+
+/// One service + egress round; returns what was sent.
+fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
+    stack.service(now, &mut serve);
+    let mut wire = Wire::new();
+    stack.poll_egress(now, &mut wire);
+    wire.frames
+}
+
+fn ipv4_frame(
+    src_mac: EthernetAddress,
+    src_ip: Ipv4Address,
+    proto: IpProtocol,
+    payload_len: usize,
+    emit: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
+    let ip = Ipv4Repr {
+        src_addr: src_ip,
+        dst_addr: OUR_IP,
+        next_header: proto,
+        payload_len,
+        hop_limit: 64,
+    };
+    let mut frame = vec![0u8; 14 + 20 + payload_len];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame);
+    eth.set_dst_addr(OUR_MAC);
+    eth.set_src_addr(src_mac);
+    eth.set_ethertype(EthernetProtocol::Ipv4);
+    ip.emit(
+        &mut Ipv4Packet::new_unchecked(&mut frame[14..34]),
+        &ChecksumCapabilities::default(),
+    );
+    emit(&mut frame[34..]);
+    frame
+}
+
+/// A scripted TCP peer.
+#[derive(Clone, Copy)]
+struct Peer {
+    mac: EthernetAddress,
+    ip: Ipv4Address,
+    port: u16,
+    /// Next sequence number we send.
+    seq: u32,
+    /// Next sequence number we expect from the stack.
+    ack: u32,
+}
+
+impl Peer {
+    fn new(port: u16) -> Self {
+        Peer {
+            mac: PEER_MAC,
+            ip: PEER_IP,
+            port,
+            seq: 1000,
+            ack: 0,
+        }
+    }
+
+    fn segment(
+        &self,
+        dst_port: u16,
+        control: TcpControl,
+        seq: u32,
+        ack: Option<u32>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let repr = TcpRepr {
+            src_port: self.port,
+            dst_port,
+            control,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: (control == TcpControl::Syn).then_some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let (src, dst) = (IpAddress::Ipv4(self.ip), IpAddress::Ipv4(OUR_IP));
+        ipv4_frame(
+            self.mac,
+            self.ip,
+            IpProtocol::Tcp,
+            repr.buffer_len(),
+            |buf| {
+                repr.emit(
+                    &mut TcpPacket::new_unchecked(buf),
+                    &src,
+                    &dst,
+                    &ChecksumCapabilities::default(),
+                )
+            },
+        )
+    }
+
+    fn syn(&self) -> Vec<u8> {
+        self.segment(PORT, TcpControl::Syn, self.seq, None, &[])
+    }
+
+    /// Consumes the SYN-ACK and returns the final ACK of the handshake.
+    fn ack_syn(&mut self, synack: &Seg) -> Vec<u8> {
+        assert_eq!(synack.control, TcpControl::Syn);
+        assert_eq!(synack.ack, Some(self.seq + 1));
+        self.seq += 1;
+        self.ack = synack.seq + 1;
+        self.segment(PORT, TcpControl::None, self.seq, Some(self.ack), &[])
+    }
+
+    fn data(&mut self, payload: &[u8]) -> Vec<u8> {
+        let f = self.segment(PORT, TcpControl::Psh, self.seq, Some(self.ack), payload);
+        self.seq += payload.len() as u32;
+        f
+    }
+
+    fn fin(&mut self) -> Vec<u8> {
+        let f = self.segment(PORT, TcpControl::Fin, self.seq, Some(self.ack), &[]);
+        self.seq += 1;
+        f
+    }
+
+    fn ack_now(&self) -> Vec<u8> {
+        self.segment(PORT, TcpControl::None, self.seq, Some(self.ack), &[])
+    }
+}
+
+/// A TCP segment the stack sent, checked and decoded.
+#[derive(Debug)]
+struct Seg {
+    eth_dst: EthernetAddress,
+    ip_dst: Ipv4Address,
+    dst_port: u16,
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    payload: Vec<u8>,
+}
+
+fn parse_tcp(frame: &[u8]) -> Seg {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(eth.src_addr(), OUR_MAC);
+    assert_eq!(eth.ethertype(), EthernetProtocol::Ipv4);
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    assert_eq!(ip.src_addr(), OUR_IP);
+    assert_eq!(ip.next_header(), IpProtocol::Tcp);
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
+    assert!(tcp.verify_checksum(&src, &dst), "TCP checksum");
+    let repr = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::default()).unwrap();
+    Seg {
+        eth_dst: eth.dst_addr(),
+        ip_dst: ip.dst_addr(),
+        dst_port: repr.dst_port,
+        control: repr.control,
+        seq: repr.seq_number.0 as u32,
+        ack: repr.ack_number.map(|a| a.0 as u32),
+        payload: repr.payload.to_vec(),
+    }
+}
+
+fn only_tcp(frames: &[Vec<u8>]) -> Seg {
+    assert_eq!(frames.len(), 1, "expected exactly one frame");
+    parse_tcp(&frames[0])
+}
+
+/// SYN, SYN-ACK, ACK. Returns the peer ready to send data.
+fn connect(stack: &mut Stack<App>, peer: &mut Peer, now: Instant) {
+    stack.handle_frame(now, &peer.syn());
+    let synack = only_tcp(&pump(stack, now));
+    assert_eq!(
+        synack.eth_dst, peer.mac,
+        "SYN-ACK goes to the SYN's source MAC"
+    );
+    assert_eq!(synack.ip_dst, peer.ip);
+    let ack = peer.ack_syn(&synack);
+    stack.handle_frame(now, &ack);
+    assert!(
+        pump(stack, now).is_empty(),
+        "nothing to send after the handshake"
+    );
+}
+
+#[test]
+fn config_is_validated() {
+    let bad = |f: fn(&mut StackConfig)| {
+        let mut c = config();
+        f(&mut c);
+        Stack::<App>::new(c, seeds(1)).err()
+    };
+    assert_eq!(
+        bad(|c| c.max_connections = 0),
+        Some(ConfigError::NoConnections)
+    );
+    assert_eq!(bad(|c| c.mtu = 100), Some(ConfigError::Mtu(100)));
+    assert_eq!(bad(|c| c.prefix_len = 33), Some(ConfigError::Prefix(33)));
+    assert_eq!(bad(|c| c.port = 0), Some(ConfigError::Port));
+    assert!(matches!(
+        bad(|c| c.rx_buffer = 10),
+        Some(ConfigError::Buffer { which: "rx", .. })
+    ));
+    assert!(matches!(
+        bad(|c| c.ipv4 = Ipv4Address::BROADCAST),
+        Some(ConfigError::Ipv4NotUnicast(_))
+    ));
+    assert!(matches!(
+        bad(|c| c.mac = EthernetAddress::BROADCAST),
+        Some(ConfigError::MacNotUnicast(_))
+    ));
+    assert!(bad(|_| {}).is_none());
+}
+
+fn arp_request(target: Ipv4Address) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: PEER_MAC,
+        source_protocol_addr: PEER_IP,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut frame = vec![0u8; 14 + arp.buffer_len()];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame);
+    eth.set_dst_addr(EthernetAddress::BROADCAST);
+    eth.set_src_addr(PEER_MAC);
+    eth.set_ethertype(EthernetProtocol::Arp);
+    arp.emit(&mut ArpPacket::new_unchecked(&mut frame[14..]));
+    frame
+}
+
+#[test]
+fn arp_request_for_us_gets_exact_reply() {
+    let mut stack = stack_with(config());
+    stack.handle_frame(t(0), &arp_request(OUR_IP));
+    assert_eq!(
+        stack.poll_at(),
+        Some(t(0)),
+        "a staged reply wants egress now"
+    );
+    let frames = pump(&mut stack, t(0));
+    assert_eq!(frames.len(), 1);
+    #[rustfmt::skip]
+    let expected: Vec<u8> = vec![
+        // Ethernet: to the requester, from us, ARP.
+        0x02, 0, 0, 0, 0, 0x02,  0x02, 0, 0, 0, 0, 0x01,  0x08, 0x06,
+        // htype 1, ptype IPv4, hlen 6, plen 4, op 2 (reply)
+        0, 1, 0x08, 0x00, 6, 4, 0, 2,
+        // sender: our MAC and IP
+        0x02, 0, 0, 0, 0, 0x01,  198, 18, 0, 1,
+        // target: the requester
+        0x02, 0, 0, 0, 0, 0x02,  198, 18, 0, 2,
+    ];
+    assert_eq!(frames[0], expected);
+    assert_eq!(stack.counters().arp_replies, 1);
+    assert_eq!(stack.poll_at(), None);
+}
+
+#[test]
+fn arp_for_another_ip_is_dropped() {
+    let mut stack = stack_with(config());
+    stack.handle_frame(t(0), &arp_request(Ipv4Address::new(198, 18, 0, 77)));
+    assert!(pump(&mut stack, t(0)).is_empty());
+    assert_eq!(stack.counters().drop_arp_not_for_us, 1);
+    assert_eq!(stack.counters().total_dropped(), 1);
+}
+
+#[test]
+fn icmp_echo_is_answered_with_same_payload() {
+    let mut stack = stack_with(config());
+    let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let req = Icmpv4Repr::EchoRequest {
+        ident: 0x1234,
+        seq_no: 7,
+        data: &data,
+    };
+    let frame = ipv4_frame(
+        PEER_MAC,
+        PEER_IP,
+        IpProtocol::Icmp,
+        req.buffer_len(),
+        |buf| {
+            req.emit(
+                &mut Icmpv4Packet::new_unchecked(buf),
+                &ChecksumCapabilities::default(),
+            )
+        },
+    );
+    stack.handle_frame(t(0), &frame);
+    let frames = pump(&mut stack, t(0));
+    assert_eq!(frames.len(), 1);
+    let eth = EthernetFrame::new_checked(&frames[0][..]).unwrap();
+    assert_eq!(eth.dst_addr(), PEER_MAC);
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (OUR_IP, PEER_IP));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!(
+        Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).unwrap(),
+        Icmpv4Repr::EchoReply {
+            ident: 0x1234,
+            seq_no: 7,
+            data: &data,
+        }
+    );
+    assert_eq!(stack.counters().icmp_echo_replies, 1);
+}
+
+#[test]
+fn bad_frames_are_counted_by_reason() {
+    let mut stack = stack_with(config());
+    let peer = Peer::new(40000);
+    let good = peer.syn();
+
+    // Truncated Ethernet.
+    stack.handle_frame(t(0), &good[..10]);
+    // Not for our MAC.
+    let mut other_mac = good.clone();
+    other_mac[0..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+    stack.handle_frame(t(0), &other_mac);
+    // Group source MAC.
+    let mut group_src = good.clone();
+    group_src[6] |= 0x01;
+    stack.handle_frame(t(0), &group_src);
+    // Unknown ethertype.
+    let mut unknown = good.clone();
+    unknown[12..14].copy_from_slice(&[0x88, 0xb5]);
+    stack.handle_frame(t(0), &unknown);
+    // IPv6.
+    let mut v6 = good.clone();
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    stack.handle_frame(t(0), &v6);
+    // Truncated IPv4: total length says more than the frame holds.
+    stack.handle_frame(t(0), &good[..30]);
+    stack.handle_frame(t(0), &good[..good.len() - 4]);
+    // Bad IPv4 checksum.
+    let mut bad_ip = good.clone();
+    bad_ip[14 + 10] ^= 0xff;
+    stack.handle_frame(t(0), &bad_ip);
+    // Fragment (MF set), checksum fixed so only the fragment rule applies.
+    let mut frag = good.clone();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frag[14..]);
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+    }
+    stack.handle_frame(t(0), &frag);
+    // Truncated TCP: IP total length cut to 30 (10 bytes of TCP), checksum fixed.
+    let mut short_tcp = good.clone();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut short_tcp[14..]);
+        ip.set_total_len(30);
+        ip.fill_checksum();
+    }
+    stack.handle_frame(t(0), &short_tcp);
+    // Bad TCP checksum.
+    let mut bad_tcp = good.clone();
+    bad_tcp[34 + 16] ^= 0x55;
+    stack.handle_frame(t(0), &bad_tcp);
+
+    assert!(pump(&mut stack, t(0)).is_empty(), "no answer to garbage");
+    let c = stack.counters();
+    assert_eq!(c.drop_eth_truncated, 1);
+    assert_eq!(c.drop_eth_not_for_us, 1);
+    assert_eq!(c.drop_eth_bad_source, 1);
+    assert_eq!(c.drop_ethertype_unknown, 1);
+    assert_eq!(c.drop_ipv6, 1);
+    assert_eq!(c.drop_ipv4_malformed, 2);
+    assert_eq!(c.drop_ipv4_checksum, 1);
+    assert_eq!(c.drop_ipv4_fragment, 1);
+    assert_eq!(c.drop_tcp_malformed, 1);
+    assert_eq!(c.drop_tcp_checksum, 1);
+    assert_eq!(c.total_dropped(), 11);
+    assert_eq!(c.rx_frames, 11);
+    assert_eq!(stack.connections(), 0);
+}
+
+#[test]
+fn syn_to_closed_port_gets_rst_ack() {
+    let mut stack = stack_with(config());
+    let peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.segment(81, TcpControl::Syn, 5000, None, &[]));
+    let rst = only_tcp(&pump(&mut stack, t(0)));
+    assert_eq!(rst.control, TcpControl::Rst);
+    // RFC 9293 §3.10.7.1: no ACK in the segment -> <SEQ=0><ACK=SEG.SEQ+SEG.LEN><RST,ACK>.
+    assert_eq!(rst.seq, 0);
+    assert_eq!(rst.ack, Some(5001));
+    assert_eq!(rst.dst_port, 40000);
+    assert_eq!(rst.eth_dst, PEER_MAC);
+    assert_eq!(stack.counters().drop_tcp_port_closed, 1);
+    assert_eq!(stack.counters().rst_sent, 1);
+    assert_eq!(stack.connections(), 0);
+}
+
+#[test]
+fn unknown_flow_gets_rst_but_rst_gets_nothing() {
+    let mut stack = stack_with(config());
+    let peer = Peer::new(40000);
+    stack.handle_frame(
+        t(0),
+        &peer.segment(PORT, TcpControl::None, 7, Some(123_456), b"x"),
+    );
+    let rst = only_tcp(&pump(&mut stack, t(0)));
+    // ACK bit on -> <SEQ=SEG.ACK><CTL=RST>.
+    assert_eq!(
+        (rst.control, rst.seq, rst.ack),
+        (TcpControl::Rst, 123_456, None)
+    );
+    stack.handle_frame(t(0), &peer.segment(PORT, TcpControl::Rst, 7, None, &[]));
+    assert!(pump(&mut stack, t(0)).is_empty(), "never RST an RST");
+    assert_eq!(stack.counters().drop_tcp_no_flow, 2);
+    assert_eq!(stack.counters().rst_sent, 1);
+}
+
+#[test]
+fn full_exchange_then_close_recycles_the_cell() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer::new(40000);
+    connect(&mut stack, &mut peer, t(0));
+    assert_eq!(stack.connections(), 1);
+    assert_eq!(stack.counters().syn_accepted, 1);
+
+    stack.handle_frame(t(1), &peer.data(b"GET / HTTP/1.1\r\n\r\n"));
+    let reply = only_tcp(&pump(&mut stack, t(1)));
+    assert_eq!(reply.payload, b"HELLO");
+    assert_eq!(reply.seq, peer.ack);
+    assert_eq!(
+        reply.ack,
+        Some(peer.seq),
+        "the request is acknowledged with the response"
+    );
+    peer.ack += reply.payload.len() as u32;
+
+    // Peer closes; the app closes in turn (CLOSE-WAIT -> LAST-ACK).
+    stack.handle_frame(t(2), &peer.fin());
+    let fin = only_tcp(&pump(&mut stack, t(2)));
+    assert_eq!(fin.control, TcpControl::Fin);
+    assert_eq!(fin.ack, Some(peer.seq));
+    peer.ack += 1;
+    stack.handle_frame(t(3), &peer.ack_now());
+    assert!(pump(&mut stack, t(3)).is_empty());
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().connections_closed, 1);
+    assert_eq!(stack.poll_at(), None, "an idle stack has nothing pending");
+
+    // The same peer port again: a segment of the old connection now meets no flow.
+    stack.handle_frame(t(4), &peer.ack_now());
+    assert_eq!(only_tcp(&pump(&mut stack, t(4))).control, TcpControl::Rst);
+
+    // A new connection reuses the pooled cell with fresh application state.
+    let mut second = Peer::new(40001);
+    connect(&mut stack, &mut second, t(5));
+    stack.handle_frame(t(6), &second.data(b"X"));
+    let mut seen = Vec::new();
+    stack.service(t(6), &mut |conn: Conn<'_, App>| {
+        let Conn { socket, state } = conn;
+        serve(Conn {
+            socket,
+            state: &mut *state,
+        });
+        seen = state.received.clone();
+    });
+    assert_eq!(seen, b"X", "A::reset ran before the cell was reused");
+    assert_eq!(stack.cells.len(), 1, "the cell came from the pool");
+}
+
+#[test]
+fn pool_exhausted_syn_gets_rst() {
+    let mut c = config();
+    c.max_connections = 1;
+    let mut stack = stack_with(c);
+    let mut first = Peer::new(40000);
+    connect(&mut stack, &mut first, t(0));
+    let second = Peer::new(40001);
+    stack.handle_frame(t(1), &second.syn());
+    let rst = only_tcp(&pump(&mut stack, t(1)));
+    assert_eq!(rst.control, TcpControl::Rst);
+    assert_eq!(rst.dst_port, 40001);
+    assert_eq!(rst.ack, Some(second.seq + 1));
+    assert_eq!(stack.counters().syn_refused_full, 1);
+    assert_eq!(stack.connections(), 1);
+}
+
+#[test]
+fn retransmitted_syn_reaches_the_same_cell() {
+    let mut stack = stack_with(config());
+    let peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    let first = only_tcp(&pump(&mut stack, t(0)));
+    stack.handle_frame(t(1), &peer.syn());
+    let frames = pump(&mut stack, t(1));
+    assert_eq!(stack.connections(), 1);
+    for f in &frames {
+        assert_ne!(
+            parse_tcp(f).control,
+            TcpControl::Rst,
+            "a duplicate SYN must not reset"
+        );
+    }
+    assert_eq!(first.control, TcpControl::Syn);
+}
+
+#[test]
+fn handshake_timeout_recycles_the_cell() {
+    let mut c = config();
+    c.handshake_timeout = Duration::from_secs(3);
+    let mut stack = stack_with(c);
+    let peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Syn);
+    // The peer never ACKs. Follow poll_at like the server loop does.
+    let mut now = t(0);
+    let mut synacks = 0;
+    while let Some(at) = stack.poll_at() {
+        assert!(
+            at <= t(3_000) + Duration::from_millis(1),
+            "deadline past the timeout"
+        );
+        now = at.max(now);
+        for f in pump(&mut stack, now) {
+            match parse_tcp(&f).control {
+                TcpControl::Syn => synacks += 1,
+                TcpControl::Rst => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(
+        synacks >= 1,
+        "the SYN-ACK is retransmitted before the timeout"
+    );
+    assert!(now >= t(3_000));
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().handshake_timeouts, 1);
+    assert_eq!(stack.counters().connections_closed, 1);
+}
+
+#[test]
+fn idle_timeout_sends_rst_and_recycles() {
+    let mut c = config();
+    c.idle_timeout = Duration::from_secs(5);
+    let mut stack = stack_with(c);
+    let mut peer = Peer::new(40000);
+    connect(&mut stack, &mut peer, t(0));
+    // Activity at 2 s pushes the deadline to 7 s.
+    stack.handle_frame(t(2_000), &peer.data(b"partial"));
+    let _ = pump(&mut stack, t(2_000));
+    let deadline = stack.poll_at().unwrap();
+    assert!(deadline <= t(7_000));
+    assert!(pump(&mut stack, t(6_999)).is_empty());
+    assert_eq!(stack.connections(), 1, "not idle yet");
+    let mut now = t(6_999);
+    let mut rst = None;
+    while let Some(at) = stack.poll_at() {
+        now = at.max(now);
+        for f in pump(&mut stack, now) {
+            let seg = parse_tcp(&f);
+            if seg.control == TcpControl::Rst {
+                rst = Some(seg);
+            }
+        }
+    }
+    let rst = rst.expect("the idle connection is reset");
+    assert_eq!(rst.seq, peer.ack, "the RST is in the peer's window");
+    assert!(now >= t(7_000));
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().idle_timeouts, 1);
+}
+
+#[test]
+fn peer_outside_the_prefix_is_served_via_its_gateway_mac() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer {
+        mac: GATEWAY_MAC,
+        ip: FAR_IP,
+        ..Peer::new(50000)
+    };
+    connect(&mut stack, &mut peer, t(0));
+    stack.handle_frame(t(1), &peer.data(b"GET /\r\n\r\n"));
+    let reply = only_tcp(&pump(&mut stack, t(1)));
+    assert_eq!(reply.payload, b"HELLO");
+    assert_eq!(reply.eth_dst, GATEWAY_MAC);
+    assert_eq!(reply.ip_dst, FAR_IP);
+}
+
+#[test]
+fn full_sink_loses_nothing() {
+    let mut stack = stack_with(config());
+    for _ in 0..3 {
+        stack.handle_frame(t(0), &arp_request(OUR_IP));
+    }
+    let mut peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let mut wire = Wire {
+            frames: Vec::new(),
+            room: 1,
+        };
+        stack.poll_egress(t(0), &mut wire);
+        got.extend(wire.frames);
+    }
+    assert_eq!(
+        got.len(),
+        4,
+        "three ARP replies and one SYN-ACK, one per call"
+    );
+    assert_eq!(stack.poll_at().map(|at| at > t(0)), Some(true));
+    let synack = parse_tcp(&got[3]);
+    let ack = peer.ack_syn(&synack);
+    stack.handle_frame(t(1), &ack);
+    let _ = pump(&mut stack, t(1));
+    assert_eq!(stack.counters().tx_frames, 4);
+}
+
+#[test]
+fn many_connections_are_independent() {
+    let mut stack = stack_with(config());
+    let mut peers: Vec<Peer> = (0..50).map(|i| Peer::new(41000 + i)).collect();
+    for p in &mut peers {
+        connect(&mut stack, p, t(0));
+    }
+    assert_eq!(stack.connections(), 50);
+    for p in &mut peers {
+        stack.handle_frame(t(1), &p.data(b"GET\r\n\r\n"));
+    }
+    let frames = pump(&mut stack, t(1));
+    assert_eq!(frames.len(), 50);
+    for f in &frames {
+        assert_eq!(parse_tcp(f).payload, b"HELLO");
+    }
+}
+
+#[test]
+fn random_and_mutated_frames_never_panic() {
+    let mut c = config();
+    c.max_connections = 8;
+    let mut stack = stack_with(c);
+    let mut rng = Prng(0xdead_beef);
+    let mut peer = Peer::new(40000);
+    let templates = [
+        peer.syn(),
+        peer.data(b"GET / HTTP/1.1\r\n\r\n"),
+        peer.fin(),
+        arp_request(OUR_IP),
+    ];
+    let mut now = t(0);
+    for i in 0..5000u64 {
+        let frame = if i.is_multiple_of(3) {
+            let len = (rng.next() % 200) as usize;
+            (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>()
+        } else {
+            let mut f = templates[(rng.next() % templates.len() as u64) as usize].clone();
+            for _ in 0..(1 + rng.next() % 4) {
+                let at = (rng.next() as usize) % f.len();
+                f[at] = rng.next() as u8;
+            }
+            if rng.next().is_multiple_of(4) {
+                f.truncate((rng.next() as usize) % (f.len() + 1));
+            }
+            // Keep some frames addressed to us so deeper layers get exercised.
+            if f.len() >= 14 && rng.next().is_multiple_of(2) {
+                f[0..6].copy_from_slice(&OUR_MAC.0);
+            }
+            f
+        };
+        stack.handle_frame(now, &frame);
+        if i.is_multiple_of(7) {
+            now += Duration::from_millis(rng.next() % 2_000);
+            let _ = pump(&mut stack, now);
+        }
+    }
+    let c = stack.counters();
+    assert_eq!(c.rx_frames, 5000);
+    assert!(stack.connections() <= 8);
+}
+
+#[test]
+fn peer_rst_recycles_and_the_app_never_sees_the_dead_cell() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer::new(40000);
+    connect(&mut stack, &mut peer, t(0));
+    stack.handle_frame(t(1), &peer.data(b"GET"));
+    stack.handle_frame(
+        t(1),
+        &peer.segment(PORT, TcpControl::Rst, peer.seq, None, &[]),
+    );
+    let mut calls = 0;
+    stack.service(t(1), &mut |_conn: Conn<'_, App>| calls += 1);
+    assert_eq!(calls, 0, "a reset connection is not handed to the app");
+    let mut wire = Wire::new();
+    stack.poll_egress(t(1), &mut wire);
+    assert!(wire.frames.is_empty(), "never answer an RST");
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().connections_closed, 1);
+    stack.service(t(2), &mut |_conn: Conn<'_, App>| calls += 1);
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn verified_rx_checksums_are_trusted() {
+    let mut c = config();
+    c.rx_checksum_verified = true;
+    let mut stack = stack_with(c);
+    let peer = Peer::new(40000);
+    let mut syn = peer.syn();
+    syn[34 + 16] ^= 0x55; // TCP checksum: the driver said it checked, so it is not re-checked.
+    stack.handle_frame(t(0), &syn);
+    assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Syn);
+    assert_eq!(stack.counters().drop_tcp_checksum, 0);
+}
