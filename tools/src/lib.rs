@@ -1,1 +1,7 @@
-//! sirocco-tools library: simulation harness.
+//! sirocco-tools: the in-memory simulation harness and the benchmarks built on it.
+//!
+//! [`sim`] joins a real [`sirocco::server::Server`] to a fleet of smoltcp clients over the
+//! memory link, on a virtual clock: deterministic end-to-end tests (tests/tests/memory_e2e.rs)
+//! and the `sirocco-bench` binary both run on it.
+
+pub mod sim;

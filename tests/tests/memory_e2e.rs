@@ -1,0 +1,182 @@
+//! End to end in memory: the real server loop and a fleet of smoltcp clients over the memory
+//! link, on a virtual clock. Every response must arrive byte-exact, on a clean link and on one
+//! that loses, reorders and duplicates 5% of the frames in both directions.
+//!
+//! Each test checks what a user would notice: a file that arrives different, a connection that
+//! resets, a request the server never counted, or a connection it never let go of.
+
+use sirocco_drivers::memory::FaultConfig;
+use sirocco_tests::{TestTree, assert_all_ok, run_to_completion, settle};
+use sirocco_tools::sim::{Limits, Mode, Script, SimConfig, SimReport};
+
+/// 5% loss, 5% reordering, 5% duplication, on both directions.
+fn lossy(seed: u64) -> FaultConfig {
+    FaultConfig::lossy(seed, 0.05, 0.05, 0.05)
+}
+
+/// Server-side checks that hold on a clean link.
+fn assert_clean_server(report: &SimReport, requests: u64, connections: u64) {
+    let server = &report.server;
+    assert_eq!(server.http.requests, requests, "{report}");
+    assert_eq!(server.http.responses_2xx, requests, "{report}");
+    assert_eq!(server.http.parse_errors, 0, "{report}");
+    assert_eq!(server.stack.syn_accepted, connections, "{report}");
+    assert_eq!(server.stack.total_dropped(), 0, "{report}");
+    assert_eq!(server.stack.rst_sent, 0, "{report}");
+    assert_eq!(server.driver.tx_dropped, 0, "{report}");
+    assert_eq!(report.fleet.resets, 0, "{report}");
+    assert_eq!(report.fleet.rx_unmatched, 0, "{report}");
+}
+
+fn every_file(faults: Option<FaultConfig>) {
+    let tree = TestTree::standard();
+    let get = tree.get_all();
+    let n = get.len() as u64;
+    // One keep-alive connection fetching everything, one pipelining everything 4 deep, one
+    // asking HEAD for everything, and one new connection per file.
+    let scripts = vec![
+        Script::each(get.clone(), Mode::KeepAlive { pipeline: 1 }),
+        Script::each(get.clone(), Mode::KeepAlive { pipeline: 4 }),
+        Script::each(tree.head_all(), Mode::KeepAlive { pipeline: 1 }),
+        Script::each(get, Mode::NewConnection),
+    ];
+    let mut config = SimConfig::new(11, scripts.len());
+    if let Some(faults) = faults {
+        config = config.with_faults(faults);
+    }
+    let mut sim = tree.simulation(config, scripts);
+    let report = run_to_completion(&mut sim, Limits::secs(3600));
+    assert_all_ok(&report, 4 * n);
+    let settled = settle(&mut sim, Limits::secs(3600));
+    assert_eq!(settled.server.connections, 0, "{settled}");
+    assert_eq!(settled.server.http.requests, 4 * n, "{settled}");
+    if faults.is_none() {
+        assert_clean_server(&settled, 4 * n, 3 + n);
+        assert_eq!(settled.fleet.connects, 3 + n);
+    } else {
+        assert!(settled.server_to_client.lost > 0 && settled.client_to_server.lost > 0);
+        assert!(settled.server_to_client.duplicated > 0 && settled.server_to_client.reordered > 0);
+    }
+}
+
+fn thousand_connections(faults: Option<FaultConfig>, seed: u64) {
+    let tree = TestTree::standard();
+    let small = tree.get_small();
+    let per_connection = 6;
+    // Half the slots fetch one file at a time, a quarter pipeline three deep, and a quarter
+    // open a new connection for every request.
+    let mode = |i: usize| match i % 4 {
+        0 | 1 => Mode::KeepAlive { pipeline: 1 },
+        2 => Mode::KeepAlive { pipeline: 3 },
+        _ => Mode::NewConnection,
+    };
+    let scripts: Vec<Script> = (0..1000)
+        .map(|i| Script {
+            requests: small.clone(),
+            first: i,
+            count: per_connection,
+            mode: mode(i),
+        })
+        .collect();
+    let connections = 750 + 250 * per_connection as u64;
+    let mut config = SimConfig::new(seed, scripts.len());
+    if let Some(faults) = faults {
+        config = config.with_faults(faults);
+    }
+    let mut sim = tree.simulation(config, scripts);
+    let report = run_to_completion(&mut sim, Limits::secs(3600));
+    let expected = 1000 * per_connection as u64;
+    assert_all_ok(&report, expected);
+    assert_eq!(report.fleet.connects, connections, "{report}");
+    let settled = settle(&mut sim, Limits::secs(3600));
+    assert_eq!(settled.server.connections, 0, "{settled}");
+    if faults.is_none() {
+        assert_clean_server(&settled, expected, connections);
+    } else {
+        assert_eq!(settled.server.http.requests, expected, "{settled}");
+    }
+}
+
+fn hundred_sequential(faults: Option<FaultConfig>) {
+    let tree = TestTree::standard();
+    let script = Script {
+        requests: tree.get_all(),
+        first: 0,
+        count: 100,
+        mode: Mode::KeepAlive { pipeline: 1 },
+    };
+    let mut config = SimConfig::new(5, 1);
+    if let Some(faults) = faults {
+        config = config.with_faults(faults);
+    }
+    let mut sim = tree.simulation(config, vec![script]);
+    let report = run_to_completion(&mut sim, Limits::secs(3600));
+    assert_all_ok(&report, 100);
+    // All on one connection: one handshake, a hundred requests.
+    assert_eq!(report.fleet.connects, 1, "{report}");
+    assert_eq!(report.server.stack.syn_accepted, 1, "{report}");
+    assert_eq!(report.server.http.requests, 100, "{report}");
+    let settled = settle(&mut sim, Limits::secs(3600));
+    if faults.is_none() {
+        assert_clean_server(&settled, 100, 1);
+    }
+}
+
+#[test]
+fn every_file_byte_exact() {
+    every_file(None);
+}
+
+#[test]
+fn thousand_concurrent_connections_byte_exact() {
+    thousand_connections(None, 21);
+}
+
+#[test]
+fn hundred_sequential_requests_on_one_keep_alive_connection() {
+    hundred_sequential(None);
+}
+
+#[test]
+fn every_file_byte_exact_through_loss_reordering_and_duplication() {
+    every_file(Some(lossy(101)));
+}
+
+#[test]
+fn thousand_concurrent_connections_through_loss_reordering_and_duplication() {
+    thousand_connections(Some(lossy(102)), 22);
+}
+
+#[test]
+fn hundred_sequential_requests_through_loss_reordering_and_duplication() {
+    hundred_sequential(Some(lossy(103)));
+}
+
+#[test]
+fn a_fixed_seed_replays_bit_for_bit() {
+    let run = || {
+        let tree = TestTree::standard();
+        let scripts = (0..20)
+            .map(|i| Script {
+                requests: tree.get_small(),
+                first: i,
+                count: 3,
+                mode: Mode::KeepAlive { pipeline: 2 },
+            })
+            .collect();
+        let config = SimConfig::new(77, 20).with_faults(lossy(77));
+        let mut sim = tree.simulation(config, scripts);
+        let report = settle(&mut sim, Limits::secs(3600));
+        assert_all_ok(&report, 60);
+        format!(
+            "{} {:?} {:?} {:?} {:?} {:?}",
+            report.virtual_micros,
+            report.fleet,
+            report.server.driver,
+            report.server.stack,
+            report.server_to_client,
+            report.client_to_server
+        )
+    };
+    assert_eq!(run(), run());
+}

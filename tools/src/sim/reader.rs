@@ -1,0 +1,364 @@
+//! Reads HTTP/1.1 responses off a client connection's byte stream and checks each one against
+//! its [`Expect`](super::script::Expect)ation, byte for byte, without buffering bodies.
+//!
+//! Bytes are fed in whatever chunks TCP delivers. The head is gathered (at most
+//! [`MAX_RESPONSE_HEAD`] bytes) and parsed with `httparse`; the body is framed by
+//! `Content-Length` (none for HEAD, 1xx, 204 and 304), or runs to the end of the connection
+//! when the length is missing. Body bytes are compared against the expected bytes as they
+//! arrive, so a 4 MiB file costs no extra memory.
+//!
+//! A response that does not match its expectation is still read to its end, so the next one on
+//! the connection can be checked; only a response whose framing cannot be trusted (an
+//! unparseable head, a bad `Content-Length`) is a [`FramingError`] that ends the connection.
+
+use super::script::{ExpectBody, Method, Request};
+
+/// Longest response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// Header lines parsed per response head.
+const HEADER_SLOTS: usize = 48;
+
+/// A response that was read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub status: u16,
+    /// The server said it closes the connection after this response.
+    pub closes: bool,
+    /// Body bytes received.
+    pub body_len: usize,
+    /// The first way the response differed from its expectation, if it did.
+    pub problem: Option<String>,
+}
+
+/// The response stream can no longer be framed; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingError(pub String);
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Head,
+    /// `remaining` body bytes to go, of a response framed by `Content-Length`.
+    Body {
+        remaining: usize,
+    },
+    /// The body runs until the server closes the connection.
+    UntilClose,
+}
+
+#[derive(Debug)]
+struct Current {
+    status: u16,
+    closes: bool,
+    /// Compare the body against the expected bytes.
+    compare: bool,
+    received: usize,
+    problem: Option<String>,
+}
+
+/// Per-connection response reader; reusable across connections with [`ResponseReader::reset`].
+#[derive(Debug)]
+pub struct ResponseReader {
+    head: Vec<u8>,
+    state: State,
+    current: Current,
+}
+
+impl Default for ResponseReader {
+    fn default() -> Self {
+        ResponseReader {
+            head: Vec::new(),
+            state: State::Head,
+            current: Current {
+                status: 0,
+                closes: false,
+                compare: false,
+                received: 0,
+                problem: None,
+            },
+        }
+    }
+}
+
+impl ResponseReader {
+    /// Forgets any partial response (the connection it came from is gone).
+    pub fn reset(&mut self) {
+        self.head.clear();
+        self.state = State::Head;
+    }
+
+    /// `true` between responses, with no partial response bytes held.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head) && self.head.is_empty()
+    }
+
+    /// Feeds bytes of the response to `request`. Returns how many bytes of `data` belonged to
+    /// it, and the response if it ended within them. Call again with the rest (for the next
+    /// request) while bytes remain.
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        request: &Request,
+    ) -> Result<(usize, Option<Completed>), FramingError> {
+        match self.state {
+            State::Head => self.feed_head(data, request),
+            State::Body { remaining } => {
+                let take = remaining.min(data.len());
+                self.check_body(data.get(..take).unwrap_or_default(), request);
+                let remaining = remaining - take;
+                if remaining == 0 {
+                    Ok((take, Some(self.complete())))
+                } else {
+                    self.state = State::Body { remaining };
+                    Ok((take, None))
+                }
+            }
+            State::UntilClose => {
+                self.check_body(data, request);
+                Ok((data.len(), None))
+            }
+        }
+    }
+
+    /// The server closed the connection: a response framed by the close ends here.
+    pub fn finish_at_close(&mut self, request: &Request) -> Option<Completed> {
+        if !matches!(self.state, State::UntilClose) {
+            return None;
+        }
+        if let ExpectBody::Exact(body) = &request.expect.body
+            && self.current.compare
+            && self.current.received != body.len()
+        {
+            self.note(format!(
+                "body ended at the close after {} bytes, expected {}",
+                self.current.received,
+                body.len()
+            ));
+        }
+        Some(self.complete())
+    }
+
+    fn feed_head(
+        &mut self,
+        data: &[u8],
+        request: &Request,
+    ) -> Result<(usize, Option<Completed>), FramingError> {
+        let before = self.head.len();
+        let room = MAX_RESPONSE_HEAD - before;
+        let taken = data.len().min(room);
+        self.head
+            .extend_from_slice(data.get(..taken).unwrap_or_default());
+
+        let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_len = match response.parse(&self.head) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if self.head.len() < MAX_RESPONSE_HEAD => {
+                return Ok((taken, None));
+            }
+            Ok(httparse::Status::Partial) => {
+                return Err(FramingError(format!(
+                    "response head longer than {MAX_RESPONSE_HEAD} bytes"
+                )));
+            }
+            Err(error) => {
+                return Err(FramingError(format!(
+                    "unparseable response head ({error}): {:?}",
+                    String::from_utf8_lossy(&self.head[..self.head.len().min(200)])
+                )));
+            }
+        };
+        let status = response.code.unwrap_or(0);
+        let http10 = response.version == Some(0);
+        let mut content_length = None;
+        let mut closes = http10;
+        for header in response.headers.iter() {
+            if header.name.eq_ignore_ascii_case("content-length") {
+                let parsed = std::str::from_utf8(header.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                match (parsed, content_length) {
+                    (Some(len), None) => content_length = Some(len),
+                    (Some(len), Some(seen)) if len == seen => {}
+                    _ => {
+                        return Err(FramingError(format!(
+                            "bad Content-Length {:?}",
+                            String::from_utf8_lossy(header.value)
+                        )));
+                    }
+                }
+            } else if header.name.eq_ignore_ascii_case("connection") {
+                closes |= header
+                    .value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+        }
+        // The bytes of `data` that belonged to the head; the rest is body (or the next response).
+        let used = head_len.saturating_sub(before).min(taken);
+        self.head.clear();
+
+        let bodiless = request.method() == Method::Head
+            || (100..200).contains(&status)
+            || status == 204
+            || status == 304;
+        self.current = Current {
+            status,
+            closes,
+            compare: false,
+            received: 0,
+            problem: None,
+        };
+        if status != request.expect.status {
+            self.note(format!(
+                "status {status}, expected {}",
+                request.expect.status
+            ));
+        } else if let ExpectBody::Exact(body) = &request.expect.body {
+            if content_length != Some(body.len()) {
+                self.note(format!(
+                    "Content-Length {content_length:?}, expected {}",
+                    body.len()
+                ));
+            }
+            self.current.compare = request.method() != Method::Head;
+        }
+        self.state = match (bodiless, content_length) {
+            (true, _) | (false, Some(0)) => {
+                self.state = State::Head;
+                return Ok((used, Some(self.complete())));
+            }
+            (false, Some(len)) => State::Body { remaining: len },
+            (false, None) => State::UntilClose,
+        };
+        Ok((used, None))
+    }
+
+    fn check_body(&mut self, chunk: &[u8], request: &Request) {
+        let offset = self.current.received;
+        self.current.received += chunk.len();
+        if !self.current.compare || self.current.problem.is_some() {
+            return;
+        }
+        let ExpectBody::Exact(body) = &request.expect.body else {
+            return;
+        };
+        let expected = body.get(offset..).unwrap_or_default();
+        if let Some(at) = chunk
+            .iter()
+            .zip(expected)
+            .position(|(got, want)| got != want)
+        {
+            self.note(format!("body differs at byte {}", offset + at));
+        } else if chunk.len() > expected.len() {
+            self.note(format!(
+                "body longer than the expected {} bytes",
+                body.len()
+            ));
+        }
+    }
+
+    fn note(&mut self, problem: String) {
+        if self.current.problem.is_none() {
+            self.current.problem = Some(problem);
+        }
+    }
+
+    fn complete(&mut self) -> Completed {
+        self.state = State::Head;
+        Completed {
+            status: self.current.status,
+            closes: self.current.closes,
+            body_len: self.current.received,
+            problem: self.current.problem.take(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn feed_all(reader: &mut ResponseReader, mut data: &[u8], request: &Request) -> Vec<Completed> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let (used, done) = reader.feed(data, request).expect("framing");
+            data = &data[used..];
+            out.extend(done);
+            assert!(used > 0 || out.last().is_some());
+        }
+        out
+    }
+
+    #[test]
+    fn reads_pipelined_responses_in_small_chunks() {
+        let body: Arc<[u8]> = Arc::from(&b"hello"[..]);
+        let request = Request::get("/h", body);
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        for chunk in [1, 3, 7, wire.len()] {
+            let mut reader = ResponseReader::default();
+            let mut done = Vec::new();
+            for piece in wire.chunks(chunk) {
+                done.extend(feed_all(&mut reader, piece, &request));
+            }
+            assert_eq!(done.len(), 2, "chunk {chunk}");
+            assert!(done.iter().all(|c| c.problem.is_none() && c.body_len == 5));
+            assert!(reader.is_idle());
+        }
+    }
+
+    #[test]
+    fn reports_body_and_status_differences() {
+        let request = Request::get("/h", Arc::from(&b"hello"[..]));
+        let mut reader = ResponseReader::default();
+        let done = feed_all(
+            &mut reader,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhellx",
+            &request,
+        );
+        assert_eq!(done[0].problem.as_deref(), Some("body differs at byte 4"));
+        let done = feed_all(
+            &mut reader,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: close\r\n\r\nnop",
+            &request,
+        );
+        assert_eq!(done[0].status, 404);
+        assert!(done[0].closes);
+        assert_eq!(done[0].problem.as_deref(), Some("status 404, expected 200"));
+    }
+
+    #[test]
+    fn head_has_no_body_and_close_framed_bodies_end_at_close() {
+        let body: Arc<[u8]> = Arc::from(&b"abc"[..]);
+        let mut reader = ResponseReader::default();
+        let done = feed_all(
+            &mut reader,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+            &Request::head("/x", body),
+        );
+        assert_eq!(done[0].problem, None);
+        assert_eq!(done[0].body_len, 0);
+
+        let raw = Request::raw(b"junk", 400);
+        assert!(feed_all(&mut reader, b"HTTP/1.1 400 Bad\r\n\r\nsome", &raw).is_empty());
+        let done = reader.finish_at_close(&raw).expect("complete at close");
+        assert_eq!((done.status, done.body_len), (400, 4));
+    }
+
+    #[test]
+    fn broken_heads_are_framing_errors() {
+        let request = Request::raw(b"", 200);
+        let mut reader = ResponseReader::default();
+        assert!(reader.feed(b"NOT HTTP AT ALL\r\n\r\n", &request).is_err());
+        let mut reader = ResponseReader::default();
+        let bad = b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n";
+        assert!(reader.feed(bad, &request).is_err());
+    }
+}
