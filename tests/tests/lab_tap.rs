@@ -101,13 +101,21 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
     wait_for("sirocco to create its tap", Duration::from_secs(20), || {
         lab::ip(&["-n", lab.namespace(), "link", "show", &tap]).is_ok()
     });
-    lab.configure_client_link(&tap).expect("configure client side of the tap");
+    lab.configure_client_link(&tap)
+        .expect("configure client side of the tap");
 
     for (url_path, expected) in tree.files() {
         let url = format!("http://{}{url_path}", lab::SERVER_ADDR);
         let output = lab
             .command("curl")
-            .args(["--silent", "--show-error", "--fail", "--max-time", "30", &url])
+            .args([
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--max-time",
+                "30",
+                &url,
+            ])
             .output()
             .expect("run curl");
         assert!(
@@ -160,7 +168,10 @@ fn demo_check_fetches_the_sample_site_and_exits_zero() {
     let www_files = walk_count(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www"));
     // Every file of www/, plus "/" for the index.
     let summary = format!("check: {0} of {0} files byte-exact", www_files + 1);
-    assert!(stdout.contains(&summary), "expected '{summary}' in: {stdout}");
+    assert!(
+        stdout.contains(&summary),
+        "expected '{summary}' in: {stdout}"
+    );
 }
 
 fn walk_count(dir: &std::path::Path) -> usize {

@@ -39,7 +39,11 @@ fn arp_request() -> Vec<u8> {
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: SERVER_IP,
     };
-    let mut frame = ethernet(EthernetAddress::BROADCAST, EthernetProtocol::Arp, arp.buffer_len());
+    let mut frame = ethernet(
+        EthernetAddress::BROADCAST,
+        EthernetProtocol::Arp,
+        arp.buffer_len(),
+    );
     arp.emit(&mut ArpPacket::new_unchecked(&mut frame[14..]));
     frame
 }
@@ -52,7 +56,11 @@ fn ipv4(protocol: IpProtocol, payload_len: usize) -> (Vec<u8>, Ipv4Repr) {
         payload_len,
         hop_limit: 64,
     };
-    let mut frame = ethernet(SERVER_MAC, EthernetProtocol::Ipv4, ip.buffer_len() + payload_len);
+    let mut frame = ethernet(
+        SERVER_MAC,
+        EthernetProtocol::Ipv4,
+        ip.buffer_len() + payload_len,
+    );
     ip.emit(
         &mut Ipv4Packet::new_unchecked(&mut frame[14..]),
         &ChecksumCapabilities::default(),
@@ -148,10 +156,10 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
     let frames = vec![
         arp_request(),
         icmp_echo(1),
-        vec![0xde, 0xad],                       // truncated Ethernet
+        vec![0xde, 0xad], // truncated Ethernet
         ethernet(SERVER_MAC, EthernetProtocol::Unknown(0x88b5), 20), // unknown ethertype
-        tcp_syn(40000, 80),                     // SYN to our port: SYN-ACK
-        tcp_syn(40001, 8080),                   // SYN to a closed port: RST
+        tcp_syn(40000, 80), // SYN to our port: SYN-ACK
+        tcp_syn(40001, 8080), // SYN to a closed port: RST
     ];
     write_pcap(&input, &frames);
 
@@ -173,14 +181,20 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
     );
 
     let answers = read_pcap(&output);
-    assert_eq!(answers.len(), 4, "ARP reply, echo reply, SYN-ACK, RST: {answers:?}");
+    assert_eq!(
+        answers.len(),
+        4,
+        "ARP reply, echo reply, SYN-ACK, RST: {answers:?}"
+    );
     for answer in &answers {
         let eth = EthernetFrame::new_checked(&answer[..]).expect("valid Ethernet");
         assert_eq!(eth.src_addr(), SERVER_MAC);
         assert_eq!(eth.dst_addr(), CLIENT_MAC);
     }
     assert_eq!(
-        EthernetFrame::new_checked(&answers[0][..]).unwrap().ethertype(),
+        EthernetFrame::new_checked(&answers[0][..])
+            .unwrap()
+            .ethertype(),
         EthernetProtocol::Arp
     );
     let tcp_flags: Vec<(bool, bool, bool, u16)> = answers[2..]
@@ -191,7 +205,10 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
             (tcp.syn(), tcp.ack(), tcp.rst(), tcp.dst_port())
         })
         .collect();
-    assert_eq!(tcp_flags, vec![(true, true, false, 40000), (false, true, true, 40001)]);
+    assert_eq!(
+        tcp_flags,
+        vec![(true, true, false, 40000), (false, true, true, 40001)]
+    );
 
     // tcpdump reads the same file.
     match tcpdump() {
@@ -202,7 +219,11 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
                 .output()
                 .expect("run tcpdump");
             let text = String::from_utf8_lossy(&dump.stdout);
-            assert!(dump.status.success(), "tcpdump -r failed: {}", String::from_utf8_lossy(&dump.stderr));
+            assert!(
+                dump.status.success(),
+                "tcpdump -r failed: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
             assert_eq!(text.lines().count(), 4, "tcpdump output: {text}");
             assert!(text.contains("ARP, Reply 198.18.0.2 is-at"), "{text}");
             assert!(text.contains("ICMP echo reply"), "{text}");
