@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use sirocco_netstack::{Duration, EthernetAddress, Ipv4Address, StackConfig};
+use sirocco_netstack::{Duration, EthernetAddress, StackConfig};
 
 use crate::cache::ContentCache;
 use crate::cli::{CommonArgs, Ipv4Cidr};
@@ -40,7 +40,7 @@ pub fn load_cache(root: &Path) -> anyhow::Result<Arc<ContentCache>> {
 pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
     let mut config = StackConfig::new(
         EthernetAddress(mac),
-        Ipv4Address::from(ip.addr),
+        ip.addr,
         ip.prefix_len,
         common.port,
     );
