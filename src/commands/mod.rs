@@ -38,12 +38,7 @@ pub fn load_cache(root: &Path) -> anyhow::Result<Arc<ContentCache>> {
 
 /// The netstack settings for serving `ip` with `mac` under the user's common options.
 pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
-    let mut config = StackConfig::new(
-        EthernetAddress(mac),
-        ip.addr,
-        ip.prefix_len,
-        common.port,
-    );
+    let mut config = StackConfig::new(EthernetAddress(mac), ip.addr, ip.prefix_len, common.port);
     config.max_connections = common.max_connections as usize;
     config.rx_buffer = common.rx_buffer as usize;
     config.tx_buffer = common.tx_buffer as usize;
