@@ -22,6 +22,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod afxdp;
 pub mod capture;
 pub mod clock;
 pub mod memory;

@@ -1,0 +1,823 @@
+//! The AF_XDP backend: frames straight from a NIC queue through an XDP socket, with no libbpf.
+//!
+//! [`AfXdp::open`] builds everything with raw syscalls, in this order:
+//!
+//! 1. look up the interface (index, MTU) and map the UMEM (`umem`);
+//! 2. create an XSKMAP and load the XDP program (`bpf`, `program`): redirect everything,
+//!    or only ARP and IPv4 for the server's address ([`Filter`]);
+//! 3. attach it with a BPF link, native first and then SKB (generic) mode ([`AttachMode`]);
+//! 4. open the AF_XDP socket and bind it, zero-copy first and then copy ([`CopyMode`]);
+//! 5. put the socket in the map slot of its queue, and hand half the chunks to the fill ring.
+//!
+//! Dropping the driver closes the link first, which detaches the program; the kernel does the
+//! same if the process dies, even by SIGKILL, so the NIC is never left redirecting into a dead
+//! socket.
+//!
+//! # Data path
+//!
+//! - [`FrameIo::rx_burst`] peeks up to `max` RX descriptors with one Acquire load, lends each
+//!   frame straight from the UMEM (checked to lie inside one chunk, else counted and dropped),
+//!   then releases the whole burst and gives the same chunks back to the fill ring: one
+//!   Release store each.
+//! - [`FrameIo::tx_stage`] takes a free chunk, lets the caller write the frame into it and
+//!   claims a TX slot; [`FrameIo::tx_flush`] publishes all staged slots at once and kicks the
+//!   kernel with one `sendto` (needed in copy mode; with `need_wakeup` only when the kernel
+//!   asks). `EAGAIN`, `EBUSY` and `ENOBUFS` on the kick are back-pressure, not errors: the
+//!   frames stay on the ring and the next flush kicks again.
+//! - `rx_burst` and `tx_flush` first take finished TX chunks off the completion ring (one
+//!   Acquire load when there are none); `tx_stage` does so only when it runs out of chunks,
+//!   so staging a frame touches no shared cache line but the TX ring's.
+//!
+//! Idle mode ([`FrameIo::wait_rx`]) blocks in `poll(POLLIN)`; busy-polling callers never call
+//! it. In copy mode the kernel never sets the fill ring's need-wakeup flag, so a need-wakeup
+//! spin loop would burn a core for nothing.
+
+mod bpf;
+mod if_xdp;
+mod mmap;
+mod program;
+mod ring;
+mod socket;
+mod syscall;
+mod umem;
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::sys::{Fd, IfReq, IfreqRequest};
+use crate::{Capabilities, DriverCounters, DriverError, ETHERNET_HEADER_LEN, FrameIo};
+use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
+use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
+use umem::{CHUNK_SIZE, Umem};
+
+/// How the XDP program is attached to the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Native if the driver supports it, else SKB.
+    #[default]
+    Auto,
+    /// Native (driver) XDP: the program runs before the kernel builds an skb.
+    Native,
+    /// Generic XDP on the skb: works on any interface, slower.
+    Skb,
+}
+
+/// Whether frames are copied between the NIC and the UMEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyMode {
+    /// Zero-copy if the driver supports it, else copy.
+    #[default]
+    Auto,
+    ZeroCopy,
+    Copy,
+}
+
+/// Which frames the XDP program sends to the driver; the rest go to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// ARP whose target is this address and IPv4 to this address. The kernel keeps everything
+    /// else, so SSH and other services on a shared port keep working.
+    ServerIpv4(Ipv4Addr),
+    /// Every frame on the queue.
+    #[default]
+    RedirectAll,
+}
+
+/// Settings for [`AfXdp::open`]. [`AfXdpConfig::new`] gives the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfXdpConfig {
+    pub iface: String,
+    pub queue: u32,
+    pub mode: AttachMode,
+    pub copy: CopyMode,
+    pub filter: Filter,
+    /// Entries in each of the four rings: a power of two from 64 to 32768.
+    pub ring_size: u32,
+    /// 4096-byte UMEM chunks: up to `ring_size` (and at most half) wait in the fill ring for
+    /// RX; the rest are for TX.
+    pub frame_count: u32,
+    /// Bind with `XDP_USE_NEED_WAKEUP`: kick only when the kernel asks. Helps zero-copy
+    /// drivers; in copy mode TX always asks, so it changes little.
+    pub need_wakeup: bool,
+}
+
+impl AfXdpConfig {
+    /// Queue 0, auto modes, every frame redirected, 2048-entry rings, 4096 chunks (16 MiB).
+    pub fn new(iface: impl Into<String>) -> Self {
+        AfXdpConfig {
+            iface: iface.into(),
+            queue: 0,
+            mode: AttachMode::Auto,
+            copy: CopyMode::Auto,
+            filter: Filter::RedirectAll,
+            ring_size: 2048,
+            frame_count: 4096,
+            need_wakeup: false,
+        }
+    }
+
+    fn check(&self) -> Result<(), DriverError> {
+        if !self.ring_size.is_power_of_two() || !(64..=32768).contains(&self.ring_size) {
+            return Err(setup(format!(
+                "AF_XDP ring size {} is not a power of two from 64 to 32768 (e.g. 2048)",
+                self.ring_size
+            )));
+        }
+        if !(128..=1 << 20).contains(&self.frame_count) {
+            return Err(setup(format!(
+                "AF_XDP frame count {} is outside 128 ..= 1048576 (e.g. 4096)",
+                self.frame_count
+            )));
+        }
+        if self.queue == u32::MAX {
+            return Err(setup("AF_XDP queue number is too large".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Counters beyond [`DriverCounters`], from [`AfXdp::xdp_counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpCounters {
+    /// RX descriptors that pointed outside the UMEM or across a chunk: dropped.
+    pub rx_invalid_descs: u64,
+    /// Completion-ring addresses outside the UMEM or already free: ignored.
+    pub completion_invalid: u64,
+    /// Bursts after which the kernel had taken every fill-ring entry (it may have dropped
+    /// frames for lack of buffers; see [`XdpKernelStats::rx_fill_ring_empty_descs`]).
+    pub fill_ring_empty: u64,
+    /// TX chunks the kernel reported sent.
+    pub tx_completed: u64,
+    /// TX kicks the kernel answered with `EAGAIN`, `EBUSY` or `ENOBUFS` (it will take the rest
+    /// on the next kick).
+    pub tx_kick_busy: u64,
+    /// `recvfrom` wake-ups of a fill ring flagged need-wakeup.
+    pub rx_wakeups: u64,
+}
+
+/// The kernel's counters for the socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpKernelStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+/// An AF_XDP socket on one interface queue, with its XDP program attached.
+#[derive(Debug)]
+pub struct AfXdp {
+    // Field order is drop order: the link goes first, so the program is detached before the
+    // socket it redirects to closes.
+    _link: OwnedFd,
+    _program: OwnedFd,
+    _map: OwnedFd,
+    socket: XdpSocket,
+    umem: Umem,
+    iface: String,
+    ifindex: u32,
+    queue: u32,
+    attached: AttachMode,
+    native_refused: Option<String>,
+    zero_copy: bool,
+    need_wakeup: bool,
+    caps: Capabilities,
+    counters: DriverCounters,
+    xdp: XdpCounters,
+    staged: u32,
+    staged_bytes: u64,
+}
+
+fn umem_mib(config: &AfXdpConfig) -> u64 {
+    (u64::from(config.frame_count) * u64::from(CHUNK_SIZE)) >> 20
+}
+
+fn setup(message: String) -> DriverError {
+    DriverError::Setup(message)
+}
+
+const NEEDS_PRIVILEGE: &str = "AF_XDP needs root, or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF \
+     (e.g. `setcap cap_net_admin,cap_net_raw,cap_bpf+ep` on the binary)";
+
+fn is_permission(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+impl AfXdp {
+    /// Sets up the socket, the program and the link on `config.iface`. See the module
+    /// documentation for the steps; every failure says what to do about it.
+    pub fn open(config: AfXdpConfig) -> Result<AfXdp, DriverError> {
+        config.check()?;
+        let iface = config.iface.as_str();
+        let (ifindex, mtu) = interface(iface)?;
+
+        let umem = Umem::new(config.frame_count, CHUNK_SIZE).map_err(|e| {
+            setup(format!(
+                "cannot map {} MiB for the AF_XDP UMEM: {e}",
+                umem_mib(&config)
+            ))
+        })?;
+
+        let map = bpf::create_xskmap(config.queue + 1).map_err(|e| {
+            if is_permission(&e) {
+                setup(NEEDS_PRIVILEGE.into())
+            } else {
+                setup(format!(
+                    "cannot create an XSKMAP: {e} (is the kernel built with CONFIG_BPF_SYSCALL \
+                     and CONFIG_XDP_SOCKETS?)"
+                ))
+            }
+        })?;
+        let insns = match config.filter {
+            Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
+            Filter::ServerIpv4(ip) => program::redirect_ipv4(map.as_raw_fd(), ip),
+        };
+        let prog = bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
+            if is_permission(&e.error) && e.log.is_empty() {
+                setup(NEEDS_PRIVILEGE.into())
+            } else {
+                setup(format!(
+                    "the kernel refused sirocco's XDP program: {}; verifier log: {}",
+                    e.error,
+                    if e.log.is_empty() { "(none)" } else { &e.log }
+                ))
+            }
+        })?;
+
+        let (link, attached, native_refused) = attach(&prog, &config, ifindex, mtu)?;
+        let (socket, zero_copy) = open_socket(&umem, &config, ifindex)?;
+
+        let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
+        bpf::update_u32(map.as_fd(), config.queue, sock_fd).map_err(|e| {
+            setup(format!(
+                "cannot put the AF_XDP socket in the XSKMAP slot of queue {}: {e}",
+                config.queue
+            ))
+        })?;
+
+        let caps = Capabilities {
+            max_frame_len: (mtu + ETHERNET_HEADER_LEN)
+                .min((umem.chunk_size() - XDP_PACKET_HEADROOM) as usize),
+            zero_copy,
+            ..Capabilities::ethernet(mtu)
+        };
+        let mut driver = AfXdp {
+            _link: link,
+            _program: prog,
+            _map: map,
+            socket,
+            umem,
+            iface: config.iface.clone(),
+            ifindex,
+            queue: config.queue,
+            attached,
+            native_refused,
+            zero_copy,
+            need_wakeup: config.need_wakeup,
+            caps,
+            counters: DriverCounters::default(),
+            xdp: XdpCounters::default(),
+            staged: 0,
+            staged_bytes: 0,
+        };
+        driver.prime_fill_ring();
+        Ok(driver)
+    }
+
+    /// Gives the kernel chunks to receive into: up to a ring's worth, at most half the UMEM.
+    fn prime_fill_ring(&mut self) {
+        let wanted = self.socket.fill.size().min(self.umem.chunk_count() / 2);
+        let granted = self.socket.fill.reserve(wanted);
+        let mut filled = 0;
+        while filled < granted {
+            let Some(addr) = self.umem.alloc() else { break };
+            self.socket.fill.write(filled, addr);
+            filled += 1;
+        }
+        self.socket.fill.cancel(granted - filled);
+        self.socket.fill.submit(filled);
+    }
+
+    /// For logs: e.g. "native XDP, copy mode, queue 0".
+    pub fn mode_description(&self) -> String {
+        let attach = match self.attached {
+            AttachMode::Native => "native XDP",
+            _ => "SKB (generic) XDP",
+        };
+        let copy = if self.zero_copy { "zero-copy" } else { "copy" };
+        let mut text = format!("{attach}, {copy} mode, queue {}", self.queue);
+        if self.need_wakeup {
+            text.push_str(", need-wakeup");
+        }
+        if let Some(why) = &self.native_refused {
+            text.push_str(&format!(" (native XDP refused: {why})"));
+        }
+        text
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// The mode the program was attached in: [`AttachMode::Native`] or [`AttachMode::Skb`].
+    pub fn attach_mode(&self) -> AttachMode {
+        self.attached
+    }
+
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Frames one TX kick may send, when the kernel accepted `XDP_MAX_TX_SKB_BUDGET`
+    /// (6.17+); `None` means its default of 32.
+    pub fn tx_budget(&self) -> Option<u32> {
+        self.socket.tx_budget
+    }
+
+    pub fn xdp_counters(&self) -> XdpCounters {
+        self.xdp
+    }
+
+    /// The kernel's counters for this socket. One syscall: for a stats reporter, not the
+    /// data path.
+    pub fn kernel_statistics(&self) -> Result<XdpKernelStats, DriverError> {
+        let s = self
+            .socket
+            .statistics()
+            .map_err(|e| DriverError::io("AF_XDP statistics", e))?;
+        Ok(XdpKernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+
+    /// Takes sent chunks off the completion ring and back onto the free stack.
+    fn reclaim_completions(&mut self) {
+        let n = self.socket.completion.peek(u32::MAX);
+        for i in 0..n {
+            match self.socket.completion.read(i) {
+                Some(addr) if self.umem.release(addr) => self.xdp.tx_completed += 1,
+                _ => self.xdp.completion_invalid += 1,
+            }
+        }
+        self.socket.completion.release(n);
+    }
+
+    fn wake_rx_if_asked(&mut self) {
+        if self.need_wakeup && self.socket.fill.needs_wakeup() {
+            self.counters.kicks += 1;
+            self.xdp.rx_wakeups += 1;
+            // Errors here are all transient (nothing to read); the next burst asks again.
+            let _ = syscall::wake_rx(self.socket.fd());
+        }
+    }
+}
+
+/// Index and MTU of `name`, or an error that lists the interfaces there are.
+fn interface(name: &str) -> Result<(u32, usize), DriverError> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0', ' ']) {
+        return Err(setup(format!(
+            "'{}' is not a valid interface name; available: {}",
+            name.escape_debug(),
+            available_interfaces()
+        )));
+    }
+    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)
+        .map_err(|e| setup(format!("cannot inspect interface {name}: socket: {e}")))?;
+    let mut req = IfReq::new(name);
+    control
+        .ifreq_ioctl(IfreqRequest::GetIndex, &mut req)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENODEV) => setup(format!(
+                "interface {name} not found; available: {}",
+                available_interfaces()
+            )),
+            _ => setup(format!("cannot read the index of {name}: {e}")),
+        })?;
+    let ifindex = u32::try_from(req.int_value()).unwrap_or(0);
+    let mut req = IfReq::new(name);
+    control
+        .ifreq_ioctl(IfreqRequest::GetMtu, &mut req)
+        .map_err(|e| setup(format!("cannot read the MTU of {name}: {e}")))?;
+    let mtu = usize::try_from(req.int_value()).unwrap_or(0);
+    if ifindex == 0 || mtu == 0 {
+        return Err(setup(format!(
+            "interface {name} reports index {ifindex} and MTU {mtu}: set an MTU with \
+             `ip link set dev {name} mtu 1500`"
+        )));
+    }
+    Ok((ifindex, mtu))
+}
+
+fn available_interfaces() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() {
+        "(none found in /sys/class/net)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Attaches the program with a BPF link in the configured mode, native first under `Auto`.
+/// Returns the link, the mode used and, if `Auto` fell back to SKB, why native was refused.
+fn attach(
+    prog: &OwnedFd,
+    config: &AfXdpConfig,
+    ifindex: u32,
+    mtu: usize,
+) -> Result<(OwnedFd, AttachMode, Option<String>), DriverError> {
+    let native = || bpf::attach_xdp_link(prog.as_fd(), ifindex, XDP_FLAGS_DRV_MODE);
+    let skb = || bpf::attach_xdp_link(prog.as_fd(), ifindex, XDP_FLAGS_SKB_MODE);
+    let iface = &config.iface;
+    match config.mode {
+        AttachMode::Native => native()
+            .map(|link| (link, AttachMode::Native, None))
+            .map_err(|e| attach_error(iface, AttachMode::Native, mtu, e)),
+        AttachMode::Skb => skb()
+            .map(|link| (link, AttachMode::Skb, None))
+            .map_err(|e| attach_error(iface, AttachMode::Skb, mtu, e)),
+        AttachMode::Auto => match native() {
+            Ok(link) => Ok((link, AttachMode::Native, None)),
+            // Busy or forbidden in native mode means the same in SKB mode: say so now.
+            Err(e)
+                if is_permission(&e)
+                    || matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) =>
+            {
+                Err(attach_error(iface, AttachMode::Native, mtu, e))
+            }
+            Err(native_error) => {
+                let why = match attach_error(iface, AttachMode::Native, mtu, native_error) {
+                    DriverError::Setup(text) => text,
+                    other => other.to_string(),
+                };
+                match skb() {
+                    Ok(link) => Ok((link, AttachMode::Skb, Some(why))),
+                    Err(e) => Err(setup(format!(
+                        "{}; native mode failed too: {why}",
+                        attach_error(iface, AttachMode::Skb, mtu, e)
+                    ))),
+                }
+            }
+        },
+    }
+}
+
+fn attach_error(iface: &str, mode: AttachMode, mtu: usize, e: std::io::Error) -> DriverError {
+    let mode_name = if mode == AttachMode::Native {
+        "native"
+    } else {
+        "SKB"
+    };
+    setup(match e.raw_os_error() {
+        _ if is_permission(&e) => NEEDS_PRIVILEGE.into(),
+        Some(libc::EBUSY | libc::EEXIST) => format!(
+            "an XDP program is already attached to {iface}: detach it with \
+             `ip link set dev {iface} xdp off`, or stop the process that holds it \
+             (`bpftool net` shows it)"
+        ),
+        Some(libc::ERANGE) if mode == AttachMode::Native => format!(
+            "MTU {mtu} on {iface} (or its peer) is too large for native XDP; on veth the limit \
+             is 3506: set a smaller MTU on both ends with `ip link set dev {iface} mtu 3506`, \
+             or use SKB mode"
+        ),
+        Some(libc::EOPNOTSUPP) if mode == AttachMode::Native => {
+            format!("the driver of {iface} has no native XDP: use SKB (generic) mode")
+        }
+        _ => format!("cannot attach the XDP program to {iface} in {mode_name} mode: {e}"),
+    })
+}
+
+/// Opens and binds the socket, zero-copy first under `CopyMode::Auto`.
+fn open_socket(
+    umem: &Umem,
+    config: &AfXdpConfig,
+    ifindex: u32,
+) -> Result<(XdpSocket, bool), DriverError> {
+    let socket_config = |zero_copy| SocketConfig {
+        ifindex,
+        queue: config.queue,
+        ring_size: config.ring_size,
+        zero_copy,
+        need_wakeup: config.need_wakeup,
+    };
+    let open = |zero_copy| {
+        XdpSocket::open(umem, &socket_config(zero_copy))
+            .map_err(|e| socket_error(config, zero_copy, e))
+    };
+    match config.copy {
+        CopyMode::ZeroCopy => open(true).map(|s| (s, true)),
+        CopyMode::Copy => open(false).map(|s| (s, false)),
+        CopyMode::Auto => match XdpSocket::open(umem, &socket_config(true)) {
+            Ok(socket) => Ok((socket, true)),
+            // Only a refused zero-copy bind is worth a copy-mode retry.
+            Err(e) if e.step == SocketStep::Bind && e.error.raw_os_error() != Some(libc::EBUSY) => {
+                open(false).map(|s| (s, false))
+            }
+            Err(e) => Err(socket_error(config, true, e)),
+        },
+    }
+}
+
+fn socket_error(config: &AfXdpConfig, zero_copy: bool, e: SocketError) -> DriverError {
+    let iface = &config.iface;
+    let queue = config.queue;
+    let errno = e.error.raw_os_error();
+    if is_permission(&e.error) {
+        return setup(NEEDS_PRIVILEGE.into());
+    }
+    setup(match (e.step, errno) {
+        (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => {
+            "this kernel has no AF_XDP sockets (EAFNOSUPPORT): it needs CONFIG_XDP_SOCKETS=y \
+             (Linux 4.18 or later)"
+                .into()
+        }
+        (SocketStep::RegisterUmem, Some(libc::ENOMEM | libc::ENOBUFS)) => format!(
+            "cannot register the {} MiB AF_XDP UMEM: {}; raise the locked-memory limit \
+             (`ulimit -l unlimited`) or lower the frame count",
+            umem_mib(config),
+            e.error
+        ),
+        (SocketStep::ReadOffsets, Some(libc::ENOPROTOOPT)) => {
+            "this kernel's AF_XDP rings have no flags word: it needs Linux 5.4 or later".into()
+        }
+        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => {
+            format!("{iface} does not support zero-copy AF_XDP: use copy mode")
+        }
+        (SocketStep::Bind, Some(libc::EBUSY)) => format!(
+            "queue {queue} of {iface} is still in use by another AF_XDP socket after 1 s: \
+             stop the process that holds it"
+        ),
+        (SocketStep::Bind, Some(libc::EINVAL)) => format!(
+            "cannot bind an AF_XDP socket to queue {queue} of {iface}: {} (does the queue \
+             exist? `ethtool -l {iface}` lists them)",
+            e.error
+        ),
+        (step, _) => format!(
+            "AF_XDP socket setup failed at {step:?} on {iface}: {}",
+            e.error
+        ),
+    })
+}
+
+impl FrameIo for AfXdp {
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn rx_burst(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DriverError> {
+        self.reclaim_completions();
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let n = self.socket.rx.peek(max);
+        if n == 0 {
+            self.wake_rx_if_asked();
+            return Ok(0);
+        }
+        let granted = self.socket.fill.reserve(n);
+        let mut refilled = 0;
+        let mut delivered = 0;
+        for i in 0..n {
+            let Some(desc) = self.socket.rx.read(i) else {
+                break;
+            };
+            // SAFETY: the descriptor came off the RX ring, so its chunk is ours until it goes
+            // back on the fill ring below, after the last use of `frame`.
+            match unsafe { self.umem.frame(desc.addr, desc.len) } {
+                Some(frame) if frame.len() <= self.caps.max_frame_len => {
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += frame.len() as u64;
+                    delivered += 1;
+                    on_frame(frame);
+                }
+                Some(_) => self.counters.rx_dropped += 1,
+                None => {
+                    self.counters.rx_dropped += 1;
+                    self.xdp.rx_invalid_descs += 1;
+                }
+            }
+            if let Some(base) = self.umem.chunk_base(desc.addr) {
+                if refilled < granted {
+                    self.socket.fill.write(refilled, base);
+                    refilled += 1;
+                } else {
+                    self.umem.release(base);
+                }
+            }
+        }
+        self.socket.rx.release(n);
+        if self.socket.fill.in_flight() == 0 {
+            self.xdp.fill_ring_empty += 1;
+        }
+        self.socket.fill.cancel(granted - refilled);
+        self.socket.fill.submit(refilled);
+        Ok(delivered)
+    }
+
+    fn tx_room(&self) -> usize {
+        let chunks = self.umem.free_count() + self.socket.completion.ready() as usize;
+        chunks.min(self.socket.tx.room() as usize)
+    }
+
+    fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let Some(len32) = u32::try_from(len).ok().filter(|&l| l > 0) else {
+            self.counters.tx_dropped += 1;
+            return false;
+        };
+        if len > self.caps.max_frame_len {
+            self.counters.tx_dropped += 1;
+            return false;
+        }
+        if self.umem.free_count() == 0 {
+            self.reclaim_completions();
+        }
+        let Some(addr) = self.umem.alloc() else {
+            self.counters.tx_ring_full += 1;
+            return false;
+        };
+        if self.socket.tx.reserve(1) == 0 {
+            self.umem.release(addr);
+            self.counters.tx_ring_full += 1;
+            return false;
+        }
+        // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
+        let Some(buf) = (unsafe { self.umem.frame_mut(addr, len32) }) else {
+            // Unreachable: `len <= max_frame_len < chunk size`. Undo rather than panic.
+            self.socket.tx.cancel(1);
+            self.umem.release(addr);
+            self.counters.tx_dropped += 1;
+            return false;
+        };
+        fill(buf);
+        let desc = libc::xdp_desc {
+            addr,
+            len: len32,
+            options: 0,
+        };
+        self.socket.tx.write(self.staged, desc);
+        self.staged += 1;
+        self.staged_bytes += len as u64;
+        true
+    }
+
+    fn tx_flush(&mut self) -> Result<(), DriverError> {
+        self.reclaim_completions();
+        if self.staged > 0 {
+            self.socket.tx.submit(self.staged);
+            self.counters.tx_frames += u64::from(self.staged);
+            self.counters.tx_bytes += self.staged_bytes;
+            self.staged = 0;
+            self.staged_bytes = 0;
+        }
+        // Kick while the kernel has frames left on the ring: a kick sends at most the TX
+        // budget, so a big burst may need the next flush to kick again.
+        if self.socket.tx.in_flight() == 0 {
+            return Ok(());
+        }
+        if self.need_wakeup && !self.socket.tx.needs_wakeup() {
+            return Ok(());
+        }
+        self.counters.kicks += 1;
+        match syscall::kick_tx(self.socket.fd()) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR)
+                ) =>
+            {
+                self.xdp.tx_kick_busy += 1;
+                Ok(())
+            }
+            Err(e) => Err(DriverError::io("AF_XDP TX kick (sendto)", e)),
+        }
+    }
+
+    fn counters(&self) -> DriverCounters {
+        self.counters
+    }
+
+    fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
+        if self.socket.rx.ready() > 0 {
+            return Ok(());
+        }
+        syscall::poll_readable(self.socket.fd(), timeout)
+            .map(|_| ())
+            .map_err(|e| DriverError::io("AF_XDP poll", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn setup_text(result: Result<AfXdp, DriverError>) -> String {
+        match result {
+            Err(DriverError::Setup(text)) => text,
+            Err(other) => panic!("expected a setup error, got {other:?}"),
+            Ok(driver) => panic!("expected an error, opened {}", driver.mode_description()),
+        }
+    }
+
+    #[test]
+    fn the_driver_can_move_to_its_polling_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<AfXdp>();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_before_touching_the_kernel() {
+        let base = AfXdpConfig::new("lo");
+        let ring = AfXdpConfig {
+            ring_size: 100,
+            ..base.clone()
+        };
+        assert!(setup_text(AfXdp::open(ring)).contains("power of two"));
+        let frames = AfXdpConfig {
+            frame_count: 16,
+            ..base.clone()
+        };
+        assert!(setup_text(AfXdp::open(frames)).contains("frame count 16"));
+        let queue = AfXdpConfig {
+            queue: u32::MAX,
+            ..base
+        };
+        assert!(setup_text(AfXdp::open(queue)).contains("queue"));
+    }
+
+    #[test]
+    fn a_missing_interface_lists_the_available_ones() {
+        let text = setup_text(AfXdp::open(AfXdpConfig::new("sirocco-nope0")));
+        assert!(
+            text.starts_with("interface sirocco-nope0 not found; available: "),
+            "{text}"
+        );
+        assert!(text.contains("lo"), "{text}");
+        let text = setup_text(AfXdp::open(AfXdpConfig::new("")));
+        assert!(text.contains("not a valid interface name"), "{text}");
+    }
+
+    #[test]
+    fn attach_errors_name_the_fix() {
+        let text = |mode, errno| match attach_error(
+            "eth9",
+            mode,
+            9000,
+            io::Error::from_raw_os_error(errno),
+        ) {
+            DriverError::Setup(text) => text,
+            other => panic!("{other:?}"),
+        };
+        assert!(text(AttachMode::Native, libc::EBUSY).contains("`ip link set dev eth9 xdp off`"));
+        assert!(text(AttachMode::Skb, libc::EEXIST).contains("already attached"));
+        let mtu = text(AttachMode::Native, libc::ERANGE);
+        assert!(mtu.contains("MTU 9000") && mtu.contains("3506"), "{mtu}");
+        assert!(text(AttachMode::Native, libc::EPERM).contains("CAP_BPF"));
+        assert!(text(AttachMode::Native, libc::EOPNOTSUPP).contains("SKB"));
+    }
+
+    #[test]
+    fn socket_errors_name_the_fix() {
+        let config = AfXdpConfig::new("eth9");
+        let text = |step, zero_copy, errno| {
+            let e = SocketError {
+                step,
+                error: io::Error::from_raw_os_error(errno),
+            };
+            match socket_error(&config, zero_copy, e) {
+                DriverError::Setup(text) => text,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(text(SocketStep::Create, false, libc::EAFNOSUPPORT).contains("CONFIG_XDP_SOCKETS"));
+        assert!(text(SocketStep::Create, false, libc::EPERM).contains("CAP_NET_ADMIN"));
+        assert!(text(SocketStep::Bind, true, libc::EOPNOTSUPP).contains("use copy mode"));
+        assert!(text(SocketStep::Bind, false, libc::EBUSY).contains("queue 0 of eth9"));
+        assert!(text(SocketStep::RegisterUmem, false, libc::ENOMEM).contains("ulimit -l"));
+    }
+}
