@@ -26,6 +26,7 @@ pub mod afxdp;
 pub mod capture;
 pub mod clock;
 pub mod memory;
+pub mod netmap;
 pub mod pcap;
 mod sys;
 pub mod tap;

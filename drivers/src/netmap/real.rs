@@ -1,0 +1,267 @@
+//! The real netmap kernel module, through `/dev/netmap` and the legacy `nmreq` API (version 11).
+//!
+//! `NIOCREGIF` binds the rings, `mmap` of `nr_memsize` bytes maps the shared region with the
+//! `netmap_if` at `nr_offset`, `NIOCTXSYNC` / `NIOCRXSYNC` sync the rings and `poll` waits.
+//! Each libc call sits in one small function here with its `// SAFETY:` argument.
+//!
+//! Only the netmap module can exercise this file; the machines sirocco is developed on do not
+//! have it, so tests cover only the "module missing" path.
+//!
+//! The crate's `sys` module keeps its `syscall!` macro and the raw descriptor of its `Fd`
+//! private, so the three calls that need a raw descriptor (ioctl, mmap, poll) check `-1`
+//! themselves with `check`; the MTU lookup reuses `sys`.
+
+use std::ffi::c_int;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use netmap_sys::netmap::{IFNAMSIZ, NETMAP_API, NIOCREGIF, NIOCRXSYNC, NIOCTXSYNC, nmreq};
+
+use super::port::{NetmapPort, RegisterMode, Registration};
+use super::region::Region;
+use crate::DriverError;
+use crate::sys::{Fd, IfReq, IfreqRequest};
+
+/// Where the netmap module puts its control device.
+pub const NETMAP_DEVICE: &str = "/dev/netmap";
+
+/// The error for a machine without the netmap module.
+pub const NO_NETMAP_MESSAGE: &str = "no /dev/netmap: the netmap kernel module is not loaded. \
+     Install and load netmap (see README, 'Running on a dedicated NIC'), or use --driver afxdp";
+
+/// Turns the C convention (`-1` and `errno`) into `io::Result`.
+fn check(res: c_int) -> io::Result<c_int> {
+    if res == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
+}
+
+/// The shared region, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + len` is exactly what `mmap` returned in `RealPort::register`, and
+        // the driver that built views over it is dropped before its port (it owns the port).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// An open `/dev/netmap` descriptor, with its region once registered.
+#[derive(Debug)]
+pub struct RealPort {
+    // Field order: the mapping goes before the descriptor that owns the registration.
+    mapping: Option<Mapping>,
+    device: File,
+}
+
+// SAFETY: the port owns its descriptor and mapping; nothing in it is tied to the thread that
+// created it (netmap descriptors may be used from any thread, one at a time).
+unsafe impl Send for RealPort {}
+
+impl RealPort {
+    /// Opens `/dev/netmap`. A missing device (or one with no module behind it) gives the setup
+    /// error that says how to get netmap.
+    pub fn open() -> Result<Self, DriverError> {
+        Self::open_device(Path::new(NETMAP_DEVICE))
+    }
+
+    /// Opens a netmap control device at `path` (tests point this at paths that do not exist).
+    pub fn open_device(path: &Path) -> Result<Self, DriverError> {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(device) => Ok(RealPort {
+                mapping: None,
+                device,
+            }),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) => {
+                    Err(DriverError::Setup(NO_NETMAP_MESSAGE.to_string()))
+                }
+                _ => Err(DriverError::io("open /dev/netmap", e)),
+            },
+        }
+    }
+
+    fn ioctl_nmreq(&self, req: &mut nmreq) -> io::Result<()> {
+        // The request constant is `c_ulong`; `libc::Ioctl` is `c_ulong` on glibc and `c_int` on
+        // musl, so the cast is a no-op on one and needed on the other.
+        #[allow(clippy::unnecessary_cast)]
+        let request = NIOCREGIF as libc::Ioctl;
+        // SAFETY: NIOCREGIF takes a pointer to one `struct nmreq`, whose layout `nmreq` matches
+        // (its size is encoded in the request number and checked by a test); `req` is a valid,
+        // exclusively borrowed value for the whole call.
+        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request, req as *mut nmreq) })?;
+        Ok(())
+    }
+
+    fn ioctl_sync(&self, request: u32) -> io::Result<()> {
+        // SAFETY: NIOCTXSYNC and NIOCRXSYNC take no argument; the descriptor is open.
+        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request as libc::Ioctl) })?;
+        Ok(())
+    }
+
+    fn map(&self, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh shared mapping of the netmap device at offset 0, with no address hint:
+        // it aliases no Rust object.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.device.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
+        Ok(Mapping { base, len })
+    }
+}
+
+/// The IP MTU of `iface`, if the kernel will say.
+fn interface_mtu(iface: &str) -> Option<usize> {
+    let socket = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM).ok()?;
+    let mut req = IfReq::new(iface);
+    socket.ifreq_ioctl(IfreqRequest::GetMtu, &mut req).ok()?;
+    usize::try_from(req.int_value()).ok()
+}
+
+/// A legacy registration request for `iface` in `mode`.
+fn register_request(iface: &str, mode: RegisterMode) -> Result<nmreq, DriverError> {
+    if iface.is_empty() || iface.len() >= IFNAMSIZ || iface.contains('\0') {
+        return Err(DriverError::Setup(format!(
+            "netmap: bad interface name {iface:?}: it must be 1 to {} bytes",
+            IFNAMSIZ - 1
+        )));
+    }
+    let mut nr_name = [0; IFNAMSIZ];
+    for (dst, &src) in nr_name.iter_mut().zip(iface.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(nmreq {
+        nr_name,
+        nr_version: NETMAP_API as u32,
+        nr_offset: 0,
+        nr_memsize: 0,
+        nr_tx_slots: 0,
+        nr_rx_slots: 0,
+        nr_tx_rings: 0,
+        nr_rx_rings: 0,
+        nr_ringid: mode.nr_ringid(),
+        nr_cmd: 0,
+        nr_arg1: 0,
+        nr_arg2: 0,
+        nr_arg3: 0,
+        nr_flags: mode.nr_flags(),
+        spare2: [0],
+    })
+}
+
+// SAFETY: `register` returns a region that is exactly the `mmap` of `nr_memsize` bytes, which
+// stays mapped until the port (and with it `mapping`) is dropped; the kernel follows netmap's
+// ownership rule by construction.
+unsafe impl NetmapPort for RealPort {
+    fn register(&mut self, iface: &str, mode: RegisterMode) -> Result<Registration, DriverError> {
+        if self.mapping.is_some() {
+            return Err(DriverError::Setup(
+                "netmap: this descriptor is already registered".to_string(),
+            ));
+        }
+        let mut req = register_request(iface, mode)?;
+        self.ioctl_nmreq(&mut req).map_err(|e| {
+            DriverError::Setup(format!(
+                "netmap: cannot register netmap:{iface}{mode}: {e}. Check that the interface \
+                 exists and is up, that its driver supports netmap, and that the queue is below \
+                 its queue count"
+            ))
+        })?;
+        let len = req.nr_memsize as usize;
+        if len == 0 {
+            return Err(DriverError::Setup(format!(
+                "netmap: registering {iface} returned an empty memory region"
+            )));
+        }
+        let mapping = self
+            .map(len)
+            .map_err(|e| DriverError::io("mmap /dev/netmap", e))?;
+        // SAFETY: the mapping is `len` bytes, page-aligned, readable and writable, and lives in
+        // `self.mapping` until the port is dropped.
+        let region = unsafe { Region::new(mapping.base, mapping.len) };
+        self.mapping = Some(mapping);
+        Ok(Registration {
+            region,
+            nifp_offset: req.nr_offset as usize,
+            interface_mtu: interface_mtu(iface),
+        })
+    }
+
+    fn rx_sync(&mut self) -> io::Result<()> {
+        self.ioctl_sync(NIOCRXSYNC)
+    }
+
+    fn tx_sync(&mut self) -> io::Result<()> {
+        self.ioctl_sync(NIOCTXSYNC)
+    }
+
+    fn poll(&mut self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.device.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_micros().div_ceil(1000);
+        let millis = c_int::try_from(millis).unwrap_or(c_int::MAX);
+        // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call; nfds is 1.
+        match check(unsafe { libc::poll(&mut pfd, 1, millis) }) {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    #[test]
+    fn nmreq_matches_the_size_encoded_in_niocregif() {
+        // _IOWR('i', 146, struct nmreq): bits 16..30 hold sizeof(struct nmreq).
+        let encoded = (NIOCREGIF >> 16) & 0x3fff;
+        assert_eq!(encoded as usize, size_of::<nmreq>());
+        assert_eq!(size_of::<nmreq>(), 60);
+    }
+
+    #[test]
+    fn missing_device_gives_the_install_hint() {
+        let err = RealPort::open_device(Path::new("/nonexistent/netmap")).unwrap_err();
+        assert_eq!(err.to_string(), NO_NETMAP_MESSAGE);
+    }
+
+    #[test]
+    fn request_names_the_interface_and_mode() {
+        let req = register_request("eth0", RegisterMode::OneNic(3)).unwrap();
+        assert_eq!(
+            req.nr_name[..5],
+            [b'e' as _, b't' as _, b'h' as _, b'0' as _, 0]
+        );
+        assert_eq!(req.nr_version, 11);
+        assert_eq!((req.nr_flags, req.nr_ringid), (4, 3));
+        assert!(register_request("", RegisterMode::AllNic).is_err());
+        assert!(register_request("a-very-long-ifname", RegisterMode::AllNic).is_err());
+    }
+}
