@@ -26,10 +26,44 @@ pub enum Command {
     /// Build a throwaway lab (a network namespace joined by a tap), serve the sample site in it,
     /// and print how to fetch from it. Ctrl-C removes the lab.
     Demo(DemoArgs),
+    /// Manage the veth lab: two network namespaces joined by a veth pair.
+    Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Create the lab and print its namespaces, interfaces and addresses.
+    Up {
+        /// Prefix of the lab's namespace names.
+        #[arg(long, default_value = "sirocco-lab")]
+        name: String,
+    },
+    /// Remove the lab.
+    Down {
+        #[arg(long, default_value = "sirocco-lab")]
+        name: String,
+    },
+    /// Say whether the lab exists and show its interfaces and XDP programs.
+    Status {
+        #[arg(long, default_value = "sirocco-lab")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DriverKind {
+    /// netmap if /dev/netmap exists, otherwise AF_XDP. The choice is printed at start.
+    Auto,
+    /// AF_XDP on a NIC queue (any Linux NIC; zero-copy where the driver supports it).
+    Afxdp,
+    /// netmap (needs the netmap kernel module: see README, "Running on a dedicated NIC").
+    Netmap,
     /// A tap device (/dev/net/tun): works everywhere, no XDP needed.
     Tap,
     /// Read frames from a pcap trace (--pcap-in) and write answers to --pcap-out.
@@ -38,11 +72,26 @@ pub enum DriverKind {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value_t = DriverKind::Auto)]
     pub driver: DriverKind,
     /// Interface to serve on. With --driver tap, the tap device to create or attach to.
     #[arg(long, value_name = "NAME")]
     pub iface: Option<String>,
+    /// Serve one NIC queue (AF_XDP: default 0; netmap: default all queues).
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u16>,
+    /// AF_XDP attach mode: native XDP in the NIC driver, generic SKB XDP, or native falling
+    /// back to SKB.
+    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
+    /// AF_XDP: redirect every frame on the queue to sirocco (for a dedicated NIC). By default
+    /// only ARP for the server's address and IPv4 to it are taken; the kernel keeps the rest.
+    #[arg(long)]
+    pub xdp_redirect_all: bool,
+    /// netmap: bind only the NIC rings (a dedicated NIC). By default the host rings are bound
+    /// too, and frames that are not for the server go to the kernel.
+    #[arg(long)]
+    pub netmap_nic_only: bool,
     /// The server's IPv4 address and prefix, e.g. 198.18.0.2/24.
     #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_ipv4_cidr)]
     pub ip: Ipv4Cidr,
@@ -71,6 +120,13 @@ pub struct DemoArgs {
     /// Print a stats line every this many seconds (0: never).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub stats_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Skb,
 }
 
 /// Options shared by every way of serving.

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args).map(|()| true),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Lab(args) => commands::lab::run(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! carry `anyhow` context written for the person at the terminal.
 
 pub mod demo;
+pub mod lab;
 pub mod serve;
 
 use std::path::Path;

@@ -6,23 +6,110 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sirocco_drivers::FrameIo;
+use sirocco_drivers::afxdp::{self, AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
+use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::tap::TapDevice;
 
 use super::{load_cache, stack_config, stop_on_signals};
-use crate::cli::{DriverKind, ServeArgs, default_mac};
+use crate::cli::{DriverKind, ServeArgs, XdpMode, default_mac};
 use crate::lab;
 use crate::runner::{self, RunOptions};
 use crate::server::{Server, ServerConfig, os_seeds};
 
+/// Where netmap's character device appears once its kernel module is loaded.
+const NETMAP_DEVICE: &str = "/dev/netmap";
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let driver = match args.driver {
+        DriverKind::Auto if Path::new(NETMAP_DEVICE).exists() => {
+            eprintln!("driver: netmap ({NETMAP_DEVICE} exists)");
+            DriverKind::Netmap
+        }
+        DriverKind::Auto => {
+            eprintln!("driver: afxdp (no {NETMAP_DEVICE}: the netmap module is not loaded)");
+            DriverKind::Afxdp
+        }
+        chosen => chosen,
+    };
+    // Fail fast, before loading a large tree, on what can be checked without the device.
+    if driver == DriverKind::Netmap && !Path::new(NETMAP_DEVICE).exists() {
+        bail!("{}", netmap::real::NO_NETMAP_MESSAGE);
+    }
+    if matches!(driver, DriverKind::Afxdp | DriverKind::Netmap) {
+        let name = required_iface(&args, driver)?;
+        if !lab::interface_exists(name) {
+            bail!(
+                "interface {name} not found; available: {}",
+                lab::interface_names().join(", ")
+            );
+        }
+    }
+    let holders = lab::kernel_interfaces_with(args.ip.addr);
+    if !holders.is_empty() && driver != DriverKind::Pcap {
+        bail!(
+            "{} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
+            args.ip.addr,
+            holders.join(", ")
+        );
+    }
+
     let cache = load_cache(&args.common.root)?;
-    let mac = args.mac.unwrap_or_else(|| default_mac(args.ip.addr));
+    let mac = match (args.mac, driver) {
+        (Some(mac), _) => mac,
+        // On a NIC, answer with the NIC's own MAC, so switches and peers need no new entry.
+        (None, DriverKind::Afxdp | DriverKind::Netmap) => {
+            lab::interface_mac(required_iface(&args, driver)?)
+                .unwrap_or_else(|| default_mac(args.ip.addr))
+        }
+        (None, _) => default_mac(args.ip.addr),
+    };
     let mut config = ServerConfig::new(stack_config(args.ip, mac, &args.common));
     config.unix_time_at_zero = unix_now();
 
-    match args.driver {
+    match driver {
+        DriverKind::Auto => unreachable!("resolved above"),
+        DriverKind::Afxdp => {
+            let name = required_iface(&args, driver)?;
+            let mut xdp = AfXdpConfig::new(name);
+            xdp.queue = u32::from(args.queue.unwrap_or(0));
+            xdp.mode = match args.xdp_mode {
+                XdpMode::Auto => AttachMode::Auto,
+                XdpMode::Native => AttachMode::Native,
+                XdpMode::Skb => AttachMode::Skb,
+            };
+            xdp.filter = if args.xdp_redirect_all {
+                afxdp::Filter::RedirectAll
+            } else {
+                afxdp::Filter::ServerIpv4(args.ip.addr)
+            };
+            let driver = AfXdp::open(xdp).with_context(|| format!("opening AF_XDP on {name}"))?;
+            eprintln!(
+                "serving {} on {name} ({}) at http://{}:{}/",
+                args.common.root.display(),
+                driver.mode_description(),
+                args.ip.addr,
+                args.common.port
+            );
+            serve_on(driver, config, cache, &args)
+        }
+        DriverKind::Netmap => {
+            let name = required_iface(&args, driver)?;
+            let mut nm = NetmapConfig::new(name);
+            nm.queue = args.queue;
+            nm.host_rings = !args.netmap_nic_only;
+            nm.filter = netmap::Filter::ServerIpv4(args.ip.addr);
+            nm.busy_poll = !args.common.idle_wait;
+            let driver = Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?;
+            eprintln!(
+                "serving {} on netmap:{name} at http://{}:{}/",
+                args.common.root.display(),
+                args.ip.addr,
+                args.common.port
+            );
+            serve_on(driver, config, cache, &args)
+        }
         DriverKind::Tap => {
             let Some(name) = args.iface.as_deref() else {
                 bail!(
@@ -33,14 +120,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 bail!(
                     "interface {name} exists and is not a tap device: give --iface a new name and sirocco will create the tap (existing interfaces: {})",
                     lab::interface_names().join(", ")
-                );
-            }
-            let holders = lab::kernel_interfaces_with(args.ip.addr);
-            if !holders.is_empty() {
-                bail!(
-                    "{} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
-                    args.ip.addr,
-                    holders.join(", ")
                 );
             }
             let tap = TapDevice::open(name).with_context(|| format!("opening tap {name}"))?;
@@ -75,6 +154,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             serve_on(PcapDriver::new(Some(source), sink), config, cache, &args)
         }
+    }
+}
+
+fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> {
+    match args.iface.as_deref() {
+        Some(name) => Ok(name),
+        None => bail!(
+            "--driver {} needs --iface NAME: the interface to serve on (available: {})",
+            format!("{driver:?}").to_lowercase(),
+            lab::interface_names().join(", ")
+        ),
     }
 }
 

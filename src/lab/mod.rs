@@ -139,6 +139,16 @@ pub fn interface_exists(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && Path::new("/sys/class/net").join(name).exists()
 }
 
+/// The MAC address of interface `name`, from sysfs.
+pub fn interface_mac(name: &str) -> Option<[u8; 6]> {
+    if !interface_exists(name) {
+        return None;
+    }
+    let text =
+        std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("address")).ok()?;
+    crate::cli::parse_mac(text.trim()).ok()
+}
+
 /// Whether the existing interface `name` is a tun/tap device.
 pub fn is_tun_device(name: &str) -> bool {
     interface_exists(name)
