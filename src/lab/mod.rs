@@ -1,12 +1,16 @@
-//! The lab: a throwaway network namespace that plays the client side of a link to sirocco.
+//! The labs: throwaway network namespaces that play the client side of a link to sirocco.
 //!
-//! `sirocco demo`, the lab tests and later benchmarks build the same lab through this module.
-//! Its names are unique per process and per lab, its addresses come from the benchmarking range
-//! 198.18.0.0/15 (RFC 2544), and [`Drop`] removes the namespace even when a test fails.
+//! `sirocco demo`, `sirocco lab`, the lab tests and the benchmarks build their labs through this
+//! module. Names are unique per process and per lab, addresses come from the benchmarking range
+//! 198.18.0.0/15 (RFC 2544), and [`Drop`] removes the namespaces even when a test fails.
 //!
-//! Today the link is a tap device: sirocco holds the tap's file descriptor in the current
-//! namespace, and the lab moves the device into its namespace, where the kernel's own stack
-//! becomes the client. (A tap's descriptor keeps working after the device changes namespace.)
+//! - [`Lab`] is one namespace around a tap device: sirocco holds the tap's file descriptor in
+//!   the current namespace, and the lab moves the device into its namespace, where the kernel's
+//!   own stack becomes the client. (A tap's descriptor keeps working after the device changes
+//!   namespace.)
+//! - [`veth::VethLab`] is two namespaces joined by a veth pair, for AF_XDP.
+
+pub mod veth;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -27,6 +31,12 @@ pub enum LabError {
     NotRoot,
     #[error("the 'ip' command (iproute2) was not found: install it, e.g. apt-get install iproute2")]
     NoIproute2,
+    #[error("ethtool was not found: install it, e.g. apt-get install ethtool")]
+    NoEthtool,
+    #[error(
+        "a lab named {0} already exists: remove it with `sirocco lab down --name {0}`, or pick another name"
+    )]
+    Exists(String),
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
 }

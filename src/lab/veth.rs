@@ -1,0 +1,203 @@
+//! The veth lab: two network namespaces joined by a veth pair, the setting for AF_XDP tests,
+//! `sirocco demo`, and side-by-side benchmarks.
+//!
+//! ```text
+//!  <name>-srv namespace                 <name>-cli namespace
+//!  veth-srv (no kernel address;  <====>  veth-cli 198.18.0.1/24, TX checksum offload off
+//!            sirocco serves 198.18.0.2 with AF_XDP)
+//! ```
+//!
+//! Each end lives in its own namespace, so the interface names are the same in every lab and
+//! never collide; only the namespace names are unique. TX checksum offload is off on the client
+//! end: otherwise the kernel sends TCP with only the pseudo-header sum (CHECKSUM_PARTIAL), and
+//! sirocco would rightly drop it. The MTU stays at 1500, under the 3506 limit of native XDP on
+//! veth. [`Drop`] removes both namespaces (and with them the veth pair) unless the lab was
+//! [`VethLab::keep`]-ed for `sirocco lab up`.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::{CLIENT_ADDR, LabError, PREFIX_LEN, ip, is_root};
+
+/// The server's end of the veth pair, inside the server namespace.
+pub const SERVER_IFACE: &str = "veth-srv";
+/// The client's end of the veth pair, inside the client namespace.
+pub const CLIENT_IFACE: &str = "veth-cli";
+/// MTU of both ends: plain Ethernet, within native XDP's limit on veth.
+pub const MTU: u32 = 1500;
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug)]
+pub struct VethLab {
+    name: String,
+    server_ns: String,
+    client_ns: String,
+    remove_on_drop: bool,
+}
+
+impl VethLab {
+    /// Creates the lab `name`: namespaces `<name>-srv` and `<name>-cli` joined by a veth pair.
+    pub fn create(name: &str) -> Result<VethLab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let lab = VethLab::named(name);
+        if lab.exists() {
+            return Err(LabError::Exists(name.to_string()));
+        }
+        ip(&["netns", "add", &lab.server_ns])?;
+        // From here on, Drop cleans up whatever part was built.
+        ip(&["netns", "add", &lab.client_ns])?;
+        for ns in [&lab.server_ns, &lab.client_ns] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "-n",
+            &lab.server_ns,
+            "link",
+            "add",
+            SERVER_IFACE,
+            "mtu",
+            &MTU.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            CLIENT_IFACE,
+            "mtu",
+            &MTU.to_string(),
+            "netns",
+            &lab.client_ns,
+        ])?;
+        ip(&["-n", &lab.server_ns, "link", "set", SERVER_IFACE, "up"])?;
+        let client = format!("{CLIENT_ADDR}/{PREFIX_LEN}");
+        ip(&[
+            "-n",
+            &lab.client_ns,
+            "addr",
+            "add",
+            &client,
+            "dev",
+            CLIENT_IFACE,
+        ])?;
+        ip(&["-n", &lab.client_ns, "link", "set", CLIENT_IFACE, "up"])?;
+        lab.disable_client_tx_checksum_offload()?;
+        Ok(lab)
+    }
+
+    /// Creates a lab with a name unique to this process and call: `sirocco-<tag>-<pid>-<n>`.
+    pub fn create_unique(tag: &str) -> Result<VethLab, LabError> {
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        VethLab::create(&format!("sirocco-{tag}-{}-{n}", std::process::id()))
+    }
+
+    /// The lab `name` as it may exist already (for `sirocco lab down|status`). Dropping the
+    /// returned value removes it; [`VethLab::keep`] does not.
+    pub fn named(name: &str) -> VethLab {
+        VethLab {
+            name: name.to_string(),
+            server_ns: format!("{name}-srv"),
+            client_ns: format!("{name}-cli"),
+            remove_on_drop: true,
+        }
+    }
+
+    /// Leaves the lab in place when this value is dropped.
+    pub fn keep(mut self) {
+        self.remove_on_drop = false;
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn server_ns(&self) -> &str {
+        &self.server_ns
+    }
+
+    pub fn client_ns(&self) -> &str {
+        &self.client_ns
+    }
+
+    /// Whether both namespaces of this lab exist.
+    pub fn exists(&self) -> bool {
+        let listed = Command::new("ip").args(["netns", "list"]).output();
+        let Ok(listed) = listed else { return false };
+        let text = String::from_utf8_lossy(&listed.stdout);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        names.contains(&self.server_ns.as_str()) && names.contains(&self.client_ns.as_str())
+    }
+
+    /// A command that runs `program` in the server namespace.
+    pub fn server_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        netns_command(&self.server_ns, program)
+    }
+
+    /// A command that runs `program` in the client namespace.
+    pub fn client_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        netns_command(&self.client_ns, program)
+    }
+
+    /// Gives the server end a kernel-owned address too (e.g. 198.18.0.3), to show that the
+    /// kernel keeps serving its own addresses beside sirocco's filter program.
+    pub fn add_kernel_server_address(&self, addr: Ipv4Addr) -> Result<(), LabError> {
+        let cidr = format!("{addr}/{PREFIX_LEN}");
+        ip(&[
+            "-n",
+            &self.server_ns,
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            SERVER_IFACE,
+        ])?;
+        Ok(())
+    }
+
+    /// `ip -n <srv> link show veth-srv`: the state of the server end, XDP program included.
+    pub fn server_link(&self) -> Result<String, LabError> {
+        let out = ip(&["-n", &self.server_ns, "link", "show", SERVER_IFACE])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The shell command a person types to fetch `url` from the client side.
+    pub fn curl_hint(&self, url: &str) -> String {
+        format!("ip netns exec {} curl {url}", self.client_ns)
+    }
+
+    fn disable_client_tx_checksum_offload(&self) -> Result<(), LabError> {
+        let status = self
+            .client_command("ethtool")
+            .args(["-K", CLIENT_IFACE, "tx", "off"])
+            .output()
+            .map_err(|_| LabError::NoEthtool)?;
+        if !status.status.success() {
+            return Err(LabError::Command {
+                command: format!("ethtool -K {CLIENT_IFACE} tx off"),
+                stderr: String::from_utf8_lossy(&status.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VethLab {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            // Deleting a namespace destroys the veth end inside it, and with it the pair.
+            let _ = ip(&["netns", "del", &self.server_ns]);
+            let _ = ip(&["netns", "del", &self.client_ns]);
+        }
+    }
+}
+
+fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns]).arg(program);
+    command
+}
