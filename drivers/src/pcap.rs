@@ -502,15 +502,8 @@ impl FrameIo for PcapDriver {
     }
 
     fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        if len > self.caps.max_frame_len {
-            self.counters.tx_dropped += 1;
-            return false;
-        }
-        if !self.staging.stage(len, fill) {
-            self.counters.tx_ring_full += 1;
-            return false;
-        }
-        true
+        self.staging
+            .stage_counted(&mut self.counters, self.caps.max_frame_len, len, fill)
     }
 
     fn tx_flush(&mut self) -> Result<(), DriverError> {

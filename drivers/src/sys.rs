@@ -27,6 +27,16 @@ macro_rules! syscall {
     }};
 }
 
+/// Maps the C convention (`-1` and `errno`) to `io::Result`, for backends that make their own
+/// libc calls (AF_XDP, netmap) inside their own `unsafe` blocks.
+pub(crate) fn cvt<T: PartialEq + From<i8>>(res: T) -> io::Result<T> {
+    if res == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
+}
+
 /// An owned file descriptor, closed on drop.
 #[derive(Debug)]
 pub(crate) struct Fd(OwnedFd);

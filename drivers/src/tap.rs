@@ -250,15 +250,8 @@ impl FrameIo for TapDevice {
     }
 
     fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        if len > self.caps.max_frame_len {
-            self.counters.tx_dropped += 1;
-            return false;
-        }
-        if !self.staging.stage(len, fill) {
-            self.counters.tx_ring_full += 1;
-            return false;
-        }
-        true
+        self.staging
+            .stage_counted(&mut self.counters, self.caps.max_frame_len, len, fill)
     }
 
     fn tx_flush(&mut self) -> Result<(), DriverError> {
@@ -351,6 +344,26 @@ impl StagingRing {
 
     /// Lends the next free slot, cut to `len` bytes, to `fill`. Returns `false` without calling
     /// `fill` if the ring is full or `len` exceeds the slot size.
+    /// [`FrameIo::tx_stage`] for a backend whose TX is this ring: a frame over `max_frame_len`
+    /// counts as `tx_dropped`, a full ring as `tx_ring_full`.
+    pub(crate) fn stage_counted(
+        &mut self,
+        counters: &mut DriverCounters,
+        max_frame_len: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        if len > max_frame_len {
+            counters.tx_dropped += 1;
+            return false;
+        }
+        if !self.stage(len, fill) {
+            counters.tx_ring_full += 1;
+            return false;
+        }
+        true
+    }
+
     pub(crate) fn stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
         if self.room() == 0 || len > self.slot_len {
             return false;

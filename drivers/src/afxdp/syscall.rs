@@ -1,22 +1,13 @@
 //! The libc calls the AF_XDP backend makes beyond what `crate::sys` offers.
 //!
-//! `crate::sys` keeps its `syscall!` macro private and does not expose the raw descriptor of
-//! its `Fd`, so AF_XDP sockets and BPF objects are held here as plain [`OwnedFd`]s. Each
-//! wrapper owns one `unsafe` block, states why it is sound, and turns `-1` into `errno` with
-//! [`check`].
+//! AF_XDP sockets and BPF objects are held here as plain [`OwnedFd`]s. Each wrapper owns one
+//! `unsafe` block, states why it is sound, and turns `-1` into `errno` with `crate::sys::cvt`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-/// Maps the C convention (`-1` and `errno`) to `io::Result`.
-fn check<T: PartialEq + From<i8>>(res: T) -> io::Result<T> {
-    if res == T::from(-1) {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
-    }
-}
+use crate::sys::cvt as check;
 
 /// Types the kernel may read from or write into as raw bytes: plain C structs of integers.
 ///

@@ -33,14 +33,7 @@ pub const NETMAP_DEVICE: &str = "/dev/netmap";
 pub const NO_NETMAP_MESSAGE: &str = "no /dev/netmap: the netmap kernel module is not loaded. \
      Install and load netmap (see README, 'Running on a dedicated NIC'), or use --driver afxdp";
 
-/// Turns the C convention (`-1` and `errno`) into `io::Result`.
-fn check(res: c_int) -> io::Result<c_int> {
-    if res == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
-    }
-}
+use crate::sys::cvt as check;
 
 /// The shared region, unmapped on drop.
 #[derive(Debug)]
