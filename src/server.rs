@@ -184,16 +184,3 @@ pub fn os_seeds() -> Box<dyn FnMut() -> u64> {
         u64::from_le_bytes(bytes)
     })
 }
-
-/// A deterministic seed sequence (SplitMix64) for simulations and golden tests. Hand-written
-/// because its output must never change across crate versions.
-pub fn fixed_seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
-    let mut state = seed;
-    Box::new(move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
-}

@@ -21,24 +21,11 @@ pub(crate) struct FlowTable {
     map: HashMap<FlowKey, u32, ahash::RandomState>,
 }
 
-/// SplitMix64: expands one seed into the four keys ahash wants.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl FlowTable {
-    pub fn new(capacity: usize, seed: u64) -> Self {
-        let mut s = seed;
-        let hasher = ahash::RandomState::with_seeds(
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-        );
+    /// `keys` key the hasher, so a peer cannot choose 4-tuples that collide (hash flooding).
+    pub fn new(capacity: usize, keys: [u64; 4]) -> Self {
+        let [k0, k1, k2, k3] = keys;
+        let hasher = ahash::RandomState::with_seeds(k0, k1, k2, k3);
         FlowTable {
             map: HashMap::with_capacity_and_hasher(capacity, hasher),
         }
@@ -68,7 +55,7 @@ mod tests {
 
     #[test]
     fn insert_get_remove() {
-        let mut t = FlowTable::new(4, 42);
+        let mut t = FlowTable::new(4, [1, 2, 3, 4]);
         let a = FlowKey {
             peer_ip: Ipv4Address::new(198, 18, 0, 2),
             peer_port: 40000,

@@ -132,7 +132,7 @@ impl<A: ConnState> Stack<A> {
             tx_caps,
             mtu: config.mtu,
         };
-        let flows = FlowTable::new(config.max_connections, seeds());
+        let flows = FlowTable::new(config.max_connections, [seeds(), seeds(), seeds(), seeds()]);
         // Pools grow lazily up to max_connections; reserve the bookkeeping up front, but not
         // more than a sane amount for huge limits.
         let reserve = config.max_connections.min(1 << 16);
