@@ -75,7 +75,6 @@ mod tests {
 
     #[test]
     fn different_keys_hash_the_same_flow_differently() {
-        use std::hash::BuildHasher;
         let key = FlowKey {
             peer_ip: Ipv4Address::new(198, 18, 0, 1),
             peer_port: 40000,
