@@ -5,14 +5,15 @@
 //!   512 bytes (Kegel's test), one byte either side of a 1448-byte segment payload (MSS 1460
 //!   less 12 bytes of timestamps), 64 KiB (a full unscaled window) and 4 MiB (many windows);
 //!   plus an `index.html` (served for `/`) and a subdirectory with its own index.
-//! - Simulation shortcuts: [`TestTree::simulation`] builds a [`Simulation`] serving the tree,
+//! - Simulation shortcuts: [`TestTree::simulation`] builds a [`Simulation`] serving the tree
+//!   over the memory link ([`TestTree::simulation_with_ports`] over any other two ports),
 //!   and [`assert_all_ok`] checks a run ended with every response byte-exact.
 
 use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
 use sirocco_tools::sim::{
-    Limits, Request, Script, SimConfig, SimError, SimReport, Simulation, SiteTree, seeds,
+    Limits, Request, Script, SimConfig, SimError, SimPort, SimReport, Simulation, SiteTree, seeds,
 };
 
 /// Sizes of the standard tree's data files, with their names.
@@ -109,6 +110,19 @@ impl TestTree {
     /// A simulation serving this tree, one client connection slot per script.
     pub fn simulation(&self, config: SimConfig, scripts: Vec<Script>) -> Simulation {
         Simulation::new(self.cache(), config, scripts).expect("build the simulation")
+    }
+
+    /// A simulation serving this tree with the server on `server_port` and the client fleet on
+    /// `client_port`, two ends already joined (an emulated netmap pair, say).
+    pub fn simulation_with_ports<D: SimPort>(
+        &self,
+        server_port: D,
+        client_port: D,
+        config: SimConfig,
+        scripts: Vec<Script>,
+    ) -> Simulation<D> {
+        Simulation::with_ports(server_port, client_port, self.cache(), config, scripts)
+            .expect("build the simulation")
     }
 }
 

@@ -633,7 +633,10 @@ impl<P: NetmapPort> FrameIo for Netmap<P> {
         for t in self.tx.iter_mut().chain(self.host_tx.as_mut()) {
             published |= t.publish();
         }
-        if !published && !self.kick_wanted {
+        // A full ring must be synced even with nothing new to publish: only a sync reads the
+        // kernel's new `tail`, and callers stop staging (so stop setting `kick_wanted`) once
+        // `tx_room()` is 0. Skipping it would leave the ring full for good.
+        if !published && !self.kick_wanted && self.tx_room() > 0 {
             return Ok(());
         }
         self.kick_wanted = false;

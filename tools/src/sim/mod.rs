@@ -1,6 +1,13 @@
 //! Deterministic simulation: a sirocco [`Server`] and a [`ClientFleet`] joined by an in-memory
 //! link ([`MemoryLink::pair`]) on a [`VirtualClock`].
 //!
+//! # Ports
+//!
+//! [`Simulation::new`] builds the memory link. [`Simulation::with_ports`] takes any two joined
+//! [`FrameIo`] ends instead, e.g. an emulated netmap pair, so the same loop drives the server
+//! over another driver's code. A port type only needs [`SimPort`], which tells the loop when
+//! the next frame reaches it (ports with no clock of their own deliver at once).
+//!
 //! # The loop
 //!
 //! [`Simulation::run_until`] repeats: poll the server, poll the fleet; when neither moved a
@@ -33,10 +40,11 @@ pub mod site;
 use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
-use sirocco::server::{Server, ServerConfig, ServerError, Stats, fixed_seeds};
-use sirocco_drivers::DriverError;
+use sirocco::server::{Server, ServerConfig, ServerError, Stats};
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink, MemoryPort};
+use sirocco_drivers::netmap::{EmulatedPort, Netmap};
+use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, StackConfig};
 
 pub use client::{ClientFleet, FleetConfig, FleetCounters, FleetError, Mismatch};
@@ -55,13 +63,49 @@ pub const HTTP_PORT: u16 = 80;
 /// `Date` headers in simulations start here (2023-11-14T22:13:20Z), so output is reproducible.
 pub const SIM_UNIX_TIME: u64 = 1_700_000_000;
 
+/// A [`FrameIo`] end a [`Simulation`] can run on: what the loop needs to know beyond moving
+/// frames.
+pub trait SimPort: FrameIo {
+    /// When the next frame in flight toward this port can be received, in virtual
+    /// microseconds, or `None` if nothing is in flight. A time already past (such as 0) means
+    /// "now". The default, `None`, suits ports that deliver every frame by the time the sender
+    /// flushes.
+    fn next_arrival_micros(&self) -> Option<u64> {
+        None
+    }
+
+    /// Faults injected into the frames this port sent. The default is none.
+    fn fault_counters(&self) -> FaultCounters {
+        FaultCounters::default()
+    }
+}
+
+impl SimPort for MemoryPort {
+    fn next_arrival_micros(&self) -> Option<u64> {
+        MemoryPort::next_arrival_micros(self)
+    }
+
+    fn fault_counters(&self) -> FaultCounters {
+        MemoryPort::fault_counters(self)
+    }
+}
+
+/// The emulation has no clock: a flush puts frames on the wire and the peer's next sync
+/// receives them. Frames still on the wire (the peer's RX ring was full) are due now.
+impl SimPort for Netmap<EmulatedPort> {
+    fn next_arrival_micros(&self) -> Option<u64> {
+        (self.port().wire_pending() > 0).then_some(0)
+    }
+}
+
 /// Everything a [`Simulation`] is built from besides the content and the scripts.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Every other seed is derived from this one; seeds set in `link.faults` and `fleet` are
     /// overwritten.
     pub seed: u64,
-    /// Both directions of the link (B→A uses the complement of the fault seed).
+    /// Both directions of the link (B→A uses the complement of the fault seed). Only
+    /// [`Simulation::new`] reads it.
     pub link: LinkConfig,
     pub server: ServerConfig,
     pub fleet: FleetConfig,
@@ -202,7 +246,7 @@ impl std::fmt::Display for SimError {
         match self {
             SimError::Server(e) => write!(f, "server: {e}"),
             SimError::Fleet(e) => write!(f, "client fleet: {e}"),
-            SimError::Driver(e) => write!(f, "memory link: {e}"),
+            SimError::Driver(e) => write!(f, "link: {e}"),
             SimError::TimeLimit(r) => write!(f, "virtual-time limit reached: {r}"),
             SimError::IterationLimit(r) => write!(f, "iteration cap reached: {r}"),
             SimError::Stalled(r) => write!(f, "stalled, nothing left to happen: {r}"),
@@ -226,11 +270,12 @@ enum Tick {
     PastDeadline,
 }
 
-/// A server and a client fleet on one virtual clock. See the module documentation.
-pub struct Simulation {
+/// A server and a client fleet on one virtual clock, over two joined ports (the memory link
+/// unless built with [`Simulation::with_ports`]). See the module documentation.
+pub struct Simulation<D: SimPort = MemoryPort> {
     clock: VirtualClock,
-    server: Server<MemoryPort>,
-    fleet: ClientFleet<MemoryPort>,
+    server: Server<D>,
+    fleet: ClientFleet<D>,
     timing: Timing,
 }
 
@@ -241,14 +286,72 @@ impl Simulation {
         mut config: SimConfig,
         scripts: Vec<Script>,
     ) -> Result<Self, SimError> {
-        let mut seeds = SplitMix64::new(config.seed);
-        let server_seed = seeds.fork();
-        config.fleet.seed = seeds.fork();
-        config.link.faults.seed = seeds.fork();
+        let server_seed = draw_seeds(&mut config);
         let clock = VirtualClock::new();
         let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
-        let server = Server::new(server_port, cache, config.server, fixed_seeds(server_seed))
-            .map_err(SimError::Server)?;
+        Self::assemble(
+            clock,
+            server_seed,
+            server_port,
+            client_port,
+            cache,
+            config,
+            scripts,
+        )
+    }
+}
+
+/// Draws every seed from `config.seed`, always in the same order whatever the ports: writes
+/// the fleet's and the link's into `config` and returns the server's.
+fn draw_seeds(config: &mut SimConfig) -> u64 {
+    let mut seeds = SplitMix64::new(config.seed);
+    let server = seeds.fork();
+    config.fleet.seed = seeds.fork();
+    config.link.faults.seed = seeds.fork();
+    server
+}
+
+impl<D: SimPort> Simulation<D> {
+    /// The server on `server_port` and the fleet on `client_port`, two ends the caller has
+    /// already joined. `config.link` is not used. The virtual clock starts at 0 and is the
+    /// simulation's own: ports must not need it (see [`SimPort`]).
+    pub fn with_ports(
+        server_port: D,
+        client_port: D,
+        cache: Arc<ContentCache>,
+        mut config: SimConfig,
+        scripts: Vec<Script>,
+    ) -> Result<Self, SimError> {
+        let server_seed = draw_seeds(&mut config);
+        let clock = VirtualClock::new();
+        Self::assemble(
+            clock,
+            server_seed,
+            server_port,
+            client_port,
+            cache,
+            config,
+            scripts,
+        )
+    }
+
+    fn assemble(
+        clock: VirtualClock,
+        server_seed: u64,
+        server_port: D,
+        client_port: D,
+        cache: Arc<ContentCache>,
+        config: SimConfig,
+        scripts: Vec<Script>,
+    ) -> Result<Self, SimError> {
+        let mut server_seeds = SplitMix64::new(server_seed);
+        let server = Server::new(
+            server_port,
+            cache,
+            config.server,
+            Box::new(move || server_seeds.next_u64()),
+        )
+        .map_err(SimError::Server)?;
         let fleet =
             ClientFleet::new(client_port, config.fleet, scripts).map_err(SimError::Fleet)?;
         Ok(Simulation {
@@ -283,7 +386,7 @@ impl Simulation {
     pub fn run_until(
         &mut self,
         limits: Limits,
-        mut done: impl FnMut(&Simulation) -> bool,
+        mut done: impl FnMut(&Self) -> bool,
     ) -> Result<(), SimError> {
         let deadline = self
             .clock
@@ -393,19 +496,19 @@ impl Simulation {
         &self.clock
     }
 
-    pub fn server(&self) -> &Server<MemoryPort> {
+    pub fn server(&self) -> &Server<D> {
         &self.server
     }
 
-    pub fn server_mut(&mut self) -> &mut Server<MemoryPort> {
+    pub fn server_mut(&mut self) -> &mut Server<D> {
         &mut self.server
     }
 
-    pub fn fleet(&self) -> &ClientFleet<MemoryPort> {
+    pub fn fleet(&self) -> &ClientFleet<D> {
         &self.fleet
     }
 
-    pub fn fleet_mut(&mut self) -> &mut ClientFleet<MemoryPort> {
+    pub fn fleet_mut(&mut self) -> &mut ClientFleet<D> {
         &mut self.fleet
     }
 }
