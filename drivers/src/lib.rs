@@ -28,6 +28,7 @@ pub mod clock;
 pub mod memory;
 pub mod netmap;
 pub mod pcap;
+pub mod rng;
 mod sys;
 pub mod tap;
 

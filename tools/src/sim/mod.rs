@@ -305,9 +305,9 @@ impl Simulation {
 /// the fleet's and the link's into `config` and returns the server's.
 fn draw_seeds(config: &mut SimConfig) -> u64 {
     let mut seeds = SplitMix64::new(config.seed);
-    let server = seeds.fork();
-    config.fleet.seed = seeds.fork();
-    config.link.faults.seed = seeds.fork();
+    let server = seeds.next_u64();
+    config.fleet.seed = seeds.next_u64();
+    config.link.faults.seed = seeds.next_u64();
     server
 }
 
