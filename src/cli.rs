@@ -23,8 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a directory from a dedicated interface, a tap device or a pcap trace.
     Serve(ServeArgs),
-    /// Build a throwaway lab (a network namespace joined by a tap), serve the sample site in it,
-    /// and print how to fetch from it. Ctrl-C removes the lab.
+    /// Build a throwaway veth lab (two network namespaces), serve the sample site in it over
+    /// AF_XDP, and print how to fetch from it. Ctrl-C stops the server and removes the lab.
     Demo(DemoArgs),
     /// Manage the veth lab: two network namespaces joined by a veth pair.
     Lab(LabArgs),

@@ -1,21 +1,29 @@
-//! `sirocco demo`: the embedded default. Builds a lab, serves the sample site in it, prints how
-//! to fetch from it, and removes the lab on Ctrl-C. With `--check` it fetches every file from
-//! the lab's client side with curl, compares the bytes, and reports.
+//! `sirocco demo`: the embedded default. Builds a throwaway veth lab, serves the sample site in
+//! it over AF_XDP, prints how to fetch from it, and removes the lab on Ctrl-C. With `--check` it
+//! fetches every file from the lab's client side with curl, compares the bytes, and reports.
+//!
+//! The server is this same binary, run as a child in the lab's server namespace:
+//! `ip netns exec <srv> <this exe> serve --driver afxdp --iface veth-srv --ip 198.18.0.2/24 ...`.
+//! Its stdout (the stats lines) and stderr pass straight through. The demo process keeps the
+//! lab: on SIGINT or SIGTERM it stops the child, waits for it, and then removes the lab.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sirocco_drivers::tap::TapDevice;
 
-use super::{load_cache, stop_on_signals};
-use crate::cli::{CommonArgs, DemoArgs, Ipv4Cidr, default_mac};
-use crate::lab::{self, Lab};
-use crate::runner::{self, RunOptions};
-use crate::server::{Server, ServerConfig, os_seeds};
+use super::stop_on_signals;
+use crate::cli::DemoArgs;
+use crate::lab::veth::{SERVER_IFACE, VethLab};
+use crate::lab::{PREFIX_LEN, SERVER_ADDR};
+
+/// How long the server gets to attach and answer before the demo gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped server gets to exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The sample site that ships in the source tree next to this crate.
 pub fn default_site_root() -> PathBuf {
@@ -31,79 +39,159 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
             root.display()
         );
     }
-    if args.check && !curl_present() {
+    // The server runs in another process that may start elsewhere: give it an absolute path.
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", root.display()))?;
+    if args.check && !program_runs("curl") {
         bail!(
             "--check fetches with curl, which was not found: install it, e.g. apt-get install curl"
         );
     }
-    let cache = load_cache(&root)?;
-    let lab = Lab::create("demo")?;
-    let tap_name = Lab::unique_tap_name();
-    let tap = TapDevice::open(&tap_name).with_context(|| format!("creating tap {tap_name}"))?;
-    lab.adopt_tap(&tap_name)?;
+    let exe = std::env::current_exe().context("finding this program's path to run the server")?;
+    let stop = stop_on_signals()?;
+    let lab = VethLab::create_unique("demo").context("building the demo lab")?;
 
-    let ip = Ipv4Cidr {
-        addr: lab::SERVER_ADDR,
-        prefix_len: lab::PREFIX_LEN,
-    };
-    let common = CommonArgs {
-        port: 80,
-        root: root.clone(),
-        max_connections: 1024,
-        rx_buffer: 4096,
-        tx_buffer: 16384,
-        idle_timeout: 60,
-        capture: None,
-        idle_wait: true,
-        stats_interval: args.stats_interval,
-    };
-    let mut config = ServerConfig::new(super::stack_config(ip, default_mac(ip.addr), &common));
-    config.unix_time_at_zero = super::serve::unix_now();
-    let mut server = Server::new(tap, cache, config, os_seeds())?;
+    let mut server = lab.server_command(&exe);
+    server
+        .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
+        .arg("--ip")
+        .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--idle-wait")
+        .arg("--stats-interval")
+        .arg(args.stats_interval.to_string())
+        .stdin(Stdio::null());
+    let child = server
+        .spawn()
+        .context("starting the server in the lab (ip netns exec ... sirocco serve)")?;
+    let mut server = ServerChild(child);
 
-    let url = format!("http://{}/", lab::SERVER_ADDR);
-    println!("sirocco demo: serving {} at {url}", root.display());
-    println!("  client namespace: {}", lab.namespace());
+    let url = format!("http://{SERVER_ADDR}/");
+    println!(
+        "sirocco demo: serving {} at {url} over AF_XDP",
+        root.display()
+    );
+    println!(
+        "  server namespace: {} ({SERVER_IFACE}, pid {})",
+        lab.server_ns(),
+        server.0.id()
+    );
+    println!("  client namespace: {}", lab.client_ns());
     println!("  fetch a page:     {}", lab.curl_hint(&url));
     if !args.check {
         println!("  Ctrl-C stops the server and removes the lab");
     }
 
-    let stop = stop_on_signals()?;
-    let options = RunOptions {
-        idle_wait: true,
-        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
-        stop: Arc::clone(&stop),
+    let outcome = if args.check {
+        wait_until_serving(&lab, &mut server, &stop).and_then(|()| check_site(&lab, &root, &stop))
+    } else {
+        wait_for_stop(&mut server, &stop).map(|()| true)
     };
-    let passed = std::thread::scope(|scope| -> anyhow::Result<bool> {
-        let checker = args.check.then(|| {
-            let (lab, root, stop) = (&lab, &root, Arc::clone(&stop));
-            scope.spawn(move || {
-                let result = check_site(lab, root);
-                stop.store(true, Ordering::Relaxed);
-                result
-            })
-        });
-        let mut stdout = std::io::stdout();
-        let served = runner::run(&mut server, &options, &mut stdout);
-        // Whatever ended the loop, the checker must not outlive it.
-        stop.store(true, Ordering::Relaxed);
-        served?;
-        match checker {
-            None => Ok(true),
-            Some(handle) => match handle.join() {
-                Ok(result) => result,
-                Err(_) => bail!("the checker thread panicked"),
-            },
-        }
-    })?;
+    // Whatever happened, the server stops before the lab goes away.
+    let status = server.stop()?;
+    let name = lab.name().to_string();
     drop(lab);
+    if !args.check {
+        println!("sirocco demo: server stopped, lab {name} removed");
+    }
+    let passed = outcome?;
+    if !status.success() && !stop.load(Ordering::Relaxed) {
+        bail!("the server exited with {status}");
+    }
     Ok(passed)
+}
+
+/// The server process; killed on drop if it is still running.
+struct ServerChild(Child);
+
+impl ServerChild {
+    /// Asks the server to stop (SIGTERM), waits for it, and kills it if it does not exit.
+    fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.0.try_wait()? {
+            return Ok(status);
+        }
+        // `ip netns exec` replaces itself with the server, so this pid is the server's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "the server did not stop within {} s: killing it",
+            STOP_TIMEOUT.as_secs()
+        );
+        self.0.kill()?;
+        Ok(self.0.wait()?)
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for Ctrl-C (or SIGTERM), or for the server to exit on its own (an error).
+fn wait_for_stop(server: &mut ServerChild, stop: &AtomicBool) -> anyhow::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(status) = server.0.try_wait()? {
+            bail!("the server exited with {status} (its messages are above)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Waits until the server answers HTTP from the client side.
+fn wait_until_serving(
+    lab: &VethLab,
+    server: &mut ServerChild,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let url = format!("http://{SERVER_ADDR}/");
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted before the server was ready");
+        }
+        if let Some(status) = server.0.try_wait()? {
+            bail!("the server exited with {status} before serving (its messages are above)");
+        }
+        // Any HTTP answer will do (a site without index.html answers 404).
+        let answered = lab
+            .client_command("curl")
+            .args(["--silent", "--output", "/dev/null", "--max-time", "1", &url])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if answered {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the server did not answer at {url} within {} s",
+                START_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Fetches every file under `root` (and `/` for the index) from the lab's client side and
 /// compares the bytes. Prints one line per file; returns whether all matched.
-fn check_site(lab: &Lab, root: &Path) -> anyhow::Result<bool> {
+fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<bool> {
     let mut targets: Vec<(String, PathBuf)> = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -126,11 +214,14 @@ fn check_site(lab: &Lab, root: &Path) -> anyhow::Result<bool> {
 
     let mut matched = 0;
     for (url_path, file) in &targets {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted during the check");
+        }
         let expected =
             std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let url = format!("http://{}{url_path}", lab::SERVER_ADDR);
+        let url = format!("http://{SERVER_ADDR}{url_path}");
         let output = lab
-            .command("curl")
+            .client_command("curl")
             .args([
                 "--silent",
                 "--show-error",
@@ -164,8 +255,8 @@ fn check_site(lab: &Lab, root: &Path) -> anyhow::Result<bool> {
     Ok(matched == targets.len())
 }
 
-fn curl_present() -> bool {
-    Command::new("curl")
+fn program_runs(program: &str) -> bool {
+    Command::new(program)
         .arg("--version")
         .output()
         .map(|o| o.status.success())

@@ -4,10 +4,9 @@
 //! module. Names are unique per process and per lab, addresses come from the benchmarking range
 //! 198.18.0.0/15 (RFC 2544), and [`Drop`] removes the namespaces even when a test fails.
 //!
-//! - [`Lab`] is one namespace around a tap device: sirocco holds the tap's file descriptor in
-//!   the current namespace, and the lab moves the device into its namespace, where the kernel's
-//!   own stack becomes the client. (A tap's descriptor keeps working after the device changes
-//!   namespace.)
+//! - [`Lab`] is one namespace around a tap device: sirocco runs inside it and creates the tap
+//!   there, and the lab gives the kernel's side of the tap the client address, so the kernel's
+//!   own stack becomes the client.
 //! - [`veth::VethLab`] is two namespaces joined by a veth pair, for AF_XDP.
 
 pub mod veth;
@@ -26,7 +25,7 @@ pub const PREFIX_LEN: u8 = 24;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error(
-        "building a lab needs root (network namespaces and tap devices): run as root, e.g. with sudo"
+        "building a lab needs root (network namespaces, veth pairs, tap devices and XDP): run as root, e.g. with sudo"
     )]
     NotRoot,
     #[error("the 'ip' command (iproute2) was not found: install it, e.g. apt-get install iproute2")]
@@ -74,13 +73,6 @@ impl Lab {
     pub fn unique_tap_name() -> String {
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         format!("srt{}x{n}", std::process::id() % 1_000_000)
-    }
-
-    /// Moves the tap `device` (created by sirocco in the current namespace) into the lab and
-    /// makes it the client's link: `CLIENT_ADDR/PREFIX_LEN`, up.
-    pub fn adopt_tap(&self, device: &str) -> Result<(), LabError> {
-        ip(&["link", "set", device, "netns", &self.namespace])?;
-        self.configure_client_link(device)
     }
 
     /// Gives `device`, already inside the lab, the client address and brings it up.

@@ -45,6 +45,8 @@ impl VethLab {
         }
         let lab = VethLab::named(name);
         if lab.exists() {
+            // The lab that is there belongs to someone else: leave it exactly as it is.
+            lab.keep();
             return Err(LabError::Exists(name.to_string()));
         }
         ip(&["netns", "add", &lab.server_ns])?;

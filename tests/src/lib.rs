@@ -5,6 +5,7 @@
 //!   512 bytes (Kegel's test), one byte either side of a 1448-byte segment payload (MSS 1460
 //!   less 12 bytes of timestamps), 64 KiB (a full unscaled window) and 4 MiB (many windows);
 //!   plus an `index.html` (served for `/`) and a subdirectory with its own index.
+//!   [`TestTree::with_sizes`] builds a flat tree of any sizes instead (16 MiB in the lab).
 //! - Simulation shortcuts: [`TestTree::simulation`] builds a [`Simulation`] serving the tree
 //!   over the memory link ([`TestTree::simulation_with_ports`] over any other two ports),
 //!   and [`assert_all_ok`] checks a run ended with every response byte-exact.
@@ -55,6 +56,26 @@ impl TestTree {
             .add("sub/index.html", html_page("a subdirectory", 200))
             .expect("write sub/index.html");
         site.alias("/sub/", sub_index);
+        TestTree { site }
+    }
+
+    /// A flat tree of data files, one per size in `sizes`, named `size-<len>.bin` (so each
+    /// size appears once), with the same pseudo-random contents on every run. For sizes beyond
+    /// the standard tree's, e.g. 16 MiB in the lab.
+    pub fn with_sizes(sizes: &[usize]) -> Self {
+        let mut site = SiteTree::new("size-tree").expect("create a temp dir for the test tree");
+        let mut seen = Vec::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            if seen.contains(&len) {
+                continue;
+            }
+            seen.push(len);
+            site.add(
+                &format!("size-{len}.bin"),
+                seeds::bytes(0x512e_0000 + i as u64, len),
+            )
+            .expect("write a test file");
+        }
         TestTree { site }
     }
 
@@ -193,5 +214,15 @@ mod tests {
         let again = TestTree::standard();
         assert_eq!(tree.body(BIG_FILE_URL), again.body(BIG_FILE_URL));
         assert_eq!(tree.get_small().len() + 1, tree.get_all().len());
+    }
+
+    #[test]
+    fn sized_tree_has_one_file_per_size() {
+        let tree = TestTree::with_sizes(&[0, 1448, 0, 70_000]);
+        assert_eq!(tree.files().len(), 3);
+        assert_eq!(tree.body("/size-0.bin").len(), 0);
+        assert_eq!(tree.body("/size-1448.bin").len(), 1448);
+        assert_eq!(tree.body("/size-70000.bin").len(), 70_000);
+        assert!(tree.path().join("size-70000.bin").is_file());
     }
 }

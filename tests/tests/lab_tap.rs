@@ -1,6 +1,8 @@
 //! Lab end-to-end over a tap device: the real `sirocco` binary serves from a fresh network
 //! namespace, and the kernel's own TCP stack in that namespace fetches with curl.
 //!
+//! (`sirocco demo` runs over AF_XDP now; its test is in lab_afxdp.rs.)
+//!
 //! Needs root, iproute2 and curl. Without them these tests fail when `SIROCCO_REQUIRE_LAB=1`
 //! (as in CI), and otherwise print why they did not run.
 
@@ -148,39 +150,4 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
         stdout.contains(&format!("stopped: {} requests", tree.files().len())),
         "final stats line missing or wrong: {stdout}"
     );
-}
-
-#[test]
-fn demo_check_fetches_the_sample_site_and_exits_zero() {
-    if !lab_available("demo_check") {
-        return;
-    }
-    let output = Command::new(sirocco_binary())
-        .args(["demo", "--check", "--stats-interval", "0"])
-        .output()
-        .expect("run sirocco demo --check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "demo --check failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let www_files = walk_count(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www"));
-    // Every file of www/, plus "/" for the index.
-    let summary = format!("check: {0} of {0} files byte-exact", www_files + 1);
-    assert!(
-        stdout.contains(&summary),
-        "expected '{summary}' in: {stdout}"
-    );
-}
-
-fn walk_count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .expect("read www/")
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() { walk_count(&path) } else { 1 }
-        })
-        .sum()
 }

@@ -1,0 +1,948 @@
+//! Lab end-to-end over AF_XDP: the real `sirocco` binary serves from the server namespace of a
+//! fresh veth lab (one per test), and real clients in the client namespace talk to it through
+//! the kernel's TCP/IP stack: curl, wget, ping, wrk, ab, Python's `http.client` and headless
+//! Chromium. Also: the kernel keeps the traffic that is not sirocco's, a SIGKILL leaves no XDP
+//! program behind, and `sirocco demo --check` passes.
+//!
+//! Needs root, iproute2, ethtool, ping and each test's clients. Without them these tests fail
+//! when `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run. Every
+//! client is bounded in time (`timeout`, `--max-time`, `-d5s`), and the load tests (wrk, ab,
+//! Chromium) take turns through [`HEAVY`] so that parallel tests do not starve each other.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sirocco::lab::veth::{SERVER_IFACE, VethLab};
+use sirocco::lab::{self, PREFIX_LEN, SERVER_ADDR};
+use sirocco_tests::TestTree;
+
+/// The load tests hold this while they run, one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tools every lab test uses: building the lab, and pinging the server until it answers.
+const BASE_TOOLS: [&str; 3] = ["ip", "ethtool", "ping"];
+
+/// Whether the lab can run here with `tools` besides [`BASE_TOOLS`]. When it cannot, CI
+/// (`SIROCCO_REQUIRE_LAB=1`) fails the test; otherwise it prints why it did not run.
+fn lab_available(test: &str, tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if !lab::is_root() {
+        missing.push("root".to_string());
+    }
+    for tool in BASE_TOOLS.iter().chain(tools) {
+        if !program_exists(tool) {
+            missing.push(tool.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("lab test {test} cannot run: needs {}", missing.join(", "));
+    if std::env::var_os("SIROCCO_REQUIRE_LAB").is_some_and(|v| v == "1") {
+        panic!("{why} (SIROCCO_REQUIRE_LAB=1)");
+    }
+    eprintln!("NOT RUN: {why}; set SIROCCO_REQUIRE_LAB=1 to make this a failure");
+    false
+}
+
+/// Whether `program` is an executable file on PATH (or in the sbin directories, where
+/// Debian keeps ip and ethtool).
+fn program_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .any(|file| {
+            file.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The `sirocco` binary built by this `cargo test` run (target/<profile>/sirocco).
+fn sirocco_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let binary = profile_dir.join("sirocco");
+    assert!(
+        binary.is_file(),
+        "{} not found: build it with `cargo build --release` (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The sample site, www/ at the top of the workspace.
+fn sample_site() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../www")
+}
+
+fn server_url(path: &str) -> String {
+    format!("http://{SERVER_ADDR}{path}")
+}
+
+/// Kills the child on drop, so a failed assertion never leaves a server running.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Text a child wrote, collected line by line by a reader thread while it runs.
+type Collected = Arc<Mutex<String>>;
+
+fn collect(pipe: impl Read + Send + 'static) -> (Collected, JoinHandle<()>) {
+    let text: Collected = Arc::default();
+    let sink = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (text, reader)
+}
+
+fn snapshot(text: &Collected) -> String {
+    text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// `sirocco serve --driver afxdp` running in a lab's server namespace. Dropping it kills the
+/// server; declare it after the lab, so it is dropped (killed) before the lab is removed.
+struct Server {
+    child: ChildGuard,
+    stdout: Collected,
+    stderr: Collected,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a server printed, and how it ended.
+struct Stopped {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Stopped {
+    /// N from the final `stopped: N requests, ...` line.
+    fn requests(&self) -> u64 {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("stopped: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `stopped: N requests` line in: {}", self.stdout))
+    }
+
+    /// The stats lines (`[   1.0s] conns=...`).
+    fn stats_lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with('[') && l.contains("req="))
+            .collect()
+    }
+}
+
+/// The value of `key=` on a stats line.
+fn stat(line: &str, key: &str) -> u64 {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
+}
+
+impl Server {
+    /// Starts serving `root` on the lab's veth-srv as 198.18.0.2/24, in idle mode, with
+    /// `extra` options, and waits until it answers ping.
+    fn start(lab: &VethLab, root: &Path, extra: &[&str]) -> Server {
+        let mut command = lab.server_command(sirocco_binary());
+        command
+            .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
+            .arg("--ip")
+            .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
+            .arg("--root")
+            .arg(root)
+            .arg("--idle-wait")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start sirocco serve");
+        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
+        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
+        let mut server = Server {
+            child: ChildGuard(child),
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        };
+        server.wait_ready(lab);
+        server
+    }
+
+    /// Waits for the server to attach (it says "serving ... on veth-srv") and then to answer
+    /// ping from the client side. Ping, not HTTP, so that no request is counted.
+    fn wait_ready(&mut self, lab: &VethLab) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !snapshot(&self.stderr).contains("serving ") {
+            self.assert_running("attaching to veth-srv");
+            assert!(
+                Instant::now() < deadline,
+                "sirocco did not attach within 30 s: {}",
+                snapshot(&self.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        loop {
+            self.assert_running("answering ping");
+            let answered = lab
+                .client_command("ping")
+                .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
+                .output()
+                .expect("run ping")
+                .status
+                .success();
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sirocco attached but did not answer ping within 30 s: {}",
+                snapshot(&self.stderr)
+            );
+        }
+    }
+
+    fn assert_running(&mut self, doing: &str) {
+        if let Some(status) = self.child.0.try_wait().expect("poll sirocco") {
+            self.join_readers();
+            panic!(
+                "sirocco exited with {status} while {doing}: {}{}",
+                snapshot(&self.stdout),
+                snapshot(&self.stderr)
+            );
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn stdout_now(&self) -> String {
+        snapshot(&self.stdout)
+    }
+
+    /// SIGTERM, then the exit status and everything it printed. Kills it after 10 s.
+    fn stop(mut self) -> Stopped {
+        // `ip netns exec` replaced itself with sirocco, so this pid is the server's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait for sirocco") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.0.kill();
+                break self.child.0.wait().expect("wait for killed sirocco");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.join_readers();
+        Stopped {
+            status,
+            stdout: snapshot(&self.stdout),
+            stderr: snapshot(&self.stderr),
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(mut self) {
+        self.child.0.kill().expect("SIGKILL sirocco");
+        self.child.0.wait().expect("wait for killed sirocco");
+        self.join_readers();
+    }
+
+    fn join_readers(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// Stops the server and asserts it exited 0 on SIGTERM.
+fn stop_cleanly(server: Server) -> Stopped {
+    let stopped = server.stop();
+    assert!(
+        stopped.status.success(),
+        "sirocco exited with {} on SIGTERM: {}{}",
+        stopped.status,
+        stopped.stdout,
+        stopped.stderr
+    );
+    stopped
+}
+
+/// Runs `command` and returns its output, panicking if it cannot be started.
+fn run(command: &mut Command, what: &str) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// `timeout -k 5 SECS program`, in the client namespace: a hard bound on any client.
+fn client_bounded(lab: &VethLab, secs: u32, program: &str) -> Command {
+    let mut command = lab.client_command("timeout");
+    command.args(["-k", "5", &secs.to_string(), program]);
+    command
+}
+
+/// curl's body for `path`, asserting success.
+fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
+    let url = server_url(path);
+    let output = run(
+        lab.client_command("curl").args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "60",
+            &url,
+        ]),
+        "curl",
+    );
+    assert!(
+        output.status.success(),
+        "curl {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
+    if got != expected {
+        let first = got.iter().zip(expected).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, expected {} (first difference at {:?})",
+            got.len(),
+            expected.len(),
+            first
+        );
+    }
+}
+
+#[test]
+fn curl_fetches_every_size_byte_exact() {
+    if !lab_available("curl_sizes", &["curl"]) {
+        return;
+    }
+    let sizes = [
+        0,
+        1,
+        512,
+        1447,
+        1448,
+        1449,
+        65_536,
+        4 * 1024 * 1024,
+        16 * 1024 * 1024,
+    ];
+    let tree = TestTree::with_sizes(&sizes);
+    let lab = VethLab::create_unique("xsizes").expect("create the veth lab");
+    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    for (url_path, expected) in tree.files() {
+        let started = Instant::now();
+        let body = curl(&lab, url_path);
+        assert_same_bytes(url_path, &body, expected);
+        println!(
+            "{url_path}: {} bytes byte-exact in {:.0} ms",
+            body.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let stopped = stop_cleanly(server);
+    assert_eq!(stopped.requests(), sizes.len() as u64, "{}", stopped.stdout);
+}
+
+#[test]
+fn wget_mirror_of_the_sample_site_matches_it_file_by_file() {
+    if !lab_available("wget_mirror", &["wget", "timeout"]) {
+        return;
+    }
+    let site = sample_site();
+    let lab = VethLab::create_unique("xwget").expect("create the veth lab");
+    let server = Server::start(&lab, &site, &["--stats-interval", "0"]);
+    let into = TempDir::new("wget");
+    // robots=off: wget would otherwise ask for /robots.txt, which the site does not have.
+    let output = run(
+        client_bounded(&lab, 60, "wget")
+            .args(["--mirror", "-nH", "-e", "robots=off", "--no-verbose"])
+            .args(["--timeout=10", "--tries=1", "--directory-prefix"])
+            .arg(into.path())
+            .arg(server_url("/")),
+        "wget",
+    );
+    assert!(
+        output.status.success(),
+        "wget --mirror exited with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = files_under(&site);
+    let mirrored = files_under(into.path());
+    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
+        files.iter().map(|(p, _)| p.clone()).collect()
+    };
+    assert_eq!(
+        names(&mirrored),
+        names(&expected),
+        "wget mirrored other files than www/ has"
+    );
+    for ((path, got), (_, want)) in mirrored.iter().zip(&expected) {
+        assert_same_bytes(&path.display().to_string(), got, want);
+    }
+    println!("wget --mirror: {} files, all byte-exact", expected.len());
+    let stopped = stop_cleanly(server);
+    assert_eq!(
+        stopped.requests(),
+        expected.len() as u64,
+        "{}",
+        stopped.stdout
+    );
+}
+
+#[test]
+fn ping_gets_replies() {
+    if !lab_available("ping", &[]) {
+        return;
+    }
+    let lab = VethLab::create_unique("xping").expect("create the veth lab");
+    let server = Server::start(&lab, &sample_site(), &["--stats-interval", "0"]);
+    let output = run(
+        lab.client_command("ping").args([
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &SERVER_ADDR.to_string(),
+        ]),
+        "ping",
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success() && text.contains("3 packets transmitted, 3 received"),
+        "ping {SERVER_ADDR} did not get 3 replies: {text}"
+    );
+    stop_cleanly(server);
+}
+
+/// What wrk reported.
+#[derive(Debug)]
+struct WrkReport {
+    requests: u64,
+    socket_errors: u64,
+    non_2xx: u64,
+}
+
+fn parse_wrk(text: &str) -> WrkReport {
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `N requests in` line in wrk output: {text}"));
+    // "  Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket_errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|counts| {
+            counts
+                .split(',')
+                .map(|c| {
+                    c.split_whitespace()
+                        .last()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or_else(|| panic!("unreadable socket errors: {counts}"))
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    // "  Non-2xx or 3xx responses: 12"
+    let non_2xx = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("unreadable Non-2xx line: {n}"))
+        })
+        .unwrap_or(0);
+    WrkReport {
+        requests,
+        socket_errors,
+        non_2xx,
+    }
+}
+
+/// wrk for 5 s at `connections` against a 512-byte file (Kegel's test), one thread.
+fn wrk_run(tag: &str, connections: u32) {
+    if !lab_available(tag, &["wrk", "bash", "timeout"]) {
+        return;
+    }
+    let _turn = heavy();
+    let tree = TestTree::standard();
+    let lab = VethLab::create_unique(tag).expect("create the veth lab");
+    let server = Server::start(&lab, tree.path(), &["--stats-interval", "1"]);
+    // Each connection is a descriptor: raise the limit as far as the hard limit allows.
+    let script = format!(
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t1 -c {connections} -d5s --latency {}",
+        server_url("/file-512.bin")
+    );
+    let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "wrk exited with {}: {text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = parse_wrk(&text);
+    let stopped = stop_cleanly(server);
+    for line in stopped.stats_lines() {
+        println!("server: {line}");
+    }
+    println!("server: {}", stopped.stdout.lines().last().unwrap_or(""));
+    assert!(report.requests > 0, "wrk completed no request: {text}");
+    assert_eq!(report.socket_errors, 0, "wrk saw socket errors: {text}");
+    assert_eq!(report.non_2xx, 0, "wrk saw non-2xx responses: {text}");
+    assert!(
+        stopped.requests() >= report.requests,
+        "the server counted {} requests, fewer than wrk's {}",
+        stopped.requests(),
+        report.requests
+    );
+}
+
+#[test]
+fn wrk_100_connections_all_2xx_no_socket_errors() {
+    wrk_run("xwrk100", 100);
+}
+
+#[test]
+fn wrk_1000_connections_all_2xx_no_socket_errors() {
+    wrk_run("xwrk1000", 1000);
+}
+
+#[test]
+fn ab_keepalive_5000_requests_none_failed() {
+    if !lab_available("ab", &["ab", "timeout"]) {
+        return;
+    }
+    let _turn = heavy();
+    let tree = TestTree::standard();
+    let lab = VethLab::create_unique("xab").expect("create the veth lab");
+    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let output = run(
+        client_bounded(&lab, 60, "ab")
+            .args(["-k", "-n", "5000", "-c", "50", "-s", "10", "-q"])
+            .arg(server_url("/file-512.bin")),
+        "ab",
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "ab exited with {}: {text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |name: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(
+        field("Complete requests:").as_deref(),
+        Some("5000"),
+        "{text}"
+    );
+    assert_eq!(field("Failed requests:").as_deref(), Some("0"), "{text}");
+    assert_eq!(field("Non-2xx responses:"), None, "{text}");
+    assert_eq!(
+        field("Keep-Alive requests:").as_deref(),
+        Some("5000"),
+        "{text}"
+    );
+    let stopped = stop_cleanly(server);
+    assert!(stopped.requests() >= 5000, "{}", stopped.stdout);
+}
+
+/// Sends every request in one write on one connection, then reads the responses in order with
+/// `http.client.HTTPResponse` over one shared buffered reader (a fresh `makefile` per response
+/// would lose what the previous one read ahead). Arguments: host, then URL path and local file
+/// pairs. Exits 1 unless every body matches its file.
+const PIPELINE_PY: &str = r#"
+import http.client, socket, sys
+
+host = sys.argv[1]
+pairs = list(zip(sys.argv[2::2], sys.argv[3::2]))
+sock = socket.create_connection((host, 80), timeout=20)
+sock.sendall(b"".join(
+    f"GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for url, _ in pairs))
+
+class Shared:
+    """One buffered reader for every response; closing a response must not close it."""
+    def __init__(self, f): self.f = f
+    def __getattr__(self, name): return getattr(self.f, name)
+    def close(self): pass
+
+class Source:
+    def __init__(self, f): self.f = Shared(f)
+    def makefile(self, *args, **kwargs): return self.f
+
+source = Source(sock.makefile("rb"))
+good = 0
+for url, path in pairs:
+    response = http.client.HTTPResponse(source, method="GET")
+    response.begin()
+    body = response.read()
+    with open(path, "rb") as f:
+        expected = f.read()
+    ok = response.status == 200 and body == expected
+    good += ok
+    print(f"{url}: {response.status}, {len(body)} bytes, "
+          + ("byte-exact" if ok else f"MISMATCH (expected 200 and {len(expected)} bytes)"))
+sock.close()
+print(f"pipelined: {good} of {len(pairs)} responses byte-exact")
+sys.exit(0 if good == len(pairs) else 1)
+"#;
+
+#[test]
+fn python_pipelines_ten_requests_in_one_write() {
+    if !lab_available("python_pipelining", &["python3", "timeout"]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    // Ten different files (each URL once: no directory aliases), the 4 MiB one last.
+    let mut files: Vec<&str> = tree
+        .files()
+        .map(|(url, _)| url)
+        .filter(|url| !url.ends_with('/'))
+        .collect();
+    files.sort_by_key(|url| (*url == sirocco_tests::BIG_FILE_URL, *url));
+    files.drain(..files.len() - 10);
+    assert_eq!(files.len(), 10);
+    let lab = VethLab::create_unique("xpipe").expect("create the veth lab");
+    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let mut command = client_bounded(&lab, 60, "python3");
+    command
+        .args(["-c", PIPELINE_PY])
+        .arg(SERVER_ADDR.to_string());
+    for url in &files {
+        command.arg(url).arg(tree.path().join(&url[1..]));
+    }
+    let output = run(&mut command, "python3");
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "pipelining failed ({}): {text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("pipelined: 10 of 10"), "{text}");
+    let stopped = stop_cleanly(server);
+    assert_eq!(stopped.requests(), 10, "{}", stopped.stdout);
+}
+
+#[test]
+fn headless_chromium_loads_the_page_and_runs_its_script() {
+    if !lab_available("chromium", &["chromium", "timeout"]) {
+        return;
+    }
+    let _turn = heavy();
+    let lab = VethLab::create_unique("xchrome").expect("create the veth lab");
+    let server = Server::start(&lab, &sample_site(), &["--stats-interval", "1"]);
+    let profile = TempDir::new("chromium");
+    let output = run(
+        client_bounded(&lab, 60, "chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(server_url("/")),
+        "chromium",
+    );
+    let dom = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        // Say whether the server was still there, and what it counted, to tell a browser
+        // that hung from a server that stopped answering.
+        let mut server = server;
+        let state = match server.child.0.try_wait() {
+            Ok(Some(status)) => format!("the server had exited with {status}"),
+            _ => "the server was still running".to_string(),
+        };
+        let stopped = server.stop();
+        panic!(
+            "chromium exited with {} ({state}); server output:\n{}{}\nchromium stderr:\n{}",
+            output.status,
+            stopped.stdout,
+            stopped.stderr,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let ran = "JavaScript ran: every subresource was served.";
+    assert!(
+        dom.contains(ran),
+        "the DOM does not show that app.js ran:\n{dom}"
+    );
+    println!("chromium: the DOM says \"{ran}\"");
+
+    // Wait for a stats line printed after Chromium finished, so it counts everything.
+    let lines_then = server.stdout_now().lines().count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stdout_now().lines().count() <= lines_then {
+        assert!(Instant::now() < deadline, "no stats line within 5 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = stop_cleanly(server);
+    let stats = stopped.stats_lines();
+    let last = *stats.last().expect("stats lines");
+    for line in stats.iter().filter(|l| !l.contains("(+0)")) {
+        println!("server: {line}");
+    }
+    println!("server (last): {last}");
+    println!("server: {}", stopped.stdout.lines().last().unwrap_or(""));
+    // index.html, site.css, app.js and logo.png; the page names its icon as `data:,`, so
+    // there is no favicon request, and Chromium makes no other.
+    let served = stopped.requests();
+    assert_eq!(
+        served, 4,
+        "expected exactly the page and its 3 subresources: {}",
+        stopped.stdout
+    );
+    assert_eq!(stat(last, "req"), served, "{last}");
+    assert_eq!(stat(last, "2xx"), served, "{last}");
+    assert_eq!(stat(last, "4xx"), 0, "{last}");
+    assert_eq!(stat(last, "5xx"), 0, "{last}");
+}
+
+#[test]
+fn the_kernel_keeps_its_own_address_beside_sirocco() {
+    if !lab_available("kernel_coexists", &["curl"]) {
+        return;
+    }
+    let kernel_addr = Ipv4Addr::new(198, 18, 0, 3);
+    let tree = TestTree::standard();
+    let lab = VethLab::create_unique("xkern").expect("create the veth lab");
+    lab.add_kernel_server_address(kernel_addr)
+        .expect("give veth-srv a kernel address");
+    // The default filter: only ARP for 198.18.0.2 and IPv4 to it go to sirocco.
+    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let ping = lab
+        .client_command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "2", &kernel_addr.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ping");
+    let ping = ChildGuard(ping);
+    // Meanwhile, sirocco serves its own address.
+    let mut fetched = 0;
+    for (url_path, expected) in tree.files() {
+        if url_path != sirocco_tests::BIG_FILE_URL {
+            assert_same_bytes(url_path, &curl(&lab, url_path), expected);
+            fetched += 1;
+        }
+    }
+    let mut ping = ping;
+    let status = ping.0.wait().expect("wait for ping");
+    let mut text = String::new();
+    if let Some(mut out) = ping.0.stdout.take() {
+        let _ = out.read_to_string(&mut text);
+    }
+    println!("{text}");
+    assert!(
+        status.success() && text.contains("3 packets transmitted, 3 received"),
+        "the kernel's {kernel_addr} did not answer ping while sirocco served: {text}"
+    );
+    let stopped = stop_cleanly(server);
+    assert_eq!(stopped.requests(), fetched, "{}", stopped.stdout);
+}
+
+#[test]
+fn sigkill_leaves_no_xdp_program_and_a_new_server_starts_at_once() {
+    if !lab_available("sigkill", &["curl"]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    let lab = VethLab::create_unique("xkill").expect("create the veth lab");
+    let first = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let link = lab.server_link().expect("ip link show veth-srv");
+    assert!(
+        link.contains("xdp"),
+        "no XDP program on veth-srv while serving: {link}"
+    );
+    first.kill();
+
+    let killed_at = Instant::now();
+    loop {
+        let link = lab.server_link().expect("ip link show veth-srv");
+        if !link.contains("xdp") {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(2),
+            "an XDP program is still on veth-srv 2 s after SIGKILL: {link}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "veth-srv clean {:.0} ms after SIGKILL",
+        killed_at.elapsed().as_secs_f64() * 1e3
+    );
+
+    let started = Instant::now();
+    let second = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let ready = started.elapsed();
+    println!(
+        "the next server answered ping {:.0} ms after starting",
+        ready.as_secs_f64() * 1e3
+    );
+    assert!(
+        ready < Duration::from_secs(10),
+        "the next server took {ready:?} to start"
+    );
+    assert_same_bytes(
+        "/file-512.bin",
+        &curl(&lab, "/file-512.bin"),
+        &tree.body("/file-512.bin"),
+    );
+    let stopped = stop_cleanly(second);
+    assert_eq!(stopped.requests(), 1, "{}", stopped.stdout);
+}
+
+#[test]
+fn demo_check_fetches_the_sample_site_and_exits_zero() {
+    if !lab_available("demo_check", &["curl", "timeout"]) {
+        return;
+    }
+    // Output goes to files, not pipes: the server child inherits them, and a pipe would keep
+    // this test waiting if a demo killed by `timeout` ever left its server behind. The demo
+    // stops within a curl's --max-time (20 s) of SIGTERM; -k 30 leaves it that long.
+    let dir = TempDir::new("demo");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let create = |path: &Path| std::fs::File::create(path).expect("create an output file");
+    let status = Command::new("timeout")
+        .args(["-k", "30", "120"])
+        .arg(sirocco_binary())
+        .args(["demo", "--check", "--stats-interval", "0"])
+        .stdin(Stdio::null())
+        .stdout(create(&out_path))
+        .stderr(create(&err_path))
+        .status()
+        .expect("run sirocco demo --check");
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    println!("{stdout}");
+    assert!(
+        status.success(),
+        "demo --check exited with {status}: {stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("over AF_XDP"),
+        "the demo did not serve over AF_XDP: {stdout}"
+    );
+    // Every file of www/, plus "/" for the index.
+    let summary = format!(
+        "check: {0} of {0} files byte-exact",
+        files_under(&sample_site()).len() + 1
+    );
+    assert!(
+        stdout.contains(&summary),
+        "expected '{summary}' in: {stdout}"
+    );
+}
+
+/// Every file under `dir`, as (path relative to `dir`, contents), sorted by path.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                let relative = path.strip_prefix(base).expect("under base").to_path_buf();
+                out.push((relative, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("sirocco-lab-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
