@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as StdDuration;
 
 use sirocco_drivers::{DriverError, FrameIo};
-use sirocco_netstack::Instant;
+use sirocco_netstack::{Instant, StackCounters};
 
 use crate::server::{Server, Stats};
 
@@ -75,10 +75,8 @@ pub fn run<D: FrameIo>(
 
 /// One line of counters: totals, and requests per second over the last interval.
 pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let _ = secs;
-    format!(
-        "[{:>6.1}s] conns={} rx={} tx={} req={} (+{}) 2xx={} 4xx={} 5xx={} dropped={} syn_refused={}",
+    let mut line = format!(
+        "[{:>6.1}s] conns={} rx={} tx={} req={} (+{}) 2xx={} 4xx={} 5xx={} dropped={} syn_refused={} tx_ring_full={}",
         elapsed.as_secs_f64(),
         now.connections,
         now.driver.rx_frames,
@@ -90,5 +88,46 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
         now.http.responses_5xx,
         now.stack.total_dropped(),
         now.stack.syn_refused_full,
-    )
+        now.driver.tx_ring_full,
+    );
+    line.push_str(&drop_reasons(&now.stack));
+    line
+}
+
+/// The drop counters that are not zero, as ` (name=value ...)`, or nothing when none are: what
+/// a person needs to tell an offload left on (`drop_tcp_checksum`) from traffic for another
+/// host (`drop_ipv4_not_for_us`).
+pub fn drop_reasons(counters: &StackCounters) -> String {
+    let reasons: Vec<String> = counters
+        .fields()
+        .filter(|(name, value)| name.starts_with("drop_") && *value > 0)
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_names_only_the_nonzero_drops() {
+        let none = StackCounters {
+            rx_frames: 9,
+            ..Default::default()
+        };
+        assert_eq!(drop_reasons(&none), "");
+        let some = StackCounters {
+            rx_frames: 9,
+            syn_accepted: 4,
+            drop_tcp_checksum: 3,
+            drop_ipv6: 1,
+            ..Default::default()
+        };
+        assert_eq!(drop_reasons(&some), " (drop_ipv6=1 drop_tcp_checksum=3)");
+    }
 }

@@ -208,11 +208,12 @@ fn run_server<D: FrameIo>(
     let stats = server.stats();
     let _ = writeln!(
         stdout,
-        "stopped: {} requests, {} frames in, {} frames out, {} dropped",
+        "stopped: {} requests, {} frames in, {} frames out, {} dropped{}",
         stats.http.requests,
         stats.driver.rx_frames,
         stats.driver.tx_frames,
-        stats.stack.total_dropped()
+        stats.stack.total_dropped(),
+        runner::drop_reasons(&stats.stack)
     );
     Ok(())
 }
