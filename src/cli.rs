@@ -122,6 +122,47 @@ pub struct DemoArgs {
     pub stats_interval: u64,
 }
 
+/// A header value a person typed: visible ASCII and spaces, no line breaks.
+fn parse_header_value(text: &str) -> Result<String, String> {
+    let value = text.trim();
+    if value.is_empty() {
+        return Err("the value is empty".into());
+    }
+    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+        return Err(format!(
+            "{bad:?} is not allowed in a header value (use printable ASCII)"
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// `1234`, `64K`, `512M`, `2G` (binary multiples, like nginx's sizes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "'{text}' is not a size: use a number with an optional K, M or G, e.g. 512M"
+            ));
+        }
+    };
+    let number: u64 = digits.parse().map_err(|_| {
+        format!("'{text}' is not a size: use a number with an optional K, M or G, e.g. 512M")
+    })?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum XdpMode {
     Auto,
@@ -158,6 +199,25 @@ pub struct CommonArgs {
     /// Print a stats line every this many seconds (0: never).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub stats_interval: u64,
+    /// Seconds a client has to send a whole request head once it has started (nginx's
+    /// client_header_timeout). Slower clients get 408 and are closed.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Requests served on one keep-alive connection before it is closed (nginx's
+    /// keepalive_requests); 0 for no limit.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_requests_per_connection: u32,
+    /// Cache-Control value sent with every file, e.g. "public, max-age=3600".
+    #[arg(long, value_name = "VALUE", value_parser = parse_header_value)]
+    pub cache_control: Option<String>,
+    /// Build a gzip variant of every compressible file at load (text, JS, JSON, SVG, ...), for
+    /// clients that accept gzip. Files with a .gz or .br beside them use those instead.
+    #[arg(long)]
+    pub compress: bool,
+    /// Most bytes of content the cache may hold, e.g. 512M or 2G (K, M, G: powers of 1024).
+    /// A tree that does not fit is refused at start (and on reload).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_cache_bytes: Option<u64>,
 }
 
 /// An IPv4 address with its prefix length.
@@ -263,6 +323,27 @@ mod tests {
                 .unwrap_err()
                 .contains("unicast")
         );
+    }
+
+    #[test]
+    fn sizes_and_header_values() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("12Q").unwrap_err().contains("not a size"));
+        assert!(parse_size("").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert_eq!(
+            parse_header_value(" public, max-age=60 "),
+            Ok("public, max-age=60".to_string())
+        );
+        assert!(parse_header_value("a\r\nSet-Cookie: x").is_err());
+        assert!(parse_header_value("  ").is_err());
     }
 
     #[test]

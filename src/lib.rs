@@ -6,5 +6,6 @@ pub mod cli;
 pub mod commands;
 pub mod http;
 pub mod lab;
+pub mod reload;
 pub mod runner;
 pub mod server;

@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{Instant, StackCounters};
 
+use crate::reload::{Reloaded, Reloader};
 use crate::server::{Server, Stats};
 
 /// Longest single sleep in idle mode, so a stop request is noticed promptly.
@@ -30,9 +31,12 @@ pub struct RunOptions {
 }
 
 /// Runs `server` until `options.stop` is set, or until a finite driver has been drained.
+/// With a `reloader`, a requested reload swaps the server's cache when it has loaded (and
+/// reports on stderr).
 pub fn run<D: FrameIo>(
     server: &mut Server<D>,
     options: &RunOptions,
+    mut reloader: Option<&mut Reloader>,
     stats_out: &mut dyn Write,
 ) -> Result<(), DriverError> {
     let start = std::time::Instant::now();
@@ -43,6 +47,23 @@ pub fn run<D: FrameIo>(
         let elapsed = start.elapsed();
         let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
         let moved = server.poll(now)?;
+
+        if let Some(reloaded) = reloader.as_deref_mut().and_then(Reloader::poll) {
+            match reloaded {
+                Reloaded::Loaded(cache, took) => {
+                    eprintln!(
+                        "reloaded: {} files ({} bytes) in {:.1} ms; connections move to the new tree between requests",
+                        cache.file_count(),
+                        cache.total_bytes(),
+                        took.as_secs_f64() * 1e3
+                    );
+                    server.set_cache(cache);
+                }
+                Reloaded::Failed(why) => {
+                    eprintln!("reload failed, still serving the previous tree: {why}");
+                }
+            }
+        }
 
         if let (Some(due), Some(interval)) = (next_stats, options.stats_interval)
             && elapsed >= due

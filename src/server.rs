@@ -109,6 +109,7 @@ impl<D: FrameIo> Server<D> {
         self.date.update(unix_secs);
         let mut cx = HttpContext {
             cache: &self.cache,
+            now,
             date: &self.date,
             limits: &self.config.http,
             counters: &mut self.http_counters,
@@ -140,6 +141,13 @@ impl<D: FrameIo> Server<D> {
 
     pub fn cache(&self) -> &Arc<ContentCache> {
         &self.cache
+    }
+
+    /// Puts a new tree in force (a reload). Connections adopt it between requests; responses
+    /// already started finish from the tree they started with, which lives until the last of
+    /// them is sent.
+    pub fn set_cache(&mut self, cache: Arc<ContentCache>) {
+        self.cache = cache;
     }
 
     pub fn driver(&self) -> &D {

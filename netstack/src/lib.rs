@@ -69,6 +69,15 @@ pub trait TxSink {
 /// and `reset` when the cell returns to the pool, so buffers it owns can keep their capacity.
 pub trait ConnState: Default {
     fn reset(&mut self);
+
+    /// When the application wants to be called for this connection even if no segment
+    /// arrives (a request-header timeout, say). The stack reads it after every call of the
+    /// application and after every egress pass of the cell, arms the cell's timer no later
+    /// than it, and lends the connection to [`Stack::service`] once it is due. `None`: no
+    /// wake-up wanted.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// A ready connection, as lent to the application by [`Stack::service`].

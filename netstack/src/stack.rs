@@ -399,11 +399,22 @@ impl<A: ConnState> Stack<A> {
             TcpState::SynReceived => cell.opened_at + self.config.handshake_timeout,
             _ => cell.last_rx + self.config.idle_timeout,
         };
-        let deadline = match cell.smoltcp_poll_at(now) {
+        let mut deadline = match cell.smoltcp_poll_at(now) {
             Some(at) => at.min(timeout),
             None => timeout,
+        };
+        if let Some(wake) = cell.app.wake_at() {
+            if wake <= now {
+                // The application's own deadline is due: lend it the connection.
+                if !cell.in_ready {
+                    cell.in_ready = true;
+                    self.ready.push(r);
+                }
+            } else {
+                deadline = deadline.min(wake);
+            }
         }
-        .max(now + MIN_REPOLL);
+        let deadline = deadline.max(now + MIN_REPOLL);
         if cell.armed.is_none_or(|armed| deadline < armed) {
             cell.armed = Some(deadline);
             self.timers.arm(Deadline {
@@ -427,10 +438,11 @@ impl<A: ConnState> Stack<A> {
         self.counters.connections_closed += 1;
     }
 
-    /// Earliest instant at which `poll_egress` has work even with no input (`None` = nothing
-    /// pending). Pending replies or dirty cells give the latest `now` seen: call it at once.
+    /// Earliest instant at which `service` or `poll_egress` has work even with no input
+    /// (`None` = nothing pending). Pending replies, dirty cells or cells waiting for
+    /// `service` give the latest `now` seen: call at once.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.staging.is_empty() || !self.dirty.is_empty() {
+        if !self.staging.is_empty() || !self.dirty.is_empty() || !self.ready.is_empty() {
             return Some(self.now);
         }
         self.timers.next()

@@ -12,8 +12,24 @@
 //! - [`ContentCache::lookup`] takes an already normalized path (see `http::target`): it starts
 //!   with `/`, has no dot segments and no empty segments. Any other string finds nothing.
 //! - Heads from [`CachedFile`] and [`StatusPage`] are unterminated (see [`pages`]).
+//! - **Content codings.** When `file.gz` or `file.br` sits next to `file`, a request for `file`
+//!   whose `Accept-Encoding` allows it gets that variant ([`ContentCache::negotiate`]), with
+//!   `Content-Encoding` and `Vary: Accept-Encoding`; the variant files are also served under
+//!   their own names. [`LoadOptions::compress`] builds gzip variants at load for compressible
+//!   types that have none on disk.
+//! - [`LoadOptions::max_bytes`] bounds the content held (files and built variants); a tree that
+//!   does not fit is an error, never a partial cache.
 
+mod encoding;
 pub mod pages;
+
+/// gzip for tests elsewhere in the crate (building `.gz` fixtures).
+#[cfg(test)]
+pub(crate) mod encoding_for_tests {
+    pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
+        super::encoding::gzip(body).expect("gzip")
+    }
+}
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,7 +71,8 @@ pub struct CachedFile<'a> {
     /// Unterminated 304 head: status line, Server and the validators.
     pub not_modified_head: &'a [u8],
     pub body: &'a [u8],
-    /// The strong entity tag, quotes included: `"<16 hex digits of xxh3-64>"`.
+    /// The strong entity tag, quotes included: `"<16 hex digits of xxh3-64>"` (of the bytes
+    /// sent, so a gzip variant has its own).
     pub etag: &'a str,
     /// Modification time in Unix seconds, if the file system gave one.
     pub last_modified: Option<u64>,
@@ -77,6 +94,42 @@ pub enum CacheError {
     },
     #[error("the tree under {0} is larger than this cache can index (4 GiB of files and heads)")]
     TooLarge(PathBuf),
+    #[error(
+        "the tree under {root} needs {needed} bytes of cache ({what}), more than the limit of {limit} bytes (--max-cache-bytes): raise the limit or serve a smaller tree"
+    )]
+    OverLimit {
+        root: PathBuf,
+        needed: u64,
+        limit: u64,
+        what: &'static str,
+    },
+    #[error("compressing {path} at load: {source}")]
+    Compress {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a tree is loaded. The default loads it as it is, with no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// A `Cache-Control` value for every file response (200, 206 and 304).
+    pub cache_control: Option<String>,
+    /// Build a gzip variant of each compressible file (text, JSON, JavaScript, SVG, ...) that
+    /// has no `.gz` beside it, and keep it when it is smaller.
+    pub compress: bool,
+    /// Most bytes of content (files plus built variants) the cache may hold.
+    pub max_bytes: Option<u64>,
+}
+
+/// How far a load has come, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    pub files_done: usize,
+    pub files_total: usize,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
 }
 
 /// What [`ContentCache::load`] left out, for the caller to report.
@@ -107,6 +160,9 @@ struct FileRecord {
     etag: Box<str>,
     content_type: Box<str>,
     last_modified: Option<u64>,
+    /// The gzip and brotli variants of this file, when it has them.
+    gzip: Option<FileId>,
+    br: Option<FileId>,
 }
 
 /// The in-memory site. See the module documentation for the contract.
@@ -124,6 +180,8 @@ pub struct ContentCache {
     index: HashMap<Box<str>, Entry>,
     pages: Vec<StatusPage>,
     report: LoadReport,
+    /// Files of the tree (the first records); the rest of `files` are variants.
+    tree_files: usize,
 }
 
 /// A file found by the walk, not yet read.
@@ -135,8 +193,18 @@ struct Found {
 }
 
 impl ContentCache {
-    /// Loads every file under `root` into memory. See the module documentation.
+    /// Loads every file under `root` into memory with the default [`LoadOptions`].
     pub fn load(root: &Path) -> Result<ContentCache, CacheError> {
+        Self::load_with(root, &LoadOptions::default(), &mut |_| {})
+    }
+
+    /// Loads every file under `root` into memory. See the module documentation. `progress` is
+    /// called after each file is read.
+    pub fn load_with(
+        root: &Path,
+        options: &LoadOptions,
+        progress: &mut dyn FnMut(&LoadProgress),
+    ) -> Result<ContentCache, CacheError> {
         let meta = match std::fs::metadata(root) {
             Ok(meta) => meta,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -232,7 +300,7 @@ impl ContentCache {
             }
             // Sockets, FIFOs and devices are not content: skipped silently, as nginx 404s them.
         }
-        Self::build(root, found, dir_keys, report)
+        Self::build(root, found, dir_keys, report, options, progress)
     }
 
     fn build(
@@ -240,17 +308,34 @@ impl ContentCache {
         found: Vec<Found>,
         dir_keys: Vec<String>,
         report: LoadReport,
+        options: &LoadOptions,
+        progress: &mut dyn FnMut(&LoadProgress),
     ) -> Result<ContentCache, CacheError> {
         let total: u64 = found.iter().map(|f| f.len).sum();
+        let over_limit = |needed: u64, what| match options.max_bytes {
+            Some(limit) if needed > limit => Err(CacheError::OverLimit {
+                root: root.to_path_buf(),
+                needed,
+                limit,
+                what,
+            }),
+            _ => Ok(()),
+        };
+        over_limit(total, "its files")?;
         if total > u64::from(u32::MAX) {
             return Err(CacheError::TooLarge(root.to_path_buf()));
         }
-        let mut arena = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        let mut heads = Vec::new();
-        let mut files = Vec::with_capacity(found.len());
-        let mut index = HashMap::with_capacity(found.len() + dir_keys.len());
 
-        for file in found {
+        // 1. Every body into the arena.
+        let mut arena = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut bodies = Vec::with_capacity(found.len());
+        let mut done = LoadProgress {
+            files_done: 0,
+            files_total: found.len(),
+            bytes_done: 0,
+            bytes_total: total,
+        };
+        for file in &found {
             let start = arena.len();
             File::open(&file.path)
                 .and_then(|mut f| f.read_to_end(&mut arena))
@@ -258,36 +343,150 @@ impl ContentCache {
                     path: file.path.clone(),
                     source,
                 })?;
-            let body = start..arena.len();
+            bodies.push(start..arena.len());
+            done.files_done += 1;
+            done.bytes_done += (arena.len() - start) as u64;
+            progress(&done);
+        }
+        let by_key: HashMap<&str, usize> = found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key.as_str(), i))
+            .collect();
+
+        // 2. Variants: `.gz`/`.br` files on disk, or gzip built here.
+        struct Variant {
+            of: usize,
+            coding: encoding::Coding,
+            body: Range<usize>,
+            last_modified: Option<u64>,
+        }
+        let mut variants = Vec::new();
+        for (i, file) in found.iter().enumerate() {
+            for coding in encoding::Coding::ALL {
+                let on_disk = by_key
+                    .get(format!("{}{}", file.key, coding.suffix()).as_str())
+                    .copied();
+                if let Some(v) = on_disk {
+                    variants.push(Variant {
+                        of: i,
+                        coding,
+                        body: bodies[v].clone(),
+                        last_modified: found[v].last_modified,
+                    });
+                    continue;
+                }
+                let content_type = pages::content_type(&file.path);
+                let body = arena.get(bodies[i].clone()).unwrap_or_default();
+                if coding != encoding::Coding::Gzip
+                    || !options.compress
+                    || !encoding::worth_compressing(&content_type, body.len())
+                {
+                    continue;
+                }
+                let packed = encoding::gzip(body).map_err(|source| CacheError::Compress {
+                    path: file.path.clone(),
+                    source,
+                })?;
+                if packed.len() >= body.len() {
+                    continue;
+                }
+                let start = arena.len();
+                arena.extend_from_slice(&packed);
+                over_limit(arena.len() as u64, "its files and their gzip variants")?;
+                variants.push(Variant {
+                    of: i,
+                    coding,
+                    body: start..arena.len(),
+                    last_modified: file.last_modified,
+                });
+            }
+        }
+        if arena.len() as u64 > u64::from(u32::MAX) {
+            return Err(CacheError::TooLarge(root.to_path_buf()));
+        }
+
+        // 3. Records and their prebuilt heads: the files in walk order (ids 0..n), then the
+        // variants.
+        let mut heads = Vec::new();
+        let mut files: Vec<FileRecord> = Vec::with_capacity(found.len() + variants.len());
+        let cache_control = options.cache_control.as_deref();
+        let record = |heads: &mut Vec<u8>,
+                      body: Range<usize>,
+                      content_type: String,
+                      last_modified: Option<u64>,
+                      coding: Option<encoding::Coding>,
+                      vary: bool| {
             let content = arena.get(body.clone()).unwrap_or_default();
             let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(content));
-            let content_type = pages::content_type(&file.path);
             let facts = pages::FileFacts {
                 content_type: &content_type,
                 len: body.len(),
-                last_modified: file.last_modified,
+                last_modified,
                 etag: &etag,
+                content_encoding: coding.map(encoding::Coding::name),
+                vary,
+                cache_control,
             };
             let head_start = heads.len();
-            let [full, partial, not_modified] = pages::write_file_heads(&mut heads, &facts);
+            let [full, partial, not_modified] = pages::write_file_heads(heads, &facts);
             let head = head_start..head_start + full;
             let partial_head = head.end..head.end + partial;
             let not_modified_head = partial_head.end..partial_head.end + not_modified;
-            let id = u32::try_from(files.len())
-                .map(FileId)
-                .map_err(|_| CacheError::TooLarge(root.to_path_buf()))?;
-            files.push(FileRecord {
+            FileRecord {
                 body,
                 head,
                 partial_head,
                 not_modified_head,
                 etag: etag.into(),
                 content_type: content_type.into(),
-                last_modified: file.last_modified,
-            });
-            index.insert(file.key.into_boxed_str(), Entry::File(id));
+                last_modified,
+                gzip: None,
+                br: None,
+            }
+        };
+        let has_variants: Vec<bool> = {
+            let mut has = vec![false; found.len()];
+            for v in &variants {
+                has[v.of] = true;
+            }
+            has
+        };
+        for (i, file) in found.iter().enumerate() {
+            let content_type = pages::content_type(&file.path);
+            files.push(record(
+                &mut heads,
+                bodies[i].clone(),
+                content_type,
+                file.last_modified,
+                None,
+                has_variants[i],
+            ));
+        }
+        for v in variants {
+            let id = file_id(files.len(), root)?;
+            let content_type = pages::content_type(&found[v.of].path);
+            files.push(record(
+                &mut heads,
+                v.body,
+                content_type,
+                v.last_modified,
+                Some(v.coding),
+                true,
+            ));
+            if let Some(original) = files.get_mut(v.of) {
+                match v.coding {
+                    encoding::Coding::Gzip => original.gzip = Some(id),
+                    encoding::Coding::Brotli => original.br = Some(id),
+                }
+            }
         }
 
+        let tree_files = found.len();
+        let mut index = HashMap::with_capacity(found.len() + dir_keys.len());
+        for (i, file) in found.into_iter().enumerate() {
+            index.insert(file.key.into_boxed_str(), Entry::File(file_id(i, root)?));
+        }
         let mut dirs = Vec::with_capacity(dir_keys.len());
         for key in dir_keys {
             let id = u32::try_from(dirs.len())
@@ -315,7 +514,33 @@ impl ContentCache {
             index,
             pages: Status::ALL.iter().map(|s| pages::status_page(*s)).collect(),
             report,
+            tree_files,
         })
+    }
+
+    /// The variant of file `id` to send to a client whose `Accept-Encoding` is
+    /// `accept_encoding`: brotli, then gzip, when the file has it and the client accepts it;
+    /// otherwise `id` itself.
+    pub fn negotiate(&self, id: FileId, accept_encoding: Option<&[u8]>) -> FileId {
+        let (Some(record), Some(accept)) = (self.files.get(id.0 as usize), accept_encoding) else {
+            return id;
+        };
+        for (variant, coding) in [
+            (record.br, encoding::Coding::Brotli),
+            (record.gzip, encoding::Coding::Gzip),
+        ] {
+            if let Some(variant) = variant
+                && encoding::accepts(accept, coding)
+            {
+                return variant;
+            }
+        }
+        id
+    }
+
+    /// Number of variants (gzip, brotli) held, on disk or built at load.
+    pub fn variant_count(&self) -> usize {
+        self.files.len() - self.tree_files
     }
 
     /// Resolves a normalized request path (see the module documentation).
@@ -374,8 +599,9 @@ impl ContentCache {
             .unwrap_or_default()
     }
 
+    /// Files of the tree (variants built at load not included).
     pub fn file_count(&self) -> usize {
-        self.files.len()
+        self.tree_files
     }
 
     /// Bytes of file content held (the arena).
@@ -386,6 +612,12 @@ impl ContentCache {
     pub fn load_report(&self) -> &LoadReport {
         &self.report
     }
+}
+
+fn file_id(index: usize, root: &Path) -> Result<FileId, CacheError> {
+    u32::try_from(index)
+        .map(FileId)
+        .map_err(|_| CacheError::TooLarge(root.to_path_buf()))
 }
 
 /// The lookup key of `path` under `root`: `/`-separated components with a leading `/`, or the

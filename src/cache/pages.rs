@@ -26,6 +26,8 @@ pub fn http_date(unix_secs: u64) -> HttpDate {
 /// The statuses the server answers with something other than a file, each with a prebuilt page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
+    /// 204 to `OPTIONS`, with `Allow`.
+    Options,
     MovedPermanently,
     BadRequest,
     Forbidden,
@@ -35,6 +37,7 @@ pub enum Status {
     ContentTooLarge,
     UriTooLong,
     RangeNotSatisfiable,
+    ExpectationFailed,
     HeaderFieldsTooLarge,
     NotImplemented,
     VersionNotSupported,
@@ -42,7 +45,8 @@ pub enum Status {
 
 impl Status {
     /// Every status, in index order.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 14] = [
+        Status::Options,
         Status::MovedPermanently,
         Status::BadRequest,
         Status::Forbidden,
@@ -52,6 +56,7 @@ impl Status {
         Status::ContentTooLarge,
         Status::UriTooLong,
         Status::RangeNotSatisfiable,
+        Status::ExpectationFailed,
         Status::HeaderFieldsTooLarge,
         Status::NotImplemented,
         Status::VersionNotSupported,
@@ -59,6 +64,7 @@ impl Status {
 
     pub fn code(self) -> u16 {
         match self {
+            Status::Options => 204,
             Status::MovedPermanently => 301,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
@@ -68,6 +74,7 @@ impl Status {
             Status::ContentTooLarge => 413,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
+            Status::ExpectationFailed => 417,
             Status::HeaderFieldsTooLarge => 431,
             Status::NotImplemented => 501,
             Status::VersionNotSupported => 505,
@@ -77,6 +84,7 @@ impl Status {
     /// The reason phrase (RFC 9110 §15 names; 413 and 431 use the titles nginx users know).
     pub fn reason(self) -> &'static str {
         match self {
+            Status::Options => "No Content",
             Status::MovedPermanently => "Moved Permanently",
             Status::BadRequest => "Bad Request",
             Status::Forbidden => "Forbidden",
@@ -86,6 +94,7 @@ impl Status {
             Status::ContentTooLarge => "Request Entity Too Large",
             Status::UriTooLong => "Request-URI Too Large",
             Status::RangeNotSatisfiable => "Requested Range Not Satisfiable",
+            Status::ExpectationFailed => "Expectation Failed",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::NotImplemented => "Not Implemented",
             Status::VersionNotSupported => "HTTP Version Not Supported",
@@ -95,18 +104,20 @@ impl Status {
     /// Position in [`Status::ALL`].
     pub(crate) fn index(self) -> usize {
         match self {
-            Status::MovedPermanently => 0,
-            Status::BadRequest => 1,
-            Status::Forbidden => 2,
-            Status::NotFound => 3,
-            Status::MethodNotAllowed => 4,
-            Status::RequestTimeout => 5,
-            Status::ContentTooLarge => 6,
-            Status::UriTooLong => 7,
-            Status::RangeNotSatisfiable => 8,
-            Status::HeaderFieldsTooLarge => 9,
-            Status::NotImplemented => 10,
-            Status::VersionNotSupported => 11,
+            Status::Options => 0,
+            Status::MovedPermanently => 1,
+            Status::BadRequest => 2,
+            Status::Forbidden => 3,
+            Status::NotFound => 4,
+            Status::MethodNotAllowed => 5,
+            Status::RequestTimeout => 6,
+            Status::ContentTooLarge => 7,
+            Status::UriTooLong => 8,
+            Status::RangeNotSatisfiable => 9,
+            Status::ExpectationFailed => 10,
+            Status::HeaderFieldsTooLarge => 11,
+            Status::NotImplemented => 12,
+            Status::VersionNotSupported => 13,
         }
     }
 }
@@ -118,8 +129,21 @@ pub struct StatusPage {
     pub body: Box<[u8]>,
 }
 
+/// The methods every resource allows, for `Allow` on 405 and on the answer to `OPTIONS`.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
 /// Builds the page for `status`, in the shape of nginx's built-in error pages.
 pub fn status_page(status: Status) -> StatusPage {
+    if status == Status::Options {
+        // RFC 9110 §9.3.7 and §8.6: no content, so no body and no Content-Length.
+        let head = format!(
+            "HTTP/1.1 204 No Content\r\nServer: {SERVER_NAME}\r\nAllow: {ALLOWED_METHODS}\r\n"
+        );
+        return StatusPage {
+            head: head.into_bytes().into_boxed_slice(),
+            body: Box::default(),
+        };
+    }
     let title = format!("{} {}", status.code(), status.reason());
     let body = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{SERVER_NAME}</center>\r\n</body>\r\n</html>\r\n"
@@ -130,7 +154,7 @@ pub fn status_page(status: Status) -> StatusPage {
     );
     if status == Status::MethodNotAllowed {
         // RFC 9110 §15.5.6: a 405 MUST carry Allow with the target's supported methods.
-        head.push_str("Allow: GET, HEAD\r\n");
+        head.push_str(&format!("Allow: {ALLOWED_METHODS}\r\n"));
     }
     StatusPage {
         head: head.into_bytes().into_boxed_slice(),
@@ -159,6 +183,11 @@ pub struct FileFacts<'a> {
     pub len: usize,
     pub last_modified: Option<u64>,
     pub etag: &'a str,
+    /// `Content-Encoding` of a precompressed variant.
+    pub content_encoding: Option<&'a str>,
+    /// The file has variants by content coding: `Vary: Accept-Encoding`.
+    pub vary: bool,
+    pub cache_control: Option<&'a str>,
 }
 
 /// Appends the three unterminated heads of a file to `out` and returns their lengths:
@@ -170,6 +199,17 @@ pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] 
         let _ = write!(validators, "Last-Modified: {}\r\n", http_date(secs));
     }
     let _ = write!(validators, "ETag: {}\r\n", facts.etag);
+    // RFC 9110 §15.4.5: a 304 also carries Cache-Control and Vary when a 200 would.
+    if let Some(value) = facts.cache_control {
+        let _ = write!(validators, "Cache-Control: {value}\r\n");
+    }
+    if facts.vary {
+        validators.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    let mut coding = Vec::new();
+    if let Some(name) = facts.content_encoding {
+        let _ = write!(coding, "Content-Encoding: {name}\r\n");
+    }
 
     let start = out.len();
     let _ = write!(
@@ -177,6 +217,7 @@ pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] 
         "HTTP/1.1 200 OK\r\nServer: {SERVER_NAME}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         facts.content_type, facts.len
     );
+    out.extend_from_slice(&coding);
     out.extend_from_slice(&validators);
     out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     let full = out.len() - start;
@@ -187,6 +228,7 @@ pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] 
         "HTTP/1.1 206 Partial Content\r\nServer: {SERVER_NAME}\r\nContent-Type: {}\r\n",
         facts.content_type
     );
+    out.extend_from_slice(&coding);
     out.extend_from_slice(&validators);
     let partial = out.len() - start;
 
@@ -213,11 +255,17 @@ mod tests {
             let page = status_page(status);
             let head = String::from_utf8(page.head.to_vec()).unwrap_or_default();
             assert!(head.starts_with(&format!("HTTP/1.1 {} ", status.code())));
-            assert!(head.contains(&format!("Content-Length: {}\r\n", page.body.len())));
+            if status != Status::Options {
+                assert!(head.contains(&format!("Content-Length: {}\r\n", page.body.len())));
+            }
             assert!(head.ends_with("\r\n") && !head.ends_with("\r\n\r\n"));
         }
-        let allow = status_page(Status::MethodNotAllowed);
-        assert!(allow.head.windows(18).any(|w| w == b"Allow: GET, HEAD\r\n"));
+        for status in [Status::MethodNotAllowed, Status::Options] {
+            let page = status_page(status);
+            let allow = b"Allow: GET, HEAD, OPTIONS\r\n";
+            assert!(page.head.windows(allow.len()).any(|w| w == allow));
+        }
+        assert!(status_page(Status::Options).body.is_empty());
     }
 
     #[test]

@@ -5,20 +5,25 @@ pub mod demo;
 pub mod lab;
 pub mod serve;
 
-use std::path::Path;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use sirocco_netstack::{Duration, EthernetAddress, StackConfig};
 
-use crate::cache::ContentCache;
+use crate::cache::{ContentCache, LoadOptions, LoadProgress};
 use crate::cli::{CommonArgs, Ipv4Cidr};
+use crate::http::HttpLimits;
 
-/// Loads `root` into memory and reports what was loaded (and what was refused) on stderr.
-pub fn load_cache(root: &Path) -> anyhow::Result<Arc<ContentCache>> {
+/// Loads the tree under `common.root` into memory with the user's cache options, drawing a
+/// progress line on a terminal, and reports what was loaded (and what was refused) on stderr.
+pub fn load_cache(common: &CommonArgs) -> anyhow::Result<Arc<ContentCache>> {
+    let root = &common.root;
     let started = std::time::Instant::now();
-    let cache = ContentCache::load(root)?;
+    let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
+    let cache = ContentCache::load_with(root, &load_options(common), &mut |p| progress.show(p))?;
+    progress.finish();
     let report = cache.load_report();
     for link in &report.refused_symlinks {
         eprintln!(
@@ -27,14 +32,93 @@ pub fn load_cache(root: &Path) -> anyhow::Result<Arc<ContentCache>> {
             root.display()
         );
     }
+    let variants = match cache.variant_count() {
+        0 => String::new(),
+        n => format!(", {n} precompressed variants"),
+    };
     eprintln!(
-        "loaded {} files ({} bytes) from {} in {:.1} ms",
+        "loaded {} files ({} bytes{variants}) from {} in {:.1} ms",
         cache.file_count(),
         cache.total_bytes(),
         root.display(),
         started.elapsed().as_secs_f64() * 1e3
     );
     Ok(Arc::new(cache))
+}
+
+/// The cache options the user chose.
+pub fn load_options(common: &CommonArgs) -> LoadOptions {
+    LoadOptions {
+        cache_control: common.cache_control.clone(),
+        compress: common.compress,
+        max_bytes: common.max_cache_bytes,
+    }
+}
+
+/// The HTTP limits the user chose.
+pub fn http_limits(common: &CommonArgs) -> HttpLimits {
+    HttpLimits {
+        header_timeout: Duration::from_secs(common.header_timeout),
+        max_requests_per_connection: common.max_requests_per_connection,
+        ..HttpLimits::default()
+    }
+}
+
+/// A one-line progress display for loading a large tree: redrawn in place at most ten times a
+/// second, and only on a terminal (a log file gets the summary line alone). Hand-written: it is
+/// one line of text, not worth a dependency.
+struct ProgressLine {
+    enabled: bool,
+    last_draw: Option<std::time::Instant>,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    /// Trees smaller than this load too fast to need a progress line.
+    const MIN_BYTES: u64 = 64 << 20;
+
+    fn new(enabled: bool) -> ProgressLine {
+        ProgressLine {
+            enabled,
+            last_draw: None,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, p: &LoadProgress) {
+        if !self.enabled || p.bytes_total < Self::MIN_BYTES {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let due = self
+            .last_draw
+            .is_none_or(|at| now.duration_since(at).as_millis() >= 100);
+        if !due && p.files_done < p.files_total {
+            return;
+        }
+        self.last_draw = Some(now);
+        self.drawn = true;
+        const WIDTH: u64 = 30;
+        let filled = (p.bytes_done * WIDTH)
+            .checked_div(p.bytes_total)
+            .unwrap_or(WIDTH);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '.' })
+            .collect();
+        eprint!(
+            "\rloading [{bar}] {}/{} files, {}/{} MiB ",
+            p.files_done,
+            p.files_total,
+            p.bytes_done >> 20,
+            p.bytes_total >> 20
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
 }
 
 /// The netstack settings for serving `ip` with `mac` under the user's common options.

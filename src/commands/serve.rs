@@ -12,9 +12,10 @@ use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::tap::TapDevice;
 
-use super::{load_cache, stack_config, stop_on_signals};
+use super::{http_limits, load_cache, load_options, stack_config, stop_on_signals};
 use crate::cli::{DriverKind, ServeArgs, XdpMode, default_mac};
 use crate::lab;
+use crate::reload::Reloader;
 use crate::runner::{self, RunOptions};
 use crate::server::{Server, ServerConfig, os_seeds};
 
@@ -55,7 +56,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let cache = load_cache(&args.common.root)?;
+    let cache = load_cache(&args.common)?;
     let mac = match (args.mac, driver) {
         (Some(mac), _) => mac,
         // On a NIC, answer with the NIC's own MAC, so switches and peers need no new entry.
@@ -66,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         (None, _) => default_mac(args.ip.addr),
     };
     let mut config = ServerConfig::new(stack_config(args.ip, mac, &args.common));
+    config.http = http_limits(&args.common);
     config.unix_time_at_zero = unix_now();
 
     match driver {
@@ -203,8 +205,10 @@ fn run_server<D: FrameIo>(
             .then(|| Duration::from_secs(args.common.stats_interval)),
         stop: stop_on_signals()?,
     };
+    let mut reloader = Reloader::on_sighup(args.common.root.clone(), load_options(&args.common))
+        .context("installing the SIGHUP (reload) handler")?;
     let mut stdout = std::io::stdout();
-    runner::run(&mut server, &options, &mut stdout)?;
+    runner::run(&mut server, &options, Some(&mut reloader), &mut stdout)?;
     let stats = server.stats();
     let _ = writeln!(
         stdout,

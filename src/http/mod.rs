@@ -29,8 +29,9 @@ mod target;
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
-use sirocco_netstack::{Conn, ConnState, TcpSocket, TcpState};
+use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
 
 pub use date::DateHeader;
 pub use target::{TargetError, normalize_target};
@@ -52,20 +53,30 @@ pub struct HttpLimits {
     /// Parsed but not fully sent responses per connection; further pipelined requests wait in
     /// the buffer (and then in the TCP window).
     pub max_pipelined: usize,
-    /// Largest request body (`Content-Length`) read and dropped. Larger: 413 (405/501 for other
+    /// Largest request body (`Content-Length`) read and dropped. Larger: 413 (405 for other
     /// methods), then close.
     pub max_discarded_body: usize,
+    /// How long a client may take to send a whole request head once its first byte has
+    /// arrived (nginx's `client_header_timeout`). Slower: 408, then close (slowloris).
+    pub header_timeout: Duration,
+    /// Requests served on one connection before it is closed (nginx's `keepalive_requests`);
+    /// the last response carries `Connection: close`. 0: no limit.
+    pub max_requests_per_connection: u32,
 }
 
 impl Default for HttpLimits {
     /// nginx-like: an 8 KiB header buffer (`large_client_header_buffers 4 8k` per line),
-    /// 64 headers, 16 pipelined requests, 64 KiB of discarded body.
+    /// 64 headers, 16 pipelined requests, 64 KiB of discarded body, 60 s to send a head
+    /// (`client_header_timeout 60s`). No limit on requests per connection here; the CLI sets
+    /// nginx's `keepalive_requests 1000`.
     fn default() -> Self {
         HttpLimits {
             max_request_head: 8 * 1024,
             max_headers: 64,
             max_pipelined: 16,
             max_discarded_body: 64 * 1024,
+            header_timeout: Duration::from_secs(60),
+            max_requests_per_connection: 0,
         }
     }
 }
@@ -86,6 +97,11 @@ pub struct HttpCounters {
     /// Requests parsed while an earlier response on the same connection was still unsent, or
     /// found behind another request in the buffer.
     pub pipelined_requests: u64,
+    /// Request heads not completed within [`HttpLimits::header_timeout`] (answered 408).
+    pub header_timeouts: u64,
+    /// Connections closed without an answer because they opened with another protocol: a TLS
+    /// handshake or the HTTP/2 connection preface.
+    pub foreign_protocol: u64,
 }
 
 impl HttpCounters {
@@ -100,6 +116,8 @@ impl HttpCounters {
             ("bytes_sent", self.bytes_sent),
             ("parse_errors", self.parse_errors),
             ("pipelined_requests", self.pipelined_requests),
+            ("header_timeouts", self.header_timeouts),
+            ("foreign_protocol", self.foreign_protocol),
         ]
         .into_iter()
     }
@@ -116,7 +134,10 @@ impl HttpCounters {
 
 /// What [`serve`] needs besides the connection.
 pub struct HttpContext<'a> {
-    pub cache: &'a ContentCache,
+    /// The tree in force. A connection adopts it between requests (when nothing of its own is
+    /// queued), so a reload never changes a response that has started.
+    pub cache: &'a Arc<ContentCache>,
+    pub now: Instant,
     pub date: &'a DateHeader,
     pub limits: &'a HttpLimits,
     pub counters: &'a mut HttpCounters,
@@ -185,6 +206,12 @@ pub struct HttpConn {
     closing: bool,
     /// The socket has been closed.
     closed: bool,
+    /// The tree this connection's queued responses come from (see [`HttpContext::cache`]).
+    cache: Option<Arc<ContentCache>>,
+    /// Requests parsed on this connection.
+    requests: u32,
+    /// When the request head now being received must be complete.
+    head_deadline: Option<Instant>,
 }
 
 impl ConnState for HttpConn {
@@ -198,6 +225,14 @@ impl ConnState for HttpConn {
         self.path.clear();
         self.closing = false;
         self.closed = false;
+        // A pooled cell must not keep an old tree alive after a reload.
+        self.cache = None;
+        self.requests = 0;
+        self.head_deadline = None;
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.head_deadline.filter(|_| !self.closing && !self.closed)
     }
 }
 
@@ -215,45 +250,113 @@ pub fn serve_stream<S: ByteStream + ?Sized>(
     if conn.closed {
         return;
     }
-    if conn.buf.len() != cx.limits.max_request_head.max(1) {
-        // First use (or new limits): the only allocation of the request buffer.
-        conn.buf.resize(cx.limits.max_request_head.max(1), 0);
-        conn.start = conn.start.min(conn.buf.len());
-        conn.end = conn.end.min(conn.buf.len());
-    }
-    let max_pipelined = cx.limits.max_pipelined.max(1);
-    let mut parsed = 0usize;
-    loop {
-        let parsed_before = parsed;
-        while !conn.closing && conn.queue.len() < max_pipelined && conn.parse_next(cx, parsed) {
-            parsed += 1;
+    // Adopt the tree in force when nothing of this connection's is queued. Moving the Arc out
+    // and back costs nothing; only adopting a new tree touches its count.
+    let cache = match conn.cache.take() {
+        Some(mine) if Arc::ptr_eq(&mine, cx.cache) || !conn.queue.is_empty() => mine,
+        _ => Arc::clone(cx.cache),
+    };
+    conn.serve_with(stream, &cache, cx);
+    conn.cache = Some(cache);
+}
+
+impl HttpConn {
+    fn serve_with<S: ByteStream + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        cache: &ContentCache,
+        cx: &mut HttpContext<'_>,
+    ) {
+        if self.buf.len() != cx.limits.max_request_head.max(1) {
+            // First use (or new limits): the only allocation of the request buffer.
+            self.buf.resize(cx.limits.max_request_head.max(1), 0);
+            self.start = self.start.min(self.buf.len());
+            self.end = self.end.min(self.buf.len());
         }
-        if !conn.flush(stream, cx) || conn.closed {
-            // Send window full (the netstack calls again when ACKs free space), or done.
+        let max_pipelined = cx.limits.max_pipelined.max(1);
+        let mut parsed = 0usize;
+        loop {
+            let parsed_before = parsed;
+            while !self.closing
+                && self.queue.len() < max_pipelined
+                && self.parse_next(cache, cx, parsed)
+            {
+                parsed += 1;
+            }
+            if !self.flush(stream, cache, cx) || self.closed {
+                // Send window full (the netstack calls again when ACKs free space), or done.
+                self.update_head_deadline(cx);
+                return;
+            }
+            if self.closing {
+                // A connection refused without an answer has nothing queued: close it here.
+                stream.close();
+                self.closed = true;
+                return;
+            }
+            // The queue is empty. If this round parsed anything, more complete requests may be
+            // buffered behind the pipelining limit: parse again before reading, because no new
+            // event may ever come to call us back for them.
+            if parsed == parsed_before && !self.fill(stream) {
+                break;
+            }
+        }
+        if !stream.may_recv() && self.queue.is_empty() {
+            // The peer has finished sending and everything it asked for is answered; a partial
+            // request left in the buffer can never complete.
+            stream.close();
+            self.closed = true;
             return;
         }
-        if conn.closing {
-            break;
+        if self.head_deadline.is_some_and(|at| cx.now >= at) && self.head_pending() {
+            // Slowloris: the head did not complete in time. Answer 408 and close.
+            self.head_deadline = None;
+            self.start = 0;
+            self.end = 0;
+            cx.counters.requests += 1;
+            cx.counters.header_timeouts += 1;
+            cx.counters.count_response(Status::RequestTimeout.code());
+            self.closing = true;
+            self.queue.push_back(Pending {
+                response: Response {
+                    reply: Reply::Status(Status::RequestTimeout),
+                    head_only: false,
+                    connection: ConnectionHeader::Close,
+                    interim_continue: false,
+                },
+                sent: 0,
+            });
+            self.flush(stream, cache, cx);
+            return;
         }
-        // The queue is empty. If this round parsed anything, more complete requests may be
-        // buffered behind the pipelining limit: parse again before reading, because no new
-        // event may ever come to call us back for them.
-        if parsed == parsed_before && !conn.fill(stream) {
-            break;
-        }
+        self.update_head_deadline(cx);
     }
-    if !stream.may_recv() && conn.queue.is_empty() {
-        // The peer has finished sending and everything it asked for is answered; a partial
-        // request left in the buffer can never complete.
-        stream.close();
-        conn.closed = true;
+
+    /// Whether part of a request head is buffered (and not body bytes being dropped).
+    fn head_pending(&self) -> bool {
+        self.discard == 0 && self.start < self.end
+    }
+
+    /// Starts the head timer when the first bytes of a head are buffered and nothing is owed
+    /// to the client; stops it otherwise (a client still receiving answers is not slow).
+    fn update_head_deadline(&mut self, cx: &HttpContext<'_>) {
+        if !self.head_pending() || self.closing || !self.queue.is_empty() {
+            self.head_deadline = None;
+        } else if self.head_deadline.is_none() {
+            self.head_deadline = Some(cx.now + cx.limits.header_timeout);
+        }
     }
 }
 
 impl HttpConn {
     /// Parses the next request in the buffer and queues its response. `false` when the buffer
     /// holds no complete request head.
-    fn parse_next(&mut self, cx: &mut HttpContext<'_>, parsed_before: usize) -> bool {
+    fn parse_next(
+        &mut self,
+        cache: &ContentCache,
+        cx: &mut HttpContext<'_>,
+        parsed_before: usize,
+    ) -> bool {
         if self.discard > 0 {
             let dropped = self.discard.min(self.end - self.start);
             self.start += dropped;
@@ -268,6 +371,19 @@ impl HttpConn {
         if available.is_empty() {
             return false;
         }
+        match foreign_protocol(available) {
+            Foreign::No => {}
+            Foreign::Maybe => return false,
+            Foreign::Yes => {
+                // Not HTTP/1: an HTTP/1 error page would be garbage to this client. Close
+                // cleanly without a byte (the caller closes once `closing` is set).
+                cx.counters.foreign_protocol += 1;
+                self.start = 0;
+                self.end = 0;
+                self.closing = true;
+                return false;
+            }
+        }
         // Uninitialised slots: httparse writes only those it fills, so no per-request memset.
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
         let slots = headers
@@ -276,7 +392,7 @@ impl HttpConn {
         let mut request = httparse::Request::new(&mut []);
         let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
             Ok(httparse::Status::Complete(head_len)) => (
-                request::respond(&request, &mut self.path, cx.cache, cx.limits),
+                request::respond(&request, &mut self.path, cache, cx.limits),
                 head_len,
             ),
             Ok(httparse::Status::Partial) => {
@@ -303,6 +419,14 @@ impl HttpConn {
             self.end = 0;
         }
         self.discard = outcome.discard;
+        self.head_deadline = None;
+        self.requests = self.requests.saturating_add(1);
+        let mut outcome = outcome;
+        let limit = cx.limits.max_requests_per_connection;
+        if limit > 0 && self.requests >= limit {
+            // nginx's keepalive_requests: this is the last request of the connection.
+            outcome.response.connection = ConnectionHeader::Close;
+        }
         cx.counters.requests += 1;
         if parsed_before > 0 || !self.queue.is_empty() {
             cx.counters.pipelined_requests += 1;
@@ -322,16 +446,22 @@ impl HttpConn {
     }
 
     /// Writes queued responses in order. `true` when the queue is empty afterwards.
-    fn flush<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &mut HttpContext<'_>) -> bool {
+    fn flush<S: ByteStream + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        cache: &ContentCache,
+        cx: &mut HttpContext<'_>,
+    ) -> bool {
         while let Some(front) = self.queue.front_mut() {
             if !self.dynamic_ready {
                 self.dynamic.clear();
-                response::write_dynamic(&mut self.dynamic, &front.response, cx.cache, cx.date);
+                response::write_dynamic(&mut self.dynamic, &front.response, cache, cx.date);
                 self.dynamic_ready = true;
             }
-            let (head, body) = front.response.static_parts(cx.cache);
+            let interim = front.response.interim();
+            let (head, body) = front.response.static_parts(cache);
             let mut skip = front.sent;
-            for part in [head, &self.dynamic[..], body] {
+            for part in [interim, head, &self.dynamic[..], body] {
                 let Some(rest) = part.get(skip..).filter(|rest| !rest.is_empty()) else {
                     skip = skip.saturating_sub(part.len());
                     continue;
@@ -381,9 +511,35 @@ fn failure(status: Status) -> request::Outcome {
             reply: Reply::Status(status),
             head_only: false,
             connection: ConnectionHeader::Close,
+            interim_continue: false,
         },
         discard: 0,
         malformed: true,
+    }
+}
+
+/// Whether a connection opened with a protocol other than HTTP/1.
+#[derive(Debug, PartialEq, Eq)]
+enum Foreign {
+    No,
+    /// Too few bytes to tell.
+    Maybe,
+    Yes,
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4), sent by prior-knowledge clients.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Recognises a TLS handshake record (type 22, version 3.x: RFC 8446 §5.1) or an SSLv2-style
+/// hello (high bit set), and the HTTP/2 preface, at the start of a request.
+fn foreign_protocol(bytes: &[u8]) -> Foreign {
+    match bytes {
+        [0x16] => Foreign::Maybe,
+        [0x16, 0x03, ..] => Foreign::Yes,
+        [first, ..] if *first >= 0x80 => Foreign::Yes,
+        _ if bytes.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(bytes) => Foreign::Maybe,
+        _ if bytes.starts_with(H2_PREFACE) => Foreign::Yes,
+        _ => Foreign::No,
     }
 }
 

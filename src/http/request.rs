@@ -1,8 +1,9 @@
 //! One parsed request head → the [`Response`] it gets, nginx-style.
 //!
 //! [`respond`] looks at each header once, then checks, in order: `Host` (RFC 9112 §3.2),
-//! framing (`Transfer-Encoding`, `Content-Length`), the method, the target, and finally the
-//! cache (with conditionals and ranges). It never allocates once the path buffer has grown to
+//! framing (`Transfer-Encoding`, `Content-Length`), `Expect`, the method (`OPTIONS` answers
+//! 204 with `Allow`, every method but GET and HEAD otherwise 405), the target, and finally the
+//! cache (content-coding negotiation, then conditionals and ranges). It never allocates once the path buffer has grown to
 //! the longest target the connection has seen.
 
 use super::HttpLimits;
@@ -28,7 +29,11 @@ struct Fields<'b> {
     host: &'b [u8],
     content_lengths: usize,
     content_length: &'b [u8],
-    transfer_encoding: bool,
+    /// `Transfer-Encoding` lines seen, and whether every one was a well-formed coding list.
+    transfer_encodings: usize,
+    transfer_encoding_valid: bool,
+    expect: Option<&'b [u8]>,
+    accept_encoding: Option<&'b [u8]>,
     close: bool,
     keep_alive: bool,
     if_none_match: Option<&'b [u8]>,
@@ -39,7 +44,10 @@ struct Fields<'b> {
 
 impl<'b> Fields<'b> {
     fn scan(headers: &[httparse::Header<'b>]) -> Fields<'b> {
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            transfer_encoding_valid: true,
+            ..Fields::default()
+        };
         for header in headers {
             let name = header.name.as_bytes();
             let value = header.value;
@@ -50,7 +58,12 @@ impl<'b> Fields<'b> {
                 fields.content_lengths += 1;
                 fields.content_length = trim(value);
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                fields.transfer_encoding = true;
+                fields.transfer_encodings += 1;
+                fields.transfer_encoding_valid &= valid_coding_list(value);
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                fields.expect = Some(trim(value));
+            } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+                fields.accept_encoding = Some(value);
             } else if name.eq_ignore_ascii_case(b"connection") {
                 // RFC 9110 §7.6.1: a comma-separated list of case-insensitive options.
                 for option in value.split(|&b| b == b',').map(trim) {
@@ -78,17 +91,18 @@ impl<'b> Fields<'b> {
 enum Method {
     Get,
     Head,
-    /// Defined by RFC 9110 (or PATCH), but not for static files.
+    Options,
+    /// Any other method, known or not: 405 with `Allow` (a static site has no other).
     NotAllowed,
-    Unknown,
 }
 
 fn method(name: &str) -> Method {
+    // RFC 9110 §9.1: method names are case-sensitive.
     match name {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
-        "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => Method::NotAllowed,
-        _ => Method::Unknown,
+        "OPTIONS" => Method::Options,
+        _ => Method::NotAllowed,
     }
 }
 
@@ -115,6 +129,7 @@ pub fn respond(
             reply,
             head_only,
             connection,
+            interim_continue: false,
         },
         discard,
         malformed: false,
@@ -124,6 +139,7 @@ pub fn respond(
             reply: Reply::Status(status),
             head_only,
             connection: ConnectionHeader::Close,
+            interim_continue: false,
         },
         discard: 0,
         malformed,
@@ -134,10 +150,16 @@ pub fn respond(
     if (http11 && fields.hosts == 0) || fields.hosts > 1 || !valid_host(fields.host) {
         return fail(Status::BadRequest, true);
     }
-    // RFC 9112 §6.1: a transfer coding we do not implement gets 501; since the body's framing
-    // is then unknown, the connection must close.
-    if fields.transfer_encoding {
-        return fail(Status::NotImplemented, false);
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing (400), as
+    // does a coding list that does not parse; a well-formed coding we do not implement gets
+    // 501. Either way the body's framing is unknown, so the connection must close.
+    if fields.transfer_encodings > 0 {
+        let status = if !http11 || !fields.transfer_encoding_valid {
+            Status::BadRequest
+        } else {
+            Status::NotImplemented
+        };
+        return fail(status, status == Status::BadRequest);
     }
     // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable framing: 400 and close.
     // nginx also refuses repeated Content-Length lines, identical or not.
@@ -150,18 +172,42 @@ pub fn respond(
         _ => return fail(Status::BadRequest, true),
     };
     let too_long = body_len > limits.max_discarded_body;
-
-    match method {
-        Method::Get | Method::Head if too_long => return fail(Status::ContentTooLarge, false),
-        Method::Get | Method::Head => {}
-        // RFC 9110 §9.1: 405 for a method known but not allowed here, 501 for one unknown.
-        Method::NotAllowed if too_long => return fail(Status::MethodNotAllowed, false),
-        Method::NotAllowed => return answer(Reply::Status(Status::MethodNotAllowed), body_len),
-        Method::Unknown if too_long => return fail(Status::NotImplemented, false),
-        Method::Unknown => return answer(Reply::Status(Status::NotImplemented), body_len),
+    // RFC 9110 §10.1.1: "100-continue" is the only expectation; any other gets 417. An HTTP/1.0
+    // request's Expect is ignored. A client that waits for the 100 before sending its body
+    // gets it just ahead of the final answer, and the body is then read and dropped.
+    let mut interim_continue = false;
+    if let Some(expect) = fields.expect.filter(|_| http11) {
+        if !expect.eq_ignore_ascii_case(b"100-continue") {
+            return fail(Status::ExpectationFailed, false);
+        }
+        interim_continue = body_len > 0 && !too_long;
     }
 
-    if normalize_target(request.path.unwrap_or_default().as_bytes(), path).is_err() {
+    match method {
+        Method::Get | Method::Head | Method::Options if too_long => {
+            return fail(Status::ContentTooLarge, false);
+        }
+        Method::Get | Method::Head | Method::Options => {}
+        Method::NotAllowed if too_long => return fail(Status::MethodNotAllowed, false),
+        Method::NotAllowed => {
+            let mut outcome = answer(Reply::Status(Status::MethodNotAllowed), body_len);
+            outcome.response.interim_continue = interim_continue;
+            return outcome;
+        }
+    }
+    let target = request.path.unwrap_or_default();
+    if method == Method::Options {
+        // RFC 9110 §9.3.7: `OPTIONS *` asks about the server, `OPTIONS /path` about a
+        // resource; every resource here allows the same methods.
+        if target != "*" && normalize_target(target.as_bytes(), path).is_err() {
+            return fail(Status::BadRequest, true);
+        }
+        let mut outcome = answer(Reply::Status(Status::Options), body_len);
+        outcome.response.interim_continue = interim_continue;
+        return outcome;
+    }
+
+    if normalize_target(target.as_bytes(), path).is_err() {
         return fail(Status::BadRequest, true);
     }
     let lookup = match std::str::from_utf8(path) {
@@ -171,6 +217,7 @@ pub fn respond(
     };
     let reply = match lookup {
         Lookup::File(id) => {
+            let id = cache.negotiate(id, fields.accept_encoding);
             let file = cache.file(id);
             if conditional::not_modified(&file, fields.if_none_match, fields.if_modified_since) {
                 Reply::NotModified(id)
@@ -193,7 +240,24 @@ pub fn respond(
         Lookup::Forbidden => Reply::Status(Status::Forbidden),
         Lookup::NotFound => Reply::Status(Status::NotFound),
     };
-    answer(reply, body_len)
+    let mut outcome = answer(reply, body_len);
+    outcome.response.interim_continue = interim_continue;
+    outcome
+}
+
+/// RFC 9112 §6.1 / RFC 9110 §5.6.1: `Transfer-Encoding` is a non-empty list of codings, each a
+/// token optionally followed by parameters. An empty member (`chunked, `) or a non-token makes
+/// the framing unreadable.
+fn valid_coding_list(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').all(|member| {
+        let coding = trim(member.split(|&b| b == b';').next().unwrap_or_default());
+        !coding.is_empty() && coding.iter().all(|&b| is_tchar(b))
+    })
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A plain decimal with no sign, at most 19 digits (so it fits in u64 and usize on 64-bit).
@@ -236,5 +300,16 @@ mod tests {
         assert!(!valid_host(b"a b"));
         assert!(!valid_host(b"a/b"));
         assert!(!valid_host(b"user@host"));
+    }
+
+    #[test]
+    fn transfer_coding_lists() {
+        assert!(valid_coding_list(b"chunked"));
+        assert!(valid_coding_list(b"gzip, chunked"));
+        assert!(valid_coding_list(b"foo;a=1"));
+        assert!(!valid_coding_list(b""));
+        assert!(!valid_coding_list(b"foo, "));
+        assert!(!valid_coding_list(b"a b"));
+        assert!(!valid_coding_list(b",chunked"));
     }
 }

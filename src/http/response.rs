@@ -1,7 +1,8 @@
 //! What a request is answered with, and how the bytes of that answer are found.
 //!
 //! A [`Response`] is a few words: which prebuilt head and body in the [`ContentCache`] it uses,
-//! plus the facts for the per-response lines. Its bytes are three slices, sent in order:
+//! plus the facts for the per-response lines. Its bytes are four slices, sent in order:
+//! 0. an interim `100 Continue`, when the client asked for one;
 //! 1. the prebuilt, unterminated head (from the cache);
 //! 2. the per-response lines ([`write_dynamic`]): `Location`, `Content-Range`/`Content-Length`
 //!    for ranges, `Date`, `Connection`, and the blank line ending the head;
@@ -63,9 +64,19 @@ pub struct Response {
     /// HEAD: send the head only (Content-Length still says what GET would send).
     pub head_only: bool,
     pub connection: ConnectionHeader,
+    /// Send `100 Continue` ahead of the answer (`Expect: 100-continue` with a body to read).
+    pub interim_continue: bool,
 }
 
+/// The interim response to `Expect: 100-continue` (RFC 9110 §15.2.1).
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 impl Response {
+    /// What goes before the head: the interim `100 Continue`, or nothing.
+    pub fn interim(&self) -> &'static [u8] {
+        if self.interim_continue { CONTINUE } else { &[] }
+    }
+
     pub fn closes(&self) -> bool {
         self.connection == ConnectionHeader::Close
     }

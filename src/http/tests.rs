@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use super::*;
 use crate::cache::Lookup;
 use crate::cache::tests::TempTree;
+use sirocco_netstack::Duration;
 
 /// Sun, 06 Nov 1994 08:49:37 GMT
 const NOW: u64 = 784_111_777;
@@ -70,13 +71,17 @@ impl ByteStream for FakeStream {
 /// A site, a connection and its context, driven like the netstack would drive them.
 struct Harness {
     _tree: TempTree,
-    cache: ContentCache,
+    cache: Arc<ContentCache>,
+    /// The netstack's clock, as `serve` sees it.
+    now: Instant,
     date: DateHeader,
     limits: HttpLimits,
     counters: HttpCounters,
     conn: HttpConn,
     stream: FakeStream,
     calls: usize,
+    /// The bytes `take_output` returned last, unconverted.
+    last_raw: Vec<u8>,
 }
 
 fn big_body() -> Vec<u8> {
@@ -85,9 +90,24 @@ fn big_body() -> Vec<u8> {
         .collect()
 }
 
+/// A stylesheet long enough for a gzip variant to pay.
+fn stylesheet() -> Vec<u8> {
+    b"body { margin: 0; padding: 0; font-family: sans-serif; }\n".repeat(40)
+}
+
 impl Harness {
     fn new(window: usize) -> Harness {
+        Harness::with_options(window, &crate::cache::LoadOptions::default())
+    }
+
+    fn with_options(window: usize, options: &crate::cache::LoadOptions) -> Harness {
         let tree = TempTree::new("http");
+        tree.write("site.css", &stylesheet());
+        tree.write("app.js", &b"console.log('sirocco');\n".repeat(30));
+        tree.write(
+            "app.js.gz",
+            &crate::cache::encoding_for_tests::gzip(&b"console.log('sirocco');\n".repeat(30)),
+        );
         tree.write("index.html", b"<h1>home</h1>\n");
         tree.write("hello.txt", b"hello, world\n");
         tree.write("big.bin", &big_body());
@@ -96,18 +116,20 @@ impl Harness {
         for i in 0..10 {
             tree.write(&format!("p/{i}.txt"), format!("page {i}").as_bytes());
         }
-        let cache = ContentCache::load(&tree.0).expect("load site");
+        let cache = ContentCache::load_with(&tree.0, options, &mut |_| {}).expect("load site");
         let mut date = DateHeader::default();
         date.update(NOW);
         Harness {
             _tree: tree,
-            cache,
+            cache: Arc::new(cache),
+            now: Instant::from_secs(0),
             date,
             limits: HttpLimits::default(),
             counters: HttpCounters::default(),
             conn: HttpConn::default(),
             stream: FakeStream::new(window),
             calls: 0,
+            last_raw: Vec::new(),
         }
     }
 
@@ -115,6 +137,7 @@ impl Harness {
     fn serve_once(&mut self) {
         let mut cx = HttpContext {
             cache: &self.cache,
+            now: self.now,
             date: &self.date,
             limits: &self.limits,
             counters: &mut self.counters,
@@ -151,8 +174,20 @@ impl Harness {
         self.take_output()
     }
 
+    /// The raw bytes of a body taken from `take_output`'s lossy text: re-read from the
+    /// stream instead, since gzip is not UTF-8.
+    fn stream_bytes_of(&self, _lossy_body: &str) -> Vec<u8> {
+        let out = &self.last_raw;
+        let at = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i + 4);
+        out[at..].to_vec()
+    }
+
     fn take_output(&mut self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut self.stream.out)).into_owned()
+        self.last_raw = std::mem::take(&mut self.stream.out);
+        String::from_utf8_lossy(&self.last_raw).into_owned()
     }
 
     fn file(&self, path: &str) -> crate::cache::CachedFile<'_> {
@@ -294,10 +329,11 @@ fn other_methods_get_405_with_allow_and_the_connection_continues() {
     let mut h = Harness::new(64 * 1024);
     let out = h.request("POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
     assert_eq!(out, h.status(Status::MethodNotAllowed, "", ""));
-    assert!(out.contains("Allow: GET, HEAD\r\n"));
+    assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"));
     assert!(!h.stream.closed);
+    // Methods unknown to HTTP get the same answer: a static site allows only these.
     let out = h.request("BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(out, h.status(Status::NotImplemented, "", ""));
+    assert_eq!(out, h.status(Status::MethodNotAllowed, "", ""));
     let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
 }
@@ -529,7 +565,7 @@ fn counter_fields_name_every_counter() {
         ..HttpCounters::default()
     };
     let fields: Vec<_> = counters.fields().collect();
-    assert_eq!(fields.len(), 8);
+    assert_eq!(fields.len(), 10);
     assert!(fields.contains(&("requests", 1)));
     assert!(fields.contains(&("responses_4xx", 2)));
 }
@@ -577,4 +613,233 @@ fn random_input_never_panics_and_always_settles() {
         h.run();
     }
     assert!(h.counters.requests > 0);
+}
+
+#[test]
+fn options_answers_204_with_allow_for_a_path_and_for_the_server() {
+    let mut h = Harness::new(64 * 1024);
+    for target in ["/hello.txt", "*", "/no/such/file"] {
+        let out = h.request(&format!("OPTIONS {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(out, h.status(Status::Options, "", ""), "{target}");
+        assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"));
+        assert!(out.contains("Allow: GET, HEAD, OPTIONS\r\n"));
+        assert!(!out.contains("Content-Length"));
+    }
+    assert!(!h.stream.closed);
+    // `*` names no resource for GET.
+    let out = h.request("GET * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::BadRequest, "", CLOSE));
+}
+
+#[test]
+fn malformed_transfer_encoding_gets_400_and_http10_transfer_encoding_too() {
+    for request in [
+        "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo, \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n",
+        "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let mut h = Harness::new(64 * 1024);
+        let out = h.request(request);
+        assert_eq!(out, h.status(Status::BadRequest, "", CLOSE), "{request:?}");
+        assert!(h.stream.closed);
+    }
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotImplemented, "", CLOSE));
+}
+
+#[test]
+fn expect_100_continue_sends_the_interim_answer_then_reads_the_body() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let expected = format!(
+        "HTTP/1.1 100 Continue\r\n\r\n{}",
+        text(&h.full("/hello.txt", "", true))
+    );
+    assert_eq!(out, expected);
+    // The body comes after the 100; it is dropped and the next request is served.
+    let out = h.request("abcdeGET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+
+    // No body, or HTTP/1.0: no interim answer.
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    let out = h.request(
+        "GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\nz",
+    );
+    assert_eq!(
+        out,
+        text(&h.full("/hello.txt", "Connection: keep-alive\r\n", true))
+    );
+
+    // Any other expectation: 417.
+    let out = h.request("GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n");
+    assert_eq!(out, h.status(Status::ExpectationFailed, "", CLOSE));
+    assert!(h.stream.closed);
+}
+
+#[test]
+fn a_head_that_does_not_complete_in_time_gets_408_and_close() {
+    let mut h = Harness::new(64 * 1024);
+    h.limits.header_timeout = Duration::from_secs(10);
+    h.now = Instant::from_secs(100);
+    assert_eq!(h.request("GET /hello.txt HTTP/1.1\r\nHo"), "");
+    assert_eq!(h.conn.wake_at(), Some(Instant::from_secs(110)));
+    // More bytes do not restart the clock (slowloris sends a byte at a time).
+    h.now = Instant::from_secs(105);
+    assert_eq!(h.request("s"), "");
+    assert_eq!(h.conn.wake_at(), Some(Instant::from_secs(110)));
+    // The netstack calls back at the deadline.
+    h.now = Instant::from_secs(110);
+    h.serve_once();
+    let out = h.take_output();
+    assert_eq!(out, h.status(Status::RequestTimeout, "", CLOSE));
+    assert!(h.stream.closed);
+    assert_eq!(h.counters.header_timeouts, 1);
+    assert_eq!(h.conn.wake_at(), None);
+
+    // A head that completes in time clears the deadline; an idle connection has none.
+    let mut h = Harness::new(64 * 1024);
+    h.limits.header_timeout = Duration::from_secs(10);
+    assert_eq!(h.request("GET /hello.txt HTTP/1.1\r\n"), "");
+    assert!(h.conn.wake_at().is_some());
+    let out = h.request("Host: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.conn.wake_at(), None);
+}
+
+#[test]
+fn tls_and_http2_prefaces_are_closed_without_a_byte() {
+    let client_hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for opening in [&client_hello[..], preface.as_bytes()] {
+        let mut h = Harness::new(64 * 1024);
+        h.stream.push(opening);
+        h.run();
+        assert_eq!(h.take_output(), "", "{opening:?}");
+        assert!(h.stream.closed);
+        assert_eq!(h.counters.foreign_protocol, 1);
+        assert_eq!(h.counters.requests, 0);
+    }
+    // A prefix of the preface waits for more.
+    let mut h = Harness::new(64 * 1024);
+    assert_eq!(h.request("PRI * HT"), "");
+    assert!(!h.stream.closed);
+    // When it turns out to be HTTP/1.1, "PRI" is just a method we do not allow.
+    let out = h.request("TP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::MethodNotAllowed, "", ""));
+}
+
+#[test]
+fn max_requests_per_connection_closes_after_the_last() {
+    let mut h = Harness::new(64 * 1024);
+    h.limits.max_requests_per_connection = 2;
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    let out = h.request(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(out, text(&h.full("/hello.txt", CLOSE, true)));
+    assert!(h.stream.closed);
+    assert_eq!(h.counters.requests, 2);
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).expect("gunzip");
+    out
+}
+
+#[test]
+fn precompressed_variants_go_to_clients_that_accept_them() {
+    let mut h = Harness::new(64 * 1024);
+    let plain = b"console.log('sirocco');\n".repeat(30);
+    let out = h.request("GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a head");
+    assert!(head.contains("\r\nContent-Encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("\r\nVary: Accept-Encoding\r\n"), "{head}");
+    assert!(head.contains("Content-Type: text/javascript"), "{head}");
+    assert_eq!(gunzip(&h.stream_bytes_of(body)), plain);
+
+    // Without Accept-Encoding, or with gzip refused: the file itself, still with Vary.
+    for accept in ["", "Accept-Encoding: gzip;q=0, identity\r\n"] {
+        let out = h.request(&format!("GET /app.js HTTP/1.1\r\nHost: x\r\n{accept}\r\n"));
+        let (head, body) = out.split_once("\r\n\r\n").expect("a head");
+        assert!(!head.contains("Content-Encoding"), "{head}");
+        assert!(head.contains("\r\nVary: Accept-Encoding\r\n"), "{head}");
+        assert_eq!(body.as_bytes(), &plain[..]);
+    }
+    // The .gz is also a file of its own; a file without variants has no Vary.
+    let out = h.request("GET /app.js.gz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && !out.contains("Vary"));
+    let out = h.request("GET /site.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert!(!out.contains("Vary") && !out.contains("Content-Encoding"));
+}
+
+#[test]
+fn compress_builds_gzip_variants_and_cache_control_reaches_every_file_head() {
+    let options = crate::cache::LoadOptions {
+        cache_control: Some("public, max-age=60".into()),
+        compress: true,
+        max_bytes: None,
+    };
+    let mut h = Harness::with_options(64 * 1024, &options);
+    let out = h.request("GET /site.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a head");
+    assert!(head.contains("\r\nContent-Encoding: gzip\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nCache-Control: public, max-age=60\r\n"),
+        "{head}"
+    );
+    assert_eq!(gunzip(&h.stream_bytes_of(body)), stylesheet());
+    // Small files are not worth it.
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert!(!out.contains("Content-Encoding"));
+    assert!(out.contains("\r\nCache-Control: public, max-age=60\r\n"));
+    let etag = h.file("/hello.txt").etag.to_owned();
+    let out = h.request(&format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"
+    ));
+    assert!(out.starts_with("HTTP/1.1 304 "));
+    assert!(out.contains("\r\nCache-Control: public, max-age=60\r\n"));
+}
+
+#[test]
+fn a_new_tree_is_adopted_between_requests_never_inside_a_response() {
+    let mut h = Harness::new(4096);
+    // Start a 1 MiB download through a 4 KiB window, then swap in a tree where big.bin differs.
+    h.stream.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..10 {
+        h.serve_once();
+        h.stream.in_flight = 0;
+    }
+    let tree = TempTree::new("http-reloaded");
+    tree.write("big.bin", b"new content");
+    let new_cache = Arc::new(ContentCache::load(&tree.0).expect("load new tree"));
+    h.cache = Arc::clone(&new_cache);
+    h.run();
+    let out = std::mem::take(&mut h.stream.out);
+    let body_at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(
+        &out[body_at..],
+        &big_body()[..],
+        "the started download changed"
+    );
+    // The next request sees the new tree, and the connection holds the new cache only.
+    let out = h.request("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.ends_with("\r\n\r\nnew content"), "{out}");
+    assert!(
+        h.conn
+            .cache
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &new_cache))
+    );
 }

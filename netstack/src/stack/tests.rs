@@ -47,12 +47,19 @@ fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
 struct App {
     received: Vec<u8>,
     replied: bool,
+    /// A wake-up the application asked for (see `ConnState::wake_at`).
+    wake: Option<Instant>,
 }
 
 impl ConnState for App {
     fn reset(&mut self) {
         self.received.clear();
         self.replied = false;
+        self.wake = None;
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.wake
     }
 }
 
@@ -714,6 +721,7 @@ fn full_sink_loses_nothing() {
             frames: Vec::new(),
             room: 1,
         };
+        stack.service(t(0), &mut serve);
         stack.poll_egress(t(0), &mut wire);
         got.extend(wire.frames);
     }
@@ -825,4 +833,57 @@ fn verified_rx_checksums_are_trusted() {
     stack.handle_frame(t(0), &syn);
     assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Syn);
     assert_eq!(stack.counters().drop_tcp_checksum, 0);
+}
+
+#[test]
+fn the_application_is_called_back_at_its_own_deadline() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer::new(40000);
+    connect(&mut stack, &mut peer, t(0));
+    stack.handle_frame(t(1_000), &peer.data(b"wake me"));
+    // The application asks to be called at 5 s, with no segment to come.
+    let mut calls = Vec::new();
+    let pump_app = |stack: &mut Stack<App>, now: Instant, calls: &mut Vec<Instant>| {
+        stack.service(now, &mut |conn: Conn<'_, App>| {
+            calls.push(now);
+            serve(Conn {
+                socket: &mut *conn.socket,
+                state: &mut *conn.state,
+            });
+            if conn.state.received == b"wake me" && conn.state.wake.is_none() && now < t(5_000) {
+                conn.state.wake = Some(t(5_000));
+            } else if conn.state.wake.is_some_and(|at| now >= at) {
+                conn.state.wake = None;
+                let _ = conn.socket.send_slice(b"WOKE");
+            }
+        });
+        let mut wire = Wire::new();
+        stack.poll_egress(now, &mut wire);
+        wire.frames
+    };
+    let _ = pump_app(&mut stack, t(1_000), &mut calls);
+    assert_eq!(calls, vec![t(1_000)]);
+    assert!(stack.poll_at().is_some_and(|at| at <= t(5_000)));
+    let mut now = t(1_000);
+    let mut woke = None;
+    for _ in 0..100 {
+        let Some(at) = stack.poll_at() else { break };
+        now = at.max(now);
+        for frame in pump_app(&mut stack, now, &mut calls) {
+            if parse_tcp(&frame).payload == b"WOKE" {
+                woke = Some(now);
+            }
+        }
+        if woke.is_some() {
+            break;
+        }
+    }
+    assert!(
+        woke.is_some_and(|at| at >= t(5_000) && at < t(5_100)),
+        "{woke:?}"
+    );
+    assert!(
+        calls.iter().all(|&at| at == t(1_000) || at >= t(5_000)),
+        "called early: {calls:?}"
+    );
 }
