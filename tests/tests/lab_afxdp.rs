@@ -1,8 +1,9 @@
 //! Lab end-to-end over AF_XDP: the real `sirocco` binary serves from the server namespace of a
 //! fresh veth lab (one per test), and real clients in the client namespace talk to it through
 //! the kernel's TCP/IP stack: curl, wget, ping, wrk, ab, Python's `http.client` and headless
-//! Chromium. Also: the kernel keeps the traffic that is not sirocco's, a SIGKILL leaves no XDP
-//! program behind, and `sirocco demo --check` passes.
+//! Chromium. HTTP features through curl (ranges, conditionals, --compressed, HEAD), and a
+//! SIGHUP reload during downloads. Also: the kernel keeps the traffic that is not sirocco's, a
+//! SIGKILL leaves no XDP program behind, and `sirocco demo --check` passes.
 //!
 //! Needs root, iproute2, ethtool, ping and each test's clients. Without them these tests fail
 //! when `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run. Every
@@ -945,4 +946,244 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// curl with `extra` options for `path`: (HTTP status, response head, body). `--max-time`
+/// bounds it; the status comes from `-w`.
+fn curl_with(
+    lab: &VethLab,
+    path: &str,
+    extra: &[&str],
+    head_file: &Path,
+) -> (u16, String, Vec<u8>) {
+    let url = server_url(path);
+    let output = run(
+        lab.client_command("curl")
+            .args(["--silent", "--show-error", "--max-time", "30"])
+            .arg("--dump-header")
+            .arg(head_file)
+            .args(["--write-out", "\n%{http_code}"])
+            .args(extra)
+            .arg(&url),
+        "curl",
+    );
+    assert!(
+        output.status.success(),
+        "curl {extra:?} {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut body = output.stdout;
+    let newline = body.iter().rposition(|&b| b == b'\n').expect("status line");
+    let code = String::from_utf8_lossy(&body[newline + 1..])
+        .trim()
+        .parse()
+        .expect("status");
+    body.truncate(newline);
+    let head = std::fs::read_to_string(head_file).unwrap_or_default();
+    (code, head, body)
+}
+
+/// The value of header `name` in a head curl dumped (case-insensitive name).
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn curl_range_conditional_compressed_and_head_requests() {
+    if !lab_available("curl_http_features", &["curl"]) {
+        return;
+    }
+    let site = sample_site();
+    let lab = VethLab::create_unique("xcurlhttp").expect("create the veth lab");
+    let server = Server::start(
+        &lab,
+        &site,
+        &[
+            "--stats-interval",
+            "0",
+            "--compress",
+            "--cache-control",
+            "public, max-age=60",
+        ],
+    );
+    let scratch = TempDir::new("curlhttp");
+    let head_file = scratch.path().join("head");
+    let file = std::fs::read(site.join("files/64k.bin")).expect("read 64k.bin");
+
+    // -r: single ranges, including suffix and open-ended ones; 416 past the end.
+    for (range, expected) in [
+        ("0-99", &file[..100]),
+        ("-100", &file[file.len() - 100..]),
+        ("65000-", &file[65000..]),
+    ] {
+        let (code, head, body) = curl_with(&lab, "/files/64k.bin", &["-r", range], &head_file);
+        assert_eq!(code, 206, "-r {range}: {head}");
+        assert!(
+            header(&head, "Content-Range").is_some_and(|v| v.ends_with("/65536")),
+            "{head}"
+        );
+        assert_same_bytes(&format!("-r {range}"), &body, expected);
+    }
+    let (code, head, _) = curl_with(&lab, "/files/64k.bin", &["-r", "70000-"], &head_file);
+    assert_eq!(code, 416, "{head}");
+    assert_eq!(
+        header(&head, "Content-Range"),
+        Some("bytes */65536"),
+        "{head}"
+    );
+
+    // -I: the head only, with the length a GET would send.
+    let (code, head, body) = curl_with(&lab, "/files/64k.bin", &["-I"], &head_file);
+    assert_eq!(code, 200);
+    assert!(
+        body.is_empty() || body.starts_with(b"HTTP/1.1 200"),
+        "HEAD sent a body"
+    );
+    assert_eq!(header(&head, "Content-Length"), Some("65536"), "{head}");
+    assert_eq!(
+        header(&head, "Cache-Control"),
+        Some("public, max-age=60"),
+        "{head}"
+    );
+    let etag = header(&head, "ETag").expect("an ETag").to_string();
+
+    // If-None-Match with the ETag, and -z (If-Modified-Since) with a later date: 304.
+    let inm = format!("If-None-Match: {etag}");
+    let (code, head, body) = curl_with(&lab, "/files/64k.bin", &["-H", &inm], &head_file);
+    assert_eq!(code, 304, "{head}");
+    assert!(body.is_empty());
+    let (code, _, body) = curl_with(
+        &lab,
+        "/files/64k.bin",
+        &["-H", "If-None-Match: \"other\""],
+        &head_file,
+    );
+    assert_eq!(code, 200);
+    assert_same_bytes("If-None-Match other", &body, &file);
+    let (code, head, _) = curl_with(
+        &lab,
+        "/files/64k.bin",
+        &["-z", "Fri, 31 Dec 9999 23:59:59 GMT"],
+        &head_file,
+    );
+    assert_eq!(code, 304, "{head}");
+    let (code, _, body) = curl_with(
+        &lab,
+        "/files/64k.bin",
+        &["-z", "Thu, 01 Jan 1970 00:00:01 GMT"],
+        &head_file,
+    );
+    assert_eq!(code, 200);
+    assert_same_bytes("-z 1970", &body, &file);
+
+    // --compressed: the gzip variant built by --compress, decoded by curl to the same bytes.
+    let css = std::fs::read(site.join("index.html")).expect("read index.html");
+    let (code, head, body) = curl_with(&lab, "/index.html", &["--compressed"], &head_file);
+    assert_eq!(code, 200);
+    assert_eq!(header(&head, "Content-Encoding"), Some("gzip"), "{head}");
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
+    assert_same_bytes("--compressed index.html", &body, &css);
+    let (code, head, body) = curl_with(&lab, "/index.html", &[], &head_file);
+    assert_eq!(code, 200);
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert_same_bytes("index.html", &body, &css);
+
+    let stopped = stop_cleanly(server);
+    assert_eq!(stopped.requests(), 11, "{}", stopped.stdout);
+}
+
+#[test]
+fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
+    if !lab_available("sighup_reload", &["curl"]) {
+        return;
+    }
+    let root = TempDir::new("reload");
+    let old_big: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.path().join("big.bin"), &old_big).expect("write big.bin");
+    std::fs::write(root.path().join("index.html"), "old\n").expect("write index.html");
+    let lab = VethLab::create_unique("xreload").expect("create the veth lab");
+    let server = Server::start(
+        &lab,
+        root.path(),
+        &["--stats-interval", "0", "--max-cache-bytes", "9M"],
+    );
+
+    // Three slow downloads (4 MiB/s each: about 2 s), running while the tree is reloaded.
+    let downloads: Vec<Child> = (0..3)
+        .map(|_| {
+            lab.client_command("curl")
+                .args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+                .args(["--limit-rate", "4M"])
+                .arg(server_url("/big.bin"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start curl")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A new tree: big.bin changes, index.html changes, a file appears.
+    std::fs::write(root.path().join("big.bin"), b"replaced").expect("rewrite big.bin");
+    std::fs::write(root.path().join("index.html"), "new\n").expect("rewrite index.html");
+    std::fs::write(root.path().join("added.txt"), "added\n").expect("write added.txt");
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !snapshot(&server.stderr).contains("reloaded: ") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload within 20 s: {}",
+            snapshot(&server.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(curl(&lab, "/"), b"new\n");
+    assert_eq!(curl(&lab, "/added.txt"), b"added\n");
+    assert_eq!(curl(&lab, "/big.bin"), b"replaced");
+
+    for download in downloads {
+        let output = download.wait_with_output().expect("wait for curl");
+        assert!(
+            output.status.success(),
+            "download failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_same_bytes("download across the reload", &output.stdout, &old_big);
+    }
+
+    // A reload that fails (here: the tree outgrows --max-cache-bytes) keeps the tree in force.
+    std::fs::write(root.path().join("huge.bin"), vec![7u8; 10 << 20]).expect("write huge.bin");
+    std::fs::write(root.path().join("index.html"), "newer\n").expect("rewrite index.html");
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !snapshot(&server.stderr).contains("reload failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload within 20 s: {}",
+            snapshot(&server.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        snapshot(&server.stderr).contains("--max-cache-bytes"),
+        "{}",
+        snapshot(&server.stderr)
+    );
+    assert_eq!(
+        curl(&lab, "/"),
+        b"new\n",
+        "a failed reload changed the tree"
+    );
+    let stopped = stop_cleanly(server);
+    assert!(stopped.stderr.contains("reloaded: "), "{}", stopped.stderr);
 }
