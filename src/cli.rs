@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a directory from a dedicated interface, a tap device or a pcap trace.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Build a throwaway veth lab (two network namespaces), serve the sample site in it over
     /// AF_XDP, and print how to fetch from it. Ctrl-C stops the server and removes the lab.
     Demo(DemoArgs),
@@ -218,6 +218,10 @@ pub struct CommonArgs {
     /// A tree that does not fit is refused at start (and on reload).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_cache_bytes: Option<u64>,
+    /// Append one line per request to this file, in the combined log format (as nginx's
+    /// access_log). Written in batches by a separate thread; never slows the server down.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
 }
 
 /// An IPv4 address with its prefix length.

@@ -1,6 +1,7 @@
 //! sirocco: the application. Content cache, HTTP, the server loop joining a driver to the
 //! netstack, the CLI's commands, and the netns lab.
 
+pub mod access_log;
 pub mod cache;
 pub mod cli;
 pub mod commands;

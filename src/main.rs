@@ -10,7 +10,7 @@ use sirocco::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => commands::serve::run(args).map(|()| true),
+        Command::Serve(args) => commands::serve::run(*args).map(|()| true),
         Command::Demo(args) => commands::demo::run(args),
         Command::Lab(args) => commands::lab::run(args).map(|()| true),
     };

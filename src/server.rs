@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sirocco_drivers::{DriverCounters, DriverError, FrameIo};
 use sirocco_netstack::{ConfigError, Instant, Stack, StackConfig, StackCounters, TxSink};
 
+use crate::access_log::AccessLog;
 use crate::cache::ContentCache;
 use crate::http::{self, DateHeader, HttpConn, HttpContext, HttpCounters, HttpLimits};
 
@@ -65,6 +66,7 @@ pub struct Server<D: FrameIo> {
     date: DateHeader,
     http_counters: HttpCounters,
     config: ServerConfig,
+    access_log: Option<AccessLog>,
 }
 
 impl<D: FrameIo> Server<D> {
@@ -91,6 +93,7 @@ impl<D: FrameIo> Server<D> {
             date: DateHeader::default(),
             http_counters: HttpCounters::default(),
             config,
+            access_log: None,
         })
     }
 
@@ -107,12 +110,17 @@ impl<D: FrameIo> Server<D> {
             .unix_time_at_zero
             .saturating_add(u64::try_from(now.secs()).unwrap_or(0));
         self.date.update(unix_secs);
+        if let Some(log) = &mut self.access_log {
+            log.tick(unix_secs);
+        }
         let mut cx = HttpContext {
             cache: &self.cache,
             now,
             date: &self.date,
             limits: &self.config.http,
             counters: &mut self.http_counters,
+            log: self.access_log.as_mut(),
+            unix_secs,
         };
         self.stack
             .service(now, &mut |conn| http::serve(conn, &mut cx));
@@ -134,13 +142,21 @@ impl<D: FrameIo> Server<D> {
         Stats {
             driver: self.driver.counters(),
             stack: self.stack.counters().clone(),
-            http: self.http_counters.clone(),
+            http: HttpCounters {
+                access_log_dropped: self.access_log.as_ref().map_or(0, AccessLog::dropped_lines),
+                ..self.http_counters.clone()
+            },
             connections: self.stack.connections(),
         }
     }
 
     pub fn cache(&self) -> &Arc<ContentCache> {
         &self.cache
+    }
+
+    /// Logs every request from now on (`--access-log`).
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.access_log = Some(log);
     }
 
     /// Puts a new tree in force (a reload). Connections adopt it between requests; responses

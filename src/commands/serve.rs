@@ -13,6 +13,7 @@ use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::tap::TapDevice;
 
 use super::{http_limits, load_cache, load_options, stack_config, stop_on_signals};
+use crate::access_log::AccessLog;
 use crate::cli::{DriverKind, ServeArgs, XdpMode, default_mac};
 use crate::lab;
 use crate::reload::Reloader;
@@ -199,6 +200,11 @@ fn run_server<D: FrameIo>(
     args: &ServeArgs,
 ) -> anyhow::Result<()> {
     let mut server = Server::new(driver, cache, config, os_seeds())?;
+    if let Some(path) = &args.common.access_log {
+        let log = AccessLog::open(path)
+            .with_context(|| format!("opening the access log {}", path.display()))?;
+        server.set_access_log(log);
+    }
     let options = RunOptions {
         idle_wait: args.common.idle_wait,
         stats_interval: (args.common.stats_interval > 0)

@@ -29,6 +29,7 @@ mod target;
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
@@ -36,6 +37,7 @@ use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
 pub use date::DateHeader;
 pub use target::{TargetError, normalize_target};
 
+use crate::access_log::{AccessLog, LogEntry};
 use crate::cache::{ContentCache, Status};
 use response::{ConnectionHeader, Reply, Response};
 
@@ -102,6 +104,8 @@ pub struct HttpCounters {
     /// Connections closed without an answer because they opened with another protocol: a TLS
     /// handshake or the HTTP/2 connection preface.
     pub foreign_protocol: u64,
+    /// Access-log lines dropped because the log writer could not keep up.
+    pub access_log_dropped: u64,
 }
 
 impl HttpCounters {
@@ -118,6 +122,7 @@ impl HttpCounters {
             ("pipelined_requests", self.pipelined_requests),
             ("header_timeouts", self.header_timeouts),
             ("foreign_protocol", self.foreign_protocol),
+            ("access_log_dropped", self.access_log_dropped),
         ]
         .into_iter()
     }
@@ -141,6 +146,9 @@ pub struct HttpContext<'a> {
     pub date: &'a DateHeader,
     pub limits: &'a HttpLimits,
     pub counters: &'a mut HttpCounters,
+    /// Where each answered request is logged (`--access-log`), and the wall-clock second.
+    pub log: Option<&'a mut AccessLog>,
+    pub unix_secs: u64,
 }
 
 /// The byte-stream side of a connection, as [`serve_stream`] uses it.
@@ -153,6 +161,10 @@ pub trait ByteStream {
     fn may_recv(&self) -> bool;
     /// Closes our side after everything queued has been sent.
     fn close(&mut self);
+    /// The client's address, for the access log.
+    fn peer(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 impl ByteStream for TcpSocket<'_> {
@@ -176,6 +188,11 @@ impl ByteStream for TcpSocket<'_> {
 
     fn close(&mut self) {
         TcpSocket::close(self)
+    }
+
+    fn peer(&self) -> Option<IpAddr> {
+        self.remote_endpoint()
+            .map(|endpoint| IpAddr::from(endpoint.addr))
     }
 }
 
@@ -274,12 +291,17 @@ impl HttpConn {
             self.end = self.end.min(self.buf.len());
         }
         let max_pipelined = cx.limits.max_pipelined.max(1);
+        let peer = if cx.log.is_some() {
+            stream.peer()
+        } else {
+            None
+        };
         let mut parsed = 0usize;
         loop {
             let parsed_before = parsed;
             while !self.closing
                 && self.queue.len() < max_pipelined
-                && self.parse_next(cache, cx, parsed)
+                && self.parse_next(cache, cx, parsed, peer)
             {
                 parsed += 1;
             }
@@ -356,6 +378,7 @@ impl HttpConn {
         cache: &ContentCache,
         cx: &mut HttpContext<'_>,
         parsed_before: usize,
+        peer: Option<IpAddr>,
     ) -> bool {
         if self.discard > 0 {
             let dropped = self.discard.min(self.end - self.start);
@@ -390,11 +413,16 @@ impl HttpConn {
             .get_mut(..cx.limits.max_headers.clamp(1, HEADER_SLOTS))
             .unwrap_or_default();
         let mut request = httparse::Request::new(&mut []);
+        let mut logged = false;
         let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
-            Ok(httparse::Status::Complete(head_len)) => (
-                request::respond(&request, &mut self.path, cache, cx.limits),
-                head_len,
-            ),
+            Ok(httparse::Status::Complete(head_len)) => {
+                let outcome = request::respond(&request, &mut self.path, cache, cx.limits);
+                if let Some(log) = cx.log.as_deref_mut() {
+                    log_request(log, cx.unix_secs, peer, Some(&request), &outcome, cache);
+                    logged = true;
+                }
+                (outcome, head_len)
+            }
             Ok(httparse::Status::Partial) => {
                 let buffer_full = self.start == 0 && self.end == self.buf.len();
                 if !buffer_full {
@@ -413,6 +441,9 @@ impl HttpConn {
                 available.len(),
             ),
         };
+        if !logged && let Some(log) = cx.log.as_deref_mut() {
+            log_request(log, cx.unix_secs, peer, None, &outcome, cache);
+        }
         self.start += consumed;
         if self.start >= self.end {
             self.start = 0;
@@ -502,6 +533,36 @@ impl HttpConn {
         self.end += got;
         got > 0
     }
+}
+
+/// Writes the access-log line of one answered request (`request` is `None` when its head
+/// could not be parsed).
+fn log_request(
+    log: &mut AccessLog,
+    unix_secs: u64,
+    peer: Option<IpAddr>,
+    request: Option<&httparse::Request<'_, '_>>,
+    outcome: &request::Outcome,
+    cache: &ContentCache,
+) {
+    let header = |name: &str| {
+        request
+            .and_then(|r| r.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)))
+            .map(|h| h.value)
+    };
+    log.record(
+        unix_secs,
+        &LogEntry {
+            peer,
+            method: request.and_then(|r| r.method),
+            target: request.and_then(|r| r.path),
+            version: request.and_then(|r| r.version),
+            status: outcome.response.reply.code(),
+            body_bytes: outcome.response.static_parts(cache).1.len(),
+            referer: header("referer"),
+            user_agent: header("user-agent"),
+        },
+    );
 }
 
 /// A response that closes the connection, for a request that could not be parsed.

@@ -82,6 +82,7 @@ struct Harness {
     calls: usize,
     /// The bytes `take_output` returned last, unconverted.
     last_raw: Vec<u8>,
+    log: Option<crate::access_log::AccessLog>,
 }
 
 fn big_body() -> Vec<u8> {
@@ -130,6 +131,7 @@ impl Harness {
             stream: FakeStream::new(window),
             calls: 0,
             last_raw: Vec::new(),
+            log: None,
         }
     }
 
@@ -141,6 +143,8 @@ impl Harness {
             date: &self.date,
             limits: &self.limits,
             counters: &mut self.counters,
+            log: self.log.as_mut(),
+            unix_secs: NOW,
         };
         serve_stream(&mut self.stream, &mut self.conn, &mut cx);
         self.calls += 1;
@@ -565,7 +569,7 @@ fn counter_fields_name_every_counter() {
         ..HttpCounters::default()
     };
     let fields: Vec<_> = counters.fields().collect();
-    assert_eq!(fields.len(), 10);
+    assert_eq!(fields.len(), 11);
     assert!(fields.contains(&("requests", 1)));
     assert!(fields.contains(&("responses_4xx", 2)));
 }
@@ -841,5 +845,43 @@ fn a_new_tree_is_adopted_between_requests_never_inside_a_response() {
             .cache
             .as_ref()
             .is_some_and(|c| Arc::ptr_eq(c, &new_cache))
+    );
+}
+
+#[test]
+fn every_answered_request_gets_an_access_log_line() {
+    let path = std::env::temp_dir().join(format!("sirocco-http-log-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut h = Harness::new(64 * 1024);
+    h.log = Some(crate::access_log::AccessLog::open(&path).expect("open log"));
+    h.request(
+        "GET /hello.txt?x=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: test/1.0\r\nReferer: http://r/\r\n\r\n\
+         HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n\
+         GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    h.request("\u{1}garbage\r\n\r\n");
+    h.log = None;
+    let text = std::fs::read_to_string(&path).expect("read log");
+    let _ = std::fs::remove_file(&path);
+    let lines: Vec<&str> = text.lines().collect();
+    let time = "[06/Nov/1994:08:49:37 +0000]";
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "- - - {time} \"GET /hello.txt?x=1 HTTP/1.1\" 200 13 \"http://r/\" \"test/1.0\""
+            ),
+            format!("- - - {time} \"HEAD /hello.txt HTTP/1.1\" 200 0 \"-\" \"-\""),
+            format!("- - - {time} \"GET /hello.txt HTTP/1.1\" 206 5 \"-\" \"-\""),
+            format!(
+                "- - - {time} \"GET /nope HTTP/1.1\" 404 {} \"-\" \"-\"",
+                h.cache.status_page(Status::NotFound).1.len()
+            ),
+            format!(
+                "- - - {time} \"-\" 400 {} \"-\" \"-\"",
+                h.cache.status_page(Status::BadRequest).1.len()
+            ),
+        ]
     );
 }
