@@ -109,6 +109,18 @@ impl Request {
         }
     }
 
+    /// Arbitrary bytes (a request with headers of the test's choosing), which must draw a
+    /// response with `status` and exactly `body` (empty for 304).
+    pub fn raw_exact(bytes: &[u8], status: u16, body: Arc<[u8]>) -> Self {
+        Request {
+            wire: Wire::Raw(bytes.into()),
+            expect: Expect {
+                status,
+                body: ExpectBody::Exact(body),
+            },
+        }
+    }
+
     /// The method the response answers; a raw request is treated as GET (a body is expected).
     pub fn method(&self) -> Method {
         match &self.wire {
