@@ -1187,3 +1187,35 @@ fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
     let stopped = stop_cleanly(server);
     assert!(stopped.stderr.contains("reloaded: "), "{}", stopped.stderr);
 }
+
+/// `tools/compare-http --sirocco-only --check`: Python sends each request of the HTTP
+/// behaviour table (methods, paths, ranges, conditionals, bodies, limits, slowloris, TLS and
+/// HTTP/2 prefaces, content codings, keep-alive limits) as raw bytes to the live server in its
+/// own veth lab, checks every answer (a 4xx for each malformed request), and after each
+/// answer that closes the connection fetches `/` on a fresh one.
+#[test]
+fn every_http_behaviour_answers_as_documented_and_bad_requests_leave_the_server_serving() {
+    if !lab_available("compare_http_check", &["python3"]) {
+        return;
+    }
+    // Its slowloris and keep-alive cases measure time: no load test beside it.
+    let _heavy = heavy();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/compare-http");
+    let output = run(
+        Command::new("timeout")
+            .args(["-k", "5", "300"])
+            .arg(&script)
+            .args(["--sirocco-only", "--check", "--binary"])
+            .arg(sirocco_binary()),
+        "tools/compare-http",
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "compare-http --check failed ({}):\n{text}\n{errors}",
+        output.status
+    );
+    assert!(errors.contains("cases as expected"), "{errors}");
+}

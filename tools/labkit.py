@@ -1,0 +1,498 @@
+"""labkit: the throwaway veth lab shared by tools/compare-nginx and tools/compare-http.
+
+Two network namespaces joined by a veth pair; sirocco serves on the server end over AF_XDP,
+nginx (when wanted) on a kernel-owned address of the same interface. Every process started
+here dies with the script (PR_SET_PDEATHSIG), and everything created is undone by the
+CLEANUP registry, whatever way the script ends (`run_main`).
+
+Not a program: the scripts import it with
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import labkit
+and set labkit.PROG (prefix of log lines) and labkit.VERBOSE.
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+PROG = "labkit"
+VERBOSE = False
+
+SIROCCO_ADDR = "198.18.0.2"
+NGINX_ADDR = "198.18.0.3"
+CLIENT_ADDR = "198.18.0.1"
+PREFIX = 24
+SERVER_IFACE = "veth-srv"
+CLIENT_IFACE = "veth-cli"
+MTU = "1500"
+
+# Packages installed when their command is missing.
+PACKAGES = {
+    "nginx": "nginx",
+    "wrk": "wrk",
+    "ip": "iproute2",
+    "ethtool": "ethtool",
+    "taskset": "util-linux",
+    "perf": "linux-perf",
+}
+
+
+class Abort(Exception):
+    """A failure with a message for the user (no traceback)."""
+
+
+def log(msg):
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+def debug(msg):
+    if VERBOSE:
+        log(msg)
+
+
+def run(cmd, check=True, capture=True, timeout=600, **kw):
+    debug("$ " + " ".join(cmd))
+    try:
+        p = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout, **kw)
+    except FileNotFoundError:
+        raise Abort(f"command not found: {cmd[0]}")
+    except subprocess.TimeoutExpired:
+        raise Abort(f"`{' '.join(cmd)}` did not finish within {timeout} s")
+    if check and p.returncode != 0:
+        err = (p.stderr or "").strip() if capture else ""
+        raise Abort(f"`{' '.join(cmd)}` failed (exit {p.returncode}){': ' + err if err else ''}")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Children die with us, even on SIGKILL: PR_SET_PDEATHSIG survives the execs of `ip netns exec`
+# and `taskset` (no set-uid binaries involved).
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # Our own session, so a terminal Ctrl-C reaches only us and we stop children in order.
+    os.setsid()
+
+
+# Sessions of the processes this script runs (each spawned child leads its own session).
+OUR_SESSIONS = {os.getsid(0)}
+
+
+def spawn(cmd, **kw):
+    debug("$ " + " ".join(cmd) + " &")
+    try:
+        proc = subprocess.Popen(cmd, preexec_fn=_child_setup, **kw)
+    except FileNotFoundError:
+        raise Abort(f"command not found: {cmd[0]}")
+    OUR_SESSIONS.add(proc.pid)
+    return proc
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
+    """Signals `proc` and waits for it; SIGKILL after `timeout`. Returns the exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup registry: everything we start or create is undone here, in reverse order.
+
+
+class Cleanup:
+    def __init__(self):
+        self.actions = []
+
+    def push(self, name, fn):
+        self.actions.append((name, fn))
+        return len(self.actions) - 1
+
+    def pop(self, token):
+        """Runs one registered action now and forgets it."""
+        if token is None or token >= len(self.actions) or self.actions[token] is None:
+            return
+        name, fn = self.actions[token]
+        self.actions[token] = None
+        self._do(name, fn)
+
+    def forget(self, token):
+        """Forgets one registered action without running it."""
+        if token is not None and token < len(self.actions):
+            self.actions[token] = None
+
+    def run_all(self):
+        while self.actions:
+            item = self.actions.pop()
+            if item is not None:
+                self._do(*item)
+
+    @staticmethod
+    def _do(name, fn):
+        try:
+            debug(f"cleanup: {name}")
+            fn()
+        except Exception as e:  # keep cleaning up
+            log(f"cleanup of {name} failed: {e}")
+
+
+CLEANUP = Cleanup()
+
+
+def on_signal(signum, _frame):
+    # Turn SIGINT/SIGTERM/SIGHUP (and SIGALRM, a run's deadline) into an exception, so
+    # `finally` blocks and cleanup run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+
+
+def run_main(main):
+    """Runs `main()`, turns Abort into a message and exit code 1, Ctrl-C/SIGTERM into 130;
+    always runs the cleanup registry. `main` may return an exit code. Does not return."""
+    for s in SIGNALS:
+        signal.signal(s, on_signal)
+    code = 0
+    try:
+        code = main() or 0
+    except Abort as e:
+        log(f"error: {e}")
+        code = 1
+    except KeyboardInterrupt as e:
+        if str(e) == f"signal {int(signal.SIGALRM)}":
+            log("deadline of the whole run passed; cleaning up")
+            code = 124
+        else:
+            log("interrupted; cleaning up")
+            code = 130
+    finally:
+        # Ignore further Ctrl-C while cleaning up, so the lab is always removed.
+        signal.alarm(0)
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        CLEANUP.run_all()
+    sys.exit(code)
+
+
+def require_root(what):
+    if os.geteuid() != 0:
+        raise Abort(f"must run as root (it creates network namespaces and attaches XDP "
+                    f"programs{what}): try `sudo tools/{PROG}`")
+    os.environ["PATH"] = sbin_path()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+def sbin_path():
+    path = os.environ.get("PATH", "")
+    extra = [p for p in ("/usr/local/sbin", "/usr/sbin", "/sbin") if p not in path.split(":")]
+    return ":".join([path] + extra) if extra else path
+
+
+def ensure_tools(wanted):
+    """Installs the packages (PACKAGES) of the commands in `wanted` that are missing."""
+    missing = [t for t in wanted if not shutil.which(t, path=sbin_path())]
+    if not missing:
+        return
+    pkgs = sorted({PACKAGES[t] for t in missing})
+    if not shutil.which("apt-get"):
+        raise Abort(f"missing {', '.join(missing)} and no apt-get to install {' '.join(pkgs)}")
+    log(f"installing {' '.join(pkgs)} (missing: {', '.join(missing)})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-q"], capture=False, env=env, stdout=subprocess.DEVNULL,
+        timeout=600)
+    # Keep the package from starting a system-wide nginx on port 80 of the host: a
+    # policy-rc.d that denies service starts, only if none is in place, removed right after.
+    policy = "/usr/sbin/policy-rc.d"
+    made_policy = False
+    if "nginx" in pkgs and not os.path.exists(policy):
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+        made_policy = True
+    try:
+        run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + pkgs,
+            capture=False, env=env, stdout=subprocess.DEVNULL, timeout=900)
+    finally:
+        if made_policy:
+            os.unlink(policy)
+    still = [t for t in wanted if not shutil.which(t, path=sbin_path())]
+    if still:
+        raise Abort(f"still missing after apt-get install: {', '.join(still)}")
+
+
+def repo_root():
+    here = os.path.dirname(os.path.realpath(__file__))
+    root = os.path.dirname(here)
+    if not os.path.exists(os.path.join(root, "Cargo.toml")):
+        raise Abort(f"no Cargo.toml in {root}: the script must stay in the repo's tools/")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Lab
+
+
+class Lab:
+    """Namespaces `<name>-srv` and `<name>-cli`, joined by SERVER_IFACE/CLIENT_IFACE. The
+    client end has CLIENT_ADDR; the server end carries `kernel_addrs` (addresses the kernel
+    answers, e.g. nginx's) beside sirocco's (which sirocco answers itself over AF_XDP)."""
+
+    def __init__(self, name, kernel_addrs=(NGINX_ADDR,)):
+        self.srv = f"{name}-srv"
+        self.cli = f"{name}-cli"
+        self.kernel_addrs = list(kernel_addrs)
+
+    def create(self):
+        existing = run(["ip", "netns", "list"]).stdout.split()
+        for ns in (self.srv, self.cli):
+            if ns in existing:
+                raise Abort(f"network namespace {ns} already exists")
+        run(["ip", "netns", "add", self.srv])
+        CLEANUP.push(f"netns {self.srv}", lambda: run(["ip", "netns", "del", self.srv], check=False))
+        run(["ip", "netns", "add", self.cli])
+        CLEANUP.push(f"netns {self.cli}", lambda: run(["ip", "netns", "del", self.cli], check=False))
+        for ns in (self.srv, self.cli):
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", self.srv, "link", "add", SERVER_IFACE, "mtu", MTU, "type", "veth",
+             "peer", "name", CLIENT_IFACE, "mtu", MTU, "netns", self.cli])
+        run(["ip", "-n", self.srv, "link", "set", SERVER_IFACE, "up"])
+        run(["ip", "-n", self.cli, "addr", "add", f"{CLIENT_ADDR}/{PREFIX}", "dev", CLIENT_IFACE])
+        run(["ip", "-n", self.cli, "link", "set", CLIENT_IFACE, "up"])
+        # Without this the client kernel sends CHECKSUM_PARTIAL TCP that sirocco rightly drops.
+        run(["ip", "netns", "exec", self.cli, "ethtool", "-K", CLIENT_IFACE, "tx", "off"])
+        # Kernel-owned addresses beside sirocco's (sirocco's filter leaves them to the kernel).
+        for addr in self.kernel_addrs:
+            run(["ip", "-n", self.srv, "addr", "add", f"{addr}/{PREFIX}", "dev", SERVER_IFACE])
+        # Wait for both ends to be up (veth carrier).
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            out = run(["ip", "-n", self.cli, "-o", "link", "show", CLIENT_IFACE]).stdout
+            if "LOWER_UP" in out:
+                break
+            time.sleep(0.05)
+
+    def in_srv(self, cmd):
+        return ["ip", "netns", "exec", self.srv] + cmd
+
+    def in_cli(self, cmd):
+        return ["ip", "netns", "exec", self.cli] + cmd
+
+
+# A tiny HTTP/1.1 client run in the client namespace: fetches every file, prints name, status
+# and sha256 of the body. Retries until the server answers or the deadline passes.
+PROBE = r"""
+import hashlib, socket, sys, time
+host, names, deadline = sys.argv[1], sys.argv[2].split(","), time.time() + float(sys.argv[3])
+def get(name):
+    s = socket.create_connection((host, 80), timeout=2)
+    s.sendall(f"GET /{name} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1].decode()
+    return status, body
+for name in names:
+    while True:
+        try:
+            status, body = get(name)
+            break
+        except (OSError, IndexError) as e:
+            if time.time() > deadline:
+                print(f"{name} unreachable {e!r}")
+                sys.exit(1)
+            time.sleep(0.1)
+    print(name, status, hashlib.sha256(body).hexdigest())
+"""
+
+
+def probe(lab, addr, names, proc, what, hashes=None):
+    """Waits until the server at `addr` answers a GET for each of `names`; with `hashes`
+    (name -> sha256 hex), also checks that it served each file 200 and byte for byte."""
+    cmd = lab.in_cli([sys.executable or "python3", "-c", PROBE, addr, ",".join(names), "10"])
+    client = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    token = CLEANUP.push("start-up probe", lambda: stop_process(client, signal.SIGKILL, 2))
+    try:
+        deadline = time.time() + 30
+        # Stop waiting as soon as the server exits (a rejected flag, a failed attach).
+        while client.poll() is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        CLEANUP.pop(token)
+    out, err = client.communicate()
+    if proc.poll() is not None:
+        raise Abort(f"{what} exited (code {proc.returncode}) during start-up")
+    if client.returncode != 0:
+        raise Abort(f"{what} at {addr} did not answer: {out.strip()} {err.strip()}")
+    if hashes is None:
+        return
+    for line in out.splitlines():
+        name, status, digest = line.split()
+        if status != "200" or digest != hashes[name]:
+            raise Abort(f"{what} served /{name} wrong: status {status}, sha256 {digest}, "
+                        f"expected 200 and {hashes[name]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+class Sirocco:
+    """sirocco over AF_XDP on SERVER_IFACE at SIROCCO_ADDR. `extra` are more `serve` flags;
+    `core` pins it with taskset (None: not pinned)."""
+
+    name = "sirocco"
+    addr = SIROCCO_ADDR
+
+    def __init__(self, lab, binary, docroot, tmp, extra=(), core=None):
+        self.lab, self.binary, self.docroot, self.tmp = lab, binary, docroot, tmp
+        self.extra, self.core = list(extra), core
+        self.proc = None
+        self.log = None
+        self.log_path = os.path.join(self.tmp, "sirocco.log")
+        self.last_output = ""
+
+    def command(self):
+        cmd = [self.binary, "serve", "--driver", "afxdp", "--iface", SERVER_IFACE,
+               "--ip", f"{SIROCCO_ADDR}/{PREFIX}", "--root", self.docroot,
+               "--stats-interval", "0"] + self.extra
+        if self.core is not None:
+            cmd = ["taskset", "-c", str(self.core)] + cmd
+        return self.lab.in_srv(cmd)
+
+    def start(self, names, hashes=None):
+        """Starts sirocco and waits until it answers GET /<name> for each of `names` (with
+        `hashes`: byte for byte, see `probe`)."""
+        self.log = open(self.log_path, "a")
+        self.log.write("----\n")
+        self.log.flush()
+        self.proc = spawn(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        self.token = CLEANUP.push("sirocco", self.stop)
+        try:
+            probe(self.lab, self.addr, names, self.proc, "sirocco", hashes)
+        except Abort as e:
+            self.stop()
+            out = self.last_output.strip()
+            raise Abort(f"{e}{': ' + out if out else ''}") from None
+
+    @property
+    def pid(self):
+        return self.proc.pid  # ip netns exec and taskset exec: the pid is sirocco's own
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """Stops sirocco; returns its exit code. Its output since start is in last_output."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        CLEANUP.forget(self.token)
+        code = stop_process(proc)
+        self.log.close()
+        with open(self.log_path) as f:
+            self.last_output = f.read().rsplit("----\n", 1)[-1]
+        return code
+
+
+class Nginx:
+    """nginx, one worker, listening on NGINX_ADDR:80 in the server namespace, serving
+    `docroot`. `http_conf` and `server_conf` are directives added to its http and server
+    blocks; `core` pins the worker (None: not pinned)."""
+
+    name = "nginx"
+    addr = NGINX_ADDR
+
+    def __init__(self, lab, docroot, tmp, http_conf="", server_conf="", core=None):
+        self.lab, self.docroot, self.core = lab, docroot, core
+        self.dir = os.path.join(tmp, "nginx")
+        os.makedirs(self.dir)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        d = self.dir
+        affinity = f"worker_cpu_affinity {1 << int(core):b};\n" if core is not None else ""
+        with open(self.conf, "w") as f:
+            f.write(f"""# generated by tools/{PROG}
+daemon off;
+master_process on;
+worker_processes 1;
+{affinity}worker_rlimit_nofile 65536;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+    worker_connections 8192;
+    use epoll;
+}}
+http {{
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{_indent(http_conf, 4)}    server {{
+        listen {NGINX_ADDR}:80 backlog=4096;
+        root {docroot};
+{_indent(server_conf, 8)}    }}
+}}
+""")
+        self.proc = None
+
+    def start(self, names, hashes=None):
+        p = run(self.lab.in_srv(["nginx", "-t", "-q", "-p", self.dir,
+                                 "-e", f"{self.dir}/error.log", "-c", self.conf]), check=False)
+        if p.returncode != 0:
+            raise Abort(f"nginx -t rejected {self.conf}: {p.stderr.strip()}")
+        self.errlog = open(os.path.join(self.dir, "stderr.log"), "a")
+        cmd = ["nginx", "-p", self.dir, "-e", f"{self.dir}/error.log", "-c", self.conf]
+        if self.core is not None:
+            cmd = ["taskset", "-c", str(self.core)] + cmd
+        cmd = self.lab.in_srv(cmd)
+        self.proc = spawn(cmd, stdout=self.errlog, stderr=subprocess.STDOUT)
+        self.token = CLEANUP.push("nginx", self.stop)
+        probe(self.lab, self.addr, names, self.proc, "nginx", hashes)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        CLEANUP.forget(self.token)
+        code = stop_process(proc, signal.SIGTERM)  # fast shutdown; the worker follows the master
+        self.errlog.close()
+        return code
+
+
+def _indent(text, n):
+    """`text`'s lines indented by `n` spaces, each ending in a newline ("" for no text)."""
+    return "".join((" " * n + line if line.strip() else "") + "\n"
+                   for line in text.strip().splitlines())
