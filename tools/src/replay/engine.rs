@@ -314,12 +314,17 @@ impl<'t> Replayer<'t> {
                     run.acked = run.acked.max(acked.unwrap_or(0));
                     run.window = segment.window;
                     run.ip_id = segment.ip_id;
+                    // The client's next sequence number follows its contiguous stream only:
+                    // a hostile segment far ahead must not drag synthetic ACKs along.
                     let end = segment.seq.wrapping_add(segment.seq_len());
-                    if run
-                        .client_next
-                        .is_none_or(|next| end.wrapping_sub(next) < 1 << 31)
-                    {
-                        run.client_next = Some(end);
+                    let contiguous = |next: u32| {
+                        next.wrapping_sub(segment.seq) < 1 << 31
+                            && end.wrapping_sub(next).wrapping_sub(1) < 1 << 31
+                    };
+                    match run.client_next {
+                        None if segment.has(SYN) => run.client_next = Some(end),
+                        Some(next) if contiguous(next) => run.client_next = Some(end),
+                        _ => {}
                     }
                     self.counters.segments_sent += 1;
                 }
