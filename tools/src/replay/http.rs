@@ -258,7 +258,7 @@ impl BodyFraming {
 pub struct Judgement {
     /// A mismatch the target must not have: wrong status, wrong body, missing response.
     pub failure: Option<String>,
-    /// Differences with a legitimate reason, each "differs: <reason>".
+    /// Differences with a legitimate reason, each `differs: <reason>`.
     pub notes: Vec<String>,
 }
 

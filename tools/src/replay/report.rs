@@ -1,7 +1,7 @@
 //! What a replay found: per flow, per HTTP exchange, and in total; as text or JSON.
 //!
 //! A run **fails** when an exchange has a failure (status or body mismatch, a missing or cut
-//! short response) or a flow stalled. Notes ("differs: <reason>") are differences with a
+//! short response) or a flow stalled. Notes (`differs: <reason>`) are differences with a
 //! legitimate reason; they are shown, never silently passed, but do not fail the run.
 
 use std::fmt;
