@@ -45,6 +45,8 @@ pub struct PcapSource {
     bytes: Vec<u8>,
     /// Where each frame lies in `bytes`.
     frames: Vec<Range<usize>>,
+    /// When each frame was captured, as the file records it (time since the Unix epoch).
+    times: Vec<Duration>,
     next: usize,
     snapped: usize,
 }
@@ -88,6 +90,7 @@ impl PcapSource {
         Ok(PcapSource {
             bytes: loader.bytes,
             frames: loader.frames,
+            times: loader.times,
             next: 0,
             snapped: loader.snapped,
         })
@@ -111,6 +114,15 @@ impl PcapSource {
     /// replayed as recorded, so the stack will likely drop them.
     pub fn snapped_frames(&self) -> usize {
         self.snapped
+    }
+
+    /// Every frame with its capture timestamp, in file order, whatever has been lent out. For
+    /// tools that read a trace rather than replay it (`sirocco-replay`).
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = (Duration, &[u8])> {
+        self.frames
+            .iter()
+            .zip(&self.times)
+            .map(|(range, time)| (*time, self.bytes.get(range.clone()).unwrap_or_default()))
     }
 
     /// Starts the replay over from the first frame.
@@ -143,14 +155,16 @@ impl std::fmt::Debug for PcapSource {
 struct Loader {
     bytes: Vec<u8>,
     frames: Vec<Range<usize>>,
+    times: Vec<Duration>,
     snapped: usize,
 }
 
 impl Loader {
-    fn push(&mut self, data: &[u8], original_len: u32) {
+    fn push(&mut self, time: Duration, data: &[u8], original_len: u32) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
         self.frames.push(start..self.bytes.len());
+        self.times.push(time);
         if (data.len() as u64) < u64::from(original_len) {
             self.snapped += 1;
         }
@@ -209,7 +223,12 @@ fn load_pcap(data: &[u8], loader: &mut Loader) -> Result<(), String> {
                 _ => record_error("packet", index, offset, e),
             }
         })?;
-        loader.push(&raw.data, raw.orig_len);
+        let frac = match parser.header().ts_resolution {
+            TsResolution::MicroSecond => Duration::from_micros(u64::from(raw.ts_frac)),
+            TsResolution::NanoSecond => Duration::from_nanos(u64::from(raw.ts_frac)),
+        };
+        let time = Duration::from_secs(u64::from(raw.ts_sec)).saturating_add(frac);
+        loader.push(time, &raw.data, raw.orig_len);
         rest = after;
     }
     Ok(())
@@ -229,13 +248,20 @@ fn load_pcapng(data: &[u8], loader: &mut Loader) -> Result<(), String> {
         let (after, block) = parser
             .next_block(rest)
             .map_err(|e| record_error("block", index, offset, e))?;
-        let (interface_id, frame, original_len) = match &block {
-            Block::EnhancedPacket(p) => (p.interface_id, &p.data[..], p.original_len),
-            Block::Packet(p) => (u32::from(p.interface_id), &p.data[..], p.original_len),
+        // pcap-file reads the raw 64-bit timestamp as nanoseconds; its unit is really the
+        // interface's if_tsresol, applied below.
+        let (interface_id, raw_time, frame, original_len) = match &block {
+            Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, &p.data[..], p.original_len),
+            Block::Packet(p) => (
+                u32::from(p.interface_id),
+                Duration::from_nanos(p.timestamp),
+                &p.data[..],
+                p.original_len,
+            ),
             // A simple packet block's data runs to the end of the block, padding included.
             Block::SimplePacket(p) => {
                 let len = p.data.len().min(p.original_len as usize);
-                (0, &p.data[..len], p.original_len)
+                (0, Duration::ZERO, &p.data[..len], p.original_len)
             }
             _ => {
                 rest = after;
@@ -252,10 +278,32 @@ fn load_pcapng(data: &[u8], loader: &mut Loader) -> Result<(), String> {
                 )
             })?;
         ethernet_only(interface.linktype)?;
-        loader.push(frame, original_len);
+        let time = pcapng_time(raw_time, interface);
+        loader.push(time, frame, original_len);
         rest = after;
     }
     Ok(())
+}
+
+/// A pcapng timestamp in units of the interface's `if_tsresol` (microseconds when absent):
+/// bit 7 clear means 10^-n seconds, set means 2^-n.
+fn pcapng_time(
+    raw: Duration,
+    interface: &pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock,
+) -> Duration {
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    let units = u64::try_from(raw.as_nanos()).unwrap_or(u64::MAX);
+    let resolution = interface.options.iter().find_map(|option| match option {
+        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+        _ => None,
+    });
+    let per_second: u64 = match resolution.unwrap_or(6) {
+        r if r & 0x80 == 0 => 10u64.checked_pow(u32::from(r)).unwrap_or(u64::MAX),
+        r => 1u64.checked_shl(u32::from(r & 0x7f)).unwrap_or(u64::MAX),
+    };
+    let per_second = per_second.max(1);
+    let nanos = u128::from(units % per_second) * 1_000_000_000 / u128::from(per_second);
+    Duration::new(units / per_second, u32::try_from(nanos).unwrap_or(0))
 }
 
 /// Where a [`PcapSink`] takes its timestamps from.

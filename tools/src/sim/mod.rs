@@ -311,6 +311,35 @@ fn draw_seeds(config: &mut SimConfig) -> u64 {
     server
 }
 
+/// The server a [`Simulation`] on `config` would run, on any `port`: the same seeds (drawn
+/// from `config.seed` in the same order), addresses and `Date` clock. For drivers of the server
+/// other than the client fleet, such as trace replay (`crate::replay`).
+pub fn sim_server<P: FrameIo>(
+    port: P,
+    cache: Arc<ContentCache>,
+    config: &SimConfig,
+) -> Result<Server<P>, SimError> {
+    let mut config = config.clone();
+    let server_seed = draw_seeds(&mut config);
+    seeded_server(port, cache, config.server, server_seed)
+}
+
+fn seeded_server<P: FrameIo>(
+    port: P,
+    cache: Arc<ContentCache>,
+    config: ServerConfig,
+    seed: u64,
+) -> Result<Server<P>, SimError> {
+    let mut server_seeds = SplitMix64::new(seed);
+    Server::new(
+        port,
+        cache,
+        config,
+        Box::new(move || server_seeds.next_u64()),
+    )
+    .map_err(SimError::Server)
+}
+
 impl<D: SimPort> Simulation<D> {
     /// The server on `server_port` and the fleet on `client_port`, two ends the caller has
     /// already joined. `config.link` is not used. The virtual clock starts at 0 and is the
@@ -344,14 +373,7 @@ impl<D: SimPort> Simulation<D> {
         config: SimConfig,
         scripts: Vec<Script>,
     ) -> Result<Self, SimError> {
-        let mut server_seeds = SplitMix64::new(server_seed);
-        let server = Server::new(
-            server_port,
-            cache,
-            config.server,
-            Box::new(move || server_seeds.next_u64()),
-        )
-        .map_err(SimError::Server)?;
+        let server = seeded_server(server_port, cache, config.server, server_seed)?;
         let fleet =
             ClientFleet::new(client_port, config.fleet, scripts).map_err(SimError::Fleet)?;
         Ok(Simulation {

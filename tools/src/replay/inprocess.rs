@@ -1,0 +1,219 @@
+//! The in-process target: a sirocco [`Server`] built as a [`crate::sim`] simulation builds it
+//! ([`sim_server`]: same seeds, addresses and `Date` clock), on a [`MemoryLink`] and a
+//! [`VirtualClock`], with the [`Replayer`] on the other end of the link.
+//!
+//! The loop polls the server, hands the replayer what reached the client port, lets it send,
+//! and when nothing moved jumps the clock to the next event: a server deadline, a frame
+//! arrival, or a replayer deadline (pacing, resend, stall). A fixed seed therefore gives the
+//! same frames, at the same virtual times, on every run, which the golden server-TX capture
+//! ([`InProcessOptions::capture`]) relies on. A virtual-time deadline and an iteration cap end
+//! any run; flows still running then are reported as stalled.
+//!
+//! Once every flow has ended, the run goes on until the server holds no connection (or for
+//! [`InProcessOptions::settle_micros`]), so a capture includes the closing handshakes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sirocco::cache::ContentCache;
+use sirocco::server::Server;
+use sirocco_drivers::capture::{Capture, CaptureDirection};
+use sirocco_drivers::clock::VirtualClock;
+use sirocco_drivers::memory::{MemoryLink, MemoryPort};
+use sirocco_drivers::pcap::{PcapSink, Timestamps};
+use sirocco_drivers::{DriverError, FrameIo};
+use sirocco_netstack::Instant;
+
+use super::ReplayError;
+use super::engine::{Addresses, ReplayOptions, Replayer};
+use super::report::Report;
+use super::trace::Trace;
+use crate::sim::{self, SimConfig, sim_server};
+
+/// The replay client's MAC on the memory link.
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 198, 19, 0, 1];
+/// Client ports of replayed flows start here.
+pub const FIRST_CLIENT_PORT: u16 = 20_000;
+
+/// Settings of an in-process replay beyond the replay's own.
+#[derive(Debug, Clone)]
+pub struct InProcessOptions {
+    /// Seeds the server exactly as `SimConfig::new(seed, ..)` does.
+    pub seed: u64,
+    /// Records the server's traffic (virtual timestamps) to this file.
+    pub capture: Option<(PathBuf, CaptureDirection)>,
+    /// Virtual time the whole run may take.
+    pub deadline_micros: u64,
+    /// Virtual time to wait, once every flow ended, for the server to close its connections.
+    pub settle_micros: u64,
+}
+
+impl Default for InProcessOptions {
+    /// Seed 1, no capture, 120 s deadline, 2 s settle.
+    fn default() -> Self {
+        InProcessOptions {
+            seed: 1,
+            capture: None,
+            deadline_micros: 120_000_000,
+            settle_micros: 2_000_000,
+        }
+    }
+}
+
+/// Loop iterations a run may take, whatever the clock says.
+const ITERATION_CAP: u64 = 20_000_000;
+
+/// Replays `trace` against a sirocco server serving `cache`, in process. See the module docs.
+pub fn replay_in_process(
+    trace: &Trace,
+    cache: Arc<ContentCache>,
+    replay: ReplayOptions,
+    options: &InProcessOptions,
+) -> Result<Report, ReplayError> {
+    let mut config = SimConfig::new(options.seed, trace.flows.len());
+    config.server.stack.port = trace.port;
+    let clock = VirtualClock::new();
+    let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
+    let addresses = Addresses {
+        client_mac: CLIENT_MAC,
+        client_ip: sim::FIRST_CLIENT_IP,
+        server_mac: sim::SERVER_MAC.0,
+        server_ip: sim::SERVER_IP,
+        server_port: trace.port,
+        first_client_port: FIRST_CLIENT_PORT,
+    };
+    let label = format!("sirocco in-process (seed {}, virtual clock)", options.seed);
+    match &options.capture {
+        None => {
+            let server = sim_server(server_port, cache, &config)?;
+            run(
+                trace,
+                server,
+                client_port,
+                clock,
+                addresses,
+                replay,
+                options,
+                label,
+            )
+        }
+        Some((path, direction)) => {
+            let sink = PcapSink::create(path, Timestamps::Virtual(clock.clone()))?;
+            let captured = Capture::new(server_port, sink, *direction);
+            let server = sim_server(captured, cache, &config)?;
+            run(
+                trace,
+                server,
+                client_port,
+                clock,
+                addresses,
+                replay,
+                options,
+                label,
+            )
+        }
+    }
+}
+
+/// A server port whose in-flight frames the loop can see.
+trait Arrivals {
+    fn next_arrival(&self) -> Option<u64>;
+    fn finish(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+impl Arrivals for MemoryPort {
+    fn next_arrival(&self) -> Option<u64> {
+        self.next_arrival_micros()
+    }
+}
+
+impl Arrivals for Capture<MemoryPort> {
+    fn next_arrival(&self) -> Option<u64> {
+        self.inner().next_arrival_micros()
+    }
+
+    fn finish(&mut self) -> Result<(), DriverError> {
+        self.flush()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<D: FrameIo + Arrivals>(
+    trace: &Trace,
+    mut server: Server<D>,
+    mut client: MemoryPort,
+    clock: VirtualClock,
+    addresses: Addresses,
+    replay: ReplayOptions,
+    options: &InProcessOptions,
+    label: String,
+) -> Result<Report, ReplayError> {
+    let mut replayer = Replayer::new(trace, addresses, replay);
+    let deadline = options.deadline_micros;
+    let mut settle_until: Option<u64> = None;
+    for _ in 0..ITERATION_CAP {
+        let now = clock.now_micros();
+        let mut moved =
+            server.poll(Instant::from_micros(i64::try_from(now).unwrap_or(i64::MAX)))?;
+        moved |= client.rx_burst(256, &mut |frame| replayer.handle_frame(now, frame))? > 0;
+        moved |= replayer.poll(now, &mut |frame| {
+            client.tx_stage(frame.len(), &mut |buf| buf.copy_from_slice(frame))
+        });
+        client.tx_flush()?;
+        if replayer.is_done() {
+            let until = *settle_until.get_or_insert(now.saturating_add(options.settle_micros));
+            if server.stats().connections == 0 || now >= until {
+                break;
+            }
+        }
+        if moved {
+            continue;
+        }
+        let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
+        let next = [
+            server.poll_at().map(micros),
+            server.driver().next_arrival(),
+            client.next_arrival_micros(),
+            replayer.poll_at(),
+            settle_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            replayer.give_up("nothing left that could happen");
+            break;
+        };
+        let next = next.max(now + 1);
+        if next > deadline {
+            replayer.give_up(&format!(
+                "the run's virtual-time limit of {} s passed",
+                deadline / 1_000_000
+            ));
+            break;
+        }
+        clock.set_micros(next);
+    }
+    if !replayer.is_done() {
+        replayer.give_up("the iteration cap was reached");
+    }
+    server.driver_mut().finish()?;
+    let stats = server.stats();
+    let target_counters = stats
+        .stack
+        .fields()
+        .chain(stats.http.fields())
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    let (flows, counters) = replayer.finish();
+    Ok(Report {
+        trace: trace.label.clone(),
+        target: label,
+        flows,
+        counters,
+        elapsed_micros: clock.now_micros(),
+        target_counters,
+    })
+}
