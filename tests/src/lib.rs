@@ -1,5 +1,6 @@
 //! sirocco-tests: shared helpers for the integration tests.
 //!
+//! - [`lab`]: the lab tests' preconditions, the release binaries and child-process guards.
 //! - [`TestTree`]: the standard document root, built fresh in a unique temp dir and removed
 //!   on drop. Its files sit on the sizes where TCP and HTTP framing go wrong: empty, one byte,
 //!   512 bytes (Kegel's test), one byte either side of a 1448-byte segment payload (MSS 1460
@@ -9,6 +10,8 @@
 //! - Simulation shortcuts: [`TestTree::simulation`] builds a [`Simulation`] serving the tree
 //!   over the memory link ([`TestTree::simulation_with_ports`] over any other two ports),
 //!   and [`assert_all_ok`] checks a run ended with every response byte-exact.
+
+pub mod lab;
 
 use std::sync::Arc;
 

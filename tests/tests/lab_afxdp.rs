@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sirocco::lab::veth::{SERVER_IFACE, VethLab};
-use sirocco::lab::{self, PREFIX_LEN, SERVER_ADDR};
+use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
 use sirocco_tests::TestTree;
+use sirocco_tests::lab::{ChildGuard, lab_available, sirocco_binary};
 
 /// The load tests hold this while they run, one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -31,62 +32,6 @@ fn heavy() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Tools every lab test uses: building the lab, and pinging the server until it answers.
-const BASE_TOOLS: [&str; 3] = ["ip", "ethtool", "ping"];
-
-/// Whether the lab can run here with `tools` besides [`BASE_TOOLS`]. When it cannot, CI
-/// (`SIROCCO_REQUIRE_LAB=1`) fails the test; otherwise it prints why it did not run.
-fn lab_available(test: &str, tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    if !lab::is_root() {
-        missing.push("root".to_string());
-    }
-    for tool in BASE_TOOLS.iter().chain(tools) {
-        if !program_exists(tool) {
-            missing.push(tool.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("lab test {test} cannot run: needs {}", missing.join(", "));
-    if std::env::var_os("SIROCCO_REQUIRE_LAB").is_some_and(|v| v == "1") {
-        panic!("{why} (SIROCCO_REQUIRE_LAB=1)");
-    }
-    eprintln!("NOT RUN: {why}; set SIROCCO_REQUIRE_LAB=1 to make this a failure");
-    false
-}
-
-/// Whether `program` is an executable file on PATH (or in the sbin directories, where
-/// Debian keeps ip and ethtool).
-fn program_exists(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(program))
-        .any(|file| {
-            file.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// The `sirocco` binary built by this `cargo test` run (target/<profile>/sirocco).
-fn sirocco_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("sirocco");
-    assert!(
-        binary.is_file(),
-        "{} not found: build it with `cargo build --release` (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
-
 /// The sample site, www/ at the top of the workspace.
 fn sample_site() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../www")
@@ -94,16 +39,6 @@ fn sample_site() -> PathBuf {
 
 fn server_url(path: &str) -> String {
     format!("http://{SERVER_ADDR}{path}")
-}
-
-/// Kills the child on drop, so a failed assertion never leaves a server running.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Text a child wrote, collected line by line by a reader thread while it runs.

@@ -7,67 +7,12 @@
 //! (as in CI), and otherwise print why they did not run.
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sirocco::lab::{self, Lab};
 use sirocco_tests::TestTree;
-
-/// Whether the lab can run here. When it cannot, CI (`SIROCCO_REQUIRE_LAB=1`) fails the test.
-fn lab_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !lab::is_root() {
-        missing.push("root".to_string());
-    }
-    for tool in ["ip", "curl"] {
-        let found = Command::new(tool)
-            .arg(if tool == "ip" { "-V" } else { "--version" })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !found {
-            missing.push(tool.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("lab test {test} cannot run: needs {}", missing.join(", "));
-    if std::env::var_os("SIROCCO_REQUIRE_LAB").is_some_and(|v| v == "1") {
-        panic!("{why} (SIROCCO_REQUIRE_LAB=1)");
-    }
-    eprintln!("NOT RUN: {why}; set SIROCCO_REQUIRE_LAB=1 to make this a failure");
-    false
-}
-
-/// The `sirocco` binary built by this `cargo test` run (target/<profile>/sirocco).
-fn sirocco_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("sirocco");
-    assert!(
-        binary.is_file(),
-        "{} not found: build it with `cargo build --release` (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
-
-/// Kills the child on drop, so a failed assertion never leaves a server running.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use sirocco_tests::lab::{ChildGuard, runnable, sirocco_binary};
 
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -79,7 +24,7 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 
 #[test]
 fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
-    if !lab_available("serve_on_tap") {
+    if !runnable("serve_on_tap", &["ip", "curl"]) {
         return;
     }
     let tree = TestTree::standard();

@@ -125,17 +125,6 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-fn sirocco_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("sirocco"))
-        .expect("target dir");
-    assert!(binary.is_file(), "{} not built", binary.display());
-    binary
-}
-
 fn tcpdump() -> Option<PathBuf> {
     ["/usr/sbin/tcpdump", "/usr/bin/tcpdump", "/sbin/tcpdump"]
         .into_iter()
@@ -163,7 +152,7 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
     ];
     write_pcap(&input, &frames);
 
-    let result = Command::new(sirocco_binary())
+    let result = Command::new(sirocco_tests::lab::sirocco_binary())
         .args(["serve", "--driver", "pcap", "--ip", "198.18.0.2/24"])
         .args(["--mac", "02:00:c6:12:00:02", "--stats-interval", "0"])
         .arg("--pcap-in")

@@ -8,18 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    let binary = dir.join("sirocco-replay");
-    assert!(
-        binary.is_file(),
-        "{} not found: build it with `cargo build --release --bins`",
-        binary.display()
-    );
-    binary
+    sirocco_tests::lab::release_binary("sirocco-replay")
 }
 
 fn data(path: &str) -> PathBuf {

@@ -14,58 +14,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use sirocco::lab::veth::{CLIENT_IFACE, SERVER_IFACE, VethLab};
-use sirocco::lab::{self, CLIENT_ADDR, PREFIX_LEN, SERVER_ADDR};
-
-/// Whether the lab can run here. When it cannot, CI (`SIROCCO_REQUIRE_LAB=1`) fails the test;
-/// otherwise it prints why it did not run.
-fn lab_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !lab::is_root() {
-        missing.push("root".to_string());
-    }
-    for tool in ["ip", "ethtool", "ping"] {
-        if !program_exists(tool) {
-            missing.push(tool.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("lab test {test} cannot run: needs {}", missing.join(", "));
-    if std::env::var_os("SIROCCO_REQUIRE_LAB").is_some_and(|v| v == "1") {
-        panic!("{why} (SIROCCO_REQUIRE_LAB=1)");
-    }
-    eprintln!("NOT RUN: {why}; set SIROCCO_REQUIRE_LAB=1 to make this a failure");
-    false
-}
-
-fn program_exists(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(program))
-        .any(|file| {
-            file.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// A release binary next to this test's deps directory (CI builds them first).
-fn release_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .join(name);
-    assert!(
-        binary.is_file(),
-        "{} not found: build it with `cargo build --release --bins`",
-        binary.display()
-    );
-    binary
-}
+use sirocco::lab::{CLIENT_ADDR, PREFIX_LEN, SERVER_ADDR};
+use sirocco_tests::lab::{lab_available, release_binary};
 
 fn data(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,7 +87,7 @@ fn start_server(lab: &VethLab) -> ServerGuard {
 
 #[test]
 fn fixtures_replay_through_afxdp_against_the_live_binary() {
-    if !lab_available("fixtures_replay_through_afxdp_against_the_live_binary") {
+    if !lab_available("fixtures_replay_through_afxdp_against_the_live_binary", &[]) {
         return;
     }
     let lab = VethLab::create_unique("replay").expect("create the veth lab");
