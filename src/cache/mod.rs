@@ -813,6 +813,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_tree_over_the_cache_limit_is_refused_with_the_sizes() {
+        let (tree, _) = site();
+        let limit = LoadOptions {
+            max_bytes: Some(10),
+            ..LoadOptions::default()
+        };
+        let error = ContentCache::load_with(&tree.0, &limit, &mut |_| {}).expect_err("loaded");
+        let message = error.to_string();
+        assert!(message.contains("needs 33 bytes"), "{message}");
+        assert!(
+            message.contains("limit of 10 bytes (--max-cache-bytes)"),
+            "{message}"
+        );
+        let fits = LoadOptions {
+            max_bytes: Some(33),
+            ..LoadOptions::default()
+        };
+        let mut seen = Vec::new();
+        let cache = ContentCache::load_with(&tree.0, &fits, &mut |p| seen.push(*p)).expect("fits");
+        assert_eq!(cache.total_bytes(), 33);
+        let last = seen.last().expect("progress reported");
+        assert_eq!((last.files_done, last.files_total), (5, 5));
+        assert_eq!((last.bytes_done, last.bytes_total), (33, 33));
+    }
+
+    #[test]
     fn redirect_locations_are_percent_encoded() {
         assert_eq!(percent_encode_path("/a b/é/"), "/a%20b/%C3%A9/");
         assert_eq!(percent_encode_path("/x?y#z/"), "/x%3Fy%23z/");
