@@ -236,6 +236,9 @@ struct Shared {
     unfinished: usize,
     /// Responses completed within one received chunk (kept for its capacity).
     completed: Vec<Completed>,
+    /// Keep-alive connections stay open after their last response (see
+    /// [`ClientFleet::set_hold`]).
+    hold: bool,
 }
 
 /// The fleet. See the module documentation.
@@ -244,6 +247,8 @@ pub struct ClientFleet<D: FrameIo> {
     l2: [u8; ETHERNET_HEADER_LEN],
     conns: Vec<Conn>,
     shared: Shared,
+    /// Interface seeds for slots added later ([`ClientFleet::add_script`]).
+    seeds: SplitMix64,
     timers: BinaryHeap<Reverse<(i64, u32)>>,
     ready: Vec<u32>,
     rx_arena: Vec<u8>,
@@ -305,44 +310,14 @@ impl<D: FrameIo> ClientFleet<D> {
         let mut total_requests = 0u64;
         for script in scripts {
             total_requests += script.count as u64;
-            let mut iface_config = Config::new(HardwareAddress::Ip);
-            iface_config.random_seed = seeds.next_u64();
-            let mut device = ClientDevice {
-                io: &mut driver,
-                l2: &l2,
-                mtu: config.mtu,
-                rx: None,
-                tally: &mut tally,
-            };
-            let iface = Interface::new(iface_config, &mut device, Instant::ZERO);
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0u8; config.rx_buffer]),
-                tcp::SocketBuffer::new(vec![0u8; config.tx_buffer]),
-            );
-            socket.set_nagle_enabled(false);
-            socket.set_ack_delay(config.ack_delay);
-            socket.set_timeout(config.timeout);
-            let mut sockets = SocketSet::new(Vec::with_capacity(1));
-            let handle = sockets.add(socket);
-            conns.push(Conn {
-                iface,
-                sockets,
-                handle,
+            conns.push(new_conn(
+                &mut driver,
+                &l2,
+                &config,
+                &mut tally,
+                seeds.next_u64(),
                 script,
-                sent: 0,
-                resolved: 0,
-                on_connection: 0,
-                outbox: Vec::new(),
-                out_pos: 0,
-                reader: ResponseReader::default(),
-                phase: Phase::Connect,
-                server_closing: false,
-                endpoint: None,
-                deadline: None,
-                ready: true,
-                fruitless: 0,
-                resolved_at_connect: 0,
-            });
+            ));
         }
         let ready = (0..conns.len() as u32).collect();
         let unfinished = conns.len();
@@ -359,9 +334,11 @@ impl<D: FrameIo> ClientFleet<D> {
                 resolved_requests: 0,
                 unfinished,
                 completed: Vec::new(),
+                hold: false,
                 config,
             },
             conns,
+            seeds,
             timers: BinaryHeap::new(),
             ready,
             rx_arena: Vec::new(),
@@ -446,6 +423,44 @@ impl<D: FrameIo> ClientFleet<D> {
         self.shared.counters.tx_frames = self.tally.staged;
         self.shared.counters.tx_dropped = self.tally.dropped;
         Ok(received > 0 || sent > 0)
+    }
+
+    /// With `hold`, a keep-alive connection whose script is done stays open instead of
+    /// closing, so a test can have every connection open at once. Releasing the hold lets
+    /// them all close at the next poll.
+    pub fn set_hold(&mut self, hold: bool) {
+        self.shared.hold = hold;
+        if !hold {
+            for (idx, conn) in self.conns.iter_mut().enumerate() {
+                if conn.phase == Phase::Open && !conn.ready {
+                    conn.ready = true;
+                    self.ready.push(idx as u32);
+                }
+            }
+        }
+    }
+
+    /// Adds a connection slot running `script`; it starts at the next poll. Its ports come
+    /// from the same client addresses as the others, so the fleet must have been built with
+    /// room for them (see [`FleetConfig::first_client_ip`]). Returns the slot's index.
+    pub fn add_script(&mut self, script: Script) -> usize {
+        let ClientFleet {
+            driver,
+            l2,
+            conns,
+            shared,
+            seeds,
+            ready,
+            tally,
+            ..
+        } = self;
+        shared.total_requests += script.count as u64;
+        shared.unfinished += 1;
+        let conn = new_conn(driver, l2, &shared.config, tally, seeds.next_u64(), script);
+        conns.push(conn);
+        let idx = conns.len() - 1;
+        ready.push(idx as u32);
+        idx
     }
 
     /// When the fleet next needs a poll even if no frame arrives.
@@ -612,6 +627,55 @@ impl<D: FrameIo> ClientFleet<D> {
             }
             self.timers.pop();
         }
+    }
+}
+
+/// A fresh connection slot (its own interface and socket) for `script`.
+fn new_conn<D: FrameIo>(
+    driver: &mut D,
+    l2: &[u8; ETHERNET_HEADER_LEN],
+    config: &FleetConfig,
+    tally: &mut TxTally,
+    seed: u64,
+    script: Script,
+) -> Conn {
+    let mut iface_config = Config::new(HardwareAddress::Ip);
+    iface_config.random_seed = seed;
+    let mut device = ClientDevice {
+        io: driver,
+        l2,
+        mtu: config.mtu,
+        rx: None,
+        tally,
+    };
+    let iface = Interface::new(iface_config, &mut device, Instant::ZERO);
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; config.rx_buffer]),
+        tcp::SocketBuffer::new(vec![0u8; config.tx_buffer]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(config.ack_delay);
+    socket.set_timeout(config.timeout);
+    let mut sockets = SocketSet::new(Vec::with_capacity(1));
+    let handle = sockets.add(socket);
+    Conn {
+        iface,
+        sockets,
+        handle,
+        script,
+        sent: 0,
+        resolved: 0,
+        on_connection: 0,
+        outbox: Vec::new(),
+        out_pos: 0,
+        reader: ResponseReader::default(),
+        phase: Phase::Connect,
+        server_closing: false,
+        endpoint: None,
+        deadline: None,
+        ready: true,
+        fruitless: 0,
+        resolved_at_connect: 0,
     }
 }
 
@@ -860,7 +924,7 @@ impl Shared {
 
         // Our side is done when every request is resolved; after `Connection: close` we wait for
         // the server's FIN instead, so the server makes the active close (and holds TIME-WAIT).
-        if conn.resolved >= conn.script.count && !conn.server_closing {
+        if conn.resolved >= conn.script.count && !conn.server_closing && !self.hold {
             socket.close();
             conn.phase = Phase::Closing;
         }
