@@ -56,6 +56,8 @@ const MAX_MISMATCHES_KEPT: usize = 1000;
 const MAX_FRUITLESS_CONNECTIONS: u32 = 3;
 /// Egress passes per connection per poll (each sends at most one segment).
 const MAX_EGRESS_PASSES: usize = 64;
+/// A rate-limited client reads in multiples of this (one full segment).
+const READ_QUANTUM: usize = 1460;
 /// Rendered-but-unsent request bytes per connection before rendering more.
 const OUTBOX_SOFT_LIMIT: usize = 4096;
 
@@ -84,6 +86,9 @@ pub struct FleetConfig {
     pub rx_batch: usize,
     /// Seeds every client interface's ISN generator.
     pub seed: u64,
+    /// Each connection reads at most this many bytes per second from its socket (a slow
+    /// client: its TCP window closes and the server must hold the data). `None`: no limit.
+    pub read_rate_bytes_per_sec: Option<u64>,
     /// Keep copies of up to this many frames that matched no connection, for inspection.
     pub keep_unmatched: usize,
 }
@@ -114,6 +119,7 @@ impl FleetConfig {
             rx_batch: 256,
             seed,
             keep_unmatched: 0,
+            read_rate_bytes_per_sec: None,
         }
     }
 }
@@ -221,6 +227,10 @@ struct Conn {
     ready: bool,
     fruitless: u32,
     resolved_at_connect: usize,
+    /// With a read rate: virtual time (µs) up to which the read allowance is used up.
+    read_clock: i64,
+    /// With a read rate: when reading may go on (µs), if it stopped for the allowance.
+    read_wake: Option<i64>,
 }
 
 /// Everything but the connection slots, so a slot and the rest can be borrowed together.
@@ -574,7 +584,7 @@ impl<D: FrameIo> ClientFleet<D> {
         let mtu = shared.config.mtu;
         // A closed session can be followed by the next one in the same service.
         for _ in 0..3 {
-            shared.drive(conn, idx as usize);
+            shared.drive(conn, idx as usize, now);
             let mut device = ClientDevice {
                 io: &mut *driver,
                 l2: &*l2,
@@ -604,9 +614,12 @@ impl<D: FrameIo> ClientFleet<D> {
         let next = if parked {
             None
         } else {
-            conn.iface
-                .poll_at(now, &conn.sockets)
-                .map(|at| at.total_micros().max(now.total_micros()))
+            let smoltcp = conn.iface.poll_at(now, &conn.sockets);
+            [smoltcp.map(|at| at.total_micros()), conn.read_wake]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.max(now.total_micros()))
         };
         if next != conn.deadline {
             conn.deadline = next;
@@ -676,6 +689,8 @@ fn new_conn<D: FrameIo>(
         ready: true,
         fruitless: 0,
         resolved_at_connect: 0,
+        read_clock: 0,
+        read_wake: None,
     }
 }
 
@@ -738,12 +753,12 @@ impl Shared {
     }
 
     /// The script step: connect, read and verify, send, close.
-    fn drive(&mut self, conn: &mut Conn, idx: usize) {
+    fn drive(&mut self, conn: &mut Conn, idx: usize, now: Instant) {
         if conn.phase == Phase::Connect {
             self.connect(conn, idx);
         }
         if conn.phase == Phase::Open {
-            self.exchange(conn, idx);
+            self.exchange(conn, idx, now);
         }
         if conn.phase == Phase::Closing
             && conn.resolved >= conn.script.count
@@ -816,12 +831,14 @@ impl Shared {
         conn.phase = Phase::Open;
     }
 
-    fn exchange(&mut self, conn: &mut Conn, idx: usize) {
-        // Read and verify.
+    fn exchange(&mut self, conn: &mut Conn, idx: usize, now: Instant) {
+        // Read and verify, within the read rate's allowance.
+        let initial_allowance = self.read_allowance(conn, now);
+        let mut allowance = initial_allowance;
         let mut framing_error = None;
         loop {
             let socket = conn.sockets.get_mut::<tcp::Socket>(conn.handle);
-            if !socket.can_recv() || framing_error.is_some() {
+            if !socket.can_recv() || framing_error.is_some() || allowance == 0 {
                 break;
             }
             let script = &conn.script;
@@ -830,6 +847,8 @@ impl Shared {
             let sent = conn.sent;
             let resolved = conn.resolved;
             let result = socket.recv(|chunk| {
+                let chunk = chunk.get(..chunk.len().min(allowance)).unwrap_or(chunk);
+                allowance -= chunk.len();
                 let mut pos = 0;
                 while let Some(rest) = chunk.get(pos..).filter(|r| !r.is_empty()) {
                     let k = resolved + completed.len();
@@ -858,6 +877,7 @@ impl Shared {
             }
             self.completed = completed;
         }
+        self.charge_reads(conn, now, initial_allowance - allowance);
         if let Some(problem) = framing_error {
             self.fail_outstanding(conn, idx, &problem);
             conn.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
@@ -928,6 +948,38 @@ impl Shared {
             socket.close();
             conn.phase = Phase::Closing;
         }
+    }
+
+    /// Bytes the connection may read now (`usize::MAX` without a read rate). The allowance
+    /// accrues at the rate and is capped at one receive buffer, so an idle client does not
+    /// save up more than a burst.
+    fn read_allowance(&self, conn: &mut Conn, now: Instant) -> usize {
+        let Some(rate) = self.config.read_rate_bytes_per_sec.filter(|&r| r > 0) else {
+            return usize::MAX;
+        };
+        let now_us = now.total_micros();
+        let burst_us = (self.config.rx_buffer as u128 * 1_000_000 / u128::from(rate)) as i64;
+        conn.read_clock = conn.read_clock.max(now_us - burst_us);
+        let credit = (now_us - conn.read_clock).max(0) as u128 * u128::from(rate) / 1_000_000;
+        // Whole segments only: reading (and so opening the window) a few bytes at a time
+        // would make both ends trade tiny segments (silly window syndrome, RFC 1122
+        // §4.2.3.3), which smoltcp does not avoid on its own.
+        let credit = credit - credit % READ_QUANTUM as u128;
+        usize::try_from(credit).unwrap_or(usize::MAX)
+    }
+
+    /// Uses up the allowance for the `read` bytes, and plans a wake-up if data is left.
+    fn charge_reads(&self, conn: &mut Conn, now: Instant, read: usize) {
+        let Some(rate) = self.config.read_rate_bytes_per_sec.filter(|&r| r > 0) else {
+            return;
+        };
+        let used_us = (read as u128 * 1_000_000).div_ceil(u128::from(rate));
+        conn.read_clock += i64::try_from(used_us).unwrap_or(i64::MAX / 2);
+        let mss_us = (READ_QUANTUM as u128 * 1_000_000).div_ceil(u128::from(rate)) as i64;
+        let socket = conn.sockets.get::<tcp::Socket>(conn.handle);
+        conn.read_wake = socket
+            .can_recv()
+            .then_some((conn.read_clock + mss_us).max(now.total_micros() + 1));
     }
 
     fn record(&mut self, conn: &mut Conn, idx: usize, done: Completed) {
