@@ -8,14 +8,18 @@
 //!   while processing it (challenge ACK, RST) goes to the front end's staging ring;
 //! - [`EgressDevice`] writes each packet smoltcp emits straight into the `TxSink`.
 //!
-//! Invariants: the socket handle is the only one in the set; cells are reused (the socket is
-//! aborted and re-listened, keeping its buffers), and `generation` changes on every reuse so a
-//! stale reference (ready list, dirty list, timer) can never reach the next connection.
+//! Invariants: the socket handle is the only one in the set; cells are built once, up front,
+//! and reused (the socket is aborted and re-listened, keeping its buffers), and `generation`
+//! changes on every reuse so a stale reference (ready list, dirty list) can never reach the next
+//! connection.
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
+use smoltcp::wire::{
+    EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, TcpControl, TcpRepr,
+    TcpSeqNumber,
+};
 
 use crate::flow::FlowKey;
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
@@ -49,8 +53,12 @@ pub(crate) struct Cell<A> {
     pub last_rx: Instant,
     pub in_ready: bool,
     pub in_dirty: bool,
-    /// Deadline of this cell's live timer entry, if any.
+    /// Deadline of this cell's timer-wheel entry, if any.
     pub armed: Option<Instant>,
+    /// The latest acknowledgment number the peer sent: once we are in TIME-WAIT, our SND.NXT.
+    pub peer_ack: Option<TcpSeqNumber>,
+    /// Just past the peer's FIN, once one arrived: in TIME-WAIT, our RCV.NXT.
+    pub peer_fin_end: Option<TcpSeqNumber>,
 }
 
 impl<A: Default> Cell<A> {
@@ -102,6 +110,8 @@ impl<A: Default> Cell<A> {
             in_ready: false,
             in_dirty: false,
             armed: None,
+            peer_ack: None,
+            peer_fin_end: None,
         }
     }
 }
@@ -143,7 +153,21 @@ impl<A> Cell<A> {
         self.eth = eth;
         self.opened_at = now;
         self.last_rx = now;
+        self.peer_ack = None;
+        self.peer_fin_end = None;
         true
+    }
+
+    /// Remembers the sequence numbers a TIME-WAIT tombstone needs from a segment the peer
+    /// sent. smoltcp does not expose its own, and in TIME-WAIT they are exactly these: the
+    /// peer has acknowledged our FIN, and we have acknowledged its FIN.
+    pub fn note_peer(&mut self, repr: &TcpRepr<'_>) {
+        if let Some(ack) = repr.ack_number {
+            self.peer_ack = Some(ack);
+        }
+        if repr.control == TcpControl::Fin {
+            self.peer_fin_end = Some(repr.seq_number + repr.segment_len());
+        }
     }
 
     /// Forgets the connection without sending anything and bumps the generation.

@@ -62,6 +62,20 @@ define_counters! {
         idle_timeouts,
         /// Replies lost because the front-end staging ring was full.
         tx_staging_full,
+        /// Connections we closed first that left a TIME-WAIT tombstone (and freed their cell).
+        time_wait_entered,
+        /// ACKs sent from a tombstone: for a retransmitted FIN (RFC 9293 §3.10.7.4), for stray
+        /// data, or a challenge ACK for an old SYN.
+        time_wait_acks,
+        /// Tombstones dropped before expiry because the ring was full (`time_wait_slots`).
+        time_wait_evicted,
+        /// Tombstones ended early: a new SYN above the old sequence space took the flow over,
+        /// or an exact RST closed it (RFC 9293 §3.10.7.4).
+        time_wait_ended,
+        /// Cells lent to the application or run for egress: the work the loop did per cell.
+        cell_polls,
+        /// Cells run because their timer-wheel deadline was due.
+        timer_fires,
     }
     drops {
         /// Shorter than an Ethernet header.
@@ -106,6 +120,9 @@ define_counters! {
         drop_tcp_no_flow,
         /// Segment to a port we do not listen on (answered by RST unless it is an RST).
         drop_tcp_port_closed,
+        /// Segment for a flow in TIME-WAIT that needs no answer: a duplicate ACK, or an RST
+        /// that does not match the sequence exactly (RFC 5961 §3.2).
+        drop_tcp_time_wait,
     }
 }
 

@@ -1,10 +1,12 @@
-//! The flow table: which cell owns a TCP connection.
+//! The flow table: which cell owns a TCP connection, or which TIME-WAIT tombstone is left of it.
 //!
 //! Our address and port are fixed, so a flow is identified by the peer's address and port.
 //! The table is an `ahash` map keyed from a seed given at construction (no OS reads here), so a
 //! peer cannot choose 4-tuples that collide (hash flooding). Invariant: a key maps to at most
-//! one cell, and a cell is in the table exactly while it owns that flow. Capacity for
-//! `max_connections` entries is reserved up front, so inserts never reallocate.
+//! one cell or tombstone, and a cell (tombstone) is in the table exactly while it owns that
+//! flow. Twice the largest number of entries (cells plus tombstones) is reserved up front:
+//! hashbrown rehashes in place, without allocating, only while at most half its capacity is in
+//! use, so the headroom keeps deletions from ever forcing a reallocation.
 
 use std::collections::HashMap;
 
@@ -17,8 +19,17 @@ pub(crate) struct FlowKey {
     pub peer_port: u16,
 }
 
+/// What a flow maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowEntry {
+    /// A live connection, by cell index.
+    Cell(u32),
+    /// A connection in TIME-WAIT, by tombstone slot.
+    Tombstone(u32),
+}
+
 pub(crate) struct FlowTable {
-    map: HashMap<FlowKey, u32, ahash::RandomState>,
+    map: HashMap<FlowKey, FlowEntry, ahash::RandomState>,
 }
 
 impl FlowTable {
@@ -27,20 +38,27 @@ impl FlowTable {
         let [k0, k1, k2, k3] = keys;
         let hasher = ahash::RandomState::with_seeds(k0, k1, k2, k3);
         FlowTable {
-            map: HashMap::with_capacity_and_hasher(capacity, hasher),
+            map: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2), hasher),
         }
     }
 
-    pub fn get(&self, key: &FlowKey) -> Option<u32> {
+    pub fn get(&self, key: &FlowKey) -> Option<FlowEntry> {
         self.map.get(key).copied()
     }
 
-    pub fn insert(&mut self, key: FlowKey, cell: u32) {
-        self.map.insert(key, cell);
+    pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
+        self.map.insert(key, entry);
     }
 
     pub fn remove(&mut self, key: &FlowKey) {
         self.map.remove(key);
+    }
+
+    /// Removes `key` only if it still maps to `entry`.
+    pub fn remove_if(&mut self, key: &FlowKey, entry: FlowEntry) {
+        if self.map.get(key) == Some(&entry) {
+            self.map.remove(key);
+        }
     }
 
     #[cfg(test)]
@@ -64,13 +82,16 @@ mod tests {
             peer_port: 40001,
             ..a
         };
-        t.insert(a, 1);
-        t.insert(b, 2);
-        assert_eq!(t.get(&a), Some(1));
-        assert_eq!(t.get(&b), Some(2));
+        t.insert(a, FlowEntry::Cell(1));
+        t.insert(b, FlowEntry::Tombstone(2));
+        assert_eq!(t.get(&a), Some(FlowEntry::Cell(1)));
+        assert_eq!(t.get(&b), Some(FlowEntry::Tombstone(2)));
         t.remove(&a);
         assert_eq!(t.get(&a), None);
-        assert_eq!(t.len(), 1);
+        t.remove_if(&b, FlowEntry::Tombstone(3));
+        assert_eq!(t.len(), 1, "a different entry is kept");
+        t.remove_if(&b, FlowEntry::Tombstone(2));
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

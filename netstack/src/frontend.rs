@@ -37,6 +37,29 @@ pub(crate) enum Verdict<'f> {
     Tcp(TcpSegment<'f>),
 }
 
+/// A segment with no payload and no options from our port back to `seg`'s sender.
+fn bare_segment<'a>(
+    seg: &TcpSegment,
+    control: TcpControl,
+    seq_number: TcpSeqNumber,
+    ack_number: Option<TcpSeqNumber>,
+) -> TcpRepr<'a> {
+    TcpRepr {
+        src_port: seg.repr.dst_port,
+        dst_port: seg.repr.src_port,
+        control,
+        seq_number,
+        ack_number,
+        window_len: 0,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    }
+}
+
 /// Our addresses and checksum policy.
 pub(crate) struct FrontEnd {
     pub mac: EthernetAddress,
@@ -314,35 +337,50 @@ impl FrontEnd {
                 Some(seg.repr.seq_number + seg.repr.segment_len()),
             ),
         };
-        let rst = TcpRepr {
-            src_port: seg.repr.dst_port,
-            dst_port: seg.repr.src_port,
-            control: TcpControl::Rst,
-            seq_number,
-            ack_number,
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let ip = Ipv4Repr {
-            src_addr: self.ipv4,
-            dst_addr: seg.peer_ip,
-            next_header: IpProtocol::Tcp,
-            payload_len: rst.buffer_len(),
-            hop_limit: HOP_LIMIT,
-        };
-        let (src, dst) = (IpAddress::Ipv4(self.ipv4), IpAddress::Ipv4(seg.peer_ip));
-        let staged = self.stage_ipv4(staging, seg.peer_mac, &ip, |buf, caps| {
-            rst.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps)
-        });
-        match staged {
+        let rst = bare_segment(seg, TcpControl::Rst, seq_number, ack_number);
+        match self.stage_tcp(staging, seg.peer_mac, seg.peer_ip, &rst) {
             true => counters.rst_sent += 1,
             false => counters.tx_staging_full += 1,
         }
+    }
+
+    /// Stages a bare ACK answering `seg` with our `seq` and `ack` (a TIME-WAIT tombstone
+    /// speaking for a closed connection). The window is 0: nothing more will be received.
+    /// Counts `tx_staging_full` when the ring is full; `false` then.
+    pub fn stage_ack(
+        &self,
+        seg: &TcpSegment,
+        seq: TcpSeqNumber,
+        ack: TcpSeqNumber,
+        counters: &mut StackCounters,
+        staging: &mut Staging,
+    ) -> bool {
+        let reply = bare_segment(seg, TcpControl::None, seq, Some(ack));
+        let staged = self.stage_tcp(staging, seg.peer_mac, seg.peer_ip, &reply);
+        if !staged {
+            counters.tx_staging_full += 1;
+        }
+        staged
+    }
+
+    fn stage_tcp(
+        &self,
+        staging: &mut Staging,
+        peer_mac: EthernetAddress,
+        peer_ip: Ipv4Address,
+        tcp: &TcpRepr,
+    ) -> bool {
+        let ip = Ipv4Repr {
+            src_addr: self.ipv4,
+            dst_addr: peer_ip,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: HOP_LIMIT,
+        };
+        let (src, dst) = (IpAddress::Ipv4(self.ipv4), IpAddress::Ipv4(peer_ip));
+        self.stage_ipv4(staging, peer_mac, &ip, |buf, caps| {
+            tcp.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps)
+        })
     }
 
     /// Stages Ethernet + IPv4 header + the payload written by `emit`. `false` if the ring is

@@ -25,19 +25,29 @@
 //!
 //! # Behaviour worth knowing
 //!
-//! - Cells are pooled: created lazily up to `max_connections`, then reused (socket aborted and
-//!   re-listened, buffers kept). A SYN when all are in use gets an RST (`syn_refused_full`).
+//! - Cells are pooled: all `max_connections` cells, with their socket buffers, are built by
+//!   [`Stack::new`] and reused (socket aborted and re-listened, buffers kept), so the stack
+//!   allocates nothing per connection or per packet. A SYN when all are in use gets an RST
+//!   (`syn_refused_full`); established connections carry on, and SYNs are accepted again as
+//!   soon as cells come back.
 //! - Sockets run with Nagle off and no delayed ACK (see `cell.rs` for why).
 //! - Half-open connections are aborted (with an RST) after `handshake_timeout`; connections with
 //!   no segment from the peer for `idle_timeout` are aborted with an RST.
-//! - TIME-WAIT is not held: the cell is recycled as soon as the socket reaches it. A compact
-//!   tombstone in the flow table that ACKs a retransmitted FIN is planned.
+//! - TIME-WAIT does not hold a cell: when a connection we closed first reaches it, the cell goes
+//!   back to the pool and a tombstone of a few dozen bytes stays in the flow table for
+//!   `time_wait`. It ACKs a retransmitted FIN (RFC 9293 §3.10.7.4), gives a challenge ACK to an
+//!   old SYN, lets a SYN above the old sequence space open a new connection, and ends on an
+//!   exact RST. At most `time_wait_slots` are kept; past that the oldest is dropped early.
+//! - Timers: a hierarchical timer wheel with one node per cell (`timers.rs`). Only cells that
+//!   received segments, were written to, or whose deadline is due are polled; an idle
+//!   connection costs nothing per loop iteration.
 //! - IPv4 only; IPv6 frames, IP fragments and IP protocols other than ICMP and TCP are dropped
 //!   and counted (see [`StackCounters`]).
 //!
 //! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST), `flow` (flow table), `cell` (one
-//! smoltcp interface + socket per connection), `timers` (deadlines), `staging` (replies made
-//! during receive), `counters`, and `stack` which joins them.
+//! smoltcp interface + socket per connection), `timers` (the timer wheel), `tombstone`
+//! (TIME-WAIT), `staging` (replies made during receive), `counters`, and `stack` which joins
+//! them.
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +58,7 @@ mod frontend;
 mod stack;
 mod staging;
 mod timers;
+mod tombstone;
 
 pub use counters::StackCounters;
 pub use stack::Stack;
@@ -86,8 +97,9 @@ pub struct Conn<'a, A> {
     pub state: &'a mut A,
 }
 
-/// Settings for a [`Stack`]. All sizes are explicit; memory is bounded by
-/// `max_connections * (rx_buffer + tx_buffer + per-cell overhead)`.
+/// Settings for a [`Stack`]. All sizes are explicit, and all of it is allocated by
+/// [`Stack::new`]: `max_connections * (rx_buffer + tx_buffer + per-cell overhead)` plus
+/// `time_wait_slots` small tombstones. (Untouched buffer pages are not resident until used.)
 #[derive(Debug, Clone)]
 pub struct StackConfig {
     /// Our MAC address: frames to other unicast MACs are dropped.
@@ -112,6 +124,11 @@ pub struct StackConfig {
     pub handshake_timeout: Duration,
     /// An established connection with no segment from the peer for this long is reset.
     pub idle_timeout: Duration,
+    /// How long a tombstone of a connection we closed first stays (2 MSL; Linux uses 60 s).
+    pub time_wait: Duration,
+    /// At most this many TIME-WAIT tombstones (about 80 bytes each with their flow-table
+    /// share); when full, the oldest is dropped early. 0 keeps none.
+    pub time_wait_slots: usize,
 }
 
 impl StackConfig {
@@ -130,6 +147,8 @@ impl StackConfig {
             tx_checksum_offload: false,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            time_wait: Duration::from_secs(60),
+            time_wait_slots: 65_536,
         }
     }
 }
@@ -149,8 +168,10 @@ pub enum ConfigError {
     },
     #[error("prefix length {0} is over 32")]
     Prefix(u8),
-    #[error("max_connections {0} is over 2^32 - 1")]
+    #[error("max_connections {0} is over 2^31")]
     TooManyConnections(usize),
+    #[error("time_wait_slots {0} is over 2^31")]
+    TooManyTombstones(usize),
     #[error("{which} buffer of {size} bytes is too large (at most {max})")]
     BufferTooLarge {
         which: &'static str,

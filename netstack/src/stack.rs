@@ -1,13 +1,20 @@
 //! [`Stack`]: the front end, the flow table, the cell pool and the deadlines, joined.
 //!
 //! Invariants:
-//! - a cell index in the flow table, the ready list, the dirty list or the timer heap always
-//!   comes with the cell's generation, and is ignored if the cell was recycled since;
-//! - a cell is in the ready (dirty) list at most once, tracked by `in_ready` (`in_dirty`);
-//! - every cell in service has a live timer entry or is in the dirty list, so its
+//! - a cell index in the ready list or the dirty list always comes with the cell's generation,
+//!   and is ignored if the cell was recycled since; the flow table and the timer wheel forget a
+//!   cell when it is recycled;
+//! - a cell is in the ready (dirty) list at most once, tracked by `in_ready` (`in_dirty`), so
+//!   both lists are bounded by `max_connections` and were sized for it up front;
+//! - every cell in service has a timer-wheel deadline or is in the dirty list, so its
 //!   retransmissions and timeouts run with no input;
-//! - after warm-up nothing is allocated per packet: cells, their buffers, the staging ring, the
-//!   lists and the heap all keep their capacity.
+//! - nothing is allocated after `Stack::new`: every cell and its buffers, the flow table, the
+//!   tombstone ring, the staging ring, the lists and the wheel are sized up front.
+//!
+//! Work per call is bounded: `handle_frame` touches one flow and one cell; `service` lends each
+//! ready cell once; `poll_egress` runs each cell dirty at entry once (at most
+//! `CELL_EGRESS_BUDGET` frames each) and then due timers, and stops when the sink is full. The
+//! caller bounds ingress per loop iteration by its receive batch (`rx_batch` in the server).
 
 use std::collections::VecDeque;
 
@@ -16,10 +23,11 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetProtocol, IpAddress, IpListenEndpoint, Ipv4Cidr, TcpControl};
 
 use crate::cell::{Cell, EgressDevice, EgressStop};
-use crate::flow::{FlowKey, FlowTable};
+use crate::flow::{FlowEntry, FlowKey, FlowTable};
 use crate::frontend::{FrontEnd, TcpSegment, Verdict};
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
-use crate::timers::{Deadline, DeadlineQueue};
+use crate::timers::TimerWheel;
+use crate::tombstone::{Tombstone, Tombstones};
 use crate::{ConfigError, Conn, ConnState, StackConfig, StackCounters, TcpState, TxSink};
 
 /// Frames one cell may emit per `poll_egress` turn before the others get theirs.
@@ -53,8 +61,8 @@ pub struct Stack<A: ConnState> {
     free: Vec<u32>,
     ready: Vec<CellRef>,
     dirty: VecDeque<CellRef>,
-    timers: DeadlineQueue,
-    seeds: Box<dyn FnMut() -> u64>,
+    timers: TimerWheel,
+    tombstones: Tombstones,
     /// The latest `now` any entry point was given.
     now: Instant,
 }
@@ -63,8 +71,11 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
     if config.max_connections == 0 {
         return Err(ConfigError::NoConnections);
     }
-    if config.max_connections > u32::MAX as usize {
+    if config.max_connections > 1 << 31 {
         return Err(ConfigError::TooManyConnections(config.max_connections));
+    }
+    if config.time_wait_slots > 1 << 31 {
+        return Err(ConfigError::TooManyTombstones(config.time_wait_slots));
     }
     if !(576..=9000).contains(&config.mtu) {
         return Err(ConfigError::Mtu(config.mtu));
@@ -102,9 +113,10 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
 }
 
 impl<A: ConnState> Stack<A> {
-    /// `seeds` is called once per cell when the cell is first created (cells are pooled and
-    /// reused, so not per connection) and once at construction to key the flow-table hasher.
-    /// The server passes OS randomness; tests pass a seeded PRNG so runs are deterministic.
+    /// Builds the whole pool: `max_connections` cells with their socket buffers, the flow table
+    /// and the tombstone ring. `seeds` is called four times to key the flow-table hasher, then
+    /// once per cell (cells are pooled and reused, so not per connection). The server passes OS
+    /// randomness; tests pass a seeded PRNG so runs are deterministic.
     pub fn new(
         config: StackConfig,
         mut seeds: Box<dyn FnMut() -> u64>,
@@ -132,21 +144,33 @@ impl<A: ConnState> Stack<A> {
             tx_caps,
             mtu: config.mtu,
         };
-        let flows = FlowTable::new(config.max_connections, [seeds(), seeds(), seeds(), seeds()]);
-        // Pools grow lazily up to max_connections; reserve the bookkeeping up front, but not
-        // more than a sane amount for huge limits.
-        let reserve = config.max_connections.min(1 << 16);
+        let flows = FlowTable::new(
+            config.max_connections + config.time_wait_slots,
+            [seeds(), seeds(), seeds(), seeds()],
+        );
+        let placeholder = EthHeader {
+            dst: config.mac,
+            src: config.mac,
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let max = config.max_connections;
+        let cells = (0..max)
+            .map(|_| Cell::new(&config, &caps, seeds(), placeholder, Instant::ZERO))
+            .collect();
+        // Reversed, so the pool hands out cell 0 first and reuses the most recently freed
+        // (warmest) cell next.
+        let free = (0..max as u32).rev().collect();
         Ok(Stack {
             staging: Staging::new(STAGING_SLOTS, ETH_HEADER_LEN + config.mtu),
             front,
             caps,
             flows,
-            cells: Vec::with_capacity(reserve),
-            free: Vec::with_capacity(reserve),
-            ready: Vec::with_capacity(reserve),
-            dirty: VecDeque::with_capacity(reserve),
-            timers: DeadlineQueue::with_capacity(reserve * 2),
-            seeds,
+            cells,
+            free,
+            ready: Vec::with_capacity(max),
+            dirty: VecDeque::with_capacity(max),
+            timers: TimerWheel::new(max, Instant::ZERO),
+            tombstones: Tombstones::new(config.time_wait_slots),
             counters: StackCounters::default(),
             now: Instant::ZERO,
             config,
@@ -190,9 +214,16 @@ impl<A: ConnState> Stack<A> {
             peer_ip: seg.peer_ip,
             peer_port: seg.repr.src_port,
         };
-        let index = match self.flows.get(&key) {
-            Some(index) => index,
-            None if seg.repr.control == TcpControl::Syn && seg.repr.ack_number.is_none() => {
+        let mut entry = self.flows.get(&key);
+        if let Some(FlowEntry::Tombstone(slot)) = entry {
+            if !self.handle_time_wait(now, key, slot, seg) {
+                return;
+            }
+            entry = None;
+        }
+        let index = match entry {
+            Some(FlowEntry::Cell(index)) => index,
+            _ if seg.repr.control == TcpControl::Syn && seg.repr.ack_number.is_none() => {
                 match self.open_cell(now, key, seg) {
                     Some(index) => {
                         self.counters.syn_accepted += 1;
@@ -206,7 +237,7 @@ impl<A: ConnState> Stack<A> {
                     }
                 }
             }
-            None => {
+            _ => {
                 self.counters.drop_tcp_no_flow += 1;
                 self.front
                     .stage_rst(seg, &mut self.counters, &mut self.staging);
@@ -217,6 +248,7 @@ impl<A: ConnState> Stack<A> {
             return;
         };
         cell.last_rx = now;
+        cell.note_peer(&seg.repr);
         self.counters.tx_staging_full +=
             cell.ingress(now, seg.ip_packet, &mut self.staging, &self.caps);
         let r = CellRef {
@@ -230,35 +262,130 @@ impl<A: ConnState> Stack<A> {
         mark_dirty(&mut self.dirty, cell, r);
     }
 
-    /// Takes a cell from the pool (or creates one) for a new flow. `None` at max_connections.
-    fn open_cell(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) -> Option<u32> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None if self.cells.len() < self.config.max_connections => {
-                let index = u32::try_from(self.cells.len()).ok()?;
-                let cell = Cell::new(
-                    &self.config,
-                    &self.caps,
-                    (self.seeds)(),
-                    self.eth_to(seg),
-                    now,
-                );
-                self.cells.push(cell);
-                index
-            }
-            None => return None,
+    /// A segment for a flow in TIME-WAIT (RFC 9293 §3.10.7.4). Returns `true` when it is a new
+    /// SYN that takes the flow over: the tombstone is gone and the caller opens a connection.
+    fn handle_time_wait(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        slot: u32,
+        seg: &TcpSegment<'_>,
+    ) -> bool {
+        let Some(stone) = self.tombstones.get(slot).copied() else {
+            // The flow table never names a dead slot; if it did, forget it and go on as if
+            // the flow were unknown.
+            self.flows.remove(&key);
+            return true;
         };
+        let repr = &seg.repr;
+        let end = |stones: &mut Tombstones, flows: &mut FlowTable| {
+            stones.kill(slot);
+            flows.remove(&key);
+        };
+        if stone.expires <= now {
+            // Expired but not yet swept by `poll_egress`: the flow is unknown now.
+            end(&mut self.tombstones, &mut self.flows);
+            return true;
+        }
+        match repr.control {
+            // An RST ends TIME-WAIT (§3.10.7.4) only if it is exactly in sequence (RFC 5961
+            // §3.2), so a blind RST cannot; a client whose SYN drew our challenge ACK answers
+            // with exactly this one, and its next SYN then opens a connection.
+            TcpControl::Rst if repr.seq_number == stone.rcv_nxt => {
+                end(&mut self.tombstones, &mut self.flows);
+                self.counters.time_wait_ended += 1;
+                false
+            }
+            TcpControl::Rst => {
+                self.counters.drop_tcp_time_wait += 1;
+                false
+            }
+            // A new incarnation may reuse the flow if its ISN is above everything the old one
+            // used (RFC 1122 §4.2.2.13, as Linux does); otherwise a challenge ACK (RFC 5961).
+            TcpControl::Syn if repr.ack_number.is_none() && repr.seq_number > stone.rcv_nxt => {
+                end(&mut self.tombstones, &mut self.flows);
+                self.counters.time_wait_ended += 1;
+                true
+            }
+            // "The only thing that can arrive in this state is a retransmission of the remote
+            // FIN. Acknowledge it, and restart the 2 MSL timeout."
+            TcpControl::Fin => {
+                self.ack_from_tombstone(&stone, seg);
+                self.tombstones.kill(slot);
+                self.bury(now, stone.key, stone.peer_mac, stone.snd_nxt, stone.rcv_nxt);
+                false
+            }
+            // A duplicate ACK needs no answer; anything carrying data or a SYN is out of the
+            // window and gets an ACK (§3.10.7.4, first check).
+            _ if repr.payload.is_empty() && repr.control != TcpControl::Syn => {
+                self.counters.drop_tcp_time_wait += 1;
+                false
+            }
+            _ => {
+                self.ack_from_tombstone(&stone, seg);
+                false
+            }
+        }
+    }
+
+    fn ack_from_tombstone(&mut self, stone: &Tombstone, seg: &TcpSegment<'_>) {
+        if self.front.stage_ack(
+            seg,
+            stone.snd_nxt,
+            stone.rcv_nxt,
+            &mut self.counters,
+            &mut self.staging,
+        ) {
+            self.counters.time_wait_acks += 1;
+        }
+    }
+
+    /// Leaves a tombstone for `key`, evicting the oldest one if the ring is full.
+    fn bury(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        peer_mac: smoltcp::wire::EthernetAddress,
+        snd_nxt: smoltcp::wire::TcpSeqNumber,
+        rcv_nxt: smoltcp::wire::TcpSeqNumber,
+    ) {
+        if self.tombstones.is_full()
+            && let Some(oldest) = self.tombstones.pop_oldest(now, true)
+            && oldest.live
+        {
+            self.flows.remove(&oldest.key);
+            self.counters.time_wait_evicted += 1;
+        }
+        let stone = Tombstone {
+            key,
+            peer_mac,
+            snd_nxt,
+            rcv_nxt,
+            expires: now + self.config.time_wait,
+            live: true,
+        };
+        if let Some(slot) = self.tombstones.push(stone) {
+            self.flows.insert(key, FlowEntry::Tombstone(slot));
+        }
+    }
+
+    /// Takes a cell from the pool for a new flow. `None` when every cell is in use.
+    fn open_cell(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) -> Option<u32> {
+        let index = self.free.pop()?;
         let local = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(self.config.ipv4)),
             port: self.config.port,
         };
         let eth = self.eth_to(seg);
-        let cell = self.cells.get_mut(index as usize)?;
+        let Some(cell) = self.cells.get_mut(index as usize) else {
+            self.free.push(index);
+            return None;
+        };
         if !cell.open(local, key, eth, now) {
             self.free.push(index);
             return None;
         }
-        self.flows.insert(key, index);
+        self.flows.insert(key, FlowEntry::Cell(index));
         Some(index)
     }
 
@@ -322,26 +449,20 @@ impl<A: ConnState> Stack<A> {
             self.run_cell(now, r.index, tx);
         }
         while tx.has_room() {
-            let Some(d) = self.timers.pop_due(now) else {
+            let Some(index) = self.timers.pop_due(now) else {
                 break;
             };
-            let Some(cell) = self.cells.get_mut(d.cell as usize) else {
-                continue;
-            };
-            if cell.generation != d.generation || cell.armed != Some(d.at) {
-                continue;
+            if let Some(cell) = self.cells.get_mut(index as usize) {
+                cell.armed = None;
+                self.counters.timer_fires += 1;
+                self.run_cell(now, index, tx);
             }
-            cell.armed = None;
-            self.run_cell(now, d.cell, tx);
         }
-        // Lazy invalidation leaves stale entries; sweep them when they outnumber the cells.
-        let cells = &self.cells;
-        if self.timers.len() > 2 * cells.len() + 64 {
-            self.timers.retain(|d| is_live(cells, d));
-        }
-        // Keep the top live so `poll_at` reports a real deadline (timers only change here).
-        while self.timers.peek().is_some_and(|d| !is_live(cells, d)) {
-            self.timers.pop();
+        // Tombstones all last `time_wait`, so the expired ones are at the front of the ring.
+        while let Some(stone) = self.tombstones.pop_oldest(now, false) {
+            if stone.live {
+                self.flows.remove(&stone.key);
+            }
         }
     }
 
@@ -350,6 +471,7 @@ impl<A: ConnState> Stack<A> {
         let Some(cell) = self.cells.get_mut(index as usize) else {
             return;
         };
+        self.counters.cell_polls += 1;
         let r = CellRef {
             index,
             generation: cell.generation,
@@ -385,14 +507,30 @@ impl<A: ConnState> Stack<A> {
             return;
         }
 
-        // TIME-WAIT is not held: the cell goes back to the pool at once. A compact tombstone
-        // in the flow table that ACKs a retransmitted FIN (RFC 9293 §3.10.7.4) is planned.
-        if matches!(
-            cell.state(),
-            TcpState::Closed | TcpState::Listen | TcpState::TimeWait
-        ) {
-            self.recycle(index);
-            return;
+        match cell.state() {
+            // We closed first and the peer's FIN is acknowledged (the ACK just left): the
+            // cell goes back to the pool and a tombstone holds TIME-WAIT.
+            TcpState::TimeWait => {
+                let grave = match (cell.flow, cell.peer_ack, cell.peer_fin_end) {
+                    (Some(key), Some(snd_nxt), Some(rcv_nxt)) => {
+                        Some((key, cell.eth.dst, snd_nxt, rcv_nxt))
+                    }
+                    _ => None,
+                };
+                self.recycle(index);
+                if let Some((key, mac, snd_nxt, rcv_nxt)) = grave
+                    && self.config.time_wait_slots > 0
+                {
+                    self.bury(now, key, mac, snd_nxt, rcv_nxt);
+                    self.counters.time_wait_entered += 1;
+                }
+                return;
+            }
+            TcpState::Closed | TcpState::Listen => {
+                self.recycle(index);
+                return;
+            }
+            _ => {}
         }
 
         let timeout = match cell.state() {
@@ -414,14 +552,13 @@ impl<A: ConnState> Stack<A> {
                 deadline = deadline.min(wake);
             }
         }
+        // Only an earlier deadline moves the cell in the wheel; a later one waits for the
+        // armed one to fire, which re-arms it here. That keeps keep-alive traffic (each
+        // segment pushes the idle timeout back) from touching the wheel per packet.
         let deadline = deadline.max(now + MIN_REPOLL);
         if cell.armed.is_none_or(|armed| deadline < armed) {
             cell.armed = Some(deadline);
-            self.timers.arm(Deadline {
-                at: deadline,
-                cell: index,
-                generation: r.generation,
-            });
+            self.timers.arm(index, deadline);
         }
     }
 
@@ -430,10 +567,11 @@ impl<A: ConnState> Stack<A> {
             return;
         };
         if let Some(key) = cell.flow {
-            self.flows.remove(&key);
+            self.flows.remove_if(&key, FlowEntry::Cell(index));
         }
         cell.app.reset();
         cell.close();
+        self.timers.cancel(index);
         self.free.push(index);
         self.counters.connections_closed += 1;
     }
@@ -455,13 +593,6 @@ fn tx_only(offload: bool) -> smoltcp::phy::Checksum {
     } else {
         smoltcp::phy::Checksum::Tx
     }
-}
-
-/// Whether a timer entry still belongs to the cell's current connection and armed deadline.
-fn is_live<A>(cells: &[Cell<A>], d: &Deadline) -> bool {
-    cells
-        .get(d.cell as usize)
-        .is_some_and(|c| c.generation == d.generation && c.armed == Some(d.at))
 }
 
 fn mark_dirty<A>(dirty: &mut VecDeque<CellRef>, cell: &mut Cell<A>, r: CellRef) {

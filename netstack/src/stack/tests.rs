@@ -42,7 +42,8 @@ fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
 }
 
 /// The application used by the tests: collects what it reads, answers "HELLO" once a request
-/// ends with a blank line, and closes when the peer does.
+/// ends with a blank line (and closes first if the request starts with "CLOSE"), and closes
+/// when the peer does.
 #[derive(Default)]
 struct App {
     received: Vec<u8>,
@@ -74,6 +75,10 @@ fn serve(conn: Conn<'_, App>) {
     if !state.replied && state.received.ends_with(b"\r\n\r\n") {
         state.replied = true;
         let _ = socket.send_slice(b"HELLO");
+        if state.received.starts_with(b"CLOSE") {
+            // An active close from our side, as after `Connection: close`.
+            socket.close();
+        }
     }
     if socket.state() == TcpState::CloseWait {
         socket.close();
@@ -585,7 +590,15 @@ fn full_exchange_then_close_recycles_the_cell() {
         seen = state.received.clone();
     });
     assert_eq!(seen, b"X", "A::reset ran before the cell was reused");
-    assert_eq!(stack.cells.len(), 1, "the cell came from the pool");
+    let key = FlowKey {
+        peer_ip: PEER_IP,
+        peer_port: 40001,
+    };
+    assert_eq!(
+        stack.flows.get(&key),
+        Some(FlowEntry::Cell(0)),
+        "the freed cell was reused first"
+    );
 }
 
 #[test]
@@ -886,4 +899,110 @@ fn the_application_is_called_back_at_its_own_deadline() {
         calls.iter().all(|&at| at == t(1_000) || at >= t(5_000)),
         "called early: {calls:?}"
     );
+}
+
+/// Our side closes first; the peer's FIN is acknowledged. Returns the peer, whose FIN the
+/// stack has acknowledged, with the stack's cell already back in the pool.
+fn close_from_our_side(stack: &mut Stack<App>, port: u16) -> (Peer, Vec<u8>) {
+    let mut peer = Peer::new(port);
+    connect(stack, &mut peer, t(0));
+    stack.handle_frame(t(1), &peer.data(b"CLOSE\r\n\r\n"));
+    let frames = pump(stack, t(1));
+    let segs: Vec<Seg> = frames.iter().map(|f| parse_tcp(f)).collect();
+    let payload: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(payload, b"HELLO");
+    let last = segs.last().unwrap();
+    assert_eq!(last.control, TcpControl::Fin, "{segs:?}");
+    peer.ack = last.seq + last.payload.len() as u32 + 1;
+    let fin = peer.fin();
+    stack.handle_frame(t(2), &fin);
+    let ack = only_tcp(&pump(stack, t(2)));
+    assert_eq!(ack.control, TcpControl::None);
+    assert_eq!((ack.seq, ack.ack), (peer.ack, Some(peer.seq)));
+    (peer, fin)
+}
+
+#[test]
+fn time_wait_frees_the_cell_and_a_tombstone_acks_a_retransmitted_fin() {
+    let mut stack = stack_with(config());
+    let (peer, fin) = close_from_our_side(&mut stack, 40000);
+    assert_eq!(stack.connections(), 0, "TIME-WAIT holds no cell");
+    assert_eq!(stack.counters().time_wait_entered, 1);
+    assert_eq!(stack.counters().connections_closed, 1);
+
+    // RFC 9293 §3.10.7.4: our ACK was lost, the peer sends its FIN again.
+    stack.handle_frame(t(500), &fin);
+    let ack = only_tcp(&pump(&mut stack, t(500)));
+    assert_eq!(ack.control, TcpControl::None);
+    assert_eq!((ack.seq, ack.ack), (peer.ack, Some(peer.seq)));
+    assert_eq!(stack.counters().time_wait_acks, 1);
+
+    // A duplicate ACK needs no answer, and a blind RST does not end TIME-WAIT.
+    stack.handle_frame(t(501), &peer.ack_now());
+    let blind = peer.segment(PORT, TcpControl::Rst, peer.seq + 7, None, &[]);
+    stack.handle_frame(t(501), &blind);
+    assert!(pump(&mut stack, t(501)).is_empty());
+    assert_eq!(stack.counters().drop_tcp_time_wait, 2);
+    assert_eq!(stack.counters().rst_sent, 0);
+
+    // An old SYN (sequence below the old connection's) gets a challenge ACK, not a cell.
+    let old = Peer::new(40000);
+    stack.handle_frame(t(502), &old.syn());
+    let challenge = only_tcp(&pump(&mut stack, t(502)));
+    assert_eq!((challenge.seq, challenge.ack), (peer.ack, Some(peer.seq)));
+    assert_eq!(stack.connections(), 0);
+
+    // The retransmitted FIN restarted the 2 MSL timer at 500 ms; after it the tombstone is
+    // gone and the FIN meets no flow.
+    // Stray data just before then is out of the window: ACKed, without restarting the timer.
+    let expiry = t(500) + stack.config().time_wait;
+    let stray = peer.segment(PORT, TcpControl::Psh, peer.seq, Some(peer.ack), b"x");
+    stack.handle_frame(expiry - Duration::from_millis(1), &stray);
+    assert_eq!(
+        only_tcp(&pump(&mut stack, expiry - Duration::from_millis(1))).control,
+        TcpControl::None
+    );
+    stack.handle_frame(expiry, &fin);
+    assert_eq!(only_tcp(&pump(&mut stack, expiry)).control, TcpControl::Rst);
+}
+
+#[test]
+fn a_new_syn_above_the_old_sequence_takes_over_a_time_wait_flow() {
+    let mut stack = stack_with(config());
+    let (peer, _) = close_from_our_side(&mut stack, 40000);
+    let mut next = Peer {
+        seq: peer.seq + 100_000,
+        ..Peer::new(40000)
+    };
+    connect(&mut stack, &mut next, t(10));
+    assert_eq!(stack.connections(), 1);
+    assert_eq!(stack.counters().time_wait_ended, 1);
+    stack.handle_frame(t(11), &next.data(b"GET\r\n\r\n"));
+    assert_eq!(only_tcp(&pump(&mut stack, t(11))).payload, b"HELLO");
+}
+
+#[test]
+fn an_exact_rst_ends_time_wait_and_a_full_ring_evicts_the_oldest() {
+    let mut c = config();
+    c.time_wait_slots = 2;
+    let mut stack = stack_with(c);
+    let (peer, fin) = close_from_our_side(&mut stack, 40000);
+    let rst = peer.segment(PORT, TcpControl::Rst, peer.seq, None, &[]);
+    stack.handle_frame(t(3), &rst);
+    assert!(pump(&mut stack, t(3)).is_empty());
+    assert_eq!(stack.counters().time_wait_ended, 1);
+    stack.handle_frame(t(4), &fin);
+    assert_eq!(only_tcp(&pump(&mut stack, t(4))).control, TcpControl::Rst);
+
+    // Three more closes into two slots: the first of them is evicted.
+    let closed: Vec<(Peer, Vec<u8>)> = (1..=3)
+        .map(|i| close_from_our_side(&mut stack, 40000 + i))
+        .collect();
+    assert_eq!(stack.counters().time_wait_evicted, 1);
+    stack.handle_frame(t(5), &closed[0].1);
+    assert_eq!(only_tcp(&pump(&mut stack, t(5))).control, TcpControl::Rst);
+    for (_, fin) in &closed[1..] {
+        stack.handle_frame(t(5), fin);
+        assert_eq!(only_tcp(&pump(&mut stack, t(5))).control, TcpControl::None);
+    }
 }

@@ -56,6 +56,8 @@ const MAX_MISMATCHES_KEPT: usize = 1000;
 const MAX_FRUITLESS_CONNECTIONS: u32 = 3;
 /// Egress passes per connection per poll (each sends at most one segment).
 const MAX_EGRESS_PASSES: usize = 64;
+/// A rate-limited client reads in multiples of this (one full segment).
+const READ_QUANTUM: usize = 1460;
 /// Rendered-but-unsent request bytes per connection before rendering more.
 const OUTBOX_SOFT_LIMIT: usize = 4096;
 
@@ -84,6 +86,9 @@ pub struct FleetConfig {
     pub rx_batch: usize,
     /// Seeds every client interface's ISN generator.
     pub seed: u64,
+    /// Each connection reads at most this many bytes per second from its socket (a slow
+    /// client: its TCP window closes and the server must hold the data). `None`: no limit.
+    pub read_rate_bytes_per_sec: Option<u64>,
     /// Keep copies of up to this many frames that matched no connection, for inspection.
     pub keep_unmatched: usize,
 }
@@ -114,6 +119,7 @@ impl FleetConfig {
             rx_batch: 256,
             seed,
             keep_unmatched: 0,
+            read_rate_bytes_per_sec: None,
         }
     }
 }
@@ -221,6 +227,10 @@ struct Conn {
     ready: bool,
     fruitless: u32,
     resolved_at_connect: usize,
+    /// With a read rate: virtual time (µs) up to which the read allowance is used up.
+    read_clock: i64,
+    /// With a read rate: when reading may go on (µs), if it stopped for the allowance.
+    read_wake: Option<i64>,
 }
 
 /// Everything but the connection slots, so a slot and the rest can be borrowed together.
@@ -236,6 +246,9 @@ struct Shared {
     unfinished: usize,
     /// Responses completed within one received chunk (kept for its capacity).
     completed: Vec<Completed>,
+    /// Keep-alive connections stay open after their last response (see
+    /// [`ClientFleet::set_hold`]).
+    hold: bool,
 }
 
 /// The fleet. See the module documentation.
@@ -244,6 +257,8 @@ pub struct ClientFleet<D: FrameIo> {
     l2: [u8; ETHERNET_HEADER_LEN],
     conns: Vec<Conn>,
     shared: Shared,
+    /// Interface seeds for slots added later ([`ClientFleet::add_script`]).
+    seeds: SplitMix64,
     timers: BinaryHeap<Reverse<(i64, u32)>>,
     ready: Vec<u32>,
     rx_arena: Vec<u8>,
@@ -305,44 +320,14 @@ impl<D: FrameIo> ClientFleet<D> {
         let mut total_requests = 0u64;
         for script in scripts {
             total_requests += script.count as u64;
-            let mut iface_config = Config::new(HardwareAddress::Ip);
-            iface_config.random_seed = seeds.next_u64();
-            let mut device = ClientDevice {
-                io: &mut driver,
-                l2: &l2,
-                mtu: config.mtu,
-                rx: None,
-                tally: &mut tally,
-            };
-            let iface = Interface::new(iface_config, &mut device, Instant::ZERO);
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0u8; config.rx_buffer]),
-                tcp::SocketBuffer::new(vec![0u8; config.tx_buffer]),
-            );
-            socket.set_nagle_enabled(false);
-            socket.set_ack_delay(config.ack_delay);
-            socket.set_timeout(config.timeout);
-            let mut sockets = SocketSet::new(Vec::with_capacity(1));
-            let handle = sockets.add(socket);
-            conns.push(Conn {
-                iface,
-                sockets,
-                handle,
+            conns.push(new_conn(
+                &mut driver,
+                &l2,
+                &config,
+                &mut tally,
+                seeds.next_u64(),
                 script,
-                sent: 0,
-                resolved: 0,
-                on_connection: 0,
-                outbox: Vec::new(),
-                out_pos: 0,
-                reader: ResponseReader::default(),
-                phase: Phase::Connect,
-                server_closing: false,
-                endpoint: None,
-                deadline: None,
-                ready: true,
-                fruitless: 0,
-                resolved_at_connect: 0,
-            });
+            ));
         }
         let ready = (0..conns.len() as u32).collect();
         let unfinished = conns.len();
@@ -359,9 +344,11 @@ impl<D: FrameIo> ClientFleet<D> {
                 resolved_requests: 0,
                 unfinished,
                 completed: Vec::new(),
+                hold: false,
                 config,
             },
             conns,
+            seeds,
             timers: BinaryHeap::new(),
             ready,
             rx_arena: Vec::new(),
@@ -446,6 +433,44 @@ impl<D: FrameIo> ClientFleet<D> {
         self.shared.counters.tx_frames = self.tally.staged;
         self.shared.counters.tx_dropped = self.tally.dropped;
         Ok(received > 0 || sent > 0)
+    }
+
+    /// With `hold`, a keep-alive connection whose script is done stays open instead of
+    /// closing, so a test can have every connection open at once. Releasing the hold lets
+    /// them all close at the next poll.
+    pub fn set_hold(&mut self, hold: bool) {
+        self.shared.hold = hold;
+        if !hold {
+            for (idx, conn) in self.conns.iter_mut().enumerate() {
+                if conn.phase == Phase::Open && !conn.ready {
+                    conn.ready = true;
+                    self.ready.push(idx as u32);
+                }
+            }
+        }
+    }
+
+    /// Adds a connection slot running `script`; it starts at the next poll. Its ports come
+    /// from the same client addresses as the others, so the fleet must have been built with
+    /// room for them (see [`FleetConfig::first_client_ip`]). Returns the slot's index.
+    pub fn add_script(&mut self, script: Script) -> usize {
+        let ClientFleet {
+            driver,
+            l2,
+            conns,
+            shared,
+            seeds,
+            ready,
+            tally,
+            ..
+        } = self;
+        shared.total_requests += script.count as u64;
+        shared.unfinished += 1;
+        let conn = new_conn(driver, l2, &shared.config, tally, seeds.next_u64(), script);
+        conns.push(conn);
+        let idx = conns.len() - 1;
+        ready.push(idx as u32);
+        idx
     }
 
     /// When the fleet next needs a poll even if no frame arrives.
@@ -559,7 +584,7 @@ impl<D: FrameIo> ClientFleet<D> {
         let mtu = shared.config.mtu;
         // A closed session can be followed by the next one in the same service.
         for _ in 0..3 {
-            shared.drive(conn, idx as usize);
+            shared.drive(conn, idx as usize, now);
             let mut device = ClientDevice {
                 io: &mut *driver,
                 l2: &*l2,
@@ -589,9 +614,12 @@ impl<D: FrameIo> ClientFleet<D> {
         let next = if parked {
             None
         } else {
-            conn.iface
-                .poll_at(now, &conn.sockets)
-                .map(|at| at.total_micros().max(now.total_micros()))
+            let smoltcp = conn.iface.poll_at(now, &conn.sockets);
+            [smoltcp.map(|at| at.total_micros()), conn.read_wake]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.max(now.total_micros()))
         };
         if next != conn.deadline {
             conn.deadline = next;
@@ -612,6 +640,57 @@ impl<D: FrameIo> ClientFleet<D> {
             }
             self.timers.pop();
         }
+    }
+}
+
+/// A fresh connection slot (its own interface and socket) for `script`.
+fn new_conn<D: FrameIo>(
+    driver: &mut D,
+    l2: &[u8; ETHERNET_HEADER_LEN],
+    config: &FleetConfig,
+    tally: &mut TxTally,
+    seed: u64,
+    script: Script,
+) -> Conn {
+    let mut iface_config = Config::new(HardwareAddress::Ip);
+    iface_config.random_seed = seed;
+    let mut device = ClientDevice {
+        io: driver,
+        l2,
+        mtu: config.mtu,
+        rx: None,
+        tally,
+    };
+    let iface = Interface::new(iface_config, &mut device, Instant::ZERO);
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; config.rx_buffer]),
+        tcp::SocketBuffer::new(vec![0u8; config.tx_buffer]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(config.ack_delay);
+    socket.set_timeout(config.timeout);
+    let mut sockets = SocketSet::new(Vec::with_capacity(1));
+    let handle = sockets.add(socket);
+    Conn {
+        iface,
+        sockets,
+        handle,
+        script,
+        sent: 0,
+        resolved: 0,
+        on_connection: 0,
+        outbox: Vec::new(),
+        out_pos: 0,
+        reader: ResponseReader::default(),
+        phase: Phase::Connect,
+        server_closing: false,
+        endpoint: None,
+        deadline: None,
+        ready: true,
+        fruitless: 0,
+        resolved_at_connect: 0,
+        read_clock: 0,
+        read_wake: None,
     }
 }
 
@@ -674,12 +753,12 @@ impl Shared {
     }
 
     /// The script step: connect, read and verify, send, close.
-    fn drive(&mut self, conn: &mut Conn, idx: usize) {
+    fn drive(&mut self, conn: &mut Conn, idx: usize, now: Instant) {
         if conn.phase == Phase::Connect {
             self.connect(conn, idx);
         }
         if conn.phase == Phase::Open {
-            self.exchange(conn, idx);
+            self.exchange(conn, idx, now);
         }
         if conn.phase == Phase::Closing
             && conn.resolved >= conn.script.count
@@ -752,12 +831,14 @@ impl Shared {
         conn.phase = Phase::Open;
     }
 
-    fn exchange(&mut self, conn: &mut Conn, idx: usize) {
-        // Read and verify.
+    fn exchange(&mut self, conn: &mut Conn, idx: usize, now: Instant) {
+        // Read and verify, within the read rate's allowance.
+        let initial_allowance = self.read_allowance(conn, now);
+        let mut allowance = initial_allowance;
         let mut framing_error = None;
         loop {
             let socket = conn.sockets.get_mut::<tcp::Socket>(conn.handle);
-            if !socket.can_recv() || framing_error.is_some() {
+            if !socket.can_recv() || framing_error.is_some() || allowance == 0 {
                 break;
             }
             let script = &conn.script;
@@ -766,6 +847,8 @@ impl Shared {
             let sent = conn.sent;
             let resolved = conn.resolved;
             let result = socket.recv(|chunk| {
+                let chunk = chunk.get(..chunk.len().min(allowance)).unwrap_or(chunk);
+                allowance -= chunk.len();
                 let mut pos = 0;
                 while let Some(rest) = chunk.get(pos..).filter(|r| !r.is_empty()) {
                     let k = resolved + completed.len();
@@ -794,6 +877,7 @@ impl Shared {
             }
             self.completed = completed;
         }
+        self.charge_reads(conn, now, initial_allowance - allowance);
         if let Some(problem) = framing_error {
             self.fail_outstanding(conn, idx, &problem);
             conn.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
@@ -860,10 +944,42 @@ impl Shared {
 
         // Our side is done when every request is resolved; after `Connection: close` we wait for
         // the server's FIN instead, so the server makes the active close (and holds TIME-WAIT).
-        if conn.resolved >= conn.script.count && !conn.server_closing {
+        if conn.resolved >= conn.script.count && !conn.server_closing && !self.hold {
             socket.close();
             conn.phase = Phase::Closing;
         }
+    }
+
+    /// Bytes the connection may read now (`usize::MAX` without a read rate). The allowance
+    /// accrues at the rate and is capped at one receive buffer, so an idle client does not
+    /// save up more than a burst.
+    fn read_allowance(&self, conn: &mut Conn, now: Instant) -> usize {
+        let Some(rate) = self.config.read_rate_bytes_per_sec.filter(|&r| r > 0) else {
+            return usize::MAX;
+        };
+        let now_us = now.total_micros();
+        let burst_us = (self.config.rx_buffer as u128 * 1_000_000 / u128::from(rate)) as i64;
+        conn.read_clock = conn.read_clock.max(now_us - burst_us);
+        let credit = (now_us - conn.read_clock).max(0) as u128 * u128::from(rate) / 1_000_000;
+        // Whole segments only: reading (and so opening the window) a few bytes at a time
+        // would make both ends trade tiny segments (silly window syndrome, RFC 1122
+        // §4.2.3.3), which smoltcp does not avoid on its own.
+        let credit = credit - credit % READ_QUANTUM as u128;
+        usize::try_from(credit).unwrap_or(usize::MAX)
+    }
+
+    /// Uses up the allowance for the `read` bytes, and plans a wake-up if data is left.
+    fn charge_reads(&self, conn: &mut Conn, now: Instant, read: usize) {
+        let Some(rate) = self.config.read_rate_bytes_per_sec.filter(|&r| r > 0) else {
+            return;
+        };
+        let used_us = (read as u128 * 1_000_000).div_ceil(u128::from(rate));
+        conn.read_clock += i64::try_from(used_us).unwrap_or(i64::MAX / 2);
+        let mss_us = (READ_QUANTUM as u128 * 1_000_000).div_ceil(u128::from(rate)) as i64;
+        let socket = conn.sockets.get::<tcp::Socket>(conn.handle);
+        conn.read_wake = socket
+            .can_recv()
+            .then_some((conn.read_clock + mss_us).max(now.total_micros() + 1));
     }
 
     fn record(&mut self, conn: &mut Conn, idx: usize, done: Completed) {

@@ -1,0 +1,168 @@
+//! The steady state allocates nothing: after warm-up, requests over keep-alive connections and
+//! over new connections cause no heap allocation inside `Server::poll`.
+//!
+//! A counting global allocator wraps the system one. Counting is switched on per thread, only
+//! around `Server::poll`, so the client fleet (which builds requests into fresh buffers) and
+//! other tests running in parallel threads are not counted. The simulation loop is driven by
+//! hand here for that reason: poll the server (counted), poll the fleet (not counted), and jump
+//! the virtual clock to the next event when nothing moved.
+//!
+//! This file holds the workspace's only `unsafe` outside `drivers`: `GlobalAlloc` is an unsafe
+//! trait, and the impl only forwards to `System`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use sirocco_netstack::Instant;
+use sirocco_tests::{TestTree, assert_all_ok};
+use sirocco_tools::sim::{Mode, Request, Script, SimConfig, Simulation};
+
+struct CountingAllocator;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the allocator can run while thread-locals are being torn down.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is exactly `System`'s; the counting touches only const-initialised
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; the caller upholds `dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Allocations made by `f` on this thread.
+fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = ALLOCATIONS.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (out, ALLOCATIONS.with(Cell::get) - before)
+}
+
+/// Runs the loop until `resolved` requests are resolved; returns the allocations counted
+/// inside `Server::poll` and how many server polls there were.
+fn run_counting(sim: &mut Simulation, resolved: u64) -> (u64, u64) {
+    let mut allocations = 0;
+    let mut polls = 0;
+    let mut idle_jumps = 0;
+    while sim.fleet().progress().0 < resolved {
+        let now = sim.now();
+        let (server_moved, n) = allocations_in(|| sim.server_mut().poll(now).unwrap());
+        allocations += n;
+        polls += 1;
+        let fleet_moved = sim.fleet_mut().poll(now).unwrap();
+        if server_moved || fleet_moved {
+            idle_jumps = 0;
+            continue;
+        }
+        let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
+        let next = [
+            sim.server().poll_at().map(micros),
+            sim.fleet().poll_at().map(micros),
+            sim.server().driver().next_arrival_micros(),
+            sim.fleet().driver().next_arrival_micros(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("the simulation stalled");
+        let now = sim.clock().now_micros();
+        sim.clock().set_micros(next.max(now + 1));
+        idle_jumps += 1;
+        assert!(idle_jumps < 1_000_000, "no progress: {}", sim.report());
+    }
+    (allocations, polls)
+}
+
+fn simulation(tree: &TestTree, connections: usize, count: usize, mode: Mode) -> Simulation {
+    let (path, body) = tree
+        .files()
+        .next()
+        .map(|(p, b)| (p.to_owned(), b.to_vec()))
+        .unwrap();
+    let requests: Arc<[Request]> = Arc::from(vec![Request::get(&path, body.into())]);
+    let scripts = (0..connections)
+        .map(|_| Script {
+            requests: Arc::clone(&requests),
+            first: 0,
+            count,
+            mode,
+        })
+        .collect();
+    let mut config = SimConfig::new(7, connections);
+    config.fleet.rx_buffer = 4096;
+    tree.simulation(config, scripts)
+}
+
+#[test]
+fn keep_alive_requests_allocate_nothing_after_warm_up() {
+    let tree = TestTree::with_sizes(&[512]);
+    let (connections, count) = (500, 40);
+    let mut sim = simulation(&tree, connections, count, Mode::KeepAlive { pipeline: 1 });
+    // Warm-up: every connection has served two requests (its HTTP state has its buffers).
+    // Those first requests do allocate, which also shows the counter counts.
+    let (warm_up, _) = run_counting(&mut sim, 2 * connections as u64);
+    assert!(
+        warm_up >= connections as u64,
+        "{warm_up} allocations in warm-up"
+    );
+    let total = (connections * count) as u64;
+    let (allocations, polls) = run_counting(&mut sim, total);
+    assert!(polls > 100, "the measured phase ran ({polls} polls)");
+    assert_eq!(allocations, 0, "allocations in {polls} server polls");
+    assert_all_ok(&sim.report(), total);
+}
+
+#[test]
+fn new_connections_allocate_nothing_after_warm_up() {
+    let tree = TestTree::with_sizes(&[512]);
+    // 100 clients, each opening 30 connections one after another (Connection: close): the
+    // server opens and recycles 3,000 connections and buries each in a TIME-WAIT tombstone.
+    let (connections, count) = (100, 30);
+    let mut sim = simulation(&tree, connections, count, Mode::NewConnection);
+    let (warm_up, _) = run_counting(&mut sim, 3 * connections as u64);
+    assert!(
+        warm_up > 0,
+        "the first connections allocate their HTTP buffers"
+    );
+    let total = (connections * count) as u64;
+    let (allocations, polls) = run_counting(&mut sim, total);
+    assert!(polls > 100, "the measured phase ran ({polls} polls)");
+    assert_eq!(allocations, 0, "allocations in {polls} server polls");
+    let report = sim.report();
+    assert_all_ok(&report, total);
+    assert!(report.server.stack.time_wait_entered >= total - connections as u64);
+}

@@ -1,0 +1,40 @@
+//! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory) and
+//! [`driver`] (packet-rate limits of each frame backend), plus [`plot`] for an SVG of both.
+//!
+//! Every run produces a [`Row`]: a scenario name, the numbers a table prints, and the JSON
+//! object `--json` prints (one per line). Runs are bounded by counts and by time, and each
+//! stack run happens in a child process of its own so its memory can be measured alone.
+
+pub mod driver;
+pub mod plot;
+pub mod stack;
+
+/// One benchmark result: printed as a table row, or as one JSON object per line.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The JSON object; always has the fields its bench documents.
+    pub json: serde_json::Value,
+}
+
+impl Row {
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.json.get(key).and_then(serde_json::Value::as_f64)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.json.get(key).and_then(serde_json::Value::as_str)
+    }
+}
+
+/// The process's resident set size in bytes (Linux `/proc/self/statm`), or 0 elsewhere.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// `x` rounded to two decimals, for JSON.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

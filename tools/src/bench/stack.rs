@@ -1,0 +1,369 @@
+//! `sirocco-bench stack`: the real server loop in memory, one core, no kernel and no NIC.
+//!
+//! Each run builds a [`Simulation`]: a `Server<MemoryPort>` with default settings (4 KiB
+//! receive and 16 KiB send buffer per connection) and a fleet of smoltcp clients on the other
+//! end of the memory link, on a virtual clock.
+//!
+//! Scenarios (Kegel's two tests, and von Leitner's check that cost stays flat as N grows):
+//! - `keepalive-512`: N keep-alive connections fetching a 512-byte file over and over, one
+//!   request in flight each (N = 10, 1,000, 10,000 and 100,000; `--quick`: 10 and 1,000).
+//! - `new-connection-512`: N concurrent clients, every request on a new connection with
+//!   `Connection: close` (handshake, request, response, close, TIME-WAIT tombstone).
+//! - `keepalive-1m`: N keep-alive connections fetching a 1 MiB file.
+//! - `slow-clients`: Kegel's many slow clients: N clients (10,000; `--quick` 1,000) each
+//!   reading a large file (1 MiB; `--quick` 256 KiB) no faster than its own link rate
+//!   (1 Mbit/s), so the server holds N windows' worth of unsent data.
+//!
+//! Each connection first completes one request (warm-up: handshakes and the first touch of
+//! every buffer); the timing sums are then reset and the measured phase runs the rest. Clients
+//! keep their connections open until every client is done, so N really is concurrent.
+//!
+//! Reported (JSON fields):
+//! - `requests_per_sec` = measured requests ÷ real time inside `Server::poll`: what one server
+//!   core sustains when clients and wire are free (the fleet's own cost is left out);
+//! - `server_ns_per_request`, its inverse, and `client_ns_per_request` for the fleet;
+//! - `bytes_per_connection`: the server's resident memory per connection, estimated as the
+//!   process's RSS growth over the run per connection, minus the fleet's nominal per-connection
+//!   memory (its two buffers and about 2 KiB of smoltcp state); `rss_bytes_per_connection` is
+//!   the raw growth. Each run is a child process of its own, so runs do not share a heap;
+//! - `slow-clients` adds `aggregate_bits_per_sec` (body bits ÷ virtual seconds until the last
+//!   body byte arrived, `transfer_secs`), `link_bits_per_sec` per client and
+//!   `fraction_of_link_rate`: the aggregate over N links' worth.
+
+use std::sync::Arc;
+use std::time::Instant as WallInstant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use sirocco::cache::ContentCache;
+
+use super::{Row, round2, rss_bytes};
+use crate::sim::{Limits, Mode, Request, Script, SimConfig, Simulation, SiteTree, seeds};
+
+/// Nominal smoltcp state per fleet connection besides its buffers (interface + socket).
+const FLEET_STATE_BYTES: usize = 2048;
+/// A slow client's link: 1 Mbit/s.
+const SLOW_LINK_BITS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    #[value(name = "keepalive-512")]
+    Keepalive512,
+    #[value(name = "new-connection-512")]
+    NewConnection512,
+    #[value(name = "keepalive-1m")]
+    Keepalive1m,
+    #[value(name = "slow-clients")]
+    SlowClients,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Keepalive512,
+        Scenario::NewConnection512,
+        Scenario::Keepalive1m,
+        Scenario::SlowClients,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Keepalive512 => "keepalive-512",
+            Scenario::NewConnection512 => "new-connection-512",
+            Scenario::Keepalive1m => "keepalive-1m",
+            Scenario::SlowClients => "slow-clients",
+        }
+    }
+
+    fn default_connections(self, quick: bool) -> &'static [usize] {
+        match (self, quick) {
+            (Scenario::Keepalive512, false) => &[10, 1_000, 10_000, 100_000],
+            (Scenario::Keepalive512, true) => &[10, 1_000],
+            (Scenario::NewConnection512, _) => &[100],
+            (Scenario::Keepalive1m, _) => &[10],
+            (Scenario::SlowClients, false) => &[10_000],
+            (Scenario::SlowClients, true) => &[1_000],
+        }
+    }
+
+    /// Measured requests per run.
+    fn default_requests(self, quick: bool) -> usize {
+        match (self, quick) {
+            (Scenario::Keepalive512, false) => 400_000,
+            (Scenario::Keepalive512, true) => 40_000,
+            (Scenario::NewConnection512, false) => 200_000,
+            (Scenario::NewConnection512, true) => 20_000,
+            (Scenario::Keepalive1m, false) => 400,
+            (Scenario::Keepalive1m, true) => 40,
+            // One download per client.
+            (Scenario::SlowClients, _) => 0,
+        }
+    }
+
+    fn file_len(self, quick: bool) -> usize {
+        match (self, quick) {
+            (Scenario::Keepalive512 | Scenario::NewConnection512, _) => 512,
+            (Scenario::Keepalive1m, _) | (Scenario::SlowClients, false) => 1 << 20,
+            (Scenario::SlowClients, true) => 256 << 10,
+        }
+    }
+}
+
+/// Options of `sirocco-bench stack` (also the default command).
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, alias = "scenario", value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// Concurrent connections per run, comma-separated (default: per scenario, see --help).
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Vec<usize>,
+    /// Measured requests per run (default: per scenario).
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// CI-sized runs: fewer connections and requests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object per run instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG of requests/s against connections to this file.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Print each run's simulation report (server counters included) to stderr.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Run exactly one scenario and connection count in this process (used by the parent).
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// Runs every selected scenario, each in a child process; prints and returns the rows.
+pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
+    if args.child {
+        let scenario = *args
+            .scenarios
+            .first()
+            .context("--child needs one scenario")?;
+        let connections = *args
+            .connections
+            .first()
+            .context("--child needs --connections")?;
+        let row = run_one(args, scenario, connections)?;
+        println!("{}", row.json);
+        return Ok(vec![row]);
+    }
+    if args.connections.contains(&0) {
+        bail!("--connections values must be at least 1");
+    }
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    if !args.json {
+        println!(
+            "{:<19} {:>11} {:>10} {:>13} {:>13} {:>13} {:>12} {:>14}",
+            "scenario",
+            "connections",
+            "requests",
+            "requests/s",
+            "server ns/req",
+            "client ns/req",
+            "bytes/conn",
+            "extra"
+        );
+    }
+    let exe = std::env::current_exe().context("finding our own executable")?;
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        let counts = if args.connections.is_empty() {
+            scenario.default_connections(args.quick).to_vec()
+        } else {
+            args.connections.clone()
+        };
+        for connections in counts {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["stack", "--child", "--json", "--scenarios", scenario.name()])
+                .args(["--connections", &connections.to_string()])
+                .args(["--seed", &args.seed.to_string()]);
+            if let Some(r) = args.requests {
+                cmd.args(["--requests", &r.to_string()]);
+            }
+            if args.quick {
+                cmd.arg("--quick");
+            }
+            if args.verbose {
+                cmd.arg("--verbose");
+            }
+            let out = cmd
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running {} x{connections}", scenario.name()))?;
+            if !out.status.success() {
+                bail!("{} with {connections} connections failed", scenario.name());
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().context("the child printed nothing")?;
+            let row = Row {
+                json: serde_json::from_str(line).context("parsing the child's JSON")?,
+            };
+            print_row(args.json, &row);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn print_row(json: bool, row: &Row) {
+    if json {
+        println!("{}", row.json);
+        return;
+    }
+    let extra = match row.get_f64("fraction_of_link_rate") {
+        Some(f) => format!("{:.0}% of link", f * 100.0),
+        None => match row.get_f64("body_bits_per_sec") {
+            Some(b) => format!("{:.2} Gbit/s", b / 1e9),
+            None => String::new(),
+        },
+    };
+    println!(
+        "{:<19} {:>11} {:>10} {:>13.0} {:>13.1} {:>13.1} {:>12.0} {:>14}",
+        row.get_str("scenario").unwrap_or("?"),
+        row.get_f64("connections").unwrap_or(0.0),
+        row.get_f64("requests").unwrap_or(0.0),
+        row.get_f64("requests_per_sec").unwrap_or(0.0),
+        row.get_f64("server_ns_per_request").unwrap_or(0.0),
+        row.get_f64("client_ns_per_request").unwrap_or(0.0),
+        row.get_f64("bytes_per_connection").unwrap_or(0.0),
+        extra,
+    );
+}
+
+/// One run, in this process.
+fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::Result<Row> {
+    let quick = args.quick;
+    let file_len = scenario.file_len(quick);
+    let path = "/file.bin";
+    let mut tree = SiteTree::new("bench").context("creating the document root")?;
+    let body = tree
+        .add(path, seeds::bytes(512, file_len))
+        .context("writing the file")?;
+    let cache = Arc::new(ContentCache::load(tree.root()).context("loading the document root")?);
+    let requests: Arc<[Request]> = Arc::from(vec![Request::get(path, body)]);
+
+    let measured = args
+        .requests
+        .unwrap_or_else(|| scenario.default_requests(quick));
+    let per_connection = measured.div_ceil(connections);
+    let mode = match scenario {
+        Scenario::NewConnection512 => Mode::NewConnection,
+        _ => Mode::KeepAlive { pipeline: 1 },
+    };
+    let count = match scenario {
+        Scenario::SlowClients => 1,
+        _ => 1 + per_connection,
+    };
+    let scripts = (0..connections)
+        .map(|_| Script {
+            requests: Arc::clone(&requests),
+            first: 0,
+            count,
+            mode,
+        })
+        .collect();
+    let mut config = SimConfig::new(args.seed, connections);
+    config.server.stack.max_connections = connections + 64;
+    let (client_rx, client_tx) = match scenario {
+        Scenario::Keepalive1m => (64 * 1024, 1024),
+        Scenario::SlowClients => (16 * 1024, 1024),
+        _ => (4096, 1024),
+    };
+    config.fleet.rx_buffer = client_rx;
+    config.fleet.tx_buffer = client_tx;
+    if scenario == Scenario::SlowClients {
+        config.fleet.read_rate_bytes_per_sec = Some(SLOW_LINK_BITS / 8);
+    }
+
+    let rss_before = rss_bytes();
+    let setup = WallInstant::now();
+    let mut sim = Simulation::new(cache, config, scripts)?;
+    sim.fleet_mut().set_hold(true);
+    let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
+
+    let warm_up = if scenario == Scenario::SlowClients {
+        0
+    } else {
+        connections as u64
+    };
+    sim.run_until(Limits::secs(3_600), |sim| {
+        sim.fleet().progress().0 >= warm_up
+    })?;
+    let before = sim.fleet().progress().0;
+    let virtual_before = sim.clock().now_micros();
+    let body_before = sim.fleet().counters().body_bytes;
+    sim.reset_timing();
+    // When the last body byte reached the clients (slow-clients measures its rate by that).
+    let all_bytes = connections as u64 * file_len as u64;
+    let mut last_byte_micros = None;
+    sim.run_until(Limits::secs(36_000), |sim| {
+        if last_byte_micros.is_none() && sim.fleet().counters().body_bytes >= all_bytes {
+            last_byte_micros = Some(sim.clock().now_micros());
+        }
+        sim.fleet().is_done()
+    })?;
+    let report = sim.report();
+    let rss_after = rss_bytes();
+    let total = report.progress.1;
+    if report.fleet.requests_failed > 0
+        || report.fleet.responses_ok != total
+        || report.server.http.responses_2xx != total
+    {
+        bail!("not every request was served byte-exact: {report}");
+    }
+    if args.verbose {
+        eprintln!("{} x{connections}: {report}", scenario.name());
+    }
+    let requests = report.progress.0 - before;
+    let per = |ns: u64| ns as f64 / requests.max(1) as f64;
+    let server_ns = report.timing.server_ns;
+    let virtual_secs = (report.virtual_micros - virtual_before) as f64 / 1e6;
+    let rss_per = rss_after.saturating_sub(rss_before) as f64 / connections as f64;
+    let fleet_nominal = (client_rx + client_tx + FLEET_STATE_BYTES) as f64;
+    let body_bytes = report.fleet.body_bytes - body_before;
+    let mut json = serde_json::json!({
+        "scenario": scenario.name(),
+        "connections": connections,
+        "requests": requests,
+        "requests_per_sec": (requests as f64 * 1e9 / server_ns.max(1) as f64).round(),
+        "server_ns_per_request": round2(per(server_ns)),
+        "client_ns_per_request": round2(per(report.timing.client_ns)),
+        "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
+        "rss_bytes_per_connection": rss_per.round(),
+        "file_bytes": file_len,
+        "body_bits_per_sec": (body_bytes as f64 * 8e9 / server_ns.max(1) as f64).round(),
+        "iterations": report.timing.iterations,
+        "virtual_secs": virtual_secs,
+        "setup_ms": round2(setup_ms),
+        "cell_polls_per_request": round2(
+            report.server.stack.cell_polls as f64 / report.progress.0.max(1) as f64
+        ),
+    });
+    if scenario == Scenario::SlowClients {
+        let transfer_secs =
+            last_byte_micros.map_or(virtual_secs, |us| (us - virtual_before) as f64 / 1e6);
+        let aggregate = body_bytes as f64 * 8.0 / transfer_secs.max(1e-9);
+        if let Some(map) = json.as_object_mut() {
+            map.insert("aggregate_bits_per_sec".into(), aggregate.round().into());
+            map.insert("link_bits_per_sec".into(), SLOW_LINK_BITS.into());
+            map.insert("transfer_secs".into(), transfer_secs.into());
+            map.insert(
+                "fraction_of_link_rate".into(),
+                round2(aggregate / (connections as f64 * SLOW_LINK_BITS as f64)).into(),
+            );
+        }
+    }
+    Ok(Row { json })
+}
