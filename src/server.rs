@@ -14,11 +14,17 @@ use sirocco_netstack::{ConfigError, Instant, Stack, StackConfig, StackCounters, 
 
 use crate::access_log::AccessLog;
 use crate::cache::ContentCache;
-use crate::http::{self, DateHeader, HttpConn, HttpContext, HttpCounters, HttpLimits};
+use crate::http::{
+    self, DateHeader, HttpConn, HttpContext, HttpCounters, HttpLimits, RequestBuffers,
+};
 
 /// Frames taken from the driver per iteration: large enough to amortise the ring sync, small
 /// enough that the egress of one burst fits the TX ring.
 pub const DEFAULT_RX_BATCH: usize = 64;
+
+/// Request buffers made at start: enough for a burst of connections mid-request; the pool
+/// grows past it only if more are ever mid-request at once (see `http::RequestBuffers`).
+const REQUEST_BUFFERS_AT_START: usize = 256;
 
 /// Everything a [`Server`] needs besides its driver and cache.
 #[derive(Debug, Clone)]
@@ -67,6 +73,7 @@ pub struct Server<D: FrameIo> {
     http_counters: HttpCounters,
     config: ServerConfig,
     access_log: Option<AccessLog>,
+    request_buffers: RequestBuffers,
 }
 
 impl<D: FrameIo> Server<D> {
@@ -92,6 +99,10 @@ impl<D: FrameIo> Server<D> {
             cache,
             date: DateHeader::default(),
             http_counters: HttpCounters::default(),
+            request_buffers: RequestBuffers::with_buffers(
+                REQUEST_BUFFERS_AT_START,
+                config.http.max_request_head.max(1),
+            ),
             config,
             access_log: None,
         })
@@ -119,6 +130,7 @@ impl<D: FrameIo> Server<D> {
             date: &self.date,
             limits: &self.config.http,
             counters: &mut self.http_counters,
+            buffers: &mut self.request_buffers,
             log: self.access_log.as_mut(),
             unix_secs,
         };

@@ -83,6 +83,7 @@ struct Harness {
     /// The bytes `take_output` returned last, unconverted.
     last_raw: Vec<u8>,
     log: Option<crate::access_log::AccessLog>,
+    buffers: RequestBuffers,
 }
 
 fn big_body() -> Vec<u8> {
@@ -132,6 +133,7 @@ impl Harness {
             calls: 0,
             last_raw: Vec::new(),
             log: None,
+            buffers: RequestBuffers::default(),
         }
     }
 
@@ -143,6 +145,7 @@ impl Harness {
             date: &self.date,
             limits: &self.limits,
             counters: &mut self.counters,
+            buffers: &mut self.buffers,
             log: self.log.as_mut(),
             unix_secs: NOW,
         };
@@ -553,12 +556,29 @@ fn reset_clears_state_and_keeps_buffers() {
     h.stream
         .push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /");
     h.serve_once();
+    // "GET /" is not parsed yet: the connection still holds its request buffer.
     let capacity = h.conn.buf.capacity();
+    assert!(capacity > 0);
     assert!(!h.conn.queue.is_empty());
     h.conn.reset();
     assert!(h.conn.queue.is_empty());
     assert_eq!((h.conn.start, h.conn.end, h.conn.discard), (0, 0, 0));
     assert_eq!(h.conn.buf.capacity(), capacity);
+}
+
+#[test]
+fn the_request_buffer_is_lent_only_while_bytes_are_unparsed() {
+    let mut h = Harness::new(64 * 1024);
+    h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(h.conn.buf.is_empty(), "an idle connection holds no buffer");
+    assert_eq!(h.buffers.idle(), 1);
+    h.request("GET /hello.txt HTTP/1.1\r\nHo");
+    assert_eq!(h.conn.buf.len(), h.limits.max_request_head);
+    assert_eq!(h.buffers.idle(), 0);
+    let out = h.request("st: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert!(h.conn.buf.is_empty());
+    assert_eq!(h.buffers.idle(), 1, "the same buffer came back");
 }
 
 #[test]
