@@ -23,6 +23,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod afxdp;
+pub mod alloc_count;
 pub mod capture;
 pub mod clock;
 pub mod memory;
