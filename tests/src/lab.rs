@@ -55,7 +55,7 @@ pub fn program_exists(program: &str) -> bool {
 }
 
 /// A binary of this workspace built in the same profile as the running test
-/// (target/<profile>/NAME). `tools/test` and CI build them before the tests
+/// (`target/<profile>/NAME`). `tools/test` and CI build them before the tests
 /// (`cargo build --workspace --release --bins`).
 pub fn release_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
