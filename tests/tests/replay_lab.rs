@@ -2,7 +2,8 @@
 //! veth-srv in the server namespace, and `sirocco-replay --target afxdp` on veth-cli in the
 //! client namespace (AF_XDP with every frame redirected, so the client kernel stays out of it).
 //! The replayed nginx fixtures must get nginx's statuses and bodies from the real server over a
-//! real (virtual) link, on the wall clock.
+//! real (virtual) link, on the wall clock. And a trace that `sirocco serve --capture` wrote
+//! in the lab replays cleanly too.
 //!
 //! Needs root, iproute2, ethtool and ping. Without them this test fails when
 //! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise prints why it did not run. The server and
@@ -34,6 +35,24 @@ impl Drop for ServerGuard {
 }
 
 impl ServerGuard {
+    /// SIGTERM (a clean stop: the capture file is flushed), then its exit status; SIGKILL
+    /// after 10 s.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        // `ip netns exec` replaced itself with sirocco, so this pid is the server's.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("wait for sirocco") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        self.0.wait().expect("wait for killed sirocco")
+    }
+
     /// Everything the server wrote to stderr, once it has been killed.
     fn stop(mut self) -> String {
         let _ = self.0.kill();
@@ -46,8 +65,9 @@ impl ServerGuard {
     }
 }
 
-/// Starts the server and waits until it answers ping from the client namespace.
-fn start_server(lab: &VethLab) -> ServerGuard {
+/// Starts the server with `extra` options and waits until it answers ping from the client
+/// namespace.
+fn start_server(lab: &VethLab, extra: &[&std::ffi::OsStr]) -> ServerGuard {
     let mut command = lab.server_command(release_binary("sirocco"));
     command
         .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
@@ -56,6 +76,7 @@ fn start_server(lab: &VethLab) -> ServerGuard {
         .arg("--root")
         .arg(data("www"))
         .arg("--idle-wait")
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -91,7 +112,7 @@ fn fixtures_replay_through_afxdp_against_the_live_binary() {
         return;
     }
     let lab = VethLab::create_unique("replay").expect("create the veth lab");
-    let server = start_server(&lab);
+    let server = start_server(&lab, &[]);
     for fixture in ["python-pipelining", "chromium-index", "curl-sizes"] {
         let trace = data(&format!("traces/{fixture}.pcap"));
         let out = lab
@@ -129,4 +150,73 @@ fn fixtures_replay_through_afxdp_against_the_live_binary() {
     }
     drop(server);
     drop(lab);
+}
+
+/// A trace recorded by `sirocco serve --capture` (both directions, from the server's side) while
+/// curl fetches files is read by tcpdump and replays cleanly against sirocco in process: the
+/// replayed answers equal the ones the live server sent.
+#[test]
+fn a_capture_written_by_sirocco_serve_replays_cleanly() {
+    if !lab_available(
+        "a_capture_written_by_sirocco_serve_replays_cleanly",
+        &["curl", "tcpdump"],
+    ) {
+        return;
+    }
+    let scratch =
+        std::env::temp_dir().join(format!("sirocco-capture-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let capture = scratch.join("served.pcap");
+    let lab = VethLab::create_unique("capreplay").expect("create the veth lab");
+    let mut server = start_server(&lab, &["--capture".as_ref(), capture.as_os_str()]);
+    for path in ["/", "/files/64k.bin", "/files/200k.bin", "/no-such-file"] {
+        let out = lab
+            .client_command("curl")
+            .args(["--silent", "--max-time", "30", "--output", "/dev/null"])
+            .arg(format!("http://{SERVER_ADDR}{path}"))
+            .stdin(Stdio::null())
+            .status()
+            .expect("run curl");
+        assert!(out.success(), "curl {path}: {out}");
+    }
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "sirocco exited with {status}: {}",
+        server.stop()
+    );
+
+    let tcpdump = std::process::Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&capture)
+        .output()
+        .expect("run tcpdump");
+    assert!(
+        tcpdump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tcpdump.stderr)
+    );
+    let lines = String::from_utf8_lossy(&tcpdump.stdout).lines().count();
+    assert!(lines > 20, "tcpdump read only {lines} packets");
+
+    let out = std::process::Command::new(release_binary("sirocco-replay"))
+        .arg(&capture)
+        .args(["--target", "inprocess", "--root"])
+        .arg(data("www"))
+        .output()
+        .expect("run sirocco-replay");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("4 flows (0 stalled, 0 skipped), 4 exchanges: 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("result: PASS"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&scratch);
 }
