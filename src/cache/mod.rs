@@ -70,6 +70,8 @@ pub struct CachedFile<'a> {
     pub partial_head: &'a [u8],
     /// Unterminated 304 head: status line, Server and the validators.
     pub not_modified_head: &'a [u8],
+    /// Unterminated multipart/byteranges 206 head, without Content-Type and Content-Length.
+    pub multipart_head: &'a [u8],
     pub body: &'a [u8],
     /// The strong entity tag, quotes included: `"<16 hex digits of xxh3-64>"` (of the bytes
     /// sent, so a gzip variant has its own).
@@ -157,6 +159,7 @@ struct FileRecord {
     head: Range<usize>,
     partial_head: Range<usize>,
     not_modified_head: Range<usize>,
+    multipart_head: Range<usize>,
     etag: Box<str>,
     content_type: Box<str>,
     last_modified: Option<u64>,
@@ -429,15 +432,17 @@ impl ContentCache {
                 cache_control,
             };
             let head_start = heads.len();
-            let [full, partial, not_modified] = pages::write_file_heads(heads, &facts);
+            let [full, partial, not_modified, multipart] = pages::write_file_heads(heads, &facts);
             let head = head_start..head_start + full;
             let partial_head = head.end..head.end + partial;
             let not_modified_head = partial_head.end..partial_head.end + not_modified;
+            let multipart_head = not_modified_head.end..not_modified_head.end + multipart;
             FileRecord {
                 body,
                 head,
                 partial_head,
                 not_modified_head,
+                multipart_head,
                 etag: etag.into(),
                 content_type: content_type.into(),
                 last_modified,
@@ -576,6 +581,7 @@ impl ContentCache {
             head: heads(|r| &r.head),
             partial_head: heads(|r| &r.partial_head),
             not_modified_head: heads(|r| &r.not_modified_head),
+            multipart_head: heads(|r| &r.multipart_head),
             body: record
                 .and_then(|r| self.arena.get(r.body.clone()))
                 .unwrap_or_default(),

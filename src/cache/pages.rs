@@ -190,10 +190,10 @@ pub struct FileFacts<'a> {
     pub cache_control: Option<&'a str>,
 }
 
-/// Appends the three unterminated heads of a file to `out` and returns their lengths:
-/// 200 (full), 206 (without `Content-Range`/`Content-Length`, which depend on the range) and
-/// 304.
-pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] {
+/// Appends the four unterminated heads of a file to `out` and returns their lengths:
+/// 200 (full), 206 (without `Content-Range`/`Content-Length`, which depend on the range), 304,
+/// and a multipart 206 (without `Content-Type` and `Content-Length`).
+pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 4] {
     let mut validators = Vec::new();
     if let Some(secs) = facts.last_modified {
         let _ = write!(validators, "Last-Modified: {}\r\n", http_date(secs));
@@ -241,7 +241,18 @@ pub fn write_file_heads(out: &mut Vec<u8>, facts: &FileFacts<'_>) -> [usize; 3] 
     out.extend_from_slice(&validators);
     let not_modified = out.len() - start;
 
-    [full, partial, not_modified]
+    // A multipart/byteranges 206: the HTTP layer adds its Content-Type (with the boundary) and
+    // Content-Length; each part names the file's own type.
+    let start = out.len();
+    let _ = write!(
+        out,
+        "HTTP/1.1 206 Partial Content\r\nServer: {SERVER_NAME}\r\n"
+    );
+    out.extend_from_slice(&coding);
+    out.extend_from_slice(&validators);
+    let multipart = out.len() - start;
+
+    [full, partial, not_modified, multipart]
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! file. Header values arrive as raw bytes; anything that does not parse is treated as absent,
 //! never as an error.
 //!
-//! Supported: `If-None-Match`, `If-Modified-Since`, `Range: bytes=<one range>`, `If-Range`.
-//! Not supported (ignored): `If-Match`, `If-Unmodified-Since`, multiple ranges (answered with
-//! the whole file, which RFC 9110 §14.2 permits).
+//! Supported: `If-None-Match`, `If-Modified-Since`, `Range: bytes=<range set>` (one range, or
+//! several answered as `multipart/byteranges`, as nginx does), `If-Range`. Not supported
+//! (ignored): `If-Match`, `If-Unmodified-Since`.
 
 use crate::cache::CachedFile;
 
@@ -35,12 +35,29 @@ pub enum RangeAnswer {
     Full,
     /// 206 with `body[start..end]`.
     Partial { start: usize, end: usize },
+    /// 206 `multipart/byteranges` with the ranges appended to the caller's list.
+    Multipart,
     /// 416.
     Unsatisfiable,
 }
 
-/// Evaluates `Range` (and its `If-Range` guard) for a GET of `file`.
-pub fn range(file: &CachedFile<'_>, range: Option<&[u8]>, if_range: Option<&[u8]>) -> RangeAnswer {
+/// Most ranges answered as `multipart/byteranges`; a longer range set gets the whole file
+/// (nginx's `max_ranges` is unlimited by default; a bound keeps a request from costing more
+/// than its answer).
+pub const MAX_RANGES: usize = 16;
+
+/// Evaluates `Range` (and its `If-Range` guard) for a GET of `file`, as nginx does
+/// (RFC 9110 §14.2): a range set that does not parse is ignored (200); ranges that start past
+/// the end are dropped, and if none is left the answer is 416; one range left gets a plain 206,
+/// several a multipart 206, in the order asked, with their `(start, end)` appended to `out`. A
+/// set whose ranges add up to more than the file, or has more than [`MAX_RANGES`], gets the
+/// whole file.
+pub fn range(
+    file: &CachedFile<'_>,
+    range: Option<&[u8]>,
+    if_range: Option<&[u8]>,
+    out: &mut Vec<(usize, usize)>,
+) -> RangeAnswer {
     let Some(range) = range else {
         return RangeAnswer::Full;
     };
@@ -51,21 +68,44 @@ pub fn range(file: &CachedFile<'_>, range: Option<&[u8]>, if_range: Option<&[u8]
         return RangeAnswer::Full;
     }
     let len = file.body.len();
-    let Some(spec) = byte_range_spec(trim(range)) else {
+    let Some(set) = byte_range_set(trim(range)) else {
         return RangeAnswer::Full;
     };
-    match spec {
-        Spec::Suffix(0) => RangeAnswer::Unsatisfiable,
-        Spec::Suffix(_) if len == 0 => RangeAnswer::Unsatisfiable,
-        Spec::Suffix(n) => RangeAnswer::Partial {
-            start: len.saturating_sub(n),
-            end: len,
-        },
-        Spec::From(first, _) if first >= len => RangeAnswer::Unsatisfiable,
-        Spec::From(first, last) => RangeAnswer::Partial {
-            start: first,
-            end: last.map_or(len, |last| last.saturating_add(1).min(len)),
-        },
+    let mut count = 0usize;
+    let mut total = 0usize;
+    let mut single = None;
+    let mark = out.len();
+    for spec in set {
+        let Some(spec) = spec else {
+            out.truncate(mark);
+            return RangeAnswer::Full;
+        };
+        let (start, end) = match spec {
+            Spec::Suffix(0) => continue,
+            Spec::Suffix(_) if len == 0 => continue,
+            Spec::Suffix(n) => (len.saturating_sub(n), len),
+            Spec::From(first, _) if first >= len => continue,
+            Spec::From(first, last) => (first, last.map_or(len, |l| l.saturating_add(1).min(len))),
+        };
+        count += 1;
+        total = total.saturating_add(end - start);
+        if count > MAX_RANGES || total > len {
+            out.truncate(mark);
+            return RangeAnswer::Full;
+        }
+        single.get_or_insert((start, end));
+        out.push((start, end));
+    }
+    match (count, single) {
+        (0, _) => {
+            out.truncate(mark);
+            RangeAnswer::Unsatisfiable
+        }
+        (1, Some((start, end))) => {
+            out.truncate(mark);
+            RangeAnswer::Partial { start, end }
+        }
+        _ => RangeAnswer::Multipart,
     }
 }
 
@@ -76,21 +116,32 @@ enum Spec {
     Suffix(usize),
 }
 
-/// Parses `bytes=<one range>`. `None` for other units, several ranges, or bad syntax, all of
-/// which RFC 9110 §14.2 lets a server ignore.
-fn byte_range_spec(value: &[u8]) -> Option<Spec> {
+/// Splits `bytes=<range>, <range>...` into its specs (`None` for one that does not parse).
+/// `None` for another unit or an empty set: RFC 9110 §14.2 lets a server ignore those.
+fn byte_range_set(value: &[u8]) -> Option<impl Iterator<Item = Option<Spec>>> {
     let eq = value.iter().position(|&b| b == b'=')?;
     // RFC 9110 §14.1: range units are case-insensitive.
     if !trim(value.get(..eq)?).eq_ignore_ascii_case(b"bytes") {
         return None;
     }
     let set = trim(value.get(eq + 1..)?);
-    if set.contains(&b',') {
+    if set.is_empty() {
         return None;
     }
-    let dash = set.iter().position(|&b| b == b'-')?;
-    let first = set.get(..dash)?;
-    let last = set.get(dash + 1..)?;
+    // RFC 9110 §5.6.1: empty list elements are allowed and ignored.
+    Some(
+        set.split(|&b| b == b',')
+            .map(trim)
+            .filter(|spec| !spec.is_empty())
+            .map(byte_range_spec),
+    )
+}
+
+/// Parses one `first-last`, `first-` or `-suffix`.
+fn byte_range_spec(spec: &[u8]) -> Option<Spec> {
+    let dash = spec.iter().position(|&b| b == b'-')?;
+    let first = spec.get(..dash)?;
+    let last = spec.get(dash + 1..)?;
     if first.is_empty() {
         return Some(Spec::Suffix(digits(last)?));
     }
@@ -174,6 +225,7 @@ mod tests {
             head: b"",
             partial_head: b"",
             not_modified_head: b"",
+            multipart_head: b"",
             body,
             etag: ETAG,
             last_modified: Some(MODIFIED),
@@ -219,7 +271,7 @@ mod tests {
     #[test]
     fn single_byte_ranges() {
         let f = file(b"0123456789");
-        let r = |v: &[u8]| range(&f, Some(v), None);
+        let r = |v: &[u8]| range(&f, Some(v), None, &mut Vec::new());
         assert_eq!(r(b"bytes=0-3"), RangeAnswer::Partial { start: 0, end: 4 });
         assert_eq!(r(b"Bytes = 5-"), RangeAnswer::Partial { start: 5, end: 10 });
         assert_eq!(r(b"bytes=-3"), RangeAnswer::Partial { start: 7, end: 10 });
@@ -231,13 +283,59 @@ mod tests {
         assert_eq!(r(b"bytes=10-"), RangeAnswer::Unsatisfiable);
         assert_eq!(r(b"bytes=-0"), RangeAnswer::Unsatisfiable);
         assert_eq!(r(b"bytes=5-2"), RangeAnswer::Full);
-        assert_eq!(r(b"bytes=0-1,3-4"), RangeAnswer::Full);
         assert_eq!(r(b"items=0-1"), RangeAnswer::Full);
         assert_eq!(r(b"bytes=a-b"), RangeAnswer::Full);
-        assert_eq!(range(&f, None, None), RangeAnswer::Full);
+        assert_eq!(r(b"bytes="), RangeAnswer::Full);
+        assert_eq!(range(&f, None, None, &mut Vec::new()), RangeAnswer::Full);
         assert_eq!(
-            range(&file(b""), Some(b"bytes=-5"), None),
+            range(&file(b""), Some(b"bytes=-5"), None, &mut Vec::new()),
             RangeAnswer::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn range_sets() {
+        let f = file(b"0123456789");
+        let mut out = vec![(99, 99)];
+        let mut r = |v: &[u8]| {
+            out.truncate(1);
+            let answer = range(&f, Some(v), None, &mut out);
+            (answer, out[1..].to_vec())
+        };
+        assert_eq!(
+            r(b"bytes=0-1,5-6"),
+            (RangeAnswer::Multipart, vec![(0, 2), (5, 7)])
+        );
+        // Asked order is kept; suffixes and open ends work inside a set.
+        assert_eq!(
+            r(b"bytes=-2, 0-0"),
+            (RangeAnswer::Multipart, vec![(8, 10), (0, 1)])
+        );
+        // Ranges past the end are dropped; one left is a plain 206, none a 416.
+        assert_eq!(
+            r(b"bytes=2-3,50-60"),
+            (RangeAnswer::Partial { start: 2, end: 4 }, vec![])
+        );
+        assert_eq!(r(b"bytes=50-,60-70"), (RangeAnswer::Unsatisfiable, vec![]));
+        // One bad spec spoils the set; so do ranges adding up to more than the file.
+        assert_eq!(r(b"bytes=0-1,x-2"), (RangeAnswer::Full, vec![]));
+        assert_eq!(r(b"bytes=0-8,1-9"), (RangeAnswer::Full, vec![]));
+        let hundred = [b'x'; 100];
+        let big = file(&hundred);
+        let set = |n: usize| {
+            let specs: Vec<String> = (0..n).map(|i| format!("{i}-{i}")).collect();
+            format!("bytes={}", specs.join(","))
+        };
+        let mut list = Vec::new();
+        let sixteen = range(&big, Some(set(MAX_RANGES).as_bytes()), None, &mut list);
+        assert_eq!((sixteen, list.len()), (RangeAnswer::Multipart, MAX_RANGES));
+        list.clear();
+        let more = range(&big, Some(set(MAX_RANGES + 1).as_bytes()), None, &mut list);
+        assert_eq!((more, list.len()), (RangeAnswer::Full, 0));
+        // Empty list elements are ignored.
+        assert_eq!(
+            r(b"bytes=0-0,,2-2,"),
+            (RangeAnswer::Multipart, vec![(0, 1), (2, 3)])
         );
     }
 
@@ -245,7 +343,7 @@ mod tests {
     fn if_range_guards_the_range() {
         let f = file(b"0123456789");
         let partial = RangeAnswer::Partial { start: 0, end: 1 };
-        let r = |guard: &[u8]| range(&f, Some(b"bytes=0-0"), Some(guard));
+        let r = |guard: &[u8]| range(&f, Some(b"bytes=0-0"), Some(guard), &mut Vec::new());
         assert_eq!(r(ETAG.as_bytes()), partial);
         assert_eq!(r(b"W/\"00112233445566ff\""), RangeAnswer::Full);
         assert_eq!(r(b"\"stale\""), RangeAnswer::Full);

@@ -226,6 +226,10 @@ pub struct HttpConn {
     dynamic_ready: bool,
     /// Scratch for the normalized request path.
     path: Vec<u8>,
+    /// The ranges of queued multipart answers (`Reply::Multipart` names them by position),
+    /// and where the pieces of the front answer's `dynamic` end.
+    ranges: Vec<(usize, usize)>,
+    marks: Vec<usize>,
     /// A response that ends the connection is queued: read and parse nothing more.
     closing: bool,
     /// The socket has been closed.
@@ -247,6 +251,8 @@ impl ConnState for HttpConn {
         self.dynamic.clear();
         self.dynamic_ready = false;
         self.path.clear();
+        self.ranges.clear();
+        self.marks.clear();
         self.closing = false;
         self.closed = false;
         // A pooled cell must not keep an old tree alive after a reload.
@@ -441,9 +447,11 @@ impl HttpConn {
         let mut logged = false;
         let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
             Ok(httparse::Status::Complete(head_len)) => {
-                let outcome = request::respond(&request, &mut self.path, cache, cx.limits);
+                let outcome =
+                    request::respond(&request, &mut self.path, &mut self.ranges, cache, cx.limits);
                 if let Some(log) = cx.log.as_deref_mut() {
-                    log_request(log, cx.unix_secs, peer, Some(&request), &outcome, cache);
+                    let body = response::body_len(&outcome.response, cache, &self.ranges);
+                    log_request(log, cx.unix_secs, peer, Some(&request), &outcome, body);
                     logged = true;
                 }
                 (outcome, head_len)
@@ -467,7 +475,8 @@ impl HttpConn {
             ),
         };
         if !logged && let Some(log) = cx.log.as_deref_mut() {
-            log_request(log, cx.unix_secs, peer, None, &outcome, cache);
+            let body = response::body_len(&outcome.response, cache, &self.ranges);
+            log_request(log, cx.unix_secs, peer, None, &outcome, body);
         }
         self.start += consumed;
         if self.start >= self.end {
@@ -511,13 +520,27 @@ impl HttpConn {
         while let Some(front) = self.queue.front_mut() {
             if !self.dynamic_ready {
                 self.dynamic.clear();
-                response::write_dynamic(&mut self.dynamic, &front.response, cache, cx.date);
+                response::write_dynamic(
+                    &mut self.dynamic,
+                    &mut self.marks,
+                    &front.response,
+                    cache,
+                    cx.date,
+                    &self.ranges,
+                );
                 self.dynamic_ready = true;
             }
-            let interim = front.response.interim();
-            let (head, body) = front.response.static_parts(cache);
             let mut skip = front.sent;
-            for part in [interim, head, &self.dynamic[..], body] {
+            let mut k = 0;
+            while let Some(part) = response::segment(
+                &front.response,
+                k,
+                cache,
+                &self.dynamic,
+                &self.marks,
+                &self.ranges,
+            ) {
+                k += 1;
                 let Some(rest) = part.get(skip..).filter(|rest| !rest.is_empty()) else {
                     skip = skip.saturating_sub(part.len());
                     continue;
@@ -533,6 +556,10 @@ impl HttpConn {
             let closes = front.response.closes();
             self.queue.pop_front();
             self.dynamic_ready = false;
+            if self.queue.is_empty() {
+                // No queued answer names a range any more.
+                self.ranges.clear();
+            }
             if closes {
                 // Nothing after a closing response was parsed, so the queue is empty here.
                 self.queue.clear();
@@ -568,7 +595,7 @@ fn log_request(
     peer: Option<IpAddr>,
     request: Option<&httparse::Request<'_, '_>>,
     outcome: &request::Outcome,
-    cache: &ContentCache,
+    body_bytes: usize,
 ) {
     let header = |name: &str| {
         request
@@ -583,7 +610,7 @@ fn log_request(
             target: request.and_then(|r| r.path),
             version: request.and_then(|r| r.version),
             status: outcome.response.reply.code(),
-            body_bytes: outcome.response.static_parts(cache).1.len(),
+            body_bytes,
             referer: header("referer"),
             user_agent: header("user-agent"),
         },

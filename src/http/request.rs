@@ -107,9 +107,12 @@ fn method(name: &str) -> Method {
 }
 
 /// Answers one complete, syntactically valid request head. `path` is scratch space.
+/// `ranges` is the connection's list of multipart ranges: a multipart answer appends its
+/// ranges and names them by position.
 pub fn respond(
     request: &httparse::Request<'_, '_>,
     path: &mut Vec<u8>,
+    ranges: &mut Vec<(usize, usize)>,
     cache: &ContentCache,
     limits: &HttpLimits,
 ) -> Outcome {
@@ -223,8 +226,14 @@ pub fn respond(
                 Reply::NotModified(id)
             } else if method == Method::Get {
                 // RFC 9110 §14.2: Range is defined for GET only; other methods MUST ignore it.
-                match conditional::range(&file, fields.range, fields.if_range) {
+                let first = ranges.len();
+                match conditional::range(&file, fields.range, fields.if_range, ranges) {
                     RangeAnswer::Full => Reply::Full(id),
+                    RangeAnswer::Multipart => Reply::Multipart {
+                        file: id,
+                        first: u16::try_from(first).unwrap_or(u16::MAX),
+                        count: u16::try_from(ranges.len() - first).unwrap_or(0),
+                    },
                     RangeAnswer::Partial { start, end } => Reply::Partial {
                         file: id,
                         start,

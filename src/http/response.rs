@@ -1,7 +1,8 @@
 //! What a request is answered with, and how the bytes of that answer are found.
 //!
 //! A [`Response`] is a few words: which prebuilt head and body in the [`ContentCache`] it uses,
-//! plus the facts for the per-response lines. Its bytes are four slices, sent in order:
+//! plus the facts for the per-response lines. Its bytes are four slices (see [`segment`]),
+//! sent in order:
 //! 0. an interim `100 Continue`, when the client asked for one;
 //! 1. the prebuilt, unterminated head (from the cache);
 //! 2. the per-response lines ([`write_dynamic`]): `Location`, `Content-Range`/`Content-Length`
@@ -24,6 +25,13 @@ pub enum Reply {
         start: usize,
         end: usize,
     },
+    /// 206 `multipart/byteranges` with `count` ranges from the connection's range list,
+    /// starting at `first`.
+    Multipart {
+        file: FileId,
+        first: u16,
+        count: u16,
+    },
     /// 304.
     NotModified(FileId),
     /// 301 to the directory's slash-terminated path.
@@ -38,7 +46,7 @@ impl Reply {
     pub fn code(self) -> u16 {
         match self {
             Reply::Full(_) => 200,
-            Reply::Partial { .. } => 206,
+            Reply::Partial { .. } | Reply::Multipart { .. } => 206,
             Reply::NotModified(_) => 304,
             Reply::Redirect(_) => Status::MovedPermanently.code(),
             Reply::Unsatisfiable(_) => Status::RangeNotSatisfiable.code(),
@@ -96,6 +104,8 @@ impl Response {
                 )
             }
             Reply::NotModified(id) => (cache.file(id).not_modified_head, &[][..]),
+            // The parts are interleaved by `segment`.
+            Reply::Multipart { file, .. } => (cache.file(file).multipart_head, &[][..]),
             Reply::Redirect(_) => cache.status_page(Status::MovedPermanently),
             Reply::Unsatisfiable(_) => cache.status_page(Status::RangeNotSatisfiable),
             Reply::Status(status) => cache.status_page(status),
@@ -109,12 +119,18 @@ impl Response {
 }
 
 /// Appends the per-response head lines of `response`, and the blank line ending the head.
+/// For a multipart answer it goes on with every part's header and the closing delimiter,
+/// recording in `marks` where each of those pieces ends (see [`segment`]); `ranges` is the
+/// connection's range list.
 pub fn write_dynamic(
     out: &mut Vec<u8>,
+    marks: &mut Vec<usize>,
     response: &Response,
     cache: &ContentCache,
     date: &DateHeader,
+    ranges: &[(usize, usize)],
 ) {
+    marks.clear();
     match response.reply {
         Reply::Redirect(dir) => {
             out.extend_from_slice(b"Location: ");
@@ -139,6 +155,29 @@ pub fn write_dynamic(
                 cache.file(file).body.len()
             );
         }
+        Reply::Multipart { file, first, count } => {
+            let file = cache.file(file);
+            let parts = multipart_ranges(ranges, first, count);
+            let boundary = file.etag.trim_matches('"');
+            let mut length = Counter(0);
+            for &(start, end) in parts {
+                write_part_header(
+                    &mut length,
+                    boundary,
+                    file.content_type,
+                    start,
+                    end,
+                    file.body.len(),
+                );
+                length.0 += end - start;
+            }
+            let _ = write!(length, "\r\n--{boundary}--\r\n");
+            let _ = write!(
+                out,
+                "Content-Type: multipart/byteranges; boundary={boundary}\r\nContent-Length: {}\r\n",
+                length.0
+            );
+        }
         Reply::Full(_) | Reply::NotModified(_) | Reply::Status(_) => {}
     }
     out.extend_from_slice(date.bytes());
@@ -148,4 +187,116 @@ pub fn write_dynamic(
         ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+    if let Reply::Multipart { file, first, count } = response.reply {
+        let file = cache.file(file);
+        let boundary = file.etag.trim_matches('"');
+        marks.push(out.len());
+        for &(start, end) in multipart_ranges(ranges, first, count) {
+            write_part_header(
+                out,
+                boundary,
+                file.content_type,
+                start,
+                end,
+                file.body.len(),
+            );
+            marks.push(out.len());
+        }
+        let _ = write!(out, "\r\n--{boundary}--\r\n");
+        marks.push(out.len());
+    }
+}
+
+/// The body bytes `response` carries: the file slice, or the ranges of a multipart answer.
+pub fn body_len(response: &Response, cache: &ContentCache, ranges: &[(usize, usize)]) -> usize {
+    match response.reply {
+        Reply::Multipart { first, count, .. } => multipart_ranges(ranges, first, count)
+            .iter()
+            .map(|(start, end)| end - start)
+            .sum(),
+        _ => response.static_parts(cache).1.len(),
+    }
+}
+
+/// The ranges of a multipart answer.
+fn multipart_ranges(ranges: &[(usize, usize)], first: u16, count: u16) -> &[(usize, usize)] {
+    let first = usize::from(first);
+    ranges
+        .get(first..first + usize::from(count))
+        .unwrap_or_default()
+}
+
+/// One part's delimiter and header (RFC 9110 §14.6), in the shape nginx writes.
+fn write_part_header(
+    out: &mut impl Write,
+    boundary: &str,
+    content_type: &str,
+    start: usize,
+    end: usize,
+    total: usize,
+) {
+    let _ = write!(
+        out,
+        "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{}/{total}\r\n\r\n",
+        end.saturating_sub(1)
+    );
+}
+
+/// Counts the bytes written to it (to size a multipart body before writing it).
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `k`-th slice of a response's bytes, in sending order; `None` past the last.
+///
+/// Every response is: the interim answer (often empty), the prebuilt head, the per-response
+/// lines (`dynamic`), the body. A multipart answer splits `dynamic` at `marks` and puts each
+/// range of the body after its part header: head lines, part 1 header, range 1, ..., part n
+/// header, range n, closing delimiter.
+pub fn segment<'a>(
+    response: &Response,
+    k: usize,
+    cache: &'a ContentCache,
+    dynamic: &'a [u8],
+    marks: &[usize],
+    ranges: &[(usize, usize)],
+) -> Option<&'a [u8]> {
+    let (head, body) = response.static_parts(cache);
+    match (k, response.reply) {
+        (0, _) => Some(response.interim()),
+        (1, _) => Some(head),
+        (_, Reply::Multipart { file, first, count }) => {
+            let piece = |i: usize| {
+                let start = if i == 0 { 0 } else { *marks.get(i - 1)? };
+                dynamic.get(start..*marks.get(i)?)
+            };
+            let n = usize::from(count);
+            match k - 2 {
+                0 => piece(0),
+                j if j <= 2 * n => {
+                    let i = (j - 1) / 2;
+                    if j % 2 == 1 {
+                        piece(i + 1)
+                    } else {
+                        let &(start, end) = multipart_ranges(ranges, first, count).get(i)?;
+                        cache.file(file).body.get(start..end)
+                    }
+                }
+                j if j == 2 * n + 1 => piece(n + 1),
+                _ => None,
+            }
+        }
+        (2, _) => Some(dynamic),
+        (3, _) => Some(body),
+        _ => None,
+    }
 }

@@ -905,3 +905,44 @@ fn every_answered_request_gets_an_access_log_line() {
         ]
     );
 }
+
+#[test]
+fn several_ranges_get_multipart_byteranges_like_nginx() {
+    let mut h = Harness::new(7); // a tiny window: every piece crosses send calls
+    let file = h.file("/hello.txt");
+    let (etag, modified_head) = (file.etag.to_owned(), text(file.multipart_head));
+    let boundary = etag.trim_matches('"').to_owned();
+    let body = format!(
+        "\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 0-1/13\r\n\r\nhe\
+         \r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 7-11/13\r\n\r\nworld\
+         \r\n--{boundary}--\r\n"
+    );
+    let expected = format!(
+        "{modified_head}Content-Type: multipart/byteranges; boundary={boundary}\r\nContent-Length: {}\r\n{DATE}\r\n{body}",
+        body.len()
+    );
+    assert!(modified_head.starts_with("HTTP/1.1 206 Partial Content\r\n"));
+    let request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1, 7-11\r\n\r\n";
+    let out = h.request(request);
+    assert_eq!(out, expected);
+
+    // Pipelined behind each other and behind a plain answer, each still exact.
+    let out = h.request(&format!(
+        "{request}GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n{request}"
+    ));
+    assert_eq!(
+        out,
+        format!(
+            "{expected}{}{expected}",
+            text(&h.full("/hello.txt", "", true))
+        )
+    );
+    assert!(
+        h.conn.ranges.is_empty(),
+        "the range list empties with the queue"
+    );
+
+    // Ranges that add up to more than the file get the whole file, as in nginx.
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,2-12\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+}

@@ -65,6 +65,25 @@ fn run(site: &Site, config: SimConfig, scripts: Vec<Script>, expected: u64) -> S
     sim
 }
 
+/// The multipart/byteranges body for `ranges` of data.bin (the boundary is its ETag's digits).
+fn multipart(site: &Site, ranges: &[(usize, usize)]) -> Arc<[u8]> {
+    let boundary = site.etag.trim_matches('"');
+    let len = site.file.len();
+    let mut body = Vec::new();
+    for &(start, end) in ranges {
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {start}-{}/{len}\r\n\r\n",
+                end - 1
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&site.file[start..end]);
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body.into()
+}
+
 /// Range, conditional and content-coding requests with their exact answers; `get` renders
 /// each request (with or without `Connection: close`).
 fn feature_requests(site: &Site, get: fn(&str, &str) -> Vec<u8>) -> Arc<[Request]> {
@@ -88,6 +107,12 @@ fn feature_requests(site: &Site, get: fn(&str, &str) -> Vec<u8>) -> Arc<[Request
         ),
         Request::raw_exact(
             &get("/data.bin", "Range: bytes=0-1,5-6\r\n"),
+            206,
+            multipart(site, &[(0, 2), (5, 7)]),
+        ),
+        // Ranges adding up to more than the file: the whole file, as nginx answers.
+        Request::raw_exact(
+            &get("/data.bin", "Range: bytes=0-9999,0-1\r\n"),
             200,
             Arc::clone(f),
         ),
