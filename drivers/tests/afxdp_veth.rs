@@ -116,8 +116,8 @@ impl Lab {
             run("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
         // The client must send complete checksums (DESIGN.md, the lab). Only ICMP crosses this
-        // link, whose checksum the kernel always completes, so a missing ethtool is no reason
-        // to skip.
+        // link, whose checksum the kernel always completes, so the test runs without ethtool
+        // too.
         if have("ethtool") {
             run(
                 "ip",
