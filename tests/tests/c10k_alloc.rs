@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sirocco_drivers::alloc_count::{CountingAllocator, allocations_in};
 use sirocco_netstack::Instant;
 use sirocco_tests::{TestTree, assert_all_ok};
-use sirocco_tools::sim::{Mode, Request, Script, SimConfig, Simulation};
+use sirocco_tools::sim::{Mode, Script, SimConfig, Simulation};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -56,12 +56,8 @@ fn run_counting(sim: &mut Simulation, resolved: u64) -> (u64, u64) {
 }
 
 fn simulation(tree: &TestTree, connections: usize, count: usize, mode: Mode) -> Simulation {
-    let (path, body) = tree
-        .files()
-        .next()
-        .map(|(p, b)| (p.to_owned(), b.to_vec()))
-        .unwrap();
-    let requests: Arc<[Request]> = Arc::from(vec![Request::get(&path, body.into())]);
+    // The tree holds one file: a GET of it, expecting its exact bytes.
+    let requests = tree.get_all();
     let scripts = (0..connections)
         .map(|_| Script {
             requests: Arc::clone(&requests),

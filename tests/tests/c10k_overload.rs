@@ -9,19 +9,15 @@
 use std::sync::Arc;
 
 use sirocco_tests::TestTree;
-use sirocco_tools::sim::{Limits, Mode, Request, Script, SimConfig};
+use sirocco_tools::sim::{Limits, Mode, Script, SimConfig};
 
 const CELLS: usize = 500;
 
 #[test]
 fn twice_max_connections_the_excess_is_reset_the_rest_served_and_the_server_recovers() {
     let tree = TestTree::with_sizes(&[512]);
-    let (path, body) = tree
-        .files()
-        .next()
-        .map(|(p, b)| (p.to_owned(), b.to_vec()))
-        .unwrap();
-    let requests: Arc<[Request]> = Arc::from(vec![Request::get(&path, body.into())]);
+    // The tree holds one file: a GET of it, expecting its exact bytes.
+    let requests = tree.get_all();
     let script = || Script {
         requests: Arc::clone(&requests),
         first: 0,

@@ -12,19 +12,15 @@
 use std::sync::Arc;
 
 use sirocco_tests::{TestTree, assert_all_ok};
-use sirocco_tools::sim::{Limits, Mode, Request, Script, SimConfig};
+use sirocco_tools::sim::{Limits, Mode, Script, SimConfig};
 
 const CONNECTIONS: usize = 100_000;
 
 #[test]
 fn hundred_thousand_concurrent_connections_each_complete_a_request_byte_exact() {
     let tree = TestTree::with_sizes(&[512]);
-    let (path, body) = tree
-        .files()
-        .next()
-        .map(|(p, b)| (p.to_owned(), b.to_vec()))
-        .unwrap();
-    let requests: Arc<[Request]> = Arc::from(vec![Request::get(&path, body.into())]);
+    // The tree holds one file: a GET of it, expecting its exact bytes.
+    let requests = tree.get_all();
     let scripts: Vec<Script> = (0..CONNECTIONS)
         .map(|_| Script {
             requests: Arc::clone(&requests),

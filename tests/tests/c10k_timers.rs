@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sirocco_drivers::memory::FaultConfig;
 use sirocco_netstack::Duration;
 use sirocco_tests::{TestTree, assert_all_ok};
-use sirocco_tools::sim::{Limits, Mode, Request, Script, SimConfig};
+use sirocco_tools::sim::{Limits, Mode, Script, SimConfig};
 
 const CONNECTIONS: usize = 2_000;
 const IDLE_SECS: u64 = 30;
@@ -15,11 +15,7 @@ const IDLE_SECS: u64 = 30;
 #[test]
 fn under_loss_every_deadline_fires_and_idle_connections_time_out_on_time() {
     let tree = TestTree::with_sizes(&[512, 20_000]);
-    let requests: Arc<[Request]> = tree
-        .files()
-        .map(|(p, b)| Request::get(p, b.to_vec().into()))
-        .collect::<Vec<_>>()
-        .into();
+    let requests = tree.get_all();
     let scripts = (0..CONNECTIONS)
         .map(|i| Script {
             requests: Arc::clone(&requests),
