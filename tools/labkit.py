@@ -362,7 +362,32 @@ def probe(lab, addr, names, proc, what, hashes=None):
 # Servers
 
 
-class Sirocco:
+class Server:
+    """What sirocco and nginx share: a process started with `spawn` (registered for cleanup
+    under `token`) whose output goes to the open file `self.output`."""
+
+    proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid  # ip netns exec and taskset exec: the pid is the server's own
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _stop_process(self):
+        """Stops the process (SIGTERM, then SIGKILL); returns its exit code, None if it was
+        not running."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        CLEANUP.forget(self.token)
+        code = stop_process(proc, signal.SIGTERM)
+        self.output.close()
+        return code
+
+
+class Sirocco(Server):
     """sirocco over AF_XDP on SERVER_IFACE at SIROCCO_ADDR. `extra` are more `serve` flags;
     `core` pins it with taskset (None: not pinned)."""
 
@@ -372,8 +397,7 @@ class Sirocco:
     def __init__(self, lab, binary, docroot, tmp, extra=(), core=None):
         self.lab, self.binary, self.docroot, self.tmp = lab, binary, docroot, tmp
         self.extra, self.core = list(extra), core
-        self.proc = None
-        self.log = None
+        self.output = None
         self.log_path = os.path.join(self.tmp, "sirocco.log")
         self.last_output = ""
 
@@ -388,10 +412,10 @@ class Sirocco:
     def start(self, names, hashes=None):
         """Starts sirocco and waits until it answers GET /<name> for each of `names` (with
         `hashes`: byte for byte, see `probe`)."""
-        self.log = open(self.log_path, "a")
-        self.log.write("----\n")
-        self.log.flush()
-        self.proc = spawn(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        self.output = open(self.log_path, "a")
+        self.output.write("----\n")
+        self.output.flush()
+        self.proc = spawn(self.command(), stdout=self.output, stderr=subprocess.STDOUT)
         self.token = CLEANUP.push("sirocco", self.stop)
         try:
             probe(self.lab, self.addr, names, self.proc, "sirocco", hashes)
@@ -400,27 +424,17 @@ class Sirocco:
             out = self.last_output.strip()
             raise Abort(f"{e}{': ' + out if out else ''}") from None
 
-    @property
-    def pid(self):
-        return self.proc.pid  # ip netns exec and taskset exec: the pid is sirocco's own
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self):
         """Stops sirocco; returns its exit code. Its output since start is in last_output."""
         if self.proc is None:
             return None
-        proc, self.proc = self.proc, None
-        CLEANUP.forget(self.token)
-        code = stop_process(proc)
-        self.log.close()
+        code = self._stop_process()
         with open(self.log_path) as f:
             self.last_output = f.read().rsplit("----\n", 1)[-1]
         return code
 
 
-class Nginx:
+class Nginx(Server):
     """nginx, one worker, listening on NGINX_ADDR:80 in the server namespace, serving
     `docroot`. `http_conf` and `server_conf` are directives added to its http and server
     blocks; `core` pins the worker (None: not pinned)."""
@@ -459,37 +473,24 @@ http {{
 {_indent(server_conf, 8)}    }}
 }}
 """)
-        self.proc = None
 
     def start(self, names, hashes=None):
         p = run(self.lab.in_srv(["nginx", "-t", "-q", "-p", self.dir,
                                  "-e", f"{self.dir}/error.log", "-c", self.conf]), check=False)
         if p.returncode != 0:
             raise Abort(f"nginx -t rejected {self.conf}: {p.stderr.strip()}")
-        self.errlog = open(os.path.join(self.dir, "stderr.log"), "a")
+        self.output = open(os.path.join(self.dir, "stderr.log"), "a")
         cmd = ["nginx", "-p", self.dir, "-e", f"{self.dir}/error.log", "-c", self.conf]
         if self.core is not None:
             cmd = ["taskset", "-c", str(self.core)] + cmd
         cmd = self.lab.in_srv(cmd)
-        self.proc = spawn(cmd, stdout=self.errlog, stderr=subprocess.STDOUT)
+        self.proc = spawn(cmd, stdout=self.output, stderr=subprocess.STDOUT)
         self.token = CLEANUP.push("nginx", self.stop)
         probe(self.lab, self.addr, names, self.proc, "nginx", hashes)
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self):
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        CLEANUP.forget(self.token)
-        code = stop_process(proc, signal.SIGTERM)  # fast shutdown; the worker follows the master
-        self.errlog.close()
-        return code
+        # SIGTERM is nginx's fast shutdown; the worker follows the master.
+        return self._stop_process()
 
 
 def _indent(text, n):
