@@ -81,9 +81,4 @@ impl Reloader {
         }
         None
     }
-
-    /// Whether a load is running.
-    pub fn is_loading(&self) -> bool {
-        self.loading.is_some()
-    }
 }

@@ -36,12 +36,12 @@ pub fn accepts(list: &[u8], coding: Coding) -> bool {
     let mut star = false;
     for member in list.split(|&b| b == b',') {
         let mut parts = member.split(|&b| b == b';');
-        let name = trim(parts.next().unwrap_or_default());
+        let name = parts.next().unwrap_or_default().trim_ascii();
         let weight_zero = parts.any(|param| {
-            let param = trim(param);
+            let param = param.trim_ascii();
             match param.split_first() {
                 Some((q, rest)) if q.eq_ignore_ascii_case(&b'q') => {
-                    let value = trim(rest.strip_prefix(b"=").unwrap_or(b"1"));
+                    let value = rest.strip_prefix(b"=").unwrap_or(b"1").trim_ascii();
                     is_zero_weight(value)
                 }
                 _ => false,
@@ -70,18 +70,6 @@ fn is_zero_weight(value: &[u8]) -> bool {
         },
         _ => false,
     }
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    bytes.get(start..end).unwrap_or_default()
 }
 
 /// Files smaller than this are not worth a gzip variant (nginx's `gzip_min_length` is 20;
