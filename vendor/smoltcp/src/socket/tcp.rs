@@ -141,35 +141,43 @@ impl fmt::Display for State {
 /// RFC 6298: (2.1) Until a round-trip time (RTT) measurement has been made for a
 /// segment sent between the sender and receiver, the sender SHOULD
 /// set RTO <- 1 second,
-const RTTE_INITIAL_RTO: u32 = 1000;
+const RTTE_INITIAL_RTO: u32 = 1_000_000;
 
 // Minimum "safety margin" for the RTO that kicks in when the
-// variance gets very low.
-const RTTE_MIN_MARGIN: u32 = 5;
+// variance gets very low (microseconds).
+const RTTE_MIN_MARGIN: u32 = 5_000;
 
 /// K, according to RFC 6298
 const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
-// RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// RTO SHOULD be rounded up to 1 second. This is the default; see `Socket::set_rto_min`.
+const RTTE_MIN_RTO: u32 = 1_000_000;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
-const RTTE_MAX_RTO: u32 = 60_000;
+const RTTE_MAX_RTO: u32 = 60_000_000;
 
+/// Round-trip time estimation and the retransmission timeout (RFC 6298).
+///
+/// Times are kept in microseconds, so that the estimate stays meaningful on links whose
+/// round trip is well under a millisecond (a LAN, a data centre).
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct RttEstimator {
     /// true if we have made at least one rtt measurement.
     have_measurement: bool,
-    // Using u32 instead of Duration to save space (Duration is i64)
+    // Using u32 microseconds instead of Duration to save space (Duration is i64)
     /// Smoothed RTT
     srtt: u32,
     /// RTT variance.
     rttvar: u32,
-    /// Retransmission Time-Out
+    /// The RTO the estimate gives (RFC 6298 (2.2), (2.3)), before any backoff.
+    base_rto: u32,
+    /// Retransmission Time-Out: `base_rto`, doubled once per backoff (RFC 6298 (5.5)).
     rto: u32,
+    /// Lower bound on the RTO (RFC 6298 (2.4)); configuration, kept across connections.
+    min_rto: u32,
     timestamp: Option<(Instant, TcpSeqNumber)>,
     max_seq_sent: Option<TcpSeqNumber>,
     rto_count: u8,
@@ -177,34 +185,42 @@ struct RttEstimator {
 
 impl Default for RttEstimator {
     fn default() -> Self {
+        Self::new(RTTE_MIN_RTO)
+    }
+}
+
+impl RttEstimator {
+    fn new(min_rto: u32) -> Self {
         Self {
             have_measurement: false,
             srtt: 0,   // ignored, will be overwritten on first measurement.
             rttvar: 0, // ignored, will be overwritten on first measurement.
+            base_rto: RTTE_INITIAL_RTO,
             rto: RTTE_INITIAL_RTO,
+            min_rto,
             timestamp: None,
             max_seq_sent: None,
             rto_count: 0,
         }
     }
-}
 
-impl RttEstimator {
     fn retransmission_timeout(&self) -> Duration {
-        Duration::from_millis(self.rto as _)
+        Duration::from_micros(self.rto.clamp(self.min_rto, RTTE_MAX_RTO) as _)
     }
 
     #[cfg(feature = "socket-tcp-cubic")]
-    fn smoothed_rtt(&self) -> u32 {
+    /// The smoothed RTT in microseconds, or 0 before the first measurement.
+    fn smoothed_rtt_micros(&self) -> u32 {
         if self.have_measurement { self.srtt } else { 0 }
     }
 
-    fn sample(&mut self, new_rtt: u32) {
+    fn sample(&mut self, new_rtt: Duration) {
+        let new_rtt = u32::try_from(new_rtt.total_micros()).unwrap_or(RTTE_MAX_RTO);
         if self.have_measurement {
             // RFC 6298 (2.3) When a subsequent RTT measurement R' is made, a host MUST set (...)
-            let diff = (self.srtt as i32 - new_rtt as i32).unsigned_abs();
-            self.rttvar = (self.rttvar * 3 + diff).div_ceil(4);
-            self.srtt = (self.srtt * 7 + new_rtt).div_ceil(8);
+            let diff = (self.srtt as i64 - new_rtt as i64).unsigned_abs() as u32;
+            self.rttvar = ((self.rttvar as u64 * 3 + diff as u64).div_ceil(4)) as u32;
+            self.srtt = ((self.srtt as u64 * 7 + new_rtt as u64).div_ceil(8)) as u32;
         } else {
             // RFC 6298 (2.2) When the first RTT measurement R is made, the host MUST set (...)
             self.have_measurement = true;
@@ -213,8 +229,12 @@ impl RttEstimator {
         }
 
         // RFC 6298 (2.2), (2.3)
-        let margin = RTTE_MIN_MARGIN.max(self.rttvar * RTTE_K);
-        self.rto = (self.srtt + margin).clamp(RTTE_MIN_RTO, RTTE_MAX_RTO);
+        let margin = RTTE_MIN_MARGIN.max(self.rttvar.saturating_mul(RTTE_K));
+        self.base_rto = self
+            .srtt
+            .saturating_add(margin)
+            .clamp(self.min_rto, RTTE_MAX_RTO);
+        self.rto = self.base_rto;
 
         self.rto_count = 0;
 
@@ -245,16 +265,28 @@ impl RttEstimator {
         if let Some((sent_timestamp, sent_seq)) = self.timestamp
             && seq >= sent_seq
         {
-            self.sample((timestamp - sent_timestamp).total_millis() as u32);
+            self.sample(timestamp - sent_timestamp);
             self.timestamp = None;
         }
+    }
+
+    /// An ACK acknowledged new data: the path delivers again, so a backed-off timer returns
+    /// to the value the estimate gives, even when Karn's algorithm yields no sample (all the
+    /// newly acknowledged data had been retransmitted). Otherwise one loss of a
+    /// retransmission would leave every later RTO doubled until the next clean sample.
+    fn on_new_data_acked(&mut self) {
+        if self.rto != self.base_rto {
+            tcp_trace!("rtte: backoff ends, rto={:?}", self.base_rto);
+        }
+        self.rto = self.base_rto;
+        self.rto_count = 0;
     }
 
     fn on_rto(&mut self) {
         // RFC 6298 (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").  The
         // maximum value discussed in (2.5) above may be used to provide
         // an upper bound to this doubling operation.
-        self.rto = (self.rto * 2).min(RTTE_MAX_RTO);
+        self.rto = (self.rto.max(self.min_rto) * 2).min(RTTE_MAX_RTO);
         tcp_trace!("rtte: doubling rto to {:?}", self.rto);
 
         // RFC 6298: a TCP implementation MAY clear SRTT and RTTVAR after
@@ -406,7 +438,7 @@ impl Timer {
 
     fn rewind_zero_window_probe(&mut self, timestamp: Instant) {
         if let Timer::ZeroWindowProbe { mut delay, .. } = *self {
-            delay = (delay * 2).min(Duration::from_millis(RTTE_MAX_RTO as _));
+            delay = (delay * 2).min(Duration::from_micros(RTTE_MAX_RTO as _));
             *self = Timer::ZeroWindowProbe {
                 expires_at: timestamp + delay,
                 delay,
@@ -799,6 +831,26 @@ impl<'a> Socket<'a> {
         self.timeout = duration
     }
 
+    /// Return the lower bound on the retransmission timeout.
+    ///
+    /// See also the [set_rto_min](#method.set_rto_min) method.
+    pub fn rto_min(&self) -> Duration {
+        Duration::from_micros(self.rtte.min_rto as _)
+    }
+
+    /// Set the lower bound on the retransmission timeout (RTO).
+    ///
+    /// RFC 6298 (2.4) recommends 1 second, which is the default. Linux uses 200 ms, which
+    /// recovers from a lost tail much sooner on short paths; RFC 6298 allows it ("a lower
+    /// minimum value MAY be used"). The value is clamped to at most 60 seconds, the upper bound
+    /// on the RTO. It applies from the next computation of the timeout on, and is kept when
+    /// the socket is reused for another connection.
+    pub fn set_rto_min(&mut self, duration: Duration) {
+        let micros = u32::try_from(duration.total_micros()).unwrap_or(RTTE_MAX_RTO);
+        self.rtte.min_rto = micros.min(RTTE_MAX_RTO);
+        self.rtte.base_rto = self.rtte.base_rto.max(self.rtte.min_rto);
+    }
+
     /// Set the ACK delay duration.
     ///
     /// By default, the ACK delay is set to 10ms.
@@ -907,7 +959,7 @@ impl<'a> Socket<'a> {
 
         self.state = State::Closed;
         self.timer = Timer::new();
-        self.rtte = RttEstimator::default();
+        self.rtte = RttEstimator::new(self.rtte.min_rto);
         self.assembler = Assembler::new();
         self.tx_buffer.clear();
         self.rx_buffer.clear();
@@ -2150,6 +2202,11 @@ impl<'a> Socket<'a> {
                     );
                 }
             };
+
+            // An ACK of new data ends a backoff of the retransmission timer.
+            if ack_number > self.local_seq_no {
+                self.rtte.on_new_data_acked();
+            }
 
             // We've processed everything in the incoming segment, so advance the local
             // sequence number past it.
@@ -7328,6 +7385,91 @@ mod test {
     }
 
     #[test]
+    fn test_rto_min_lowers_the_retransmission_timeout() {
+        let mut s = socket_established();
+        s.set_rto_min(Duration::from_millis(200));
+        assert_eq!(s.rto_min(), Duration::from_millis(200));
+        s.send_slice(b"abcdef").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // A 10 ms round trip: RTO = SRTT + 4 * RTTVAR = 30 ms, raised to the 200 ms minimum.
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.rtte.retransmission_timeout(), Duration::from_millis(200));
+        s.send_slice(b"ghi").unwrap();
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghi"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 219);
+        recv!(s, time 220, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghi"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_backoff_ends_when_new_data_is_acked() {
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // The first transmission is lost; the retransmission after 1 s arrives. Its ACK gives
+        // no RTT sample (Karn), but it acknowledges new data: the doubled RTO is over.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        assert_eq!(s.rtte.retransmission_timeout(), Duration::from_millis(2000));
+        send!(s, time 1010, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.rtte.retransmission_timeout(), Duration::from_millis(1000));
+        s.send_slice(b"ghi").unwrap();
+        recv!(s, time 1020, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghi"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 2019);
+        recv!(s, time 2020, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghi"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_rtt_is_measured_below_a_millisecond() {
+        let mut r = RttEstimator::default();
+        r.min_rto = 0;
+        r.sample(Duration::from_micros(80));
+        // 80 us + the 5 ms granularity margin: a millisecond clock would have measured 0.
+        assert_eq!(r.retransmission_timeout(), Duration::from_micros(5_080));
+    }
+
+    #[test]
     fn test_retransmit_exponential_backoff() {
         let mut s = socket_established();
         s.send_slice(b"abcdef").unwrap();
@@ -9573,14 +9715,16 @@ mod test {
     fn test_rtt_estimator() {
         let mut r = RttEstimator::default();
 
+        // In microseconds: the estimator keeps its state at that resolution.
         let rtos = &[
-            6000, 5000, 4252, 3692, 3272, 2956, 2720, 2540, 2408, 2308, 2232, 2176, 2132, 2100,
-            2076, 2060, 2048, 2036, 2028, 2024, 2020, 2016, 2012, 2012,
+            6_000_000, 5_000_000, 4_250_000, 3_687_500, 3_265_628, 2_949_224, 2_711_920, 2_533_940,
+            2_400_456, 2_300_344, 2_225_260, 2_168_948, 2_126_712, 2_095_036, 2_071_280, 2_053_460,
+            2_040_096, 2_030_072, 2_022_556, 2_016_920, 2_012_692, 2_009_520, 2_007_140, 2_005_356,
         ];
 
         for &rto in rtos {
-            r.sample(2000);
-            assert_eq!(r.retransmission_timeout(), Duration::from_millis(rto));
+            r.sample(Duration::from_millis(2000));
+            assert_eq!(r.retransmission_timeout(), Duration::from_micros(rto));
         }
     }
 
