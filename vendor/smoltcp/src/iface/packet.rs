@@ -144,7 +144,7 @@ impl<'p> Packet<'p> {
                 &caps.checksum,
             ),
             #[cfg(feature = "socket-tcp")]
-            &IpPayload::Tcp(mut tcp_repr) => {
+            &IpPayload::Tcp(mut tcp_repr, tail) => {
                 // This is a terrible hack to make TCP performance more acceptable on systems
                 // where the TCP buffers are significantly larger than network buffers,
                 // e.g. a 64 kB TCP receive buffer (and so, when empty, a 64k window)
@@ -163,8 +163,9 @@ impl<'p> Packet<'p> {
                     }
                 }
 
-                tcp_repr.emit(
+                tcp_repr.emit_with_tail(
                     &mut TcpPacket::new_unchecked(payload),
+                    tail,
                     &_ip_repr.src_addr(),
                     &_ip_repr.dst_addr(),
                     &caps.checksum,
@@ -220,8 +221,10 @@ pub(crate) enum IpPayload<'p> {
     Raw(&'p [u8]),
     #[cfg(any(feature = "socket-udp", feature = "socket-dns"))]
     Udp(UdpRepr, &'p [u8]),
+    /// A TCP segment, and the part of its payload that follows `payload` (empty unless the
+    /// payload wraps around the end of the socket's transmit ring buffer).
     #[cfg(feature = "socket-tcp")]
-    Tcp(TcpRepr<'p>),
+    Tcp(TcpRepr<'p>, &'p [u8]),
     #[cfg(feature = "socket-dhcpv4")]
     Dhcpv4(UdpRepr, DhcpRepr<'p>),
 }
@@ -241,7 +244,7 @@ impl<'p> IpPayload<'p> {
             #[cfg(all(feature = "proto-ipv4", feature = "multicast"))]
             Self::Igmp(_) => unreachable!(),
             #[cfg(feature = "socket-tcp")]
-            Self::Tcp(_) => SixlowpanNextHeader::Uncompressed(IpProtocol::Tcp),
+            Self::Tcp(..) => SixlowpanNextHeader::Uncompressed(IpProtocol::Tcp),
             #[cfg(any(feature = "socket-udp", feature = "socket-dns"))]
             Self::Udp(..) => SixlowpanNextHeader::Compressed,
             #[cfg(feature = "socket-raw")]

@@ -2487,9 +2487,12 @@ impl<'a> Socket<'a> {
         }
     }
 
+    /// Emits at most one segment through `emit`. The segment's payload is `repr.payload`
+    /// followed by the third element of the tuple, which is empty unless the payload wraps
+    /// around the end of the transmit ring buffer.
     pub(crate) fn dispatch<F, E>(&mut self, cx: &mut Context, emit: F) -> Result<(), E>
     where
-        F: FnOnce(&mut Context, PacketMeta, (IpRepr, TcpRepr)) -> Result<(), E>,
+        F: FnOnce(&mut Context, PacketMeta, (IpRepr, TcpRepr, &[u8])) -> Result<(), E>,
     {
         if self.tuple.is_none() {
             return Ok(());
@@ -2631,6 +2634,9 @@ impl<'a> Socket<'a> {
             payload: &[],
         };
 
+        // The part of the payload past the end of the transmit ring buffer, if it wraps.
+        let mut payload_tail: &[u8] = &[];
+
         let mut is_zero_window_probe = false;
 
         #[cfg_attr(
@@ -2691,7 +2697,7 @@ impl<'a> Socket<'a> {
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
                     repr.seq_number = self.local_seq_no;
-                    repr.payload = self.tx_buffer.get_allocated(0, size);
+                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, 0, size);
 
                     self.pending_fast_retransmit = false;
 
@@ -2763,10 +2769,10 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
-                    repr.payload = self.tx_buffer.get_allocated(offset, size);
+                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
 
                     #[cfg(feature = "segmentation-offload")]
-                    if repr.payload.len() > effective_mss {
+                    if repr.payload.len() + payload_tail.len() > effective_mss {
                         packet_meta.segmentation_offload_size =
                             core::num::NonZeroU16::try_from(u16::try_from(effective_mss).unwrap())
                                 .unwrap()
@@ -2778,7 +2784,7 @@ impl<'a> Socket<'a> {
 
                 // If we've sent everything we had in the buffer, follow it with the PSH or FIN
                 // flags, depending on whether the transmit half of the connection is open.
-                if offset + repr.payload.len() == self.tx_buffer.len() {
+                if offset + repr.payload.len() + payload_tail.len() == self.tx_buffer.len() {
                     match self.state {
                         State::FinWait1 | State::LastAck | State::Closing => {
                             repr.control = TcpControl::Fin
@@ -2814,7 +2820,7 @@ impl<'a> Socket<'a> {
         } else if !repr.payload.is_empty() {
             tcp_trace!(
                 "tx buffer: sending {} octets at offset {}",
-                repr.payload.len(),
+                repr.payload.len() + payload_tail.len(),
                 self.flight_size()
             );
         }
@@ -2844,8 +2850,9 @@ impl<'a> Socket<'a> {
         // Bailing out if the packet isn't placed in the device buffer allows us
         // to not waste time waiting for the retransmit timer on packets that we know
         // for sure will not be successfully transmitted.
-        ip_repr.set_payload_len(repr.buffer_len());
-        emit(cx, packet_meta, (ip_repr, repr))?;
+        ip_repr.set_payload_len(repr.buffer_len() + payload_tail.len());
+        emit(cx, packet_meta, (ip_repr, repr, payload_tail))?;
+        let segment_len = repr.segment_len() + payload_tail.len();
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
         // the keep-alive timer.
@@ -2880,19 +2887,18 @@ impl<'a> Socket<'a> {
         // behind the current frontier) doesn't rewind the tracked "highest sent" sequence.
         self.remote_last_seq = self
             .remote_last_seq
-            .max(repr.seq_number + repr.segment_len());
+            .max(repr.seq_number + segment_len);
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
-        if repr.segment_len() > 0 {
-            self.rtte
-                .on_send(cx.now(), repr.seq_number + repr.segment_len());
+        if segment_len > 0 {
+            self.rtte.on_send(cx.now(), repr.seq_number + segment_len);
             self.congestion_controller
                 .inner_mut()
-                .post_transmit(cx.now(), repr.segment_len());
+                .post_transmit(cx.now(), segment_len);
         }
 
-        if repr.segment_len() > 0 && !self.timer.is_retransmit() {
+        if segment_len > 0 && !self.timer.is_retransmit() {
             // RFC 6298 (5.1) Every time a packet containing data is sent (including a
             // retransmission), if the timer is not running, start it running
             // so that it will expire after RTO seconds.
@@ -2956,6 +2962,19 @@ impl<'a> Socket<'a> {
                 .unwrap_or(&PollAt::Ingress)
         }
     }
+}
+
+/// The `size` octets at `offset` in the transmit buffer, as the part up to the end of the
+/// ring buffer's storage and the part that wraps around to its start (empty if none does), so
+/// that a segment is as long as the window and MSS allow wherever it lies in the ring.
+fn tx_segment<'b>(buffer: &'b SocketBuffer<'_>, offset: usize, size: usize) -> (&'b [u8], &'b [u8]) {
+    let head = buffer.get_allocated(offset, size);
+    let tail = if head.len() < size {
+        buffer.get_allocated(offset + head.len(), size - head.len())
+    } else {
+        &[]
+    };
+    (head, tail)
 }
 
 impl<'a> fmt::Write for Socket<'a> {
@@ -3142,12 +3161,19 @@ mod test {
         let mut sent = 0;
         let result = socket
             .socket
-            .dispatch(&mut socket.cx, |_, _, (ip_repr, tcp_repr)| {
+            .dispatch(&mut socket.cx, |_, _, (ip_repr, mut tcp_repr, tail)| {
                 assert_eq!(ip_repr.next_header(), IpProtocol::Tcp);
                 assert_eq!(ip_repr.src_addr(), LOCAL_ADDR.into());
                 assert_eq!(ip_repr.dst_addr(), REMOTE_ADDR.into());
-                assert_eq!(ip_repr.payload_len(), tcp_repr.buffer_len());
+                assert_eq!(ip_repr.payload_len(), tcp_repr.buffer_len() + tail.len());
 
+                // A payload that wraps around the ring buffer comes in two parts: check it
+                // as the one segment it becomes on the wire.
+                let joined: Vec<u8>;
+                if !tail.is_empty() {
+                    joined = [tcp_repr.payload, tail].concat();
+                    tcp_repr.payload = &joined;
+                }
                 net_trace!("recv: {}", tcp_repr);
                 sent += 1;
                 Ok(f(Ok(tcp_repr)))
@@ -8972,7 +8998,7 @@ mod test {
 
         s.set_hop_limit(Some(0x2a));
         assert_eq!(
-            s.socket.dispatch(&mut s.cx, |_, _, (ip_repr, _)| {
+            s.socket.dispatch(&mut s.cx, |_, _, (ip_repr, _, _)| {
                 assert_eq!(ip_repr.hop_limit(), 0x2a);
                 Ok::<_, ()>(())
             }),
@@ -9083,26 +9109,41 @@ mod test {
         assert_eq!(s.tx_buffer.dequeue_many(3), &b"xxx"[..]);
         assert_eq!(s.tx_buffer.len(), 3);
 
-        // "abcdef" not contiguous in tx buffer
+        // "abcdef" not contiguous in tx buffer: still one segment.
         assert_eq!(s.send_slice(b"abcdef"), Ok(6));
         recv!(
             s,
             Ok(TcpRepr {
                 seq_number: LOCAL_SEQ + 1,
                 ack_number: Some(REMOTE_SEQ + 1),
-                payload: &b"yyyabc"[..],
+                payload: &b"yyyabcdef"[..],
                 ..RECV_TEMPL
             })
         );
-        recv!(
-            s,
-            Ok(TcpRepr {
-                seq_number: LOCAL_SEQ + 1 + 6,
-                ack_number: Some(REMOTE_SEQ + 1),
-                payload: &b"def"[..],
-                ..RECV_TEMPL
-            })
-        );
+    }
+
+    #[test]
+    fn test_segments_stay_full_sized_across_the_buffer_wraparound() {
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 4;
+        s.tx_buffer = SocketBuffer::new(vec![b'.'; 10]);
+        // Move the ring's start to offset 7: the data below then wraps after 3 octets.
+        assert_eq!(s.tx_buffer.enqueue_slice(b"0123456"), 7);
+        assert_eq!(s.tx_buffer.dequeue_many(7).len(), 7);
+        assert_eq!(s.send_slice(b"abcdefghij"), Ok(10));
+        for (n, payload) in [&b"abcd"[..], b"efgh", b"ij"].into_iter().enumerate() {
+            recv!(
+                s,
+                Ok(TcpRepr {
+                    seq_number: LOCAL_SEQ + 1 + 4 * n,
+                    ack_number: Some(REMOTE_SEQ + 1),
+                    payload,
+                    ..RECV_TEMPL
+                })
+            );
+        }
+        recv_nothing!(s);
     }
 
     // =========================================================================================//

@@ -1038,6 +1038,22 @@ impl<'a> Repr<'a> {
     ) where
         T: AsRef<[u8]> + AsMut<[u8]> + ?Sized,
     {
+        self.emit_with_tail(packet, &[], src_addr, dst_addr, checksum_caps)
+    }
+
+    /// Like [`emit`](#method.emit), with `tail` following `self.payload` in the segment's
+    /// payload: a socket whose data wraps around the end of its ring buffer sends it as one
+    /// segment, in one copy.
+    pub(crate) fn emit_with_tail<T>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        tail: &[u8],
+        src_addr: &IpAddress,
+        dst_addr: &IpAddress,
+        checksum_caps: &ChecksumCapabilities,
+    ) where
+        T: AsRef<[u8]> + AsMut<[u8]> + ?Sized,
+    {
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);
@@ -1084,7 +1100,9 @@ impl<'a> Repr<'a> {
             }
         }
         packet.set_urgent_at(0);
-        packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
+        let (head, rest) = packet.payload_mut().split_at_mut(self.payload.len());
+        head.copy_from_slice(self.payload);
+        rest[..tail.len()].copy_from_slice(tail);
 
         if checksum_caps.tcp.tx() {
             packet.fill_checksum(src_addr, dst_addr)
@@ -1363,6 +1381,25 @@ mod test {
         let mut packet = Packet::new_unchecked(&mut bytes);
         repr.emit(
             &mut packet,
+            &SRC_ADDR.into(),
+            &DST_ADDR.into(),
+            &ChecksumCapabilities::default(),
+        );
+        assert_eq!(&*packet.into_inner(), &SYN_PACKET_BYTES[..]);
+    }
+
+    #[test]
+    #[cfg(feature = "proto-ipv4")]
+    fn test_emit_with_tail() {
+        // The payload in two parts gives the same packet, checksum included.
+        let mut repr = packet_repr();
+        let (head, tail) = PAYLOAD_BYTES.split_at(1);
+        repr.payload = head;
+        let mut bytes = vec![0xa5; repr.buffer_len() + tail.len()];
+        let mut packet = Packet::new_unchecked(&mut bytes);
+        repr.emit_with_tail(
+            &mut packet,
+            tail,
             &SRC_ADDR.into(),
             &DST_ADDR.into(),
             &ChecksumCapabilities::default(),

@@ -783,8 +783,8 @@ impl Interface {
                 }
                 #[cfg(feature = "socket-tcp")]
                 Socket::Tcp(socket) => {
-                    socket.dispatch(&mut self.inner, |inner, meta, (ip, tcp)| {
-                        respond(inner, meta, Packet::new(ip, IpPayload::Tcp(tcp)))
+                    socket.dispatch(&mut self.inner, |inner, meta, (ip, tcp, tail)| {
+                        respond(inner, meta, Packet::new(ip, IpPayload::Tcp(tcp, tail)))
                     })
                 }
                 #[cfg(feature = "socket-dhcpv4")]

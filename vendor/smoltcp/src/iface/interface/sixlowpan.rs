@@ -534,9 +534,12 @@ impl InterfaceInner {
                 );
             }
             #[cfg(feature = "socket-tcp")]
-            IpPayload::Tcp(tcp_repr) => {
-                tcp_repr.emit(
-                    &mut TcpPacket::new_unchecked(&mut buffer[..tcp_repr.buffer_len()]),
+            IpPayload::Tcp(tcp_repr, tail) => {
+                tcp_repr.emit_with_tail(
+                    &mut TcpPacket::new_unchecked(
+                        &mut buffer[..tcp_repr.buffer_len() + tail.len()],
+                    ),
+                    tail,
                     &packet.header.src_addr.into(),
                     &packet.header.dst_addr.into(),
                     checksum_caps,
