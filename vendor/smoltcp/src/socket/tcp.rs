@@ -548,6 +548,8 @@ pub struct Socket<'a> {
     remote_last_ts: Option<Instant>,
     /// The sequence number of the last packet received, used for sACK
     local_rx_last_seq: Option<TcpSeqNumber>,
+    /// The SACK blocks sent last, most recent first (RFC 2018 §4): later ACKs repeat them.
+    local_sack_report: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3],
     /// The ACK number of the last packet received.
     local_rx_last_ack: Option<TcpSeqNumber>,
     /// The number of packets received directly after
@@ -644,6 +646,7 @@ impl<'a> Socket<'a> {
             remote_last_ts: None,
             local_rx_last_ack: None,
             local_rx_last_seq: None,
+            local_sack_report: [None; 3],
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             ack_delay: Some(ACK_DELAY_DEFAULT),
@@ -976,6 +979,8 @@ impl<'a> Socket<'a> {
         self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
         self.remote_mss = DEFAULT_MSS;
         self.remote_last_ts = None;
+        self.local_rx_last_seq = None;
+        self.local_sack_report = [None; 3];
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
 
@@ -1548,44 +1553,57 @@ impl<'a> Socket<'a> {
         // segment.
         if self.remote_has_sack {
             net_debug!("sending sACK option with current assembler ranges");
-
-            // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
-            // length fields in the option) MUST specify the contiguous block of data containing
-            // the segment which triggered this ACK, unless that segment advanced the
-            // Acknowledgment Number field in the header.
-            reply_repr.sack_ranges[0] = None;
-
-            let ack = reply_repr.ack_number.unwrap_or(TcpSeqNumber(0));
-
-            if let Some(last_seg_seq) = self.local_rx_last_seq {
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .find(|&(left, right)| left <= last_seg_seq && right >= last_seg_seq)
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-
-            if reply_repr.sack_ranges[0].is_none() {
-                // The matching segment was removed from the assembler, meaning the acknowledgement
-                // number has advanced, or there was no previous sACK.
-                //
-                // While the RFC says we SHOULD keep a list of reported sACK ranges, and iterate
-                // through those, that is currently infeasible. Instead, we offer the range with
-                // the lowest sequence number (if one exists) to hint at what segments would
-                // most quickly advance the acknowledgement number.
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .next()
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
+            reply_repr.sack_ranges = self.sack_ranges(self.local_rx_last_seq);
         }
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
         (ip_reply_repr, reply_repr)
+    }
+
+    /// The SACK blocks for an ACK (RFC 2018 §4): first the block holding `trigger` (the
+    /// segment that caused this ACK), then the blocks reported most recently, then any other
+    /// queued out-of-order data, lowest first; never a block the ACK number already covers.
+    /// Remembers what it returns, so that the next ACK repeats it.
+    fn sack_ranges(&mut self, trigger: Option<TcpSeqNumber>) -> [Option<(u32, u32)>; 3] {
+        let ack = self.remote_seq_no + self.rx_buffer.len();
+        // Queued data as absolute sequence numbers; blocks grow and merge as holes fill, so
+        // an earlier block is reported as the queued range that now holds its left edge.
+        let queued = |assembler: &Assembler, seq: TcpSeqNumber| {
+            assembler
+                .iter_data()
+                .map(|(left, right)| (ack + left, ack + right))
+                .find(|&(left, right)| left <= seq && seq < right)
+        };
+        let mut blocks: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3] = [None; 3];
+        let mut count = 0;
+        let mut add = |block: Option<(TcpSeqNumber, TcpSeqNumber)>| {
+            if let Some(block) = block
+                && count < blocks.len()
+                && !blocks[..count].contains(&Some(block))
+            {
+                blocks[count] = Some(block);
+                count += 1;
+            }
+        };
+        // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
+        // length fields in the option) MUST specify the contiguous block of data containing
+        // the segment which triggered this ACK, unless that segment advanced the
+        // Acknowledgment Number field in the header.
+        if let Some(seq) = trigger {
+            add(queued(&self.assembler, seq));
+        }
+        // RFC 2018: The SACK option SHOULD be filled out by repeating the most recently
+        // reported SACK blocks (based on first SACK blocks in previous SACK options) that are
+        // not subsets of a SACK block already included in the SACK option being constructed.
+        for (left, _) in self.local_sack_report.into_iter().flatten() {
+            add(queued(&self.assembler, left));
+        }
+        for (left, right) in self.assembler.iter_data() {
+            add(Some((ack + left, ack + right)));
+        }
+        self.local_sack_report = blocks;
+        blocks.map(|block| block.map(|(left, right)| (left.0 as u32, right.0 as u32)))
     }
 
     fn challenge_ack_reply(
@@ -2614,6 +2632,17 @@ impl<'a> Socket<'a> {
             self.hop_limit.unwrap_or(64),
         );
 
+        // RFC 2018: If sent at all, SACK options SHOULD be included in all ACKs which do not
+        // ACK the highest sequence number in the data receiver's queue.
+        let sack_ranges = if self.remote_has_sack
+            && !self.assembler.is_empty()
+            && !matches!(self.state, State::SynSent | State::SynReceived)
+        {
+            self.sack_ranges(None)
+        } else {
+            [None, None, None]
+        };
+
         // Construct the basic TCP representation, an empty ACK packet.
         // We'll adjust this to be more specific as needed.
         let mut repr = TcpRepr {
@@ -2626,7 +2655,7 @@ impl<'a> Socket<'a> {
             window_scale: None,
             max_seg_size: None,
             sack_permitted: false,
-            sack_ranges: [None, None, None],
+            sack_ranges,
             timestamp: TcpTimestampRepr::generate_reply_with_tsval(
                 self.tsval_generator,
                 self.last_remote_tsval,
@@ -4709,6 +4738,68 @@ mod test {
         }
         assert_eq!(s.remote_last_win, 3500);
         (s, segment)
+    }
+
+    #[test]
+    fn test_established_rfc2018_case_3_reports_every_block_most_recent_first() {
+        // RFC 2018, pages 9-10, case 3: the 2nd, 4th, 6th and 8th (last) segments are dropped.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ + 1 + n;
+        let block = |left: usize, right: usize| Some((seq(left).0 as u32, seq(right).0 as u32));
+        let mut deliver = |at: usize| {
+            send(
+                &mut s,
+                Instant::from_millis(0),
+                &TcpRepr {
+                    seq_number: seq(at),
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    payload: &segment,
+                    ..SEND_TEMPL
+                },
+            )
+            .map(|ack| (ack.ack_number, ack.sack_ranges))
+        };
+        //   Triggering  ACK    First Block   2nd Block     3rd Block
+        //   Segment            Left   Right  Left   Right  Left   Right
+        //   5000        5500
+        //   5500        (lost)
+        //   6000        5500    6000   6500
+        //   6500        (lost)
+        //   7000        5500    7000   7500   6000   6500
+        //   7500        (lost)
+        //   8000        5500    8000   8500   7000   7500   6000   6500
+        //   8500        (lost)
+        assert_eq!(deliver(5000), None, "in order: no immediate ACK");
+        let ack = Some(seq(5500));
+        assert_eq!(deliver(6000), Some((ack, [block(6000, 6500), None, None])));
+        assert_eq!(
+            deliver(7000),
+            Some((ack, [block(7000, 7500), block(6000, 6500), None]))
+        );
+        assert_eq!(
+            deliver(8000),
+            Some((
+                ack,
+                [block(8000, 8500), block(7000, 7500), block(6000, 6500)]
+            ))
+        );
+        // Suppose that the 4th packet is received out of order. [...] The receiver will return:
+        //   6500        5500    6000   7500   8000   8500
+        assert_eq!(
+            deliver(6500),
+            Some((ack, [block(6000, 7500), block(8000, 8500), None]))
+        );
+        // Suppose at this point, the 2nd segment is received. [...]
+        //   5500        7500    8000   8500
+        assert_eq!(
+            deliver(5500),
+            Some((Some(seq(7500)), [block(8000, 8500), None, None]))
+        );
+        // Every ACK we send while data is queued out of order carries the blocks too.
+        s.send_slice(b"hello").unwrap();
+        recv(&mut s, Instant::from_millis(0), |repr| {
+            assert_eq!(repr.unwrap().sack_ranges, [block(8000, 8500), None, None])
+        });
     }
 
     #[test]
