@@ -19,6 +19,9 @@ use crate::wire::{
 };
 
 mod congestion;
+mod recovery;
+
+use recovery::Recovery;
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -319,7 +322,6 @@ enum Timer {
     Retransmit {
         expires_at: Instant,
     },
-    FastRetransmit,
     ZeroWindowProbe {
         expires_at: Instant,
         delay: Duration,
@@ -351,7 +353,6 @@ impl Timer {
     fn should_retransmit(&self, timestamp: Instant) -> bool {
         match *self {
             Timer::Retransmit { expires_at } if timestamp >= expires_at => true,
-            Timer::FastRetransmit => true,
             _ => false,
         }
     }
@@ -380,7 +381,6 @@ impl Timer {
             } => PollAt::Ingress,
             Timer::ZeroWindowProbe { expires_at, .. } => PollAt::Time(expires_at),
             Timer::Retransmit { expires_at, .. } => PollAt::Time(expires_at),
-            Timer::FastRetransmit => PollAt::Now,
             Timer::Close { expires_at } => PollAt::Time(expires_at),
         }
     }
@@ -408,7 +408,6 @@ impl Timer {
     fn set_for_retransmit(&mut self, timestamp: Instant, delay: Duration) {
         match *self {
             Timer::Idle { .. }
-            | Timer::FastRetransmit
             | Timer::Retransmit { .. }
             | Timer::ZeroWindowProbe { .. } => {
                 *self = Timer::Retransmit {
@@ -417,10 +416,6 @@ impl Timer {
             }
             Timer::Close { .. } => (),
         }
-    }
-
-    fn set_for_fast_retransmit(&mut self) {
-        *self = Timer::FastRetransmit
     }
 
     fn set_for_close(&mut self, timestamp: Instant) {
@@ -455,7 +450,7 @@ impl Timer {
     }
 
     fn is_retransmit(&self) -> bool {
-        matches!(self, Timer::Retransmit { .. } | Timer::FastRetransmit)
+        matches!(self, Timer::Retransmit { .. })
     }
 }
 
@@ -555,8 +550,8 @@ pub struct Socket<'a> {
     /// The number of packets received directly after
     /// each other which have the same ACK number.
     local_rx_dup_acks: u8,
-    /// If a fast retransmit needs to occur
-    pending_fast_retransmit: bool,
+    /// Loss recovery: the SACK scoreboard and the current recovery episode.
+    recovery: Recovery,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -648,7 +643,7 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_sack_report: [None; 3],
             local_rx_dup_acks: 0,
-            pending_fast_retransmit: false,
+            recovery: Recovery::new(),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -981,6 +976,9 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.local_rx_last_seq = None;
         self.local_sack_report = [None; 3];
+        self.local_rx_last_ack = None;
+        self.local_rx_dup_acks = 0;
+        self.recovery.reset();
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
 
@@ -1455,11 +1453,71 @@ impl<'a> Socket<'a> {
         self.remote_last_seq - self.local_seq_no
     }
 
-    fn cwnd_remaining(&self) -> usize {
+    /// What the congestion window leaves for more data: the window less the octets the
+    /// network holds, as the loss-recovery scoreboard counts them (RFC 6675 `pipe`: sent,
+    /// neither acknowledged nor deemed lost).
+    fn cwnd_remaining(&self, mss: usize) -> usize {
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size())
+            .saturating_sub(self.recovery.pipe(self.flight_size(), mss))
+    }
+
+    /// The largest payload a segment carries: the smaller of our MTU's and the peer's MSS, less
+    /// the options every segment carries.
+    fn send_mss(&self, cx: &Context) -> usize {
+        let ip_header_len = match self.tuple.map(|tuple| tuple.local.addr) {
+            #[cfg(feature = "proto-ipv6")]
+            Some(IpAddress::Ipv6(_)) => crate::wire::IPV6_HEADER_LEN,
+            #[cfg(feature = "proto-ipv4")]
+            _ => crate::wire::IPV4_HEADER_LEN,
+            #[cfg(not(feature = "proto-ipv4"))]
+            _ => crate::wire::IPV6_HEADER_LEN,
+        };
+        let options_len = if self.tsval_generator.is_some() {
+            12
+        } else {
+            0
+        };
+        let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
+        local_mss
+            .min(self.remote_mss)
+            .saturating_sub(options_len)
+            .max(1)
+    }
+
+    /// The next lost range to send again, if the windows allow it now: its start and length
+    /// in sequence space (a FIN counts one).
+    fn retransmission(&self, cx: &Context) -> Option<(TcpSeqNumber, usize)> {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::FinWait1
+                | State::Closing
+                | State::CloseWait
+                | State::LastAck
+        ) {
+            return None;
+        }
+        let mss = self.send_mss(cx);
+        let (seq, len) = self.recovery.next_retransmission(mss)?;
+        // Never beyond the peer's receive window (RFC 9293 §3.8.6); a FIN, which carries no
+        // data, may always be retransmitted.
+        let data_end = self.local_seq_no + self.tx_buffer.len();
+        let window_end = self.local_seq_no + self.remote_win_len;
+        let len = if seq >= data_end {
+            len
+        } else if seq >= window_end {
+            return None;
+        } else {
+            len.min(window_end - seq)
+        };
+        // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS; the first retransmission of an episode
+        // goes regardless (RFC 5681 §3.2 step 4).
+        if self.cwnd_remaining(mss) < len.min(mss) && !self.recovery.first_retransmission_due() {
+            return None;
+        }
+        Some((seq, len))
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -2159,67 +2217,76 @@ impl<'a> Socket<'a> {
         }
 
         if let Some(ack_number) = repr.ack_number {
-            // TODO: When flow control is implemented,
-            // refractor the following block within that implementation
-
-            match self.local_rx_last_ack {
-                // Duplicate ACK if payload empty and ACK doesn't move send window ->
-                // Increment duplicate ACK count, notify congestion controller and
-                // set for retransmit if we just received the third duplicate ACK
-                Some(last_rx_ack)
-                    if repr.payload.is_empty()
-                        && last_rx_ack == ack_number
-                        && ack_number < self.remote_last_seq
-                        && !is_window_update =>
-                {
-                    // Increment duplicate ACK count
-                    self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
-
-                    net_debug!(
-                        "received duplicate ACK for seq {} (duplicate nr {}{})",
-                        ack_number,
-                        self.local_rx_dup_acks,
-                        if self.local_rx_dup_acks == u8::MAX {
-                            "+"
-                        } else {
-                            ""
-                        }
-                    );
-
-                    if self.local_rx_dup_acks == 3 {
-                        self.timer.set_for_fast_retransmit();
-                        net_debug!("started fast retransmit");
+            // RFC 5681: a duplicate ACK carries no data, acknowledges nothing new while data
+            // is outstanding, and does not change the window.
+            let duplicate = self.local_rx_last_ack == Some(ack_number)
+                && repr.payload.is_empty()
+                && ack_number < self.remote_last_seq
+                && !is_window_update;
+            if duplicate {
+                self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
+                net_debug!(
+                    "received duplicate ACK for seq {} (duplicate nr {}{})",
+                    ack_number,
+                    self.local_rx_dup_acks,
+                    if self.local_rx_dup_acks == u8::MAX {
+                        "+"
+                    } else {
+                        ""
                     }
-
-                    // Notify of duplicate ACK
-                    let in_flight = self.flight_size();
-                    self.congestion_controller.inner_mut().on_dup_ack(
-                        cx.now(),
-                        self.remote_mss,
-                        in_flight,
-                    );
+                );
+            } else {
+                if self.local_rx_dup_acks > 0 {
+                    self.local_rx_dup_acks = 0;
+                    net_debug!("reset duplicate ACK count");
                 }
+                self.local_rx_last_ack = Some(ack_number);
+                self.rtte.on_ack(cx.now(), ack_number);
+            }
 
-                // No duplicate ACK means we reset the duplicate ACK count
-                // and notify the congestion controller of the fresh ACK
-                _ => {
-                    if self.local_rx_dup_acks > 0 {
-                        self.local_rx_dup_acks = 0;
-                        net_debug!("reset duplicate ACK count");
-                    }
-                    self.local_rx_last_ack = Some(ack_number);
-
-                    // Notify of fresh ACK
-                    self.rtte.on_ack(cx.now(), ack_number);
-                    let new_flight_size = self.flight_size().saturating_sub(ack_len);
-                    self.congestion_controller.inner_mut().on_ack(
-                        cx.now(),
-                        ack_len,
-                        new_flight_size,
-                        &self.rtte,
-                    );
+            // Loss detection and recovery, once the connection is synchronized (a SYN is
+            // retransmitted by its own timer).
+            if !sent_syn {
+                let sack = if self.remote_has_sack {
+                    repr.sack_ranges
+                } else {
+                    [None; 3]
+                };
+                let in_flight = self.flight_size();
+                let outcome = self.recovery.on_ack(
+                    &recovery::Ack {
+                        now: cx.now(),
+                        una: self.local_seq_no,
+                        ack: ack_number,
+                        snd_max: self.remote_last_seq,
+                        sack: &sack,
+                        duplicate,
+                        dupacks: self.local_rx_dup_acks as usize,
+                        sack_permitted: self.remote_has_sack,
+                        mss: self.send_mss(cx),
+                    },
+                    |_| {},
+                );
+                if outcome.entered_recovery {
+                    net_debug!("loss detected, entering fast recovery");
+                    // Once per episode: the episode lasts until everything in flight now is
+                    // acknowledged (RFC 6675 §5, RFC 6582).
+                    self.congestion_controller
+                        .inner_mut()
+                        .on_loss(cx.now(), in_flight);
                 }
-            };
+            }
+
+            // The congestion window grows on ACKs of new data, except during fast recovery.
+            if !duplicate && !self.recovery.in_fast_recovery() {
+                let new_flight_size = self.flight_size().saturating_sub(ack_len);
+                self.congestion_controller.inner_mut().on_ack(
+                    cx.now(),
+                    ack_len,
+                    new_flight_size,
+                    &self.rtte,
+                );
+            }
 
             // An ACK of new data ends a backoff of the retransmission timer.
             if ack_number > self.local_seq_no {
@@ -2247,7 +2314,7 @@ impl<'a> Socket<'a> {
 
         // update timers.
         match self.timer {
-            Timer::Retransmit { .. } | Timer::FastRetransmit => {
+            Timer::Retransmit { .. } => {
                 if ack_all {
                     // RFC 6298: (5.2) ACK of all outstanding data turn off the retransmit timer.
                     self.timer.set_for_idle(cx.now(), self.keep_alive);
@@ -2372,8 +2439,8 @@ impl<'a> Socket<'a> {
     }
 
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
-        // Fast retransmits should always send, even if later congestion checks would disallow
-        if self.pending_fast_retransmit && !self.tx_buffer.is_empty() {
+        // Lost data goes first, as far as the windows allow (RFC 6675 NextSeg rule 1).
+        if self.retransmission(cx).is_some() {
             return true;
         }
 
@@ -2414,7 +2481,7 @@ impl<'a> Socket<'a> {
         };
 
         // compare max bytes allowed by cwnd with max bytes allowed by remote
-        let max_send = capped_send_seq.min(self.cwnd_remaining());
+        let max_send = capped_send_seq.min(self.cwnd_remaining(effective_mss));
 
         // Can we send at least 1 octet?
         let mut can_send = max_send != 0;
@@ -2550,35 +2617,29 @@ impl<'a> Socket<'a> {
             net_debug!("timeout exceeded");
             self.set_state(State::Closed);
         } else if self.timer.should_retransmit(cx.now()) {
-            if let Timer::Retransmit { .. } = self.timer {
-                // If a retransmit timer expired, we should resend data starting at the last ACK.
-                net_debug!("retransmitting after rto");
+            // If a retransmit timer expired, we should resend data starting at the last ACK.
+            net_debug!("retransmitting after rto");
 
-                // Inform the congestion controller that we're retransmitting and should enter the slow start state
-                let in_flight = self.flight_size();
-                self.congestion_controller
-                    .inner_mut()
-                    .on_rto(cx.now(), in_flight);
+            // Inform the congestion controller that we're retransmitting and should enter the slow start state
+            let in_flight = self.flight_size();
+            self.congestion_controller
+                .inner_mut()
+                .on_rto(cx.now(), in_flight);
 
+            if matches!(self.state, State::SynSent | State::SynReceived) {
                 // Rewind "last sequence number sent", as if we never
-                // had sent them. This will cause all data in the queue
-                // to be sent again.
+                // had sent the SYN. This will cause it to be sent again.
                 self.remote_last_seq = self.local_seq_no;
-
-                // Inform RTTE, so that it can can handle RTO backoff
-                self.rtte.on_rto();
             } else {
-                // If a fast rentrasmit timer expired, we should resend only the earliest unAcked segment
-                net_debug!("retransmitting for fast-retransmit");
-
-                // Inform the congestion controller that we're doing a fast retransmit and should enter the fast recovery state
-                let in_flight = self.flight_size();
-                self.congestion_controller
-                    .inner_mut()
-                    .on_loss(cx.now(), in_flight);
-
-                self.pending_fast_retransmit = true;
+                // Everything in flight and not SACKed is deemed lost, and is sent again
+                // from the lowest sequence number up, as the congestion window allows
+                // (RFC 6675 §5.1, RFC 5681 §3.1).
+                self.recovery
+                    .on_rto(self.local_seq_no, self.remote_last_seq);
             }
+
+            // Inform RTTE, so that it can can handle RTO backoff
+            self.rtte.on_rto();
 
             // Clear the `should_retransmit` state. If we can't retransmit right
             // now for whatever reason (like zero window), this avoids an
@@ -2723,14 +2784,16 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
-                let offset = if self.pending_fast_retransmit {
-                    let size = effective_mss.min(self.tx_buffer.len());
-                    repr.seq_number = self.local_seq_no;
-                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, 0, size);
-
-                    self.pending_fast_retransmit = false;
-
-                    0
+                let offset = if let Some((seq, len)) = self.retransmission(cx) {
+                    // Lost data, sent again from the scoreboard; a FIN at its end follows
+                    // below, as for new data.
+                    let offset = seq - self.local_seq_no;
+                    let size = len
+                        .min(effective_mss)
+                        .min(self.tx_buffer.len().saturating_sub(offset));
+                    repr.seq_number = seq;
+                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
+                    offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
                     let win_right_edge = self.local_seq_no + self.remote_win_len;
@@ -2794,7 +2857,9 @@ impl<'a> Socket<'a> {
                         // the remote got lost.
                         win_limit.min(device_limit)
                     } else {
-                        win_limit.min(device_limit).min(self.cwnd_remaining())
+                        win_limit
+                            .min(device_limit)
+                            .min(self.cwnd_remaining(effective_mss))
                     };
 
                     let offset = self.flight_size();
@@ -2911,9 +2976,24 @@ impl<'a> Socket<'a> {
             return Ok(());
         }
 
+        // Record the transmission on the scoreboard (data and FIN; a SYN is retransmitted by
+        // its own timer).
+        if segment_len > 0 && repr.control != TcpControl::Syn {
+            if repr.seq_number < self.remote_last_seq {
+                // Karn: no RTT sample from a segment sent twice.
+                self.rtte.on_retransmit();
+            }
+            self.recovery.on_sent(
+                self.local_seq_no,
+                repr.seq_number,
+                repr.seq_number + segment_len,
+                cx.now(),
+            );
+        }
+
         // We've sent a packet successfully, so we can update the internal state now.
-        // Use max() so a fast-retransmit segment (whose seq_number is local_seq_no, well
-        // behind the current frontier) doesn't rewind the tracked "highest sent" sequence.
+        // Use max() so a retransmitted segment (whose seq_number is well behind the
+        // current frontier) doesn't rewind the tracked "highest sent" sequence.
         self.remote_last_seq = self
             .remote_last_seq
             .max(repr.seq_number + segment_len);
@@ -7457,6 +7537,155 @@ mod test {
             u8::MAX,
             "duplicate ACK count should not overflow but saturate"
         );
+    }
+
+    /// An established socket with a 6-octet MSS and `n` (at most 10) segments in flight,
+    /// "AAAAAA", "BBBBBB" and so on, sent at time 0; SACK on or off.
+    fn socket_with_segments_in_flight(n: usize, sack: bool) -> TestSocket {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_mss = 6;
+        s.remote_has_sack = sack;
+        // The ACK that completed the handshake: later ones with the same number are duplicates.
+        send!(s, time 0, sack_ack(0, &[]));
+        let data: Vec<u8> = (0..n).flat_map(|i| [b'A' + i as u8; 6]).collect();
+        s.send_slice(&data).unwrap();
+        for i in 0..n {
+            recv(&mut s, Instant::from_millis(0), |repr| {
+                assert_eq!(repr.unwrap().seq_number, segment(i))
+            });
+        }
+        recv_nothing!(s, time 0);
+        s
+    }
+
+    /// The start of segment `n` (0 = "AAAAAA") of `socket_with_segments_in_flight`.
+    fn segment(n: usize) -> TcpSeqNumber {
+        LOCAL_SEQ + 1 + 6 * n
+    }
+
+    /// An ACK of everything below segment `una`, SACKing the segment ranges `blocks`.
+    fn sack_ack(una: usize, blocks: &[(usize, usize)]) -> TcpRepr<'static> {
+        let mut sack_ranges = [None; 3];
+        for (slot, &(from, to)) in sack_ranges.iter_mut().zip(blocks) {
+            *slot = Some((segment(from).0 as u32, segment(to).0 as u32));
+        }
+        TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(segment(una)),
+            sack_ranges,
+            ..SEND_TEMPL
+        }
+    }
+
+    #[track_caller]
+    fn recv_segment(s: &mut TestSocket, time: i64, n: usize) {
+        recv(s, Instant::from_millis(time), |repr| {
+            let repr = repr.unwrap();
+            assert_eq!(repr.seq_number, segment(n), "expected segment {n}");
+            assert_eq!(repr.payload.len(), 6);
+        });
+    }
+
+    #[test]
+    fn test_sack_recovery_repairs_every_hole_in_one_round_trip() {
+        // RFC 6675: the first and third segments are lost; the SACK blocks of the duplicate
+        // ACKs show both holes, and both are retransmitted at once, not one per timeout.
+        let mut s = socket_with_segments_in_flight(6, true);
+        send!(s, time 10, sack_ack(0, &[(1, 2)]));
+        send!(s, time 10, sack_ack(0, &[(3, 4), (1, 2)]));
+        recv_nothing!(s, time 10);
+        send!(s, time 10, sack_ack(0, &[(3, 5), (1, 2)]));
+        // Three segments SACKed above the first hole, two above the second: both are lost
+        // (IsLost: more than (DupThresh - 1) * SMSS octets SACKed above).
+        send!(s, time 10, sack_ack(0, &[(3, 6), (1, 2)]));
+        recv_segment(&mut s, 10, 0);
+        recv_segment(&mut s, 10, 2);
+        recv_nothing!(s, time 10);
+        // Both retransmissions arrive: everything is acknowledged, and nothing waits for a
+        // timeout.
+        send!(s, time 20, sack_ack(6, &[]));
+        assert!(!s.recovery.in_recovery());
+        assert!(!s.timer.is_retransmit());
+        recv_nothing!(s, time 5000);
+    }
+
+    #[test]
+    fn test_newreno_partial_ack_retransmits_the_next_hole() {
+        // RFC 6582, a peer without SACK: the first and third segments are lost.
+        let mut s = socket_with_segments_in_flight(6, false);
+        for _ in 0..3 {
+            send!(s, time 10, sack_ack(0, &[]));
+        }
+        // Three duplicate ACKs: fast retransmit of the first segment.
+        recv_segment(&mut s, 10, 0);
+        recv_nothing!(s, time 10);
+        send!(s, time 10, sack_ack(0, &[]));
+        recv_nothing!(s, time 10);
+        // Its ACK is partial (it stops at the second hole): that hole is retransmitted at once.
+        send!(s, time 20, sack_ack(2, &[]));
+        recv_segment(&mut s, 20, 2);
+        recv_nothing!(s, time 20);
+        send!(s, time 30, sack_ack(6, &[]));
+        assert!(!s.recovery.in_recovery());
+        recv_nothing!(s, time 5000);
+    }
+
+    #[test]
+    fn test_rto_retransmits_only_what_was_not_sacked() {
+        let mut s = socket_with_segments_in_flight(6, true);
+        // Too little SACK information to declare a loss: the timer fires.
+        send!(s, time 10, sack_ack(0, &[(1, 2)]));
+        send!(s, time 10, sack_ack(0, &[(3, 4), (1, 2)]));
+        recv_nothing!(s, time 999);
+        for n in [0, 2, 4, 5] {
+            recv_segment(&mut s, 1000, n);
+        }
+        recv_nothing!(s, time 1000);
+    }
+
+    #[test]
+    fn test_lost_fin_is_retransmitted_from_the_scoreboard() {
+        let mut s = socket_with_segments_in_flight(6, true);
+        s.close();
+        recv(&mut s, Instant::from_millis(0), |repr| {
+            let repr = repr.unwrap();
+            assert_eq!((repr.control, repr.seq_number), (TcpControl::Fin, segment(6)));
+        });
+        // Everything but the FIN arrives; the FIN is lost.
+        send!(s, time 10, sack_ack(6, &[]));
+        recv_nothing!(s, time 1009);
+        recv(&mut s, Instant::from_millis(1010), |repr| {
+            let repr = repr.unwrap();
+            assert_eq!((repr.control, repr.seq_number), (TcpControl::Fin, segment(6)));
+            assert!(repr.payload.is_empty());
+        });
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_one_window_reduction_per_loss_episode() {
+        let mut s = socket_with_segments_in_flight(10, true);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        // The first and seventh segments are lost. The first loss halves the window, from
+        // what was in flight (60 octets).
+        send!(s, time 10, sack_ack(0, &[(1, 6)]));
+        assert!(s.recovery.in_fast_recovery());
+        let reduced = s.congestion_controller.inner().window();
+        assert_eq!(reduced, 30);
+        recv_segment(&mut s, 10, 0);
+        // The second hole, in the same window, shows later: same episode, no second cut.
+        send!(s, time 20, sack_ack(0, &[(7, 10), (1, 6)]));
+        assert!(s.recovery.in_fast_recovery());
+        assert_eq!(s.congestion_controller.inner().window(), reduced);
+        recv_segment(&mut s, 20, 6);
+        recv_nothing!(s, time 20);
+        // The episode ends when everything sent before it began is acknowledged.
+        send!(s, time 30, sack_ack(6, &[(7, 10)]));
+        assert!(s.recovery.in_fast_recovery());
+        send!(s, time 40, sack_ack(10, &[]));
+        assert!(!s.recovery.in_recovery());
+        assert_eq!(s.congestion_controller.inner().window(), reduced);
     }
 
     #[test]

@@ -20,13 +20,14 @@ pub(super) trait Controller {
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {}
 
-    /// Fired on each duplicate ack received, after `on_loss` has been called.
-    fn on_dup_ack(&mut self, now: Instant, len: usize, in_flight: usize) {}
-
     /// Fired on a retransmission timeout.
     fn on_rto(&mut self, now: Instant, in_flight: usize) {}
 
-    /// Fired after an inferred loss via three duplicate acks.
+    /// Fired once at the start of a fast-recovery episode (a loss inferred from ACKs). The
+    /// window is reduced once for the whole episode; it does not grow until the episode ends
+    /// (the socket does not call `on_ack` meanwhile). During the episode the socket limits the
+    /// data in flight as RFC 6675 counts it (`pipe`), so the window is not inflated per
+    /// duplicate ACK.
     fn on_loss(&mut self, now: Instant, in_flight: usize) {}
 
     fn pre_transmit(&mut self, now: Instant) {}

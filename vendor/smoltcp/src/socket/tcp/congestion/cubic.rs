@@ -173,12 +173,6 @@ impl Controller for Cubic {
         self.cwnd = (self.cwnd + increment).min(self.rwnd).max(self.mss);
     }
 
-    fn on_dup_ack(&mut self, _now: Instant, len: usize, _in_flight: usize) {
-        if self.in_fast_recovery {
-            self.cwnd = self.cwnd.saturating_add(len).min(self.rwnd).max(self.mss);
-        }
-    }
-
     fn post_transmit(&mut self, now: Instant, _len: usize) {
         self.absorb_idle(now);
     }
@@ -204,7 +198,9 @@ impl Controller for Cubic {
             };
 
             self.ssthresh = ((in_flight as f64 * BETA_CUBIC) as usize).max(2 * self.mss);
-            self.cwnd = self.ssthresh.min(self.rwnd).saturating_add(3 * self.mss);
+            // RFC 6675 §5 (4.2): cwnd = ssthresh; the socket's `pipe` stands in for RFC 5681's
+            // window inflation.
+            self.cwnd = self.ssthresh.min(self.rwnd);
 
             self.recovery_start = Some(now);
             self.in_fast_recovery = true;
@@ -365,35 +361,21 @@ mod test {
         cubic.set_mss(MSS);
         cubic.cwnd = MSS * 32;
 
-        // duplicate ACKs before fast recovery should do nothing
-        let initial_cwnd = cubic.window();
-        for _ in 0..3 {
-            cubic.on_dup_ack(Instant::from_millis(0), MSS, initial_cwnd);
-        }
-        assert_eq!(cubic.window(), initial_cwnd);
-
         // we enter fast recovery upon minor loss (three duplicate ACKs).
-        // ssthresh = flight_size * beta_cubic, cwnd = ssthresh + 3*MSS, recovery_start = now.
-        // w_max = cwnd since the prior w_max (initial 2*MSS) is below cwnd.
+        // ssthresh = cwnd = flight_size * beta_cubic (RFC 6675: no inflation),
+        // recovery_start = now. w_max = cwnd since the prior w_max (initial 2*MSS) is below cwnd.
+        let initial_cwnd = cubic.window();
         let in_flight = initial_cwnd / 2;
         let expected_ssthresh = (in_flight as f64 * BETA_CUBIC) as usize;
         cubic.on_loss(Instant::from_millis(0), in_flight);
         assert_eq!(cubic.ssthresh, expected_ssthresh);
-        assert_eq!(cubic.cwnd, expected_ssthresh + 3 * MSS);
+        assert_eq!(cubic.cwnd, expected_ssthresh);
         assert_eq!(cubic.w_max, initial_cwnd);
         assert!(cubic.in_fast_recovery);
         assert_eq!(cubic.recovery_start, Some(Instant::from_millis(0)));
 
-        // in fast recovery, each dup-ACK should increase the cwnd by 1 MSS
-        let initial_cwnd = cubic.window();
+        // multiple loss events should not trigger additional fast recovery reductions
         for i in 0..3 {
-            for _ in 0..3 {
-                let initial_cwnd = cubic.window();
-                cubic.on_dup_ack(Instant::from_millis(i), MSS, initial_cwnd);
-                assert_eq!(cubic.window(), initial_cwnd + MSS);
-            }
-
-            // multiple loss events (trip-dup-ack) should not trigger additional fast recovery reductions
             let initial_cwnd = cubic.window();
             let initial_ssthresh = cubic.ssthresh;
             let initial_w_max = cubic.w_max;
@@ -402,7 +384,6 @@ mod test {
             assert_eq!(cubic.ssthresh, initial_ssthresh);
             assert_eq!(cubic.w_max, initial_w_max);
         }
-        assert_eq!(cubic.window(), initial_cwnd + MSS * 9);
 
         // a non-duplicate ACK exits fast recovery and deflates cwnd to ssthresh
         ack(&mut cubic, MSS, Instant::from_millis(10));
@@ -565,23 +546,15 @@ mod test {
         assert_eq!(cubic.window(), initial_cwnd + MSS * 30);
         assert!(cubic.window() < cubic.ssthresh);
 
-        // dup ACKs: ssthresh = cwnd * beta, cwnd = ssthresh + 3*MSS, recovery_start = now
+        // loss: ssthresh = cwnd = cwnd * beta, recovery_start = now
         time += 1;
         let loss_cwnd = cubic.window();
         let expected_ssthresh = (loss_cwnd as f64 * BETA_CUBIC) as usize;
         cubic.on_loss(Instant::from_millis(time), loss_cwnd);
         assert_eq!(cubic.ssthresh, expected_ssthresh);
-        assert_eq!(cubic.window(), expected_ssthresh + 3 * MSS);
+        assert_eq!(cubic.window(), expected_ssthresh);
         assert!(cubic.in_fast_recovery);
         assert_eq!(cubic.recovery_start, Some(Instant::from_millis(time)));
-
-        // inflate cwnd on each duplicate ACK
-        for _ in 0..9 {
-            time += 1;
-            let initial_cwnd = cubic.window();
-            cubic.on_dup_ack(Instant::from_millis(time), MSS, cubic.cwnd);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
-        }
 
         // non-duplicate ACK deflates cwnd to ssthresh
         time += 1;

@@ -67,17 +67,13 @@ impl Controller for Reno {
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
     }
 
-    fn on_dup_ack(&mut self, _now: Instant, len: usize, _in_flight: usize) {
-        if self.in_fast_recovery {
-            self.cwnd = self.cwnd.saturating_add(len).min(self.rwnd).max(self.mss);
-        }
-    }
-
     fn on_loss(&mut self, _now: Instant, in_flight: usize) {
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
             self.ssthresh = (in_flight >> 1).max(2 * self.mss);
-            self.cwnd = self.ssthresh.min(self.rwnd).saturating_add(3 * self.mss);
+            // RFC 6675 §5 (4.2): cwnd = ssthresh; the socket's `pipe` stands in for RFC 5681's
+            // window inflation.
+            self.cwnd = self.ssthresh.min(self.rwnd);
 
             self.in_fast_recovery = true;
         }
@@ -152,38 +148,22 @@ mod test {
         reno.set_mss(MSS);
         reno.cwnd = MSS * 32;
 
-        // duplicate ACKs before fast recovery should do nothing
-        let initial_cwnd = reno.window();
-        for _ in 0..3 {
-            reno.on_dup_ack(Instant::from_millis(0), MSS, initial_cwnd);
-        }
-        assert_eq!(reno.window(), initial_cwnd);
-
         // we enter fast recovery upon minor loss (three duplicate ACKs)
-        // window should become half the in-flight bytes
-        // sstresh should be the reduced cwnd, advanced by MSS for the 3 dup ACKs
+        // window and ssthresh should become half the in-flight bytes (RFC 6675: no inflation)
+        let initial_cwnd = reno.window();
         let inflight = initial_cwnd / 2;
         reno.on_loss(Instant::from_millis(0), inflight);
         assert_eq!(reno.ssthresh, inflight / 2);
-        assert_eq!(reno.cwnd, inflight / 2 + 3 * MSS);
+        assert_eq!(reno.cwnd, inflight / 2);
 
-        // in fast recovery, each dup-ACK should increase  the cwnd by 1 MSS
-        let initial_cwnd = reno.window();
+        // multiple loss events should not trigger additional fast recovery reductions
         for i in 0..3 {
-            for _ in 0..3 {
-                let initial_cwnd = reno.window();
-                reno.on_dup_ack(Instant::from_millis(i), MSS, initial_cwnd);
-                assert_eq!(reno.window(), initial_cwnd + MSS);
-            }
-
-            // multiple loss events (trip-dup-ack) should not trigger additional fast recovery reductions
             let initial_cwnd = reno.window();
             let initial_ssthresh = reno.ssthresh;
             reno.on_loss(Instant::from_millis(i), initial_cwnd);
             assert_eq!(reno.window(), initial_cwnd);
             assert_eq!(reno.ssthresh, initial_ssthresh);
         }
-        assert_eq!(reno.window(), initial_cwnd + MSS * 9);
 
         // a non-duplicate ACK exits fast recovery and enters congestion avoidance
         ack(&mut reno, MSS, Instant::from_millis(10));
@@ -300,22 +280,14 @@ mod test {
         assert_eq!(reno.window(), initial_cwnd + MSS * 30);
         assert!(reno.window() < reno.ssthresh);
 
-        // dup ACKs: cwnd and sstresh become half in-flight bytes AND cwnd gets advanced for each dup-ack it had received
+        // loss: cwnd and sstresh become half the in-flight bytes
         time += 1;
         let loss_cwnd = reno.window();
         let expected_ssthresh = loss_cwnd / 2;
         reno.on_loss(Instant::from_millis(time), loss_cwnd);
         assert_eq!(reno.ssthresh, expected_ssthresh);
-        assert_eq!(reno.window(), expected_ssthresh + 3 * MSS);
+        assert_eq!(reno.window(), expected_ssthresh);
         assert!(reno.in_fast_recovery);
-
-        // inflate cwnd until on each duplicate ACK
-        for _ in 0..9 {
-            time += 1;
-            let initial_cwnd = reno.window();
-            reno.on_dup_ack(Instant::from_millis(time), MSS, reno.cwnd);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
-        }
 
         // non-duplicate ACK deflates cwnd to ssthresh
         time += 1;
