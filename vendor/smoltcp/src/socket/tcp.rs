@@ -181,6 +181,8 @@ struct RttEstimator {
     rto: u32,
     /// Lower bound on the RTO (RFC 6298 (2.4)); configuration, kept across connections.
     min_rto: u32,
+    /// The smallest sample so far (RFC 8985 RACK.min_RTT), or `u32::MAX` before the first.
+    min_rtt: u32,
     timestamp: Option<(Instant, TcpSeqNumber)>,
     max_seq_sent: Option<TcpSeqNumber>,
     rto_count: u8,
@@ -201,6 +203,7 @@ impl RttEstimator {
             base_rto: RTTE_INITIAL_RTO,
             rto: RTTE_INITIAL_RTO,
             min_rto,
+            min_rtt: u32::MAX,
             timestamp: None,
             max_seq_sent: None,
             rto_count: 0,
@@ -217,8 +220,20 @@ impl RttEstimator {
         if self.have_measurement { self.srtt } else { 0 }
     }
 
+    /// The smoothed RTT, once measured.
+    fn srtt(&self) -> Option<Duration> {
+        self.have_measurement
+            .then(|| Duration::from_micros(self.srtt as _))
+    }
+
+    /// The smallest RTT measured on the connection.
+    fn min_rtt(&self) -> Option<Duration> {
+        (self.min_rtt != u32::MAX).then(|| Duration::from_micros(self.min_rtt as _))
+    }
+
     fn sample(&mut self, new_rtt: Duration) {
         let new_rtt = u32::try_from(new_rtt.total_micros()).unwrap_or(RTTE_MAX_RTO);
+        self.min_rtt = self.min_rtt.min(new_rtt);
         if self.have_measurement {
             // RFC 6298 (2.3) When a subsequent RTT measurement R' is made, a host MUST set (...)
             let diff = (self.srtt as i64 - new_rtt as i64).unsigned_abs() as u32;
@@ -849,6 +864,41 @@ impl<'a> Socket<'a> {
         self.rtte.base_rto = self.rtte.base_rto.max(self.rtte.min_rto);
     }
 
+    /// Return whether RACK loss detection is enabled.
+    ///
+    /// See also the [set_rack_enabled](#method.set_rack_enabled) method.
+    pub fn rack_enabled(&self) -> bool {
+        self.recovery.rack_enabled
+    }
+
+    /// Enable or disable RACK loss detection (RFC 8985), on by default.
+    ///
+    /// With SACK, RACK deems data lost when data sent after it was delivered and it did not
+    /// arrive within a reordering window (a quarter of the minimum RTT, grown when the peer
+    /// reports spurious retransmissions), so it tolerates reordering and detects lost
+    /// retransmissions. Disabled, the socket uses RFC 6675's duplicate-ACK threshold
+    /// instead. Without SACK, NewReno (RFC 6582) is used either way.
+    pub fn set_rack_enabled(&mut self, enabled: bool) {
+        self.recovery.rack_enabled = enabled;
+    }
+
+    /// Return whether tail loss probes are enabled.
+    ///
+    /// See also the [set_tlp_enabled](#method.set_tlp_enabled) method.
+    pub fn tlp_enabled(&self) -> bool {
+        self.recovery.tlp_enabled
+    }
+
+    /// Enable or disable tail loss probes (RFC 8985 §7), on by default.
+    ///
+    /// When data is in flight and no ACK arrives for about two smoothed round trips, the
+    /// socket sends one segment (new data, or the last segment again), so that the peer's
+    /// SACK reveals a loss at the tail of a burst without waiting for the retransmission
+    /// timeout. Used only with SACK.
+    pub fn set_tlp_enabled(&mut self, enabled: bool) {
+        self.recovery.tlp_enabled = enabled;
+    }
+
     /// Set the ACK delay duration.
     ///
     /// By default, the ACK delay is set to 10ms.
@@ -1463,6 +1513,45 @@ impl<'a> Socket<'a> {
             .saturating_sub(self.recovery.pipe(self.flight_size(), mss))
     }
 
+    /// What loss detection needs to know of the connection now.
+    fn path(&self, cx: &Context) -> recovery::Path {
+        recovery::Path {
+            now: cx.now(),
+            una: self.local_seq_no,
+            snd_max: self.remote_last_seq,
+            mss: self.send_mss(cx),
+            sack_permitted: self.remote_has_sack,
+            min_rtt: self.rtte.min_rtt(),
+            srtt: self.rtte.srtt(),
+        }
+    }
+
+    /// Tells the congestion controller what loss recovery found.
+    fn on_recovery_outcome(&mut self, now: Instant, outcome: recovery::Outcome, in_flight: usize) {
+        let controller = self.congestion_controller.inner_mut();
+        if outcome.entered_recovery || outcome.probe_repaired_loss {
+            net_debug!("loss detected, reducing the congestion window");
+            // Once per episode: the episode lasts until everything in flight now is
+            // acknowledged (RFC 6675 §5, RFC 6582). A loss a tail probe repaired gets the
+            // same single reduction, with no episode (RFC 8985 §7.4.2).
+            controller.on_loss(now, in_flight);
+        }
+        if outcome.undo {
+            net_debug!("the retransmissions were spurious, undoing the window reduction");
+            controller.undo_loss();
+        }
+    }
+
+    /// When the retransmission timer will expire, once this ACK is processed (RFC 6298 (5.2),
+    /// (5.3)): `None` if everything is acknowledged.
+    fn retransmit_deadline(&self, now: Instant, ack_all: bool) -> Option<Instant> {
+        if ack_all {
+            None
+        } else {
+            Some(now + self.rtte.retransmission_timeout())
+        }
+    }
+
     /// The largest payload a segment carries: the smaller of our MTU's and the peer's MSS, less
     /// the options every segment carries.
     fn send_mss(&self, cx: &Context) -> usize {
@@ -1484,6 +1573,48 @@ impl<'a> Socket<'a> {
             .min(self.remote_mss)
             .saturating_sub(options_len)
             .max(1)
+    }
+
+    /// The connection is synchronized and may have data or a FIN of ours in flight.
+    fn is_synchronized(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::Closing
+                | State::CloseWait
+                | State::LastAck
+                | State::TimeWait
+        )
+    }
+
+    /// A tail loss probe due now (RFC 8985 §7.3): `Some(false)` to send new data, if there is
+    /// some and the peer's window allows it, `Some(true)` to resend the last segment sent.
+    fn probe_to_send(&self, cx: &Context) -> Option<bool> {
+        if !self.recovery.probe_due(cx.now())
+            || self.flight_size() == 0
+            || !matches!(
+                self.state,
+                State::Established
+                    | State::FinWait1
+                    | State::Closing
+                    | State::CloseWait
+                    | State::LastAck
+            )
+        {
+            return None;
+        }
+        let sent = self.flight_size().min(self.tx_buffer.len());
+        let window_end = self.local_seq_no + self.remote_win_len;
+        if sent < self.tx_buffer.len() && self.remote_last_seq < window_end {
+            Some(false)
+        } else if sent == 0 || self.remote_last_seq - sent <= window_end {
+            // The last segment lies in the window the peer advertised (a FIN, always).
+            Some(true)
+        } else {
+            None
+        }
     }
 
     /// The next lost range to send again, if the windows allow it now: its start and length
@@ -2253,28 +2384,14 @@ impl<'a> Socket<'a> {
                     [None; 3]
                 };
                 let in_flight = self.flight_size();
-                let outcome = self.recovery.on_ack(
-                    &recovery::Ack {
-                        now: cx.now(),
-                        una: self.local_seq_no,
-                        ack: ack_number,
-                        snd_max: self.remote_last_seq,
-                        sack: &sack,
-                        duplicate,
-                        dupacks: self.local_rx_dup_acks as usize,
-                        sack_permitted: self.remote_has_sack,
-                        mss: self.send_mss(cx),
-                    },
-                    |_| {},
-                );
-                if outcome.entered_recovery {
-                    net_debug!("loss detected, entering fast recovery");
-                    // Once per episode: the episode lasts until everything in flight now is
-                    // acknowledged (RFC 6675 §5, RFC 6582).
-                    self.congestion_controller
-                        .inner_mut()
-                        .on_loss(cx.now(), in_flight);
-                }
+                let outcome = self.recovery.on_ack(&recovery::Ack {
+                    path: self.path(cx),
+                    ack: ack_number,
+                    sack: &sack,
+                    duplicate,
+                    dupacks: self.local_rx_dup_acks as usize,
+                });
+                self.on_recovery_outcome(cx.now(), outcome, in_flight);
             }
 
             // The congestion window grows on ACKs of new data, except during fast recovery.
@@ -2304,6 +2421,14 @@ impl<'a> Socket<'a> {
             // deallocated from the buffer.
             if self.remote_last_seq < self.local_seq_no {
                 self.remote_last_seq = self.local_seq_no
+            }
+
+            // RFC 8985 §7.2: an ACK that acknowledges data (re)arms the tail loss probe.
+            if ack_len > 0 && !sent_syn {
+                let rto_at = self.retransmit_deadline(cx.now(), ack_all);
+                let path = self.path(cx);
+                self.recovery
+                    .arm_probe(&path, self.flight_size(), rto_at);
             }
         }
 
@@ -2439,8 +2564,9 @@ impl<'a> Socket<'a> {
     }
 
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
-        // Lost data goes first, as far as the windows allow (RFC 6675 NextSeg rule 1).
-        if self.retransmission(cx).is_some() {
+        // Lost data goes first, as far as the windows allow (RFC 6675 NextSeg rule 1); then a
+        // tail loss probe, whatever the congestion window (RFC 8985 §7.3).
+        if self.retransmission(cx).is_some() || self.probe_to_send(cx).is_some() {
             return true;
         }
 
@@ -2649,6 +2775,19 @@ impl<'a> Socket<'a> {
 
             // Inform RTTE, so that it can avoid bogus measurements.
             self.rtte.on_retransmit();
+        } else if self.is_synchronized() {
+            // RFC 8985 §6.3: data that was given time to arrive out of order and did not is
+            // lost now.
+            let in_flight = self.flight_size();
+            let path = self.path(cx);
+            let outcome = self.recovery.on_reorder_timer(&path);
+            self.on_recovery_outcome(cx.now(), outcome, in_flight);
+        }
+
+        // A tail loss probe that cannot go (the peer's window is closed) is dropped; the
+        // retransmission timer covers the flight.
+        if self.recovery.probe_due(cx.now()) && self.probe_to_send(cx).is_none() {
+            self.recovery.cancel_probe();
         }
 
         #[cfg(feature = "socket-tcp-pause-synack")]
@@ -2726,6 +2865,8 @@ impl<'a> Socket<'a> {
 
         // The part of the payload past the end of the transmit ring buffer, if it wraps.
         let mut payload_tail: &[u8] = &[];
+        // This segment is a tail loss probe: `Some(true)` if it resends data.
+        let mut probe: Option<bool> = None;
 
         let mut is_zero_window_probe = false;
 
@@ -2784,7 +2925,13 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
-                let offset = if let Some((seq, len)) = self.retransmission(cx) {
+                let retransmission = self.retransmission(cx);
+                probe = if retransmission.is_none() {
+                    self.probe_to_send(cx)
+                } else {
+                    None
+                };
+                let offset = if let Some((seq, len)) = retransmission {
                     // Lost data, sent again from the scoreboard; a FIN at its end follows
                     // below, as for new data.
                     let offset = seq - self.local_seq_no;
@@ -2792,6 +2939,14 @@ impl<'a> Socket<'a> {
                         .min(effective_mss)
                         .min(self.tx_buffer.len().saturating_sub(offset));
                     repr.seq_number = seq;
+                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
+                    offset
+                } else if probe == Some(true) {
+                    // A tail loss probe resends the last segment sent (and the FIN after it).
+                    let sent = self.flight_size().min(self.tx_buffer.len());
+                    let size = effective_mss.min(sent);
+                    let offset = sent - size;
+                    repr.seq_number = self.local_seq_no + offset;
                     (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
                     offset
                 } else {
@@ -2849,7 +3004,9 @@ impl<'a> Socket<'a> {
                         .unwrap_or(effective_mss)
                     };
 
-                    let size = if is_zero_window_probe {
+                    let size = if is_zero_window_probe || probe.is_some() {
+                        // A tail loss probe goes whatever the congestion window (RFC 8985
+                        // §7.3): it replaces a timeout, which would send as much.
                         // Zero-window probes are exempt from the congestion window: they
                         // are sent precisely when normal transmission is impossible, and
                         // an empty segment elicits no reply, so capping the probe to a
@@ -2978,6 +3135,7 @@ impl<'a> Socket<'a> {
 
         // Record the transmission on the scoreboard (data and FIN; a SYN is retransmitted by
         // its own timer).
+        let new_data = repr.seq_number >= self.remote_last_seq;
         if segment_len > 0 && repr.control != TcpControl::Syn {
             if repr.seq_number < self.remote_last_seq {
                 // Karn: no RTT sample from a segment sent twice.
@@ -3013,6 +3171,24 @@ impl<'a> Socket<'a> {
             // so that it will expire after RTO seconds.
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(cx.now(), rto);
+        }
+
+        if let Some(is_retrans) = probe {
+            self.recovery
+                .on_probe_sent(self.remote_last_seq, is_retrans);
+            // RFC 8985 §7.3: after a probe, the sender MUST arm the RTO timer, not another
+            // probe.
+            let rto = self.rtte.retransmission_timeout();
+            self.timer.set_for_retransmit(cx.now(), rto);
+        } else if new_data && segment_len > 0 && self.is_synchronized() {
+            // RFC 8985 §7.2: new data sent (re)arms the tail loss probe.
+            let rto_at = match self.timer {
+                Timer::Retransmit { expires_at } => Some(expires_at),
+                _ => None,
+            };
+            let path = self.path(cx);
+            self.recovery
+                .arm_probe(&path, self.flight_size(), rto_at);
         }
 
         if self.state == State::Closed {
@@ -3064,11 +3240,22 @@ impl<'a> Socket<'a> {
                 (_, _) => PollAt::Ingress,
             };
 
+            // Loss detection's own timers: RACK's reordering timer, the tail loss probe.
+            let recovery_poll_at = match self.recovery.poll_at() {
+                Some(at) => PollAt::Time(at),
+                None => PollAt::Ingress,
+            };
+
             // We wait for the earliest of our timers to fire.
-            *[self.timer.poll_at(), timeout_poll_at, delayed_ack_poll_at]
-                .iter()
-                .min()
-                .unwrap_or(&PollAt::Ingress)
+            *[
+                self.timer.poll_at(),
+                timeout_poll_at,
+                delayed_ack_poll_at,
+                recovery_poll_at,
+            ]
+            .iter()
+            .min()
+            .unwrap_or(&PollAt::Ingress)
         }
     }
 }
@@ -7540,11 +7727,14 @@ mod test {
     }
 
     /// An established socket with a 6-octet MSS and `n` (at most 10) segments in flight,
-    /// "AAAAAA", "BBBBBB" and so on, sent at time 0; SACK on or off.
+    /// "AAAAAA", "BBBBBB" and so on, sent at time 0; SACK on or off. RACK and tail loss
+    /// probes are off: these tests are about RFC 6675 and RFC 6582.
     fn socket_with_segments_in_flight(n: usize, sack: bool) -> TestSocket {
         let mut s = socket_established_with_buffer_sizes(64, 64);
         s.remote_mss = 6;
         s.remote_has_sack = sack;
+        s.set_rack_enabled(false);
+        s.set_tlp_enabled(false);
         // The ACK that completed the handshake: later ones with the same number are duplicates.
         send!(s, time 0, sack_ack(0, &[]));
         let data: Vec<u8> = (0..n).flat_map(|i| [b'A' + i as u8; 6]).collect();
@@ -7686,6 +7876,102 @@ mod test {
         send!(s, time 40, sack_ack(10, &[]));
         assert!(!s.recovery.in_recovery());
         assert_eq!(s.congestion_controller.inner().window(), reduced);
+    }
+
+    /// An established socket with SACK, RACK and tail loss probes, a 6-octet MSS and a 10 ms
+    /// round trip measured; then `n` segments sent at 20 ms.
+    fn socket_rack_with_segments_in_flight(n: usize) -> TestSocket {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_mss = 6;
+        s.remote_has_sack = true;
+        send!(s, time 0, sack_ack(0, &[]));
+        s.send_slice(b"xxxxxx").unwrap();
+        recv(&mut s, Instant::from_millis(0), |repr| assert!(repr.is_ok()));
+        let one = TcpRepr {
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..sack_ack(0, &[])
+        };
+        send!(s, time 10, one);
+        assert_eq!(s.rtte.srtt(), Some(Duration::from_millis(10)));
+        // From here on, segment numbers count from the next octet.
+        s.local_seq_no = LOCAL_SEQ + 1;
+        s.remote_last_seq = LOCAL_SEQ + 1;
+        s.recovery.reset();
+        let data: Vec<u8> = (0..n).flat_map(|i| [b'A' + i as u8; 6]).collect();
+        s.send_slice(&data).unwrap();
+        for i in 0..n {
+            recv(&mut s, Instant::from_millis(20), |repr| {
+                assert_eq!(repr.unwrap().seq_number, segment(i))
+            });
+        }
+        recv_nothing!(s, time 20);
+        s
+    }
+
+    #[test]
+    fn test_rack_detects_a_loss_from_one_sack_after_a_reordering_window() {
+        let mut s = socket_rack_with_segments_in_flight(4);
+        // The first segment is lost; the second is SACKed 10 ms after it was sent. The first
+        // gets a quarter of the minimum RTT more to arrive, then is resent: no three
+        // duplicate ACKs needed.
+        send!(s, time 30, sack_ack(0, &[(1, 2)]));
+        let TestSocket { socket, cx } = &mut s;
+        assert_eq!(
+            socket.poll_at(cx),
+            PollAt::Time(Instant::from_micros(32_500))
+        );
+        recv_nothing!(s, time 32);
+        recv_segment(&mut s, 33, 0);
+        recv_nothing!(s, time 33);
+    }
+
+    #[test]
+    fn test_tail_loss_probe_recovers_a_lost_tail_without_a_timeout() {
+        let mut s = socket_rack_with_segments_in_flight(4);
+        // The last two segments are lost: no duplicate ACK will ever come.
+        send!(s, time 30, sack_ack(2, &[]));
+        // Two smoothed RTTs (10 ms) and 2 ms after that ACK, the last segment is probed.
+        recv_nothing!(s, time 51);
+        recv_segment(&mut s, 52, 3);
+        recv_nothing!(s, time 52);
+        // Its SACK shows the hole: RACK resends the third segment at once (its reordering
+        // window has long passed).
+        send!(s, time 62, sack_ack(2, &[(3, 4)]));
+        recv_segment(&mut s, 62, 2);
+        recv_nothing!(s, time 62);
+        send!(s, time 72, sack_ack(4, &[]));
+        assert!(!s.recovery.in_recovery());
+        // And no timeout fires afterwards.
+        recv_nothing!(s, time 2000);
+    }
+
+    #[test]
+    fn test_rack_resends_a_lost_retransmission_without_a_timeout() {
+        let mut s = socket_rack_with_segments_in_flight(4);
+        send!(s, time 30, sack_ack(0, &[(1, 4)]));
+        recv_segment(&mut s, 30, 0);
+        // That retransmission is lost too. New data goes out after it, and arrives.
+        s.send_slice(b"EEEEEE").unwrap();
+        recv_segment(&mut s, 31, 4);
+        send!(s, time 41, sack_ack(0, &[(4, 5), (1, 4)]));
+        // The retransmission was sent before data that arrived, a round trip ago: lost again.
+        recv_segment(&mut s, 41, 0);
+        send!(s, time 51, sack_ack(5, &[]));
+        assert!(!s.recovery.in_recovery());
+    }
+
+    #[test]
+    fn test_rack_and_tlp_can_be_turned_off() {
+        let mut s = socket_rack_with_segments_in_flight(4);
+        s.set_rack_enabled(false);
+        s.set_tlp_enabled(false);
+        assert!(!s.rack_enabled() && !s.tlp_enabled());
+        // One SACK does not make a loss (RFC 6675 needs three segments SACKed above)...
+        send!(s, time 30, sack_ack(0, &[(1, 2)]));
+        recv_nothing!(s, time 100);
+        // ...and a lost tail waits for the retransmission timeout.
+        send!(s, time 110, sack_ack(2, &[]));
+        recv_nothing!(s, time 1000);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub(super) trait Controller {
     /// duplicate ACK.
     fn on_loss(&mut self, now: Instant, in_flight: usize) {}
 
+    /// The last `on_loss` answered data that had not been lost after all (the retransmissions
+    /// turned out spurious): return to the state before it (RFC 4015's response, as Linux's
+    /// "undo").
+    fn undo_loss(&mut self) {}
+
     fn pre_transmit(&mut self, now: Instant) {}
 
     fn post_transmit(&mut self, now: Instant, len: usize) {}

@@ -18,7 +18,7 @@
 //! what to retransmit next ([`Recovery::next_retransmission`]) and how much data the network
 //! holds ([`Recovery::pipe`]), which the congestion window is compared against.
 
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::TcpSeqNumber;
 
 /// Blocks a scoreboard holds: enough for a dozen holes with their SACK blocks and
@@ -318,11 +318,22 @@ impl Scoreboard {
     }
 }
 
+/// RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK timer of the peer, added to the probe
+/// timeout when one segment is in flight (its ACK may be delayed on purpose).
+const TLP_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// The probe timeout before any RTT sample (RFC 8985 §7.2).
+const TLP_INITIAL_PTO: Duration = Duration::from_secs(1);
+/// Added to twice the smoothed RTT, so that a probe on a path of a few microseconds does not
+/// race the ACK it waits for (Linux adds two clock ticks, `TCP_TIMEOUT_MIN`).
+const TLP_MARGIN: Duration = Duration::from_millis(2);
+/// RFC 8985 §6.2 step 4: recoveries a grown reordering window lasts without a new D-SACK.
+const REO_WND_PERSIST: u8 = 16;
+
 /// Why a recovery episode began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(super) enum EpisodeKind {
-    /// Loss detected from ACKs (fast recovery, RFC 6675 / RFC 6582).
+    /// Loss detected from ACKs (fast recovery, RFC 6675 / RFC 6582 / RFC 8985).
     Fast,
     /// The retransmission timer expired (RFC 5681 §3.1, RFC 6298 (5.4)).
     Timeout,
@@ -337,40 +348,116 @@ struct Episode {
     /// Duplicate ACKs since the last advance of the cumulative ACK: each stands for a segment
     /// that left the network (RFC 6582 window inflation, for peers without SACK).
     dupacks: usize,
-    /// A retransmission was sent in this episode.
-    retransmitted: bool,
+    /// Octets retransmitted because they were deemed lost in this episode.
+    retransmitted: usize,
+    /// Of those, octets that turned out to have arrived the first time (a D-SACK reported the
+    /// copy, or the ACK came sooner than a round trip after the retransmission).
+    spurious: usize,
 }
 
-/// What an ACK changed, for the socket's congestion controller.
+/// What an ACK or a timer changed, for the socket's congestion controller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct AckOutcome {
+pub(super) struct Outcome {
     /// A loss was detected outside any episode: a fast-recovery episode began, and the
     /// congestion window must be reduced (once for the whole episode).
     pub entered_recovery: bool,
     /// The ACK ended the episode in progress.
     pub exited_recovery: bool,
+    /// The episode that ended only retransmitted data that had arrived: the reduction it made
+    /// should be undone (RFC 8985 §6.2 with RFC 3708-style detection).
+    pub undo: bool,
+    /// A tail loss probe repaired a loss: reduce the window once, with no episode
+    /// (RFC 8985 §7.4.2).
+    pub probe_repaired_loss: bool,
+    /// Octets the ACK delivered for the first time, cumulatively or selectively.
+    pub delivered: usize,
+}
+
+/// What the socket knows of the path, for loss detection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Path {
+    pub now: Instant,
+    /// SND.UNA, before the ACK being processed if any.
+    pub una: TcpSeqNumber,
+    /// SND.MAX: one past the highest octet (or FIN) sent.
+    pub snd_max: TcpSeqNumber,
+    /// The sender's maximum segment size.
+    pub mss: usize,
+    /// SACK was negotiated on the connection.
+    pub sack_permitted: bool,
+    /// The smallest RTT sample of the connection (RFC 8985 RACK.min_RTT).
+    pub min_rtt: Option<Duration>,
+    /// The smoothed RTT (RFC 6298 SRTT).
+    pub srtt: Option<Duration>,
 }
 
 /// What the socket tells [`Recovery::on_ack`] about an acceptable ACK.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ack<'a> {
-    pub now: Instant,
-    /// SND.UNA before this ACK.
-    pub una: TcpSeqNumber,
+    pub path: Path,
     /// The cumulative acknowledgment number.
     pub ack: TcpSeqNumber,
-    /// SND.MAX: one past the highest octet (or FIN) sent.
-    pub snd_max: TcpSeqNumber,
     /// SACK blocks as received, or all `None` if SACK is not in use.
     pub sack: &'a [Option<(u32, u32)>; 3],
     /// RFC 5681's definition of a duplicate ACK held.
     pub duplicate: bool,
     /// Consecutive duplicate ACKs, this one included.
     pub dupacks: usize,
-    /// SACK was negotiated on the connection.
-    pub sack_permitted: bool,
-    /// The sender's maximum segment size.
-    pub mss: usize,
+}
+
+/// RFC 8985 RACK state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Rack {
+    /// RACK.xmit_ts and RACK.end_seq: the most recently sent data delivered so far.
+    latest: Option<(Instant, TcpSeqNumber)>,
+    /// RACK.rtt: the round trip of that data.
+    rtt: Duration,
+    /// RACK.fack: the highest sequence number delivered so far.
+    fack: Option<TcpSeqNumber>,
+    reordering_seen: bool,
+    reo_wnd_mult: u8,
+    reo_wnd_persist: u8,
+    /// RACK.dsack_round: the reordering window grows at most once per round trip.
+    dsack_round: Option<TcpSeqNumber>,
+    /// When data still in flight will be deemed lost if not delivered by then.
+    timer: Option<Instant>,
+}
+
+impl Rack {
+    const NEW: Rack = Rack {
+        latest: None,
+        rtt: Duration::ZERO,
+        fack: None,
+        reordering_seen: false,
+        reo_wnd_mult: 1,
+        reo_wnd_persist: 0,
+        dsack_round: None,
+        timer: None,
+    };
+}
+
+/// RFC 8985 §7 tail loss probe state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Probe {
+    /// When the probe is due.
+    timer: Option<Instant>,
+    /// TLP.end_seq: SND.MAX after the probe, while its outcome is unknown.
+    end: Option<TcpSeqNumber>,
+    /// TLP.is_retrans: the probe resent data rather than sending new data.
+    is_retrans: bool,
+    /// A D-SACK arrived since: both the original and the probe arrived, nothing was lost.
+    dsacked: bool,
+}
+
+impl Probe {
+    const NEW: Probe = Probe {
+        timer: None,
+        end: None,
+        is_retrans: false,
+        dsacked: false,
+    };
 }
 
 /// Loss-recovery state of one connection. See the module documentation.
@@ -379,10 +466,16 @@ pub(super) struct Ack<'a> {
 pub(super) struct Recovery {
     board: Scoreboard,
     episode: Option<Episode>,
-    /// RFC 6582 `recover`: the RecoveryPoint of the last episode. A new fast recovery starts
-    /// only once the cumulative ACK is past it, so the duplicate ACKs that retransmissions
-    /// cause do not start a second one.
+    /// RFC 6582 `recover`: the RecoveryPoint of the last episode. A new fast recovery
+    /// triggered by duplicate ACKs starts only once the cumulative ACK is past it, so the
+    /// duplicate ACKs that retransmissions cause do not start a second one.
     recover: Option<TcpSeqNumber>,
+    rack: Rack,
+    probe: Probe,
+    /// Configuration, kept across connections: RACK loss detection (with SACK).
+    pub rack_enabled: bool,
+    /// Configuration, kept across connections: tail loss probes (with SACK).
+    pub tlp_enabled: bool,
 }
 
 impl Recovery {
@@ -391,19 +484,38 @@ impl Recovery {
             board: Scoreboard::new(),
             episode: None,
             recover: None,
+            rack: Rack::NEW,
+            probe: Probe::NEW,
+            rack_enabled: true,
+            tlp_enabled: true,
         }
+    }
+
+    /// Forgets the connection, keeps the configuration.
+    pub fn reset(&mut self) {
+        *self = Recovery {
+            rack_enabled: self.rack_enabled,
+            tlp_enabled: self.tlp_enabled,
+            ..Recovery::new()
+        };
     }
 
     /// An episode is in progress and nothing was retransmitted in it yet: the first
     /// retransmission goes out whatever the congestion window (RFC 5681 §3.2 step 4, RFC 6675
     /// §5 step 4.3).
     pub fn first_retransmission_due(&self) -> bool {
-        self.episode.is_some_and(|episode| !episode.retransmitted)
+        self.episode.is_some_and(|episode| episode.retransmitted == 0)
     }
 
     /// A fast-recovery episode is in progress: the congestion window does not grow.
     pub fn in_fast_recovery(&self) -> bool {
-        matches!(self.episode, Some(Episode { kind: EpisodeKind::Fast, .. }))
+        matches!(
+            self.episode,
+            Some(Episode {
+                kind: EpisodeKind::Fast,
+                ..
+            })
+        )
     }
 
     /// Any episode, fast recovery or after a timeout, is in progress.
@@ -411,50 +523,95 @@ impl Recovery {
         self.episode.is_some()
     }
 
+    /// The earliest timer: the RACK reordering timer or the tail loss probe.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let rack = self.rack.timer.filter(|_| self.rack_enabled);
+        let probe = self.probe.timer.filter(|_| self.tlp_enabled);
+        match (rack, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Records the transmission of `[start, end)` at `now`: new data if `start` is SND.MAX, a
     /// retransmission otherwise.
-    pub fn on_sent(&mut self, una: TcpSeqNumber, start: TcpSeqNumber, end: TcpSeqNumber, now: Instant) {
+    pub fn on_sent(
+        &mut self,
+        una: TcpSeqNumber,
+        start: TcpSeqNumber,
+        end: TcpSeqNumber,
+        now: Instant,
+    ) {
         if end <= start {
             return;
         }
         self.board.cover(una, start.max(una));
         let board_end = self.board.end();
         if start < board_end {
-            let mut repaired = false;
-            self.board.mark(start, end.min(board_end), |_, block| {
+            let mut repaired = 0;
+            self.board.mark(start, end.min(board_end), |from, block| {
                 block.xmit = now;
                 block.flags |= EVER_RETRANS;
-                if block.has(LOST) {
+                if block.has(LOST) && !block.has(RETRANS) {
                     block.flags |= RETRANS;
-                    repaired = true;
+                    repaired += block.end - from;
                 }
             });
-            if repaired && let Some(episode) = &mut self.episode {
-                episode.retransmitted = true;
+            if let Some(episode) = &mut self.episode {
+                episode.retransmitted += repaired;
             }
         }
         self.board.append(end, now);
     }
 
     /// Processes an acceptable ACK: updates the board from the cumulative ACK and the SACK
-    /// blocks, detects losses (RFC 6675 for SACK, RFC 6582 NewReno without), and begins or
-    /// ends episodes.
-    pub fn on_ack(&mut self, ack: &Ack<'_>, mut delivered: impl FnMut(Delivered)) -> AckOutcome {
-        let mut outcome = AckOutcome::default();
-        let advanced = ack.ack > ack.una;
+    /// blocks, detects losses (RACK with SACK, RFC 6675 IsLost if RACK is off, RFC 6582
+    /// NewReno without SACK), and begins or ends episodes.
+    pub fn on_ack(&mut self, ack: &Ack<'_>) -> Outcome {
+        let path = &ack.path;
+        let mut outcome = Outcome::default();
+        let advanced = ack.ack > path.una;
+        let mut delivered_any = false;
 
-        self.board.cover(ack.una, ack.snd_max);
-        self.board.trim(ack.ack, &mut delivered);
-        for &(left, right) in ack.sack.iter().flatten() {
+        self.board.cover(path.una, path.snd_max);
+        let mut deliveries = [None; 8];
+        let mut count = 0;
+        let mut delivered_total = 0;
+        let mut note = |d: Delivered| {
+            delivered_total += d.len;
+            // Kept for RACK below; more than 8 pieces in one ACK only happens when it fills
+            // many holes at once, and then the last ones (the most recently sent) matter.
+            if count == deliveries.len() {
+                deliveries.copy_within(1.., 0);
+                count -= 1;
+            }
+            deliveries[count] = Some(d);
+            count += 1;
+        };
+        self.board.trim(ack.ack, &mut note);
+        let mut dsack = None;
+        for (i, &(left, right)) in ack.sack.iter().flatten().enumerate() {
             let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
-            // RFC 2883: a block at or below the cumulative ACK reports a duplicate (D-SACK),
-            // not new data; ignore blocks outside what is in flight.
-            if left >= right || left < ack.ack || right > ack.snd_max {
+            if left >= right {
+                continue;
+            }
+            // RFC 2883 §4: the first block reports a duplicate (D-SACK) if it lies below the
+            // cumulative ACK or inside the second block.
+            let second = ack.sack[1].map(|(l, r)| (TcpSeqNumber(l as i32), TcpSeqNumber(r as i32)));
+            if i == 0
+                && (right <= ack.ack
+                    || second.is_some_and(|(l, r)| l <= left && right <= r))
+            {
+                dsack = Some(right - left);
+                continue;
+            }
+            // Ignore blocks outside what is in flight.
+            if left < ack.ack || right > path.snd_max {
                 continue;
             }
             self.board.mark(left, right, |start, block| {
                 if !block.has(SACKED) {
-                    delivered(Delivered {
+                    note(Delivered {
                         end: block.end,
                         len: block.end - start,
                         xmit: block.xmit,
@@ -465,47 +622,282 @@ impl Recovery {
                 }
             });
         }
+        for d in deliveries[..count].iter().flatten() {
+            delivered_any = true;
+            self.rack_update(d, path);
+        }
+        outcome.delivered = delivered_total;
+        if let Some(len) = dsack {
+            self.on_dsack(len, path);
+        }
+
+        self.check_probe(ack, advanced, delivered_any, &mut outcome);
 
         if let Some(episode) = &mut self.episode {
             if ack.ack >= episode.point {
                 // RFC 6675 §5 (RFC 6582 step 3): the recovery point is acknowledged.
+                let episode = *episode;
                 self.recover = Some(episode.point);
                 self.episode = None;
                 outcome.exited_recovery = true;
+                if episode.kind == EpisodeKind::Fast
+                    && episode.retransmitted > 0
+                    && episode.spurious >= episode.retransmitted
+                {
+                    // Everything retransmitted had arrived: it was reordering, not loss.
+                    outcome.undo = true;
+                    self.rack.reordering_seen = true;
+                }
             } else if advanced {
                 episode.dupacks = 0;
                 // RFC 6582 step 4 (partial ACK, no SACK): the next hole starts at the new
                 // cumulative ACK; retransmit it now rather than after a timeout.
-                if !ack.sack_permitted && episode.kind == EpisodeKind::Fast {
-                    self.mark_lost(ack.ack, ack.ack + ack.mss);
+                if !path.sack_permitted && episode.kind == EpisodeKind::Fast {
+                    self.mark_lost(ack.ack, ack.ack + path.mss);
                 }
-            } else if ack.duplicate && !ack.sack_permitted {
+            } else if ack.duplicate && !path.sack_permitted {
                 episode.dupacks += 1;
             }
         }
 
-        if self.board.iter().any(|(_, block)| block.has(SACKED)) {
-            self.mark_lost_by_sacks(ack.mss);
+        if self.uses_rack(path) {
+            self.rack_detect_loss(path);
+        } else if self.board.iter().any(|(_, block)| block.has(SACKED)) {
+            self.mark_lost_by_sacks(path.mss);
         }
 
-        let may_begin = self.episode.is_none() && self.recover.is_none_or(|point| ack.ack > point);
-        if may_begin {
-            let loss = self.board.iter().any(|(_, block)| block.awaits_retransmission());
-            if loss || ack.dupacks >= DUP_THRESH {
-                // RFC 6675 §5 / RFC 5681 §3.2: the first unacknowledged segment is lost.
-                if !loss {
-                    self.mark_lost(ack.ack, ack.ack + ack.mss);
-                }
-                self.episode = Some(Episode {
-                    kind: EpisodeKind::Fast,
-                    point: ack.snd_max,
-                    dupacks: 0,
-                    retransmitted: false,
-                });
-                outcome.entered_recovery = true;
-            }
+        let dupack_loss = !self.uses_rack(path)
+            && ack.dupacks >= DUP_THRESH
+            && self.recover.is_none_or(|point| ack.ack > point);
+        if self.episode.is_none() && dupack_loss && !self.loss_pending() {
+            // RFC 5681 §3.2 / RFC 6675 §5: the first unacknowledged segment is lost.
+            self.mark_lost(ack.ack, ack.ack + path.mss);
+        }
+        self.maybe_enter_recovery(path, &mut outcome);
+        outcome
+    }
+
+    /// The RACK reordering timer: data that was given a little more time to arrive is now
+    /// deemed lost (RFC 8985 §6.3).
+    pub fn on_reorder_timer(&mut self, path: &Path) -> Outcome {
+        let mut outcome = Outcome::default();
+        if self.rack.timer.is_none_or(|at| at > path.now) {
+            return outcome;
+        }
+        self.rack.timer = None;
+        self.board.cover(path.una, path.snd_max);
+        if self.uses_rack(path) {
+            self.rack_detect_loss(path);
+            self.maybe_enter_recovery(path, &mut outcome);
         }
         outcome
+    }
+
+    fn uses_rack(&self, path: &Path) -> bool {
+        self.rack_enabled && path.sack_permitted
+    }
+
+    fn loss_pending(&self) -> bool {
+        self.board
+            .iter()
+            .any(|(_, block)| block.awaits_retransmission())
+    }
+
+    fn maybe_enter_recovery(&mut self, path: &Path, outcome: &mut Outcome) {
+        if self.episode.is_none() && self.loss_pending() {
+            self.episode = Some(Episode {
+                kind: EpisodeKind::Fast,
+                point: path.snd_max,
+                dupacks: 0,
+                retransmitted: 0,
+                spurious: 0,
+            });
+            outcome.entered_recovery = true;
+            // The episode's own reduction covers a probe in flight.
+            self.probe = Probe::NEW;
+        }
+    }
+
+    /// RFC 8985 §6.2 steps 2 and 3, for data delivered for the first time.
+    fn rack_update(&mut self, d: &Delivered, path: &Path) {
+        let rtt = path.now - d.xmit.min(path.now);
+        if d.ever_retransmitted && path.min_rtt.is_some_and(|min| rtt < min) {
+            // Sooner than any round trip: this acknowledges the original, and the
+            // retransmission was spurious (RFC 8985 step 2, "could be a spurious
+            // retransmission").
+            if d.retransmitted && let Some(episode) = &mut self.episode {
+                episode.spurious += d.len;
+            }
+            return;
+        }
+        if self
+            .rack
+            .latest
+            .is_none_or(|(xmit, end)| sent_after((d.xmit, d.end), (xmit, end)))
+        {
+            self.rack.latest = Some((d.xmit, d.end));
+            self.rack.rtt = rtt;
+        }
+        match self.rack.fack {
+            Some(fack) if d.end < fack => {
+                if !d.ever_retransmitted {
+                    self.rack.reordering_seen = true;
+                }
+            }
+            _ => self.rack.fack = Some(d.end),
+        }
+    }
+
+    /// A D-SACK of `len` octets: the peer received something twice (RFC 2883).
+    fn on_dsack(&mut self, len: usize, path: &Path) {
+        if let Some(episode) = &mut self.episode {
+            episode.spurious = (episode.spurious + len).min(episode.retransmitted);
+        }
+        if self.probe.end.is_some() {
+            self.probe.dsacked = true;
+        }
+        // RFC 8985 §6.2 step 4: grow the reordering window, at most once per round trip.
+        if self.rack.dsack_round.is_none_or(|round| path.una >= round) {
+            self.rack.reo_wnd_mult = self.rack.reo_wnd_mult.saturating_add(1);
+            self.rack.dsack_round = Some(path.snd_max);
+            self.rack.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// RFC 8985 §6.2 step 4: how much later than the most recently delivered data older data
+    /// may still arrive before it is deemed lost.
+    fn reo_wnd(&self, path: &Path) -> Duration {
+        if !self.rack.reordering_seen {
+            let sacked: usize = self
+                .board
+                .iter()
+                .filter(|(_, block)| block.has(SACKED))
+                .map(|(start, block)| block.end - start)
+                .sum();
+            if self.episode.is_some() || sacked >= DUP_THRESH * path.mss {
+                return Duration::ZERO;
+            }
+        }
+        let Some(min_rtt) = path.min_rtt else {
+            return Duration::ZERO;
+        };
+        let window = min_rtt * u32::from(self.rack.reo_wnd_mult) / 4;
+        match path.srtt {
+            Some(srtt) => window.min(srtt),
+            None => window,
+        }
+    }
+
+    /// RFC 8985 §6.2 step 5: data sent before the most recently delivered data, and not
+    /// delivered within RACK.rtt + reo_wnd of its transmission, is lost. Arms the reordering
+    /// timer for the data that still has time.
+    fn rack_detect_loss(&mut self, path: &Path) {
+        self.rack.timer = None;
+        let Some(latest) = self.rack.latest else {
+            return;
+        };
+        let reo_wnd = self.reo_wnd(path);
+        let rtt = self.rack.rtt;
+        let mut timer: Option<Instant> = None;
+        let mut lost = [None; SCOREBOARD_BLOCKS];
+        let mut count = 0;
+        for (start, block) in self.board.iter() {
+            // In flight: neither SACKed nor waiting to be sent again.
+            if block.has(SACKED)
+                || block.awaits_retransmission()
+                || !sent_after(latest, (block.xmit, block.end))
+            {
+                continue;
+            }
+            let deadline = block.xmit + rtt + reo_wnd;
+            if deadline <= path.now {
+                lost[count] = Some((start, block.end));
+                count += 1;
+            } else {
+                timer = Some(timer.map_or(deadline, |t| t.min(deadline)));
+            }
+        }
+        for (from, to) in lost[..count].iter().flatten() {
+            // A lost retransmission is lost again: send it once more.
+            self.board.mark(*from, *to, |_, block| {
+                if !block.has(SACKED) {
+                    block.flags = (block.flags & EVER_RETRANS) | LOST;
+                }
+            });
+        }
+        self.rack.timer = timer;
+    }
+
+    /// RFC 8985 §7.4: what the ACK says of a tail loss probe in flight.
+    fn check_probe(&mut self, ack: &Ack<'_>, advanced: bool, delivered: bool, outcome: &mut Outcome) {
+        let Some(end) = self.probe.end else {
+            return;
+        };
+        if ack.ack < end {
+            return;
+        }
+        if !self.probe.is_retrans || self.probe.dsacked {
+            // New data probed, or a D-SACK showed both copies arrived: no loss to answer.
+            self.probe.end = None;
+        } else if ack.ack > end {
+            // The probe repaired a loss (Linux tcp_process_tlp_ack: "ACK advances: there was a
+            // loss, so reduce cwnd").
+            self.probe.end = None;
+            outcome.probe_repaired_loss = true;
+        } else if !advanced && !delivered {
+            // A pure duplicate ACK at the probe's end: the original and the probe both
+            // arrived.
+            self.probe.end = None;
+        }
+    }
+
+    /// Arms the tail loss probe after new data was sent or an ACK acknowledged data (RFC 8985
+    /// §7.2), if one may be sent: SACK in use, no episode, data in flight and no probe whose
+    /// outcome is pending. `rto_at` is when the retransmission timer expires: the probe comes
+    /// no later.
+    pub fn arm_probe(&mut self, path: &Path, flight: usize, rto_at: Option<Instant>) {
+        if !self.tlp_enabled
+            || !path.sack_permitted
+            || self.episode.is_some()
+            || flight == 0
+            || self.probe.end.is_some()
+        {
+            self.probe.timer = None;
+            return;
+        }
+        let mut pto = match path.srtt {
+            Some(srtt) => srtt * 2 + TLP_MARGIN,
+            None => TLP_INITIAL_PTO,
+        };
+        if flight <= path.mss {
+            pto += TLP_DELAYED_ACK;
+        }
+        let mut at = path.now + pto;
+        if let Some(rto_at) = rto_at {
+            at = at.min(rto_at);
+        }
+        self.probe.timer = Some(at);
+    }
+
+    /// The tail loss probe is due.
+    pub fn probe_due(&self, now: Instant) -> bool {
+        self.tlp_enabled && self.probe.timer.is_some_and(|at| at <= now)
+    }
+
+    /// A probe was sent: SND.MAX is now `snd_max`; it resent data if `is_retrans`.
+    pub fn on_probe_sent(&mut self, snd_max: TcpSeqNumber, is_retrans: bool) {
+        self.probe = Probe {
+            timer: None,
+            end: Some(snd_max),
+            is_retrans,
+            dsacked: false,
+        };
+    }
+
+    /// The probe came due but nothing could be sent (no window): forget it; the
+    /// retransmission timer covers the flight.
+    pub fn cancel_probe(&mut self) {
+        self.probe.timer = None;
     }
 
     /// Marks `[from, to)` lost, except what is SACKed.
@@ -560,8 +952,18 @@ impl Recovery {
             kind: EpisodeKind::Timeout,
             point: snd_max,
             dupacks: 0,
-            retransmitted: false,
+            retransmitted: 0,
+            spurious: 0,
         });
+        self.rack.timer = None;
+        self.probe = Probe::NEW;
+        // RFC 8985 §6.2 step 4: a grown reordering window decays over recoveries.
+        if self.rack.reo_wnd_persist > 0 {
+            self.rack.reo_wnd_persist -= 1;
+            if self.rack.reo_wnd_persist == 0 {
+                self.rack.reo_wnd_mult = 1;
+            }
+        }
     }
 
     /// The lowest run that is lost and not yet retransmitted: its start, and its length up to
@@ -590,11 +992,11 @@ impl Recovery {
         };
         flight.saturating_sub(out).saturating_sub(inflation)
     }
+}
 
-    /// Forgets everything (the connection is over).
-    pub fn reset(&mut self) {
-        *self = Recovery::new();
-    }
+/// RFC 8985 RACK_sent_after(): `a` was sent after `b` (by time, then by sequence number).
+fn sent_after(a: (Instant, TcpSeqNumber), b: (Instant, TcpSeqNumber)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
 #[cfg(test)]
@@ -611,36 +1013,53 @@ mod test {
         Instant::from_millis(ms)
     }
 
-    /// `n` segments of `MSS` octets, segment `i` sent at `i` ms.
+    /// `n` segments of `MSS` octets, segment `i` sent at `i` ms; RFC 6675's loss detection
+    /// (RACK off).
     fn sent(n: usize) -> Recovery {
         let mut r = Recovery::new();
+        r.rack_enabled = false;
         for i in 0..n {
             r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(i as i64));
         }
         r
     }
 
-    fn ack(r: &mut Recovery, una: usize, ack: usize, snd_max: usize, sack: &[(usize, usize)]) -> (AckOutcome, Vec<Delivered>) {
+    fn path(now: i64, una: usize, snd_max: usize) -> Path {
+        Path {
+            now: at(now),
+            una: seq(una),
+            snd_max: seq(snd_max),
+            mss: MSS,
+            sack_permitted: true,
+            min_rtt: Some(Duration::from_millis(40)),
+            srtt: Some(Duration::from_millis(50)),
+        }
+    }
+
+    /// An ACK at 100 ms.
+    fn ack(r: &mut Recovery, una: usize, ack: usize, snd_max: usize, sack: &[(usize, usize)]) -> Outcome {
+        ack_at(r, 100, una, ack, snd_max, sack)
+    }
+
+    fn ack_at(
+        r: &mut Recovery,
+        now: i64,
+        una: usize,
+        ack: usize,
+        snd_max: usize,
+        sack: &[(usize, usize)],
+    ) -> Outcome {
         let mut blocks = [None; 3];
         for (slot, &(l, h)) in blocks.iter_mut().zip(sack) {
             *slot = Some((seq(l).0 as u32, seq(h).0 as u32));
         }
-        let mut delivered = Vec::new();
-        let outcome = r.on_ack(
-            &Ack {
-                now: at(100),
-                una: seq(una),
-                ack: seq(ack),
-                snd_max: seq(snd_max),
-                sack: &blocks,
-                duplicate: ack == una,
-                dupacks: 0,
-                sack_permitted: true,
-                mss: MSS,
-            },
-            |d| delivered.push(d),
-        );
-        (outcome, delivered)
+        r.on_ack(&Ack {
+            path: path(now, una, snd_max),
+            ack: seq(ack),
+            sack: &blocks,
+            duplicate: ack == una,
+            dupacks: 0,
+        })
     }
 
     /// The board as (start, end, flags) relative to `seq(0)`.
@@ -667,20 +1086,24 @@ mod test {
     #[test]
     fn sack_blocks_split_the_board_and_leave_the_pipe() {
         let mut r = sent(6);
-        let (outcome, delivered) = ack(&mut r, 0, 0, 60, &[(20, 40)]);
-        assert_eq!(outcome, AckOutcome::default());
+        let outcome = ack(&mut r, 0, 0, 60, &[(20, 40)]);
+        assert_eq!(
+            outcome,
+            Outcome {
+                delivered: 20,
+                ..Outcome::default()
+            }
+        );
         assert_eq!(shape(&r), [(0, 20, 0), (20, 40, SACKED), (40, 60, 0)]);
-        assert_eq!(delivered.len(), 1);
-        assert_eq!((delivered[0].end, delivered[0].len), (seq(40), 20));
         assert_eq!(r.pipe(60, MSS), 40);
         // The same block again delivers nothing new; an overlapping one only its new part.
-        let (_, delivered) = ack(&mut r, 0, 0, 60, &[(30, 50), (20, 40)]);
-        assert_eq!(delivered.iter().map(|d| d.len).sum::<usize>(), 10);
+        let outcome = ack(&mut r, 0, 0, 60, &[(30, 50), (20, 40)]);
+        assert_eq!(outcome.delivered, 10);
         // 30 octets SACKed above [0, 20) now: more than 2 * SMSS, so it is lost.
         assert_eq!(shape(&r), [(0, 20, LOST), (20, 50, SACKED), (50, 60, 0)]);
         // The cumulative ACK passes everything below 30: [0, 20) is delivered now.
-        let (_, delivered) = ack(&mut r, 0, 30, 60, &[(30, 50)]);
-        assert_eq!(delivered.iter().map(|d| d.len).sum::<usize>(), 20);
+        let outcome = ack(&mut r, 0, 30, 60, &[(30, 50)]);
+        assert_eq!(outcome.delivered, 20);
         assert_eq!(shape(&r), [(30, 50, SACKED), (50, 60, 0)]);
     }
 
@@ -688,7 +1111,8 @@ mod test {
     fn sack_blocks_outside_the_flight_are_ignored() {
         let mut r = sent(4);
         // Below the cumulative ACK (a D-SACK), beyond SND.MAX, and inverted.
-        ack(&mut r, 0, 10, 40, &[(0, 10), (30, 50), (30, 20)]);
+        let outcome = ack(&mut r, 0, 10, 40, &[(0, 10), (30, 50), (30, 20)]);
+        assert_eq!(outcome.delivered, 10);
         assert_eq!(shape(&r), [(10, 40, 0)]);
     }
 
@@ -696,9 +1120,9 @@ mod test {
     fn holes_with_enough_sacked_above_are_lost() {
         // RFC 6675 IsLost: more than 2 * SMSS SACKed above.
         let mut r = sent(6);
-        let (outcome, _) = ack(&mut r, 0, 0, 60, &[(10, 30)]);
+        let outcome = ack(&mut r, 0, 0, 60, &[(10, 30)]);
         assert!(!outcome.entered_recovery);
-        let (outcome, _) = ack(&mut r, 0, 0, 60, &[(40, 50), (10, 30)]);
+        let outcome = ack(&mut r, 0, 0, 60, &[(40, 50), (10, 30)]);
         assert!(outcome.entered_recovery);
         assert_eq!(
             shape(&r),
@@ -759,5 +1183,134 @@ mod test {
         // The board still covers the whole flight, in order.
         assert_eq!(r.board.start, seq(0));
         assert_eq!(r.board.end(), seq(n * MSS));
+    }
+
+    /// `n` segments of `MSS` octets sent at 0 ms, RACK on.
+    fn sent_with_rack(n: usize) -> Recovery {
+        let mut r = Recovery::new();
+        for i in 0..n {
+            r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(0));
+        }
+        r
+    }
+
+    #[test]
+    fn rack_gives_older_data_a_reordering_window_then_deems_it_lost() {
+        let mut r = sent_with_rack(6);
+        // At 100 ms the fourth segment is SACKed: the three before it were sent no later.
+        // RACK.rtt is 100 ms; the reordering window a quarter of the 40 ms minimum RTT.
+        let outcome = ack_at(&mut r, 100, 0, 0, 60, &[(30, 40)]);
+        assert!(!outcome.entered_recovery);
+        assert_eq!(r.poll_at(), Some(at(110)));
+        let outcome = r.on_reorder_timer(&path(109, 0, 60));
+        assert!(!outcome.entered_recovery);
+        let outcome = r.on_reorder_timer(&path(110, 0, 60));
+        assert!(outcome.entered_recovery);
+        assert_eq!(shape(&r), [(0, 30, LOST), (30, 40, SACKED), (40, 60, 0)]);
+        assert_eq!(r.next_retransmission(100), Some((seq(0), 30)));
+    }
+
+    #[test]
+    fn rack_tolerates_reordering_within_the_window() {
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(30, 40)]);
+        // The first three arrive late but within the window: not lost, and reordering seen.
+        ack_at(&mut r, 105, 0, 40, 60, &[]);
+        assert!(!r.loss_pending() && !r.in_recovery());
+        assert!(r.rack.reordering_seen);
+        assert_eq!(r.poll_at(), None);
+    }
+
+    #[test]
+    fn rack_deems_three_sacked_segments_enough_before_reordering_is_seen() {
+        let mut r = sent_with_rack(6);
+        // Three segments SACKed (DupThresh) and no reordering seen: no window.
+        let outcome = ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
+        assert!(outcome.entered_recovery);
+        assert_eq!(r.next_retransmission(100), Some((seq(0), 10)));
+    }
+
+    #[test]
+    fn rack_detects_a_lost_retransmission() {
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
+        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        assert_eq!(r.next_retransmission(100), None);
+        // New data after the retransmission, delivered; the retransmission is not.
+        r.on_sent(seq(0), seq(60), seq(70), at(101));
+        ack_at(&mut r, 200, 0, 0, 70, &[(60, 70), (10, 40)]);
+        assert!(r.in_fast_recovery(), "still the same episode");
+        assert_eq!(r.next_retransmission(100), Some((seq(0), 10)));
+    }
+
+    #[test]
+    fn spurious_retransmissions_undo_the_reduction() {
+        let mut r = sent_with_rack(6);
+        let outcome = ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
+        assert!(outcome.entered_recovery);
+        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        // The first segment is acknowledged 5 ms after its retransmission, much less than the
+        // 40 ms minimum RTT: the original arrived, it was only late.
+        let outcome = ack_at(&mut r, 105, 0, 60, 60, &[]);
+        assert!(outcome.exited_recovery && outcome.undo);
+        assert!(r.rack.reordering_seen);
+    }
+
+    #[test]
+    fn a_dsack_makes_retransmissions_spurious_and_widens_the_window() {
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
+        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        // The retransmission's ACK a round trip later, with a D-SACK for it: both copies
+        // arrived.
+        let outcome = ack_at(&mut r, 150, 0, 60, 60, &[(0, 10)]);
+        assert!(outcome.exited_recovery && outcome.undo);
+        assert_eq!(r.rack.reo_wnd_mult, 2);
+        // Lost for real: no undo.
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
+        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        let outcome = ack_at(&mut r, 150, 0, 60, 60, &[]);
+        assert!(outcome.exited_recovery && !outcome.undo);
+    }
+
+    #[test]
+    fn the_tail_loss_probe_is_armed_at_two_round_trips() {
+        let mut r = sent_with_rack(6);
+        r.arm_probe(&path(0, 0, 60), 60, Some(at(1000)));
+        // 2 * SRTT (50 ms) + 2 ms.
+        assert_eq!(r.poll_at(), Some(at(102)));
+        // One segment in flight: its ACK may be delayed, 200 ms more.
+        r.arm_probe(&path(0, 0, 60), MSS, Some(at(1000)));
+        assert_eq!(r.poll_at(), Some(at(302)));
+        // Never after the retransmission timeout.
+        r.arm_probe(&path(0, 0, 60), 60, Some(at(80)));
+        assert_eq!(r.poll_at(), Some(at(80)));
+        assert!(!r.probe_due(at(79)) && r.probe_due(at(80)));
+        // Not without SACK, not in recovery.
+        let mut no_sack = path(0, 0, 60);
+        no_sack.sack_permitted = false;
+        r.arm_probe(&no_sack, 60, None);
+        assert_eq!(r.poll_at(), None);
+    }
+
+    #[test]
+    fn a_probe_that_repaired_a_loss_reduces_the_window_once() {
+        let mut r = sent_with_rack(6);
+        r.on_probe_sent(seq(60), true);
+        // Everything up to the probe is acknowledged, then data sent after it: the probe's
+        // copy was the one that arrived.
+        r.on_sent(seq(0), seq(60), seq(70), at(200));
+        let outcome = ack_at(&mut r, 210, 0, 60, 70, &[]);
+        assert!(!outcome.probe_repaired_loss);
+        let outcome = ack_at(&mut r, 250, 60, 70, 70, &[]);
+        assert!(outcome.probe_repaired_loss);
+        // A D-SACK first says both copies arrived: no reduction.
+        let mut r = sent_with_rack(6);
+        r.on_probe_sent(seq(60), true);
+        r.on_sent(seq(0), seq(60), seq(70), at(200));
+        ack_at(&mut r, 210, 0, 60, 70, &[(50, 60)]);
+        let outcome = ack_at(&mut r, 250, 60, 70, 70, &[]);
+        assert!(!outcome.probe_repaired_loss);
     }
 }

@@ -30,6 +30,21 @@ pub struct Cubic {
     // again (RFC 5681 section 3.1).
     in_rto_recovery: bool,
     idle_start: Option<Instant>, // RFC 9438 §4.2: when in-flight last hit 0
+    /// The state before the last reduction on loss, for `undo_loss`.
+    prior: Option<Prior>,
+}
+
+/// What `on_loss` changes, saved so that a spurious loss can be undone.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Prior {
+    cwnd: usize,
+    ssthresh: usize,
+    w_max: usize,
+    k: f64,
+    w_est: f64,
+    cwnd_prior: usize,
+    recovery_start: Option<Instant>,
 }
 
 impl Cubic {
@@ -48,6 +63,7 @@ impl Cubic {
             in_fast_recovery: false,
             in_rto_recovery: false,
             idle_start: None,
+            prior: None,
         };
         cubic.recompute_k();
         cubic
@@ -181,6 +197,15 @@ impl Controller for Cubic {
         self.idle_start = None;
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
+            self.prior = Some(Prior {
+                cwnd: self.cwnd,
+                ssthresh: self.ssthresh,
+                w_max: self.w_max,
+                k: self.k,
+                w_est: self.w_est,
+                cwnd_prior: self.cwnd_prior,
+                recovery_start: self.recovery_start,
+            });
             // RFC 9438 §4.3: remember the cwnd at this congestion event so W_est can
             // detect when it has recovered and switch α_cubic to 1.
             self.cwnd_prior = self.cwnd;
@@ -205,6 +230,19 @@ impl Controller for Cubic {
             self.recovery_start = Some(now);
             self.in_fast_recovery = true;
             self.recompute_k();
+        }
+    }
+
+    fn undo_loss(&mut self) {
+        if let Some(prior) = self.prior.take() {
+            self.cwnd = self.cwnd.max(prior.cwnd);
+            self.ssthresh = self.ssthresh.max(prior.ssthresh);
+            self.w_max = prior.w_max;
+            self.k = prior.k;
+            self.w_est = prior.w_est;
+            self.cwnd_prior = prior.cwnd_prior;
+            self.recovery_start = prior.recovery_start;
+            self.in_fast_recovery = false;
         }
     }
 

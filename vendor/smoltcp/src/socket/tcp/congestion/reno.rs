@@ -13,6 +13,8 @@ pub struct Reno {
     rwnd: usize,
 
     in_fast_recovery: bool,
+    /// (cwnd, ssthresh) before the last reduction on loss, for `undo_loss`.
+    prior: Option<(usize, usize)>,
     // Set on RTO, cleared when new data is ACKed. While set, further RTOs
     // are retransmissions of the same segment and must not reduce ssthresh
     // again (RFC 5681 section 3.1).
@@ -27,6 +29,7 @@ impl Reno {
             ssthresh: usize::MAX,
             rwnd: 64 * DEFAULT_MSS,
             in_fast_recovery: false,
+            prior: None,
             in_rto_recovery: false,
         }
     }
@@ -70,12 +73,21 @@ impl Controller for Reno {
     fn on_loss(&mut self, _now: Instant, in_flight: usize) {
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
+            self.prior = Some((self.cwnd, self.ssthresh));
             self.ssthresh = (in_flight >> 1).max(2 * self.mss);
             // RFC 6675 §5 (4.2): cwnd = ssthresh; the socket's `pipe` stands in for RFC 5681's
             // window inflation.
             self.cwnd = self.ssthresh.min(self.rwnd);
 
             self.in_fast_recovery = true;
+        }
+    }
+
+    fn undo_loss(&mut self) {
+        if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.cwnd = self.cwnd.max(cwnd);
+            self.ssthresh = self.ssthresh.max(ssthresh);
+            self.in_fast_recovery = false;
         }
     }
 
