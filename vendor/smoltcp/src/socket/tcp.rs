@@ -548,6 +548,8 @@ pub struct Socket<'a> {
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
+    /// The largest window the remote has advertised (RFC 9293 §3.8.6.2.1 Max(SND.WND)).
+    remote_max_win_len: usize,
     /// The receive window scaling factor for remotes which support RFC 1323, None if unsupported.
     remote_win_scale: Option<u8>,
     /// Whether or not the remote supports selective ACK as described in RFC 2018.
@@ -649,6 +651,7 @@ impl<'a> Socket<'a> {
             remote_last_ack: None,
             remote_last_win: 0,
             remote_win_len: 0,
+            remote_max_win_len: 0,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
             remote_win_scale: None,
             remote_has_sack: false,
@@ -1020,6 +1023,7 @@ impl<'a> Socket<'a> {
         self.remote_last_ack = None;
         self.remote_last_win = 0;
         self.remote_win_len = 0;
+        self.remote_max_win_len = 0;
         self.remote_win_scale = None;
         self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
         self.remote_mss = DEFAULT_MSS;
@@ -1573,6 +1577,29 @@ impl<'a> Socket<'a> {
             .min(self.remote_mss)
             .saturating_sub(options_len)
             .max(1)
+    }
+
+    /// RFC 9293 §3.8.6.2.1, the sender's side of silly window avoidance: send `usable` of the
+    /// `unsent` queued octets only if that is a full segment, all of the queued data, at least
+    /// half of the largest window the peer has offered, or if the override timer (the
+    /// zero-window probe timer) has expired. A peer that opens its window a few octets at a
+    /// time then gets full segments, not a stream of tiny ones.
+    fn sws_allows(&self, usable: usize, unsent: usize, mss: usize, now: Instant) -> bool {
+        usable >= mss
+            || usable >= unsent
+            || usable.saturating_mul(2) >= self.remote_max_win_len
+            || self.timer.should_zero_window_probe(now)
+    }
+
+    /// Data waits only because the peer's window is too small to be worth a segment, with
+    /// nothing in flight whose ACK would open it: the override timer must run.
+    fn silly_window_holds(&self, cx: &Context) -> bool {
+        if self.flight_size() != 0 || !self.may_send() {
+            return false;
+        }
+        let unsent = self.tx_buffer.len();
+        let usable = self.remote_win_len.min(unsent);
+        unsent > 0 && !self.sws_allows(usable, unsent, self.send_mss(cx), Instant::ZERO)
     }
 
     /// The connection is synchronized and may have data or a FIN of ours in flight.
@@ -2327,6 +2354,7 @@ impl<'a> Socket<'a> {
         let new_remote_win_len = (repr.window_len as usize) << (scale as usize);
         let is_window_update = new_remote_win_len != self.remote_win_len;
         self.remote_win_len = new_remote_win_len;
+        self.remote_max_win_len = self.remote_max_win_len.max(new_remote_win_len);
 
         self.congestion_controller
             .inner_mut()
@@ -2456,16 +2484,17 @@ impl<'a> Socket<'a> {
             _ => {}
         }
 
-        // start/stop the Zero Window Probe timer.
-        if self.remote_win_len == 0
-            && !self.tx_buffer.is_empty()
-            && (self.timer.is_idle() || ack_len > 0)
-        {
+        // start/stop the Zero Window Probe timer. It is also the override timer of the sender's
+        // silly window avoidance (RFC 9293 §3.8.6.2.1): data held back because the window is
+        // too small to be worth a segment goes out when it expires.
+        let zero_window = self.remote_win_len == 0 && !self.tx_buffer.is_empty();
+        let silly_window = self.remote_win_len != 0 && self.silly_window_holds(cx);
+        if (zero_window || silly_window) && (self.timer.is_idle() || ack_len > 0) {
             let delay = self.rtte.retransmission_timeout();
             tcp_trace!("starting zero-window-probe timer for t+{}", delay);
             self.timer.set_for_zero_window_probe(cx.now(), delay);
         }
-        if self.remote_win_len != 0 && self.timer.is_zero_window_probe() {
+        if self.remote_win_len != 0 && !silly_window && self.timer.is_zero_window_probe() {
             tcp_trace!("stopping zero-window-probe timer");
             self.timer.set_for_idle(cx.now(), self.keep_alive);
         }
@@ -2613,6 +2642,17 @@ impl<'a> Socket<'a> {
         let mut can_send = max_send != 0;
         // Can we send at least 1 full segment?
         let can_send_full = max_send >= effective_mss;
+
+        // Is it worth a segment? (Silly window avoidance.)
+        let data_end = self.local_seq_no + self.tx_buffer.len();
+        let unsent = if data_end > self.remote_last_seq {
+            data_end - self.remote_last_seq
+        } else {
+            0
+        };
+        if can_send && !self.sws_allows(max_send, unsent, effective_mss, cx.now()) {
+            can_send = false;
+        }
 
         // Do we have to send a FIN?
         let want_fin = match self.state {
@@ -2819,6 +2859,13 @@ impl<'a> Socket<'a> {
             self.reset();
             return Ok(());
         } else {
+            // Data held back by silly window avoidance with nothing in flight (it was queued
+            // after the last ACK): run the override timer, or it would wait forever.
+            if self.timer.is_idle() && self.remote_win_len != 0 && self.silly_window_holds(cx) {
+                let delay = self.rtte.retransmission_timeout();
+                tcp_trace!("starting the silly-window override timer for t+{}", delay);
+                self.timer.set_for_zero_window_probe(cx.now(), delay);
+            }
             return Ok(());
         }
 
@@ -3014,9 +3061,17 @@ impl<'a> Socket<'a> {
                         // the remote got lost.
                         win_limit.min(device_limit)
                     } else {
-                        win_limit
+                        let size = win_limit
                             .min(device_limit)
-                            .min(self.cwnd_remaining(effective_mss))
+                            .min(self.cwnd_remaining(effective_mss));
+                        let unsent = self.tx_buffer.len().saturating_sub(self.flight_size());
+                        if self.sws_allows(size.min(unsent), unsent, effective_mss, cx.now()) {
+                            size
+                        } else {
+                            // Too small to be worth a segment: send none (an ACK, if one is
+                            // due, goes without data).
+                            0
+                        }
                     };
 
                     let offset = self.flight_size();
@@ -7972,6 +8027,110 @@ mod test {
         // ...and a lost tail waits for the retransmission timeout.
         send!(s, time 110, sack_ack(2, &[]));
         recv_nothing!(s, time 1000);
+    }
+
+    #[test]
+    fn test_sws_sender_waits_for_a_window_worth_a_segment() {
+        // RFC 9293 §3.8.6.2.1: the peer (MSS 6, largest window 40) opens its window two octets
+        // at a time; we send full segments, not a stream of two-octet ones.
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_mss = 6;
+        s.set_nagle_enabled(false);
+        let window = |len: u16| TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: len,
+            ..SEND_TEMPL
+        };
+        send!(s, time 0, window(40));
+        send!(s, time 0, window(0));
+        s.send_slice(b"abcdefghijklmnopqrstuvwxyz0123").unwrap();
+        for (time, len) in [(10, 2), (20, 4)] {
+            send!(s, time time, window(len));
+            recv_nothing!(s, time time);
+        }
+        send!(s, time 30, window(6));
+        recv!(s, time 30, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 30);
+        // Half the largest window is worth a segment too, even below the MSS.
+        s.remote_mss = 40;
+        let ack = |len: u16| TcpRepr {
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..window(len)
+        };
+        send!(s, time 40, ack(19));
+        recv_nothing!(s, time 40);
+        send!(s, time 50, ack(20));
+        recv!(s, time 50, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"ghijklmnopqrstuvwxyz"[..],
+            ..RECV_TEMPL
+        }));
+        // And the rest of the queue, once it all fits.
+        send!(s, time 60, TcpRepr {
+            ack_number: Some(LOCAL_SEQ + 1 + 26),
+            ..window(4)
+        });
+        recv!(s, time 60, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 26,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"0123"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_sws_override_timer_sends_what_fits() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_mss = 6;
+        let window = |len: u16| TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: len,
+            ..SEND_TEMPL
+        };
+        send!(s, time 0, window(60));
+        s.send_slice(b"abcdefghijkl").unwrap();
+        send!(s, time 0, window(2));
+        recv_nothing!(s, time 999);
+        // Nothing in flight, and the window stays small: after the override timeout (the
+        // RTO), what fits goes.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"ab"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_sws_override_timer_runs_for_data_queued_after_the_last_ack() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_mss = 6;
+        let window = |len: u16| TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: len,
+            ..SEND_TEMPL
+        };
+        send!(s, time 0, window(60));
+        send!(s, time 0, window(2));
+        // The window was already small when the data came: nothing else would ever send it.
+        s.send_slice(b"abcdefghijkl").unwrap();
+        recv_nothing!(s, time 10);
+        recv_nothing!(s, time 1009);
+        recv!(s, time 1010, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"ab"[..],
+            ..RECV_TEMPL
+        }));
     }
 
     #[test]
