@@ -41,6 +41,10 @@ pub(super) trait Controller {
 
     /// Set the maximum segment size.
     fn set_mss(&mut self, mss: usize) {}
+
+    /// Start the connection with this congestion window, in octets (RFC 5681 §3.1 IW), in
+    /// place of the controller's own initial window.
+    fn set_initial_window(&mut self, window: usize) {}
 }
 
 #[derive(Debug)]

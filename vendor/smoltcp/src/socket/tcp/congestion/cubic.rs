@@ -269,6 +269,15 @@ impl Controller for Cubic {
         self.recompute_k();
     }
 
+    fn set_initial_window(&mut self, window: usize) {
+        let window = window.max(self.mss);
+        self.cwnd = window;
+        self.w_max = window;
+        self.w_est = window as f64;
+        self.cwnd_prior = window;
+        self.recompute_k();
+    }
+
     fn set_remote_window(&mut self, remote_window: usize) {
         if self.rwnd < remote_window {
             self.rwnd = remote_window;
@@ -391,6 +400,18 @@ mod test {
             ack(&mut cubic, MSS, Instant::from_millis(100_000 + i * 100));
         }
         assert_eq!(cubic.window(), cubic.rwnd);
+    }
+
+    #[test]
+    fn initial_window_replaces_the_default() {
+        let mut cubic = Cubic::new();
+        cubic.set_mss(MSS);
+        cubic.set_initial_window(10 * MSS);
+        assert_eq!(cubic.window(), 10 * MSS);
+        assert_eq!(cubic.w_max, 10 * MSS);
+        // Slow start goes on from there.
+        ack(&mut cubic, MSS, Instant::from_millis(1));
+        assert_eq!(cubic.window(), 11 * MSS);
     }
 
     #[test]

@@ -111,6 +111,10 @@ impl Controller for Reno {
         self.mss = mss;
     }
 
+    fn set_initial_window(&mut self, window: usize) {
+        self.cwnd = window.max(self.mss);
+    }
+
     fn set_remote_window(&mut self, remote_window: usize) {
         if self.rwnd < remote_window {
             self.rwnd = remote_window;
