@@ -588,6 +588,9 @@ pub struct Socket<'a> {
     /// The initial congestion window in segments, if not the controller's own (RFC 6928).
     initial_window: Option<u16>,
 
+    /// Whether to offer and accept selective acknowledgements (RFC 2018).
+    sack_enabled: bool,
+
     /// tsval generator - if some, tcp timestamp is enabled
     tsval_generator: Option<TcpTimestampGenerator>,
 
@@ -673,6 +676,7 @@ impl<'a> Socket<'a> {
             last_remote_tsval: 0,
             congestion_controller: congestion::AnyController::new(),
             initial_window: None,
+            sack_enabled: true,
 
             #[cfg(feature = "async")]
             rx_waker: WakerRegistration::new(),
@@ -741,6 +745,21 @@ impl<'a> Socket<'a> {
             #[cfg(feature = "socket-tcp-cubic")]
             AnyController::Cubic(_) => CongestionControl::Cubic,
         }
+    }
+
+    /// Return whether selective acknowledgements are offered and accepted.
+    ///
+    /// See also the [set_sack_enabled](#method.set_sack_enabled) method.
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_enabled
+    }
+
+    /// Enable or disable selective acknowledgements (RFC 2018) for the connections this
+    /// socket makes or accepts from now on; on by default. Disabled, the SYN does not offer
+    /// SACK, a peer's offer is declined, and loss recovery falls back to NewReno (RFC 6582),
+    /// like Linux with `net.ipv4.tcp_sack = 0`.
+    pub fn set_sack_enabled(&mut self, enabled: bool) {
+        self.sack_enabled = enabled;
     }
 
     /// Return the initial congestion window, in segments, if set.
@@ -2237,7 +2256,7 @@ impl<'a> Socket<'a> {
                 self.local_seq_no = Self::random_seq_no(cx);
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
-                self.remote_has_sack = repr.sack_permitted;
+                self.remote_has_sack = repr.sack_permitted && self.sack_enabled;
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
@@ -2287,7 +2306,7 @@ impl<'a> Socket<'a> {
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no + 1;
                 self.remote_last_ack = Some(repr.seq_number);
-                self.remote_has_sack = repr.sack_permitted;
+                self.remote_has_sack = repr.sack_permitted && self.sack_enabled;
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
@@ -2980,7 +2999,7 @@ impl<'a> Socket<'a> {
                 if self.state == State::SynSent {
                     repr.ack_number = None;
                     repr.window_scale = Some(self.remote_win_shift);
-                    repr.sack_permitted = true;
+                    repr.sack_permitted = self.sack_enabled;
                 } else {
                     repr.sack_permitted = self.remote_has_sack;
                     repr.window_scale = self.remote_win_scale.map(|_| self.remote_win_shift);
@@ -3871,6 +3890,39 @@ mod test {
                 ..RECV_TEMPL
             }]
         );
+    }
+
+    #[test]
+    fn test_sack_can_be_disabled() {
+        // Declined when offered...
+        let mut s = socket_listen();
+        s.set_sack_enabled(false);
+        assert!(!s.sack_enabled());
+        send!(s, TcpRepr {
+            control: TcpControl::Syn,
+            seq_number: REMOTE_SEQ,
+            ack_number: None,
+            sack_permitted: true,
+            ..SEND_TEMPL
+        });
+        assert!(!s.remote_has_sack);
+        recv(&mut s, Instant::from_millis(0), |repr| {
+            let repr = repr.unwrap();
+            assert_eq!(repr.control, TcpControl::Syn);
+            assert!(!repr.sack_permitted);
+        });
+        // ...and not offered.
+        let mut s = socket();
+        s.set_sack_enabled(false);
+        s.local_seq_no = LOCAL_SEQ;
+        s.socket
+            .connect(&mut s.cx, REMOTE_END, LOCAL_END.port)
+            .unwrap();
+        recv(&mut s, Instant::from_millis(0), |repr| {
+            let repr = repr.unwrap();
+            assert_eq!(repr.control, TcpControl::Syn);
+            assert!(!repr.sack_permitted);
+        });
     }
 
     #[test]
