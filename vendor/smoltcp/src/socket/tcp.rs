@@ -502,6 +502,25 @@ pub enum CongestionControl {
     Cubic,
 }
 
+/// What loss recovery did on a socket, over every connection since the socket was created.
+///
+/// A host's operators read these as Linux's `TcpExtTCPLossProbes`, `TCPTimeouts`, ...: a rising
+/// count of timeouts next to a flat count of fast recoveries says the path loses whole tails.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RecoveryStats {
+    /// Segments of data (or a FIN) sent again, tail loss probes included.
+    pub retransmitted_segments: u64,
+    /// Retransmission timeouts (RFC 6298 (5.4)); repeated ones while backed off count each.
+    pub timeouts: u64,
+    /// Fast-recovery episodes: losses found from ACKs (RACK, SACK or duplicate ACKs).
+    pub fast_recoveries: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
+    /// Fast recoveries undone because all they retransmitted had arrived (reordering).
+    pub spurious_recoveries: u64,
+}
+
 /// A Transmission Control Protocol socket.
 ///
 /// A TCP socket may passively listen for connections or actively connect to another endpoint.
@@ -569,6 +588,8 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// Loss recovery: the SACK scoreboard and the current recovery episode.
     recovery: Recovery,
+    /// What loss recovery did, since the socket was created.
+    recovery_stats: RecoveryStats,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -668,6 +689,7 @@ impl<'a> Socket<'a> {
             local_sack_report: [None; 3],
             local_rx_dup_acks: 0,
             recovery: Recovery::new(),
+            recovery_stats: RecoveryStats::default(),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -916,6 +938,11 @@ impl<'a> Socket<'a> {
         let micros = u32::try_from(duration.total_micros()).unwrap_or(RTTE_MAX_RTO);
         self.rtte.min_rto = micros.min(RTTE_MAX_RTO);
         self.rtte.base_rto = self.rtte.base_rto.max(self.rtte.min_rto);
+    }
+
+    /// What loss recovery did on this socket, over all its connections so far.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.recovery_stats
     }
 
     /// Return whether RACK loss detection is enabled.
@@ -1584,6 +1611,8 @@ impl<'a> Socket<'a> {
     /// Tells the congestion controller what loss recovery found.
     fn on_recovery_outcome(&mut self, now: Instant, outcome: recovery::Outcome, in_flight: usize) {
         let controller = self.congestion_controller.inner_mut();
+        self.recovery_stats.fast_recoveries += u64::from(outcome.entered_recovery);
+        self.recovery_stats.spurious_recoveries += u64::from(outcome.undo);
         if outcome.entered_recovery || outcome.probe_repaired_loss {
             net_debug!("loss detected, reducing the congestion window");
             // Once per episode: the episode lasts until everything in flight now is
@@ -2838,6 +2867,7 @@ impl<'a> Socket<'a> {
         } else if self.timer.should_retransmit(cx.now()) {
             // If a retransmit timer expired, we should resend data starting at the last ACK.
             net_debug!("retransmitting after rto");
+            self.recovery_stats.timeouts += 1;
 
             // Inform the congestion controller that we're retransmitting and should enter the slow start state
             let in_flight = self.flight_size();
@@ -3248,6 +3278,7 @@ impl<'a> Socket<'a> {
             if repr.seq_number < self.remote_last_seq {
                 // Karn: no RTT sample from a segment sent twice.
                 self.rtte.on_retransmit();
+                self.recovery_stats.retransmitted_segments += 1;
             }
             self.recovery.on_sent(
                 self.local_seq_no,
@@ -3282,6 +3313,7 @@ impl<'a> Socket<'a> {
         }
 
         if let Some(is_retrans) = probe {
+            self.recovery_stats.tail_loss_probes += 1;
             self.recovery
                 .on_probe_sent(self.remote_last_seq, is_retrans);
             // RFC 8985 §7.3: after a probe, the sender MUST arm the RTO timer, not another
@@ -7938,6 +7970,8 @@ mod test {
         assert!(!s.recovery.in_recovery());
         assert!(!s.timer.is_retransmit());
         recv_nothing!(s, time 5000);
+        let stats = s.recovery_stats();
+        assert_eq!((stats.fast_recoveries, stats.retransmitted_segments, stats.timeouts), (1, 2, 0));
     }
 
     #[test]
@@ -7972,6 +8006,8 @@ mod test {
             recv_segment(&mut s, 1000, n);
         }
         recv_nothing!(s, time 1000);
+        let stats = s.recovery_stats();
+        assert_eq!((stats.timeouts, stats.retransmitted_segments), (1, 4));
     }
 
     #[test]
@@ -8084,6 +8120,37 @@ mod test {
         assert!(!s.recovery.in_recovery());
         // And no timeout fires afterwards.
         recv_nothing!(s, time 2000);
+        assert_eq!(
+            s.recovery_stats(),
+            RecoveryStats {
+                retransmitted_segments: 2,
+                timeouts: 0,
+                fast_recoveries: 1,
+                tail_loss_probes: 1,
+                spurious_recoveries: 0,
+            }
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_spurious_recovery_is_undone() {
+        let mut s = socket_rack_with_segments_in_flight(6);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        s.congestion_controller.inner_mut().set_initial_window(60);
+        // The first segment is only late: three SACKed after it make it look lost...
+        send!(s, time 30, sack_ack(0, &[(1, 4)]));
+        assert_eq!(s.congestion_controller.inner().window(), 18);
+        recv_segment(&mut s, 30, 0);
+        // ...and the original arrives a moment later, well within a round trip of the
+        // retransmission: that ACK was for the original.
+        send!(s, time 31, sack_ack(6, &[]));
+        assert!(!s.recovery.in_recovery());
+        // Back to the window before the reduction, then grown by this ACK (slow start).
+        assert_eq!(s.congestion_controller.inner().window(), 60 + 6);
+        assert_eq!(s.recovery_stats().spurious_recoveries, 1);
+        assert_eq!(s.recovery_stats().retransmitted_segments, 1);
     }
 
     #[test]
