@@ -3279,6 +3279,11 @@ impl<'a> Socket<'a> {
                 // Karn: no RTT sample from a segment sent twice.
                 self.rtte.on_retransmit();
                 self.recovery_stats.retransmitted_segments += 1;
+            } else if probe.is_some() {
+                // A probe is sent because the ACKs stopped: when one comes, it may answer the
+                // probe rather than the segment being timed, which would make the sample as
+                // long as the probe timeout. Time the probe instead.
+                self.rtte.on_retransmit();
             }
             self.recovery.on_sent(
                 self.local_seq_no,
@@ -8151,6 +8156,27 @@ mod test {
         assert_eq!(s.congestion_controller.inner().window(), 60 + 6);
         assert_eq!(s.recovery_stats().spurious_recoveries, 1);
         assert_eq!(s.recovery_stats().retransmitted_segments, 1);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_no_rtt_sample_across_a_tail_loss_probe() {
+        let mut s = socket_rack_with_segments_in_flight(0);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        s.congestion_controller.inner_mut().set_initial_window(24);
+        // Four segments fill the window at 20 ms; a fifth waits.
+        s.send_slice(b"AAAAAABBBBBBCCCCCCDDDDDDEEEEEE").unwrap();
+        for n in 0..4 {
+            recv_segment(&mut s, 20, n);
+        }
+        recv_nothing!(s, time 20);
+        // Their ACK is lost. The probe, 22 ms later, sends the fifth whatever the window; the
+        // ACK it draws acknowledges everything. The round trip is still 10 ms, not 32.
+        recv_nothing!(s, time 41);
+        recv_segment(&mut s, 42, 4);
+        send!(s, time 52, sack_ack(5, &[]));
+        assert_eq!(s.rtte.srtt(), Some(Duration::from_millis(10)));
     }
 
     #[test]
