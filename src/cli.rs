@@ -164,6 +164,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum XdpMode {
     Auto,
     Native,
@@ -190,6 +202,28 @@ pub struct CommonArgs {
     /// Reset connections that send nothing for this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
+    /// Seconds a client has to complete the TCP handshake. The default leaves room for the
+    /// SYN-ACK to be resent after 1, 2, 4, 8 and 16 s, as Linux does (tcp_synack_retries 5).
+    #[arg(long, default_value_t = 63, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub handshake_timeout: u64,
+    /// Smallest TCP retransmission timeout, in milliseconds (Linux: 200; RFC 6298: 1000).
+    #[arg(long, default_value_t = 200, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub rto_min: u64,
+    /// TCP initial congestion window, in segments (RFC 6928 and Linux: 10).
+    #[arg(long, default_value_t = 10, value_name = "SEGMENTS", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub initial_window: u16,
+    /// TCP selective acknowledgements (RFC 2018). Off, loss recovery is NewReno (RFC 6582),
+    /// as Linux with net.ipv4.tcp_sack=0.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub sack: OnOff,
+    /// RACK, time-based TCP loss detection that tolerates reordering (RFC 8985). Off, a loss
+    /// is inferred from three duplicate ACKs (RFC 6675).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub rack: OnOff,
+    /// TCP tail loss probes (RFC 8985): a lost end of a response is found after about two
+    /// round trips instead of a retransmission timeout.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub tail_loss_probe: OnOff,
     /// Also write every frame received and sent to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
@@ -368,6 +402,52 @@ mod tests {
             default_mac(Ipv4Addr::new(198, 18, 0, 2)),
             [2, 0, 198, 18, 0, 2]
         );
+    }
+
+    #[test]
+    fn tcp_tuning_options_parse_and_refuse_nonsense() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["sirocco", "serve", "--ip", "198.18.0.2/24"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(serve) => serve.common,
+                _ => unreachable!("serve parses as serve"),
+            })
+        };
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(
+            (
+                defaults.rto_min,
+                defaults.initial_window,
+                defaults.handshake_timeout
+            ),
+            (200, 10, 63)
+        );
+        assert!(defaults.sack.is_on() && defaults.rack.is_on() && defaults.tail_loss_probe.is_on());
+        let tuned = serve(&[
+            "--rto-min",
+            "1000",
+            "--initial-window",
+            "4",
+            "--sack",
+            "off",
+            "--rack",
+            "off",
+            "--tail-loss-probe",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!((tuned.rto_min, tuned.initial_window), (1000, 4));
+        assert!(!tuned.sack.is_on() && !tuned.rack.is_on() && !tuned.tail_loss_probe.is_on());
+        for bad in [
+            &["--rto-min", "0"][..],
+            &["--rto-min", "60001"],
+            &["--initial-window", "0"],
+            &["--sack", "maybe"],
+            &["--handshake-timeout", "0"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

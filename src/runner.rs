@@ -111,6 +111,7 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
         now.stack.syn_refused_full,
         now.driver.tx_ring_full,
     );
+    line.push_str(&loss_recovery(&now.stack));
     line.push_str(&drop_reasons(&now.stack));
     line
 }
@@ -119,15 +120,25 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
 /// a person needs to tell an offload left on (`drop_tcp_checksum`) from traffic for another
 /// host (`drop_ipv4_not_for_us`).
 pub fn drop_reasons(counters: &StackCounters) -> String {
-    let reasons: Vec<String> = counters
+    nonzero(counters, "drop_")
+}
+
+/// What TCP loss recovery did, if anything, as ` (tcp_retransmits=... tcp_timeouts=...)`: a
+/// path that loses tails shows timeouts, one that loses inside windows fast recoveries.
+pub fn loss_recovery(counters: &StackCounters) -> String {
+    nonzero(counters, "tcp_")
+}
+
+fn nonzero(counters: &StackCounters, prefix: &str) -> String {
+    let fields: Vec<String> = counters
         .fields()
-        .filter(|(name, value)| name.starts_with("drop_") && *value > 0)
+        .filter(|(name, value)| name.starts_with(prefix) && *value > 0)
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
-    if reasons.is_empty() {
+    if fields.is_empty() {
         String::new()
     } else {
-        format!(" ({})", reasons.join(" "))
+        format!(" ({})", fields.join(" "))
     }
 }
 
@@ -150,5 +161,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(drop_reasons(&some), " (drop_ipv6=1 drop_tcp_checksum=3)");
+        assert_eq!(loss_recovery(&some), "");
+        let lossy = StackCounters {
+            tcp_retransmits: 5,
+            tcp_fast_recoveries: 2,
+            ..some
+        };
+        assert_eq!(
+            loss_recovery(&lossy),
+            " (tcp_retransmits=5 tcp_fast_recoveries=2)"
+        );
     }
 }

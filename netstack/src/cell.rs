@@ -15,6 +15,7 @@
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities};
+use smoltcp::socket::tcp::RecoveryStats;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, TcpControl, TcpRepr,
@@ -23,7 +24,7 @@ use smoltcp::wire::{
 
 use crate::flow::FlowKey;
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
-use crate::{StackConfig, TxSink};
+use crate::{StackConfig, StackCounters, TxSink};
 use crate::{TcpSocket, TcpState};
 
 /// Why a cell's egress loop stopped.
@@ -59,6 +60,9 @@ pub(crate) struct Cell<A> {
     pub peer_ack: Option<TcpSeqNumber>,
     /// Just past the peer's FIN, once one arrived: in TIME-WAIT, our RCV.NXT.
     pub peer_fin_end: Option<TcpSeqNumber>,
+    /// The socket's loss-recovery counters already added to the stack's (they count over the
+    /// socket's whole life, across the connections the pooled cell serves).
+    recovery_counted: RecoveryStats,
 }
 
 impl<A: Default> Cell<A> {
@@ -95,6 +99,14 @@ impl<A: Default> Cell<A> {
         // ACK costs one small frame but avoids the 10 ms Nagle/delayed-ACK stall with clients
         // that keep Nagle on, and saves a timer entry per request.
         socket.set_ack_delay(None);
+        // Loss recovery as Linux does it (see `TcpTuning`), with Cubic, the workspace's
+        // congestion-control feature.
+        let tcp = &config.tcp;
+        socket.set_rto_min(tcp.rto_min);
+        socket.set_initial_window(Some(tcp.initial_window));
+        socket.set_sack_enabled(tcp.sack);
+        socket.set_rack_enabled(tcp.rack);
+        socket.set_tlp_enabled(tcp.tail_loss_probe);
         let mut sockets = SocketSet::new(Vec::with_capacity(1));
         let handle = sockets.add(socket);
         Cell {
@@ -112,6 +124,7 @@ impl<A: Default> Cell<A> {
             armed: None,
             peer_ack: None,
             peer_fin_end: None,
+            recovery_counted: RecoveryStats::default(),
         }
     }
 }
@@ -226,6 +239,20 @@ impl<A> Cell<A> {
             }
         }
         EgressStop::BudgetExhausted
+    }
+
+    /// Adds what loss recovery did since the last call to `counters`.
+    pub fn count_recovery(&mut self, counters: &mut StackCounters) {
+        let now = self
+            .sockets
+            .get::<TcpSocket<'static>>(self.handle)
+            .recovery_stats();
+        let seen = std::mem::replace(&mut self.recovery_counted, now);
+        counters.tcp_retransmits += now.retransmitted_segments - seen.retransmitted_segments;
+        counters.tcp_timeouts += now.timeouts - seen.timeouts;
+        counters.tcp_fast_recoveries += now.fast_recoveries - seen.fast_recoveries;
+        counters.tcp_loss_probes += now.tail_loss_probes - seen.tail_loss_probes;
+        counters.tcp_spurious_recoveries += now.spurious_recoveries - seen.spurious_recoveries;
     }
 
     /// When smoltcp next wants an egress pass (retransmit, zero-window probe, TIME-WAIT...).

@@ -76,6 +76,16 @@ define_counters! {
         cell_polls,
         /// Cells run because their timer-wheel deadline was due.
         timer_fires,
+        /// Data segments (or FINs) sent again, tail loss probes included.
+        tcp_retransmits,
+        /// Retransmission timeouts: the losses loss recovery could not find from ACKs.
+        tcp_timeouts,
+        /// Fast-recovery episodes: losses found from ACKs (RACK, SACK, duplicate ACKs).
+        tcp_fast_recoveries,
+        /// Tail loss probes sent (RFC 8985 §7).
+        tcp_loss_probes,
+        /// Fast recoveries undone because what they retransmitted had arrived (reordering).
+        tcp_spurious_recoveries,
     }
     drops {
         /// Shorter than an Ethernet header.

@@ -120,7 +120,9 @@ pub struct StackConfig {
     pub rx_checksum_verified: bool,
     /// The driver fills TX checksums: cells need not.
     pub tx_checksum_offload: bool,
-    /// A connection that has not completed its handshake within this is dropped.
+    /// A connection that has not completed its handshake within this is dropped. The default,
+    /// 63 s, lets the SYN-ACK be sent on Linux's schedule (after 1, 2, 4, 8 and 16 s more) and
+    /// waits the 32 s after the last, as Linux's `tcp_synack_retries = 5` does.
     pub handshake_timeout: Duration,
     /// An established connection with no segment from the peer for this long is reset.
     pub idle_timeout: Duration,
@@ -129,6 +131,39 @@ pub struct StackConfig {
     /// At most this many TIME-WAIT tombstones (about 80 bytes each with their flow-table
     /// share); when full, the oldest is dropped early. 0 keeps none.
     pub time_wait_slots: usize,
+    /// TCP loss recovery and congestion settings for every connection.
+    pub tcp: TcpTuning,
+}
+
+/// How connections recover from loss: the knobs Linux exposes as `rto_min`, `initcwnd`,
+/// `net.ipv4.tcp_sack`, `tcp_recovery` and `tcp_early_retrans`. The defaults are Linux's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpTuning {
+    /// Lower bound on the retransmission timeout (RFC 6298 (2.4) says 1 s; Linux uses
+    /// 200 ms, and so does this default).
+    pub rto_min: Duration,
+    /// Initial congestion window, in segments (RFC 6928: 10).
+    pub initial_window: u16,
+    /// Offer and accept selective acknowledgements (RFC 2018). Without them, loss recovery is
+    /// NewReno (RFC 6582).
+    pub sack: bool,
+    /// RACK time-based loss detection (RFC 8985), with SACK; off, the duplicate-ACK threshold
+    /// of RFC 6675.
+    pub rack: bool,
+    /// Tail loss probes (RFC 8985 §7), with SACK.
+    pub tail_loss_probe: bool,
+}
+
+impl Default for TcpTuning {
+    fn default() -> Self {
+        TcpTuning {
+            rto_min: Duration::from_millis(200),
+            initial_window: 10,
+            sack: true,
+            rack: true,
+            tail_loss_probe: true,
+        }
+    }
 }
 
 impl StackConfig {
@@ -145,10 +180,11 @@ impl StackConfig {
             mtu: 1500,
             rx_checksum_verified: false,
             tx_checksum_offload: false,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(63),
             idle_timeout: Duration::from_secs(60),
             time_wait: Duration::from_secs(60),
             time_wait_slots: 65_536,
+            tcp: TcpTuning::default(),
         }
     }
 }
@@ -184,4 +220,8 @@ pub enum ConfigError {
     Ipv4NotUnicast(Ipv4Address),
     #[error("MAC address {0} is not a unicast address")]
     MacNotUnicast(EthernetAddress),
+    #[error("minimum RTO {0} is outside 1 ms..=60 s")]
+    RtoMin(Duration),
+    #[error("initial window of {0} segments is outside 1..=1000")]
+    InitialWindow(u16),
 }

@@ -109,6 +109,13 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
     if !config.mac.is_unicast() {
         return Err(ConfigError::MacNotUnicast(config.mac));
     }
+    let tcp = &config.tcp;
+    if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&tcp.rto_min) {
+        return Err(ConfigError::RtoMin(tcp.rto_min));
+    }
+    if !(1..=1000).contains(&tcp.initial_window) {
+        return Err(ConfigError::InitialWindow(tcp.initial_window));
+    }
     Ok(())
 }
 
@@ -502,6 +509,7 @@ impl<A: ConnState> Stack<A> {
         let stop = cell.egress(now, &mut device, CELL_EGRESS_BUDGET);
         self.counters.tx_frames += device.sent;
         self.counters.tx_refused += device.refused;
+        cell.count_recovery(&mut self.counters);
         if stop != EgressStop::Idle {
             mark_dirty(&mut self.dirty, cell, r);
             return;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use sirocco_netstack::{Duration, EthernetAddress, StackConfig};
+use sirocco_netstack::{Duration, EthernetAddress, StackConfig, TcpTuning};
 
 use crate::cache::{ContentCache, LoadOptions, LoadProgress};
 use crate::cli::{CommonArgs, Ipv4Cidr};
@@ -128,6 +128,14 @@ pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackCon
     config.rx_buffer = common.rx_buffer as usize;
     config.tx_buffer = common.tx_buffer as usize;
     config.idle_timeout = Duration::from_secs(common.idle_timeout);
+    config.handshake_timeout = Duration::from_secs(common.handshake_timeout);
+    config.tcp = TcpTuning {
+        rto_min: Duration::from_millis(common.rto_min),
+        initial_window: common.initial_window,
+        sack: common.sack.is_on(),
+        rack: common.rack.is_on(),
+        tail_loss_probe: common.tail_loss_probe.is_on(),
+    };
     config
 }
 
