@@ -93,6 +93,7 @@ impl Default for HttpLimits {
 pub struct HttpCounters {
     /// Request heads parsed (malformed ones included).
     pub requests: u64,
+    // Responses by status class, counted when the last byte of each is in the socket.
     pub responses_2xx: u64,
     pub responses_3xx: u64,
     pub responses_4xx: u64,
@@ -368,7 +369,6 @@ impl HttpConn {
             self.end = 0;
             cx.counters.requests += 1;
             cx.counters.header_timeouts += 1;
-            cx.counters.count_response(Status::RequestTimeout.code());
             self.closing = true;
             self.queue.push_back(Pending {
                 response: Response {
@@ -499,7 +499,6 @@ impl HttpConn {
         if outcome.malformed {
             cx.counters.parse_errors += 1;
         }
-        cx.counters.count_response(outcome.response.reply.code());
         if outcome.response.closes() {
             self.closing = true;
         }
@@ -553,6 +552,9 @@ impl HttpConn {
                     return false;
                 }
             }
+            // Counted once its last byte is in the socket, not when it was parsed: a response
+            // stuck behind a stalled connection is not a response the client got.
+            cx.counters.count_response(front.response.reply.code());
             let closes = front.response.closes();
             self.queue.pop_front();
             self.dynamic_ready = false;

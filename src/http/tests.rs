@@ -246,6 +246,22 @@ fn get_returns_head_date_and_body_byte_exact() {
 }
 
 #[test]
+fn responses_are_counted_when_sent_not_when_parsed() {
+    // A 1 MiB answer through a window of 1 KiB: parsed at once, counted only when its last
+    // byte is in the socket.
+    let mut h = Harness::new(1024);
+    h.stream.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.serve_once();
+    assert_eq!(h.counters.requests, 1);
+    assert_eq!(h.counters.responses_2xx, 0, "nothing is sent yet but 1 KiB");
+    // The client ACKs the first KiB; the rest streams out.
+    h.stream.in_flight = 0;
+    h.run();
+    assert_eq!(h.counters.responses_2xx, 1);
+    assert_eq!(h.stream.out, h.full("/big.bin", "", true));
+}
+
+#[test]
 fn head_sends_no_body_but_keeps_content_length() {
     let mut h = Harness::new(64 * 1024);
     let out = h.request("HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
