@@ -89,6 +89,13 @@ pub struct FleetConfig {
     /// Each connection reads at most this many bytes per second from its socket (a slow
     /// client: its TCP window closes and the server must hold the data). `None`: no limit.
     pub read_rate_bytes_per_sec: Option<u64>,
+    /// With a read rate, a connection reads in multiples of this many bytes, and so reopens its
+    /// window by as much at a time. A full segment by default; a few bytes make a client that
+    /// opens its window a few bytes at a time, which the server must not answer with tiny
+    /// segments (RFC 9293 §3.8.6.2.1).
+    pub read_quantum: usize,
+    /// Offer SACK (RFC 2018) in the SYN; off makes a peer without SACK.
+    pub sack: bool,
     /// Keep copies of up to this many frames that matched no connection, for inspection.
     pub keep_unmatched: usize,
 }
@@ -120,6 +127,8 @@ impl FleetConfig {
             seed,
             keep_unmatched: 0,
             read_rate_bytes_per_sec: None,
+            read_quantum: READ_QUANTUM,
+            sack: true,
         }
     }
 }
@@ -669,6 +678,7 @@ fn new_conn<D: FrameIo>(
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(config.ack_delay);
     socket.set_timeout(config.timeout);
+    socket.set_sack_enabled(config.sack);
     let mut sockets = SocketSet::new(Vec::with_capacity(1));
     let handle = sockets.add(socket);
     Conn {
@@ -961,10 +971,9 @@ impl Shared {
         let burst_us = (self.config.rx_buffer as u128 * 1_000_000 / u128::from(rate)) as i64;
         conn.read_clock = conn.read_clock.max(now_us - burst_us);
         let credit = (now_us - conn.read_clock).max(0) as u128 * u128::from(rate) / 1_000_000;
-        // Whole segments only: reading (and so opening the window) a few bytes at a time
-        // would make both ends trade tiny segments (silly window syndrome, RFC 1122
-        // §4.2.3.3), which smoltcp does not avoid on its own.
-        let credit = credit - credit % READ_QUANTUM as u128;
+        // Whole quanta only (a full segment unless the test asks for less).
+        let quantum = self.config.read_quantum.max(1) as u128;
+        let credit = credit - credit % quantum;
         usize::try_from(credit).unwrap_or(usize::MAX)
     }
 
@@ -975,7 +984,8 @@ impl Shared {
         };
         let used_us = (read as u128 * 1_000_000).div_ceil(u128::from(rate));
         conn.read_clock += i64::try_from(used_us).unwrap_or(i64::MAX / 2);
-        let mss_us = (READ_QUANTUM as u128 * 1_000_000).div_ceil(u128::from(rate)) as i64;
+        let quantum = self.config.read_quantum.max(1) as u128;
+        let mss_us = (quantum * 1_000_000).div_ceil(u128::from(rate)) as i64;
         let socket = conn.sockets.get::<tcp::Socket>(conn.handle);
         conn.read_wake = socket
             .can_recv()

@@ -32,6 +32,7 @@
 
 pub mod client;
 mod device;
+pub mod impair;
 pub mod reader;
 pub mod script;
 pub mod seeds;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
 use sirocco::server::{Server, ServerConfig, ServerError, Stats};
+use sirocco_drivers::capture::Capture;
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink, MemoryPort};
 use sirocco_drivers::netmap::{EmulatedPort, Netmap};
@@ -48,6 +50,7 @@ use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, StackConfig};
 
 pub use client::{ClientFleet, FleetConfig, FleetCounters, FleetError, Mismatch};
+pub use impair::{Fate, Impaired, Logged, SegmentView};
 pub use script::{Expect, ExpectBody, Method, Mode, Request, Script};
 pub use seeds::SplitMix64;
 pub use site::{SiteFile, SiteTree};
@@ -87,6 +90,17 @@ impl SimPort for MemoryPort {
 
     fn fault_counters(&self) -> FaultCounters {
         MemoryPort::fault_counters(self)
+    }
+}
+
+/// A recorded port delivers when the port it wraps does.
+impl<D: SimPort> SimPort for Capture<D> {
+    fn next_arrival_micros(&self) -> Option<u64> {
+        self.inner().next_arrival_micros()
+    }
+
+    fn fault_counters(&self) -> FaultCounters {
+        self.inner().fault_counters()
     }
 }
 
@@ -341,6 +355,31 @@ fn seeded_server<P: FrameIo>(
 }
 
 impl<D: SimPort> Simulation<D> {
+    /// Like [`Simulation::new`], with each end of the memory link wrapped by `wrap` (called
+    /// for the server's end, then the client's) before use: a [`Capture`] that records the
+    /// run to a pcap on the simulation's clock, say, or a port that drops chosen frames.
+    pub fn over_memory_link(
+        cache: Arc<ContentCache>,
+        mut config: SimConfig,
+        scripts: Vec<Script>,
+        mut wrap: impl FnMut(MemoryPort, &VirtualClock) -> D,
+    ) -> Result<Self, SimError> {
+        let server_seed = draw_seeds(&mut config);
+        let clock = VirtualClock::new();
+        let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
+        let server_port = wrap(server_port, &clock);
+        let client_port = wrap(client_port, &clock);
+        Self::assemble(
+            clock,
+            server_seed,
+            server_port,
+            client_port,
+            cache,
+            config,
+            scripts,
+        )
+    }
+
     /// The server on `server_port` and the fleet on `client_port`, two ends the caller has
     /// already joined. `config.link` is not used. The virtual clock starts at 0 and is the
     /// simulation's own: ports must not need it (see [`SimPort`]).
