@@ -2190,7 +2190,16 @@ impl<'a> Socket<'a> {
                             TcpControl::None | TcpControl::Psh | TcpControl::Fin
                         )
                     {
-                        return Some(self.ack_reply(ip_repr, repr));
+                        let (mut ip_reply, mut reply) = self.ack_reply(ip_repr, repr);
+                        // RFC 2883: data we already had is reported in the first SACK block
+                        // (a D-SACK), so the sender can tell a needless retransmission.
+                        if self.remote_has_sack && segment_end <= window_start {
+                            let [first, second, _] = reply.sack_ranges;
+                            let dsack = (segment_start.0 as u32, segment_end.0 as u32);
+                            reply.sack_ranges = [Some(dsack), first, second];
+                            ip_reply.set_payload_len(reply.buffer_len());
+                        }
+                        return Some((ip_reply, reply));
                     }
 
                     return self.challenge_ack_reply(cx, ip_repr, repr);
@@ -5245,6 +5254,51 @@ mod test {
         recv(&mut s, Instant::from_millis(0), |repr| {
             assert_eq!(repr.unwrap().sack_ranges, [block(8000, 8500), None, None])
         });
+    }
+
+    #[test]
+    fn test_duplicate_data_is_reported_with_a_dsack() {
+        // RFC 2883 §4, example 1: a segment that arrives twice.
+        let mut s = socket_established();
+        s.remote_has_sack = true;
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abcdef"[..],
+            ..SEND_TEMPL
+        });
+        recv!(s, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1 + 6),
+            window_len: 58,
+            ..RECV_TEMPL
+        }]);
+        let dup = (REMOTE_SEQ + 1).0 as u32;
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abcdef"[..],
+            ..SEND_TEMPL
+        }, Some(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1 + 6),
+            window_len: 58,
+            sack_ranges: [Some((dup, dup + 6)), None, None],
+            ..RECV_TEMPL
+        }));
+        // Without SACK, a plain ACK.
+        s.remote_has_sack = false;
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abcdef"[..],
+            ..SEND_TEMPL
+        }, Some(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1 + 6),
+            window_len: 58,
+            ..RECV_TEMPL
+        }));
     }
 
     #[test]
