@@ -1714,7 +1714,10 @@ impl<'a> Socket<'a> {
         }
         let sent = self.flight_size().min(self.tx_buffer.len());
         let window_end = self.local_seq_no + self.remote_win_len;
-        if sent < self.tx_buffer.len() && self.remote_last_seq < window_end {
+        // In recovery, resend rather than send new data: the peer answers a duplicate at once,
+        // while a new in-order segment may wait for its delayed-ACK timer (40 ms on Linux).
+        let new_data = sent < self.tx_buffer.len() && !self.recovery.in_recovery();
+        if new_data && self.remote_last_seq < window_end {
             Some(false)
         } else if sent == 0 || self.remote_last_seq - sent <= window_end {
             // The last segment lies in the window the peer advertised (a FIN, always).
@@ -2496,6 +2499,7 @@ impl<'a> Socket<'a> {
 
             // Loss detection and recovery, once the connection is synchronized (a SYN is
             // retransmitted by its own timer).
+            let mut delivered = 0;
             if !sent_syn {
                 let sack = if self.remote_has_sack {
                     repr.sack_ranges
@@ -2511,6 +2515,7 @@ impl<'a> Socket<'a> {
                     dupacks: self.local_rx_dup_acks as usize,
                 });
                 self.on_recovery_outcome(cx.now(), outcome, in_flight);
+                delivered = outcome.delivered;
             }
 
             // The congestion window grows on ACKs of new data, except during fast recovery.
@@ -2542,8 +2547,8 @@ impl<'a> Socket<'a> {
                 self.remote_last_seq = self.local_seq_no
             }
 
-            // RFC 8985 §7.2: an ACK that acknowledges data (re)arms the tail loss probe.
-            if ack_len > 0 && !sent_syn {
+            // RFC 8985 §7.2: an ACK that delivers data (re)arms the tail loss probe.
+            if delivered > 0 && !sent_syn {
                 let rto_at = self.retransmit_deadline(cx.now(), ack_all);
                 let path = self.path(cx);
                 self.recovery
@@ -3282,7 +3287,6 @@ impl<'a> Socket<'a> {
 
         // Record the transmission on the scoreboard (data and FIN; a SYN is retransmitted by
         // its own timer).
-        let new_data = repr.seq_number >= self.remote_last_seq;
         if segment_len > 0 && repr.control != TcpControl::Syn {
             if repr.seq_number < self.remote_last_seq {
                 // Karn: no RTT sample from a segment sent twice.
@@ -3299,6 +3303,7 @@ impl<'a> Socket<'a> {
                 repr.seq_number,
                 repr.seq_number + segment_len,
                 cx.now(),
+                self.rtte.srtt(),
             );
         }
 
@@ -3334,8 +3339,9 @@ impl<'a> Socket<'a> {
             // probe.
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(cx.now(), rto);
-        } else if new_data && segment_len > 0 && self.is_synchronized() {
-            // RFC 8985 §7.2: new data sent (re)arms the tail loss probe.
+        } else if segment_len > 0 && self.is_synchronized() {
+            // RFC 8985 §7.2: data sent (re)arms the tail loss probe (new data; in recovery,
+            // retransmissions too, see `Recovery::arm_probe`).
             let rto_at = match self.timer {
                 Timer::Retransmit { expires_at } => Some(expires_at),
                 _ => None,
@@ -8246,6 +8252,39 @@ mod test {
         recv_segment(&mut s, 41, 0);
         send!(s, time 51, sack_ack(5, &[]));
         assert!(!s.recovery.in_recovery());
+    }
+
+    #[test]
+    fn test_buffer_limited_lost_retransmission_goes_again_without_a_timeout() {
+        let mut s = socket_rack_with_segments_in_flight(4);
+        // Three segments SACKed: the first is resent at once...
+        send!(s, time 30, sack_ack(0, &[(1, 4)]));
+        recv_segment(&mut s, 30, 0);
+        // ...and lost again. No data follows it (none is queued), so RACK learns nothing:
+        // two SRTTs and 2 ms later it goes once more, long before the 1 s RTO.
+        recv_nothing!(s, time 51);
+        recv_segment(&mut s, 52, 0);
+        send!(s, time 62, sack_ack(4, &[]));
+        assert!(!s.recovery.in_recovery());
+        assert_eq!(s.recovery_stats().timeouts, 0);
+        assert_eq!(s.recovery_stats().retransmitted_segments, 2);
+    }
+
+    #[test]
+    fn test_a_probe_in_recovery_replaces_the_timeout_when_the_acks_stop() {
+        let mut s = socket_rack_with_segments_in_flight(6);
+        // The first segment is lost, the next three SACKed: recovery resends it.
+        send!(s, time 30, sack_ack(0, &[(1, 4)]));
+        recv_segment(&mut s, 30, 0);
+        // It arrives, and so do the last two; the one ACK that says so is lost. Silence: two
+        // SRTTs and 2 ms after the retransmission, the last segment is probed...
+        recv_nothing!(s, time 51);
+        recv_segment(&mut s, 52, 5);
+        // ...and its ACK ends recovery, long before the 1 s RTO.
+        send!(s, time 62, sack_ack(6, &[]));
+        assert!(!s.recovery.in_recovery());
+        let stats = s.recovery_stats();
+        assert_eq!((stats.timeouts, stats.tail_loss_probes), (0, 1));
     }
 
     #[test]

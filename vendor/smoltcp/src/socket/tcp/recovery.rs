@@ -541,6 +541,7 @@ impl Recovery {
         start: TcpSeqNumber,
         end: TcpSeqNumber,
         now: Instant,
+        srtt: Option<Duration>,
     ) {
         if end <= start {
             return;
@@ -562,6 +563,13 @@ impl Recovery {
             }
         }
         self.board.append(end, now);
+        // A retransmission with nothing sent after it needs its own timer (see
+        // `detect_lost_retransmissions`); new data hands the job back to RACK.
+        if self.rack_enabled
+            && let Some(deadline) = self.retransmission_probe_deadline(srtt)
+        {
+            self.rack.timer = Some(self.rack.timer.map_or(deadline, |t| t.min(deadline)));
+        }
     }
 
     /// Processes an acceptable ACK: updates the board from the cumulative ACK and the SACK
@@ -793,6 +801,7 @@ impl Recovery {
     /// timer for the data that still has time.
     fn rack_detect_loss(&mut self, path: &Path) {
         self.rack.timer = None;
+        self.detect_lost_retransmissions(path);
         let Some(latest) = self.rack.latest else {
             return;
         };
@@ -825,7 +834,57 @@ impl Recovery {
                 }
             });
         }
-        self.rack.timer = timer;
+        self.rack.timer = match (self.rack.timer, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Beyond RFC 8985: during recovery, when the only data in flight and not SACKed is
+    /// retransmissions, RACK cannot tell whether they were lost, since nothing was sent after
+    /// them (a sender limited by its buffer, whose oldest hole keeps the rest of the data from
+    /// being acknowledged). RFC 8985 leaves that to the RTO, which costs at least its minimum
+    /// and collapses the window to one segment. Instead, retransmissions not acknowledged a
+    /// probe timeout (2 * SRTT + 2 ms, as TLP's) after the last of them are deemed lost and
+    /// sent again. An ACK or a SACK for one of them, or a D-SACK, arrives within a round
+    /// trip, so a spurious resend costs one segment.
+    fn detect_lost_retransmissions(&mut self, path: &Path) {
+        let Some(deadline) = self.retransmission_probe_deadline(path.srtt) else {
+            return;
+        };
+        if deadline > path.now {
+            self.rack.timer = Some(self.rack.timer.map_or(deadline, |t| t.min(deadline)));
+            return;
+        }
+        for block in &mut self.board.blocks[..self.board.len] {
+            if block.has(RETRANS) && !block.has(SACKED) {
+                block.flags &= !RETRANS;
+            }
+        }
+        // They go again now; a probe on top would be a second copy.
+        self.probe.timer = None;
+    }
+
+    /// When the retransmissions in flight are deemed lost if nothing else arrives, if they
+    /// are all that is in flight (see `detect_lost_retransmissions`).
+    fn retransmission_probe_deadline(&self, srtt: Option<Duration>) -> Option<Instant> {
+        self.episode?;
+        let mut latest: Option<Instant> = None;
+        for (_, block) in self.board.iter() {
+            if block.has(SACKED) {
+                continue;
+            }
+            if !block.has(RETRANS) {
+                // Original data in flight, or data waiting to be resent: RACK's business.
+                return None;
+            }
+            latest = Some(latest.map_or(block.xmit, |t| t.max(block.xmit)));
+        }
+        let timeout = match srtt {
+            Some(srtt) => srtt * 2 + TLP_MARGIN,
+            None => TLP_INITIAL_PTO,
+        };
+        latest.map(|at| at + timeout)
     }
 
     /// RFC 8985 §7.4: what the ACK says of a tail loss probe in flight.
@@ -851,17 +910,19 @@ impl Recovery {
         }
     }
 
-    /// Arms the tail loss probe after new data was sent or an ACK acknowledged data (RFC 8985
-    /// §7.2), if one may be sent: SACK in use, no episode, data in flight and no probe whose
-    /// outcome is pending. `rto_at` is when the retransmission timer expires: the probe comes
-    /// no later.
+    /// Arms the tail loss probe after data was sent or an ACK delivered data (RFC 8985 §7.2),
+    /// if one may be sent: SACK in use, data in flight and no probe whose outcome is pending.
+    /// `rto_at` is when the retransmission timer expires: the probe comes no later.
+    ///
+    /// Beyond RFC 8985, which sends probes only outside loss recovery: here a recovery episode
+    /// may probe too. When the ACKs stop during recovery (the one that would have acknowledged
+    /// everything was lost, or the last segments and their SACKs were), RACK has nothing to go
+    /// on and RFC 8985 waits for the RTO, which costs at least its minimum and collapses the
+    /// window to one segment. A probe costs one segment, and its ACK tells RACK what is
+    /// missing. The episode's own window reduction covers it: a probe in recovery never
+    /// reduces the window again.
     pub fn arm_probe(&mut self, path: &Path, flight: usize, rto_at: Option<Instant>) {
-        if !self.tlp_enabled
-            || !path.sack_permitted
-            || self.episode.is_some()
-            || flight == 0
-            || self.probe.end.is_some()
-        {
+        if !self.tlp_enabled || !path.sack_permitted || flight == 0 || self.probe.end.is_some() {
             self.probe.timer = None;
             return;
         }
@@ -884,11 +945,12 @@ impl Recovery {
         self.tlp_enabled && self.probe.timer.is_some_and(|at| at <= now)
     }
 
-    /// A probe was sent: SND.MAX is now `snd_max`; it resent data if `is_retrans`.
+    /// A probe was sent: SND.MAX is now `snd_max`; it resent data if `is_retrans`. In
+    /// recovery its outcome needs no watching (see `arm_probe`).
     pub fn on_probe_sent(&mut self, snd_max: TcpSeqNumber, is_retrans: bool) {
         self.probe = Probe {
             timer: None,
-            end: Some(snd_max),
+            end: self.episode.is_none().then_some(snd_max),
             is_retrans,
             dsacked: false,
         };
@@ -1019,7 +1081,7 @@ mod test {
         let mut r = Recovery::new();
         r.rack_enabled = false;
         for i in 0..n {
-            r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(i as i64));
+            r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(i as i64), None);
         }
         r
     }
@@ -1073,11 +1135,11 @@ mod test {
     #[test]
     fn fresh_data_sent_at_once_is_one_block() {
         let mut r = Recovery::new();
-        r.on_sent(seq(0), seq(0), seq(10), at(5));
-        r.on_sent(seq(0), seq(10), seq(20), at(5));
+        r.on_sent(seq(0), seq(0), seq(10), at(5), None);
+        r.on_sent(seq(0), seq(10), seq(20), at(5), None);
         assert_eq!(shape(&r), [(0, 20, 0)]);
         // Sent later: the top block grows and takes the later time.
-        r.on_sent(seq(0), seq(20), seq(30), at(6));
+        r.on_sent(seq(0), seq(20), seq(30), at(6), None);
         assert_eq!(shape(&r), [(0, 30, 0)]);
         assert_eq!(r.board.blocks[0].xmit, at(6));
         assert_eq!(r.pipe(30, MSS), 30);
@@ -1131,7 +1193,7 @@ mod test {
         assert_eq!(r.next_retransmission(MSS), Some((seq(0), 10)));
         // Pipe: 60 sent, 30 SACKed, 10 lost.
         assert_eq!(r.pipe(60, MSS), 20);
-        r.on_sent(seq(0), seq(0), seq(10), at(101));
+        r.on_sent(seq(0), seq(0), seq(10), at(101), None);
         assert_eq!(r.board.blocks[0].flags, LOST | RETRANS | EVER_RETRANS);
         assert_eq!(r.next_retransmission(MSS), None);
         assert_eq!(r.pipe(60, MSS), 30);
@@ -1145,7 +1207,7 @@ mod test {
         assert_eq!(shape(&r), [(0, 10, LOST), (10, 20, SACKED), (20, 40, LOST)]);
         assert!(r.in_recovery() && !r.in_fast_recovery());
         assert_eq!(r.next_retransmission(MSS), Some((seq(0), 10)));
-        r.on_sent(seq(0), seq(0), seq(10), at(200));
+        r.on_sent(seq(0), seq(0), seq(10), at(200), None);
         assert_eq!(r.next_retransmission(MSS), Some((seq(20), 10)));
     }
 
@@ -1189,7 +1251,7 @@ mod test {
     fn sent_with_rack(n: usize) -> Recovery {
         let mut r = Recovery::new();
         for i in 0..n {
-            r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(0));
+            r.on_sent(seq(0), seq(i * MSS), seq((i + 1) * MSS), at(0), None);
         }
         r
     }
@@ -1234,10 +1296,10 @@ mod test {
     fn rack_detects_a_lost_retransmission() {
         let mut r = sent_with_rack(6);
         ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
-        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        r.on_sent(seq(0), seq(0), seq(10), at(100), None);
         assert_eq!(r.next_retransmission(100), None);
         // New data after the retransmission, delivered; the retransmission is not.
-        r.on_sent(seq(0), seq(60), seq(70), at(101));
+        r.on_sent(seq(0), seq(60), seq(70), at(101), None);
         ack_at(&mut r, 200, 0, 0, 70, &[(60, 70), (10, 40)]);
         assert!(r.in_fast_recovery(), "still the same episode");
         assert_eq!(r.next_retransmission(100), Some((seq(0), 10)));
@@ -1248,7 +1310,7 @@ mod test {
         let mut r = sent_with_rack(6);
         let outcome = ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
         assert!(outcome.entered_recovery);
-        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        r.on_sent(seq(0), seq(0), seq(10), at(100), None);
         // The first segment is acknowledged 5 ms after its retransmission, much less than the
         // 40 ms minimum RTT: the original arrived, it was only late.
         let outcome = ack_at(&mut r, 105, 0, 60, 60, &[]);
@@ -1260,7 +1322,7 @@ mod test {
     fn a_dsack_makes_retransmissions_spurious_and_widens_the_window() {
         let mut r = sent_with_rack(6);
         ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
-        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        r.on_sent(seq(0), seq(0), seq(10), at(100), None);
         // The retransmission's ACK a round trip later, with a D-SACK for it: both copies
         // arrived.
         let outcome = ack_at(&mut r, 150, 0, 60, 60, &[(0, 10)]);
@@ -1269,7 +1331,7 @@ mod test {
         // Lost for real: no undo.
         let mut r = sent_with_rack(6);
         ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
-        r.on_sent(seq(0), seq(0), seq(10), at(100));
+        r.on_sent(seq(0), seq(0), seq(10), at(100), None);
         let outcome = ack_at(&mut r, 150, 0, 60, 60, &[]);
         assert!(outcome.exited_recovery && !outcome.undo);
     }
@@ -1287,7 +1349,7 @@ mod test {
         r.arm_probe(&path(0, 0, 60), 60, Some(at(80)));
         assert_eq!(r.poll_at(), Some(at(80)));
         assert!(!r.probe_due(at(79)) && r.probe_due(at(80)));
-        // Not without SACK, not in recovery.
+        // Not without SACK.
         let mut no_sack = path(0, 0, 60);
         no_sack.sack_permitted = false;
         r.arm_probe(&no_sack, 60, None);
@@ -1300,7 +1362,7 @@ mod test {
         r.on_probe_sent(seq(60), true);
         // Everything up to the probe is acknowledged, then data sent after it: the probe's
         // copy was the one that arrived.
-        r.on_sent(seq(0), seq(60), seq(70), at(200));
+        r.on_sent(seq(0), seq(60), seq(70), at(200), None);
         let outcome = ack_at(&mut r, 210, 0, 60, 70, &[]);
         assert!(!outcome.probe_repaired_loss);
         let outcome = ack_at(&mut r, 250, 60, 70, 70, &[]);
@@ -1308,9 +1370,31 @@ mod test {
         // A D-SACK first says both copies arrived: no reduction.
         let mut r = sent_with_rack(6);
         r.on_probe_sent(seq(60), true);
-        r.on_sent(seq(0), seq(60), seq(70), at(200));
+        r.on_sent(seq(0), seq(60), seq(70), at(200), None);
         ack_at(&mut r, 210, 0, 60, 70, &[(50, 60)]);
         let outcome = ack_at(&mut r, 250, 60, 70, 70, &[]);
         assert!(!outcome.probe_repaired_loss);
+    }
+
+    #[test]
+    fn a_lost_retransmission_with_nothing_after_it_goes_again_after_a_probe_timeout() {
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(10, 60)]);
+        assert!(r.in_fast_recovery());
+        // Only the retransmission is in flight; nothing can follow it. Two SRTTs (50 ms) and
+        // 2 ms later it is deemed lost.
+        r.on_sent(seq(0), seq(0), seq(10), at(100), Some(Duration::from_millis(50)));
+        assert_eq!(r.next_retransmission(100), None);
+        assert_eq!(r.poll_at(), Some(at(202)));
+        r.on_reorder_timer(&path(201, 0, 60));
+        assert_eq!(r.next_retransmission(100), None);
+        r.on_reorder_timer(&path(202, 0, 60));
+        assert_eq!(r.next_retransmission(100), Some((seq(0), 10)));
+        // New data sent after a retransmission hands the job back to RACK.
+        let mut r = sent_with_rack(6);
+        ack_at(&mut r, 100, 0, 0, 60, &[(10, 60)]);
+        r.on_sent(seq(0), seq(0), seq(10), at(100), Some(Duration::from_millis(50)));
+        r.on_sent(seq(0), seq(60), seq(70), at(101), Some(Duration::from_millis(50)));
+        assert_eq!(r.retransmission_probe_deadline(Some(Duration::from_millis(50))), None);
     }
 }
