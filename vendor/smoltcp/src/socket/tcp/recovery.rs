@@ -350,8 +350,8 @@ struct Episode {
     dupacks: usize,
     /// Octets retransmitted because they were deemed lost in this episode.
     retransmitted: usize,
-    /// Of those, octets that turned out to have arrived the first time (a D-SACK reported the
-    /// copy, or the ACK came sooner than a round trip after the retransmission).
+    /// Of those, octets that turned out to have arrived the first time: a D-SACK reported the
+    /// copy (RFC 2883, RFC 3708).
     spurious: usize,
 }
 
@@ -363,8 +363,9 @@ pub(super) struct Outcome {
     pub entered_recovery: bool,
     /// The ACK ended the episode in progress.
     pub exited_recovery: bool,
-    /// The episode that ended only retransmitted data that had arrived: the reduction it made
-    /// should be undone (RFC 8985 §6.2 with RFC 3708-style detection).
+    /// The episode that ended only retransmitted data that had arrived (every retransmission
+    /// came back in a D-SACK): the reduction it made should be undone (RFC 3708's detection,
+    /// as Linux's undo).
     pub undo: bool,
     /// A tail loss probe repaired a loss: reduce the window once, with no episode
     /// (RFC 8985 §7.4.2).
@@ -472,6 +473,9 @@ pub(super) struct Recovery {
     recover: Option<TcpSeqNumber>,
     rack: Rack,
     probe: Probe,
+    /// The last fast recovery, after it ended, while D-SACKs may still show all it resent had
+    /// arrived: (octets retransmitted, octets shown spurious). Cleared by the next episode.
+    undo_pending: Option<(usize, usize)>,
     /// Configuration, kept across connections: RACK loss detection (with SACK).
     pub rack_enabled: bool,
     /// Configuration, kept across connections: tail loss probes (with SACK).
@@ -486,6 +490,7 @@ impl Recovery {
             recover: None,
             rack: Rack::NEW,
             probe: Probe::NEW,
+            undo_pending: None,
             rack_enabled: true,
             tlp_enabled: true,
         }
@@ -636,7 +641,7 @@ impl Recovery {
         }
         outcome.delivered = delivered_total;
         if let Some(len) = dsack {
-            self.on_dsack(len, path);
+            outcome.undo |= self.on_dsack(len, path);
         }
 
         self.check_probe(ack, advanced, delivered_any, &mut outcome);
@@ -648,13 +653,15 @@ impl Recovery {
                 self.recover = Some(episode.point);
                 self.episode = None;
                 outcome.exited_recovery = true;
-                if episode.kind == EpisodeKind::Fast
-                    && episode.retransmitted > 0
-                    && episode.spurious >= episode.retransmitted
-                {
-                    // Everything retransmitted had arrived: it was reordering, not loss.
-                    outcome.undo = true;
-                    self.rack.reordering_seen = true;
+                if episode.kind == EpisodeKind::Fast && episode.retransmitted > 0 {
+                    if episode.spurious >= episode.retransmitted {
+                        // Everything retransmitted had arrived: it was reordering, not loss.
+                        outcome.undo = true;
+                        self.rack.reordering_seen = true;
+                    } else {
+                        // The D-SACKs for the last retransmissions may still be on their way.
+                        self.undo_pending = Some((episode.retransmitted, episode.spurious));
+                    }
                 }
             } else if advanced {
                 episode.dupacks = 0;
@@ -723,6 +730,8 @@ impl Recovery {
             outcome.entered_recovery = true;
             // The episode's own reduction covers a probe in flight.
             self.probe = Probe::NEW;
+            // A new reduction: the last one is no longer the one to undo.
+            self.undo_pending = None;
         }
     }
 
@@ -730,12 +739,10 @@ impl Recovery {
     fn rack_update(&mut self, d: &Delivered, path: &Path) {
         let rtt = path.now - d.xmit.min(path.now);
         if d.ever_retransmitted && path.min_rtt.is_some_and(|min| rtt < min) {
-            // Sooner than any round trip: this acknowledges the original, and the
-            // retransmission was spurious (RFC 8985 step 2, "could be a spurious
-            // retransmission").
-            if d.retransmitted && let Some(episode) = &mut self.episode {
-                episode.spurious += d.len;
-            }
+            // Sooner than any round trip: this probably acknowledges the original, so it says
+            // nothing of the path now (RFC 8985 step 2). It does not prove the retransmission
+            // spurious, though: a lone retransmission can come back sooner than the minimum
+            // RTT measured on full flights. Only a D-SACK proves that (see `on_dsack`).
             return;
         }
         if self
@@ -757,9 +764,19 @@ impl Recovery {
     }
 
     /// A D-SACK of `len` octets: the peer received something twice (RFC 2883).
-    fn on_dsack(&mut self, len: usize, path: &Path) {
+    /// Returns `true` if it shows that the last fast recovery, already over, only resent
+    /// data that had arrived: its reduction is to be undone now.
+    fn on_dsack(&mut self, len: usize, path: &Path) -> bool {
+        let mut undo = false;
         if let Some(episode) = &mut self.episode {
             episode.spurious = (episode.spurious + len).min(episode.retransmitted);
+        } else if let Some((retransmitted, spurious)) = &mut self.undo_pending {
+            *spurious += len;
+            if *spurious >= *retransmitted {
+                undo = true;
+                self.undo_pending = None;
+                self.rack.reordering_seen = true;
+            }
         }
         if self.probe.end.is_some() {
             self.probe.dsacked = true;
@@ -770,6 +787,7 @@ impl Recovery {
             self.rack.dsack_round = Some(path.snd_max);
             self.rack.reo_wnd_persist = REO_WND_PERSIST;
         }
+        undo
     }
 
     /// RFC 8985 §6.2 step 4: how much later than the most recently delivered data older data
@@ -1019,6 +1037,7 @@ impl Recovery {
         });
         self.rack.timer = None;
         self.probe = Probe::NEW;
+        self.undo_pending = None;
         // RFC 8985 §6.2 step 4: a grown reordering window decays over recoveries.
         if self.rack.reo_wnd_persist > 0 {
             self.rack.reo_wnd_persist -= 1;
@@ -1306,16 +1325,16 @@ mod test {
     }
 
     #[test]
-    fn spurious_retransmissions_undo_the_reduction() {
+    fn an_early_ack_alone_does_not_prove_a_retransmission_spurious() {
         let mut r = sent_with_rack(6);
         let outcome = ack_at(&mut r, 100, 0, 0, 60, &[(10, 40)]);
         assert!(outcome.entered_recovery);
         r.on_sent(seq(0), seq(0), seq(10), at(100), None);
-        // The first segment is acknowledged 5 ms after its retransmission, much less than the
-        // 40 ms minimum RTT: the original arrived, it was only late.
+        // Acknowledged 5 ms after its retransmission, sooner than the 40 ms minimum RTT: the
+        // original may have arrived late, or the retransmission took a quicker path. Without
+        // a D-SACK the reduction stands.
         let outcome = ack_at(&mut r, 105, 0, 60, 60, &[]);
-        assert!(outcome.exited_recovery && outcome.undo);
-        assert!(r.rack.reordering_seen);
+        assert!(outcome.exited_recovery && !outcome.undo);
     }
 
     #[test]
