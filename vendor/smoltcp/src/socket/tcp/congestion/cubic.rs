@@ -94,7 +94,11 @@ impl Controller for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
-        let segment = len.min(self.mss);
+        // Appropriate byte counting (RFC 3465, RFC 9438 §4.3's "segments acknowledged"): the
+        // window grows with the octets acknowledged, not the number of ACKs, so that a receiver
+        // that acknowledges every other segment does not halve the growth. Slow start takes at
+        // most 2 MSS per ACK (RFC 3465 §2.2).
+        let segment = len.min(self.cwnd.max(self.mss));
 
         self.absorb_idle(now);
 
@@ -120,10 +124,10 @@ impl Controller for Cubic {
             self.w_est = self.cwnd as f64;
             return;
         } else if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
+            // Slow start: by the octets acknowledged, at most 2 MSS per ACK.
             self.cwnd = self
                 .cwnd
-                .saturating_add(segment)
+                .saturating_add(len.min(2 * self.mss))
                 .min(self.rwnd)
                 .max(self.mss);
             return;
@@ -364,6 +368,30 @@ mod test {
     }
 
     #[test]
+    fn growth_counts_octets_not_acks() {
+        // RFC 3465: a receiver that acknowledges every other segment grows the window as fast
+        // as one that acknowledges each.
+        let after_a_window = |per_ack: usize| {
+            let mut cubic = Cubic::new();
+            cubic.set_mss(MSS);
+            cubic.w_max = MSS * 32;
+            cubic.recompute_k();
+            cubic.cwnd = MSS * 22;
+            cubic.ssthresh = cubic.cwnd;
+            cubic.cwnd_prior = MSS * 32;
+            cubic.w_est = cubic.cwnd as f64;
+            cubic.recovery_start = Some(Instant::from_millis(0));
+            for i in 0..22 / per_ack {
+                ack(&mut cubic, MSS * per_ack, Instant::from_micros(i as i64));
+            }
+            cubic.window()
+        };
+        let (each, every_other) = (after_a_window(1), after_a_window(2));
+        assert!(each > MSS * 22, "grew: {each}");
+        assert!(each.abs_diff(every_other) <= MSS / 16, "{each} vs {every_other}");
+    }
+
+    #[test]
     fn congestion_avoidance_works() {
         let mut cubic = Cubic::new();
         cubic.set_mss(MSS);
@@ -520,13 +548,13 @@ mod test {
         assert_eq!(cubic.recovery_start, None);
         assert_eq!(cubic.w_max, w_max_before_rto);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by the octets ACKed, at most 2 MSS per ack (RFC 3465 §2.2)
         let initial_cwnd = cubic.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = cubic.window();
             let now = Instant::from_millis(i);
-            ack(&mut cubic, MSS * 2, now);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
+            ack(&mut cubic, MSS * 3, now);
+            assert_eq!(cubic.window(), initial_cwnd + MSS * 2);
         }
         assert_eq!(cubic.window(), initial_cwnd + MSS * 10);
 

@@ -59,12 +59,16 @@ impl Controller for Reno {
             return;
         }
 
+        // Appropriate byte counting (RFC 3465): the window grows with the octets acknowledged,
+        // not with the number of ACKs, so that a receiver that acknowledges every other
+        // segment (RFC 9293 §3.8.6.3) does not halve the growth.
         let inc = if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
-            len.min(self.mss)
+            // Slow start: by the octets acknowledged, at most 2 MSS per ACK (RFC 3465 §2.2).
+            len.min(2 * self.mss)
         } else {
-            // Congestion avoidance: increase by ~1 MSS per RTT.
-            (self.mss * self.mss / self.cwnd).max(1)
+            // Congestion avoidance: ~1 MSS per window's worth of octets acknowledged, that is
+            // per RTT (RFC 5681 §3.1, equation 3, scaled by the octets this ACK covers).
+            (self.mss * len.min(self.cwnd) / self.cwnd).max(1)
         };
 
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
@@ -139,6 +143,25 @@ mod test {
     }
 
     #[test]
+    fn growth_counts_octets_not_acks() {
+        // RFC 3465: a receiver that acknowledges every other segment grows the window as fast
+        // as one that acknowledges each: about one MSS per window acknowledged.
+        let after_a_window = |per_ack: usize| {
+            let mut reno = Reno::new();
+            reno.set_mss(MSS);
+            reno.cwnd = MSS * 16;
+            reno.ssthresh = MSS * 8;
+            for i in 0..16 / per_ack {
+                ack(&mut reno, MSS * per_ack, Instant::from_millis(i as i64));
+            }
+            reno.window()
+        };
+        let (each, every_other) = (after_a_window(1), after_a_window(2));
+        assert!(each.abs_diff(MSS * 17) <= MSS / 8, "{each}");
+        assert!(each.abs_diff(every_other) <= MSS / 16, "{each} vs {every_other}");
+    }
+
+    #[test]
     fn congestion_avoidance_works() {
         let mut reno = Reno::new();
         reno.set_mss(MSS);
@@ -207,13 +230,13 @@ mod test {
         assert_eq!(reno.ssthresh, inflight / 2);
         assert_eq!(reno.window(), MSS);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by the octets ACKed, at most 2 MSS per ack (RFC 3465 §2.2)
         let initial_cwnd = reno.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = reno.window();
             let now = Instant::from_millis(i);
-            ack(&mut reno, MSS * 2, now);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
+            ack(&mut reno, MSS * 3, now);
+            assert_eq!(reno.window(), initial_cwnd + MSS * 2);
         }
         assert_eq!(reno.window(), initial_cwnd + MSS * 10);
 
