@@ -1696,9 +1696,18 @@ impl<'a> Socket<'a> {
         )
     }
 
-    /// A tail loss probe due now (RFC 8985 §7.3): `Some(false)` to send new data, if there is
-    /// some and the peer's window allows it, `Some(true)` to resend the last segment sent.
-    fn probe_to_send(&self, cx: &Context) -> Option<bool> {
+    /// Whether a tail loss probe is due now and may go: it resends the last segment sent
+    /// (see `dispatch`), which must lie in the peer's window.
+    ///
+    /// RFC 8985 §7.3 prefers new data, when there is some and the peer's window allows it. A
+    /// probe here always resends the last segment: a receiver answers a duplicate at once
+    /// (RFC 9293 §3.10.7.4, RFC 5681 §4.2; Linux also leaves delayed-ACK mode for a while),
+    /// while it may hold its ACK of a new in-order segment for its delayed-ACK timer, 40 ms
+    /// to 200 ms on Linux: exactly when the ACKs stopped, which is why the probe goes. If the
+    /// tail was lost, the copy repairs its last segment and its SACK shows RACK the rest; if
+    /// not, a D-SACK says the probe was needless (RFC 8985 §7.4.1), at the cost of one
+    /// segment.
+    fn probe_to_send(&self, cx: &Context) -> bool {
         if !self.recovery.probe_due(cx.now())
             || self.flight_size() == 0
             || !matches!(
@@ -1710,21 +1719,12 @@ impl<'a> Socket<'a> {
                     | State::LastAck
             )
         {
-            return None;
+            return false;
         }
         let sent = self.flight_size().min(self.tx_buffer.len());
         let window_end = self.local_seq_no + self.remote_win_len;
-        // In recovery, resend rather than send new data: the peer answers a duplicate at once,
-        // while a new in-order segment may wait for its delayed-ACK timer (40 ms on Linux).
-        let new_data = sent < self.tx_buffer.len() && !self.recovery.in_recovery();
-        if new_data && self.remote_last_seq < window_end {
-            Some(false)
-        } else if sent == 0 || self.remote_last_seq - sent <= window_end {
-            // The last segment lies in the window the peer advertised (a FIN, always).
-            Some(true)
-        } else {
-            None
-        }
+        // The last segment lies in the window the peer advertised (a FIN, always).
+        sent == 0 || self.remote_last_seq - sent <= window_end
     }
 
     /// The next lost range to send again, if the windows allow it now: its start and length
@@ -2691,7 +2691,7 @@ impl<'a> Socket<'a> {
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
         // Lost data goes first, as far as the windows allow (RFC 6675 NextSeg rule 1); then a
         // tail loss probe, whatever the congestion window (RFC 8985 §7.3).
-        if self.retransmission(cx).is_some() || self.probe_to_send(cx).is_some() {
+        if self.retransmission(cx).is_some() || self.probe_to_send(cx) {
             return true;
         }
 
@@ -2923,7 +2923,7 @@ impl<'a> Socket<'a> {
 
         // A tail loss probe that cannot go (the peer's window is closed) is dropped; the
         // retransmission timer covers the flight.
-        if self.recovery.probe_due(cx.now()) && self.probe_to_send(cx).is_none() {
+        if self.recovery.probe_due(cx.now()) && !self.probe_to_send(cx) {
             self.recovery.cancel_probe();
         }
 
@@ -3009,8 +3009,8 @@ impl<'a> Socket<'a> {
 
         // The part of the payload past the end of the transmit ring buffer, if it wraps.
         let mut payload_tail: &[u8] = &[];
-        // This segment is a tail loss probe: `Some(true)` if it resends data.
-        let mut probe: Option<bool> = None;
+        // This segment is a tail loss probe (a copy of the last segment sent).
+        let mut probe = false;
 
         let mut is_zero_window_probe = false;
 
@@ -3070,11 +3070,7 @@ impl<'a> Socket<'a> {
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
                 let retransmission = self.retransmission(cx);
-                probe = if retransmission.is_none() {
-                    self.probe_to_send(cx)
-                } else {
-                    None
-                };
+                probe = retransmission.is_none() && self.probe_to_send(cx);
                 let offset = if let Some((seq, len)) = retransmission {
                     // Lost data, sent again from the scoreboard; a FIN at its end follows
                     // below, as for new data.
@@ -3085,7 +3081,7 @@ impl<'a> Socket<'a> {
                     repr.seq_number = seq;
                     (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
                     offset
-                } else if probe == Some(true) {
+                } else if probe {
                     // A tail loss probe resends the last segment sent (and the FIN after it).
                     let sent = self.flight_size().min(self.tx_buffer.len());
                     let size = effective_mss.min(sent);
@@ -3148,9 +3144,7 @@ impl<'a> Socket<'a> {
                         .unwrap_or(effective_mss)
                     };
 
-                    let size = if is_zero_window_probe || probe.is_some() {
-                        // A tail loss probe goes whatever the congestion window (RFC 8985
-                        // §7.3): it replaces a timeout, which would send as much.
+                    let size = if is_zero_window_probe {
                         // Zero-window probes are exempt from the congestion window: they
                         // are sent precisely when normal transmission is impossible, and
                         // an empty segment elicits no reply, so capping the probe to a
@@ -3292,11 +3286,6 @@ impl<'a> Socket<'a> {
                 // Karn: no RTT sample from a segment sent twice.
                 self.rtte.on_retransmit();
                 self.recovery_stats.retransmitted_segments += 1;
-            } else if probe.is_some() {
-                // A probe is sent because the ACKs stopped: when one comes, it may answer the
-                // probe rather than the segment being timed, which would make the sample as
-                // long as the probe timeout. Time the probe instead.
-                self.rtte.on_retransmit();
             }
             self.recovery.on_sent(
                 self.local_seq_no,
@@ -3331,10 +3320,9 @@ impl<'a> Socket<'a> {
             self.timer.set_for_retransmit(cx.now(), rto);
         }
 
-        if let Some(is_retrans) = probe {
+        if probe {
             self.recovery_stats.tail_loss_probes += 1;
-            self.recovery
-                .on_probe_sent(self.remote_last_seq, is_retrans);
+            self.recovery.on_probe_sent(self.remote_last_seq, true);
             // RFC 8985 §7.3: after a probe, the sender MUST arm the RTO timer, not another
             // probe.
             let rto = self.rtte.retransmission_timeout();
@@ -8221,6 +8209,29 @@ mod test {
 
     #[test]
     #[cfg(feature = "socket-tcp-reno")]
+    fn test_a_probe_resends_the_last_segment_even_with_new_data_waiting() {
+        let mut s = socket_rack_with_segments_in_flight(0);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        s.congestion_controller.inner_mut().set_initial_window(12);
+        // Two segments fill the window; two more wait, and the peer's window has room.
+        s.send_slice(b"AAAAAABBBBBBCCCCCCDDDDDD").unwrap();
+        recv_segment(&mut s, 20, 0);
+        recv_segment(&mut s, 20, 1);
+        recv_nothing!(s, time 20);
+        // No ACK: the probe resends the second segment, which a receiver answers at once.
+        recv_nothing!(s, time 41);
+        recv_segment(&mut s, 42, 1);
+        recv_nothing!(s, time 42);
+        // The answer, with a D-SACK: nothing was lost; the waiting data goes.
+        send!(s, time 52, sack_ack(2, &[(1, 2)]));
+        recv_segment(&mut s, 52, 2);
+        let stats = s.recovery_stats();
+        assert_eq!((stats.tail_loss_probes, stats.timeouts), (1, 0));
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
     fn test_no_rtt_sample_across_a_tail_loss_probe() {
         let mut s = socket_rack_with_segments_in_flight(0);
         s.set_congestion_control(CongestionControl::Reno);
@@ -8232,11 +8243,11 @@ mod test {
             recv_segment(&mut s, 20, n);
         }
         recv_nothing!(s, time 20);
-        // Their ACK is lost. The probe, 22 ms later, sends the fifth whatever the window; the
-        // ACK it draws acknowledges everything. The round trip is still 10 ms, not 32.
+        // Their ACK is lost. The probe, 22 ms later, resends the fourth; the ACK it draws
+        // acknowledges everything. The round trip is still 10 ms, not 32.
         recv_nothing!(s, time 41);
-        recv_segment(&mut s, 42, 4);
-        send!(s, time 52, sack_ack(5, &[]));
+        recv_segment(&mut s, 42, 3);
+        send!(s, time 52, sack_ack(4, &[(3, 4)]));
         assert_eq!(s.rtte.srtt(), Some(Duration::from_millis(10)));
     }
 
