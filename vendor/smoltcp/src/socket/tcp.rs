@@ -1754,8 +1754,8 @@ impl<'a> Socket<'a> {
             len.min(window_end - seq)
         };
         // RFC 6675 §5 (C): while cwnd - pipe >= 1 SMSS; the first retransmission of an episode
-        // goes regardless (RFC 5681 §3.2 step 4).
-        if self.cwnd_remaining(mss) < len.min(mss) && !self.recovery.first_retransmission_due() {
+        // (RFC 5681 §3.2 step 4) and a partial ACK's (RFC 6582 §3.2 step 5) go regardless.
+        if self.cwnd_remaining(mss) < len.min(mss) && !self.recovery.retransmission_exempt() {
             return None;
         }
         Some((seq, len))
@@ -8046,6 +8046,34 @@ mod test {
         send!(s, time 30, sack_ack(6, &[]));
         assert!(!s.recovery.in_recovery());
         recv_nothing!(s, time 5000);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_newreno_partial_ack_retransmits_even_when_the_pipe_fills_the_window() {
+        // RFC 6582 §3.2 step 5. Ten segments, the first and third lost, all others arrive: the
+        // sender, without SACK, counts the seven after the second hole as in flight, more
+        // than the halved window, and no ACK will come for them. The partial ACK's
+        // retransmission must go anyway, or only the timeout repairs the second hole.
+        let mut s = socket_with_segments_in_flight(0, false);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        s.congestion_controller.inner_mut().set_initial_window(60);
+        let data: Vec<u8> = (0..10).flat_map(|i| [b'A' + i as u8; 6]).collect();
+        s.send_slice(&data).unwrap();
+        for n in 0..10 {
+            recv_segment(&mut s, 0, n);
+        }
+        for _ in 0..8 {
+            send!(s, time 10, sack_ack(0, &[]));
+        }
+        recv_segment(&mut s, 10, 0);
+        recv_nothing!(s, time 10);
+        send!(s, time 20, sack_ack(2, &[]));
+        recv_segment(&mut s, 20, 2);
+        send!(s, time 30, sack_ack(10, &[]));
+        assert!(!s.recovery.in_recovery());
+        assert_eq!(s.recovery_stats().timeouts, 0);
     }
 
     #[test]

@@ -357,6 +357,9 @@ struct Episode {
     /// Of those, octets that turned out to have arrived the first time: a D-SACK reported the
     /// copy (RFC 2883, RFC 3708).
     spurious: usize,
+    /// The next retransmission goes whatever the congestion window: the episode's first
+    /// (RFC 5681 §3.2 step 4), or the one a partial ACK calls for (RFC 6582 §3.2 step 5).
+    exempt: bool,
 }
 
 /// What an ACK or a timer changed, for the socket's congestion controller.
@@ -509,11 +512,13 @@ impl Recovery {
         };
     }
 
-    /// An episode is in progress and nothing was retransmitted in it yet: the first
-    /// retransmission goes out whatever the congestion window (RFC 5681 §3.2 step 4, RFC 6675
-    /// §5 step 4.3).
-    pub fn first_retransmission_due(&self) -> bool {
-        self.episode.is_some_and(|episode| episode.retransmitted == 0)
+    /// The next retransmission goes out whatever the congestion window: the first of an
+    /// episode (RFC 5681 §3.2 step 4, RFC 6675 §5 step 4.3), or, without SACK, the one a
+    /// partial ACK calls for (RFC 6582 §3.2 step 5). Without SACK the sender cannot tell that
+    /// data after a hole has arrived, so its pipe may stay above the window with no ACK to
+    /// come: the retransmission that would draw one must not wait for the window.
+    pub fn retransmission_exempt(&self) -> bool {
+        self.episode.is_some_and(|episode| episode.exempt)
     }
 
     /// A fast-recovery episode is in progress: the congestion window does not grow.
@@ -569,6 +574,9 @@ impl Recovery {
             });
             if let Some(episode) = &mut self.episode {
                 episode.retransmitted += repaired;
+                if repaired > 0 {
+                    episode.exempt = false;
+                }
             }
         }
         self.board.append(end, now);
@@ -672,6 +680,7 @@ impl Recovery {
                 // RFC 6582 step 4 (partial ACK, no SACK): the next hole starts at the new
                 // cumulative ACK; retransmit it now rather than after a timeout.
                 if !path.sack_permitted && episode.kind == EpisodeKind::Fast {
+                    episode.exempt = true;
                     self.mark_lost(ack.ack, ack.ack + path.mss);
                 }
             } else if ack.duplicate && !path.sack_permitted {
@@ -730,6 +739,7 @@ impl Recovery {
                 dupacks: 0,
                 retransmitted: 0,
                 spurious: 0,
+                exempt: true,
             });
             outcome.entered_recovery = true;
             // The episode's own reduction covers a probe in flight.
@@ -1038,6 +1048,7 @@ impl Recovery {
             dupacks: 0,
             retransmitted: 0,
             spurious: 0,
+            exempt: true,
         });
         self.rack.timer = None;
         self.probe = Probe::NEW;
