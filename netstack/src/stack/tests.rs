@@ -673,6 +673,34 @@ fn handshake_timeout_recycles_the_cell() {
 }
 
 #[test]
+fn syn_ack_is_retransmitted_on_linuxs_schedule() {
+    // Linux (tcp_synack_retries = 5) resends a SYN-ACK 1, 2, 4, 8 and 16 s after the one
+    // before, then waits 32 s more: 63 s, the default handshake timeout.
+    let mut stack = stack_with(config());
+    assert_eq!(config().handshake_timeout, Duration::from_secs(63));
+    let peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Syn);
+    let mut now = t(0);
+    let mut synacks = vec![];
+    let mut reset_at = None;
+    while let Some(at) = stack.poll_at() {
+        now = at.max(now);
+        for f in pump(&mut stack, now) {
+            match parse_tcp(&f).control {
+                TcpControl::Syn => synacks.push(now),
+                TcpControl::Rst => reset_at = Some(now),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let secs: Vec<i64> = synacks.iter().map(|at| at.total_millis() / 1000).collect();
+    assert_eq!(secs, [1, 3, 7, 15, 31], "SYN-ACKs resent at");
+    assert_eq!(reset_at.map(|at| at.total_millis() / 1000), Some(63));
+    assert_eq!(stack.counters().handshake_timeouts, 1);
+}
+
+#[test]
 fn idle_timeout_sends_rst_and_recycles() {
     let mut c = config();
     c.idle_timeout = Duration::from_secs(5);
