@@ -55,9 +55,12 @@ fn under_loss_every_deadline_fires_and_idle_connections_time_out_on_time() {
         idle.server.stack.idle_timeouts, CONNECTIONS as u64,
         "{idle}"
     );
+    // The idle clock of a connection starts at the last segment from its client, which can
+    // come a little after the client has its last response: at 5% loss, a lost final ACK is
+    // drawn out by a probe or a backed-off retransmission (0.2, 0.4, 0.8 s...) first.
     let waited = idle.virtual_micros - done_at;
     assert!(
-        waited <= (IDLE_SECS + 1) * 1_000_000,
+        waited <= (IDLE_SECS + 2) * 1_000_000,
         "the last idle connection was reset {waited} us after the last request"
     );
 
