@@ -38,6 +38,8 @@ PACKAGES = {
     "ethtool": "ethtool",
     "taskset": "util-linux",
     "perf": "linux-perf",
+    "nft": "nftables",
+    "curl": "curl",
 }
 
 
@@ -291,6 +293,28 @@ class Lab:
             if "LOWER_UP" in out:
                 break
             time.sleep(0.05)
+
+    def set_loss(self, permille, transfer_only=False):
+        """Drops `permille`/1000 of the TCP packets in each direction, at random, in the client
+        namespace (nftables `numgen random`: this kernel has no netem). With `transfer_only`,
+        only what carries a transfer is dropped: segments to the client (not SYN-ACKs) and the
+        client's pure ACKs (not its SYN, nor its requests). 0 removes the rules."""
+        run(self.in_cli(["nft", "delete", "table", "inet", "labkit_loss"]), check=False)
+        if permille <= 0:
+            return
+        drop = f"numgen random mod 1000 < {permille} drop"
+        if transfer_only:
+            # A pure ACK is at most 80 bytes of IPv4 (20 + 20 + 40 of options); a request is more.
+            inbound = f"tcp flags & syn == 0 {drop}"
+            outbound = f"tcp flags & syn == 0 ip length <= 80 {drop}"
+        else:
+            inbound = outbound = f"meta l4proto tcp {drop}"
+        ruleset = f"""table inet labkit_loss {{
+    chain input {{ type filter hook input priority 0; policy accept; {inbound}; }}
+    chain output {{ type filter hook output priority 0; policy accept; {outbound}; }}
+}}
+"""
+        run(self.in_cli(["nft", "-f", "-"]), input=ruleset)
 
     def in_srv(self, cmd):
         return ["ip", "netns", "exec", self.srv] + cmd
