@@ -1,11 +1,13 @@
-//! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory) and
-//! [`driver`] (packet-rate limits of each frame backend), plus [`plot`] for an SVG of both.
+//! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory),
+//! [`driver`] (packet-rate limits of each frame backend) and [`loss`] (goodput through random
+//! loss against the Mathis bound), plus [`plot`] for an SVG of each.
 //!
 //! Every run produces a [`Row`]: a scenario name, the numbers a table prints, and the JSON
 //! object `--json` prints (one per line). Runs are bounded by counts and by time, and each
 //! stack run happens in a child process of its own so its memory can be measured alone.
 
 pub mod driver;
+pub mod loss;
 pub mod plot;
 pub mod stack;
 

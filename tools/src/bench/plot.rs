@@ -1,7 +1,9 @@
 //! `--plot FILE.svg`: a hand-written SVG of the bench results, no plotting library.
 //!
 //! Stack rows become requests/s against connections (log scale), one line per scenario;
-//! driver rows become bars of packets/s (log scale) per driver, test and frame size.
+//! driver rows become bars of packets/s (log scale) per driver, test and frame size; loss rows
+//! become goodput against loss rate (log scale), one line per RTT, with the Mathis bound
+//! dashed.
 
 use std::fmt::Write as _;
 
@@ -141,6 +143,106 @@ pub fn stack_svg(rows: &[Row]) -> String {
     svg
 }
 
+/// Goodput (Mbit/s, log scale) against loss rate (evenly spaced), one solid line per RTT, and
+/// the Mathis bound for that RTT dashed.
+pub fn loss_svg(rows: &[Row]) -> String {
+    let mut svg = String::new();
+    header(
+        &mut svg,
+        "sirocco: goodput of a 1 MiB download through random loss",
+        "Mbit/s",
+    );
+    let points: Vec<(f64, f64, f64, Option<f64>)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.get_f64("rtt_ms")?,
+                r.get_f64("loss")?,
+                r.get_f64("goodput_mbps")?,
+                r.get_f64("mathis_mbps"),
+            ))
+        })
+        .collect();
+    let mut losses: Vec<f64> = points.iter().map(|p| p.1).collect();
+    losses.sort_by(f64::total_cmp);
+    losses.dedup();
+    let mut rtts: Vec<f64> = points.iter().map(|p| p.0).collect();
+    rtts.sort_by(f64::total_cmp);
+    rtts.dedup();
+    let values = points
+        .iter()
+        .flat_map(|p| [Some(p.2), p.3])
+        .flatten()
+        .filter(|v| *v > 0.0);
+    let (lo, hi) = values.fold((f64::MAX, 0.1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    // Mbit/s below 1 matter here: scale by 1000 so the log helpers (which floor at 1) keep
+    // them, and label in Mbit/s.
+    let (ylo, yhi) = decades(lo.min(hi) * 1e3, hi * 1e3);
+    let mut tick = ylo;
+    while tick <= yhi * 1.0001 {
+        let y = log_pos(tick, ylo, yhi, BOTTOM, TOP);
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{RIGHT}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT - 6.0,
+            y + 4.0,
+            tick / 1e3
+        );
+        tick *= 10.0;
+    }
+    let slot = (RIGHT - LEFT) / losses.len().max(1) as f64;
+    let x_of = |loss: f64| {
+        let i = losses.iter().position(|l| *l == loss).unwrap_or(0);
+        LEFT + slot * (i as f64 + 0.5)
+    };
+    for &loss in &losses {
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{loss}%</text>"#,
+            x_of(loss),
+            BOTTOM + 18.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">loss, each way</text>"#,
+        (LEFT + RIGHT) / 2.0,
+        BOTTOM + 40.0
+    );
+    let y_of = |v: f64| log_pos(v * 1e3, ylo, yhi, BOTTOM, TOP);
+    for (i, &rtt) in rtts.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let line: Vec<&(f64, f64, f64, Option<f64>)> =
+            points.iter().filter(|p| p.0 == rtt).collect();
+        let measured: Vec<String> = line
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x_of(p.1), y_of(p.2)))
+            .collect();
+        let bound: Vec<String> = line
+            .iter()
+            .filter_map(|p| Some(format!("{:.1},{:.1}", x_of(p.1), y_of(p.3?))))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/><polyline points="{}" fill="none" stroke="{color}" stroke-dasharray="5,4"/>"#,
+            measured.join(" "),
+            bound.join(" ")
+        );
+        for c in &measured {
+            let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" fill="{color}">RTT {rtt} ms (dashed: Mathis)</text>"#,
+            RIGHT - 200.0,
+            TOP + 16.0 * (i as f64 + 1.0)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// Packets/s per driver, test and frame size, as bars.
 pub fn driver_svg(rows: &[Row]) -> String {
     let mut svg = String::new();
@@ -208,5 +310,15 @@ mod tests {
             json: serde_json::json!({"driver": "memory", "test": "echo", "frame_bytes": 64, "packets_per_sec": 5e6}),
         }];
         assert_eq!(driver_svg(&drivers).matches("<rect x=").count(), 1);
+        let loss: Vec<Row> = [(0.0, 900.0, None), (1.0, 20.0, Some(14.25))]
+            .iter()
+            .map(|&(loss, goodput, mathis)| Row {
+                json: serde_json::json!({"loss": loss, "rtt_ms": 10, "goodput_mbps": goodput, "mathis_mbps": mathis}),
+            })
+            .collect();
+        let svg = loss_svg(&loss);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1);
     }
 }

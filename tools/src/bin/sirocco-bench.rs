@@ -6,10 +6,14 @@
 //! - `sirocco-bench driver [--drivers memory,tap,afxdp] [--json] [--plot FILE.svg]`: packet
 //!   rates of the frame backends; see [`sirocco_tools::bench::driver`]. Needs root for tap and
 //!   AF_XDP (it creates its own namespaces).
+//! - `sirocco-bench loss [--loss 0,0.1,1,2,5,10] [--rtt 1,10,50] [--json] [--plot FILE.svg]`:
+//!   the goodput of a 1 MiB download through random loss, against the Mathis bound, in the
+//!   simulator; see [`sirocco_tools::bench::loss`].
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sirocco_tools::bench::driver::{self, DriverArgs};
+use sirocco_tools::bench::loss::{self, LossArgs};
 use sirocco_tools::bench::stack::{self, StackArgs};
 use sirocco_tools::bench::{Row, plot};
 
@@ -33,6 +37,8 @@ enum Command {
     Stack(StackArgs),
     /// Packet-rate limits per driver: rx-drop, tx-only, echo.
     Driver(DriverArgs),
+    /// Goodput of one download through random loss, against the Mathis bound.
+    Loss(LossArgs),
 }
 
 fn write_plot(path: &std::path::Path, svg: String) -> anyhow::Result<()> {
@@ -46,6 +52,13 @@ fn main() -> anyhow::Result<()> {
             let rows: Vec<Row> = driver::run_all(&args)?;
             if let Some(path) = &args.plot {
                 write_plot(path, plot::driver_svg(&rows))?;
+            }
+            return Ok(());
+        }
+        Some(Command::Loss(args)) => {
+            let rows = loss::run_all(&args)?;
+            if let Some(path) = &args.plot {
+                write_plot(path, plot::loss_svg(&rows))?;
             }
             return Ok(());
         }

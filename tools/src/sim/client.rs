@@ -177,7 +177,10 @@ pub struct FleetCounters {
     pub responses_ok: u64,
     /// Requests resolved as a [`Mismatch`].
     pub requests_failed: u64,
+    /// Body octets of the responses resolved (counted when a response is complete).
     pub body_bytes: u64,
+    /// Octets read from the sockets, headers included, as they arrive in order.
+    pub rx_bytes: u64,
 }
 
 /// A request that did not get the response it expected.
@@ -877,11 +880,12 @@ impl Shared {
                         }
                     }
                 }
-                (chunk.len(), ())
+                (chunk.len(), chunk.len())
             });
-            if result.is_err() {
+            let Ok(read) = result else {
                 break;
-            }
+            };
+            self.counters.rx_bytes += read as u64;
             for done in completed.drain(..) {
                 self.record(conn, idx, done);
             }
