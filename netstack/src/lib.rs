@@ -31,6 +31,11 @@
 //!   (`syn_refused_full`); established connections carry on, and SYNs are accepted again as
 //!   soon as cells come back.
 //! - Sockets run with Nagle off and no delayed ACK (see `cell.rs` for why).
+//! - Loss recovery is the patched smoltcp's (`vendor/smoltcp/PATCHES.md`): SACK scoreboard and
+//!   RFC 6675 recovery, NewReno without SACK, RACK-TLP, undo on D-SACK, a minimum RTO, the
+//!   initial window; [`TcpTuning`] sets them for every cell. What it did is counted per stack
+//!   (`tcp_retransmits`, `tcp_timeouts`, `tcp_fast_recoveries`, `tcp_loss_probes`,
+//!   `tcp_spurious_recoveries`).
 //! - Half-open connections are aborted (with an RST) after `handshake_timeout`; connections with
 //!   no segment from the peer for `idle_timeout` are aborted with an RST.
 //! - TIME-WAIT does not hold a cell: when a connection we closed first reaches it, the cell goes
