@@ -64,6 +64,27 @@ fn human(x: f64) -> String {
     }
 }
 
+/// The `i`th series: a solid polyline through `coords` ("x,y"), a dot on each point, and
+/// `label` in the legend, all in the series' colour.
+fn series(svg: &mut String, coords: &[String], i: usize, label: &str) {
+    let color = COLORS[i % COLORS.len()];
+    let _ = write!(
+        svg,
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+        coords.join(" ")
+    );
+    for c in coords {
+        let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
+        let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" fill="{color}">{label}</text>"#,
+        RIGHT - 200.0,
+        TOP + 16.0 * (i as f64 + 1.0)
+    );
+}
+
 /// Requests/s against connections, one polyline per scenario.
 pub fn stack_svg(rows: &[Row]) -> String {
     let mut svg = String::new();
@@ -111,7 +132,6 @@ pub fn stack_svg(rows: &[Row]) -> String {
     let mut names: Vec<&str> = points.iter().map(|p| p.0).collect();
     names.dedup();
     for (i, name) in names.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
         let coords: Vec<String> = points
             .iter()
             .filter(|p| p.0 == *name)
@@ -123,21 +143,7 @@ pub fn stack_svg(rows: &[Row]) -> String {
                 )
             })
             .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-            coords.join(" ")
-        );
-        for c in &coords {
-            let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
-            let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
-        }
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-            RIGHT - 150.0,
-            TOP + 16.0 * (i as f64 + 1.0)
-        );
+        series(&mut svg, &coords, i, name);
     }
     svg.push_str("</svg>\n");
     svg
@@ -224,19 +230,14 @@ pub fn loss_svg(rows: &[Row]) -> String {
             .collect();
         let _ = write!(
             svg,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/><polyline points="{}" fill="none" stroke="{color}" stroke-dasharray="5,4"/>"#,
-            measured.join(" "),
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-dasharray="5,4"/>"#,
             bound.join(" ")
         );
-        for c in &measured {
-            let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
-            let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
-        }
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" fill="{color}">RTT {rtt} ms (dashed: Mathis)</text>"#,
-            RIGHT - 200.0,
-            TOP + 16.0 * (i as f64 + 1.0)
+        series(
+            &mut svg,
+            &measured,
+            i,
+            &format!("RTT {rtt} ms (dashed: Mathis)"),
         );
     }
     svg.push_str("</svg>\n");

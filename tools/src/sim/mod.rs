@@ -297,21 +297,10 @@ impl Simulation {
     /// Builds the link, the server (serving `cache`) and one client connection slot per script.
     pub fn new(
         cache: Arc<ContentCache>,
-        mut config: SimConfig,
+        config: SimConfig,
         scripts: Vec<Script>,
     ) -> Result<Self, SimError> {
-        let server_seed = draw_seeds(&mut config);
-        let clock = VirtualClock::new();
-        let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
-        Self::assemble(
-            clock,
-            server_seed,
-            server_port,
-            client_port,
-            cache,
-            config,
-            scripts,
-        )
+        Self::over_memory_link(cache, config, scripts, |port, _| port)
     }
 }
 
