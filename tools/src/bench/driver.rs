@@ -131,7 +131,7 @@ fn fill_frame(buf: &mut [u8]) {
 pub fn run_all(args: &DriverArgs) -> anyhow::Result<Vec<Row>> {
     if let Some(spec) = &args.child {
         return run_child(args, spec).map(|row| {
-            println!("{}", row.json);
+            outln!("{}", row.json);
             vec![row]
         });
     }
@@ -154,9 +154,13 @@ pub fn run_all(args: &DriverArgs) -> anyhow::Result<Vec<Row>> {
         bail!("frame size {bad} is outside 60..=1514");
     }
     if !args.json {
-        println!(
+        outln!(
             "{:<8} {:<8} {:>11} {:>15} {:>12}",
-            "driver", "test", "frame bytes", "packets/s", "sender pps"
+            "driver",
+            "test",
+            "frame bytes",
+            "packets/s",
+            "sender pps"
         );
     }
     let mut rows = Vec::new();
@@ -169,9 +173,9 @@ pub fn run_all(args: &DriverArgs) -> anyhow::Result<Vec<Row>> {
                 }
                 .with_context(|| format!("{} {} {size}", driver.name(), test.name()))?;
                 if args.json {
-                    println!("{}", row.json);
+                    outln!("{}", row.json);
                 } else {
-                    println!(
+                    outln!(
                         "{:<8} {:<8} {:>11} {:>15.0} {:>12}",
                         driver.name(),
                         test.name(),
@@ -429,7 +433,7 @@ fn run_child(args: &DriverArgs, spec: &str) -> anyhow::Result<Row> {
         other => bail!("unknown child driver {other}"),
     };
     let mut scratch = Scratch::new();
-    println!("ready");
+    outln!("ready");
     let secs = Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
     let mut count = 0u64;

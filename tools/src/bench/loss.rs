@@ -102,9 +102,15 @@ pub fn run_all(args: &LossArgs) -> anyhow::Result<Vec<Row>> {
     let cache = Arc::new(ContentCache::load(tree.root()).context("loading the document root")?);
     let request = Request::get("/1m.bin", body);
     if !args.json {
-        println!(
+        outln!(
             "{:>6} {:>7} {:>13} {:>12} {:>9} {:>10} {:>17}",
-            "loss %", "rtt ms", "goodput Mb/s", "Mathis Mb/s", "ratio", "RTOs", "longest stall ms"
+            "loss %",
+            "rtt ms",
+            "goodput Mb/s",
+            "Mathis Mb/s",
+            "ratio",
+            "RTOs",
+            "longest stall ms"
         );
     }
     let mut rows = Vec::new();
@@ -160,14 +166,14 @@ fn row(args: &LossArgs, loss: f64, rtt_ms: u64, totals: Totals) -> Row {
 
 fn print_row(json: bool, row: &Row) {
     if json {
-        println!("{}", row.json);
+        outln!("{}", row.json);
         return;
     }
     let or_dash = |key: &str, decimals: usize| {
         row.get_f64(key)
             .map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
     };
-    println!(
+    outln!(
         "{:>6} {:>7} {:>13.2} {:>12} {:>9} {:>10} {:>17.1}",
         row.get_f64("loss").unwrap_or(0.0),
         row.get_f64("rtt_ms").unwrap_or(0.0),

@@ -6,6 +6,15 @@
 //! object `--json` prints (one per line). Runs are bounded by counts and by time, and each
 //! stack run happens in a child process of its own so its memory can be measured alone.
 
+/// Prints one line of results, as `println!` does, except that when the reader has gone
+/// (`sirocco-bench loss | head -3`) the process exits quietly with status 0, as a Unix filter
+/// does, instead of panicking; any other write error exits with status 1 and says why.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::bench::emit(format_args!($($arg)*))
+    };
+}
+
 pub mod driver;
 pub mod loss;
 pub mod plot;
@@ -39,4 +48,21 @@ pub fn rss_bytes() -> u64 {
 /// `x` rounded to two decimals, for JSON.
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// See `outln!`.
+pub fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("sirocco-bench: writing to stdout: {error}");
+        std::process::exit(1);
+    }
 }

@@ -152,7 +152,7 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
             .first()
             .context("--child needs --connections")?;
         let row = run_one(args, scenario, connections)?;
-        println!("{}", row.json);
+        outln!("{}", row.json);
         return Ok(vec![row]);
     }
     if args.connections.contains(&0) {
@@ -164,7 +164,7 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
         args.scenarios.clone()
     };
     if !args.json {
-        println!(
+        outln!(
             "{:<19} {:>11} {:>10} {:>13} {:>13} {:>13} {:>12} {:>14}",
             "scenario",
             "connections",
@@ -219,7 +219,7 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
 
 fn print_row(json: bool, row: &Row) {
     if json {
-        println!("{}", row.json);
+        outln!("{}", row.json);
         return;
     }
     let extra = match row.get_f64("fraction_of_link_rate") {
@@ -229,7 +229,7 @@ fn print_row(json: bool, row: &Row) {
             None => String::new(),
         },
     };
-    println!(
+    outln!(
         "{:<19} {:>11} {:>10} {:>13.0} {:>13.1} {:>13.1} {:>12.0} {:>14}",
         row.get_str("scenario").unwrap_or("?"),
         row.get_f64("connections").unwrap_or(0.0),
