@@ -3322,7 +3322,7 @@ impl<'a> Socket<'a> {
 
         if probe {
             self.recovery_stats.tail_loss_probes += 1;
-            self.recovery.on_probe_sent(self.remote_last_seq, true);
+            self.recovery.on_probe_sent(self.remote_last_seq);
             // RFC 8985 §7.3: after a probe, the sender MUST arm the RTO timer, not another
             // probe.
             let rto = self.rtte.retransmission_timeout();

@@ -453,8 +453,6 @@ struct Probe {
     timer: Option<Instant>,
     /// TLP.end_seq: SND.MAX after the probe, while its outcome is unknown.
     end: Option<TcpSeqNumber>,
-    /// TLP.is_retrans: the probe resent data rather than sending new data.
-    is_retrans: bool,
     /// A D-SACK arrived since: both the original and the probe arrived, nothing was lost.
     dsacked: bool,
 }
@@ -463,7 +461,6 @@ impl Probe {
     const NEW: Probe = Probe {
         timer: None,
         end: None,
-        is_retrans: false,
         dsacked: false,
     };
 }
@@ -927,8 +924,8 @@ impl Recovery {
         if ack.ack < end {
             return;
         }
-        if !self.probe.is_retrans || self.probe.dsacked {
-            // New data probed, or a D-SACK showed both copies arrived: no loss to answer.
+        if self.probe.dsacked {
+            // A D-SACK showed both copies arrived: no loss to answer.
             self.probe.end = None;
         } else if ack.ack > end {
             // The probe repaired a loss (Linux tcp_process_tlp_ack: "ACK advances: there was a
@@ -977,13 +974,13 @@ impl Recovery {
         self.tlp_enabled && self.probe.timer.is_some_and(|at| at <= now)
     }
 
-    /// A probe was sent: SND.MAX is now `snd_max`; it resent data if `is_retrans`. In
-    /// recovery its outcome needs no watching (see `arm_probe`).
-    pub fn on_probe_sent(&mut self, snd_max: TcpSeqNumber, is_retrans: bool) {
+    /// A probe was sent, resending the last segment (TLP.is_retrans is always true here, see
+    /// `Socket::probe_to_send`): SND.MAX is `snd_max`. In recovery its outcome needs no
+    /// watching (see `arm_probe`).
+    pub fn on_probe_sent(&mut self, snd_max: TcpSeqNumber) {
         self.probe = Probe {
             timer: None,
             end: self.episode.is_none().then_some(snd_max),
-            is_retrans,
             dsacked: false,
         };
     }
@@ -1393,7 +1390,7 @@ mod test {
     #[test]
     fn a_probe_that_repaired_a_loss_reduces_the_window_once() {
         let mut r = sent_with_rack(6);
-        r.on_probe_sent(seq(60), true);
+        r.on_probe_sent(seq(60));
         // Everything up to the probe is acknowledged, then data sent after it: the probe's
         // copy was the one that arrived.
         r.on_sent(seq(0), seq(60), seq(70), at(200), None);
@@ -1403,7 +1400,7 @@ mod test {
         assert!(outcome.probe_repaired_loss);
         // A D-SACK first says both copies arrived: no reduction.
         let mut r = sent_with_rack(6);
-        r.on_probe_sent(seq(60), true);
+        r.on_probe_sent(seq(60));
         r.on_sent(seq(0), seq(60), seq(70), at(200), None);
         ack_at(&mut r, 210, 0, 60, 70, &[(50, 60)]);
         let outcome = ack_at(&mut r, 250, 60, 70, 70, &[]);
