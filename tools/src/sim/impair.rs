@@ -116,18 +116,9 @@ impl<D: FrameIo> Impaired<D> {
         }
     }
 
-    /// A port that delivers everything (and still logs it).
-    pub fn transparent(inner: D, clock: VirtualClock) -> Self {
-        Impaired::new(inner, clock, |_| Fate::Deliver)
-    }
-
     /// Every TCP segment that reached this port, in order, with its fate.
     pub fn log(&self) -> &[Logged] {
         &self.log
-    }
-
-    pub fn inner(&self) -> &D {
-        &self.inner
     }
 
     /// Decides the fate of one frame, logging it if it is TCP.
@@ -136,13 +127,11 @@ impl<D: FrameIo> Impaired<D> {
             return Fate::Deliver;
         };
         let flow = (view.src_port, view.dst_port);
-        let raw_seq = view.seq;
-        let isn = *self.isn.entry(flow).or_insert(raw_seq);
+        let isn = self.isn.entry(flow).or_insert(view.seq);
         if view.syn {
-            self.isn.insert(flow, raw_seq);
+            *isn = view.seq;
         }
-        let isn = if view.syn { raw_seq } else { isn };
-        view.seq = raw_seq.wrapping_sub(isn);
+        view.seq = view.seq.wrapping_sub(*isn);
         if view.len > 0 || view.syn || view.fin {
             let count = self.sent.entry((flow.0, flow.1, view.seq)).or_insert(0);
             *count += 1;
