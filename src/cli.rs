@@ -106,6 +106,15 @@ pub struct ServeArgs {
     /// With --driver pcap: where transmitted frames are written.
     #[arg(long, value_name = "FILE")]
     pub pcap_out: Option<PathBuf>,
+    /// Once the driver is attached and the tree loaded, switch to this unprivileged user (its
+    /// uid, gid and groups) and keep no capabilities. Needs root. SIGHUP reloads then read the
+    /// tree as this user, so it must be readable by it.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Once set up, allow only the system calls the running server makes (seccomp); any other
+    /// kills the process. Default: on where supported (Linux on x86_64 and aarch64).
+    #[arg(long, value_enum)]
+    pub seccomp: Option<SeccompMode>,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +189,16 @@ pub enum XdpMode {
     Auto,
     Native,
     Skb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeccompMode {
+    On,
+    Off,
+    /// Hidden, for the lab test: install the filter as `on` does, then make one system call it
+    /// forbids, so that the process must die of SIGSYS before it serves.
+    #[value(hide = true)]
+    SelftestKill,
 }
 
 /// Options shared by every way of serving.

@@ -30,6 +30,7 @@ pub mod memory;
 pub mod netmap;
 pub mod pcap;
 pub mod rng;
+pub mod sandbox;
 mod sys;
 pub mod tap;
 

@@ -1,4 +1,6 @@
-//! `sirocco serve`: load the tree, open the driver the user chose, run the loop until Ctrl-C.
+//! `sirocco serve`: load the tree, open the driver the user chose, drop privileges (`--user`)
+//! and install the system-call filter (`--seccomp`, `sirocco_drivers::sandbox`), run the loop
+//! until Ctrl-C.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,11 +12,12 @@ use sirocco_drivers::afxdp::{self, AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
+use sirocco_drivers::sandbox::{self, User};
 use sirocco_drivers::tap::TapDevice;
 
 use super::{http_limits, load_cache, load_options, stack_config, stop_on_signals};
 use crate::access_log::AccessLog;
-use crate::cli::{DriverKind, ServeArgs, XdpMode, default_mac};
+use crate::cli::{DriverKind, SeccompMode, ServeArgs, XdpMode, default_mac};
 use crate::lab;
 use crate::reload::Reloader;
 use crate::runner::{self, RunOptions};
@@ -24,6 +27,8 @@ use crate::server::{Server, ServerConfig, os_seeds};
 const NETMAP_DEVICE: &str = "/dev/netmap";
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // First, so that a wrong --user fails before anything is attached or loaded.
+    let sandbox = Sandbox::plan(&args)?;
     let driver = match args.driver {
         DriverKind::Auto if Path::new(NETMAP_DEVICE).exists() => {
             eprintln!("driver: netmap ({NETMAP_DEVICE} exists)");
@@ -95,7 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.ip.addr,
                 args.common.port
             );
-            serve_on(driver, config, cache, &args)
+            serve_on(driver, config, cache, &args, &sandbox)
         }
         DriverKind::Netmap => {
             let name = required_iface(&args, driver)?;
@@ -111,7 +116,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.ip.addr,
                 args.common.port
             );
-            serve_on(driver, config, cache, &args)
+            serve_on(driver, config, cache, &args, &sandbox)
         }
         DriverKind::Tap => {
             let Some(name) = args.iface.as_deref() else {
@@ -135,7 +140,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 neighbour_of(args.ip.addr),
                 args.ip.prefix_len,
             );
-            serve_on(tap, config, cache, &args)
+            serve_on(tap, config, cache, &args, &sandbox)
         }
         DriverKind::Pcap => {
             let Some(input) = args.pcap_in.as_deref() else {
@@ -155,7 +160,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "nowhere".into())
             );
-            serve_on(PcapDriver::new(Some(source), sink), config, cache, &args)
+            serve_on(
+                PcapDriver::new(Some(source), sink),
+                config,
+                cache,
+                &args,
+                &sandbox,
+            )
         }
     }
 }
@@ -177,14 +188,15 @@ fn serve_on<D: FrameIo>(
     config: ServerConfig,
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
+    sandbox: &Sandbox,
 ) -> anyhow::Result<()> {
     match args.common.capture.as_deref() {
         Some(path) => {
             let sink = open_capture(path)?;
             let captured = Capture::new(driver, sink, CaptureDirection::Both);
-            run_server(captured, config, cache, args)
+            run_server(captured, config, cache, args, sandbox)
         }
-        None => run_server(driver, config, cache, args),
+        None => run_server(driver, config, cache, args, sandbox),
     }
 }
 
@@ -198,6 +210,7 @@ fn run_server<D: FrameIo>(
     config: ServerConfig,
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
+    sandbox: &Sandbox,
 ) -> anyhow::Result<()> {
     let mut server = Server::new(driver, cache, config, os_seeds())?;
     if let Some(path) = &args.common.access_log {
@@ -214,6 +227,8 @@ fn run_server<D: FrameIo>(
     let mut reloader = Reloader::on_sighup(args.common.root.clone(), load_options(&args.common))
         .context("installing the SIGHUP (reload) handler")?;
     let mut stdout = std::io::stdout();
+    // Set-up is over: the driver is attached, the tree loaded, every file and handler open.
+    sandbox.enter()?;
     runner::run(&mut server, &options, Some(&mut reloader), &mut stdout)?;
     let stats = server.stats();
     let _ = writeln!(
@@ -227,6 +242,82 @@ fn run_server<D: FrameIo>(
         runner::loss_recovery(&stats.stack)
     );
     Ok(())
+}
+
+/// What `--user` and `--seccomp` asked for, checked before set-up and entered after it.
+struct Sandbox {
+    user: Option<User>,
+    seccomp: bool,
+    /// `--seccomp selftest-kill` (hidden): make a forbidden call once the filter is in.
+    selftest_kill: bool,
+}
+
+impl Sandbox {
+    fn plan(args: &ServeArgs) -> anyhow::Result<Sandbox> {
+        let user = match args.user.as_deref() {
+            None => None,
+            Some(name) => {
+                if !sandbox::is_root() {
+                    bail!(
+                        "--user {name} needs root: sirocco starts as root to attach the driver and then switches to {name}; run it as root, or leave out --user"
+                    );
+                }
+                Some(User::lookup(name).with_context(|| format!("--user {name}"))?)
+            }
+        };
+        let seccomp = match args.seccomp {
+            Some(SeccompMode::Off) => false,
+            None if !sandbox::SECCOMP_SUPPORTED => {
+                eprintln!(
+                    "note: no seccomp system-call filter: it is built for Linux on x86_64 and aarch64 only"
+                );
+                false
+            }
+            None => true,
+            Some(SeccompMode::On | SeccompMode::SelftestKill) => {
+                if !sandbox::SECCOMP_SUPPORTED {
+                    bail!(
+                        "--seccomp on: the system-call filter is built for Linux on x86_64 and aarch64 only; use --seccomp off here"
+                    );
+                }
+                true
+            }
+        };
+        Ok(Sandbox {
+            user,
+            seccomp,
+            selftest_kill: args.seccomp == Some(SeccompMode::SelftestKill),
+        })
+    }
+
+    /// Drops to the user, then installs the filter (which forbids the calls of the drop), and
+    /// says what it did.
+    fn enter(&self) -> anyhow::Result<()> {
+        let mut done = Vec::new();
+        if let Some(user) = &self.user {
+            sandbox::drop_privileges(user)?;
+            done.push(format!(
+                "running as {} (uid {}, gid {}) with no capabilities",
+                user.name, user.uid, user.gid
+            ));
+        }
+        if self.seccomp {
+            let calls = sandbox::install_seccomp_filter()?;
+            done.push(format!(
+                "seccomp filter on ({calls} system calls allowed; any other kills the process)"
+            ));
+        }
+        if !done.is_empty() {
+            eprintln!("sandbox: {}", done.join("; "));
+        }
+        if self.selftest_kill {
+            sandbox::forbidden_syscall();
+            bail!(
+                "--seccomp selftest-kill: the filter let a forbidden system call (socket) through"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Another address in the same subnet, to suggest for the kernel side.
