@@ -1,6 +1,7 @@
 //! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory),
-//! [`driver`] (packet-rate limits of each frame backend) and [`loss`] (goodput through random
-//! loss against the Mathis bound), plus [`plot`] for an SVG of each.
+//! [`driver`] (packet-rate limits of each frame backend), [`loss`] (goodput through random
+//! loss against the Mathis bound) and [`synflood`] (SYNs absorbed and legitimate connections
+//! served during a SYN flood), plus [`plot`] for an SVG of the first three.
 //!
 //! Every run produces a [`Row`]: a scenario name, the numbers a table prints, and the JSON
 //! object `--json` prints (one per line). Runs are bounded by counts and by time, and each
@@ -19,6 +20,7 @@ pub mod driver;
 pub mod loss;
 pub mod plot;
 pub mod stack;
+pub mod synflood;
 
 /// One benchmark result: printed as a table row, or as one JSON object per line.
 #[derive(Debug, Clone)]

@@ -9,12 +9,16 @@
 //! - `sirocco-bench loss [--loss 0,0.1,1,2,5,10] [--rtt 1,10,50] [--json] [--plot FILE.svg]`:
 //!   the goodput of a 1 MiB download through random loss, against the Mathis bound, in the
 //!   simulator; see [`sirocco_tools::bench::loss`].
+//! - `sirocco-bench synflood [--duration 3] [--rate max|N] [--clients 8] [--json]`: SYNs from
+//!   random sources absorbed per second per core, and legitimate connections completed per
+//!   second during the flood, in memory; see [`sirocco_tools::bench::synflood`].
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sirocco_tools::bench::driver::{self, DriverArgs};
 use sirocco_tools::bench::loss::{self, LossArgs};
 use sirocco_tools::bench::stack::{self, StackArgs};
+use sirocco_tools::bench::synflood::{self, SynfloodArgs};
 use sirocco_tools::bench::{Row, plot};
 
 #[derive(Debug, Parser)]
@@ -39,6 +43,8 @@ enum Command {
     Driver(DriverArgs),
     /// Goodput of one download through random loss, against the Mathis bound.
     Loss(LossArgs),
+    /// A SYN flood in memory: SYNs absorbed per second per core, legitimate connections served.
+    Synflood(SynfloodArgs),
 }
 
 fn write_plot(path: &std::path::Path, svg: String) -> anyhow::Result<()> {
@@ -60,6 +66,10 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = &args.plot {
                 write_plot(path, plot::loss_svg(&rows))?;
             }
+            return Ok(());
+        }
+        Some(Command::Synflood(args)) => {
+            synflood::run(&args)?;
             return Ok(());
         }
         Some(Command::Stack(args)) => args,
