@@ -260,6 +260,19 @@ pub struct CommonArgs {
     /// keepalive_requests); 0 for no limit.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub max_requests_per_connection: u32,
+    /// Seconds a connection waits for its next request, from the end of the last response (or
+    /// from the handshake, before the first), then is closed (nginx's keepalive_timeout). TCP
+    /// keepalives and other segments without data do not restart it.
+    #[arg(long, default_value_t = 75, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub keepalive_timeout: u64,
+    /// Most seconds a connection the server closed keeps reading and dropping the client's
+    /// input before it is reset (nginx's lingering_time).
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lingering_time: u64,
+    /// Seconds a connection the server closed waits for more input from the client before it
+    /// is reset (nginx's lingering_timeout).
+    #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lingering_timeout: u64,
     /// Cache-Control value sent with every file, e.g. "public, max-age=3600".
     #[arg(long, value_name = "VALUE", value_parser = parse_header_value)]
     pub cache_control: Option<String>,

@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{Instant, StackCounters};
 
+use crate::http::HttpCounters;
 use crate::reload::{Reloaded, Reloader};
 use crate::server::{Server, Stats};
 
@@ -111,9 +112,22 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
         now.stack.syn_refused_full,
         now.driver.tx_ring_full,
     );
+    line.push_str(&http_timeouts(&now.http));
     line.push_str(&loss_recovery(&now.stack));
     line.push_str(&drop_reasons(&now.stack));
     line
+}
+
+/// The HTTP timers that fired, if any, as ` (header_timeouts=... keepalive_timeouts=...
+/// lingering_aborts=...)`: slow heads answered 408, idle connections closed, and closed
+/// connections reset because the peer did not finish.
+pub fn http_timeouts(counters: &HttpCounters) -> String {
+    join_nonzero(counters.fields().filter(|(name, _)| {
+        matches!(
+            *name,
+            "header_timeouts" | "keepalive_timeouts" | "lingering_aborts"
+        )
+    }))
 }
 
 /// The drop counters that are not zero, as ` (name=value ...)`, or nothing when none are: what
@@ -130,9 +144,16 @@ pub fn loss_recovery(counters: &StackCounters) -> String {
 }
 
 fn nonzero(counters: &StackCounters, prefix: &str) -> String {
-    let fields: Vec<String> = counters
-        .fields()
-        .filter(|(name, value)| name.starts_with(prefix) && *value > 0)
+    join_nonzero(
+        counters
+            .fields()
+            .filter(|(name, _)| name.starts_with(prefix)),
+    )
+}
+
+fn join_nonzero(fields: impl Iterator<Item = (&'static str, u64)>) -> String {
+    let fields: Vec<String> = fields
+        .filter(|(_, value)| *value > 0)
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     if fields.is_empty() {
@@ -170,6 +191,25 @@ mod tests {
         assert_eq!(
             loss_recovery(&lossy),
             " (tcp_retransmits=5 tcp_fast_recoveries=2)"
+        );
+    }
+
+    #[test]
+    fn http_timeouts_name_only_the_timers_that_fired() {
+        let quiet = HttpCounters {
+            requests: 7,
+            responses_2xx: 7,
+            ..Default::default()
+        };
+        assert_eq!(http_timeouts(&quiet), "");
+        let fired = HttpCounters {
+            keepalive_timeouts: 3,
+            lingering_aborts: 1,
+            ..quiet
+        };
+        assert_eq!(
+            http_timeouts(&fired),
+            " (keepalive_timeouts=3 lingering_aborts=1)"
         );
     }
 }

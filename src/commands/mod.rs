@@ -60,6 +60,9 @@ pub fn http_limits(common: &CommonArgs) -> HttpLimits {
     HttpLimits {
         header_timeout: Duration::from_secs(common.header_timeout),
         max_requests_per_connection: common.max_requests_per_connection,
+        keepalive_timeout: Duration::from_secs(common.keepalive_timeout),
+        lingering_time: Duration::from_secs(common.lingering_time),
+        lingering_timeout: Duration::from_secs(common.lingering_timeout),
         ..HttpLimits::default()
     }
 }

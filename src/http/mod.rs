@@ -11,9 +11,20 @@
 //!    that sends faster than it reads is held back by its own TCP window) and repeats.
 //!
 //! A response that must end the connection (`Connection: close`, errors that leave framing in
-//! doubt) stops all further reading; once its last byte is in the socket, the socket is closed
+//! doubt) stops all further parsing; once its last byte is in the socket, the socket is closed
 //! (FIN after the data). When the peer has closed its side and nothing is left to answer, the
-//! connection is closed too.
+//! connection is closed too. A closed connection then lingers (see `linger.rs`): what the peer
+//! still sends is read and dropped, and the connection is reset if the peer has not finished
+//! within nginx's `lingering_time`/`lingering_timeout`.
+//!
+//! Timers (each lends the connection back through [`ConnState::wake_at`]), as nginx's:
+//! - keep-alive ([`HttpLimits::keepalive_timeout`]): from the end of the last response (its last
+//!   byte handed to the socket), or from the handshake before the first request, to the first
+//!   byte of the next request. Segments without data (TCP keepalives, ACKs, window probes) do
+//!   not restart it. When it fires the connection is closed (FIN, then lingering);
+//! - request head ([`HttpLimits::header_timeout`]): from that first byte to the end of the head;
+//!   late, 408 and close;
+//! - lingering, on a closed connection: see `linger.rs`.
 //!
 //! Steady state allocates nothing: the response queue and the scratch for per-response lines
 //! keep their capacity for the life of the connection cell, across [`ConnState::reset`]. The
@@ -27,6 +38,7 @@
 mod buffers;
 mod conditional;
 mod date;
+mod linger;
 mod request;
 mod response;
 mod target;
@@ -44,6 +56,7 @@ pub use target::{TargetError, normalize_target};
 
 use crate::access_log::{AccessLog, LogEntry};
 use crate::cache::{ContentCache, Status};
+use linger::Linger;
 use response::{ConnectionHeader, Reply, Response};
 
 /// Header slots on the stack for one parse; [`HttpLimits::max_headers`] is capped to this.
@@ -69,12 +82,25 @@ pub struct HttpLimits {
     /// Requests served on one connection before it is closed (nginx's `keepalive_requests`);
     /// the last response carries `Connection: close`. 0: no limit.
     pub max_requests_per_connection: u32,
+    /// How long a connection waits for the first byte of its next request: from the end of
+    /// the last response (its last byte handed to the socket), or from the handshake before
+    /// the first request (nginx's `keepalive_timeout`). Then it is closed. Body bytes of the
+    /// last request still being dropped restart it; segments without data do not.
+    pub keepalive_timeout: Duration,
+    /// Most time a closed connection keeps reading and dropping input once the peer has
+    /// acknowledged the whole response, before it is reset (nginx's `lingering_time`); also
+    /// how long it waits for a reader that acknowledges nothing more of the response.
+    pub lingering_time: Duration,
+    /// How long a closed connection waits for more input before it is reset (nginx's
+    /// `lingering_timeout`).
+    pub lingering_timeout: Duration,
 }
 
 impl Default for HttpLimits {
     /// nginx-like: an 8 KiB header buffer (`large_client_header_buffers 4 8k` per line),
     /// 64 headers, 16 pipelined requests, 64 KiB of discarded body, 60 s to send a head
-    /// (`client_header_timeout 60s`). No limit on requests per connection here; the CLI sets
+    /// (`client_header_timeout 60s`), `keepalive_timeout 75s`, `lingering_time 30s`,
+    /// `lingering_timeout 5s`. No limit on requests per connection here; the CLI sets
     /// nginx's `keepalive_requests 1000`.
     fn default() -> Self {
         HttpLimits {
@@ -84,6 +110,9 @@ impl Default for HttpLimits {
             max_discarded_body: 64 * 1024,
             header_timeout: Duration::from_secs(60),
             max_requests_per_connection: 0,
+            keepalive_timeout: Duration::from_secs(75),
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -107,6 +136,12 @@ pub struct HttpCounters {
     pub pipelined_requests: u64,
     /// Request heads not completed within [`HttpLimits::header_timeout`] (answered 408).
     pub header_timeouts: u64,
+    /// Idle connections closed because no request came within
+    /// [`HttpLimits::keepalive_timeout`].
+    pub keepalive_timeouts: u64,
+    /// Closed connections reset because the peer had not finished within the lingering
+    /// bounds ([`HttpLimits::lingering_time`], [`HttpLimits::lingering_timeout`]).
+    pub lingering_aborts: u64,
     /// Connections closed without an answer because they opened with another protocol: a TLS
     /// handshake or the HTTP/2 connection preface.
     pub foreign_protocol: u64,
@@ -127,6 +162,8 @@ impl HttpCounters {
             ("parse_errors", self.parse_errors),
             ("pipelined_requests", self.pipelined_requests),
             ("header_timeouts", self.header_timeouts),
+            ("keepalive_timeouts", self.keepalive_timeouts),
+            ("lingering_aborts", self.lingering_aborts),
             ("foreign_protocol", self.foreign_protocol),
             ("access_log_dropped", self.access_log_dropped),
         ]
@@ -173,6 +210,28 @@ pub trait ByteStream {
     fn peer(&self) -> Option<IpAddr> {
         None
     }
+    /// Whether the handshake is complete (the keep-alive clock starts there).
+    fn established(&self) -> bool {
+        true
+    }
+    /// Bytes queued to send and not yet acknowledged by the peer.
+    fn unacked(&self) -> usize {
+        0
+    }
+    /// Reads and drops everything received so far; returns how many bytes that was.
+    fn discard(&mut self) -> usize {
+        let mut scratch = [0u8; 512];
+        let mut total = 0;
+        loop {
+            let got = self.recv(&mut scratch);
+            if got == 0 {
+                return total;
+            }
+            total += got;
+        }
+    }
+    /// Ends the connection at once with a reset. `false` if it had already ended.
+    fn abort(&mut self) -> bool;
 }
 
 impl ByteStream for TcpSocket<'_> {
@@ -201,6 +260,37 @@ impl ByteStream for TcpSocket<'_> {
     fn peer(&self) -> Option<IpAddr> {
         self.remote_endpoint()
             .map(|endpoint| IpAddr::from(endpoint.addr))
+    }
+
+    fn established(&self) -> bool {
+        !matches!(
+            self.state(),
+            TcpState::Listen | TcpState::SynSent | TcpState::SynReceived | TcpState::Closed
+        )
+    }
+
+    fn unacked(&self) -> usize {
+        self.send_queue()
+    }
+
+    fn discard(&mut self) -> usize {
+        let mut total = 0;
+        // The receive buffer is a ring: at most two contiguous pieces.
+        while let Ok(got) = self.recv(|bytes| (bytes.len(), bytes.len())) {
+            if got == 0 {
+                break;
+            }
+            total += got;
+        }
+        total
+    }
+
+    fn abort(&mut self) -> bool {
+        if !self.is_active() {
+            return false;
+        }
+        TcpSocket::abort(self);
+        true
     }
 }
 
@@ -241,6 +331,10 @@ pub struct HttpConn {
     requests: u32,
     /// When the request head now being received must be complete.
     head_deadline: Option<Instant>,
+    /// When the connection is closed if no byte of a next request has come.
+    keepalive_deadline: Option<Instant>,
+    /// Set once the connection is closed, until it is reset at its deadline.
+    linger: Option<Linger>,
 }
 
 impl ConnState for HttpConn {
@@ -260,10 +354,22 @@ impl ConnState for HttpConn {
         self.cache = None;
         self.requests = 0;
         self.head_deadline = None;
+        self.keepalive_deadline = None;
+        self.linger = None;
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        self.head_deadline.filter(|_| !self.closing && !self.closed)
+        if self.closed {
+            return self.linger.as_ref().map(Linger::deadline);
+        }
+        if self.closing {
+            // The closing answer is being sent; lingering starts when it is all in the socket.
+            return None;
+        }
+        match (self.head_deadline, self.keepalive_deadline) {
+            (Some(head), Some(idle)) => Some(head.min(idle)),
+            (head, idle) => head.or(idle),
+        }
     }
 }
 
@@ -278,17 +384,19 @@ pub fn serve_stream<S: ByteStream + ?Sized>(
     conn: &mut HttpConn,
     cx: &mut HttpContext<'_>,
 ) {
-    if conn.closed {
-        return;
+    if !conn.closed {
+        // Adopt the tree in force when nothing of this connection's is queued. Moving the Arc
+        // out and back costs nothing; only adopting a new tree touches its count.
+        let cache = match conn.cache.take() {
+            Some(mine) if Arc::ptr_eq(&mine, cx.cache) || !conn.queue.is_empty() => mine,
+            _ => Arc::clone(cx.cache),
+        };
+        conn.serve_with(stream, &cache, cx);
+        conn.cache = Some(cache);
     }
-    // Adopt the tree in force when nothing of this connection's is queued. Moving the Arc out
-    // and back costs nothing; only adopting a new tree touches its count.
-    let cache = match conn.cache.take() {
-        Some(mine) if Arc::ptr_eq(&mine, cx.cache) || !conn.queue.is_empty() => mine,
-        _ => Arc::clone(cx.cache),
-    };
-    conn.serve_with(stream, &cache, cx);
-    conn.cache = Some(cache);
+    if conn.closed {
+        conn.linger(stream, cx);
+    }
 }
 
 impl HttpConn {
@@ -339,13 +447,12 @@ impl HttpConn {
             }
             if !self.flush(stream, cache, cx) || self.closed {
                 // Send window full (the netstack calls again when ACKs free space), or done.
-                self.update_head_deadline(cx);
+                self.update_deadlines(stream, cx);
                 return;
             }
             if self.closing {
                 // A connection refused without an answer has nothing queued: close it here.
-                stream.close();
-                self.closed = true;
+                self.shut(stream, cx);
                 return;
             }
             // The queue is empty. If this round parsed anything, more complete requests may be
@@ -358,8 +465,7 @@ impl HttpConn {
         if !stream.may_recv() && self.queue.is_empty() {
             // The peer has finished sending and everything it asked for is answered; a partial
             // request left in the buffer can never complete.
-            stream.close();
-            self.closed = true;
+            self.shut(stream, cx);
             return;
         }
         if self.head_deadline.is_some_and(|at| cx.now >= at) && self.head_pending() {
@@ -382,7 +488,12 @@ impl HttpConn {
             self.flush(stream, cache, cx);
             return;
         }
-        self.update_head_deadline(cx);
+        self.update_deadlines(stream, cx);
+        if self.keepalive_deadline.is_some_and(|at| cx.now >= at) {
+            // No request came in time: close, as nginx does at its keepalive_timeout.
+            cx.counters.keepalive_timeouts += 1;
+            self.shut(stream, cx);
+        }
     }
 
     /// Whether part of a request head is buffered (and not body bytes being dropped).
@@ -392,11 +503,56 @@ impl HttpConn {
 
     /// Starts the head timer when the first bytes of a head are buffered and nothing is owed
     /// to the client; stops it otherwise (a client still receiving answers is not slow).
-    fn update_head_deadline(&mut self, cx: &HttpContext<'_>) {
+    /// Starts the keep-alive timer when the connection waits for a request: established,
+    /// nothing owed to the client, no byte of a head buffered; stops it otherwise. Neither
+    /// restarts while it runs.
+    fn update_deadlines<S: ByteStream + ?Sized>(&mut self, stream: &S, cx: &HttpContext<'_>) {
         if !self.head_pending() || self.closing || !self.queue.is_empty() {
             self.head_deadline = None;
         } else if self.head_deadline.is_none() {
             self.head_deadline = Some(cx.now + cx.limits.header_timeout);
+        }
+        let waiting =
+            !self.closing && !self.closed && self.queue.is_empty() && !self.head_pending();
+        if !waiting {
+            self.keepalive_deadline = None;
+        } else if self.keepalive_deadline.is_none() && stream.established() {
+            self.keepalive_deadline = Some(cx.now + cx.limits.keepalive_timeout);
+        }
+    }
+
+    /// Closes our side (FIN after anything queued) and starts lingering. Unparsed input is
+    /// dropped (so the request buffer goes back to the pool).
+    fn shut<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &HttpContext<'_>) {
+        stream.close();
+        self.closed = true;
+        self.start = 0;
+        self.end = 0;
+        self.discard = 0;
+        self.head_deadline = None;
+        self.keepalive_deadline = None;
+        self.linger = Some(Linger::new(cx.now, stream.unacked(), cx.limits));
+    }
+
+    /// A closed connection: reads and drops its input, and resets it at the lingering
+    /// deadline if the peer has not finished by then (once finished, the netstack frees it).
+    fn linger<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &mut HttpContext<'_>) {
+        let Some(linger) = self.linger.as_mut() else {
+            return;
+        };
+        let input = stream.discard() > 0;
+        linger.observe(
+            cx.now,
+            input,
+            stream.unacked(),
+            !stream.may_recv(),
+            cx.limits,
+        );
+        if cx.now >= linger.deadline() {
+            self.linger = None;
+            if stream.abort() {
+                cx.counters.lingering_aborts += 1;
+            }
         }
     }
 }
@@ -413,6 +569,10 @@ impl HttpConn {
     ) -> bool {
         if self.discard > 0 {
             let dropped = self.discard.min(self.end - self.start);
+            if dropped > 0 {
+                // Body bytes of the last request: the client is not idle.
+                self.keepalive_deadline = None;
+            }
             self.start += dropped;
             self.discard -= dropped;
             if self.discard > 0 {
@@ -485,6 +645,8 @@ impl HttpConn {
         }
         self.discard = outcome.discard;
         self.head_deadline = None;
+        // A request came: the keep-alive clock starts again after its response.
+        self.keepalive_deadline = None;
         self.requests = self.requests.saturating_add(1);
         let mut outcome = outcome;
         let limit = cx.limits.max_requests_per_connection;
@@ -565,8 +727,7 @@ impl HttpConn {
             if closes {
                 // Nothing after a closing response was parsed, so the queue is empty here.
                 self.queue.clear();
-                stream.close();
-                self.closed = true;
+                self.shut(stream, cx);
                 return true;
             }
         }

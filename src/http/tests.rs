@@ -22,6 +22,9 @@ struct FakeStream {
     out: Vec<u8>,
     peer_closed: bool,
     closed: bool,
+    /// The handshake is complete.
+    established: bool,
+    aborted: bool,
 }
 
 impl FakeStream {
@@ -34,6 +37,8 @@ impl FakeStream {
             out: Vec::new(),
             peer_closed: false,
             closed: false,
+            established: true,
+            aborted: false,
         }
     }
 
@@ -65,6 +70,20 @@ impl ByteStream for FakeStream {
 
     fn close(&mut self) {
         self.closed = true;
+    }
+
+    fn established(&self) -> bool {
+        self.established
+    }
+
+    fn unacked(&self) -> usize {
+        self.in_flight
+    }
+
+    fn abort(&mut self) -> bool {
+        assert!(!self.aborted, "aborted twice");
+        self.aborted = true;
+        true
     }
 }
 
@@ -605,7 +624,7 @@ fn counter_fields_name_every_counter() {
         ..HttpCounters::default()
     };
     let fields: Vec<_> = counters.fields().collect();
-    assert_eq!(fields.len(), 11);
+    assert_eq!(fields.len(), 13);
     assert!(fields.contains(&("requests", 1)));
     assert!(fields.contains(&("responses_4xx", 2)));
 }
@@ -738,16 +757,25 @@ fn a_head_that_does_not_complete_in_time_gets_408_and_close() {
     assert_eq!(out, h.status(Status::RequestTimeout, "", CLOSE));
     assert!(h.stream.closed);
     assert_eq!(h.counters.header_timeouts, 1);
-    assert_eq!(h.conn.wake_at(), None);
+    // Closed, the connection lingers: the 408 is not acknowledged yet, so the wake-up is
+    // `lingering_time` away.
+    assert_eq!(
+        h.conn.wake_at(),
+        Some(Instant::from_secs(110) + h.limits.lingering_time)
+    );
 
-    // A head that completes in time clears the deadline; an idle connection has none.
+    // A head that completes in time clears the deadline; an idle connection has only the
+    // keep-alive one, from the end of the response.
     let mut h = Harness::new(64 * 1024);
     h.limits.header_timeout = Duration::from_secs(10);
+    h.now = Instant::from_secs(100);
     assert_eq!(h.request("GET /hello.txt HTTP/1.1\r\n"), "");
-    assert!(h.conn.wake_at().is_some());
+    assert_eq!(h.conn.wake_at(), Some(Instant::from_secs(110)));
+    h.now = Instant::from_secs(104);
     let out = h.request("Host: x\r\n\r\n");
     assert_eq!(out, text(&h.full("/hello.txt", "", true)));
-    assert_eq!(h.conn.wake_at(), None);
+    assert_eq!(h.conn.head_deadline, None);
+    assert_eq!(h.conn.wake_at(), Some(Instant::from_secs(179)));
 }
 
 #[test]
@@ -961,4 +989,228 @@ fn several_ranges_get_multipart_byteranges_like_nginx() {
     // Ranges that add up to more than the file get the whole file, as in nginx.
     let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,2-12\r\n\r\n");
     assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+}
+
+fn secs(s: u64) -> Instant {
+    Instant::from_secs(s as i64)
+}
+
+const GET_HELLO: &str = "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[test]
+fn keep_alive_clock_starts_at_the_handshake_and_ignores_segments_without_data() {
+    let mut h = Harness::new(64 * 1024);
+    // The SYN is lent to the application too; the clock starts when the handshake completes.
+    h.stream.established = false;
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), None);
+    h.now = secs(2);
+    h.stream.established = true;
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), Some(secs(77)));
+    // TCP keepalive probes, ACKs and window probes call the application with no data: the
+    // deadline stays where it is.
+    for t in (12..77).step_by(10) {
+        h.now = secs(t);
+        h.serve_once();
+        assert_eq!(h.conn.wake_at(), Some(secs(77)), "at {t} s");
+        assert!(!h.stream.closed);
+    }
+    h.now = secs(77) - Duration::from_millis(1);
+    h.serve_once();
+    assert!(!h.stream.closed);
+    // At the deadline: closed without a byte, counted, and lingering (nothing is unacked and
+    // the peer is quiet, so `lingering_timeout` away).
+    h.now = secs(77);
+    h.serve_once();
+    assert!(h.stream.closed);
+    assert!(h.stream.out.is_empty());
+    assert_eq!(h.counters.keepalive_timeouts, 1);
+    assert_eq!(h.counters.requests, 0);
+    assert_eq!(h.conn.wake_at(), Some(secs(82)));
+}
+
+#[test]
+fn keep_alive_clock_runs_from_the_last_byte_of_the_last_response() {
+    let mut h = Harness::new(64 * 1024);
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), Some(secs(75)));
+    // A request at 70 s is served, and the clock starts again from its response.
+    h.now = secs(70);
+    let out = h.request(GET_HELLO);
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.conn.wake_at(), Some(secs(145)));
+    // A large file through a small window: no keep-alive clock while it is being sent.
+    h.now = secs(100);
+    h.stream.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), None);
+    let mut t = 100;
+    while h.conn.queue.front().is_some() {
+        t += 1;
+        h.now = secs(t);
+        h.stream.in_flight = 0;
+        h.serve_once();
+    }
+    assert!(t > 110, "the file took {} s", t - 100);
+    // Its last byte went into the socket at `t`.
+    assert_eq!(h.conn.wake_at(), Some(secs(t + 75)));
+    assert_eq!(h.counters.responses_2xx, 2);
+    assert!(!h.stream.closed);
+    h.now = secs(t + 75);
+    h.serve_once();
+    assert!(h.stream.closed);
+    assert_eq!(h.counters.keepalive_timeouts, 1);
+}
+
+#[test]
+fn the_first_byte_of_a_request_hands_over_to_the_head_timer() {
+    let mut h = Harness::new(64 * 1024);
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), Some(secs(75)));
+    h.now = secs(70);
+    assert_eq!(h.request("GET /hel"), "");
+    assert_eq!(h.conn.keepalive_deadline, None);
+    // The head now has `header_timeout` (60 s) from its first byte, past the keep-alive
+    // deadline it arrived under.
+    assert_eq!(h.conn.wake_at(), Some(secs(130)));
+    h.now = secs(100);
+    let out = h.request("lo.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.conn.wake_at(), Some(secs(175)));
+    assert_eq!(h.counters.keepalive_timeouts, 0);
+}
+
+#[test]
+fn body_bytes_being_dropped_restart_the_keep_alive_clock() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.conn.wake_at(), Some(secs(75)));
+    h.now = secs(50);
+    assert_eq!(h.request("defg"), "");
+    assert_eq!(h.conn.wake_at(), Some(secs(125)));
+    h.now = secs(120);
+    let out = h.request(&format!("hij{GET_HELLO}"));
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.conn.wake_at(), Some(secs(195)));
+}
+
+#[test]
+fn a_closed_connection_drains_its_input_and_is_reset_within_the_lingering_bounds() {
+    let mut h = Harness::new(64 * 1024);
+    h.now = secs(10);
+    h.stream
+        .push(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /x");
+    h.serve_once();
+    let out = h.take_output();
+    assert_eq!(out, text(&h.full("/hello.txt", CLOSE, true)));
+    assert!(h.stream.closed);
+    assert!(h.stream.inbound.is_empty(), "what followed was dropped");
+    assert!(
+        h.conn.buf.is_empty(),
+        "the request buffer went back to the pool"
+    );
+    // The answer is not acknowledged yet: lingering waits for it, `lingering_time` at most
+    // without progress.
+    assert_eq!(h.conn.wake_at(), Some(secs(40)));
+    // Input is read and dropped at once, whatever it is: the window never closes.
+    h.now = secs(12);
+    h.stream.push(&[0x16; 3000]);
+    h.serve_once();
+    assert!(h.stream.inbound.is_empty());
+    assert_eq!(h.conn.wake_at(), Some(secs(40)));
+    // The answer is acknowledged at 15 s: from now on `lingering_timeout` of quiet, and
+    // `lingering_time` in all.
+    h.now = secs(15);
+    h.stream.in_flight = 0;
+    h.serve_once();
+    assert_eq!(h.conn.wake_at(), Some(secs(20)));
+    for t in (18..45).step_by(4) {
+        h.now = secs(t);
+        h.stream.push(b"more");
+        h.serve_once();
+        assert!(h.stream.inbound.is_empty());
+        assert_eq!(h.conn.wake_at(), Some(secs(t + 5).min(secs(45))), "at {t}");
+    }
+    assert!(!h.stream.aborted);
+    h.now = secs(45);
+    h.stream.push(b"more");
+    h.serve_once();
+    assert!(h.stream.aborted);
+    assert_eq!(h.counters.lingering_aborts, 1);
+    assert_eq!(h.conn.wake_at(), None);
+    assert!(h.stream.out.is_empty(), "nothing is sent after the close");
+    // Later calls (the netstack frees the cell after the reset) do nothing.
+    h.now = secs(46);
+    h.serve_once();
+    assert_eq!(h.counters.lingering_aborts, 1);
+}
+
+#[test]
+fn a_quiet_peer_is_reset_after_the_lingering_timeout_and_a_finished_one_is_not() {
+    for (peer_finishes, wake) in [(false, 105), (true, 130)] {
+        let mut h = Harness::new(64 * 1024);
+        h.limits.lingering_timeout = Duration::from_secs(5);
+        h.limits.lingering_time = Duration::from_secs(30);
+        h.now = secs(100);
+        let out = h.request("GET /nothing HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(h.stream.closed);
+        // `request` acknowledged the answer at once.
+        assert_eq!(h.conn.wake_at(), Some(secs(105)));
+        if peer_finishes {
+            // The peer's FIN is in; only the acknowledgement of ours is awaited.
+            h.now = secs(101);
+            h.stream.peer_closed = true;
+            h.serve_once();
+        }
+        assert_eq!(h.conn.wake_at(), Some(secs(wake)));
+        h.now = secs(wake) - Duration::from_millis(1);
+        h.serve_once();
+        assert!(!h.stream.aborted);
+        h.now = secs(wake);
+        h.serve_once();
+        assert!(h.stream.aborted);
+        assert_eq!(h.counters.lingering_aborts, 1);
+    }
+}
+
+#[test]
+fn every_kind_of_close_lingers() {
+    let client_hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+    let mut h = Harness::new(64 * 1024);
+    h.stream.push(&client_hello);
+    h.serve_once();
+    assert!(h.stream.closed);
+    // The rest of the ClientHello is read and dropped.
+    h.stream.push(&[0xab; 500]);
+    h.serve_once();
+    assert!(h.stream.inbound.is_empty());
+    assert_eq!(h.conn.wake_at(), Some(secs(5)));
+
+    // A peer that half-closes after its request: answered, closed, lingering for our FIN.
+    let mut h = Harness::new(64 * 1024);
+    h.stream.push(GET_HELLO.as_bytes());
+    h.stream.peer_closed = true;
+    h.run();
+    assert!(h.stream.closed);
+    assert_eq!(h.conn.wake_at(), Some(secs(30)));
+
+    // The keep-alive timeout, with the netstack lending the connection at its deadline.
+    let mut h = Harness::new(64 * 1024);
+    h.limits.keepalive_timeout = Duration::from_secs(3);
+    h.serve_once();
+    h.now = h.conn.wake_at().expect("a keep-alive deadline");
+    assert_eq!(h.now, secs(3));
+    h.serve_once();
+    assert!(h.stream.closed);
+    h.now = h.conn.wake_at().expect("a lingering deadline");
+    assert_eq!(h.now, secs(8));
+    h.serve_once();
+    assert!(h.stream.aborted);
+    assert_eq!(
+        (h.counters.keepalive_timeouts, h.counters.lingering_aborts),
+        (1, 1)
+    );
 }
