@@ -502,6 +502,28 @@ pub enum CongestionControl {
     Cubic,
 }
 
+/// What a three-way handshake completed outside the socket agreed, for
+/// [`Socket::accept_handshake`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Handshake {
+    pub local: IpEndpoint,
+    pub remote: IpEndpoint,
+    /// Our initial sequence number: the SYN-ACK's.
+    pub local_isn: TcpSeqNumber,
+    /// The peer's initial sequence number: its SYN's.
+    pub remote_isn: TcpSeqNumber,
+    /// The MSS option of the peer's SYN.
+    pub remote_mss: Option<u16>,
+    /// The window scale option of the peer's SYN. `None` turns window scaling off both ways.
+    pub remote_win_scale: Option<u8>,
+    /// The peer's SYN carried SACK-permitted (and the SYN-ACK offered it).
+    pub remote_sack: bool,
+    /// The time from the SYN-ACK to the ACK that completed the handshake, if it was measured
+    /// (not across a retransmitted SYN-ACK, RFC 6298 §3): the first RTT sample.
+    pub rtt: Option<Duration>,
+}
+
 /// What loss recovery did on a socket, over every connection since the socket was created.
 ///
 /// A host's operators read these as Linux's `TcpExtTCPLossProbes`, `TCPTimeouts`, ...: a rising
@@ -1251,6 +1273,78 @@ impl<'a> Socket<'a> {
         self.local_seq_no = seq;
         self.remote_last_seq = seq;
         Ok(())
+    }
+
+    /// Opens a connection whose three-way handshake was completed outside the socket: by a
+    /// SYN cache or a SYN cookie (RFC 4987 §3.4, §3.6), which answer SYNs without giving each
+    /// half-open connection a socket. The socket goes straight to ESTABLISHED, with the
+    /// sequence numbers and the options the handshake agreed; the final ACK of the handshake
+    /// (and any data on it) should then be processed as usual.
+    ///
+    /// The SYN-ACK must have offered what this socket would have: the window scale
+    /// [`local_window_scale`](#method.local_window_scale) (only if the peer offered one) and
+    /// SACK only if [`set_sack_enabled`](#method.set_sack_enabled) allows it.
+    ///
+    /// Returns `Err(ListenError::InvalidState)` if the socket is open, and
+    /// `Err(ListenError::Unaddressable)` if either port is zero.
+    pub fn accept_handshake(
+        &mut self,
+        cx: &mut Context,
+        handshake: &Handshake,
+    ) -> Result<(), ListenError> {
+        if self.is_open() && self.state != State::Listen {
+            return Err(ListenError::InvalidState);
+        }
+        if handshake.local.port == 0 || handshake.remote.port == 0 {
+            return Err(ListenError::Unaddressable);
+        }
+        self.reset();
+        self.listen_endpoint = IpListenEndpoint {
+            addr: Some(handshake.local.addr),
+            port: handshake.local.port,
+        };
+        self.tuple = Some(Tuple {
+            local: handshake.local,
+            remote: handshake.remote,
+        });
+        // Our SYN is acknowledged: SND.UNA = SND.NXT = ISS + 1, RCV.NXT = IRS + 1.
+        self.local_seq_no = handshake.local_isn + 1;
+        self.remote_last_seq = self.local_seq_no;
+        self.remote_seq_no = handshake.remote_isn + 1;
+        self.remote_last_ack = Some(self.remote_seq_no);
+        if let Some(mss) = handshake.remote_mss {
+            // Treat a zero MSS as if the option were absent, like Linux does.
+            if mss != 0 {
+                self.remote_mss = (mss as usize).max(MIN_REMOTE_MSS);
+            }
+        }
+        self.congestion_controller
+            .inner_mut()
+            .set_mss(self.remote_mss);
+        self.remote_has_sack = handshake.remote_sack && self.sack_enabled;
+        self.remote_win_scale = handshake.remote_win_scale;
+        if self.remote_win_scale.is_none() {
+            self.remote_win_shift = 0;
+        }
+        // The window the SYN-ACK offered, in the units of the segments that follow it.
+        self.remote_last_win = self.scaled_window();
+        // Timestamps are not part of a handshake done elsewhere.
+        self.tsval_generator = None;
+        if let Some(rtt) = handshake.rtt {
+            self.rtte.sample(rtt);
+        }
+        self.set_state(State::Established);
+        self.timer.set_for_idle(cx.now(), self.keep_alive);
+        self.start_congestion_window(cx);
+        Ok(())
+    }
+
+    /// The window scale (RFC 7323) this socket offers in its SYN or SYN-ACK: the shift that
+    /// lets its receive buffer be advertised whole. Fixed by the buffer's size.
+    pub fn local_window_scale(&self) -> u8 {
+        let rx_cap_log2 =
+            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+        rx_cap_log2.saturating_sub(16) as u8
     }
 
     #[cfg(test)]
@@ -4145,6 +4239,114 @@ mod test {
         );
         assert_eq!(s.state, State::Established);
         sanity!(s, socket_established());
+    }
+
+    fn handshake() -> Handshake {
+        Handshake {
+            local: LOCAL_END,
+            remote: REMOTE_END,
+            local_isn: LOCAL_SEQ,
+            remote_isn: REMOTE_SEQ,
+            remote_mss: Some(BASE_MSS),
+            remote_win_scale: None,
+            remote_sack: false,
+            rtt: None,
+        }
+    }
+
+    #[test]
+    fn test_accept_handshake_is_established() {
+        // The same socket as one that went LISTEN, SYN-RECEIVED, ESTABLISHED.
+        let mut s = socket();
+        s.socket.accept_handshake(&mut s.cx, &handshake()).unwrap();
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.listen_endpoint().port, LOCAL_PORT);
+        let mut expected = socket_established();
+        // The peer's window arrives with its final ACK, below.
+        expected.remote_win_len = 0;
+        expected.timer = s.timer;
+        sanity!(&s, &expected);
+
+        // The final ACK carries the first request bytes; the reply continues the sequence.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.remote_win_len, 256);
+        s.recv(|data| {
+            assert_eq!(data, b"abc");
+            (data.len(), ())
+        })
+        .unwrap();
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                payload: &b"xyz"[..],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_accept_handshake_options() {
+        let mut s = socket_with_buffer_sizes(64, 256 * 1024);
+        s.set_sack_enabled(true);
+        assert_eq!(s.local_window_scale(), 3);
+        let agreed = Handshake {
+            remote_mss: Some(536),
+            remote_win_scale: Some(7),
+            remote_sack: true,
+            rtt: Some(Duration::from_millis(30)),
+            ..handshake()
+        };
+        s.socket.accept_handshake(&mut s.cx, &agreed).unwrap();
+        assert_eq!(s.remote_mss, 536);
+        assert_eq!(s.remote_win_scale, Some(7));
+        assert_eq!(s.remote_win_shift, 3);
+        assert!(s.remote_has_sack);
+        assert_eq!(s.rtte.srtt(), Some(Duration::from_millis(30)));
+
+        // No scale offered: none used either way; SACK refused when the socket has it off.
+        let mut s = socket_with_buffer_sizes(64, 256 * 1024);
+        s.set_sack_enabled(false);
+        let agreed = Handshake {
+            remote_sack: true,
+            ..handshake()
+        };
+        s.socket.accept_handshake(&mut s.cx, &agreed).unwrap();
+        assert_eq!(s.remote_win_shift, 0);
+        assert!(!s.remote_has_sack);
+        assert_eq!(s.rtte.srtt(), None);
+    }
+
+    #[test]
+    fn test_accept_handshake_refused_when_open() {
+        let mut s = socket_established();
+        assert_eq!(
+            s.socket.accept_handshake(&mut s.cx, &handshake()),
+            Err(ListenError::InvalidState)
+        );
+        let mut s = socket();
+        let no_port = Handshake {
+            remote: IpEndpoint::new(REMOTE_END.addr, 0),
+            ..handshake()
+        };
+        assert_eq!(
+            s.socket.accept_handshake(&mut s.cx, &no_port),
+            Err(ListenError::Unaddressable)
+        );
+        // A listening socket may take a handshake done elsewhere.
+        s.listen(LISTEN_END).unwrap();
+        s.socket.accept_handshake(&mut s.cx, &handshake()).unwrap();
+        assert_eq!(s.state, State::Established);
     }
 
     #[cfg(feature = "socket-tcp-pause-synack")]
