@@ -622,6 +622,9 @@ pub struct Socket<'a> {
     /// Used for rate-limiting: No more challenge ACKs will be sent until this instant.
     challenge_ack_timer: Instant,
 
+    /// Challenge ACKs sent (RFC 5961), over the socket's whole life.
+    challenge_acks: u64,
+
     /// Nagle's Algorithm enabled.
     nagle: bool,
 
@@ -715,6 +718,7 @@ impl<'a> Socket<'a> {
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
+            challenge_acks: 0,
             nagle: true,
             tsval_generator: None,
             last_remote_tsval: 0,
@@ -960,6 +964,12 @@ impl<'a> Socket<'a> {
         let micros = u32::try_from(duration.total_micros()).unwrap_or(RTTE_MAX_RTO);
         self.rtte.min_rto = micros.min(RTTE_MAX_RTO);
         self.rtte.base_rto = self.rtte.base_rto.max(self.rtte.min_rto);
+    }
+
+    /// Challenge ACKs this socket sent (RFC 5961: to an RST or SYN not exactly in sequence,
+    /// an unacceptable ACK, an out-of-window segment), over all its connections so far.
+    pub fn challenge_acks(&self) -> u64 {
+        self.challenge_acks
     }
 
     /// What loss recovery did on this socket, over all its connections so far.
@@ -2011,6 +2021,7 @@ impl<'a> Socket<'a> {
 
         // Rate-limit to 1 per second max.
         self.challenge_ack_timer = cx.now() + Duration::from_secs(1);
+        self.challenge_acks += 1;
 
         Some(self.ack_reply(ip_repr, repr))
     }
@@ -2066,6 +2077,7 @@ impl<'a> Socket<'a> {
         let control_len = (sent_syn as usize) + (sent_fin as usize);
 
         // Reject unacceptable acknowledgements.
+        let mut stale_ack = false;
         match (self.state, repr.control, repr.ack_number) {
             // An RST received in response to initial SYN is acceptable if it acknowledges
             // the initial SYN.
@@ -2119,6 +2131,23 @@ impl<'a> Socket<'a> {
                 net_debug!("expecting a SYN|ACK");
                 return None;
             }
+            // RFC 5961 §4.2: a SYN in a synchronized state, whatever its sequence number, gets
+            // a challenge ACK and changes nothing. A peer that really restarted answers it with
+            // an RST that is exactly in sequence; a blind attacker cannot.
+            (
+                State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+                | State::TimeWait,
+                TcpControl::Syn,
+                _,
+            ) => {
+                net_debug!("SYN in a synchronized state, sending a challenge ACK");
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
             // Every packet after the initial SYN must be an acknowledgement.
             (_, _, None) => {
                 net_debug!("expecting an ACK");
@@ -2144,14 +2173,28 @@ impl<'a> Socket<'a> {
                     ack_min += 1;
                 }
 
+                // RFC 5961 §5.2: an ACK below SND.UNA but within the largest window the peer
+                // offered is a duplicate: ignored, while the rest of the segment (data, FIN)
+                // is processed as usual (a reordered segment keeps its data). Below that, no
+                // peer could have sent it: the segment is dropped with a challenge ACK.
                 if ack_number < ack_min {
-                    net_debug!(
-                        "duplicate ACK ({} not in {}...{})",
-                        ack_number,
-                        ack_min,
-                        ack_max
-                    );
-                    return None;
+                    if ack_number >= ack_min - self.remote_max_win_len.max(1) {
+                        net_debug!(
+                            "old ACK ({} not in {}...{}), processing the segment without it",
+                            ack_number,
+                            ack_min,
+                            ack_max
+                        );
+                        stale_ack = true;
+                    } else {
+                        net_debug!(
+                            "unacceptable old ACK ({} not in {}...{})",
+                            ack_number,
+                            ack_min,
+                            ack_max
+                        );
+                        return self.challenge_ack_reply(cx, ip_repr, repr);
+                    }
                 }
 
                 if ack_number > ack_max {
@@ -2165,6 +2208,18 @@ impl<'a> Socket<'a> {
                 }
             }
         }
+
+        // From here on, a duplicate ACK below SND.UNA (see above) is as if absent.
+        let without_ack;
+        let repr = if stale_ack {
+            without_ack = TcpRepr {
+                ack_number: None,
+                ..*repr
+            };
+            &without_ack
+        } else {
+            repr
+        };
 
         let window_start = self.remote_seq_no + self.rx_buffer.len();
         let window_end = if let Some(last_ack) = self.remote_last_ack {
@@ -2351,6 +2406,21 @@ impl<'a> Socket<'a> {
         match (self.state, control) {
             // RSTs are not accepted in the LISTEN state.
             (State::Listen, TcpControl::Rst) => return None,
+
+            // RFC 5961 §3.2: an RST in the window but not exactly at RCV.NXT may be a blind
+            // attack. It gets a challenge ACK and changes nothing; a peer that really reset
+            // answers with an RST that is exactly in sequence.
+            // (In SYN-SENT the RST's acknowledgment was checked instead, above.)
+            (state, TcpControl::Rst)
+                if state != State::SynSent && repr.seq_number != window_start =>
+            {
+                net_debug!(
+                    "RST at {} is in the window but not at {}, sending a challenge ACK",
+                    repr.seq_number,
+                    window_start
+                );
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
 
             // RSTs in SYN-RECEIVED flip the socket back to the LISTEN state.
             // Here we need to additionally check `listen_endpoint`, because we want to make sure
@@ -5885,19 +5955,26 @@ mod test {
     #[test]
     fn test_established_bad_ack() {
         let mut s = socket_established();
-        // Already acknowledged data.
+        // Already acknowledged data, below any window the peer offered (RFC 5961 §5.2): a
+        // challenge ACK.
         send!(
             s,
             TcpRepr {
                 seq_number: REMOTE_SEQ + 1,
                 ack_number: Some(TcpSeqNumber(LOCAL_SEQ.0 - 1)),
                 ..SEND_TEMPL
-            }
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                ..RECV_TEMPL
+            })
         );
         assert_eq!(s.local_seq_no, LOCAL_SEQ + 1);
         // Data not yet transmitted.
         send!(
             s,
+            time 2000,
             TcpRepr {
                 seq_number: REMOTE_SEQ + 1,
                 ack_number: Some(LOCAL_SEQ + 10),
@@ -6361,6 +6438,159 @@ mod test {
         );
 
         assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_established_rst_in_window_gets_a_challenge_ack() {
+        // RFC 5961 §3.2: an RST in the window but not at RCV.NXT (a blind attacker's guess)
+        // draws a challenge ACK and the connection lives; the exact one then closes it.
+        let mut s = socket_established();
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1 + 20,
+                ack_number: None,
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.challenge_acks(), 1);
+        // Rate-limited: a second guess right after gets nothing, and still changes nothing.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1 + 40,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.challenge_acks(), 1);
+        send!(
+            s,
+            time 20,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_established_syn_gets_a_challenge_ack() {
+        // RFC 5961 §4.2: a SYN in a synchronized state, in the window or not, with or without
+        // an ACK, draws a challenge ACK and changes nothing.
+        let mut s = socket_established();
+        for (time, seq, ack) in [
+            (0, REMOTE_SEQ + 1 + 10, None),
+            (2000, REMOTE_SEQ + 1, Some(LOCAL_SEQ + 1)),
+            (4000, REMOTE_SEQ - 1000, None),
+        ] {
+            send!(
+                s,
+                time time,
+                TcpRepr {
+                    control: TcpControl::Syn,
+                    seq_number: seq,
+                    ack_number: ack,
+                    ..SEND_TEMPL
+                },
+                Some(TcpRepr {
+                    seq_number: LOCAL_SEQ + 1,
+                    ack_number: Some(REMOTE_SEQ + 1),
+                    ..RECV_TEMPL
+                })
+            );
+            assert_eq!(s.state, State::Established);
+        }
+        assert_eq!(s.challenge_acks(), 3);
+        // The connection carries on.
+        send!(
+            s,
+            time 4000,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            time 4000,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_old_ack_within_the_window_keeps_the_data() {
+        // RFC 5961 §5.2: an ACK below SND.UNA but within the peer's largest window is a
+        // duplicate: the data it carries (a reordered segment) is taken.
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        // The peer's ACK of all six, sent after its request...
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1 + 6),
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6,
+                ack_number: Some(REMOTE_SEQ + 1),
+                ..RECV_TEMPL
+            })
+        );
+        // ...overtook the first part of the request, which acknowledged only three.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                payload: &b"uvw"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 58,
+                ..RECV_TEMPL
+            })
+        );
+        s.recv(|data| {
+            assert_eq!(data, b"uvwxyz");
+            (6, ())
+        })
+        .unwrap();
+        assert_eq!(s.local_seq_no, LOCAL_SEQ + 1 + 6);
+        assert_eq!(s.challenge_acks(), 0);
     }
 
     #[test]
@@ -10532,11 +10762,13 @@ mod test {
             (0, ())
         })
         .unwrap();
+        // Exactly at RCV.NXT, before the hole (RFC 5961 §3.2; see
+        // `test_established_rst_in_window_gets_a_challenge_ack` for one after it).
         send!(
             s,
             TcpRepr {
                 control: TcpControl::Rst,
-                seq_number: REMOTE_SEQ + 1 + 9,
+                seq_number: REMOTE_SEQ + 1 + 3,
                 ack_number: Some(LOCAL_SEQ + 1),
                 ..SEND_TEMPL
             }
@@ -10602,11 +10834,13 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+        // Exactly at RCV.NXT, before the hole (RFC 5961 §3.2; see
+        // `test_established_rst_in_window_gets_a_challenge_ack` for one after it).
         send!(
             s,
             TcpRepr {
                 control: TcpControl::Rst,
-                seq_number: REMOTE_SEQ + 1 + 9,
+                seq_number: REMOTE_SEQ + 1 + 3,
                 ack_number: Some(LOCAL_SEQ + 1),
                 ..SEND_TEMPL
             }
