@@ -209,9 +209,22 @@ pub struct CommonArgs {
     /// Directory tree to load into memory and serve.
     #[arg(long, default_value = "www", value_name = "DIR")]
     pub root: PathBuf,
-    /// Most concurrent connections, half-open ones included. Beyond it, SYNs get an RST.
+    /// Most concurrent connections. Half-open ones wait in the SYN cache and do not count.
+    /// When all are taken, the connection idle longest between requests is closed to make room;
+    /// if none is idle, a completed handshake gets an RST.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// Half-open connections remembered in the SYN cache (about 64 bytes each). Beyond it,
+    /// SYNs are answered with a SYN cookie alone, so a SYN flood never refuses a client.
+    #[arg(long, default_value_t = 16_384, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=16_777_216))]
+    pub syn_cache_size: u32,
+    /// Most connections from one client address, like nginx's limit_conn. Off by default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: Option<u32>,
+    /// Challenge ACKs (RFC 5961) sent per second at most, host-wide, as Linux's
+    /// tcp_challenge_ack_limit.
+    #[arg(long, default_value_t = 1000, value_name = "PER_SEC")]
+    pub challenge_ack_limit: u32,
     /// TCP receive buffer per connection, bytes.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub rx_buffer: u32,

@@ -114,6 +114,7 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
     );
     line.push_str(&http_timeouts(&now.http));
     line.push_str(&loss_recovery(&now.stack));
+    line.push_str(&defences(&now.stack));
     line.push_str(&drop_reasons(&now.stack));
     line
 }
@@ -141,6 +142,24 @@ pub fn drop_reasons(counters: &StackCounters) -> String {
 /// path that loses tails shows timeouts, one that loses inside windows fast recoveries.
 pub fn loss_recovery(counters: &StackCounters) -> String {
     nonzero(counters, "tcp_")
+}
+
+/// What the SYN-flood and blind-attack defences did, if anything, as ` (syn_cache_entries=...
+/// syncookies_sent=... challenge_acks=...)`: a flood shows as cookies sent with the cache full.
+pub fn defences(counters: &StackCounters) -> String {
+    const NAMES: [&str; 10] = [
+        "syn_cache_entries",
+        "syn_cache_overflow",
+        "syncookies_sent",
+        "syncookies_valid",
+        "syncookies_invalid",
+        "synack_retransmits",
+        "challenge_acks",
+        "challenge_acks_limited",
+        "conn_limit_per_ip",
+        "idle_evicted",
+    ];
+    join_nonzero(counters.fields().filter(|(name, _)| NAMES.contains(name)))
 }
 
 fn nonzero(counters: &StackCounters, prefix: &str) -> String {
@@ -183,6 +202,16 @@ mod tests {
         };
         assert_eq!(drop_reasons(&some), " (drop_ipv6=1 drop_tcp_checksum=3)");
         assert_eq!(loss_recovery(&some), "");
+        assert_eq!(defences(&some), "");
+        let flooded = StackCounters {
+            syn_cache_entries: 16384,
+            syncookies_sent: 7,
+            ..some.clone()
+        };
+        assert_eq!(
+            defences(&flooded),
+            " (syn_cache_entries=16384 syncookies_sent=7)"
+        );
         let lossy = StackCounters {
             tcp_retransmits: 5,
             tcp_fast_recoveries: 2,

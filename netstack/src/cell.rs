@@ -15,11 +15,10 @@
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities};
-use smoltcp::socket::tcp::RecoveryStats;
+use smoltcp::socket::tcp::{Handshake, RecoveryStats};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, TcpControl, TcpRepr,
-    TcpSeqNumber,
+    EthernetProtocol, HardwareAddress, IpAddress, IpCidr, TcpControl, TcpRepr, TcpSeqNumber,
 };
 
 use crate::flow::FlowKey;
@@ -146,20 +145,24 @@ impl<A> Cell<A> {
         self.sockets.get::<TcpSocket<'static>>(self.handle).state()
     }
 
-    /// Takes a pooled cell into service: fresh socket state listening on `local`.
-    /// `false` if the socket refused to listen (port 0; ruled out by config validation).
-    pub fn open(
+    /// Takes a pooled cell into service for a connection whose handshake the front end
+    /// completed: the socket goes straight to ESTABLISHED with what the handshake agreed.
+    /// `false` if the socket refused (a zero port; ruled out by config validation).
+    pub fn accept(
         &mut self,
-        local: IpListenEndpoint,
+        handshake: &Handshake,
         flow: FlowKey,
         eth: EthHeader,
         now: Instant,
     ) -> bool {
-        let socket = self.socket();
+        let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
         socket.abort();
-        // `reset` (inside `listen`) keeps the congestion controller: start it afresh.
+        // `reset` (inside `accept_handshake`) keeps the congestion controller: start it afresh.
         socket.set_congestion_control(socket.congestion_control());
-        if socket.listen(local).is_err() {
+        if socket
+            .accept_handshake(self.iface.context(), handshake)
+            .is_err()
+        {
             return false;
         }
         self.flow = Some(flow);
@@ -169,6 +172,20 @@ impl<A> Cell<A> {
         self.peer_ack = None;
         self.peer_fin_end = None;
         true
+    }
+
+    /// The window scale the cell's socket offers (fixed by its receive buffer's size).
+    pub fn local_window_scale(&self) -> u8 {
+        self.sockets
+            .get::<TcpSocket<'static>>(self.handle)
+            .local_window_scale()
+    }
+
+    /// Challenge ACKs the socket sent (RFC 5961), over the cell's whole life.
+    pub fn challenge_acks(&self) -> u64 {
+        self.sockets
+            .get::<TcpSocket<'static>>(self.handle)
+            .challenge_acks()
     }
 
     /// Remembers the sequence numbers a TIME-WAIT tombstone needs from a segment the peer
@@ -216,6 +233,26 @@ impl<A> Cell<A> {
         };
         self.iface
             .poll_ingress_single(now, &mut device, &mut self.sockets);
+        device.lost
+    }
+
+    /// Runs one egress pass into the staging ring, for what must leave before the next
+    /// `poll_egress` (the RST of a connection closed to free its cell). Returns how many frames
+    /// were lost to a full ring.
+    pub fn flush_to(
+        &mut self,
+        now: Instant,
+        staging: &mut Staging,
+        caps: &DeviceCapabilities,
+    ) -> u64 {
+        let mut device = IngressDevice {
+            packet: None,
+            staging,
+            eth: self.eth,
+            caps,
+            lost: 0,
+        };
+        self.iface.poll_egress(now, &mut device, &mut self.sockets);
         device.lost
     }
 

@@ -48,15 +48,44 @@ define_counters! {
         arp_replies,
         /// ICMP echo replies staged.
         icmp_echo_replies,
-        /// SYNs that got a cell.
+        /// SYNs for new connections, answered with a SYN-ACK (from the SYN cache or a cookie).
+        syn_received,
+        /// Handshakes that completed and got a cell.
         syn_accepted,
-        /// SYNs refused with RST because all `max_connections` cells were in use.
+        /// Completed handshakes refused with RST because all `max_connections` cells were in
+        /// use and no keep-alive connection was idle.
         syn_refused_full,
+        /// Half-open connections in the SYN cache now (a gauge, not a count of events).
+        syn_cache_entries,
+        /// SYNs that found the SYN cache full and were answered with a cookie alone.
+        syn_cache_overflow,
+        /// SYN-ACKs sent with no SYN-cache entry behind them: the cookie is all the state.
+        syncookies_sent,
+        /// Final ACKs with no SYN-cache entry that opened a connection through their cookie.
+        syncookies_valid,
+        /// ACKs for no known flow whose cookie did not validate (stray, forged or expired);
+        /// also counted in `drop_tcp_no_flow`.
+        syncookies_invalid,
+        /// SYN-ACKs sent again, on the retransmission schedule or for a repeated SYN.
+        synack_retransmits,
+        /// Handshakes in the SYN cache ended by the peer's exact RST.
+        handshake_resets,
+        /// Challenge ACKs sent (RFC 5961): to an RST or SYN not exactly in sequence, an
+        /// unacceptable ACK, an out-of-window segment.
+        challenge_acks,
+        /// Challenge ACKs not sent because the host-wide limit (`challenge_ack_limit` a second)
+        /// was reached.
+        challenge_acks_limited,
+        /// Completed handshakes refused with RST because the peer's address already had
+        /// `max_connections_per_ip` connections.
+        conn_limit_per_ip,
+        /// Idle keep-alive connections closed (with RST) to free a cell for a new one.
+        idle_evicted,
         /// RSTs we chose to send: for unknown flows and closed ports, and aborts on timeouts.
         rst_sent,
         /// Cells returned to the pool.
         connections_closed,
-        /// Half-open connections aborted after `handshake_timeout`.
+        /// Half-open connections dropped from the SYN cache after `handshake_timeout`.
         handshake_timeouts,
         /// Established connections reset after `idle_timeout` without a segment from the peer.
         idle_timeouts,
@@ -128,6 +157,12 @@ define_counters! {
         drop_tcp_checksum,
         /// Segment without SYN for an unknown flow (answered by RST unless it is an RST).
         drop_tcp_no_flow,
+        /// Segment for an unknown flow with neither SYN, ACK nor RST: dropped unanswered
+        /// (RFC 9293 §3.10.7.2).
+        drop_tcp_no_ack,
+        /// Segment for a half-open connection that does not complete it: an RST not exactly
+        /// in sequence, a wrong ACK (answered by RST), no ACK.
+        drop_tcp_handshake,
         /// Segment to a port we do not listen on (answered by RST unless it is an RST).
         drop_tcp_port_closed,
         /// Segment for a flow in TIME-WAIT that needs no answer: a duplicate ACK, or an RST

@@ -1,10 +1,12 @@
-//! The flow table: which cell owns a TCP connection, or which TIME-WAIT tombstone is left of it.
+//! The flow table: which cell owns a TCP connection, which SYN-cache entry holds its handshake,
+//! or which TIME-WAIT tombstone is left of it.
 //!
 //! Our address and port are fixed, so a flow is identified by the peer's address and port.
 //! The table is an `ahash` map keyed from a seed given at construction (no OS reads here), so a
 //! peer cannot choose 4-tuples that collide (hash flooding). Invariant: a key maps to at most
 //! one cell or tombstone, and a cell (tombstone) is in the table exactly while it owns that
-//! flow. Twice the largest number of entries (cells plus tombstones) is reserved up front:
+//! flow. Twice the largest number of entries (cells, SYN-cache entries and tombstones) is
+//! reserved up front:
 //! hashbrown rehashes in place, without allocating, only while at most half its capacity is in
 //! use, so the headroom keeps deletions from ever forcing a reallocation.
 
@@ -26,6 +28,8 @@ pub(crate) enum FlowEntry {
     Cell(u32),
     /// A connection in TIME-WAIT, by tombstone slot.
     Tombstone(u32),
+    /// A half-open connection in the SYN cache, by slot.
+    Pending(u32),
 }
 
 pub(crate) struct FlowTable {

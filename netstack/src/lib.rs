@@ -7,9 +7,11 @@
 //! frames, were written to by the application, or have a due deadline are polled.
 //!
 //! The **front end** owns layer 2 and everything that is not an established flow: it validates
-//! Ethernet, ARP, IPv4, ICMP and TCP, answers ARP for our address and ICMP echo, learns each
-//! peer's MAC from its SYN, writes the Ethernet header in front of each IP packet a cell emits,
-//! and answers segments for unknown flows with RST. Everything it drops is counted by reason.
+//! Ethernet, ARP, IPv4, ICMP and TCP, answers ARP for our address and ICMP echo, answers SYNs
+//! from a SYN cache with SYN cookies behind it (a cell is taken only when the handshake
+//! completes), learns each peer's MAC from its SYN, writes the Ethernet header in front of each
+//! IP packet a cell emits, and answers segments for unknown flows with RST. Everything it drops
+//! is counted by reason.
 //!
 //! # Using a [`Stack`]
 //!
@@ -27,17 +29,31 @@
 //!
 //! - Cells are pooled: all `max_connections` cells, with their socket buffers, are built by
 //!   [`Stack::new`] and reused (socket aborted and re-listened, buffers kept), so the stack
-//!   allocates nothing per connection or per packet. A SYN when all are in use gets an RST
-//!   (`syn_refused_full`); established connections carry on, and SYNs are accepted again as
-//!   soon as cells come back.
+//!   allocates nothing per connection or per packet.
+//! - Half-open connections take no cell (RFC 4987). A SYN is answered by the front end, which
+//!   remembers the handshake in a SYN cache of `syn_cache_size` entries of under 64 bytes
+//!   (`syncache.rs`) and resends the SYN-ACK on Linux's schedule (1, 3, 7, 15, 31 s) until
+//!   `handshake_timeout`, when the entry is dropped without an RST, as Linux does. Every
+//!   SYN-ACK's ISN is a SYN cookie (`cookie.rs`: a SipHash MAC of the 4-tuple, the peer's ISN, a
+//!   64 s epoch and the options, keyed from the seeds at start), so when the cache is full a SYN
+//!   is answered from the cookie alone, and a final ACK opens its connection whether or not the
+//!   cache still holds it. A flood of SYNs therefore never refuses a legitimate client.
+//! - A completed handshake takes a cell through smoltcp's `accept_handshake` (patch 17). When
+//!   none is free, the connection idle longest between keep-alive requests
+//!   ([`ConnState::is_idle`]) is reset to make room, as nginx does; if none is idle, the
+//!   handshake gets an RST (`syn_refused_full`). `max_connections_per_ip` bounds the cells of
+//!   one peer address (`conn_limit_per_ip`).
+//! - Blind in-window attacks (RFC 5961, smoltcp patch 18): an RST or SYN not exactly in
+//!   sequence draws a challenge ACK and the connection lives; at most `challenge_ack_limit` a
+//!   second go out host-wide. A segment with neither SYN, ACK nor RST for an unknown flow is
+//!   dropped unanswered (RFC 9293 §3.10.7.2).
 //! - Sockets run with Nagle off and no delayed ACK (see `cell.rs` for why).
 //! - Loss recovery is the patched smoltcp's (`vendor/smoltcp/PATCHES.md`): SACK scoreboard and
 //!   RFC 6675 recovery, NewReno without SACK, RACK-TLP, undo on D-SACK, a minimum RTO, the
 //!   initial window; [`TcpTuning`] sets them for every cell. What it did is counted per stack
 //!   (`tcp_retransmits`, `tcp_timeouts`, `tcp_fast_recoveries`, `tcp_loss_probes`,
 //!   `tcp_spurious_recoveries`).
-//! - Half-open connections are aborted (with an RST) after `handshake_timeout`; connections with
-//!   no segment from the peer for `idle_timeout` are aborted with an RST.
+//! - Connections with no segment from the peer for `idle_timeout` are aborted with an RST.
 //! - TIME-WAIT does not hold a cell: when a connection we closed first reaches it, the cell goes
 //!   back to the pool and a tombstone of a few dozen bytes stays in the flow table for
 //!   `time_wait`. It ACKs a retransmitted FIN (RFC 9293 §3.10.7.4), gives a challenge ACK to an
@@ -49,19 +65,21 @@
 //! - IPv4 only; IPv6 frames, IP fragments and IP protocols other than ICMP and TCP are dropped
 //!   and counted (see [`StackCounters`]).
 //!
-//! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST), `flow` (flow table), `cell` (one
-//! smoltcp interface + socket per connection), `timers` (the timer wheel), `tombstone`
-//! (TIME-WAIT), `staging` (replies made during receive), `counters`, and `stack` which joins
-//! them.
+//! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST, SYN-ACK), `flow` (flow table),
+//! `syncache` (half-open connections), `cookie` (SYN cookies), `cell` (one smoltcp interface +
+//! socket per connection), `timers` (the timer wheel), `tombstone` (TIME-WAIT), `staging`
+//! (replies made during receive), `counters`, and `stack` which joins them.
 
 #![forbid(unsafe_code)]
 
 mod cell;
+mod cookie;
 mod counters;
 mod flow;
 mod frontend;
 mod stack;
 mod staging;
+mod syncache;
 mod timers;
 mod tombstone;
 
@@ -94,6 +112,14 @@ pub trait ConnState: Default {
     fn wake_at(&self) -> Option<Instant> {
         None
     }
+
+    /// `true` while the connection is idle between requests (a keep-alive connection waiting
+    /// for the next one). The stack reads it after every call of the application; when a new
+    /// connection finds every cell taken, the connection idle longest is closed to make room,
+    /// as nginx does when `worker_connections` run out.
+    fn is_idle(&self) -> bool {
+        false
+    }
 }
 
 /// A ready connection, as lent to the application by [`Stack::service`].
@@ -113,8 +139,19 @@ pub struct StackConfig {
     pub prefix_len: u8,
     /// The TCP port we listen on.
     pub port: u16,
-    /// Hard cap on cells (connections, half-open included). A SYN beyond it gets an RST.
+    /// Hard cap on cells: established connections. Half-open ones wait in the SYN cache and
+    /// take none. A handshake that completes beyond it gets an RST, unless an idle keep-alive
+    /// connection can be closed to make room.
     pub max_connections: usize,
+    /// Half-open connections remembered in the SYN cache (about 64 bytes each with their
+    /// flow-table share). Beyond it, SYNs are answered with a SYN cookie alone.
+    pub syn_cache_size: usize,
+    /// At most this many connections from one peer address (nginx's `limit_conn`); `None`
+    /// for no limit.
+    pub max_connections_per_ip: Option<u32>,
+    /// Challenge ACKs (RFC 5961) the whole stack may send per second (Linux's
+    /// `tcp_challenge_ack_limit`, 1000). Each socket also sends at most one a second.
+    pub challenge_ack_limit: u32,
     /// TCP receive buffer per connection, bytes.
     pub rx_buffer: usize,
     /// TCP transmit buffer (and retransmission queue) per connection, bytes.
@@ -180,6 +217,9 @@ impl StackConfig {
             prefix_len,
             port,
             max_connections: 10_000,
+            syn_cache_size: 16_384,
+            max_connections_per_ip: None,
+            challenge_ack_limit: 1000,
             rx_buffer: 4 * 1024,
             tx_buffer: 16 * 1024,
             mtu: 1500,
@@ -229,4 +269,8 @@ pub enum ConfigError {
     RtoMin(Duration),
     #[error("initial window of {0} segments is outside 1..=1000")]
     InitialWindow(u16),
+    #[error("syn_cache_size {0} is over 2^31")]
+    SynCacheTooLarge(usize),
+    #[error("max_connections_per_ip must be at least 1")]
+    NoConnectionsPerIp,
 }

@@ -9,7 +9,10 @@
 //! - every cell in service has a timer-wheel deadline or is in the dirty list, so its
 //!   retransmissions and timeouts run with no input;
 //! - nothing is allocated after `Stack::new`: every cell and its buffers, the flow table, the
-//!   tombstone ring, the staging ring, the lists and the wheel are sized up front.
+//!   SYN cache and its wheel, the per-address counts, the tombstone ring, the staging ring, the
+//!   lists and the wheel are sized up front;
+//! - a half-open connection is in the SYN cache, never in a cell; a cell is taken only by a
+//!   handshake that completed (its ACK matched a cache entry or a valid cookie).
 //!
 //! Work per call is bounded: `handle_frame` touches one flow and one cell; `service` lends each
 //! ready cell once; `poll_egress` runs each cell dirty at entry once (at most
@@ -19,13 +22,19 @@
 use std::collections::VecDeque;
 
 use smoltcp::phy::{ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp::Handshake;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetProtocol, IpAddress, IpListenEndpoint, Ipv4Cidr, TcpControl};
+use smoltcp::wire::{
+    EthernetAddress, EthernetProtocol, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, TcpControl,
+    TcpSeqNumber,
+};
 
 use crate::cell::{Cell, EgressDevice, EgressStop};
+use crate::cookie::{CookieJar, SynOptions, Tuple};
 use crate::flow::{FlowEntry, FlowKey, FlowTable};
 use crate::frontend::{FrontEnd, TcpSegment, Verdict};
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::syncache::{Due, Pending, SynCache};
 use crate::timers::TimerWheel;
 use crate::tombstone::{Tombstone, Tombstones};
 use crate::{ConfigError, Conn, ConnState, StackConfig, StackCounters, TcpState, TxSink};
@@ -63,8 +72,81 @@ pub struct Stack<A: ConnState> {
     dirty: VecDeque<CellRef>,
     timers: TimerWheel,
     tombstones: Tombstones,
+    syncache: SynCache,
+    cookies: CookieJar,
+    /// The window scale every cell offers (they all have the same receive buffer).
+    local_wscale: u8,
+    /// Cells per peer address, kept only with a `max_connections_per_ip`.
+    per_ip: Option<ahash::HashMap<Ipv4Address, u32>>,
+    /// Challenge ACKs that may still go this second, and when the allowance is renewed.
+    challenge_allowance: u32,
+    challenge_renewal: Instant,
+    /// Cells whose application is idle, oldest first: a doubly linked list through the cells.
+    idle: IdleList,
     /// The latest `now` any entry point was given.
     now: Instant,
+}
+
+/// An intrusive doubly linked list of cell indexes, in the order they joined: O(1) to add at
+/// the back, to unlink anywhere and to take the front. `NIL` ends it.
+struct IdleList {
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    member: Vec<bool>,
+    head: u32,
+    tail: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+impl IdleList {
+    fn new(cells: usize) -> Self {
+        IdleList {
+            prev: vec![NIL; cells],
+            next: vec![NIL; cells],
+            member: vec![false; cells],
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    fn contains(&self, i: u32) -> bool {
+        self.member.get(i as usize).copied().unwrap_or(false)
+    }
+
+    fn push_back(&mut self, i: u32) {
+        if self.contains(i) || i as usize >= self.member.len() {
+            return;
+        }
+        self.member[i as usize] = true;
+        self.prev[i as usize] = self.tail;
+        self.next[i as usize] = NIL;
+        match self.tail {
+            NIL => self.head = i,
+            t => self.next[t as usize] = i,
+        }
+        self.tail = i;
+    }
+
+    fn remove(&mut self, i: u32) {
+        if !self.contains(i) {
+            return;
+        }
+        let (p, n) = (self.prev[i as usize], self.next[i as usize]);
+        match p {
+            NIL => self.head = n,
+            p => self.next[p as usize] = n,
+        }
+        match n {
+            NIL => self.tail = p,
+            n => self.prev[n as usize] = p,
+        }
+        self.member[i as usize] = false;
+    }
+
+    fn front(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
 }
 
 fn validate(config: &StackConfig) -> Result<(), ConfigError> {
@@ -116,6 +198,12 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
     if !(1..=1000).contains(&tcp.initial_window) {
         return Err(ConfigError::InitialWindow(tcp.initial_window));
     }
+    if config.syn_cache_size > 1 << 31 {
+        return Err(ConfigError::SynCacheTooLarge(config.syn_cache_size));
+    }
+    if config.max_connections_per_ip == Some(0) {
+        return Err(ConfigError::NoConnectionsPerIp);
+    }
     Ok(())
 }
 
@@ -152,18 +240,26 @@ impl<A: ConnState> Stack<A> {
             mtu: config.mtu,
         };
         let flows = FlowTable::new(
-            config.max_connections + config.time_wait_slots,
+            config.max_connections + config.time_wait_slots + config.syn_cache_size,
             [seeds(), seeds(), seeds(), seeds()],
         );
+        let cookies = CookieJar::new([seeds(), seeds()]);
         let placeholder = EthHeader {
             dst: config.mac,
             src: config.mac,
             ethertype: EthernetProtocol::Ipv4,
         };
         let max = config.max_connections;
-        let cells = (0..max)
+        let cells: Vec<Cell<A>> = (0..max)
             .map(|_| Cell::new(&config, &caps, seeds(), placeholder, Instant::ZERO))
             .collect();
+        let local_wscale = cells.first().map_or(0, |c| c.local_window_scale());
+        let per_ip = config.max_connections_per_ip.map(|_| {
+            ahash::HashMap::with_capacity_and_hasher(
+                max.saturating_mul(2),
+                ahash::RandomState::with_seeds(seeds(), seeds(), seeds(), seeds()),
+            )
+        });
         // Reversed, so the pool hands out cell 0 first and reuses the most recently freed
         // (warmest) cell next.
         let free = (0..max as u32).rev().collect();
@@ -178,6 +274,13 @@ impl<A: ConnState> Stack<A> {
             dirty: VecDeque::with_capacity(max),
             timers: TimerWheel::new(max, Instant::ZERO),
             tombstones: Tombstones::new(config.time_wait_slots),
+            syncache: SynCache::new(config.syn_cache_size, Instant::ZERO),
+            cookies,
+            local_wscale,
+            per_ip,
+            challenge_allowance: config.challenge_ack_limit,
+            challenge_renewal: Instant::ZERO,
+            idle: IdleList::new(max),
             counters: StackCounters::default(),
             now: Instant::ZERO,
             config,
@@ -228,36 +331,44 @@ impl<A: ConnState> Stack<A> {
             }
             entry = None;
         }
-        let index = match entry {
-            Some(FlowEntry::Cell(index)) => index,
-            _ if seg.repr.control == TcpControl::Syn && seg.repr.ack_number.is_none() => {
-                match self.open_cell(now, key, seg) {
-                    Some(index) => {
-                        self.counters.syn_accepted += 1;
-                        index
-                    }
-                    None => {
-                        self.counters.syn_refused_full += 1;
-                        self.front
-                            .stage_rst(seg, &mut self.counters, &mut self.staging);
-                        return;
-                    }
-                }
-            }
-            _ => {
-                self.counters.drop_tcp_no_flow += 1;
-                self.front
-                    .stage_rst(seg, &mut self.counters, &mut self.staging);
-                return;
-            }
+        let opened = match entry {
+            Some(FlowEntry::Cell(index)) => Some(index),
+            Some(FlowEntry::Pending(slot)) => self.handle_pending(now, key, slot, seg),
+            _ => self.handle_unknown(now, key, seg),
         };
+        if let Some(index) = opened {
+            self.feed_cell(now, index, seg);
+        }
+    }
+
+    /// Hands a segment to the cell that owns its flow.
+    fn feed_cell(&mut self, now: Instant, index: u32, seg: &TcpSegment<'_>) {
         let Some(cell) = self.cells.get_mut(index as usize) else {
             return;
         };
         cell.last_rx = now;
         cell.note_peer(&seg.repr);
+        let challenges = cell.challenge_acks();
+        let staged = self.staging.len();
         self.counters.tx_staging_full +=
             cell.ingress(now, seg.ip_packet, &mut self.staging, &self.caps);
+        if cell.challenge_acks() != challenges {
+            // RFC 5961 §7: challenge ACKs are limited host-wide too (Linux's
+            // `tcp_challenge_ack_limit`), so a flood of blind guesses cannot make us flood.
+            if now >= self.challenge_renewal {
+                self.challenge_allowance = self.config.challenge_ack_limit;
+                self.challenge_renewal = now + Duration::from_secs(1);
+            }
+            if self.challenge_allowance > 0 {
+                self.challenge_allowance -= 1;
+                self.counters.challenge_acks += 1;
+            } else {
+                if self.staging.len() > staged {
+                    self.staging.unstage_last();
+                }
+                self.counters.challenge_acks_limited += 1;
+            }
+        }
         let r = CellRef {
             index,
             generation: cell.generation,
@@ -267,6 +378,259 @@ impl<A: ConnState> Stack<A> {
             self.ready.push(r);
         }
         mark_dirty(&mut self.dirty, cell, r);
+    }
+
+    /// A segment for a flow nobody holds. A SYN is answered from the SYN cache; an ACK may
+    /// complete a handshake through its cookie. Returns the cell of a connection it opened.
+    fn handle_unknown(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) -> Option<u32> {
+        let repr = &seg.repr;
+        match (repr.control, repr.ack_number) {
+            (TcpControl::Syn, None) => {
+                self.answer_syn(now, key, seg);
+                None
+            }
+            // An RST is never answered; a SYN-ACK to a listener gets an RST.
+            (TcpControl::Rst, _) | (TcpControl::Syn, Some(_)) => {
+                self.counters.drop_tcp_no_flow += 1;
+                self.front
+                    .stage_rst(seg, &mut self.counters, &mut self.staging);
+                None
+            }
+            // The final ACK of a handshake the SYN cache does not hold (it was full, or the
+            // entry expired): its cookie says whether we sent the SYN-ACK, and with what.
+            (_, Some(ack)) => {
+                let peer_isn = repr.seq_number - 1;
+                let isn = ack - 1;
+                match self.cookies.check(now, &self.tuple(key), peer_isn, isn) {
+                    Ok(options) => {
+                        self.counters.syncookies_valid += 1;
+                        self.open_connection(now, key, seg, isn, peer_isn, options, None)
+                    }
+                    Err(_) => {
+                        self.counters.syncookies_invalid += 1;
+                        self.counters.drop_tcp_no_flow += 1;
+                        self.front
+                            .stage_rst(seg, &mut self.counters, &mut self.staging);
+                        None
+                    }
+                }
+            }
+            // Neither SYN, ACK nor RST: dropped without an answer (RFC 9293 §3.10.7.2, LISTEN:
+            // "any other control or text-bearing segment ... drop the segment"), as Linux does.
+            (_, None) => {
+                self.counters.drop_tcp_no_ack += 1;
+                None
+            }
+        }
+    }
+
+    /// A segment for a handshake in the SYN cache. Returns the cell of the connection it
+    /// completed.
+    fn handle_pending(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        slot: u32,
+        seg: &TcpSegment<'_>,
+    ) -> Option<u32> {
+        let Some(pending) = self.syncache.get(slot).copied() else {
+            // The flow table never names a free slot; if it did, forget it.
+            self.flows.remove(&key);
+            return self.handle_unknown(now, key, seg);
+        };
+        let repr = &seg.repr;
+        match (repr.control, repr.ack_number) {
+            // The peer's SYN again: our SYN-ACK was lost, or is slow. Send it again.
+            (TcpControl::Syn, None) if repr.seq_number == pending.peer_isn => {
+                self.syncache.resent(slot, now);
+                if let Some(entry) = self.syncache.get(slot).copied() {
+                    self.stage_synack(&entry);
+                }
+                None
+            }
+            // A SYN with another ISN: the peer started over. So do we.
+            (TcpControl::Syn, None) => {
+                self.forget_pending(slot, key);
+                self.answer_syn(now, key, seg);
+                None
+            }
+            // An RST ends the handshake only if it is exactly in sequence (RFC 5961 §3.2).
+            (TcpControl::Rst, _) if repr.seq_number == pending.peer_isn + 1 => {
+                self.forget_pending(slot, key);
+                self.counters.handshake_resets += 1;
+                None
+            }
+            (TcpControl::Rst, _) => {
+                self.counters.drop_tcp_handshake += 1;
+                None
+            }
+            // The final ACK (perhaps with data, or a FIN): the connection opens. Its RTT is a
+            // sample unless the SYN-ACK went more than once (RFC 6298 §3, Karn).
+            (control, Some(ack)) if ack == pending.isn + 1 && control != TcpControl::Syn => {
+                self.forget_pending(slot, key);
+                let rtt = (pending.synacks == 1).then(|| now - pending.sent);
+                self.open_connection(
+                    now,
+                    key,
+                    seg,
+                    pending.isn,
+                    pending.peer_isn,
+                    pending.options,
+                    rtt,
+                )
+            }
+            // An unacceptable ACK in SYN-RECEIVED gets an RST (RFC 9293 §3.10.7.4); the
+            // handshake stays, for the real peer's ACK.
+            (_, Some(_)) => {
+                self.counters.drop_tcp_handshake += 1;
+                self.front
+                    .stage_rst(seg, &mut self.counters, &mut self.staging);
+                None
+            }
+            (_, None) => {
+                self.counters.drop_tcp_handshake += 1;
+                None
+            }
+        }
+    }
+
+    fn tuple(&self, key: FlowKey) -> Tuple {
+        Tuple {
+            local_ip: self.config.ipv4,
+            local_port: self.config.port,
+            peer_ip: key.peer_ip,
+            peer_port: key.peer_port,
+        }
+    }
+
+    /// Answers a SYN with a SYN-ACK whose ISN is a cookie, remembering the handshake in the
+    /// SYN cache if it has room.
+    fn answer_syn(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) {
+        let repr = &seg.repr;
+        let options = SynOptions {
+            // RFC 9293 §3.7.1: without the option, 536.
+            mss: repr.max_seg_size.unwrap_or(536),
+            wscale: repr.window_scale.map(|w| w.min(14)),
+            sack: repr.sack_permitted && self.config.tcp.sack,
+        };
+        let isn = self
+            .cookies
+            .make(now, &self.tuple(key), repr.seq_number, options);
+        let pending = Pending {
+            key,
+            peer_mac: seg.peer_mac,
+            peer_isn: repr.seq_number,
+            isn,
+            options,
+            synacks: 1,
+            created: now,
+            sent: now,
+        };
+        self.counters.syn_received += 1;
+        match self.syncache.insert(pending) {
+            Some(slot) => {
+                self.flows.insert(key, FlowEntry::Pending(slot));
+                self.counters.syn_cache_entries = self.syncache.len() as u64;
+            }
+            None => {
+                self.counters.syn_cache_overflow += 1;
+                self.counters.syncookies_sent += 1;
+            }
+        }
+        self.stage_synack(&pending);
+    }
+
+    fn stage_synack(&mut self, pending: &Pending) {
+        let window = u16::try_from(self.config.rx_buffer).unwrap_or(u16::MAX);
+        self.front.stage_synack(
+            pending,
+            self.config.port,
+            window,
+            self.local_wscale,
+            self.config.tcp.sack,
+            &mut self.counters,
+            &mut self.staging,
+        );
+    }
+
+    fn forget_pending(&mut self, slot: u32, key: FlowKey) {
+        self.syncache.remove(slot);
+        self.flows.remove_if(&key, FlowEntry::Pending(slot));
+        self.counters.syn_cache_entries = self.syncache.len() as u64;
+    }
+
+    /// Gives a completed handshake a cell, if the per-address limit allows and a cell is free
+    /// (or an idle keep-alive connection can give up its own). Otherwise the peer gets an RST.
+    #[allow(clippy::too_many_arguments)]
+    fn open_connection(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        seg: &TcpSegment<'_>,
+        isn: TcpSeqNumber,
+        peer_isn: TcpSeqNumber,
+        options: SynOptions,
+        rtt: Option<Duration>,
+    ) -> Option<u32> {
+        if let (Some(limit), Some(per_ip)) = (self.config.max_connections_per_ip, &self.per_ip)
+            && per_ip.get(&key.peer_ip).copied().unwrap_or(0) >= limit
+        {
+            self.counters.conn_limit_per_ip += 1;
+            self.front
+                .stage_rst(seg, &mut self.counters, &mut self.staging);
+            return None;
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => match self.evict_idle(now) {
+                Some(index) => index,
+                None => {
+                    self.counters.syn_refused_full += 1;
+                    self.front
+                        .stage_rst(seg, &mut self.counters, &mut self.staging);
+                    return None;
+                }
+            },
+        };
+        let handshake = Handshake {
+            local: IpEndpoint::new(IpAddress::Ipv4(self.config.ipv4), self.config.port),
+            remote: IpEndpoint::new(IpAddress::Ipv4(key.peer_ip), key.peer_port),
+            local_isn: isn,
+            remote_isn: peer_isn,
+            remote_mss: Some(options.mss),
+            remote_win_scale: options.wscale,
+            remote_sack: options.sack,
+            rtt,
+        };
+        let eth = self.eth_to(seg.peer_mac);
+        let accepted = self
+            .cells
+            .get_mut(index as usize)
+            .is_some_and(|cell| cell.accept(&handshake, key, eth, now));
+        if !accepted {
+            self.free.push(index);
+            return None;
+        }
+        self.flows.insert(key, FlowEntry::Cell(index));
+        if let Some(per_ip) = &mut self.per_ip {
+            *per_ip.entry(key.peer_ip).or_insert(0) += 1;
+        }
+        self.counters.syn_accepted += 1;
+        Some(index)
+    }
+
+    /// Closes the connection that has been idle longest between keep-alive requests (with an
+    /// RST, staged now) and frees its cell, as nginx closes idle keep-alive connections when
+    /// `worker_connections` run out. `None` when no connection is idle.
+    fn evict_idle(&mut self, now: Instant) -> Option<u32> {
+        let index = self.idle.front()?;
+        let cell = self.cells.get_mut(index as usize)?;
+        cell.socket().abort();
+        self.counters.tx_staging_full += cell.flush_to(now, &mut self.staging, &self.caps);
+        self.counters.rst_sent += 1;
+        self.counters.idle_evicted += 1;
+        self.recycle(index);
+        self.free.pop()
     }
 
     /// A segment for a flow in TIME-WAIT (RFC 9293 §3.10.7.4). Returns `true` when it is a new
@@ -376,29 +740,9 @@ impl<A: ConnState> Stack<A> {
         }
     }
 
-    /// Takes a cell from the pool for a new flow. `None` when every cell is in use.
-    fn open_cell(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) -> Option<u32> {
-        let index = self.free.pop()?;
-        let local = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(self.config.ipv4)),
-            port: self.config.port,
-        };
-        let eth = self.eth_to(seg);
-        let Some(cell) = self.cells.get_mut(index as usize) else {
-            self.free.push(index);
-            return None;
-        };
-        if !cell.open(local, key, eth, now) {
-            self.free.push(index);
-            return None;
-        }
-        self.flows.insert(key, FlowEntry::Cell(index));
-        Some(index)
-    }
-
-    fn eth_to(&self, seg: &TcpSegment<'_>) -> EthHeader {
+    fn eth_to(&self, peer_mac: EthernetAddress) -> EthHeader {
         EthHeader {
-            dst: seg.peer_mac,
+            dst: peer_mac,
             src: self.config.mac,
             ethertype: EthernetProtocol::Ipv4,
         }
@@ -424,6 +768,11 @@ impl<A: ConnState> Stack<A> {
             }
             let (socket, state) = cell.socket_and_app();
             f(Conn { socket, state });
+            if cell.app.is_idle() {
+                self.idle.push_back(r.index);
+            } else {
+                self.idle.remove(r.index);
+            }
             mark_dirty(&mut self.dirty, cell, r);
         }
     }
@@ -435,6 +784,28 @@ impl<A: ConnState> Stack<A> {
     pub fn poll_egress(&mut self, now: Instant, tx: &mut dyn TxSink) {
         self.now = now;
         self.counters.tx_frames += self.staging.drain_into(tx);
+        if !self.staging.is_empty() {
+            return;
+        }
+        // SYN-ACKs due again, and handshakes that timed out (no RST: Linux sends none either).
+        while tx.has_room() {
+            let Some((slot, due)) = self.syncache.pop_due(now, self.config.handshake_timeout)
+            else {
+                break;
+            };
+            match due {
+                Due::Resend(pending) => {
+                    self.stage_synack(&pending);
+                    self.counters.synack_retransmits += 1;
+                    self.counters.tx_frames += self.staging.drain_into(tx);
+                }
+                Due::Expired(pending) => {
+                    self.flows.remove_if(&pending.key, FlowEntry::Pending(slot));
+                    self.counters.handshake_timeouts += 1;
+                    self.counters.syn_cache_entries = self.syncache.len() as u64;
+                }
+            }
+        }
         if !self.staging.is_empty() {
             return;
         }
@@ -484,12 +855,6 @@ impl<A: ConnState> Stack<A> {
             generation: cell.generation,
         };
         match cell.state() {
-            TcpState::SynReceived if now >= cell.opened_at + self.config.handshake_timeout => {
-                // Abort sends an RST so the peer does not keep a half-open connection either.
-                cell.socket().abort();
-                self.counters.handshake_timeouts += 1;
-                self.counters.rst_sent += 1;
-            }
             TcpState::Established
             | TcpState::FinWait1
             | TcpState::FinWait2
@@ -541,10 +906,7 @@ impl<A: ConnState> Stack<A> {
             _ => {}
         }
 
-        let timeout = match cell.state() {
-            TcpState::SynReceived => cell.opened_at + self.config.handshake_timeout,
-            _ => cell.last_rx + self.config.idle_timeout,
-        };
+        let timeout = cell.last_rx + self.config.idle_timeout;
         let mut deadline = match cell.smoltcp_poll_at(now) {
             Some(at) => at.min(timeout),
             None => timeout,
@@ -576,7 +938,16 @@ impl<A: ConnState> Stack<A> {
         };
         if let Some(key) = cell.flow {
             self.flows.remove_if(&key, FlowEntry::Cell(index));
+            if let Some(per_ip) = &mut self.per_ip
+                && let Some(count) = per_ip.get_mut(&key.peer_ip)
+            {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_ip.remove(&key.peer_ip);
+                }
+            }
         }
+        self.idle.remove(index);
         cell.app.reset();
         cell.close();
         self.timers.cancel(index);
@@ -591,7 +962,10 @@ impl<A: ConnState> Stack<A> {
         if !self.staging.is_empty() || !self.dirty.is_empty() || !self.ready.is_empty() {
             return Some(self.now);
         }
-        self.timers.next()
+        match (self.timers.next(), self.syncache.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -60,9 +60,13 @@ impl Staging {
         self.queued == 0
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queued
+    }
+
+    /// Takes back the frame staged last (a reply that must not go after all).
+    pub fn unstage_last(&mut self) {
+        self.queued = self.queued.saturating_sub(1);
     }
 
     /// Reserves the next slot for a frame of `len` bytes and lends it. `None` when the ring is

@@ -128,6 +128,9 @@ impl ProgressLine {
 pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
     let mut config = StackConfig::new(EthernetAddress(mac), ip.addr, ip.prefix_len, common.port);
     config.max_connections = common.max_connections as usize;
+    config.syn_cache_size = common.syn_cache_size as usize;
+    config.max_connections_per_ip = common.max_connections_per_ip;
+    config.challenge_ack_limit = common.challenge_ack_limit;
     config.rx_buffer = common.rx_buffer as usize;
     config.tx_buffer = common.tx_buffer as usize;
     config.idle_timeout = Duration::from_secs(common.idle_timeout);

@@ -62,6 +62,10 @@ impl ConnState for App {
     fn wake_at(&self) -> Option<Instant> {
         self.wake
     }
+
+    fn is_idle(&self) -> bool {
+        self.replied
+    }
 }
 
 fn serve(conn: Conn<'_, App>) {
@@ -602,43 +606,69 @@ fn full_exchange_then_close_recycles_the_cell() {
 }
 
 #[test]
-fn pool_exhausted_syn_gets_rst() {
+fn pool_exhausted_handshake_gets_rst() {
     let mut c = config();
     c.max_connections = 1;
     let mut stack = stack_with(c);
     let mut first = Peer::new(40000);
     connect(&mut stack, &mut first, t(0));
-    let second = Peer::new(40001);
+    // The SYN is answered (it takes no cell); the final ACK finds none and gets an RST.
+    let mut second = Peer::new(40001);
     stack.handle_frame(t(1), &second.syn());
+    let synack = only_tcp(&pump(&mut stack, t(1)));
+    stack.handle_frame(t(1), &second.ack_syn(&synack));
     let rst = only_tcp(&pump(&mut stack, t(1)));
     assert_eq!(rst.control, TcpControl::Rst);
     assert_eq!(rst.dst_port, 40001);
-    assert_eq!(rst.ack, Some(second.seq + 1));
+    assert_eq!(rst.seq, second.ack);
     assert_eq!(stack.counters().syn_refused_full, 1);
     assert_eq!(stack.connections(), 1);
 }
 
 #[test]
-fn retransmitted_syn_reaches_the_same_cell() {
+fn a_syn_takes_no_cell_until_the_final_ack() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    let synack = only_tcp(&pump(&mut stack, t(0)));
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().syn_cache_entries, 1);
+    stack.handle_frame(t(30), &peer.ack_syn(&synack));
+    assert!(pump(&mut stack, t(30)).is_empty());
+    assert_eq!(stack.connections(), 1);
+    assert_eq!(stack.counters().syn_cache_entries, 0);
+    assert_eq!(stack.counters().syn_accepted, 1);
+    assert_eq!(stack.counters().syncookies_valid, 0);
+    stack.handle_frame(t(40), &peer.data(b"GET\r\n\r\n"));
+    let reply = only_tcp(&pump(&mut stack, t(40)));
+    assert_eq!(reply.payload, b"HELLO");
+    assert_eq!(reply.seq, synack.seq + 1);
+}
+
+#[test]
+fn retransmitted_syn_gets_the_same_synack() {
     let mut stack = stack_with(config());
     let peer = Peer::new(40000);
     stack.handle_frame(t(0), &peer.syn());
     let first = only_tcp(&pump(&mut stack, t(0)));
-    stack.handle_frame(t(1), &peer.syn());
-    let frames = pump(&mut stack, t(1));
-    assert_eq!(stack.connections(), 1);
-    for f in &frames {
-        assert_ne!(
-            parse_tcp(f).control,
-            TcpControl::Rst,
-            "a duplicate SYN must not reset"
-        );
-    }
+    stack.handle_frame(t(500), &peer.syn());
+    let again = only_tcp(&pump(&mut stack, t(500)));
     assert_eq!(first.control, TcpControl::Syn);
+    assert_eq!((again.control, again.seq), (TcpControl::Syn, first.seq));
+    assert_eq!(stack.connections(), 0);
+    assert_eq!(stack.counters().syn_cache_entries, 1);
+    assert_eq!(stack.counters().synack_retransmits, 0);
+    // A SYN with another ISN starts the handshake over.
+    let mut restarted = peer;
+    restarted.seq += 5000;
+    stack.handle_frame(t(600), &restarted.syn());
+    let fresh = only_tcp(&pump(&mut stack, t(600)));
+    assert_eq!(fresh.ack, Some(restarted.seq + 1));
+    assert_eq!(stack.counters().syn_cache_entries, 1);
 }
 
 #[test]
-fn handshake_timeout_recycles_the_cell() {
+fn handshake_timeout_forgets_the_half_open_connection() {
     let mut c = config();
     c.handshake_timeout = Duration::from_secs(3);
     let mut stack = stack_with(c);
@@ -657,25 +687,26 @@ fn handshake_timeout_recycles_the_cell() {
         for f in pump(&mut stack, now) {
             match parse_tcp(&f).control {
                 TcpControl::Syn => synacks += 1,
-                TcpControl::Rst => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
     }
-    assert!(
-        synacks >= 1,
-        "the SYN-ACK is retransmitted before the timeout"
-    );
+    assert_eq!(synacks, 1, "the SYN-ACK is sent again at 1 s, not at 3 s");
     assert!(now >= t(3_000));
-    assert_eq!(stack.connections(), 0);
     assert_eq!(stack.counters().handshake_timeouts, 1);
-    assert_eq!(stack.counters().connections_closed, 1);
+    assert_eq!(stack.counters().syn_cache_entries, 0);
+    assert_eq!(
+        stack.counters().connections_closed,
+        0,
+        "it never had a cell"
+    );
 }
 
 #[test]
 fn syn_ack_is_retransmitted_on_linuxs_schedule() {
     // Linux (tcp_synack_retries = 5) resends a SYN-ACK 1, 2, 4, 8 and 16 s after the one
-    // before, then waits 32 s more: 63 s, the default handshake timeout.
+    // before, then waits 32 s more: 63 s, the default handshake timeout. Then it forgets the
+    // request without a word, and so do we.
     let mut stack = stack_with(config());
     assert_eq!(config().handshake_timeout, Duration::from_secs(63));
     let peer = Peer::new(40000);
@@ -683,21 +714,294 @@ fn syn_ack_is_retransmitted_on_linuxs_schedule() {
     assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Syn);
     let mut now = t(0);
     let mut synacks = vec![];
-    let mut reset_at = None;
     while let Some(at) = stack.poll_at() {
         now = at.max(now);
         for f in pump(&mut stack, now) {
             match parse_tcp(&f).control {
                 TcpControl::Syn => synacks.push(now),
-                TcpControl::Rst => reset_at = Some(now),
                 other => panic!("unexpected {other:?}"),
             }
         }
     }
     let secs: Vec<i64> = synacks.iter().map(|at| at.total_millis() / 1000).collect();
     assert_eq!(secs, [1, 3, 7, 15, 31], "SYN-ACKs resent at");
-    assert_eq!(reset_at.map(|at| at.total_millis() / 1000), Some(63));
+    assert_eq!(now.total_millis() / 1000, 63, "forgotten at");
     assert_eq!(stack.counters().handshake_timeouts, 1);
+    assert_eq!(stack.counters().synack_retransmits, 5);
+}
+
+/// A SYN with options, as real clients send.
+fn syn_with(peer: &Peer, mss: u16, wscale: Option<u8>, sack: bool) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: peer.port,
+        dst_port: PORT,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(peer.seq as i32),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: wscale,
+        max_seg_size: Some(mss),
+        sack_permitted: sack,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let (src, dst) = (IpAddress::Ipv4(peer.ip), IpAddress::Ipv4(OUR_IP));
+    ipv4_frame(
+        peer.mac,
+        peer.ip,
+        IpProtocol::Tcp,
+        repr.buffer_len(),
+        |buf| {
+            repr.emit(
+                &mut TcpPacket::new_unchecked(buf),
+                &src,
+                &dst,
+                &ChecksumCapabilities::default(),
+            )
+        },
+    )
+}
+
+/// The options of a SYN-ACK the stack sent: (MSS, window scale, SACK permitted, window).
+fn synack_options(frame: &[u8]) -> (Option<u16>, Option<u8>, bool, u16) {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    let (src, dst) = (IpAddress::Ipv4(OUR_IP), IpAddress::Ipv4(ip.dst_addr()));
+    let repr = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::default()).unwrap();
+    assert_eq!(repr.control, TcpControl::Syn);
+    (
+        repr.max_seg_size,
+        repr.window_scale,
+        repr.sack_permitted,
+        repr.window_len,
+    )
+}
+
+#[test]
+fn the_synack_offers_what_the_cells_use() {
+    let mut c = config();
+    c.rx_buffer = 1 << 20;
+    let mut stack = stack_with(c);
+    let peer = Peer::new(40000);
+    stack.handle_frame(t(0), &syn_with(&peer, 1400, Some(7), true));
+    let frames = pump(&mut stack, t(0));
+    // 1 MiB needs a shift of 5 (smoltcp's rule); the window field of a SYN is not scaled.
+    assert_eq!(
+        synack_options(&frames[0]),
+        (Some(1460), Some(5), true, 65535)
+    );
+    // No scale offered: none back; SACK off in the config: not offered.
+    let mut c = config();
+    c.tcp.sack = false;
+    let mut stack = stack_with(c);
+    stack.handle_frame(t(0), &syn_with(&peer, 536, None, true));
+    let frames = pump(&mut stack, t(0));
+    assert_eq!(synack_options(&frames[0]), (Some(1460), None, false, 4096));
+}
+
+#[test]
+fn a_full_syn_cache_answers_with_cookies_that_open_connections() {
+    let mut c = config();
+    c.syn_cache_size = 1;
+    let mut stack = stack_with(c);
+    let mut cached = Peer::new(40000);
+    let mut cookie_only = Peer::new(40001);
+    stack.handle_frame(t(0), &syn_with(&cached, 1460, Some(7), true));
+    let synack_a = only_tcp(&pump(&mut stack, t(0)));
+    stack.handle_frame(t(0), &syn_with(&cookie_only, 1400, Some(7), true));
+    let synack_b = only_tcp(&pump(&mut stack, t(0)));
+    assert_eq!(stack.counters().syn_cache_overflow, 1);
+    assert_eq!(stack.counters().syncookies_sent, 1);
+    assert_eq!(stack.counters().syn_cache_entries, 1);
+    // The cookie-only handshake never resends its SYN-ACK: nothing remembers it.
+    let mut now = t(0);
+    while now < t(1_500) {
+        now += Duration::from_millis(100);
+        for f in pump(&mut stack, now) {
+            assert_eq!(
+                parse_tcp(&f).dst_port,
+                40000,
+                "only the cached one is resent"
+            );
+        }
+    }
+    for (peer, synack) in [(&mut cookie_only, &synack_b), (&mut cached, &synack_a)] {
+        stack.handle_frame(now, &peer.ack_syn(synack));
+        stack.handle_frame(now, &peer.data(b"GET\r\n\r\n"));
+        let reply = only_tcp(&pump(&mut stack, now));
+        assert_eq!(reply.payload, b"HELLO");
+        assert_eq!(reply.ack, Some(peer.seq));
+    }
+    assert_eq!(stack.counters().syncookies_valid, 1);
+    assert_eq!(stack.connections(), 2);
+}
+
+#[test]
+fn a_final_ack_after_the_entry_expired_opens_through_its_cookie() {
+    let mut c = config();
+    c.handshake_timeout = Duration::from_secs(3);
+    let mut stack = stack_with(c);
+    let mut peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    let synack = only_tcp(&pump(&mut stack, t(0)));
+    let mut now = t(0);
+    while now < t(5_000) {
+        now += Duration::from_millis(100);
+        let _ = pump(&mut stack, now);
+    }
+    assert_eq!(stack.counters().handshake_timeouts, 1);
+    assert_eq!(stack.counters().syn_cache_entries, 0);
+    stack.handle_frame(now, &peer.ack_syn(&synack));
+    assert_eq!(stack.connections(), 1);
+    assert_eq!(stack.counters().syncookies_valid, 1);
+    stack.handle_frame(now, &peer.data(b"GET\r\n\r\n"));
+    assert_eq!(only_tcp(&pump(&mut stack, now)).payload, b"HELLO");
+}
+
+#[test]
+fn forged_and_stale_acks_get_rst_and_no_cell() {
+    let mut stack = stack_with(config());
+    let mut peer = Peer::new(40000);
+    // A blind ACK with a guessed cookie.
+    peer.seq += 1;
+    peer.ack = 0x1234_5678;
+    stack.handle_frame(t(0), &peer.ack_now());
+    let rst = only_tcp(&pump(&mut stack, t(0)));
+    assert_eq!(rst.control, TcpControl::Rst);
+    assert_eq!(stack.counters().syncookies_invalid, 1);
+    // A real SYN-ACK's cookie, replayed after the key rotated twice.
+    let mut late = Peer::new(40001);
+    stack.handle_frame(t(0), &syn_with(&late, 1460, None, false));
+    let synack = only_tcp(&pump(&mut stack, t(0)));
+    let ack = late.ack_syn(&synack);
+    let mut now = t(0);
+    while now < t(130_000) {
+        now += Duration::from_secs(1);
+        let _ = pump(&mut stack, now);
+    }
+    stack.handle_frame(now, &ack);
+    assert_eq!(only_tcp(&pump(&mut stack, now)).control, TcpControl::Rst);
+    assert_eq!(stack.counters().syncookies_invalid, 2);
+    assert_eq!(stack.connections(), 0);
+}
+
+#[test]
+fn a_segment_with_neither_syn_nor_ack_gets_nothing() {
+    // RFC 9293 §3.10.7.2: LISTEN drops it; Linux sends no RST either.
+    let mut stack = stack_with(config());
+    let peer = Peer::new(40000);
+    for control in [TcpControl::None, TcpControl::Fin, TcpControl::Psh] {
+        stack.handle_frame(t(0), &peer.segment(PORT, control, 5, None, b"data"));
+    }
+    assert!(pump(&mut stack, t(0)).is_empty());
+    assert_eq!(stack.counters().drop_tcp_no_ack, 3);
+    assert_eq!(stack.counters().rst_sent, 0);
+}
+
+#[test]
+fn a_peer_address_gets_at_most_its_share_of_connections() {
+    let mut c = config();
+    c.max_connections_per_ip = Some(2);
+    let mut stack = stack_with(c);
+    let mut peers: Vec<Peer> = (0..3).map(|i| Peer::new(40000 + i)).collect();
+    for peer in &mut peers[..2] {
+        connect(&mut stack, peer, t(0));
+    }
+    let third = &mut peers[2];
+    stack.handle_frame(t(0), &third.syn());
+    let synack = only_tcp(&pump(&mut stack, t(0)));
+    stack.handle_frame(t(0), &third.ack_syn(&synack));
+    assert_eq!(only_tcp(&pump(&mut stack, t(0))).control, TcpControl::Rst);
+    assert_eq!(stack.counters().conn_limit_per_ip, 1);
+    // Another address is not limited.
+    let mut other = Peer::new(40000);
+    other.ip = Ipv4Address::new(198, 18, 0, 3);
+    connect(&mut stack, &mut other, t(0));
+    assert_eq!(stack.connections(), 3);
+    // When one of the first two goes, the address may connect again.
+    stack.handle_frame(t(10), &peers[0].fin());
+    let fin = pump(&mut stack, t(10))
+        .iter()
+        .map(|f| parse_tcp(f))
+        .find(|seg| seg.control == TcpControl::Fin)
+        .unwrap();
+    peers[0].ack = fin.seq + 1;
+    stack.handle_frame(t(11), &peers[0].ack_now());
+    let _ = pump(&mut stack, t(11));
+    assert_eq!(stack.connections(), 2);
+    let mut fourth = Peer::new(40010);
+    fourth.seq = 9000;
+    connect(&mut stack, &mut fourth, t(20));
+    assert_eq!(stack.counters().conn_limit_per_ip, 1);
+}
+
+#[test]
+fn the_longest_idle_keep_alive_connection_makes_room() {
+    let mut c = config();
+    c.max_connections = 2;
+    let mut stack = stack_with(c);
+    let mut a = Peer::new(40000);
+    let mut b = Peer::new(40001);
+    connect(&mut stack, &mut a, t(0));
+    connect(&mut stack, &mut b, t(0));
+    // Both served once: idle between requests, `a` for longer.
+    stack.handle_frame(t(10), &a.data(b"GET\r\n\r\n"));
+    let _ = pump(&mut stack, t(10));
+    stack.handle_frame(t(20), &b.data(b"GET\r\n\r\n"));
+    let _ = pump(&mut stack, t(20));
+    let mut c = Peer::new(40002);
+    stack.handle_frame(t(30), &c.syn());
+    let synack = only_tcp(&pump(&mut stack, t(30)));
+    stack.handle_frame(t(30), &c.ack_syn(&synack));
+    let frames = pump(&mut stack, t(30));
+    let rst = only_tcp(&frames);
+    assert_eq!((rst.control, rst.dst_port), (TcpControl::Rst, 40000));
+    assert_eq!(stack.counters().idle_evicted, 1);
+    assert_eq!(stack.connections(), 2);
+    stack.handle_frame(t(40), &c.data(b"GET\r\n\r\n"));
+    assert_eq!(only_tcp(&pump(&mut stack, t(40))).payload, b"HELLO");
+}
+
+#[test]
+fn challenge_acks_are_limited_host_wide() {
+    let mut c = config();
+    c.challenge_ack_limit = 1;
+    let mut stack = stack_with(c);
+    let mut peers: Vec<Peer> = (0..2).map(|i| Peer::new(40000 + i)).collect();
+    for peer in &mut peers {
+        connect(&mut stack, peer, t(0));
+    }
+    // A blind RST in the window, not exact, against each: one challenge ACK in the second.
+    for peer in &peers {
+        stack.handle_frame(
+            t(100),
+            &peer.segment(PORT, TcpControl::Rst, peer.seq + 100, None, &[]),
+        );
+    }
+    let frames = pump(&mut stack, t(100));
+    let challenge = only_tcp(&frames);
+    assert_eq!(
+        (challenge.control, challenge.ack),
+        (TcpControl::None, Some(peers[0].seq))
+    );
+    assert_eq!(stack.counters().challenge_acks, 1);
+    assert_eq!(stack.counters().challenge_acks_limited, 1);
+    assert_eq!(stack.connections(), 2, "both connections live");
+    // The next second, the allowance is back.
+    stack.handle_frame(
+        t(1_200),
+        &peers[1].segment(PORT, TcpControl::Rst, peers[1].seq + 50, None, &[]),
+    );
+    assert_eq!(only_tcp(&pump(&mut stack, t(1_200))).dst_port, 40001);
+    // The exact RST still resets.
+    stack.handle_frame(
+        t(1_300),
+        &peers[1].segment(PORT, TcpControl::Rst, peers[1].seq, None, &[]),
+    );
+    let _ = pump(&mut stack, t(1_300));
+    assert_eq!(stack.connections(), 1);
 }
 
 #[test]
