@@ -150,6 +150,49 @@ impl TestTree {
     }
 }
 
+/// Drives `sim` by hand until `done` holds, counting the heap allocations inside every
+/// `Server::poll` (and none of the fleet's): `allocations_in` counts only in a test binary whose
+/// global allocator is `sirocco_drivers::alloc_count::CountingAllocator`, so a test should also
+/// show that a phase which must allocate (a warm-up) counted some. Jumps the virtual clock to
+/// the next event when nothing moved, like [`Simulation::run_until`]. Returns the allocations
+/// counted and the number of server polls; panics with the report if nothing can progress.
+pub fn count_server_allocations<D: SimPort>(
+    sim: &mut Simulation<D>,
+    mut done: impl FnMut(&Simulation<D>) -> bool,
+) -> (u64, u64) {
+    let mut allocations = 0;
+    let mut polls = 0;
+    let mut idle_jumps = 0;
+    while !done(sim) {
+        let now = sim.now();
+        let (server_moved, n) =
+            sirocco_drivers::alloc_count::allocations_in(|| sim.server_mut().poll(now).unwrap());
+        allocations += n;
+        polls += 1;
+        let fleet_moved = sim.fleet_mut().poll(now).unwrap();
+        if server_moved || fleet_moved {
+            idle_jumps = 0;
+            continue;
+        }
+        let micros = |at: sirocco_netstack::Instant| u64::try_from(at.total_micros()).unwrap_or(0);
+        let next = [
+            sim.server().poll_at().map(micros),
+            sim.fleet().poll_at().map(micros),
+            sim.server().driver().next_arrival_micros(),
+            sim.fleet().driver().next_arrival_micros(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| panic!("the simulation stalled: {}", sim.report()));
+        let now = sim.clock().now_micros();
+        sim.clock().set_micros(next.max(now + 1));
+        idle_jumps += 1;
+        assert!(idle_jumps < 1_000_000, "no progress: {}", sim.report());
+    }
+    (allocations, polls)
+}
+
 /// Runs `sim` until every request is resolved, panicking with the simulation's report if it
 /// cannot finish within `limits`.
 pub fn run_to_completion(sim: &mut Simulation, limits: Limits) -> SimReport {

@@ -12,9 +12,8 @@
 
 use std::sync::Arc;
 
-use sirocco_drivers::alloc_count::{CountingAllocator, allocations_in};
-use sirocco_netstack::Instant;
-use sirocco_tests::{TestTree, assert_all_ok};
+use sirocco_drivers::alloc_count::CountingAllocator;
+use sirocco_tests::{TestTree, assert_all_ok, count_server_allocations};
 use sirocco_tools::sim::{Mode, Script, SimConfig, Simulation};
 
 #[global_allocator]
@@ -23,36 +22,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 /// Runs the loop until `resolved` requests are resolved; returns the allocations counted
 /// inside `Server::poll` and how many server polls there were.
 fn run_counting(sim: &mut Simulation, resolved: u64) -> (u64, u64) {
-    let mut allocations = 0;
-    let mut polls = 0;
-    let mut idle_jumps = 0;
-    while sim.fleet().progress().0 < resolved {
-        let now = sim.now();
-        let (server_moved, n) = allocations_in(|| sim.server_mut().poll(now).unwrap());
-        allocations += n;
-        polls += 1;
-        let fleet_moved = sim.fleet_mut().poll(now).unwrap();
-        if server_moved || fleet_moved {
-            idle_jumps = 0;
-            continue;
-        }
-        let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
-        let next = [
-            sim.server().poll_at().map(micros),
-            sim.fleet().poll_at().map(micros),
-            sim.server().driver().next_arrival_micros(),
-            sim.fleet().driver().next_arrival_micros(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .expect("the simulation stalled");
-        let now = sim.clock().now_micros();
-        sim.clock().set_micros(next.max(now + 1));
-        idle_jumps += 1;
-        assert!(idle_jumps < 1_000_000, "no progress: {}", sim.report());
-    }
-    (allocations, polls)
+    count_server_allocations(sim, |sim| sim.fleet().progress().0 >= resolved)
 }
 
 fn simulation(tree: &TestTree, connections: usize, count: usize, mode: Mode) -> Simulation {

@@ -32,6 +32,7 @@
 
 pub mod client;
 mod device;
+pub mod flood;
 pub mod impair;
 pub mod reader;
 pub mod script;
