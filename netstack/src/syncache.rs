@@ -78,9 +78,7 @@ impl SynCache {
     /// Remembers a handshake whose first SYN-ACK goes now. `None` when the cache is full.
     pub fn insert(&mut self, entry: Pending) -> Option<u32> {
         let slot = self.free.pop()?;
-        let Some(place) = self.slots.get_mut(slot as usize) else {
-            return None;
-        };
+        let place = self.slots.get_mut(slot as usize)?;
         *place = Some(entry);
         self.timers.arm(slot, entry.sent + SYNACK_RTO);
         Some(slot)
