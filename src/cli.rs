@@ -231,8 +231,9 @@ pub struct CommonArgs {
     /// TCP send buffer per connection, bytes (also its retransmission queue).
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub tx_buffer: u32,
-    /// Reset connections that send nothing for this many seconds.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Reset connections that send nothing at all for this many seconds: the outer bound
+    /// under the HTTP timers (--keepalive-timeout and lingering close).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
     /// Seconds a client has to complete the TCP handshake. The default leaves room for the
     /// SYN-ACK to be resent after 1, 2, 4, 8 and 16 s, as Linux does (tcp_synack_retries 5).

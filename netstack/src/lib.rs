@@ -115,8 +115,8 @@ pub trait ConnState: Default {
 
     /// `true` while the connection is idle between requests (a keep-alive connection waiting
     /// for the next one). The stack reads it after every call of the application; when a new
-    /// connection finds every cell taken, the connection idle longest is closed to make room,
-    /// as nginx does when `worker_connections` run out.
+    /// connection finds every cell taken, the connection idle longest (with all it was sent
+    /// acknowledged) is reset to make room, as nginx does when `worker_connections` run out.
     fn is_idle(&self) -> bool {
         false
     }
@@ -166,7 +166,8 @@ pub struct StackConfig {
     /// 63 s, lets the SYN-ACK be sent on Linux's schedule (after 1, 2, 4, 8 and 16 s more) and
     /// waits the 32 s after the last, as Linux's `tcp_synack_retries = 5` does.
     pub handshake_timeout: Duration,
-    /// An established connection with no segment from the peer for this long is reset.
+    /// An established connection with no segment from the peer for this long is reset. The
+    /// outer bound: the application's own timers (HTTP keep-alive, 75 s) should come first.
     pub idle_timeout: Duration,
     /// How long a tombstone of a connection we closed first stays (2 MSL; Linux uses 60 s).
     pub time_wait: Duration,
@@ -226,7 +227,7 @@ impl StackConfig {
             rx_checksum_verified: false,
             tx_checksum_offload: false,
             handshake_timeout: Duration::from_secs(63),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             time_wait: Duration::from_secs(60),
             time_wait_slots: 65_536,
             tcp: TcpTuning::default(),

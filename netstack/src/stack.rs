@@ -768,7 +768,8 @@ impl<A: ConnState> Stack<A> {
             }
             let (socket, state) = cell.socket_and_app();
             f(Conn { socket, state });
-            if cell.app.is_idle() {
+            // Idle, and everything sent acknowledged: closing it loses the peer nothing.
+            if cell.app.is_idle() && cell.socket().send_queue() == 0 {
                 self.idle.push_back(r.index);
             } else {
                 self.idle.remove(r.index);

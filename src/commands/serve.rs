@@ -233,13 +233,14 @@ fn run_server<D: FrameIo>(
     let stats = server.stats();
     let _ = writeln!(
         stdout,
-        "stopped: {} requests, {} frames in, {} frames out, {} dropped{}{}",
+        "stopped: {} requests, {} frames in, {} frames out, {} dropped{}{}{}",
         stats.http.requests,
         stats.driver.rx_frames,
         stats.driver.tx_frames,
         stats.stack.total_dropped(),
         runner::drop_reasons(&stats.stack),
-        runner::loss_recovery(&stats.stack)
+        runner::loss_recovery(&stats.stack),
+        runner::defences(&stats.stack)
     );
     Ok(())
 }

@@ -358,6 +358,13 @@ impl ConnState for HttpConn {
         self.linger = None;
     }
 
+    /// Waiting for a request (the keep-alive timer runs) with nothing of a body left to drop:
+    /// a connection the stack may close to make room for a new one, as nginx's reusable
+    /// connections.
+    fn is_idle(&self) -> bool {
+        self.keepalive_deadline.is_some() && self.discard == 0
+    }
+
     fn wake_at(&self) -> Option<Instant> {
         if self.closed {
             return self.linger.as_ref().map(Linger::deadline);

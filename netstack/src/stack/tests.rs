@@ -946,11 +946,14 @@ fn the_longest_idle_keep_alive_connection_makes_room() {
     let mut b = Peer::new(40001);
     connect(&mut stack, &mut a, t(0));
     connect(&mut stack, &mut b, t(0));
-    // Both served once: idle between requests, `a` for longer.
-    stack.handle_frame(t(10), &a.data(b"GET\r\n\r\n"));
-    let _ = pump(&mut stack, t(10));
-    stack.handle_frame(t(20), &b.data(b"GET\r\n\r\n"));
-    let _ = pump(&mut stack, t(20));
+    // Both served once (and their answers acknowledged): idle between requests, `a` longer.
+    for (peer, at) in [(&mut a, 10), (&mut b, 20)] {
+        stack.handle_frame(t(at), &peer.data(b"GET\r\n\r\n"));
+        let reply = only_tcp(&pump(&mut stack, t(at)));
+        peer.ack = reply.seq + reply.payload.len() as u32;
+        stack.handle_frame(t(at + 1), &peer.ack_now());
+        let _ = pump(&mut stack, t(at + 1));
+    }
     let mut c = Peer::new(40002);
     stack.handle_frame(t(30), &c.syn());
     let synack = only_tcp(&pump(&mut stack, t(30)));
