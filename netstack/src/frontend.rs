@@ -16,6 +16,7 @@ use smoltcp::wire::{
 
 use crate::StackCounters;
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::synack::SynAckShape;
 use crate::syncache::Pending;
 
 /// Hop limit of packets we originate (RFC 1700 / IANA default).
@@ -345,32 +346,29 @@ impl FrontEnd {
         }
     }
 
-    /// Stages the SYN-ACK of a handshake in the SYN cache (the first one, or again). It offers
-    /// what the cells would: our MSS, `wscale` if the peer offered a scale, SACK if the peer
-    /// offered it and `sack` allows it; the window is `window`, unscaled (RFC 7323 §2.2).
-    /// Counts `tx_staging_full` when the ring is full; `false` then.
-    #[allow(clippy::too_many_arguments)]
+    /// Stages the SYN-ACK of a handshake in the SYN cache. It offers what the cells would: our
+    /// MSS, `shape.wscale` if the peer offered a scale, SACK if the peer offered it and
+    /// `shape.sack` allows it; the window is `shape.window`, unscaled (RFC 7323 §2.2). The stack
+    /// sends copies of what this builds (`synack.rs`). Counts `tx_staging_full` when the ring is
+    /// full; `false` then.
     pub fn stage_synack(
         &self,
         pending: &Pending,
-        port: u16,
-        window: u16,
-        wscale: u8,
-        sack: bool,
+        shape: SynAckShape,
         counters: &mut StackCounters,
         staging: &mut Staging,
     ) -> bool {
         let options = pending.options;
         let synack = TcpRepr {
-            src_port: port,
+            src_port: shape.port,
             dst_port: pending.key.peer_port,
             control: TcpControl::Syn,
             seq_number: pending.isn,
             ack_number: Some(pending.peer_isn + 1),
-            window_len: window,
-            window_scale: options.wscale.map(|_| wscale),
+            window_len: shape.window,
+            window_scale: options.wscale.map(|_| shape.wscale),
             max_seg_size: Some(u16::try_from(self.mtu - 40).unwrap_or(u16::MAX)),
-            sack_permitted: options.sack && sack,
+            sack_permitted: options.sack && shape.sack,
             sack_ranges: [None; 3],
             timestamp: None,
             payload: &[],

@@ -79,6 +79,7 @@ mod flow;
 mod frontend;
 mod stack;
 mod staging;
+mod synack;
 mod syncache;
 mod timers;
 mod tombstone;

@@ -34,6 +34,7 @@ use crate::cookie::{CookieJar, SynOptions, Tuple};
 use crate::flow::{FlowEntry, FlowKey, FlowTable};
 use crate::frontend::{FrontEnd, TcpSegment, Verdict};
 use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
 use crate::timers::TimerWheel;
 use crate::tombstone::{Tombstone, Tombstones};
@@ -74,8 +75,10 @@ pub struct Stack<A: ConnState> {
     tombstones: Tombstones,
     syncache: SynCache,
     cookies: CookieJar,
-    /// The window scale every cell offers (they all have the same receive buffer).
-    local_wscale: u8,
+    /// What every SYN-ACK offers (the cells all have the same receive buffer, so the same
+    /// window scale), and the SYN-ACKs prebuilt from it.
+    synack_shape: SynAckShape,
+    synacks: SynAcks,
     /// Cells per peer address, kept only with a `max_connections_per_ip`.
     per_ip: Option<ahash::HashMap<Ipv4Address, u32>>,
     /// Challenge ACKs that may still go this second, and when the allowance is renewed.
@@ -253,7 +256,13 @@ impl<A: ConnState> Stack<A> {
         let cells: Vec<Cell<A>> = (0..max)
             .map(|_| Cell::new(&config, &caps, seeds(), placeholder, Instant::ZERO))
             .collect();
-        let local_wscale = cells.first().map_or(0, |c| c.local_window_scale());
+        let synack_shape = SynAckShape {
+            port: config.port,
+            window: u16::try_from(config.rx_buffer).unwrap_or(u16::MAX),
+            wscale: cells.first().map_or(0, |c| c.local_window_scale()),
+            sack: config.tcp.sack,
+        };
+        let synacks = SynAcks::new(&front, synack_shape);
         let per_ip = config.max_connections_per_ip.map(|_| {
             ahash::HashMap::with_capacity_and_hasher(
                 max.saturating_mul(2),
@@ -276,7 +285,8 @@ impl<A: ConnState> Stack<A> {
             tombstones: Tombstones::new(config.time_wait_slots),
             syncache: SynCache::new(config.syn_cache_size, Instant::ZERO),
             cookies,
-            local_wscale,
+            synack_shape,
+            synacks,
             per_ip,
             challenge_allowance: config.challenge_ack_limit,
             challenge_renewal: Instant::ZERO,
@@ -541,16 +551,12 @@ impl<A: ConnState> Stack<A> {
     }
 
     fn stage_synack(&mut self, pending: &Pending) {
-        let window = u16::try_from(self.config.rx_buffer).unwrap_or(u16::MAX);
-        self.front.stage_synack(
-            pending,
-            self.config.port,
-            window,
-            self.local_wscale,
-            self.config.tcp.sack,
-            &mut self.counters,
-            &mut self.staging,
-        );
+        if !self
+            .synacks
+            .stage(pending, &self.synack_shape, &mut self.staging)
+        {
+            self.counters.tx_staging_full += 1;
+        }
     }
 
     fn forget_pending(&mut self, slot: u32, key: FlowKey) {

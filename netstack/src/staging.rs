@@ -64,6 +64,22 @@ impl Staging {
         self.queued
     }
 
+    /// Takes the oldest frame out, as a copy (for building templates and for tests: it
+    /// allocates).
+    pub fn take_front(&mut self) -> Option<Vec<u8>> {
+        if self.queued == 0 {
+            return None;
+        }
+        let frame = self
+            .slots
+            .get(self.head)?
+            .get(..*self.lens.get(self.head)?)?
+            .to_vec();
+        self.head = (self.head + 1) % self.slots.len();
+        self.queued -= 1;
+        Some(frame)
+    }
+
     /// Takes back the frame staged last (a reply that must not go after all).
     pub fn unstage_last(&mut self) {
         self.queued = self.queued.saturating_sub(1);
