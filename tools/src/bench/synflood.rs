@@ -7,9 +7,9 @@
 //! `Connection: close` and start over on a new connection, for as long as the run lasts. The
 //! flood is a stream of SYNs from random sources (addresses in 198.18.0.0/15 other than the
 //! server's and the clients', random ports, sequence numbers and timestamps; a Linux-like SYN
-//! with MSS, SACK-permitted, timestamps and window scale) that the server's port interleaves
-//! with the legitimate frames: every receive burst takes the legitimate frames that have
-//! arrived, then is topped up with flood SYNs.
+//! with MSS, SACK-permitted, timestamps and window scale), made by the simulator's
+//! [`SynMaker`], that the server's port interleaves with the legitimate frames: every receive
+//! burst takes the legitimate frames that have arrived, then is topped up with flood SYNs.
 //!
 //! Time: the server is the one CPU of the model. The virtual clock advances by the real time
 //! each `Server::poll` took (the clients and the wire are free), and jumps to the next event
@@ -48,23 +48,14 @@ use clap::Args;
 use sirocco::cache::ContentCache;
 use sirocco_drivers::memory::{FaultCounters, MemoryPort};
 use sirocco_drivers::{Capabilities, DriverCounters, DriverError, FrameIo};
-use sirocco_netstack::{EthernetAddress, Ipv4Address, StackCounters};
-use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket, TcpSeqNumber};
+use sirocco_netstack::StackCounters;
 
 use super::{Row, round2};
-use crate::sim::{
-    FIRST_CLIENT_IP, Mode, Request, SERVER_IP, SERVER_MAC, Script, SimConfig, SimPort, Simulation,
-    SiteTree, SplitMix64, seeds,
-};
+use crate::sim::flood::{FLOOD_MAC, SYN_LEN, SynMaker, SynShape};
+use crate::sim::{Mode, Request, Script, SimConfig, SimPort, Simulation, SiteTree, seeds};
 
-/// The flood's source MAC: the clients' is another, so they drop the server's answers to it.
-const FLOOD_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x66, 0x00, 0x00, 0x01]);
-/// Ethernet + IPv4 (20) + TCP with MSS, SACK-permitted, timestamps and window scale (40).
-const SYN_LEN: usize = 14 + 20 + 40;
 /// The receive ring a flood at a fixed rate fills before SYNs are dropped.
 const RING_FRAMES: usize = 2048;
-/// Client addresses the fleet may use, from `FIRST_CLIENT_IP` on.
-const FLEET_ADDRESSES: u32 = 16;
 /// The requests each legitimate client has: more than a run of `MAX_SECS` completes. A
 /// client refused three times in a row gives up (the fleet's rule) and resolves the rest as
 /// failed, one by one, so this is not much more.
@@ -101,16 +92,21 @@ pub struct SynfloodArgs {
 }
 
 /// The flood: SYN frames made ahead of the polls, lent to the server's port in bursts.
+///
+/// Not the simulator's `Flooded` port, though it makes the same SYNs: that one makes them
+/// inside the receive burst (inside the measured server time) at a rate in virtual time with an
+/// unbounded backlog; this one makes them between polls, outside the measured time, either as
+/// many as a burst takes or at a rate into a ring that drops what does not fit.
 struct Flood {
-    rng: SplitMix64,
+    syns: SynMaker,
     /// `None`: as fast as the loop absorbs.
     rate: Option<f64>,
     burst: usize,
     started_micros: u64,
     /// SYNs due so far (rate mode).
     due: u64,
+    /// Linux SYNs ([`SynShape::Linux`]): every one is `SYN_LEN` bytes.
     ring: VecDeque<[u8; SYN_LEN]>,
-    template: [u8; SYN_LEN],
     offered: u64,
     dropped_at_ring: u64,
     synacks: u64,
@@ -121,13 +117,12 @@ struct Flood {
 impl Flood {
     fn new(seed: u64, rate: Option<f64>, burst: usize, now_micros: u64) -> Flood {
         Flood {
-            rng: SplitMix64::new(seed),
+            syns: SynMaker::new(seed, SynShape::Linux),
             rate,
             burst,
             started_micros: now_micros,
             due: 0,
             ring: VecDeque::with_capacity(RING_FRAMES),
-            template: syn_template(),
             offered: 0,
             dropped_at_ring: 0,
             synacks: 0,
@@ -151,8 +146,9 @@ impl Flood {
             }
         };
         for _ in 0..wanted {
-            let frame = self.next_syn();
-            self.ring.push_back(frame);
+            self.ring.push_back([0; SYN_LEN]);
+            let frame = self.ring.back_mut().expect("just pushed");
+            self.syns.write(frame);
         }
     }
 
@@ -162,46 +158,6 @@ impl Flood {
         let rate = self.rate?;
         let at = (self.due + 1) as f64 / rate * 1e6;
         Some(self.started_micros + at.ceil() as u64)
-    }
-
-    fn next_syn(&mut self) -> [u8; SYN_LEN] {
-        let mut frame = self.template;
-        let src = self.random_source();
-        let r = self.rng.next_u64();
-        let port = 1024 + (r as u16 % (65535 - 1024));
-        let seq = (r >> 32) as u32;
-        let tsval = self.rng.next_u64() as u32;
-        {
-            let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
-            ip.set_src_addr(src);
-            ip.set_ident(r as u16);
-            ip.fill_checksum();
-        }
-        let mut tcp = TcpPacket::new_unchecked(&mut frame[34..]);
-        tcp.set_src_port(port);
-        tcp.set_seq_number(TcpSeqNumber(seq as i32));
-        // The timestamp option's TSval: after MSS (4) and SACK-permitted (2), kind and length.
-        frame[34 + 20 + 8..34 + 20 + 12].copy_from_slice(&tsval.to_be_bytes());
-        let mut tcp = TcpPacket::new_unchecked(&mut frame[34..]);
-        tcp.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(SERVER_IP));
-        frame
-    }
-
-    /// A unicast address in 198.18.0.0/15 that is neither the server's nor a client's.
-    fn random_source(&mut self) -> Ipv4Address {
-        let base = u32::from(Ipv4Address::new(198, 18, 0, 0));
-        let clients = u32::from(FIRST_CLIENT_IP);
-        loop {
-            let host = (self.rng.next_u64() as u32) & 0x1_ffff;
-            let addr = base | host;
-            let taken = addr == u32::from(SERVER_IP)
-                || (clients..clients + FLEET_ADDRESSES).contains(&addr)
-                || host == 0
-                || host == 0x1_ffff;
-            if !taken {
-                return Ipv4Address::from(addr);
-            }
-        }
     }
 
     /// Counts a frame the server sent, if it went to a flood source.
@@ -217,30 +173,6 @@ impl Flood {
             _ => {}
         }
     }
-}
-
-/// A SYN from the flood's MAC to the server, with every field the flood varies left at 0.
-fn syn_template() -> [u8; SYN_LEN] {
-    let mut f = [0u8; SYN_LEN];
-    f[..6].copy_from_slice(SERVER_MAC.as_bytes());
-    f[6..12].copy_from_slice(FLOOD_MAC.as_bytes());
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    // IPv4: version 4, 20-byte header, total length 60, DF, TTL 64, TCP.
-    f[14..34].copy_from_slice(&[
-        0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    f[30..34].copy_from_slice(&SERVER_IP.octets());
-    // TCP: port 80, 40-byte header, SYN, window 64240; MSS 1460, SACK-permitted, timestamps,
-    // NOP, window scale 7 (as Linux sends them).
-    let tcp = &mut f[34..];
-    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
-    tcp[12] = 10 << 4;
-    tcp[13] = 0x02;
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    tcp[20..40].copy_from_slice(&[
-        2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7,
-    ]);
-    f
 }
 
 /// A memory port that, armed with a [`Flood`], lends flood SYNs after the frames that arrived
@@ -594,27 +526,24 @@ fn print_row(json: bool, row: &Row) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::wire::EthernetFrame;
+    use smoltcp::wire::{Ipv4Packet, TcpPacket};
 
+    /// The SYNs themselves are `SynMaker`'s, tested with it: here, that a burst's are all the
+    /// full Linux SYN the module documentation describes, from distinct sources.
     #[test]
-    fn flood_syns_are_valid_syns_from_distinct_sources() {
+    fn a_burst_of_flood_syns_is_linux_syns_from_distinct_sources() {
         let mut flood = Flood::new(3, None, 64, 0);
         flood.prepare(0);
         assert_eq!(flood.ring.len(), 64);
         let mut sources = std::collections::HashSet::new();
         for frame in &flood.ring {
-            let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
-            assert_eq!(eth.dst_addr(), SERVER_MAC);
-            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
             assert!(ip.verify_checksum());
-            assert_eq!(ip.dst_addr(), SERVER_IP);
-            let src = ip.src_addr();
-            assert!(src.octets()[0] == 198 && (18..=19).contains(&src.octets()[1]));
+            assert_eq!(usize::from(ip.total_len()), SYN_LEN - 14);
             let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-            assert!(tcp.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(SERVER_IP)));
             assert!(tcp.syn() && !tcp.ack());
-            assert_eq!(tcp.dst_port(), 80);
-            sources.insert(src);
+            assert_eq!(tcp.header_len(), 40);
+            sources.insert(ip.src_addr());
         }
         assert!(sources.len() > 60);
     }

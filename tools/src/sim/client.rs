@@ -49,7 +49,7 @@ const FIRST_PORT: u32 = 1024;
 /// Client ports per address.
 const PORTS_PER_ADDRESS: u32 = 65536 - FIRST_PORT;
 /// At most this many client addresses (4 MiB of demux table).
-const MAX_ADDRESSES: u32 = 16;
+pub const MAX_ADDRESSES: u32 = 16;
 /// Mismatches kept for the report; later ones are only counted.
 const MAX_MISMATCHES_KEPT: usize = 1000;
 /// Consecutive connections that end without resolving any request before the slot gives up.
