@@ -1,12 +1,21 @@
 //! What every lab test needs before it starts: the check that the lab can run here (root and
 //! the tools), the release binaries CI builds before the tests, and a child process that is
-//! killed when the test ends, however it ends.
+//! killed when the test ends, however it ends. And the server itself: [`LabServer`], the real
+//! `sirocco serve` in a lab's server namespace, its output collected while it runs.
 //!
 //! A lab test that cannot run fails when `SIROCCO_REQUIRE_LAB=1` (as CI sets), and otherwise
 //! prints `NOT RUN: ...` with the reason and returns.
 
-use std::path::PathBuf;
-use std::process::Child;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sirocco::lab::veth::{SERVER_IFACE, VethLab};
+use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
 
 /// Tools every veth lab test uses: building the lab, and pinging the server until it answers.
 pub const LAB_TOOLS: [&str; 3] = ["ip", "ethtool", "ping"];
@@ -84,5 +93,317 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Text a child wrote, collected line by line by a reader thread while it runs.
+pub type Collected = Arc<Mutex<String>>;
+
+/// Starts a thread that collects the lines `pipe` carries until it closes.
+pub fn collect(pipe: impl Read + Send + 'static) -> (Collected, JoinHandle<()>) {
+    let text: Collected = Arc::default();
+    let sink = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (text, reader)
+}
+
+/// What was collected so far.
+pub fn snapshot(text: &Collected) -> String {
+    text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The URL of `path` on a veth lab's server.
+pub fn server_url(path: &str) -> String {
+    format!("http://{SERVER_ADDR}{path}")
+}
+
+/// Panics unless `got` is `expected`, saying where they first differ.
+pub fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
+    if got != expected {
+        let first = got.iter().zip(expected).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, expected {} (first difference at {first:?})",
+            got.len(),
+            expected.len(),
+        );
+    }
+}
+
+/// The stats lines (`[   1.0s] conns=... rx=... req=...`) in a server's stdout.
+pub fn stats_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains("req="))
+        .collect()
+}
+
+/// How a [`LabServer`] shows it is ready, and the failures when it does not within 30 s.
+#[derive(Debug, Clone, Copy)]
+pub struct Ready {
+    /// Text it writes to stderr when it is attached; `None`: wait for ping alone.
+    pub marker: Option<&'static str>,
+    /// What it is doing until it writes the marker, for the failure when it exits instead:
+    /// "sirocco exited with STATUS while {doing}: STDOUT STDERR".
+    pub doing: &'static str,
+    /// The failure when the marker does not come: "{late} within 30 s: STDERR".
+    pub late: &'static str,
+    /// The failure when it does not answer ping: "{unanswered} within 30 s: STDERR".
+    pub unanswered: &'static str,
+}
+
+impl Ready {
+    /// It says "serving ... on veth-srv", then answers ping from the client namespace. Ping,
+    /// not HTTP, so that no request is counted.
+    pub const SERVING: Ready = Ready {
+        marker: Some("serving "),
+        doing: "attaching to veth-srv",
+        late: "sirocco did not attach",
+        unanswered: "sirocco attached but did not answer ping",
+    };
+}
+
+/// The real `sirocco serve`, with stdout and stderr collected while it runs (usually in a
+/// veth lab's server namespace: [`LabServer::afxdp`]). Dropping it kills the server; declare
+/// it after the lab, so it is dropped (killed) before the lab is removed.
+pub struct LabServer {
+    child: ChildGuard,
+    stdout: Collected,
+    stderr: Collected,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a server printed, and how it ended.
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Stopped {
+    /// N from the final `stopped: N requests, ...` line.
+    pub fn requests(&self) -> u64 {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("stopped: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `stopped: N requests` line in: {}", self.stdout))
+    }
+
+    /// The stats lines it printed.
+    pub fn stats_lines(&self) -> Vec<&str> {
+        stats_lines(&self.stdout)
+    }
+}
+
+/// A [`LabServer`] over AF_XDP to start: [`LabServer::afxdp`].
+#[must_use]
+pub struct Launch {
+    args: Vec<OsString>,
+    ready: Ready,
+}
+
+impl Launch {
+    /// Adds `args` after the options given so far.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Waits for `ready` instead of [`Ready::SERVING`].
+    pub fn ready(mut self, ready: Ready) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// Starts it in `lab`'s server namespace, and returns at once.
+    pub fn spawn(self, lab: &VethLab) -> LabServer {
+        let mut command = lab.server_command(sirocco_binary());
+        command.args(&self.args);
+        LabServer::spawn(command)
+    }
+
+    /// Starts it in `lab`'s server namespace, and waits (at most 30 s) until it is ready.
+    pub fn start(self, lab: &VethLab) -> LabServer {
+        let ready = self.ready;
+        let mut server = self.spawn(lab);
+        server.wait_ready(lab, &ready);
+        server
+    }
+}
+
+impl LabServer {
+    /// `sirocco serve --driver afxdp` on the lab's veth-srv as 198.18.0.2/24, serving `root`
+    /// in idle mode (`--idle-wait`), ready when it says so and answers ping
+    /// ([`Ready::SERVING`]). [`Launch::args`] adds options, [`Launch::start`] starts it.
+    pub fn afxdp(root: &Path) -> Launch {
+        let mut args: Vec<OsString> = ["serve", "--driver", "afxdp", "--iface", SERVER_IFACE]
+            .map(OsString::from)
+            .into();
+        args.push("--ip".into());
+        args.push(format!("{SERVER_ADDR}/{PREFIX_LEN}").into());
+        args.push("--root".into());
+        args.push(root.into());
+        args.push("--idle-wait".into());
+        Launch {
+            args,
+            ready: Ready::SERVING,
+        }
+    }
+
+    /// [`LabServer::afxdp`] with `extra` options, started and ready.
+    pub fn start(lab: &VethLab, root: &Path, extra: &[&str]) -> LabServer {
+        LabServer::afxdp(root).args(extra).start(lab)
+    }
+
+    /// Spawns `command`, a server, with no stdin and its stdout and stderr collected.
+    pub fn spawn(mut command: Command) -> LabServer {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start sirocco serve");
+        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
+        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
+        LabServer {
+            child: ChildGuard(child),
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// Waits for `ready`'s marker on stderr, if any, and then for the server to answer ping
+    /// from the client side; 30 s in all.
+    fn wait_ready(&mut self, lab: &VethLab, ready: &Ready) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        if let Some(marker) = ready.marker {
+            while !self.stderr_now().contains(marker) {
+                self.assert_running(ready.doing);
+                assert!(
+                    Instant::now() < deadline,
+                    "{} within 30 s: {}",
+                    ready.late,
+                    self.stderr_now()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        loop {
+            self.assert_running("answering ping");
+            let answered = lab
+                .client_command("ping")
+                .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ping")
+                .status
+                .success();
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} within 30 s: {}",
+                ready.unanswered,
+                self.stderr_now()
+            );
+        }
+    }
+
+    /// Panics, with everything it printed, if the server has exited.
+    pub fn assert_running(&mut self, doing: &str) {
+        if let Some(status) = self.child.0.try_wait().expect("poll sirocco") {
+            self.join_readers();
+            panic!(
+                "sirocco exited with {status} while {doing}: {}{}",
+                self.stdout_now(),
+                self.stderr_now()
+            );
+        }
+    }
+
+    /// Its exit status if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.0.try_wait()
+    }
+
+    /// The server's pid: `ip netns exec` replaced itself with sirocco.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// What it wrote to stdout so far.
+    pub fn stdout_now(&self) -> String {
+        snapshot(&self.stdout)
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr_now(&self) -> String {
+        snapshot(&self.stderr)
+    }
+
+    /// Sends `signal` (`-HUP`, `-TERM`...) with `kill`, asserting that it was sent.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself, kills it after that; then its
+    /// exit status and everything it printed.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Stopped {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait for sirocco") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.0.kill();
+                break self.child.0.wait().expect("wait for killed sirocco");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.join_readers();
+        Stopped {
+            status,
+            stdout: self.stdout_now(),
+            stderr: self.stderr_now(),
+        }
+    }
+
+    /// SIGTERM, then the exit status and everything it printed. Kills it after 10 s.
+    pub fn stop(mut self) -> Stopped {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        self.child.0.kill().expect("SIGKILL sirocco");
+        self.child.0.wait().expect("wait for killed sirocco");
+        self.join_readers();
+    }
+
+    fn join_readers(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 }

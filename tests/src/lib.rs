@@ -1,6 +1,7 @@
 //! sirocco-tests: shared helpers for the integration tests.
 //!
-//! - [`lab`]: the lab tests' preconditions, the release binaries and child-process guards.
+//! - [`lab`]: the lab tests' preconditions, the release binaries, child-process guards, and
+//!   [`lab::LabServer`], the real `sirocco serve` in a lab with its output collected.
 //! - [`TestTree`]: the standard document root, built fresh in a unique temp dir and removed
 //!   on drop. Its files sit on the sizes where TCP and HTTP framing go wrong: empty, one byte,
 //!   512 bytes (Kegel's test), one byte either side of a 1448-byte segment payload (MSS 1460

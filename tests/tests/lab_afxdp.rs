@@ -10,18 +10,19 @@
 //! client is bounded in time (`timeout`, `--max-time`, `-d5s`), and the load tests (wrk, ab,
 //! Chromium) take turns through [`HEAVY`] so that parallel tests do not starve each other.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sirocco::lab::veth::{SERVER_IFACE, VethLab};
-use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
+use sirocco::lab::SERVER_ADDR;
+use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
-use sirocco_tests::lab::{ChildGuard, lab_available, sirocco_binary};
+use sirocco_tests::lab::{
+    ChildGuard, LabServer, Stopped, assert_same_bytes, lab_available, server_url, sirocco_binary,
+};
 
 /// The load tests hold this while they run, one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -37,67 +38,6 @@ fn sample_site() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../www")
 }
 
-fn server_url(path: &str) -> String {
-    format!("http://{SERVER_ADDR}{path}")
-}
-
-/// Text a child wrote, collected line by line by a reader thread while it runs.
-type Collected = Arc<Mutex<String>>;
-
-fn collect(pipe: impl Read + Send + 'static) -> (Collected, JoinHandle<()>) {
-    let text: Collected = Arc::default();
-    let sink = Arc::clone(&text);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
-    (text, reader)
-}
-
-fn snapshot(text: &Collected) -> String {
-    text.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-/// `sirocco serve --driver afxdp` running in a lab's server namespace. Dropping it kills the
-/// server; declare it after the lab, so it is dropped (killed) before the lab is removed.
-struct Server {
-    child: ChildGuard,
-    stdout: Collected,
-    stderr: Collected,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// What a server printed, and how it ended.
-struct Stopped {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Stopped {
-    /// N from the final `stopped: N requests, ...` line.
-    fn requests(&self) -> u64 {
-        self.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("stopped: "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no `stopped: N requests` line in: {}", self.stdout))
-    }
-
-    /// The stats lines (`[   1.0s] conns=...`).
-    fn stats_lines(&self) -> Vec<&str> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with('[') && l.contains("req="))
-            .collect()
-    }
-}
-
 /// The value of `key=` on a stats line.
 fn stat(line: &str, key: &str) -> u64 {
     let prefix = format!("{key}=");
@@ -107,128 +47,8 @@ fn stat(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
 }
 
-impl Server {
-    /// Starts serving `root` on the lab's veth-srv as 198.18.0.2/24, in idle mode, with
-    /// `extra` options, and waits until it answers ping.
-    fn start(lab: &VethLab, root: &Path, extra: &[&str]) -> Server {
-        let mut command = lab.server_command(sirocco_binary());
-        command
-            .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
-            .arg("--ip")
-            .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
-            .arg("--root")
-            .arg(root)
-            .arg("--idle-wait")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start sirocco serve");
-        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
-        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
-        let mut server = Server {
-            child: ChildGuard(child),
-            stdout,
-            stderr,
-            readers: vec![out_reader, err_reader],
-        };
-        server.wait_ready(lab);
-        server
-    }
-
-    /// Waits for the server to attach (it says "serving ... on veth-srv") and then to answer
-    /// ping from the client side. Ping, not HTTP, so that no request is counted.
-    fn wait_ready(&mut self, lab: &VethLab) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !snapshot(&self.stderr).contains("serving ") {
-            self.assert_running("attaching to veth-srv");
-            assert!(
-                Instant::now() < deadline,
-                "sirocco did not attach within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        loop {
-            self.assert_running("answering ping");
-            let answered = lab
-                .client_command("ping")
-                .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
-                .output()
-                .expect("run ping")
-                .status
-                .success();
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sirocco attached but did not answer ping within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    fn assert_running(&mut self, doing: &str) {
-        if let Some(status) = self.child.0.try_wait().expect("poll sirocco") {
-            self.join_readers();
-            panic!(
-                "sirocco exited with {status} while {doing}: {}{}",
-                snapshot(&self.stdout),
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn stdout_now(&self) -> String {
-        snapshot(&self.stdout)
-    }
-
-    /// SIGTERM, then the exit status and everything it printed. Kills it after 10 s.
-    fn stop(mut self) -> Stopped {
-        // `ip netns exec` replaced itself with sirocco, so this pid is the server's.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().expect("wait for sirocco") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.0.kill();
-                break self.child.0.wait().expect("wait for killed sirocco");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        Stopped {
-            status,
-            stdout: snapshot(&self.stdout),
-            stderr: snapshot(&self.stderr),
-        }
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(mut self) {
-        self.child.0.kill().expect("SIGKILL sirocco");
-        self.child.0.wait().expect("wait for killed sirocco");
-        self.join_readers();
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
-}
-
 /// Stops the server and asserts it exited 0 on SIGTERM.
-fn stop_cleanly(server: Server) -> Stopped {
+fn stop_cleanly(server: LabServer) -> Stopped {
     let stopped = server.stop();
     assert!(
         stopped.status.success(),
@@ -277,18 +97,6 @@ fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
     output.stdout
 }
 
-fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let first = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {} (first difference at {:?})",
-            got.len(),
-            expected.len(),
-            first
-        );
-    }
-}
-
 #[test]
 fn curl_fetches_every_size_byte_exact() {
     if !lab_available("curl_sizes", &["curl"]) {
@@ -307,7 +115,7 @@ fn curl_fetches_every_size_byte_exact() {
     ];
     let tree = TestTree::with_sizes(&sizes);
     let lab = VethLab::create_unique("xsizes").expect("create the veth lab");
-    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     for (url_path, expected) in tree.files() {
         let started = Instant::now();
         let body = curl(&lab, url_path);
@@ -329,7 +137,7 @@ fn wget_mirror_of_the_sample_site_matches_it_file_by_file() {
     }
     let site = sample_site();
     let lab = VethLab::create_unique("xwget").expect("create the veth lab");
-    let server = Server::start(&lab, &site, &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, &site, &["--stats-interval", "0"]);
     let into = TempDir::new("wget");
     // robots=off: wget would otherwise ask for /robots.txt, which the site does not have.
     let output = run(
@@ -375,7 +183,7 @@ fn ping_gets_replies() {
         return;
     }
     let lab = VethLab::create_unique("xping").expect("create the veth lab");
-    let server = Server::start(&lab, &sample_site(), &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, &sample_site(), &["--stats-interval", "0"]);
     let output = run(
         lab.client_command("ping").args([
             "-c",
@@ -453,7 +261,7 @@ fn wrk_run(tag: &str, connections: u32) {
     let _turn = heavy();
     let tree = TestTree::standard();
     let lab = VethLab::create_unique(tag).expect("create the veth lab");
-    let server = Server::start(&lab, tree.path(), &["--stats-interval", "1"]);
+    let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "1"]);
     // Each connection is a descriptor: raise the limit as far as the hard limit allows.
     let script = format!(
         "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t1 -c {connections} -d5s --latency {}",
@@ -503,7 +311,7 @@ fn ab_keepalive_5000_requests_none_failed() {
     let _turn = heavy();
     let tree = TestTree::standard();
     let lab = VethLab::create_unique("xab").expect("create the veth lab");
-    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     let output = run(
         client_bounded(&lab, 60, "ab")
             .args(["-k", "-n", "5000", "-c", "50", "-s", "10", "-q"])
@@ -595,7 +403,7 @@ fn python_pipelines_ten_requests_in_one_write() {
     files.drain(..files.len() - 10);
     assert_eq!(files.len(), 10);
     let lab = VethLab::create_unique("xpipe").expect("create the veth lab");
-    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     let mut command = client_bounded(&lab, 60, "python3");
     command
         .args(["-c", PIPELINE_PY])
@@ -624,7 +432,7 @@ fn headless_chromium_loads_the_page_and_runs_its_script() {
     }
     let _turn = heavy();
     let lab = VethLab::create_unique("xchrome").expect("create the veth lab");
-    let server = Server::start(&lab, &sample_site(), &["--stats-interval", "1"]);
+    let server = LabServer::start(&lab, &sample_site(), &["--stats-interval", "1"]);
     let profile = TempDir::new("chromium");
     let output = run(
         client_bounded(&lab, 60, "chromium")
@@ -648,7 +456,7 @@ fn headless_chromium_loads_the_page_and_runs_its_script() {
         // Say whether the server was still there, and what it counted, to tell a browser
         // that hung from a server that stopped answering.
         let mut server = server;
-        let state = match server.child.0.try_wait() {
+        let state = match server.try_wait() {
             Ok(Some(status)) => format!("the server had exited with {status}"),
             _ => "the server was still running".to_string(),
         };
@@ -708,7 +516,7 @@ fn the_kernel_keeps_its_own_address_beside_sirocco() {
     lab.add_kernel_server_address(kernel_addr)
         .expect("give veth-srv a kernel address");
     // The default filter: only ARP for 198.18.0.2 and IPv4 to it go to sirocco.
-    let server = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     let ping = lab
         .client_command("ping")
         .args(["-c", "3", "-i", "0.2", "-W", "2", &kernel_addr.to_string()])
@@ -747,7 +555,7 @@ fn sigkill_leaves_no_xdp_program_and_a_new_server_starts_at_once() {
     }
     let tree = TestTree::standard();
     let lab = VethLab::create_unique("xkill").expect("create the veth lab");
-    let first = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let first = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     let link = lab.server_link().expect("ip link show veth-srv");
     assert!(
         link.contains("xdp"),
@@ -773,7 +581,7 @@ fn sigkill_leaves_no_xdp_program_and_a_new_server_starts_at_once() {
     );
 
     let started = Instant::now();
-    let second = Server::start(&lab, tree.path(), &["--stats-interval", "0"]);
+    let second = LabServer::start(&lab, tree.path(), &["--stats-interval", "0"]);
     let ready = started.elapsed();
     println!(
         "the next server answered ping {:.0} ms after starting",
@@ -933,7 +741,7 @@ fn curl_range_conditional_compressed_and_head_requests() {
     }
     let site = sample_site();
     let lab = VethLab::create_unique("xcurlhttp").expect("create the veth lab");
-    let server = Server::start(
+    let server = LabServer::start(
         &lab,
         &site,
         &[
@@ -1042,7 +850,7 @@ fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
     std::fs::write(root.path().join("big.bin"), &old_big).expect("write big.bin");
     std::fs::write(root.path().join("index.html"), "old\n").expect("write index.html");
     let lab = VethLab::create_unique("xreload").expect("create the veth lab");
-    let server = Server::start(
+    let server = LabServer::start(
         &lab,
         root.path(),
         &["--stats-interval", "0", "--max-cache-bytes", "9M"],
@@ -1072,11 +880,11 @@ fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
         .args(["-HUP", &server.pid().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !snapshot(&server.stderr).contains("reloaded: ") {
+    while !server.stderr_now().contains("reloaded: ") {
         assert!(
             Instant::now() < deadline,
             "no reload within 20 s: {}",
-            snapshot(&server.stderr)
+            server.stderr_now()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1101,18 +909,18 @@ fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
         .args(["-HUP", &server.pid().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !snapshot(&server.stderr).contains("reload failed") {
+    while !server.stderr_now().contains("reload failed") {
         assert!(
             Instant::now() < deadline,
             "no failed reload within 20 s: {}",
-            snapshot(&server.stderr)
+            server.stderr_now()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        snapshot(&server.stderr).contains("--max-cache-bytes"),
+        server.stderr_now().contains("--max-cache-bytes"),
         "{}",
-        snapshot(&server.stderr)
+        server.stderr_now()
     );
     assert_eq!(
         curl(&lab, "/"),

@@ -25,7 +25,7 @@ mod attack_lab;
 use std::path::Path;
 use std::process::Stdio;
 
-use attack_lab::{Server, attack_counters, scapy_python};
+use attack_lab::{attack_counters, next_stats, scapy_python, start_server};
 use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::{CLIENT_IFACE, VethLab};
 use sirocco_tests::TestTree;
@@ -46,7 +46,7 @@ fn blind_in_window_rst_syn_and_unacceptable_acks_leave_a_keepalive_connection_se
     };
     let tree = TestTree::standard();
     let lab = VethLab::create_unique("sinject").expect("create the veth lab");
-    let mut server = Server::start(&lab, tree.path(), &[]);
+    let mut server = start_server(&lab, tree.path(), &[]);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/inject-blind.py");
     let output = lab
@@ -62,7 +62,7 @@ fn blind_in_window_rst_syn_and_unacceptable_acks_leave_a_keepalive_connection_se
         .expect("run tools/inject-blind.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let stats = server.next_stats();
+    let stats = next_stats(&mut server);
     let stopped = server.stop();
     for line in stdout.lines().filter(|l| !l.starts_with("RESULT ")) {
         println!("{line}");

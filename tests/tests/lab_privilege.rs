@@ -13,18 +13,16 @@
 //! test builds its own lab with a unique name (`sirocco-xpriv-<pid>-<n>`), and every client is
 //! bounded in time.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sirocco::lab::veth::{SERVER_IFACE, VethLab};
-use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
+use sirocco::lab::veth::VethLab;
 use sirocco_drivers::sandbox::{self, User};
-use sirocco_tests::lab::{ChildGuard, lab_available, sirocco_binary};
+use sirocco_tests::lab::{
+    LabServer, Launch, Ready, Stopped, assert_same_bytes, lab_available, server_url, sirocco_binary,
+};
 
 /// The unprivileged user the server drops to.
 const USER: &str = "nobody";
@@ -90,161 +88,41 @@ fn chmod(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-/// Text a child wrote, collected line by line by a reader thread while it runs.
-type Collected = Arc<Mutex<String>>;
+/// What the server says on stderr once it is in its sandbox, and how it fails to.
+const SANDBOXED: Ready = Ready {
+    marker: Some("sandbox: "),
+    doing: "attaching and dropping privileges",
+    late: "sirocco did not enter its sandbox",
+    unanswered: "sirocco did not answer ping",
+};
 
-fn collect(pipe: impl Read + Send + 'static) -> (Collected, JoinHandle<()>) {
-    let text: Collected = Arc::default();
-    let sink = Arc::clone(&text);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
-    (text, reader)
+/// `sirocco serve --driver afxdp --user nobody` serving `root` on the lab's veth-srv as
+/// 198.18.0.2/24, in idle mode, with `extra` options; ready when it has entered its sandbox
+/// and answers ping from the client side.
+fn as_nobody(root: &Path, extra: &[&str]) -> Launch {
+    LabServer::afxdp(root)
+        .args(["--user", USER])
+        .args(extra)
+        .ready(SANDBOXED)
 }
 
-fn snapshot(text: &Collected) -> String {
-    text.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-/// `sirocco serve --driver afxdp --user nobody` in a lab's server namespace. Dropping it kills
-/// the server; declare it after the lab, so it is dropped (killed) before the lab is removed.
-struct Server {
-    child: ChildGuard,
-    stdout: Collected,
-    stderr: Collected,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Server {
-    /// Starts serving `root` on the lab's veth-srv as 198.18.0.2/24 as `nobody`, in idle mode,
-    /// with `extra` options.
-    fn spawn(lab: &VethLab, root: &Path, extra: &[&str]) -> Server {
-        let mut command = lab.server_command(sirocco_binary());
-        command
-            .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
-            .arg("--ip")
-            .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
-            .arg("--root")
-            .arg(root)
-            .args(["--idle-wait", "--user", USER])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start sirocco serve");
-        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
-        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
-        Server {
-            child: ChildGuard(child),
-            stdout,
-            stderr,
-            readers: vec![out_reader, err_reader],
-        }
-    }
-
-    /// Waits for the server to enter its sandbox and then to answer ping from the client side.
-    fn wait_ready(&mut self, lab: &VethLab) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !snapshot(&self.stderr).contains("sandbox: ") {
-            self.assert_running("attaching and dropping privileges");
-            assert!(
-                Instant::now() < deadline,
-                "sirocco did not enter its sandbox within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        loop {
-            self.assert_running("answering ping");
-            let answered = lab
-                .client_command("ping")
-                .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run ping")
-                .status
-                .success();
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sirocco did not answer ping within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    fn assert_running(&mut self, doing: &str) {
-        if let Some(status) = self.child.0.try_wait().expect("poll sirocco") {
-            self.join_readers();
-            panic!(
-                "sirocco exited with {status} while {doing}: {}{}",
-                snapshot(&self.stdout),
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    /// `ip netns exec` replaced itself with sirocco, so this pid is the server's.
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill {signal} {} failed", self.pid());
-    }
-
-    /// Waits until stderr contains `text`, the server running all the while.
-    fn wait_for_stderr(&mut self, text: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while snapshot(&self.stderr).matches(text).count() < count {
-            self.assert_running(&format!("waiting for '{text}'"));
-            assert!(
-                Instant::now() < deadline,
-                "no '{text}' (#{count}) within 20 s: {}",
-                snapshot(&self.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits up to `timeout` for the server to exit by itself; kills it after that.
-    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().expect("wait for sirocco") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.0.kill();
-                break self.child.0.wait().expect("wait for killed sirocco");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        (status, snapshot(&self.stdout), snapshot(&self.stderr))
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
+/// Waits until stderr contains `text` `count` times, the server running all the while.
+fn wait_for_stderr(server: &mut LabServer, text: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.stderr_now().matches(text).count() < count {
+        server.assert_running(&format!("waiting for '{text}'"));
+        assert!(
+            Instant::now() < deadline,
+            "no '{text}' (#{count}) within 20 s: {}",
+            server.stderr_now()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// curl's body for `path` from the client namespace, asserting success.
 fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
-    let url = format!("http://{SERVER_ADDR}{path}");
+    let url = server_url(path);
     let output = lab
         .client_command("curl")
         .args(["--silent", "--show-error", "--fail", "--max-time", "30"])
@@ -258,17 +136,6 @@ fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
-}
-
-fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let first = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {} (first difference at {first:?})",
-            got.len(),
-            expected.len(),
-        );
-    }
 }
 
 /// The fields of one `/proc/.../status` line, e.g. `Uid:` gives the four uids.
@@ -352,13 +219,9 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
 
     let lab = VethLab::create_unique("xpriv").expect("create the veth lab");
     let log = access_log.to_str().expect("a UTF-8 temp path");
-    let mut server = Server::spawn(
-        &lab,
-        root.path(),
-        &["--stats-interval", "1", "--access-log", log],
-    );
-    server.wait_ready(&lab);
-    let said = snapshot(&server.stderr);
+    let mut server =
+        as_nobody(root.path(), &["--stats-interval", "1", "--access-log", log]).start(&lab);
+    let said = server.stderr_now();
     assert!(
         said.contains(&format!("running as {USER} (uid {}", user.uid)),
         "{said}"
@@ -382,7 +245,7 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     root.write("index.html", b"new\n");
     root.write("added.txt", b"added\n");
     server.signal("-HUP");
-    server.wait_for_stderr("reloaded: ", 1);
+    wait_for_stderr(&mut server, "reloaded: ", 1);
     assert_same_bytes("/ after the reload", &curl(&lab, "/"), b"new\n");
     assert_same_bytes("/added.txt", &curl(&lab, "/added.txt"), b"added\n");
     assert_same_bytes("/big.bin after the reload", &curl(&lab, "/big.bin"), &big);
@@ -393,8 +256,8 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     chmod(&root.path().join("secret.bin"), 0o600);
     root.write("index.html", b"newer\n");
     server.signal("-HUP");
-    server.wait_for_stderr("reload failed", 1);
-    let said = snapshot(&server.stderr);
+    wait_for_stderr(&mut server, "reload failed", 1);
+    let said = server.stderr_now();
     assert!(said.contains("Permission denied"), "{said}");
     assert_same_bytes("/ after the failed reload", &curl(&lab, "/"), b"new\n");
     assert_unprivileged(server.pid(), &user);
@@ -402,7 +265,12 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     // Stats lines come every second; let one more be written under the filter.
     std::thread::sleep(Duration::from_millis(1200));
     server.signal("-TERM");
-    let (status, stdout, stderr) = server.wait_exit(Duration::from_secs(10));
+    let stopped = server.wait_exit(Duration::from_secs(10));
+    let Stopped {
+        status,
+        stdout,
+        stderr,
+    } = &stopped;
     assert!(
         status.success(),
         "sirocco exited with {status} on SIGTERM: {stdout}{stderr}"
@@ -411,12 +279,7 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
         stdout.contains("stopped: 7 requests"),
         "final stats line missing or wrong: {stdout}"
     );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with('[') && l.contains("req=")),
-        "no stats line: {stdout}"
-    );
+    assert!(!stopped.stats_lines().is_empty(), "no stats line: {stdout}");
     let log = std::fs::read_to_string(&access_log).expect("read the access log");
     assert_eq!(log.lines().count(), 7, "{log}");
     assert!(log.contains("\"GET /added.txt HTTP/1.1\" 200 6"), "{log}");
@@ -424,12 +287,11 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     // Without an access log the first SIGHUP starts the process's first thread, under the
     // filter: that must work too (glibc sets up its first thread's signal handler beforehand).
     std::fs::remove_file(root.path().join("secret.bin")).expect("remove secret.bin");
-    let mut server = Server::spawn(&lab, root.path(), &["--stats-interval", "0"]);
-    server.wait_ready(&lab);
+    let mut server = as_nobody(root.path(), &["--stats-interval", "0"]).start(&lab);
     assert_same_bytes("/ on a fresh start", &curl(&lab, "/"), b"newer\n");
     root.write("index.html", b"newest\n");
     server.signal("-HUP");
-    server.wait_for_stderr("reloaded: ", 1);
+    wait_for_stderr(&mut server, "reloaded: ", 1);
     assert_same_bytes(
         "/ after the first thread's reload",
         &curl(&lab, "/"),
@@ -437,7 +299,11 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     );
     assert_unprivileged(server.pid(), &user);
     server.signal("-TERM");
-    let (status, stdout, stderr) = server.wait_exit(Duration::from_secs(10));
+    let Stopped {
+        status,
+        stdout,
+        stderr,
+    } = server.wait_exit(Duration::from_secs(10));
     assert!(
         status.success(),
         "sirocco exited with {status} on SIGTERM: {stdout}{stderr}"
@@ -461,12 +327,16 @@ fn a_system_call_outside_the_filter_kills_the_server_with_sigsys() {
     root.write("index.html", b"never served\n");
     let lab = VethLab::create_unique("xprivk").expect("create the veth lab");
     // Hidden: install the filter, then make one forbidden call (socket).
-    let mut server = Server::spawn(
-        &lab,
+    let mut server = as_nobody(
         root.path(),
         &["--stats-interval", "0", "--seccomp", "selftest-kill"],
-    );
-    let (status, stdout, stderr) = server.wait_exit(Duration::from_secs(30));
+    )
+    .spawn(&lab);
+    let Stopped {
+        status,
+        stdout,
+        stderr,
+    } = server.wait_exit(Duration::from_secs(30));
     assert_eq!(
         status.signal(),
         Some(libc::SIGSYS),

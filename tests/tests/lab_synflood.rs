@@ -35,10 +35,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use attack_lab::{Collected, Server, Tally, attack_counters, collect, fetch, snapshot, stat};
+use attack_lab::{Tally, attack_counters, fetch, next_stats, start_server, stat};
 use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
-use sirocco_tests::lab::{ChildGuard, lab_available};
+use sirocco_tests::lab::{ChildGuard, Collected, collect, lab_available, snapshot};
 use sirocco_tests::{BIG_FILE_URL, TestTree};
 
 /// How long hping3 floods.
@@ -165,11 +165,11 @@ fn flood_while_fetching(tag: &str, what: &str, source: &[&str]) {
     let small = tree.body(SMALL_URL);
     let big = tree.body(BIG_FILE_URL);
     let lab = VethLab::create_unique(tag).expect("create the veth lab");
-    let mut server = Server::start(&lab, tree.path(), &[]);
+    let mut server = start_server(&lab, tree.path(), &[]);
     if let Err(e) = fetch(&lab, SMALL_URL, &small, FETCH_MAX_SECS) {
         panic!("before any flood, curl {SMALL_URL} failed: {e}");
     }
-    let stats_before = server.next_stats();
+    let stats_before = next_stats(&mut server);
 
     let mut flood = Flood::start(&lab, source);
     // Let the flood get going before the first legitimate fetch.
@@ -194,7 +194,7 @@ fn flood_while_fetching(tag: &str, what: &str, source: &[&str]) {
         }
     }
     let big_result = fetch(&lab, BIG_FILE_URL, &big, 30);
-    let stats_after = server.next_stats();
+    let stats_after = next_stats(&mut server);
     let stopped = server.stop();
 
     let rx_delta = stat(&stats_after, "rx")

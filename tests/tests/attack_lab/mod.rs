@@ -6,16 +6,12 @@
 //! Each test binary uses part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sirocco::lab::veth::{SERVER_IFACE, VethLab};
-use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
-use sirocco_tests::lab::{ChildGuard, sirocco_binary};
+use sirocco::lab::veth::VethLab;
+use sirocco_tests::lab::{LabServer, server_url, stats_lines};
 
 /// The counters of the stats line worth quoting after an attack: the pool (`conns`), frames
 /// received (`rx`), SYNs refused for want of a cell, and the SYN cache, SYN cookie, RFC 5961 and
@@ -33,39 +29,6 @@ pub const ATTACK_COUNTERS: [&str; 11] = [
     "challenge_acks",
     "conn_limit_per_ip",
 ];
-
-pub fn server_url(path: &str) -> String {
-    format!("http://{SERVER_ADDR}{path}")
-}
-
-/// Text a child wrote, collected line by line by a reader thread while it runs.
-pub type Collected = Arc<Mutex<String>>;
-
-pub fn collect(pipe: impl Read + Send + 'static) -> (Collected, JoinHandle<()>) {
-    let text: Collected = Arc::default();
-    let sink = Arc::clone(&text);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
-    (text, reader)
-}
-
-pub fn snapshot(text: &Collected) -> String {
-    text.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-/// The stats lines (`[   1.0s] conns=... rx=...`) in a server's output.
-pub fn stats_lines(stdout: &str) -> Vec<&str> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with('[') && l.contains(" rx="))
-        .collect()
-}
 
 /// The value of `key=` on a stats line, also inside the parenthesised groups; `None` when the
 /// line does not have it.
@@ -90,148 +53,38 @@ pub fn attack_counters(line: &str) -> String {
 }
 
 /// `sirocco serve --driver afxdp` in the lab's server namespace, idle mode, a stats line every
-/// second. Dropping it kills the server: declare it after the lab.
-pub struct Server {
-    child: ChildGuard,
-    stdout: Collected,
-    stderr: Collected,
-    readers: Vec<JoinHandle<()>>,
+/// second, with `extra` options; started, and answering ping (at most 30 s). Dropping it kills
+/// the server: declare it after the lab.
+pub fn start_server(lab: &VethLab, root: &Path, extra: &[&str]) -> LabServer {
+    LabServer::afxdp(root)
+        .args(["--stats-interval", "1"])
+        .args(extra)
+        .start(lab)
 }
 
-/// What a server printed, and how it ended.
-pub struct Stopped {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
+/// The latest stats line of `server`, if one was printed yet.
+pub fn latest_stats(server: &LabServer) -> Option<String> {
+    stats_lines(&server.stdout_now())
+        .last()
+        .map(|l| l.to_string())
 }
 
-impl Server {
-    /// Starts serving `root` on veth-srv as 198.18.0.2/24 with `extra` options, and waits (at
-    /// most 30 s) until it answers ping from the client side.
-    pub fn start(lab: &VethLab, root: &Path, extra: &[&str]) -> Server {
-        let mut command = lab.server_command(sirocco_binary());
-        command
-            .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
-            .arg("--ip")
-            .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
-            .arg("--root")
-            .arg(root)
-            .args(["--idle-wait", "--stats-interval", "1"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start sirocco serve");
-        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
-        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
-        let mut server = Server {
-            child: ChildGuard(child),
-            stdout,
-            stderr,
-            readers: vec![out_reader, err_reader],
-        };
-        server.wait_ready(lab);
-        server
-    }
-
-    fn wait_ready(&mut self, lab: &VethLab) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !snapshot(&self.stderr).contains("serving ") {
-            self.assert_running("attaching to veth-srv");
-            assert!(
-                Instant::now() < deadline,
-                "sirocco did not attach within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits (at most 5 s) for a stats line printed after this call, and returns it.
+pub fn next_stats(server: &mut LabServer) -> String {
+    let count = |s: &LabServer| stats_lines(&s.stdout_now()).len();
+    let seen = count(server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        server.assert_running("printing stats");
+        if count(server) > seen {
+            return latest_stats(server).expect("a stats line");
         }
-        loop {
-            self.assert_running("answering ping");
-            let answered = lab
-                .client_command("ping")
-                .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run ping")
-                .status
-                .success();
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sirocco attached but did not answer ping within 30 s: {}",
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    pub fn assert_running(&mut self, doing: &str) {
-        if let Some(status) = self.child.0.try_wait().expect("poll sirocco") {
-            self.join_readers();
-            panic!(
-                "sirocco exited with {status} while {doing}: {}{}",
-                snapshot(&self.stdout),
-                snapshot(&self.stderr)
-            );
-        }
-    }
-
-    /// The latest stats line, if one was printed yet.
-    pub fn latest_stats(&self) -> Option<String> {
-        stats_lines(&snapshot(&self.stdout))
-            .last()
-            .map(|l| l.to_string())
-    }
-
-    /// Waits (at most 5 s) for a stats line printed after this call, and returns it.
-    pub fn next_stats(&mut self) -> String {
-        let count = |s: &Server| stats_lines(&snapshot(&s.stdout)).len();
-        let seen = count(self);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            self.assert_running("printing stats");
-            if count(self) > seen {
-                return self.latest_stats().expect("a stats line");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sirocco printed no stats line within 5 s: {}",
-                snapshot(&self.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then the exit status and everything it printed. Kills it after 10 s.
-    pub fn stop(mut self) -> Stopped {
-        // `ip netns exec` replaced itself with sirocco, so this pid is the server's.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().expect("wait for sirocco") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.0.kill();
-                break self.child.0.wait().expect("wait for killed sirocco");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        Stopped {
-            status,
-            stdout: snapshot(&self.stdout),
-            stderr: snapshot(&self.stderr),
-        }
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
+        assert!(
+            Instant::now() < deadline,
+            "sirocco printed no stats line within 5 s: {}",
+            server.stdout_now()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
