@@ -167,6 +167,14 @@ impl Ready {
         late: "sirocco did not attach",
         unanswered: "sirocco attached but did not answer ping",
     };
+
+    /// It answers ping from the client namespace.
+    pub const PING: Ready = Ready {
+        marker: None,
+        doing: "attaching to veth-srv",
+        late: "sirocco did not attach",
+        unanswered: "sirocco did not answer ping",
+    };
 }
 
 /// The real `sirocco serve`, with stdout and stderr collected while it runs (usually in a

@@ -6,13 +6,12 @@
 //! Needs root, iproute2 and curl. Without them these tests fail when `SIROCCO_REQUIRE_LAB=1`
 //! (as in CI), and otherwise print why they did not run.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sirocco::lab::{self, Lab};
 use sirocco_tests::TestTree;
-use sirocco_tests::lab::{ChildGuard, runnable, sirocco_binary};
+use sirocco_tests::lab::{LabServer, Stopped, runnable, sirocco_binary};
 
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -30,19 +29,16 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
     let tree = TestTree::standard();
     let lab = Lab::create("taptest").expect("create lab namespace");
     let tap = Lab::unique_tap_name();
-    let server = Command::new("ip")
+    let mut command = Command::new("ip");
+    command
         .args(["netns", "exec", lab.namespace()])
         .arg(sirocco_binary())
         .args(["serve", "--driver", "tap", "--iface", &tap])
         .args(["--ip", &format!("{}/{}", lab::SERVER_ADDR, lab::PREFIX_LEN)])
         .arg("--root")
         .arg(tree.path())
-        .args(["--idle-wait", "--stats-interval", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sirocco serve");
-    let mut server = ChildGuard(server);
+        .args(["--idle-wait", "--stats-interval", "0"]);
+    let server = LabServer::spawn(command);
 
     // sirocco creates the tap inside the namespace; the kernel side then gets the client address.
     wait_for("sirocco to create its tap", Duration::from_secs(20), || {
@@ -79,17 +75,11 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
     }
 
     // A clean stop on SIGTERM, with the final counters on stdout.
-    let pid = server.0.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = server.0.wait().expect("wait for sirocco");
-    let mut stdout = String::new();
-    if let Some(mut out) = server.0.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    let mut stderr = String::new();
-    if let Some(mut err) = server.0.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let Stopped {
+        status,
+        stdout,
+        stderr,
+    } = server.stop();
     assert!(status.success(), "sirocco exited with {status}: {stderr}");
     assert!(
         stdout.contains(&format!("stopped: {} requests", tree.files().len())),

@@ -9,14 +9,13 @@
 //! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise prints why it did not run. The server and
 //! the replay are bounded in time; the lab is removed even when the test fails.
 
-use std::io::Read;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use sirocco::lab::veth::{CLIENT_IFACE, SERVER_IFACE, VethLab};
-use sirocco::lab::{CLIENT_ADDR, PREFIX_LEN, SERVER_ADDR};
-use sirocco_tests::lab::{lab_available, release_binary};
+use sirocco::lab::veth::{CLIENT_IFACE, VethLab};
+use sirocco::lab::{CLIENT_ADDR, SERVER_ADDR};
+use sirocco_tests::lab::{LabServer, Ready, lab_available, release_binary};
 
 fn data(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,86 +23,13 @@ fn data(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// Kills the server on drop, so a failed assertion never leaves it running.
-struct ServerGuard(Child);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl ServerGuard {
-    /// SIGTERM (a clean stop: the capture file is flushed), then its exit status; SIGKILL
-    /// after 10 s.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        // `ip netns exec` replaced itself with sirocco, so this pid is the server's.
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().expect("wait for sirocco") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        self.0.wait().expect("wait for killed sirocco")
-    }
-
-    /// Everything the server wrote to stderr, once it has been killed.
-    fn stop(mut self) -> String {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let mut text = String::new();
-        if let Some(mut stderr) = self.0.stderr.take() {
-            let _ = stderr.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
-/// Starts the server with `extra` options and waits until it answers ping from the client
-/// namespace.
-fn start_server(lab: &VethLab, extra: &[&std::ffi::OsStr]) -> ServerGuard {
-    let mut command = lab.server_command(release_binary("sirocco"));
-    command
-        .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
-        .arg("--ip")
-        .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
-        .arg("--root")
-        .arg(data("www"))
-        .arg("--idle-wait")
+/// Starts the server with `extra` options, serving the fixtures' site, and waits until it
+/// answers ping from the client namespace.
+fn start_server(lab: &VethLab, extra: &[&OsStr]) -> LabServer {
+    LabServer::afxdp(&data("www"))
         .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut server = ServerGuard(command.spawn().expect("start sirocco serve"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.0.try_wait().expect("poll sirocco") {
-            panic!("sirocco exited with {status}: {}", server.stop());
-        }
-        let answered = lab
-            .client_command("ping")
-            .args(["-c", "1", "-W", "1", &SERVER_ADDR.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run ping")
-            .success();
-        if answered {
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sirocco did not answer ping within 30 s: {}",
-            server.stop()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .ready(Ready::PING)
+        .start(lab)
 }
 
 #[test]
@@ -169,7 +95,7 @@ fn a_capture_written_by_sirocco_serve_replays_cleanly() {
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let capture = scratch.join("served.pcap");
     let lab = VethLab::create_unique("capreplay").expect("create the veth lab");
-    let mut server = start_server(&lab, &["--capture".as_ref(), capture.as_os_str()]);
+    let server = start_server(&lab, &["--capture".as_ref(), capture.as_os_str()]);
     for path in ["/", "/files/64k.bin", "/files/200k.bin", "/no-such-file"] {
         let out = lab
             .client_command("curl")
@@ -180,11 +106,13 @@ fn a_capture_written_by_sirocco_serve_replays_cleanly() {
             .expect("run curl");
         assert!(out.success(), "curl {path}: {out}");
     }
-    let status = server.terminate();
+    // SIGTERM: a clean stop, which flushes the capture file.
+    let stopped = server.stop();
     assert!(
-        status.success(),
-        "sirocco exited with {status}: {}",
-        server.stop()
+        stopped.status.success(),
+        "sirocco exited with {}: {}",
+        stopped.status,
+        stopped.stderr
     );
 
     let tcpdump = std::process::Command::new("tcpdump")
