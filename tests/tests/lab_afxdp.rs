@@ -21,7 +21,8 @@ use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, Stopped, assert_same_bytes, lab_available, server_url, sirocco_binary,
+    ChildGuard, LabServer, Stopped, TempDir, assert_same_bytes, lab_available, server_url,
+    sirocco_binary,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -663,32 +664,6 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk(dir, dir, &mut out);
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("sirocco-lab-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// curl with `extra` options for `path`: (HTTP status, response head, body). `--max-time`

@@ -14,14 +14,15 @@
 //! bounded in time.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sirocco::lab::veth::VethLab;
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_tests::lab::{
-    LabServer, Launch, Ready, Stopped, assert_same_bytes, lab_available, server_url, sirocco_binary,
+    LabServer, Launch, Ready, Stopped, TempDir, assert_same_bytes, lab_available, server_url,
+    sirocco_binary,
 };
 
 /// The unprivileged user the server drops to.
@@ -45,41 +46,21 @@ fn nobody(test: &str) -> Option<User> {
 
 /// A fresh directory under the system temp dir that everyone may enter and read, removed on
 /// drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("sirocco-lab-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        chmod(&path, 0o755);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes `name` with `body`, readable by everyone.
-    fn write(&self, name: &str, body: &[u8]) {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create a subdirectory");
-            chmod(parent, 0o755);
-        }
-        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        chmod(&path, 0o644);
-    }
+fn readable_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    chmod(dir.path(), 0o755);
+    dir
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// Writes `name` under `dir` with `body`, readable by everyone.
+fn write(dir: &TempDir, name: &str, body: &[u8]) {
+    let path = dir.path().join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create a subdirectory");
+        chmod(parent, 0o755);
     }
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    chmod(&path, 0o644);
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -205,15 +186,15 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     let Some(user) = nobody("lab_privilege") else {
         return;
     };
-    let root = TempDir::new("priv-root");
+    let root = readable_dir("priv-root");
     let big: Vec<u8> = (0..3u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    root.write("index.html", b"old\n");
-    root.write("big.bin", &big);
-    root.write("sub/page.txt", b"a page in a subdirectory\n");
+    write(&root, "index.html", b"old\n");
+    write(&root, "big.bin", &big);
+    write(&root, "sub/page.txt", b"a page in a subdirectory\n");
     // The access log lives where only root may write: opened before the drop, written after.
-    let logs = TempDir::new("priv-logs");
+    let logs = readable_dir("priv-logs");
     chmod(logs.path(), 0o700);
     let access_log = logs.path().join("access.log");
 
@@ -242,8 +223,8 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     );
 
     // A reload reads the changed tree from disk, as nobody, under the filter.
-    root.write("index.html", b"new\n");
-    root.write("added.txt", b"added\n");
+    write(&root, "index.html", b"new\n");
+    write(&root, "added.txt", b"added\n");
     server.signal("-HUP");
     wait_for_stderr(&mut server, "reloaded: ", 1);
     assert_same_bytes("/ after the reload", &curl(&lab, "/"), b"new\n");
@@ -252,9 +233,9 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
 
     // A file only root may read: root would load it, nobody cannot, so the reload fails and
     // the tree in force stays.
-    root.write("secret.bin", b"root only\n");
+    write(&root, "secret.bin", b"root only\n");
     chmod(&root.path().join("secret.bin"), 0o600);
-    root.write("index.html", b"newer\n");
+    write(&root, "index.html", b"newer\n");
     server.signal("-HUP");
     wait_for_stderr(&mut server, "reload failed", 1);
     let said = server.stderr_now();
@@ -289,7 +270,7 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     std::fs::remove_file(root.path().join("secret.bin")).expect("remove secret.bin");
     let mut server = as_nobody(root.path(), &["--stats-interval", "0"]).start(&lab);
     assert_same_bytes("/ on a fresh start", &curl(&lab, "/"), b"newer\n");
-    root.write("index.html", b"newest\n");
+    write(&root, "index.html", b"newest\n");
     server.signal("-HUP");
     wait_for_stderr(&mut server, "reloaded: ", 1);
     assert_same_bytes(
@@ -323,8 +304,8 @@ fn a_system_call_outside_the_filter_kills_the_server_with_sigsys() {
         eprintln!("NOT RUN: no seccomp filter on this platform");
         return;
     }
-    let root = TempDir::new("priv-kill");
-    root.write("index.html", b"never served\n");
+    let root = readable_dir("priv-kill");
+    write(&root, "index.html", b"never served\n");
     let lab = VethLab::create_unique("xprivk").expect("create the veth lab");
     // Hidden: install the filter, then make one forbidden call (socket).
     let mut server = as_nobody(
