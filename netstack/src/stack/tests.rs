@@ -1341,3 +1341,23 @@ fn an_exact_rst_ends_time_wait_and_a_full_ring_evicts_the_oldest() {
         assert_eq!(only_tcp(&pump(&mut stack, t(5))).control, TcpControl::None);
     }
 }
+
+#[test]
+fn a_stack_without_a_syn_cache_runs_on_cookies_alone() {
+    let mut c = config();
+    c.syn_cache_size = 0;
+    let mut stack = stack_with(c);
+    let mut peer = Peer::new(40000);
+    stack.handle_frame(t(0), &syn_with(&peer, 1460, Some(7), true));
+    let synack = only_tcp(&pump(&mut stack, t(0)));
+    assert_eq!(stack.counters().syncookies_sent, 1);
+    assert_eq!(
+        stack.poll_at(),
+        None,
+        "nothing remembered, nothing to resend"
+    );
+    stack.handle_frame(t(50), &peer.ack_syn(&synack));
+    stack.handle_frame(t(50), &peer.data(b"GET\r\n\r\n"));
+    assert_eq!(only_tcp(&pump(&mut stack, t(50))).payload, b"HELLO");
+    assert_eq!(stack.counters().syncookies_valid, 1);
+}
