@@ -28,6 +28,19 @@ pub enum Command {
     Demo(DemoArgs),
     /// Manage the veth lab: two network namespaces joined by a veth pair.
     Lab(LabArgs),
+    /// Print a completion script for a shell, e.g.
+    /// `sirocco completions bash > /etc/bash_completion.d/sirocco`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): sirocco(1), or with a command, that command's page, e.g.
+    /// `sirocco man serve > /usr/local/share/man/man1/sirocco-serve.1`.
+    Man {
+        /// The command (and subcommand) whose page to print, e.g. `serve` or `lab up`.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(*args).map(|()| true),
         Command::Demo(args) => commands::demo::run(args),
         Command::Lab(args) => commands::lab::run(args).map(|()| true),
+        Command::Completions { shell } => {
+            commands::docs::print(&commands::docs::completions(shell))
+        }
+        Command::Man { command } => {
+            commands::docs::man(&command).and_then(|page| commands::docs::print(&page))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

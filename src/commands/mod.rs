@@ -2,6 +2,7 @@
 //! carry `anyhow` context written for the person at the terminal.
 
 pub mod demo;
+pub mod docs;
 pub mod lab;
 pub mod serve;
 
