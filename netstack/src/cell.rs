@@ -48,7 +48,6 @@ pub(crate) struct Cell<A> {
     pub flow: Option<FlowKey>,
     /// Ethernet header for everything the cell emits (dst = the peer MAC from the SYN).
     pub eth: EthHeader,
-    pub opened_at: Instant,
     /// When the last segment from the peer arrived.
     pub last_rx: Instant,
     pub in_ready: bool,
@@ -116,7 +115,6 @@ impl<A: Default> Cell<A> {
             generation: 0,
             flow: None,
             eth,
-            opened_at: now,
             last_rx: now,
             in_ready: false,
             in_dirty: false,
@@ -167,7 +165,6 @@ impl<A> Cell<A> {
         }
         self.flow = Some(flow);
         self.eth = eth;
-        self.opened_at = now;
         self.last_rx = now;
         self.peer_ack = None;
         self.peer_fin_end = None;

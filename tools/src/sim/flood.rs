@@ -222,10 +222,6 @@ impl<D: FrameIo> Flooded<D> {
         self.delivered >= self.config.syns
     }
 
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
     /// SYNs due by now and not delivered yet.
     fn due(&self) -> u64 {
         let Some(started) = self.started else {
