@@ -349,13 +349,11 @@ impl FrontEnd {
     /// Stages the SYN-ACK of a handshake in the SYN cache. It offers what the cells would: our
     /// MSS, `shape.wscale` if the peer offered a scale, SACK if the peer offered it and
     /// `shape.sack` allows it; the window is `shape.window`, unscaled (RFC 7323 §2.2). The stack
-    /// sends copies of what this builds (`synack.rs`). Counts `tx_staging_full` when the ring is
-    /// full; `false` then.
+    /// sends copies of what this builds (`synack.rs`). `false` when the ring is full.
     pub fn stage_synack(
         &self,
         pending: &Pending,
         shape: SynAckShape,
-        counters: &mut StackCounters,
         staging: &mut Staging,
     ) -> bool {
         let options = pending.options;
@@ -373,11 +371,7 @@ impl FrontEnd {
             timestamp: None,
             payload: &[],
         };
-        let staged = self.stage_tcp(staging, pending.peer_mac, pending.key.peer_ip, &synack);
-        if !staged {
-            counters.tx_staging_full += 1;
-        }
-        staged
+        self.stage_tcp(staging, pending.peer_mac, pending.key.peer_ip, &synack)
     }
 
     /// Stages a bare ACK answering `seg` with our `seq` and `ack` (a TIME-WAIT tombstone

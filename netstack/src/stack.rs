@@ -559,6 +559,7 @@ impl<A: ConnState> Stack<A> {
         }
     }
 
+    /// Forgets the handshake in `slot` (if the cache still holds it) and its flow.
     fn forget_pending(&mut self, slot: u32, key: FlowKey) {
         self.syncache.remove(slot);
         self.flows.remove_if(&key, FlowEntry::Pending(slot));
@@ -807,9 +808,8 @@ impl<A: ConnState> Stack<A> {
                     self.counters.tx_frames += self.staging.drain_into(tx);
                 }
                 Due::Expired(pending) => {
-                    self.flows.remove_if(&pending.key, FlowEntry::Pending(slot));
+                    self.forget_pending(slot, pending.key);
                     self.counters.handshake_timeouts += 1;
-                    self.counters.syn_cache_entries = self.syncache.len() as u64;
                 }
             }
         }

@@ -14,7 +14,6 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, IpAddress, Ipv4Address, Ipv4Packet, TcpPacket, TcpSeqNumber,
 };
 
-use crate::StackCounters;
 use crate::cookie::SynOptions;
 use crate::flow::FlowKey;
 use crate::frontend::FrontEnd;
@@ -65,8 +64,7 @@ impl SynAcks {
                 sent: smoltcp::time::Instant::ZERO,
             };
             let mut staging = Staging::new(1, ETH_HEADER_LEN + front.mtu);
-            let mut counters = StackCounters::default();
-            front.stage_synack(&placeholder, shape, &mut counters, &mut staging);
+            front.stage_synack(&placeholder, shape, &mut staging);
             staging.take_front().unwrap_or_default()
         };
         SynAcks {
@@ -169,8 +167,7 @@ mod tests {
                         sent: Instant::ZERO,
                     };
                     let mut built = Staging::new(1, 1514);
-                    let mut counters = StackCounters::default();
-                    assert!(front.stage_synack(&pending, shape, &mut counters, &mut built));
+                    assert!(front.stage_synack(&pending, shape, &mut built));
                     let mut patched = Staging::new(1, 1514);
                     assert!(synacks.stage(&pending, &shape, &mut patched));
                     assert_eq!(patched.take_front(), built.take_front(), "{pending:?}");
