@@ -175,17 +175,9 @@ pub fn count_server_allocations<D: SimPort>(
             idle_jumps = 0;
             continue;
         }
-        let micros = |at: sirocco_netstack::Instant| u64::try_from(at.total_micros()).unwrap_or(0);
-        let next = [
-            sim.server().poll_at().map(micros),
-            sim.fleet().poll_at().map(micros),
-            sim.server().driver().next_arrival_micros(),
-            sim.fleet().driver().next_arrival_micros(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or_else(|| panic!("the simulation stalled: {}", sim.report()));
+        let next = sim
+            .next_event_micros()
+            .unwrap_or_else(|| panic!("the simulation stalled: {}", sim.report()));
         let now = sim.clock().now_micros();
         sim.clock().set_micros(next.max(now + 1));
         idle_jumps += 1;

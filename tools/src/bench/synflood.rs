@@ -444,24 +444,17 @@ fn run_phase(
         if advance > 0 {
             sim.clock().advance_micros(advance);
         } else if !moved {
-            let micros = |at: sirocco_netstack::Instant| u64::try_from(at.total_micros()).ok();
             let flood_due = sim
                 .server()
                 .driver()
                 .flood
                 .as_ref()
                 .and_then(Flood::next_due_micros);
-            let next = [
-                sim.server().poll_at().and_then(micros),
-                sim.fleet().poll_at().and_then(micros),
-                sim.server().driver().next_arrival_micros(),
-                sim.fleet().driver().next_arrival_micros(),
-                flood_due,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(end);
+            let next = [sim.next_event_micros(), flood_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
             sim.clock().set_micros(next.clamp(now + 1, end));
         }
     }

@@ -507,8 +507,9 @@ impl<D: SimPort> Simulation<D> {
         Ok(self.report())
     }
 
-    /// The earliest deadline or frame arrival on either side, in virtual microseconds.
-    fn next_event_micros(&self) -> Option<u64> {
+    /// The earliest deadline or frame arrival on either side, in virtual microseconds: where
+    /// the clock jumps when nothing moved (for loops that drive the simulation by hand too).
+    pub fn next_event_micros(&self) -> Option<u64> {
         let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
         [
             self.server.poll_at().map(micros),
