@@ -38,8 +38,23 @@ pub struct VethLab {
 }
 
 impl VethLab {
-    /// Creates the lab `name`: namespaces `<name>-srv` and `<name>-cli` joined by a veth pair.
+    /// Creates the lab `name`: namespaces `<name>-srv` and `<name>-cli` joined by a veth pair
+    /// with one queue each way.
     pub fn create(name: &str) -> Result<VethLab, LabError> {
+        VethLab::create_with_queues(name, 1)
+    }
+
+    /// The same with `queues` RX and TX queues on each end, for one engine per queue
+    /// (`serve --queues`). veth hands a frame sent on TX queue i to the peer's RX queue i, and
+    /// the client's kernel spreads its connections over its TX queues by flow hash, so
+    /// different connections reach different server queues as RSS would spread them on a NIC.
+    pub fn create_with_queues(name: &str, queues: u16) -> Result<VethLab, LabError> {
+        if queues == 0 {
+            return Err(LabError::Command {
+                command: "creating a veth lab".into(),
+                stderr: "a lab needs at least one queue".into(),
+            });
+        }
         if !is_root() {
             return Err(LabError::NotRoot);
         }
@@ -55,6 +70,7 @@ impl VethLab {
         for ns in [&lab.server_ns, &lab.client_ns] {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
+        let (mtu, queues) = (MTU.to_string(), queues.to_string());
         ip(&[
             "-n",
             &lab.server_ns,
@@ -62,14 +78,22 @@ impl VethLab {
             "add",
             SERVER_IFACE,
             "mtu",
-            &MTU.to_string(),
+            &mtu,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
             "type",
             "veth",
             "peer",
             "name",
             CLIENT_IFACE,
             "mtu",
-            &MTU.to_string(),
+            &mtu,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
             "netns",
             &lab.client_ns,
         ])?;
