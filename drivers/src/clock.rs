@@ -3,14 +3,18 @@
 //! The memory link and the pcap writer read time from a [`VirtualClock`] instead of the
 //! system clock, so a simulation on a fixed seed produces the same frames at the same virtual
 //! times on every run. Clones share one counter; only the simulation driver advances it.
+//!
+//! The counter is an atomic only so that a driver holding a clock (the pcap writer) can move to
+//! an engine thread; one thread reads and advances it, so relaxed ordering is all it needs and
+//! costs what a plain load and store do.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Microseconds since the start of a simulation. Cloning shares the same clock.
 #[derive(Debug, Clone, Default)]
 pub struct VirtualClock {
-    micros: Rc<Cell<u64>>,
+    micros: Arc<AtomicU64>,
 }
 
 impl VirtualClock {
@@ -19,18 +23,20 @@ impl VirtualClock {
     }
 
     pub fn now_micros(&self) -> u64 {
-        self.micros.get()
+        self.micros.load(Ordering::Relaxed)
     }
 
     /// Moves the clock to `micros`. Time never goes backwards: an earlier value is ignored.
     pub fn set_micros(&self, micros: u64) {
-        if micros > self.micros.get() {
-            self.micros.set(micros);
+        if micros > self.now_micros() {
+            self.micros.store(micros, Ordering::Relaxed);
         }
     }
 
     pub fn advance_micros(&self, delta: u64) {
-        self.micros.set(self.micros.get().saturating_add(delta));
+        let now = self.now_micros();
+        self.micros
+            .store(now.saturating_add(delta), Ordering::Relaxed);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod afxdp;
 pub mod alloc_count;
 pub mod capture;
 pub mod clock;
+pub mod host;
 pub mod memory;
 pub mod netmap;
 pub mod pcap;
@@ -82,6 +83,30 @@ pub struct DriverCounters {
     pub tx_ring_full: u64,
     /// Syscalls (or emulated kicks) made to submit TX or refill RX.
     pub kicks: u64,
+}
+
+impl DriverCounters {
+    /// Adds every counter of `other`: the totals of several queues.
+    pub fn add(&mut self, other: &DriverCounters) {
+        let DriverCounters {
+            rx_frames,
+            rx_bytes,
+            tx_frames,
+            tx_bytes,
+            rx_dropped,
+            tx_dropped,
+            tx_ring_full,
+            kicks,
+        } = other;
+        self.rx_frames += rx_frames;
+        self.rx_bytes += rx_bytes;
+        self.tx_frames += tx_frames;
+        self.tx_bytes += tx_bytes;
+        self.rx_dropped += rx_dropped;
+        self.tx_dropped += tx_dropped;
+        self.tx_ring_full += tx_ring_full;
+        self.kicks += kicks;
+    }
 }
 
 /// Errors a backend can report. Transient conditions (an empty ring, a full ring) are not errors.

@@ -509,7 +509,7 @@ mod filter {
         any("munmap", libc::SYS_munmap),
         any("mremap", libc::SYS_mremap),
         any("madvise", libc::SYS_madvise),
-        // Threads (the reload thread): start and end.
+        // Threads (the engines and the reload thread): start and end.
         only(
             "clone",
             libc::SYS_clone,
@@ -520,6 +520,13 @@ mod filter {
         any("rt_sigprocmask", libc::SYS_rt_sigprocmask),
         any("sigaltstack", libc::SYS_sigaltstack),
         any("sched_getaffinity", libc::SYS_sched_getaffinity),
+        // An engine thread pins itself to its core (`--cpus`); pid 0 is the calling thread,
+        // so no other process or thread can be moved.
+        only(
+            "sched_setaffinity",
+            libc::SYS_sched_setaffinity,
+            Only::ArgIn(0, &[0]),
+        ),
         any("gettid", libc::SYS_gettid),
         only(
             "prctl",

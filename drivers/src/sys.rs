@@ -1,4 +1,4 @@
-//! Thin, safe wrappers over the few libc calls the tap backend makes.
+//! Thin, safe wrappers over the few libc calls the tap backend and [`crate::host`] make.
 //!
 //! Every raw call goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
 //! `io::Result`. Each wrapper here owns one `unsafe` block and states why it is sound; nothing
@@ -106,6 +106,27 @@ impl Fd {
         Ok(())
     }
 
+    /// `SIOCETHTOOL` with `ETHTOOL_GCHANNELS` on a socket: the queue (channel) counts of
+    /// interface `name`.
+    pub(crate) fn ethtool_channels(&self, name: &str) -> io::Result<EthtoolChannels> {
+        let mut channels = EthtoolChannels {
+            cmd: ETHTOOL_GCHANNELS,
+            ..EthtoolChannels::default()
+        };
+        let mut req = IfReq::new(name);
+        req.0.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
+        // SAFETY: `SIOCETHTOOL` takes a `struct ifreq` whose `ifr_data` points at an ethtool
+        // command struct; the command is `ETHTOOL_GCHANNELS`, whose struct `EthtoolChannels`
+        // mirrors (`repr(C)`, nine `u32`s), and both `req` and `channels` are exclusively
+        // borrowed locals that outlive the call. The kernel writes only within that struct.
+        syscall!(ioctl(
+            self.raw(),
+            libc::SIOCETHTOOL as libc::Ioctl,
+            &mut req.0 as *mut libc::ifreq
+        ))?;
+        Ok(channels)
+    }
+
     fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
@@ -140,6 +161,24 @@ impl IfreqRequest {
             IfreqRequest::GetIndex => libc::SIOCGIFINDEX as libc::Ioctl,
         }
     }
+}
+
+/// `ETHTOOL_GCHANNELS` from `<linux/ethtool.h>`.
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// `struct ethtool_channels` from `<linux/ethtool.h>`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EthtoolChannels {
+    pub(crate) cmd: u32,
+    pub(crate) max_rx: u32,
+    pub(crate) max_tx: u32,
+    pub(crate) max_other: u32,
+    pub(crate) max_combined: u32,
+    pub(crate) rx_count: u32,
+    pub(crate) tx_count: u32,
+    pub(crate) other_count: u32,
+    pub(crate) combined_count: u32,
 }
 
 /// A `struct ifreq` with a name set, and typed access to the union members we use.

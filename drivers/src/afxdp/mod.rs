@@ -1,13 +1,17 @@
 //! The AF_XDP backend: frames straight from a NIC queue through an XDP socket, with no libbpf.
 //!
-//! [`AfXdp::open`] builds everything with raw syscalls, in this order:
+//! [`AfXdp::open`] (one queue) and [`AfXdp::open_queues`] (one socket per queue, one engine
+//! each) build everything with raw syscalls, in this order:
 //!
-//! 1. look up the interface (index, MTU) and map the UMEM (`umem`);
+//! 1. look up the interface (index, MTU);
 //! 2. create an XSKMAP and load the XDP program (`bpf`, `program`): redirect everything,
-//!    or only ARP and IPv4 for the server's address ([`Filter`]);
+//!    or only ARP and IPv4 for the server's address ([`Filter`]), into the map slot of the
+//!    queue the frame arrived on (`rx_queue_index`);
 //! 3. attach it with a BPF link, native first and then SKB (generic) mode ([`AttachMode`]);
-//! 4. open the AF_XDP socket and bind it, zero-copy first and then copy ([`CopyMode`]);
-//! 5. put the socket in the map slot of its queue, and hand half the chunks to the fill ring.
+//! 4. per queue: map a UMEM (`umem`), open the AF_XDP socket and bind it to the queue,
+//!    zero-copy first and then copy ([`CopyMode`]);
+//! 5. put each socket in the map slot of its queue, and hand half its chunks to its fill
+//!    ring.
 //!
 //! Dropping the driver closes the link first, which detaches the program; the kernel does the
 //! same if the process dies, even by SIGKILL, so the NIC is never left redirecting into a dead
@@ -43,6 +47,7 @@ mod umem;
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sys::{Fd, IfReq, IfreqRequest};
@@ -167,14 +172,25 @@ pub struct XdpKernelStats {
     pub tx_ring_empty_descs: u64,
 }
 
+/// The XDP program attached to an interface, with the XSKMAP it redirects into: shared by the
+/// sockets of every queue served ([`AfXdp::open_queues`]) and detached when the last goes.
+#[derive(Debug)]
+struct Attachment {
+    // Field order is drop order: the link goes first, so the program is detached before the
+    // map it redirects into closes.
+    _link: OwnedFd,
+    _program: OwnedFd,
+    map: OwnedFd,
+}
+
 /// An AF_XDP socket on one interface queue, with its XDP program attached.
 #[derive(Debug)]
 pub struct AfXdp {
-    // Field order is drop order: the link goes first, so the program is detached before the
-    // socket it redirects to closes.
-    _link: OwnedFd,
-    _program: OwnedFd,
-    _map: OwnedFd,
+    // Field order is drop order: the attachment goes first, so for the last socket of an
+    // interface the program is detached before the socket it redirects to closes. Earlier
+    // sockets close while the program runs on; the kernel takes a closed socket out of the
+    // map, and the program then passes that queue's frames to the kernel.
+    _attachment: Arc<Attachment>,
     socket: XdpSocket,
     umem: Umem,
     iface: String,
@@ -207,21 +223,39 @@ fn is_permission(e: &std::io::Error) -> bool {
 }
 
 impl AfXdp {
-    /// Sets up the socket, the program and the link on `config.iface`. See the module
-    /// documentation for the steps; every failure says what to do about it.
+    /// Sets up the socket, the program and the link on `config.iface`, for `config.queue`. See
+    /// the module documentation for the steps; every failure says what to do about it.
     pub fn open(config: AfXdpConfig) -> Result<AfXdp, DriverError> {
+        let queue = config.queue;
+        let mut drivers = AfXdp::open_queues(config, &[queue])?;
+        Ok(drivers.remove(0))
+    }
+
+    /// One socket per queue in `queues` (each with its own UMEM and rings, for one engine
+    /// each), behind one XDP program that redirects by `rx_queue_index` into the socket of
+    /// the queue the frame arrived on. `config.queue` is ignored. Frames on a queue that is
+    /// not served pass to the kernel.
+    pub fn open_queues(config: AfXdpConfig, queues: &[u32]) -> Result<Vec<AfXdp>, DriverError> {
         config.check()?;
+        let Some(&highest) = queues.iter().max() else {
+            return Err(setup("AF_XDP needs at least one queue to serve".into()));
+        };
+        if highest == u32::MAX {
+            return Err(setup("AF_XDP queue number is too large".into()));
+        }
+        if let Some(twice) = queues
+            .iter()
+            .enumerate()
+            .find_map(|(i, q)| queues[..i].contains(q).then_some(q))
+        {
+            return Err(setup(format!(
+                "AF_XDP queue {twice} is listed twice: each queue has one socket"
+            )));
+        }
         let iface = config.iface.as_str();
         let (ifindex, mtu) = interface(iface)?;
 
-        let umem = Umem::new(config.frame_count, CHUNK_SIZE).map_err(|e| {
-            setup(format!(
-                "cannot map {} MiB for the AF_XDP UMEM: {e}",
-                umem_mib(&config)
-            ))
-        })?;
-
-        let map = bpf::create_xskmap(config.queue + 1).map_err(|e| {
+        let map = bpf::create_xskmap(highest + 1).map_err(|e| {
             if is_permission(&e) {
                 setup(NEEDS_PRIVILEGE.into())
             } else {
@@ -248,10 +282,49 @@ impl AfXdp {
         })?;
 
         let (link, attached, native_refused) = attach(&prog, &config, ifindex, mtu)?;
-        let (socket, zero_copy) = open_socket(&umem, &config, ifindex)?;
+        let attachment = Arc::new(Attachment {
+            _link: link,
+            _program: prog,
+            map,
+        });
+        queues
+            .iter()
+            .map(|&queue| {
+                let config = AfXdpConfig {
+                    queue,
+                    ..config.clone()
+                };
+                AfXdp::open_queue(
+                    &config,
+                    &attachment,
+                    ifindex,
+                    mtu,
+                    attached,
+                    &native_refused,
+                )
+            })
+            .collect()
+    }
+
+    /// The UMEM and socket of one queue, put in the attachment's map slot for that queue.
+    fn open_queue(
+        config: &AfXdpConfig,
+        attachment: &Arc<Attachment>,
+        ifindex: u32,
+        mtu: usize,
+        attached: AttachMode,
+        native_refused: &Option<String>,
+    ) -> Result<AfXdp, DriverError> {
+        let umem = Umem::new(config.frame_count, CHUNK_SIZE).map_err(|e| {
+            setup(format!(
+                "cannot map {} MiB for the AF_XDP UMEM: {e}",
+                umem_mib(config)
+            ))
+        })?;
+        let (socket, zero_copy) = open_socket(&umem, config, ifindex)?;
 
         let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
-        bpf::update_u32(map.as_fd(), config.queue, sock_fd).map_err(|e| {
+        bpf::update_u32(attachment.map.as_fd(), config.queue, sock_fd).map_err(|e| {
             setup(format!(
                 "cannot put the AF_XDP socket in the XSKMAP slot of queue {}: {e}",
                 config.queue
@@ -265,16 +338,14 @@ impl AfXdp {
             ..Capabilities::ethernet(mtu)
         };
         let mut driver = AfXdp {
-            _link: link,
-            _program: prog,
-            _map: map,
+            _attachment: Arc::clone(attachment),
             socket,
             umem,
             iface: config.iface.clone(),
             ifindex,
             queue: config.queue,
             attached,
-            native_refused,
+            native_refused: native_refused.clone(),
             zero_copy,
             need_wakeup: config.need_wakeup,
             caps,
