@@ -90,9 +90,25 @@ pub struct ServeArgs {
     /// Interface to serve on. With --driver tap, the tap device to create or attach to.
     #[arg(long, value_name = "NAME")]
     pub iface: Option<String>,
-    /// Serve one NIC queue (AF_XDP: default 0; netmap: default all queues).
-    #[arg(long, value_name = "N")]
+    /// Serve this one NIC queue with one engine (the same as `--queues N-N`).
+    #[arg(long, value_name = "N", conflicts_with = "queues")]
     pub queue: Option<u16>,
+    /// NIC queues to serve, one engine (thread) each: a count (`4`: queues 0 to 3) or a list
+    /// (`0-3`, `0,2,5-7`). Default: every queue the NIC has (its combined channel count,
+    /// `ethtool -l`), at most --cores. The NIC's RSS spreads connections over its queues.
+    #[arg(long, value_name = "N|LIST", value_parser = parse_queues)]
+    pub queues: Option<Queues>,
+    /// At most this many engines when --queues is not given. Default: the CPUs this process
+    /// may run on (or the number of --cpus).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub cores: Option<u16>,
+    /// Pin engine i to the i-th CPU of this list (`2-5`, `0,2`). Default: with more than one
+    /// engine, the CPUs this process may run on, in order; one engine is not pinned.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// Under each stats line, one line per engine (queue).
+    #[arg(long)]
+    pub stats_per_queue: bool,
     /// AF_XDP attach mode: native XDP in the NIC driver, generic SKB XDP, or native falling
     /// back to SKB.
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
@@ -142,6 +158,92 @@ pub struct DemoArgs {
     /// Print a stats line every this many seconds (0: never).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub stats_interval: u64,
+}
+
+/// Which NIC queues `--queues` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queues {
+    /// Queues 0 to N - 1.
+    Count(u32),
+    /// These queues, in the order given.
+    List(Vec<u32>),
+}
+
+impl Queues {
+    pub fn to_list(&self) -> Vec<u32> {
+        match self {
+            Queues::Count(n) => (0..*n).collect(),
+            Queues::List(list) => list.clone(),
+        }
+    }
+}
+
+/// Most engines one server runs; also bounds the lists a person can type.
+pub const MAX_ENGINES: usize = 256;
+
+/// `4` (a count) or `0-3`, `0,2,5-7` (a list).
+fn parse_queues(text: &str) -> Result<Queues, String> {
+    let text = text.trim();
+    if !text.contains([',', '-']) {
+        let n: u32 = text.parse().map_err(|_| {
+            format!("'{text}' is not a queue count or list: use e.g. 4, or 0-3, or 0,2")
+        })?;
+        if n == 0 || n as usize > MAX_ENGINES {
+            return Err(format!(
+                "{n} queues: serve from 1 to {MAX_ENGINES} queues, e.g. --queues 4"
+            ));
+        }
+        return Ok(Queues::Count(n));
+    }
+    let list = parse_list(text, "queue")?;
+    Ok(Queues::List(
+        list.into_iter().map(|q| q as u32).collect::<Vec<_>>(),
+    ))
+}
+
+/// The CPUs `--cpus` listed, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// `2-5` or `0,2` or `1,4-6`.
+fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    parse_list(text.trim(), "CPU").map(CpuList)
+}
+
+/// A comma-separated list of numbers and inclusive ranges, none twice.
+fn parse_list(text: &str, what: &str) -> Result<Vec<usize>, String> {
+    let bad =
+        || format!("'{text}' is not a {what} list: use numbers and ranges, e.g. 0-3 or 0,2,5-7");
+    let mut list: Vec<usize> = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<u32>().map_err(|_| bad())?,
+                b.trim().parse::<u32>().map_err(|_| bad())?,
+            ),
+            None => {
+                let n = part.parse::<u32>().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        if first > last {
+            return Err(format!(
+                "'{part}' is an empty {what} range: write the lower number first, e.g. {last}-{first}"
+            ));
+        }
+        for n in first..=last {
+            let n = n as usize;
+            if list.contains(&n) {
+                return Err(format!("{what} {n} appears twice in '{text}'"));
+            }
+            list.push(n);
+            if list.len() > MAX_ENGINES {
+                return Err(format!("'{text}' lists more than {MAX_ENGINES} {what}s"));
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// A header value a person typed: visible ASCII and spaces, no line breaks.
@@ -389,6 +491,42 @@ pub fn default_mac(addr: Ipv4Addr) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queues_are_a_count_or_a_list_and_mistakes_are_explained() {
+        assert_eq!(parse_queues("4"), Ok(Queues::Count(4)));
+        assert_eq!(Queues::Count(3).to_list(), vec![0, 1, 2]);
+        assert_eq!(parse_queues("0-3"), Ok(Queues::List(vec![0, 1, 2, 3])));
+        assert_eq!(parse_queues("2-2"), Ok(Queues::List(vec![2])));
+        assert_eq!(parse_queues("0,2,5-6"), Ok(Queues::List(vec![0, 2, 5, 6])));
+        assert!(parse_queues("0").unwrap_err().contains("from 1 to"));
+        assert!(parse_queues("x").unwrap_err().contains("e.g. 4"));
+        assert!(
+            parse_queues("3-1")
+                .unwrap_err()
+                .contains("lower number first")
+        );
+        assert!(parse_queues("0,1,1").unwrap_err().contains("twice"));
+        assert!(parse_queues("0-100000").unwrap_err().contains("more than"));
+        assert_eq!(parse_cpu_list("2-5"), Ok(CpuList(vec![2, 3, 4, 5])));
+        let cli = Cli::try_parse_from([
+            "sirocco",
+            "serve",
+            "--ip",
+            "198.18.0.2/24",
+            "--queues",
+            "0-1",
+            "--cpus",
+            "2,3",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.queues, Some(Queues::List(vec![0, 1])));
+        assert_eq!(args.cpus, Some(CpuList(vec![2, 3])));
+        assert!(parse_cpu_list("a-b").unwrap_err().contains("CPU list"));
+    }
 
     #[test]
     fn cidr_parses_and_explains_mistakes() {

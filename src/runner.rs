@@ -1,54 +1,217 @@
-//! The wall-clock driver of a [`Server`]: busy-poll (or idle-wait) until told to stop, and print
-//! a stats line at a fixed interval.
+//! The wall-clock driver of the engines: one [`Server`] per NIC queue, each on a thread of its
+//! own that busy-polls (or idle-waits) until told to stop, and a supervisor on the calling
+//! thread that hands out reloads and prints a stats line at a fixed interval.
 //!
-//! The clock is read once per iteration (a vDSO call, not a syscall). In idle mode the loop
-//! sleeps in the driver's `wait_rx` only when an iteration moved no frame, and never past the
-//! stack's next deadline.
+//! # Shared nothing on the packet path
+//!
+//! Each engine owns its driver (one queue), its stack (flow table, cells, pools, timer wheel)
+//! and its HTTP state; the only thing engines share is the read-only [`ContentCache`] behind an
+//! `Arc`. Engine and supervisor meet in a [`Mailbox`], touched once per loop iteration at most
+//! (a relaxed load of a flag that changes on a reload) and never per packet:
+//!
+//! - a reload puts the new tree in the mailbox and raises the flag; the engine adopts it at the
+//!   top of its next iteration, between requests as before;
+//! - the engine publishes a snapshot of its counters every [`PUBLISH_INTERVAL`], which the
+//!   supervisor sums for the stats line (so a line is at most that much behind);
+//! - the stop flag is shared by all: a signal, a failed engine, or the end of a finite source
+//!   (a pcap trace) on every engine ends the run.
+//!
+//! # Clocks
+//!
+//! The clock is read once per iteration (a vDSO call, not a syscall), from one start instant
+//! shared by all engines. In idle mode an engine sleeps in its driver's `wait_rx` only when an
+//! iteration moved no frame, and never past its stack's next deadline.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration as StdDuration;
 
-use sirocco_drivers::{DriverError, FrameIo};
+use sirocco_drivers::{DriverError, FrameIo, host};
 use sirocco_netstack::{Instant, StackCounters};
 
+use crate::cache::ContentCache;
 use crate::http::HttpCounters;
 use crate::reload::{Reloaded, Reloader};
 use crate::server::{Server, Stats};
 
-/// Longest single sleep in idle mode, so a stop request is noticed promptly.
+/// Longest single sleep in idle mode, and of the supervisor, so a stop request is noticed
+/// promptly.
 const MAX_IDLE_SLEEP: StdDuration = StdDuration::from_millis(50);
 /// After a finite source (a pcap trace) runs dry, keep serving this long for the answers.
 const DRAIN_AFTER_EXHAUSTED: StdDuration = StdDuration::from_millis(200);
+/// How often an engine publishes its counters for the supervisor.
+pub const PUBLISH_INTERVAL: StdDuration = StdDuration::from_millis(100);
 
 pub struct RunOptions {
     /// Sleep in the driver when idle instead of spinning.
     pub idle_wait: bool,
     /// Print a stats line this often (None: never).
     pub stats_interval: Option<StdDuration>,
-    /// Set from another thread or a signal handler to end the loop.
+    /// With the total line, one line per engine (`--stats-per-queue`).
+    pub stats_per_queue: bool,
+    /// Set from another thread or a signal handler to end the run.
     pub stop: Arc<AtomicBool>,
 }
 
-/// Runs `server` until `options.stop` is set, or until a finite driver has been drained.
-/// With a `reloader`, a requested reload swaps the server's cache when it has loaded (and
-/// reports on stderr).
-pub fn run<D: FrameIo>(
-    server: &mut Server<D>,
+/// One engine to run: a server on one NIC queue, and the CPU its thread is pinned to (`None`:
+/// wherever the scheduler puts it).
+pub struct Engine<D: FrameIo> {
+    pub queue: u32,
+    pub cpu: Option<usize>,
+    pub server: Server<D>,
+}
+
+/// How an engine ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("engine of queue {queue}: {source}")]
+    Driver {
+        queue: u32,
+        #[source]
+        source: DriverError,
+    },
+    #[error("engine of queue {queue}: cannot pin its thread to CPU {cpu}: {source}")]
+    Pin {
+        queue: u32,
+        cpu: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("engine of queue {queue} panicked")]
+    Panicked { queue: u32 },
+    #[error("cannot start the thread of the engine of queue {queue}: {source}")]
+    Spawn {
+        queue: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where an engine and the supervisor meet. See the module documentation.
+#[derive(Default)]
+struct Mailbox {
+    /// A reloaded tree the engine has not adopted yet.
+    cache: Mutex<Option<Arc<ContentCache>>>,
+    cache_posted: AtomicBool,
+    /// The engine's counters as last published.
+    stats: Mutex<Stats>,
+    /// The engine's loop has ended (stop, drained source, or error).
+    done: AtomicBool,
+}
+
+impl Mailbox {
+    fn post_cache(&self, cache: Arc<ContentCache>) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(cache);
+        self.cache_posted.store(true, Ordering::Release);
+    }
+
+    fn take_cache(&self) -> Option<Arc<ContentCache>> {
+        if !self.cache_posted.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.cache_posted.store(false, Ordering::Relaxed);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn publish(&self, stats: Stats) {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+    }
+
+    fn snapshot(&self) -> Stats {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Runs every engine on a thread of its own until `options.stop` is set, an engine fails, or
+/// every engine's finite source has been drained. With a `reloader`, a requested reload is
+/// handed to every engine once it has loaded (and reported on stderr). Returns each engine's
+/// queue and final counters, in the order given.
+pub fn run<D: FrameIo + Send>(
+    engines: Vec<Engine<D>>,
+    options: &RunOptions,
+    reloader: Option<&mut Reloader>,
+    stats_out: &mut dyn Write,
+) -> Result<Vec<(u32, Stats)>, RunError> {
+    let start = std::time::Instant::now();
+    let queues: Vec<u32> = engines.iter().map(|e| e.queue).collect();
+    let mailboxes: Vec<Mailbox> = engines.iter().map(|_| Mailbox::default()).collect();
+    let stop = &options.stop;
+    std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(engines.len());
+        for (engine, mailbox) in engines.into_iter().zip(&mailboxes) {
+            let queue = engine.queue;
+            let spawned = std::thread::Builder::new()
+                .name(format!("sirocco-q{queue}"))
+                .spawn_scoped(scope, move || {
+                    let result = engine_thread(engine, mailbox, stop, options.idle_wait, start);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    mailbox.done.store(true, Ordering::Release);
+                    result
+                });
+            match spawned {
+                Ok(handle) => handles.push((queue, handle)),
+                Err(source) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(RunError::Spawn { queue, source });
+                }
+            }
+        }
+
+        supervise(
+            &mailboxes,
+            &queues,
+            options,
+            reloader,
+            stats_out,
+            start,
+        );
+        stop.store(true, Ordering::Relaxed);
+
+        let mut finals = Vec::with_capacity(handles.len());
+        let mut first_error = None;
+        for (queue, handle) in handles {
+            match handle.join() {
+                Ok(Ok(stats)) => finals.push((queue, stats)),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(RunError::Panicked { queue });
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(finals),
+        }
+    })
+}
+
+/// The calling thread's part: reloads, stats lines, and noticing that every engine is done.
+fn supervise(
+    mailboxes: &[Mailbox],
+    queues: &[u32],
     options: &RunOptions,
     mut reloader: Option<&mut Reloader>,
     stats_out: &mut dyn Write,
-) -> Result<(), DriverError> {
-    let start = std::time::Instant::now();
+    start: std::time::Instant,
+) {
     let mut next_stats = options.stats_interval;
-    let mut last = server.stats();
-    let mut exhausted_at: Option<StdDuration> = None;
+    let mut last: Vec<Stats> = mailboxes.iter().map(|_| Stats::default()).collect();
+    let mut last_total = Stats::default();
     while !options.stop.load(Ordering::Relaxed) {
-        let elapsed = start.elapsed();
-        let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
-        let moved = server.poll(now)?;
-
+        if mailboxes.iter().all(|m| m.done.load(Ordering::Acquire)) {
+            break;
+        }
         if let Some(reloaded) = reloader.as_deref_mut().and_then(Reloader::poll) {
             match reloaded {
                 Reloaded::Loaded(cache, took) => {
@@ -58,22 +221,87 @@ pub fn run<D: FrameIo>(
                         cache.total_bytes(),
                         took.as_secs_f64() * 1e3
                     );
-                    server.set_cache(cache);
+                    for mailbox in mailboxes {
+                        mailbox.post_cache(Arc::clone(&cache));
+                    }
                 }
                 Reloaded::Failed(why) => {
                     eprintln!("reload failed, still serving the previous tree: {why}");
                 }
             }
         }
-
+        let elapsed = start.elapsed();
         if let (Some(due), Some(interval)) = (next_stats, options.stats_interval)
             && elapsed >= due
         {
-            let stats = server.stats();
+            let now: Vec<Stats> = mailboxes.iter().map(Mailbox::snapshot).collect();
+            let total = Stats::sum(&now);
             // A failed write of a stats line (closed stdout) must not stop the server.
-            let _ = writeln!(stats_out, "{}", stats_line(elapsed, &last, &stats));
-            last = stats;
+            let _ = writeln!(stats_out, "{}", stats_line(elapsed, &last_total, &total));
+            if options.stats_per_queue {
+                for ((queue, before), now) in queues.iter().zip(&last).zip(&now) {
+                    let line = stats_line(elapsed, before, now);
+                    let _ = writeln!(stats_out, "  queue {queue}: {}", without_time(&line));
+                }
+            }
+            last = now;
+            last_total = total;
             next_stats = Some(due + interval);
+        }
+        let until_stats = next_stats.map_or(MAX_IDLE_SLEEP, |due| due.saturating_sub(elapsed));
+        std::thread::sleep(
+            until_stats
+                .min(MAX_IDLE_SLEEP)
+                .max(StdDuration::from_millis(1)),
+        );
+    }
+}
+
+/// A stats line without its `[  12.0s] ` time stamp, for the per-queue lines under it.
+fn without_time(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, rest)| rest)
+}
+
+/// One engine's thread: pin, run the loop, publish the final counters.
+fn engine_thread<D: FrameIo>(
+    mut engine: Engine<D>,
+    mailbox: &Mailbox,
+    stop: &AtomicBool,
+    idle_wait: bool,
+    start: std::time::Instant,
+) -> Result<Stats, RunError> {
+    let queue = engine.queue;
+    if let Some(cpu) = engine.cpu {
+        host::pin_current_thread(cpu).map_err(|source| RunError::Pin { queue, cpu, source })?;
+    }
+    let result = engine_loop(&mut engine.server, mailbox, stop, idle_wait, start);
+    let stats = engine.server.stats();
+    mailbox.publish(stats.clone());
+    result.map_err(|source| RunError::Driver { queue, source })?;
+    Ok(stats)
+}
+
+/// The data path of one engine on the wall clock, until `stop` or a drained finite source.
+fn engine_loop<D: FrameIo>(
+    server: &mut Server<D>,
+    mailbox: &Mailbox,
+    stop: &AtomicBool,
+    idle_wait: bool,
+    start: std::time::Instant,
+) -> Result<(), DriverError> {
+    let mut next_publish = PUBLISH_INTERVAL;
+    let mut exhausted_at: Option<StdDuration> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let elapsed = start.elapsed();
+        let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        let moved = server.poll(now)?;
+
+        if let Some(cache) = mailbox.take_cache() {
+            server.set_cache(cache);
+        }
+        if elapsed >= next_publish {
+            mailbox.publish(server.stats());
+            next_publish = elapsed + PUBLISH_INTERVAL;
         }
 
         if server.driver().rx_exhausted() {
@@ -82,7 +310,7 @@ pub fn run<D: FrameIo>(
                 break;
             }
         }
-        if !moved && options.idle_wait {
+        if !moved && idle_wait {
             let until_deadline = server
                 .poll_at()
                 .map(|at| StdDuration::from_micros((at - now).total_micros()))

@@ -57,12 +57,26 @@ pub enum ServerError {
 }
 
 /// A snapshot of every counter, for the stats line and for tests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub driver: DriverCounters,
     pub stack: StackCounters,
     pub http: HttpCounters,
     pub connections: usize,
+}
+
+impl Stats {
+    /// The totals over several engines' snapshots.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
+        let mut total = Stats::default();
+        for stats in all {
+            total.driver.add(&stats.driver);
+            total.stack.add(&stats.stack);
+            total.http.add(&stats.http);
+            total.connections += stats.connections;
+        }
+        total
+    }
 }
 
 pub struct Server<D: FrameIo> {

@@ -4,24 +4,25 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sirocco_drivers::FrameIo;
 use sirocco_drivers::afxdp::{self, AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_drivers::tap::TapDevice;
+use sirocco_drivers::{FrameIo, host};
 
 use super::{http_limits, load_cache, load_options, stack_config, stop_on_signals};
 use crate::access_log::AccessLog;
-use crate::cli::{DriverKind, SeccompMode, ServeArgs, XdpMode, default_mac};
+use crate::cli::{DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, XdpMode, default_mac};
 use crate::lab;
 use crate::reload::Reloader;
-use crate::runner::{self, RunOptions};
-use crate::server::{Server, ServerConfig, os_seeds};
+use crate::runner::{self, Engine, RunOptions};
+use crate::server::{Server, ServerConfig, Stats, os_seeds};
 
 /// Where netmap's character device appears once its kernel module is loaded.
 const NETMAP_DEVICE: &str = "/dev/netmap";
@@ -76,12 +77,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.http = http_limits(&args.common);
     config.unix_time_at_zero = unix_now();
 
+    let engines = plan_engines(&args, driver)?;
+    let queues: Vec<u32> = engines.iter().map(|e| e.queue).collect();
     match driver {
         DriverKind::Auto => unreachable!("resolved above"),
         DriverKind::Afxdp => {
             let name = required_iface(&args, driver)?;
             let mut xdp = AfXdpConfig::new(name);
-            xdp.queue = u32::from(args.queue.unwrap_or(0));
             xdp.mode = match args.xdp_mode {
                 XdpMode::Auto => AttachMode::Auto,
                 XdpMode::Native => AttachMode::Native,
@@ -92,31 +94,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             } else {
                 afxdp::Filter::ServerIpv4(args.ip.addr)
             };
-            let driver = AfXdp::open(xdp).with_context(|| format!("opening AF_XDP on {name}"))?;
+            let drivers = AfXdp::open_queues(xdp, &queues)
+                .with_context(|| format!("opening AF_XDP on {name}"))?;
             eprintln!(
-                "serving {} on {name} ({}) at http://{}:{}/",
+                "serving {} on {name} ({}) at http://{}:{}/ {}",
                 args.common.root.display(),
-                driver.mode_description(),
+                drivers[0].mode_description(),
                 args.ip.addr,
-                args.common.port
+                args.common.port,
+                describe(&engines)
             );
-            serve_on(driver, config, cache, &args, &sandbox)
+            serve_on(drivers, &engines, config, cache, &args, &sandbox)
         }
         DriverKind::Netmap => {
             let name = required_iface(&args, driver)?;
-            let mut nm = NetmapConfig::new(name);
-            nm.queue = args.queue;
-            nm.host_rings = !args.netmap_nic_only;
-            nm.filter = netmap::Filter::ServerIpv4(args.ip.addr);
-            nm.busy_poll = !args.common.idle_wait;
-            let driver = Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?;
+            let mut drivers = Vec::with_capacity(engines.len());
+            for engine in &engines {
+                let mut nm = NetmapConfig::new(name);
+                // One engine with the host rings binds every NIC ring (netmap:IFACE*).
+                nm.queue = (args.netmap_nic_only || args.queue.is_some())
+                    .then(|| u16::try_from(engine.queue).unwrap_or(u16::MAX));
+                nm.host_rings = !args.netmap_nic_only;
+                nm.filter = netmap::Filter::ServerIpv4(args.ip.addr);
+                nm.busy_poll = !args.common.idle_wait;
+                drivers
+                    .push(Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?);
+            }
             eprintln!(
-                "serving {} on netmap:{name} at http://{}:{}/",
+                "serving {} on netmap:{name} at http://{}:{}/ {}",
                 args.common.root.display(),
                 args.ip.addr,
-                args.common.port
+                args.common.port,
+                describe(&engines)
             );
-            serve_on(driver, config, cache, &args, &sandbox)
+            serve_on(drivers, &engines, config, cache, &args, &sandbox)
         }
         DriverKind::Tap => {
             let Some(name) = args.iface.as_deref() else {
@@ -140,7 +151,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 neighbour_of(args.ip.addr),
                 args.ip.prefix_len,
             );
-            serve_on(tap, config, cache, &args, &sandbox)
+            serve_on(vec![tap], &engines, config, cache, &args, &sandbox)
         }
         DriverKind::Pcap => {
             let Some(input) = args.pcap_in.as_deref() else {
@@ -161,7 +172,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "nowhere".into())
             );
             serve_on(
-                PcapDriver::new(Some(source), sink),
+                vec![PcapDriver::new(Some(source), sink)],
+                &engines,
                 config,
                 cache,
                 &args,
@@ -169,6 +181,155 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// One engine to start: the NIC queue it serves and the CPU it is pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EnginePlan {
+    queue: u32,
+    cpu: Option<usize>,
+}
+
+/// For the start-up line: "(2 engines: queue 0 on CPU 0, queue 1 on CPU 1)".
+fn describe(engines: &[EnginePlan]) -> String {
+    let each: Vec<String> = engines
+        .iter()
+        .map(|e| match e.cpu {
+            Some(cpu) => format!("queue {} on CPU {cpu}", e.queue),
+            None => format!("queue {}", e.queue),
+        })
+        .collect();
+    let count = match engines.len() {
+        1 => "1 engine".to_string(),
+        n => format!("{n} engines"),
+    };
+    format!("({count}: {})", each.join(", "))
+}
+
+/// Which queues get an engine, and where each engine runs: `--queue`, `--queues`, `--cores`
+/// and `--cpus` against what the interface and this process have.
+fn plan_engines(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<Vec<EnginePlan>> {
+    let allowed = host::allowed_cpus().context("reading this process's CPU affinity")?;
+    let asked: Option<Vec<u32>> = match (&args.queues, args.queue) {
+        (Some(queues), _) => Some(queues.to_list()),
+        (None, Some(queue)) => Some(vec![u32::from(queue)]),
+        (None, None) => None,
+    };
+    let queues: Vec<u32> = match driver {
+        DriverKind::Tap | DriverKind::Pcap => {
+            if asked.as_ref().is_some_and(|q| q != &[0]) {
+                bail!(
+                    "--driver {} has one queue (0) and runs one engine: leave out --queues/--queue",
+                    format!("{driver:?}").to_lowercase()
+                );
+            }
+            vec![0]
+        }
+        // Only one descriptor can bind the host rings, and it binds every NIC ring with them.
+        DriverKind::Netmap if !args.netmap_nic_only => match asked {
+            Some(q) if q.len() > 1 => bail!(
+                "netmap binds the host rings together with every NIC ring on one descriptor, so it runs one engine: add --netmap-nic-only to run one engine per queue (frames that are not for the server are then dropped, not passed to the kernel)"
+            ),
+            // A single --queue with host rings: NetmapConfig explains why not.
+            Some(q) => q,
+            None => vec![0],
+        },
+        DriverKind::Afxdp | DriverKind::Netmap | DriverKind::Auto => {
+            let iface = required_iface(args, driver)?;
+            let available = nic_queues(iface);
+            match asked {
+                Some(queues) => {
+                    if let Some(&beyond) = queues.iter().find(|&&q| q >= available) {
+                        bail!(
+                            "{iface} has {available} queue{} (0 to {}), and queue {beyond} was asked for: give it more with `ethtool -L {iface} combined {}`, or serve fewer",
+                            if available == 1 { "" } else { "s" },
+                            available.saturating_sub(1),
+                            beyond + 1
+                        );
+                    }
+                    queues
+                }
+                None => {
+                    let cores = args
+                        .cores
+                        .map(usize::from)
+                        .or(args.cpus.as_ref().map(|cpus| cpus.0.len()))
+                        .unwrap_or(allowed.len())
+                        .max(1);
+                    let count = (available as usize).min(cores).min(MAX_ENGINES);
+                    (0..count as u32).collect()
+                }
+            }
+        }
+    };
+    let cpus: Vec<Option<usize>> = match args.cpus.as_ref().map(|cpus| &cpus.0) {
+        Some(cpus) => {
+            if cpus.len() < queues.len() {
+                bail!(
+                    "--cpus lists {} CPU{} for {} engines: list one CPU per engine (queue), e.g. --cpus 0-{}",
+                    cpus.len(),
+                    if cpus.len() == 1 { "" } else { "s" },
+                    queues.len(),
+                    queues.len() - 1
+                );
+            }
+            if let Some(bad) = cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+                bail!(
+                    "--cpus: CPU {bad} is not one this process may run on (it may use {})",
+                    cpu_list(&allowed)
+                );
+            }
+            cpus.iter().map(|&cpu| Some(cpu)).collect()
+        }
+        None if queues.len() > 1 => {
+            if queues.len() > allowed.len() {
+                eprintln!(
+                    "note: {} engines on {} CPUs: engines share cores, so each runs slower; serve fewer queues (--queues) for one core each",
+                    queues.len(),
+                    allowed.len()
+                );
+            }
+            (0..queues.len())
+                .map(|i| allowed.get(i % allowed.len().max(1)).copied())
+                .collect()
+        }
+        None => vec![None],
+    };
+    Ok(queues
+        .into_iter()
+        .zip(cpus)
+        .map(|(queue, cpu)| EnginePlan { queue, cpu })
+        .collect())
+}
+
+/// The receive queues `iface` has: its combined and RX-only channels where the driver reports
+/// them (`ethtool -l`), else the RX queues the kernel registered, else one.
+fn nic_queues(iface: &str) -> u32 {
+    host::channels(iface)
+        .ok()
+        .map(|c| c.receive_queues())
+        .filter(|&n| n > 0)
+        .or_else(|| host::rx_queue_count(iface).filter(|&n| n > 0))
+        .unwrap_or(1)
+}
+
+/// `0-3,6` for a person to read.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> {
@@ -182,9 +343,10 @@ fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> 
     }
 }
 
-/// Wraps the driver in a capture if asked, builds the server and runs it.
-fn serve_on<D: FrameIo>(
-    driver: D,
+/// Wraps each driver in a capture if asked, builds one server per driver and runs them.
+fn serve_on<D: FrameIo + Send>(
+    drivers: Vec<D>,
+    engines: &[EnginePlan],
     config: ServerConfig,
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
@@ -192,12 +354,30 @@ fn serve_on<D: FrameIo>(
 ) -> anyhow::Result<()> {
     match args.common.capture.as_deref() {
         Some(path) => {
-            let sink = open_capture(path)?;
-            let captured = Capture::new(driver, sink, CaptureDirection::Both);
-            run_server(captured, config, cache, args, sandbox)
+            let mut captured = Vec::with_capacity(drivers.len());
+            for (driver, engine) in drivers.into_iter().zip(engines) {
+                let path = capture_path(path, engine.queue, engines.len());
+                let sink = open_capture(&path)?;
+                captured.push(Capture::new(driver, sink, CaptureDirection::Both));
+            }
+            run_server(captured, engines, config, cache, args, sandbox)
         }
-        None => run_server(driver, config, cache, args, sandbox),
+        None => run_server(drivers, engines, config, cache, args, sandbox),
     }
+}
+
+/// With one engine, `path`; with several, one file per queue: `web.pcap` → `web.q1.pcap`.
+fn capture_path(path: &Path, queue: u32, engines: usize) -> std::path::PathBuf {
+    if engines == 1 {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let name = match (stem, path.extension()) {
+        (Some(stem), Some(ext)) => format!("{stem}.q{queue}.{}", ext.to_string_lossy()),
+        (Some(stem), None) => format!("{stem}.q{queue}"),
+        (None, _) => format!("capture.q{queue}.pcap"),
+    };
+    path.with_file_name(name)
 }
 
 fn open_capture(path: &Path) -> anyhow::Result<PcapSink> {
@@ -205,35 +385,56 @@ fn open_capture(path: &Path) -> anyhow::Result<PcapSink> {
         .with_context(|| format!("opening capture file {}", path.display()))
 }
 
-fn run_server<D: FrameIo>(
-    driver: D,
+fn run_server<D: FrameIo + Send>(
+    drivers: Vec<D>,
+    plan: &[EnginePlan],
     config: ServerConfig,
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
     sandbox: &Sandbox,
 ) -> anyhow::Result<()> {
-    let mut server = Server::new(driver, cache, config, os_seeds())?;
-    if let Some(path) = &args.common.access_log {
-        let log = AccessLog::open(path)
-            .with_context(|| format!("opening the access log {}", path.display()))?;
-        server.set_access_log(log);
+    let mut engines = Vec::with_capacity(drivers.len());
+    for (driver, engine) in drivers.into_iter().zip(plan) {
+        let mut server = Server::new(driver, Arc::clone(&cache), config.clone(), os_seeds())?;
+        // Every engine appends whole batches of lines to the same file.
+        if let Some(path) = &args.common.access_log {
+            let log = AccessLog::open(path)
+                .with_context(|| format!("opening the access log {}", path.display()))?;
+            server.set_access_log(log);
+        }
+        engines.push(Engine {
+            queue: engine.queue,
+            cpu: engine.cpu,
+            server,
+        });
     }
     let options = RunOptions {
         idle_wait: args.common.idle_wait,
         stats_interval: (args.common.stats_interval > 0)
             .then(|| Duration::from_secs(args.common.stats_interval)),
+        stats_per_queue: args.stats_per_queue,
         stop: stop_on_signals()?,
     };
     let mut reloader = Reloader::on_sighup(args.common.root.clone(), load_options(&args.common))
         .context("installing the SIGHUP (reload) handler")?;
     let mut stdout = std::io::stdout();
-    // Set-up is over: the driver is attached, the tree loaded, every file and handler open.
+    // Set-up is over: the drivers are attached, the tree loaded, every file and handler open.
     sandbox.enter()?;
-    runner::run(&mut server, &options, Some(&mut reloader), &mut stdout)?;
-    let stats = server.stats();
-    let _ = writeln!(
-        stdout,
-        "stopped: {} requests, {} frames in, {} frames out, {} dropped{}{}{}",
+    let finals = runner::run(engines, &options, Some(&mut reloader), &mut stdout)?;
+    let stats = Stats::sum(finals.iter().map(|(_, stats)| stats));
+    let _ = writeln!(stdout, "stopped: {}", stopped_summary(&stats));
+    if finals.len() > 1 && args.stats_per_queue {
+        for (queue, stats) in &finals {
+            let _ = writeln!(stdout, "  queue {queue}: {}", stopped_summary(stats));
+        }
+    }
+    Ok(())
+}
+
+/// `12 requests, 40 frames in, 38 frames out, 0 dropped (...)`.
+fn stopped_summary(stats: &Stats) -> String {
+    format!(
+        "{} requests, {} frames in, {} frames out, {} dropped{}{}{}",
         stats.http.requests,
         stats.driver.rx_frames,
         stats.driver.tx_frames,
@@ -241,8 +442,7 @@ fn run_server<D: FrameIo>(
         runner::drop_reasons(&stats.stack),
         runner::loss_recovery(&stats.stack),
         runner::defences(&stats.stack)
-    );
-    Ok(())
+    )
 }
 
 /// What `--user` and `--seccomp` asked for, checked before set-up and entered after it.

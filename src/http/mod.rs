@@ -150,6 +150,38 @@ pub struct HttpCounters {
 }
 
 impl HttpCounters {
+    /// Adds every counter of `other`: the totals of several engines.
+    pub fn add(&mut self, other: &HttpCounters) {
+        let HttpCounters {
+            requests,
+            responses_2xx,
+            responses_3xx,
+            responses_4xx,
+            responses_5xx,
+            bytes_sent,
+            parse_errors,
+            pipelined_requests,
+            header_timeouts,
+            keepalive_timeouts,
+            lingering_aborts,
+            foreign_protocol,
+            access_log_dropped,
+        } = other;
+        self.requests += requests;
+        self.responses_2xx += responses_2xx;
+        self.responses_3xx += responses_3xx;
+        self.responses_4xx += responses_4xx;
+        self.responses_5xx += responses_5xx;
+        self.bytes_sent += bytes_sent;
+        self.parse_errors += parse_errors;
+        self.pipelined_requests += pipelined_requests;
+        self.header_timeouts += header_timeouts;
+        self.keepalive_timeouts += keepalive_timeouts;
+        self.lingering_aborts += lingering_aborts;
+        self.foreign_protocol += foreign_protocol;
+        self.access_log_dropped += access_log_dropped;
+    }
+
     /// Every counter as `(name, value)`, for stats output.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
