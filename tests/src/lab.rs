@@ -442,3 +442,52 @@ impl LabServer {
         }
     }
 }
+
+/// What wrk reported.
+#[derive(Debug)]
+pub struct WrkReport {
+    pub requests: u64,
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+}
+
+/// Reads wrk's summary: requests, socket errors and non-2xx responses.
+pub fn parse_wrk(text: &str) -> WrkReport {
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `N requests in` line in wrk output: {text}"));
+    // "  Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket_errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|counts| {
+            counts
+                .split(',')
+                .map(|c| {
+                    c.split_whitespace()
+                        .last()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or_else(|| panic!("unreadable socket errors: {counts}"))
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    // "  Non-2xx or 3xx responses: 12"
+    let non_2xx = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("unreadable Non-2xx line: {n}"))
+        })
+        .unwrap_or(0);
+    WrkReport {
+        requests,
+        socket_errors,
+        non_2xx,
+    }
+}

@@ -21,8 +21,8 @@ use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, Stopped, TempDir, assert_same_bytes, lab_available, server_url,
-    sirocco_binary,
+    ChildGuard, LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk,
+    server_url, sirocco_binary,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -204,54 +204,6 @@ fn ping_gets_replies() {
         "ping {SERVER_ADDR} did not get 3 replies: {text}"
     );
     stop_cleanly(server);
-}
-
-/// What wrk reported.
-#[derive(Debug)]
-struct WrkReport {
-    requests: u64,
-    socket_errors: u64,
-    non_2xx: u64,
-}
-
-fn parse_wrk(text: &str) -> WrkReport {
-    let requests = text
-        .lines()
-        .find(|l| l.contains(" requests in "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no `N requests in` line in wrk output: {text}"));
-    // "  Socket errors: connect 0, read 0, write 0, timeout 0"
-    let socket_errors = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
-        .map(|counts| {
-            counts
-                .split(',')
-                .map(|c| {
-                    c.split_whitespace()
-                        .last()
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .unwrap_or_else(|| panic!("unreadable socket errors: {counts}"))
-                })
-                .sum()
-        })
-        .unwrap_or(0);
-    // "  Non-2xx or 3xx responses: 12"
-    let non_2xx = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
-        .map(|n| {
-            n.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("unreadable Non-2xx line: {n}"))
-        })
-        .unwrap_or(0);
-    WrkReport {
-        requests,
-        socket_errors,
-        non_2xx,
-    }
 }
 
 /// wrk for 5 s at `connections` against a 512-byte file (Kegel's test), one thread.

@@ -1,0 +1,261 @@
+//! Lab end-to-end with one engine per queue: a veth pair with two queues each way
+//! (`numrxqueues`/`numtxqueues`), and the real `sirocco serve` left to its default, which is one
+//! engine per queue of the interface. The client's kernel spreads its connections over its two
+//! TX queues by flow hash, and veth hands each to the server's RX queue of the same number, as
+//! a NIC's RSS would.
+//!
+//! Shown here: both engines carry connections; every file is byte-exact; no segment reaches an
+//! engine that does not hold its connection (it would be counted as `drop_tcp_no_flow`); wrk at
+//! 1,000 connections sees no socket error; and asking for more queues or fewer CPUs than there
+//! are is refused with the command that fixes it.
+//!
+//! Needs root, iproute2, ethtool, ping, curl and wrk; without them these tests fail under
+//! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use sirocco::lab::veth::{SERVER_IFACE, VethLab};
+use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
+use sirocco_tests::TestTree;
+use sirocco_tests::lab::{
+    LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk, server_url,
+    sirocco_binary,
+};
+
+/// Separate curl processes, each one connection (each its own source port and flow hash).
+const CONNECTIONS: usize = 24;
+
+fn run(command: &mut Command, what: &str) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+fn two_queue_lab(tag: &str) -> VethLab {
+    VethLab::create_with_queues(&format!("sirocco-{tag}-{}", std::process::id()), 2)
+        .expect("create the two-queue veth lab")
+}
+
+/// `(queue, requests, line)` from each `  queue N: M requests, ...` line under `stopped:`.
+fn per_queue(stopped: &Stopped) -> Vec<(u32, u64, String)> {
+    let mut lines = stopped
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("stopped: "));
+    lines.next();
+    lines
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("queue ")?;
+            let (queue, rest) = rest.split_once(": ")?;
+            let requests = rest.split_whitespace().next()?.parse().ok()?;
+            Some((queue.parse().ok()?, requests, line.to_string()))
+        })
+        .collect()
+}
+
+fn stop_cleanly(server: LabServer) -> Stopped {
+    let stopped = server.stop();
+    assert!(
+        stopped.status.success(),
+        "sirocco exited with {} on SIGTERM: {}{}",
+        stopped.status,
+        stopped.stdout,
+        stopped.stderr
+    );
+    stopped
+}
+
+/// The server said it runs two engines, one per queue.
+fn assert_two_engines(server: &LabServer) {
+    let said = server.stderr_now();
+    assert!(
+        said.contains("(2 engines: queue 0") && said.contains("queue 1"),
+        "sirocco did not start one engine per queue of the two-queue veth: {said}"
+    );
+}
+
+#[test]
+fn two_engines_share_connections_and_every_file_is_byte_exact() {
+    if !lab_available("queues_curl", &["curl"]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    let lab = two_queue_lab("xq2curl");
+    let server = LabServer::start(
+        &lab,
+        tree.path(),
+        &["--stats-interval", "1", "--stats-per-queue"],
+    );
+    assert_two_engines(&server);
+
+    let out = TempDir::new("queues-curl");
+    let files: Vec<(&str, &[u8])> = tree.files().collect();
+    let children: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let mut command = lab.client_command("curl");
+            command.args(["--silent", "--show-error", "--fail", "--max-time", "60"]);
+            for (i, (path, _)) in files.iter().enumerate() {
+                command
+                    .arg(server_url(path))
+                    .arg("-o")
+                    .arg(out.path().join(format!("{c}-{i}")));
+            }
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start curl")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("wait for curl");
+        assert!(
+            output.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    for c in 0..CONNECTIONS {
+        for (i, (path, expected)) in files.iter().enumerate() {
+            let got = std::fs::read(out.path().join(format!("{c}-{i}"))).expect("read body");
+            assert_same_bytes(path, &got, expected);
+        }
+    }
+
+    let stopped = stop_cleanly(server);
+    println!("{}", stopped.stdout);
+    let queues = per_queue(&stopped);
+    assert_eq!(
+        queues.iter().map(|q| q.0).collect::<Vec<_>>(),
+        vec![0, 1],
+        "expected a final line per queue: {}",
+        stopped.stdout
+    );
+    let total: u64 = queues.iter().map(|q| q.1).sum();
+    assert_eq!(total, stopped.requests(), "{}", stopped.stdout);
+    assert_eq!(
+        total,
+        (CONNECTIONS * files.len()) as u64,
+        "{}",
+        stopped.stdout
+    );
+    for (queue, requests, line) in &queues {
+        assert!(
+            *requests > 0,
+            "the engine of queue {queue} carried no connection of {CONNECTIONS}: {line}"
+        );
+        assert!(
+            !line.contains("drop_tcp_no_flow"),
+            "segments reached the engine of queue {queue} for connections it does not hold: {line}"
+        );
+    }
+    // Each connection's requests all reach the one engine that holds it.
+    for (queue, requests, _) in &queues {
+        assert_eq!(
+            requests % files.len() as u64,
+            0,
+            "queue {queue} served part of a connection's requests: {}",
+            stopped.stdout
+        );
+    }
+}
+
+#[test]
+fn wrk_1000_connections_over_two_engines_no_socket_errors() {
+    if !lab_available("queues_wrk", &["wrk", "bash", "timeout"]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    let lab = two_queue_lab("xq2wrk");
+    let server = LabServer::start(
+        &lab,
+        tree.path(),
+        &["--stats-interval", "1", "--stats-per-queue"],
+    );
+    assert_two_engines(&server);
+    let script = format!(
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t2 -c 1000 -d5s {}",
+        server_url("/file-512.bin")
+    );
+    let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "wrk exited with {}: {text}",
+        output.status
+    );
+    let report = parse_wrk(&text);
+    let stopped = stop_cleanly(server);
+    println!(
+        "{}",
+        stopped
+            .stdout
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(report.requests > 0, "wrk completed no request: {text}");
+    assert_eq!(report.socket_errors, 0, "wrk saw socket errors: {text}");
+    assert_eq!(report.non_2xx, 0, "wrk saw non-2xx responses: {text}");
+    assert!(stopped.requests() >= report.requests);
+    for (queue, requests, line) in per_queue(&stopped) {
+        assert!(
+            requests > 0,
+            "the engine of queue {queue} served nothing under wrk: {line}"
+        );
+    }
+}
+
+/// `sirocco serve` in the lab's server namespace with `extra`, expected to refuse at once.
+fn refused(lab: &VethLab, root: &Path, extra: &[&str]) -> String {
+    let output = run(
+        lab.server_command(sirocco_binary())
+            .args([
+                "serve",
+                "--driver",
+                "afxdp",
+                "--iface",
+                SERVER_IFACE,
+                "--ip",
+            ])
+            .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
+            .arg("--root")
+            .arg(root)
+            .args(extra),
+        "sirocco serve",
+    );
+    assert!(
+        !output.status.success(),
+        "sirocco serve {extra:?} should have been refused"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn more_queues_than_the_nic_has_or_too_few_cpus_are_refused_with_the_fix() {
+    if !lab_available("queues_refused", &[]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    let lab = two_queue_lab("xq2bad");
+    let said = refused(&lab, tree.path(), &["--queues", "3"]);
+    assert!(
+        said.contains("has 2 queues") && said.contains("ethtool -L veth-srv combined 3"),
+        "{said}"
+    );
+    let said = refused(&lab, tree.path(), &["--queues", "1-2"]);
+    assert!(said.contains("queue 2 was asked for"), "{said}");
+    let said = refused(&lab, tree.path(), &["--queues", "2", "--cpus", "0"]);
+    assert!(said.contains("list one CPU per engine"), "{said}");
+    let said = refused(&lab, tree.path(), &["--queues", "2", "--cpus", "0,4095"]);
+    assert!(
+        said.contains("CPU 4095 is not one this process may run on"),
+        "{said}"
+    );
+}
