@@ -23,6 +23,13 @@ macro_rules! define_counters {
                 0 $( + self.$drop )*
             }
 
+            /// Adds every counter of `other` to this one: the totals of several stacks (one
+            /// per engine). Gauges such as `syn_cache_entries` add up to the host's total.
+            pub fn add(&mut self, other: &StackCounters) {
+                $( self.$event += other.$event; )*
+                $( self.$drop += other.$drop; )*
+            }
+
             /// Every counter as `(name, value)`, in declaration order, for a stats printer.
             pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
                 [
