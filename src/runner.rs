@@ -166,14 +166,7 @@ pub fn run<D: FrameIo + Send>(
             }
         }
 
-        supervise(
-            &mailboxes,
-            &queues,
-            options,
-            reloader,
-            stats_out,
-            start,
-        );
+        supervise(&mailboxes, &queues, options, reloader, stats_out, start);
         stop.store(true, Ordering::Relaxed);
 
         let mut finals = Vec::with_capacity(handles.len());
@@ -294,11 +287,11 @@ fn engine_loop<D: FrameIo>(
     while !stop.load(Ordering::Relaxed) {
         let elapsed = start.elapsed();
         let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
-        let moved = server.poll(now)?;
-
         if let Some(cache) = mailbox.take_cache() {
             server.set_cache(cache);
         }
+        let moved = server.poll(now)?;
+
         if elapsed >= next_publish {
             mailbox.publish(server.stats());
             next_publish = elapsed + PUBLISH_INTERVAL;

@@ -83,14 +83,22 @@ fn two_engines_share_connections_and_every_file_is_byte_exact() {
     }
     let tree = TestTree::standard();
     let lab = two_queue_lab("xq2curl");
+    let out = TempDir::new("queues-curl");
+    let log = out.path().join("access.log");
+    let log_arg = log.to_str().expect("a UTF-8 temporary path");
     let server = LabServer::start(
         &lab,
         tree.path(),
-        &["--stats-interval", "1", "--stats-per-queue"],
+        &[
+            "--stats-interval",
+            "1",
+            "--stats-per-queue",
+            "--access-log",
+            log_arg,
+        ],
     );
     assert_two_engines(&server);
 
-    let out = TempDir::new("queues-curl");
     let files: Vec<(&str, &[u8])> = tree.files().collect();
     let children: Vec<_> = (0..CONNECTIONS)
         .map(|c| {
@@ -152,6 +160,15 @@ fn two_engines_share_connections_and_every_file_is_byte_exact() {
             "segments reached the engine of queue {queue} for connections it does not hold: {line}"
         );
     }
+    // Both engines write to the one access log: a line per request, none lost or torn.
+    let logged = std::fs::read_to_string(&log).expect("read the access log");
+    assert_eq!(logged.lines().count() as u64, total, "{logged}");
+    assert!(
+        logged
+            .lines()
+            .all(|l| l.contains("\"GET /") && l.contains(" 200 ")),
+        "{logged}"
+    );
     // Each connection's requests all reach the one engine that holds it.
     for (queue, requests, _) in &queues {
         assert_eq!(
@@ -210,6 +227,83 @@ fn wrk_1000_connections_over_two_engines_no_socket_errors() {
             "the engine of queue {queue} served nothing under wrk: {line}"
         );
     }
+}
+
+#[test]
+fn a_reload_reaches_every_engine() {
+    if !lab_available("queues_reload", &["curl"]) {
+        return;
+    }
+    let tree = TestTree::standard();
+    let lab = two_queue_lab("xq2hup");
+    let server = LabServer::start(
+        &lab,
+        tree.path(),
+        &["--stats-interval", "0", "--stats-per-queue"],
+    );
+    assert_two_engines(&server);
+    let fetch = |path: &str| -> Vec<Vec<u8>> {
+        let children: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                lab.client_command("curl")
+                    .args(["--silent", "--show-error", "--fail", "--max-time", "30"])
+                    .arg(server_url(path))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start curl")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| {
+                let output = child.wait_with_output().expect("wait for curl");
+                assert!(
+                    output.status.success(),
+                    "curl {path} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                output.stdout
+            })
+            .collect()
+    };
+    let before = fetch("/index.html");
+    let (_, old) = tree
+        .files()
+        .find(|(path, _)| *path == "/index.html")
+        .expect("the standard tree has /index.html");
+    for body in &before {
+        assert_same_bytes("/index.html before the reload", body, old);
+    }
+
+    let new = b"<!doctype html><title>after the reload</title>\n".repeat(40);
+    std::fs::write(tree.path().join("index.html"), &new).expect("rewrite index.html");
+    server.signal("-HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.stderr_now().contains("reloaded: ") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload within 20 s: {}",
+            server.stderr_now()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // An engine adopts the tree at the top of its next iteration: at once when busy-polling,
+    // within one idle sleep (50 ms) with --idle-wait. Every connection then gets the new file,
+    // whichever engine holds it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = fetch("/index.html");
+    for body in &after {
+        assert_same_bytes("/index.html after the reload", body, &new);
+    }
+    let stopped = stop_cleanly(server);
+    let queues = per_queue(&stopped);
+    assert!(
+        queues.len() == 2 && queues.iter().all(|q| q.1 > 0),
+        "both engines should have served: {}",
+        stopped.stdout
+    );
 }
 
 /// `sirocco serve` in the lab's server namespace with `extra`, expected to refuse at once.
