@@ -153,11 +153,11 @@ pub fn run<D: FrameIo + Send>(
             let spawned = std::thread::Builder::new()
                 .name(format!("sirocco-q{queue}"))
                 .spawn_scoped(scope, move || {
+                    let _done = Done { mailbox, stop };
                     let result = engine_thread(engine, mailbox, stop, options.idle_wait, start);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
-                    mailbox.done.store(true, Ordering::Release);
                     result
                 });
             match spawned {
@@ -190,6 +190,22 @@ pub fn run<D: FrameIo + Send>(
             None => Ok(finals),
         }
     })
+}
+
+/// Marks an engine done when its thread ends, by return or by panic; a panic stops the
+/// others too, so the supervisor returns and reports it.
+struct Done<'a> {
+    mailbox: &'a Mailbox,
+    stop: &'a AtomicBool,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        self.mailbox.done.store(true, Ordering::Release);
+    }
 }
 
 /// The calling thread's part: reloads, stats lines, and noticing that every engine is done.
@@ -409,6 +425,116 @@ fn join_nonzero(fields: impl Iterator<Item = (&'static str, u64)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ServerConfig;
+    use sirocco_drivers::pcap::PcapDriver;
+    use sirocco_drivers::{Capabilities, DriverCounters};
+    use sirocco_netstack::{EthernetAddress, Ipv4Address, StackConfig};
+
+    fn config() -> ServerConfig {
+        let mut stack = StackConfig::new(
+            EthernetAddress([2, 0, 198, 18, 0, 2]),
+            Ipv4Address::new(198, 18, 0, 2),
+            24,
+            80,
+        );
+        stack.max_connections = 4;
+        ServerConfig::new(stack)
+    }
+
+    fn cache() -> Arc<ContentCache> {
+        static UNIQUE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sirocco-runner-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "hello").unwrap();
+        let cache = ContentCache::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        Arc::new(cache)
+    }
+
+    fn engine<D: FrameIo>(queue: u32, driver: D) -> Engine<D> {
+        let mut n = u64::from(queue) << 32;
+        let seeds = Box::new(move || {
+            n += 1;
+            n
+        });
+        Engine {
+            queue,
+            cpu: None,
+            server: Server::new(driver, cache(), config(), seeds).unwrap(),
+        }
+    }
+
+    fn options(stop: &Arc<AtomicBool>) -> RunOptions {
+        RunOptions {
+            idle_wait: true,
+            stats_interval: Some(StdDuration::from_millis(20)),
+            stats_per_queue: true,
+            stop: Arc::clone(stop),
+        }
+    }
+
+    #[test]
+    fn engines_run_on_threads_of_their_own_and_end_when_every_source_is_drained() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engines = vec![
+            engine(0, PcapDriver::new(None, None)),
+            engine(3, PcapDriver::new(None, None)),
+        ];
+        let mut out = Vec::new();
+        let finals = run(engines, &options(&stop), None, &mut out).expect("a clean run");
+        assert_eq!(finals.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 3]);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("conns=0"), "{out}");
+        assert!(out.contains("  queue 0: conns=0"), "{out}");
+        assert!(out.contains("  queue 3: conns=0"), "{out}");
+    }
+
+    /// A driver whose receive path panics: a bug in an engine.
+    struct Broken;
+
+    impl FrameIo for Broken {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::ethernet(1500)
+        }
+        fn rx_burst(
+            &mut self,
+            _max: usize,
+            _on_frame: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DriverError> {
+            panic!("a broken engine");
+        }
+        fn tx_room(&self) -> usize {
+            0
+        }
+        fn tx_stage(&mut self, _len: usize, _fill: &mut dyn FnMut(&mut [u8])) -> bool {
+            false
+        }
+        fn tx_flush(&mut self) -> Result<(), DriverError> {
+            Ok(())
+        }
+        fn counters(&self) -> DriverCounters {
+            DriverCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_panicking_engine_stops_the_others_and_is_reported() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engines: Vec<Engine<Box<dyn FrameIo + Send>>> = vec![
+            engine(
+                0,
+                Box::new(PcapDriver::new(None, None)) as Box<dyn FrameIo + Send>,
+            ),
+            engine(1, Box::new(Broken) as Box<dyn FrameIo + Send>),
+        ];
+        let mut out = Vec::new();
+        match run(engines, &options(&stop), None, &mut out) {
+            Err(RunError::Panicked { queue: 1 }) => {}
+            other => panic!("expected queue 1 reported as panicked, got {other:?}"),
+        }
+        assert!(stop.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn drop_reasons_names_only_the_nonzero_drops() {
