@@ -8,7 +8,10 @@
 //!   there, and the lab gives the kernel's side of the tap the client address, so the kernel's
 //!   own stack becomes the client.
 //! - [`veth::VethLab`] is two namespaces joined by a veth pair, for AF_XDP.
+//! - [`ecmp::EcmpLab`] is a client, a router and several sirocco hosts serving one anycast
+//!   address, the router spreading connections over them by ECMP.
 
+pub mod ecmp;
 pub mod veth;
 
 use std::net::Ipv4Addr;
@@ -134,6 +137,18 @@ fn iproute2_present() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// The names of the network namespaces that exist (`ip netns list`); empty if it fails.
+pub fn namespaces() -> Vec<String> {
+    let Ok(listed) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether a network interface called `name` exists in the current namespace.
