@@ -56,8 +56,19 @@ pub enum LabAction {
         /// Prefix of the lab's namespace names.
         #[arg(long, default_value = "sirocco-lab")]
         name: String,
+        /// sirocco hosts. 1: the plain lab, a client namespace and a server namespace joined
+        /// by a veth pair. 2 to 8: an ECMP lab, a client, a router and that many host
+        /// namespaces that all serve one anycast address; the router spreads connections
+        /// over the hosts by hashing (see README, "Serving from many machines").
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+        servers: u8,
+        /// Plain lab only: RX and TX queues on each end of the veth pair (default 1). The
+        /// client's connections spread over the server's queues by flow hash, as RSS spreads
+        /// them on a NIC.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        queues: Option<u16>,
     },
-    /// Remove the lab.
+    /// Remove the lab (a plain or an ECMP lab: whichever has namespaces by that name).
     Down {
         #[arg(long, default_value = "sirocco-lab")]
         name: String,
@@ -644,6 +655,35 @@ mod tests {
             &["--handshake-timeout", "0"],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn lab_up_takes_servers_and_queues() {
+        let up = |extra: &[&str]| {
+            let mut args = vec!["sirocco", "lab", "up"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Lab(LabArgs {
+                    action:
+                        LabAction::Up {
+                            servers, queues, ..
+                        },
+                }) => (servers, queues),
+                _ => unreachable!("lab up parses as lab up"),
+            })
+        };
+        assert_eq!(up(&[]).unwrap(), (1, None));
+        assert_eq!(up(&["--servers", "2"]).unwrap(), (2, None));
+        assert_eq!(up(&["--queues", "4"]).unwrap(), (1, Some(4)));
+        for bad in [
+            &["--servers", "0"][..],
+            &["--servers", "9"],
+            &["--queues", "0"],
+            &["--queues", "65"],
+        ] {
+            let err = up(bad).unwrap_err().to_string();
+            assert!(err.contains("is not in"), "{bad:?}: {err}");
         }
     }
 
