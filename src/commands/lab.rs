@@ -101,7 +101,7 @@ fn up(name: &str, servers: u8, queues: u16) -> anyhow::Result<()> {
     );
     if queues > 1 {
         println!(
-            "  {queues} RX and TX queues on each end: the client's connections spread over the server's queues 0 to {} by flow hash; `serve --queue Q` serves queue Q (default 0)",
+            "  {queues} RX and TX queues on each end: the client's connections spread over the server's queues 0 to {} by flow hash; `serve` runs one engine per queue (--queues picks them, --stats-per-queue shows each)",
             queues - 1
         );
     }
