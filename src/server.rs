@@ -13,7 +13,7 @@ use sirocco_drivers::{DriverCounters, DriverError, FrameIo};
 use sirocco_netstack::{ConfigError, Instant, Stack, StackConfig, StackCounters, TxSink};
 
 use crate::access_log::AccessLog;
-use crate::cache::ContentCache;
+use crate::cache::{ContentCache, EngineTree};
 use crate::http::{
     self, DateHeader, HttpConn, HttpContext, HttpCounters, HttpLimits, RequestBuffers,
 };
@@ -82,7 +82,8 @@ impl Stats {
 pub struct Server<D: FrameIo> {
     driver: D,
     stack: Stack<HttpConn>,
-    cache: Arc<ContentCache>,
+    /// This engine's handle on the tree in force (see [`EngineTree`]).
+    cache: EngineTree,
     date: DateHeader,
     http_counters: HttpCounters,
     config: ServerConfig,
@@ -110,7 +111,7 @@ impl<D: FrameIo> Server<D> {
         Ok(Server {
             driver,
             stack,
-            cache,
+            cache: EngineTree::new(cache),
             date: DateHeader::default(),
             http_counters: HttpCounters::default(),
             request_buffers: RequestBuffers::with_buffers(
@@ -177,7 +178,7 @@ impl<D: FrameIo> Server<D> {
     }
 
     pub fn cache(&self) -> &Arc<ContentCache> {
-        &self.cache
+        self.cache.shared()
     }
 
     /// Logs every request from now on (`--access-log`).
@@ -189,7 +190,7 @@ impl<D: FrameIo> Server<D> {
     /// already started finish from the tree they started with, which lives until the last of
     /// them is sent.
     pub fn set_cache(&mut self, cache: Arc<ContentCache>) {
-        self.cache = cache;
+        self.cache = EngineTree::new(cache);
     }
 
     pub fn driver(&self) -> &D {

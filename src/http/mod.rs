@@ -46,7 +46,6 @@ mod target;
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
 
@@ -55,7 +54,7 @@ pub use date::DateHeader;
 pub use target::{TargetError, normalize_target};
 
 use crate::access_log::{AccessLog, LogEntry};
-use crate::cache::{ContentCache, Status};
+use crate::cache::{ContentCache, EngineTree, Status};
 use linger::Linger;
 use response::{ConnectionHeader, Reply, Response};
 
@@ -216,7 +215,7 @@ impl HttpCounters {
 pub struct HttpContext<'a> {
     /// The tree in force. A connection adopts it between requests (when nothing of its own is
     /// queued), so a reload never changes a response that has started.
-    pub cache: &'a Arc<ContentCache>,
+    pub cache: &'a EngineTree,
     pub now: Instant,
     pub date: &'a DateHeader,
     pub limits: &'a HttpLimits,
@@ -358,7 +357,7 @@ pub struct HttpConn {
     /// The socket has been closed.
     closed: bool,
     /// The tree this connection's queued responses come from (see [`HttpContext::cache`]).
-    cache: Option<Arc<ContentCache>>,
+    cache: Option<EngineTree>,
     /// Requests parsed on this connection.
     requests: u32,
     /// When the request head now being received must be complete.
@@ -427,8 +426,8 @@ pub fn serve_stream<S: ByteStream + ?Sized>(
         // Adopt the tree in force when nothing of this connection's is queued. Moving the Arc
         // out and back costs nothing; only adopting a new tree touches its count.
         let cache = match conn.cache.take() {
-            Some(mine) if Arc::ptr_eq(&mine, cx.cache) || !conn.queue.is_empty() => mine,
-            _ => Arc::clone(cx.cache),
+            Some(mine) if EngineTree::same(&mine, cx.cache) || !conn.queue.is_empty() => mine,
+            _ => cx.cache.clone(),
         };
         conn.serve_with(stream, &cache, cx);
         conn.cache = Some(cache);

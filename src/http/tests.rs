@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP layer over a fake byte stream with a tiny send window.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::*;
 use crate::cache::Lookup;
@@ -90,7 +91,7 @@ impl ByteStream for FakeStream {
 /// A site, a connection and its context, driven like the netstack would drive them.
 struct Harness {
     _tree: TempTree,
-    cache: Arc<ContentCache>,
+    cache: EngineTree,
     /// The netstack's clock, as `serve` sees it.
     now: Instant,
     date: DateHeader,
@@ -142,7 +143,7 @@ impl Harness {
         date.update(NOW);
         Harness {
             _tree: tree,
-            cache: Arc::new(cache),
+            cache: EngineTree::new(Arc::new(cache)),
             now: Instant::from_secs(0),
             date,
             limits: HttpLimits::default(),
@@ -888,7 +889,7 @@ fn a_new_tree_is_adopted_between_requests_never_inside_a_response() {
     let tree = TempTree::new("http-reloaded");
     tree.write("big.bin", b"new content");
     let new_cache = Arc::new(ContentCache::load(&tree.0).expect("load new tree"));
-    h.cache = Arc::clone(&new_cache);
+    h.cache = EngineTree::new(Arc::clone(&new_cache));
     h.run();
     let out = std::mem::take(&mut h.stream.out);
     let body_at = out
@@ -908,7 +909,7 @@ fn a_new_tree_is_adopted_between_requests_never_inside_a_response() {
         h.conn
             .cache
             .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, &new_cache))
+            .is_some_and(|c| Arc::ptr_eq(c.shared(), &new_cache))
     );
 }
 
