@@ -31,6 +31,7 @@ pub mod memory;
 pub mod netmap;
 pub mod pcap;
 pub mod rng;
+pub mod rss;
 pub mod sandbox;
 mod sys;
 pub mod tap;
