@@ -196,50 +196,60 @@ impl Rss {
 mod tests {
     use super::*;
 
-    /// Microsoft's "Verifying the RSS Hash Calculation" table for IPv4 (also the Intel 82599
-    /// datasheet's RSS verification suite): destination, destination port, source, source
-    /// port, the IPv4 hash and the TCP/IPv4 hash, all under [`MICROSOFT_KEY`].
-    const VECTORS: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
-        (
-            [161, 142, 100, 80],
-            1766,
-            [66, 9, 149, 187],
-            2794,
-            0x323e_8fc2,
-            0x51cc_c178,
-        ),
-        (
-            [65, 69, 140, 83],
-            4739,
-            [199, 92, 111, 2],
-            14230,
-            0xd718_262a,
-            0xc626_b0ea,
-        ),
-        (
-            [12, 22, 207, 184],
-            38024,
-            [24, 19, 198, 95],
-            12898,
-            0xd2d0_a5de,
-            0x5c2b_394a,
-        ),
-        (
-            [209, 142, 163, 6],
-            2217,
-            [38, 27, 205, 30],
-            48228,
-            0x8298_9176,
-            0xafc7_327f,
-        ),
-        (
-            [202, 188, 127, 2],
-            1303,
-            [153, 39, 163, 191],
-            44251,
-            0x5d18_09c5,
-            0x10e8_28a2,
-        ),
+    /// One row of Microsoft's "Verifying the RSS Hash Calculation" table for IPv4 (also the
+    /// Intel 82599 datasheet's RSS verification suite), hashed under [`MICROSOFT_KEY`].
+    struct Vector {
+        dst: [u8; 4],
+        dst_port: u16,
+        src: [u8; 4],
+        src_port: u16,
+        /// The IPv4 (2-tuple) hash.
+        ipv4: u32,
+        /// The TCP/IPv4 (4-tuple) hash.
+        tcp: u32,
+    }
+
+    const VECTORS: [Vector; 5] = [
+        Vector {
+            dst: [161, 142, 100, 80],
+            dst_port: 1766,
+            src: [66, 9, 149, 187],
+            src_port: 2794,
+            ipv4: 0x323e_8fc2,
+            tcp: 0x51cc_c178,
+        },
+        Vector {
+            dst: [65, 69, 140, 83],
+            dst_port: 4739,
+            src: [199, 92, 111, 2],
+            src_port: 14230,
+            ipv4: 0xd718_262a,
+            tcp: 0xc626_b0ea,
+        },
+        Vector {
+            dst: [12, 22, 207, 184],
+            dst_port: 38024,
+            src: [24, 19, 198, 95],
+            src_port: 12898,
+            ipv4: 0xd2d0_a5de,
+            tcp: 0x5c2b_394a,
+        },
+        Vector {
+            dst: [209, 142, 163, 6],
+            dst_port: 2217,
+            src: [38, 27, 205, 30],
+            src_port: 48228,
+            ipv4: 0x8298_9176,
+            tcp: 0xafc7_327f,
+        },
+        Vector {
+            dst: [202, 188, 127, 2],
+            dst_port: 1303,
+            src: [153, 39, 163, 191],
+            src_port: 44251,
+            ipv4: 0x5d18_09c5,
+            tcp: 0x10e8_28a2,
+        },
     ];
 
     /// An Ethernet frame carrying an IPv4 packet with protocol `protocol` from `src` to `dst`,
@@ -267,7 +277,15 @@ mod tests {
 
     #[test]
     fn matches_the_published_verification_vectors() {
-        for (dst, dst_port, src, src_port, ipv4, tcp) in VECTORS {
+        for Vector {
+            dst,
+            dst_port,
+            src,
+            src_port,
+            ipv4,
+            tcp,
+        } in VECTORS
+        {
             assert_eq!(
                 hash_ipv4(&MICROSOFT_KEY, src, dst),
                 ipv4,
@@ -284,7 +302,15 @@ mod tests {
     #[test]
     fn frames_hash_like_their_headers() {
         let rss = Rss::new(4);
-        for (dst, dst_port, src, src_port, ipv4, tcp) in VECTORS {
+        for Vector {
+            dst,
+            dst_port,
+            src,
+            src_port,
+            ipv4,
+            tcp,
+        } in VECTORS
+        {
             let frame = ipv4_frame(PROTOCOL_TCP, src, dst, src_port, dst_port);
             assert_eq!(rss.hash_frame(&frame), Some(tcp));
             assert_eq!(rss.queue_for_frame(&frame), tcp as usize % 128 % 4);
@@ -297,7 +323,14 @@ mod tests {
     #[test]
     fn fragments_and_short_tcp_headers_hash_the_addresses_only() {
         let rss = Rss::new(8);
-        let (dst, dst_port, src, src_port, ipv4, _) = VECTORS[0];
+        let Vector {
+            dst,
+            dst_port,
+            src,
+            src_port,
+            ipv4,
+            ..
+        } = VECTORS[0];
         let mut more_fragments = ipv4_frame(PROTOCOL_TCP, src, dst, src_port, dst_port);
         more_fragments[IP_START + 6] = 0x20; // MF
         assert_eq!(rss.hash_frame(&more_fragments), Some(ipv4));
@@ -315,7 +348,13 @@ mod tests {
     #[test]
     fn arp_ipv6_and_broken_frames_go_to_queue_zero() {
         let rss = Rss::new(4);
-        let (dst, dst_port, src, src_port, _, _) = VECTORS[1];
+        let Vector {
+            dst,
+            dst_port,
+            src,
+            src_port,
+            ..
+        } = VECTORS[1];
         let good = ipv4_frame(PROTOCOL_TCP, src, dst, src_port, dst_port);
         assert_ne!(
             rss.queue_for_frame(&good),

@@ -2,7 +2,18 @@
 //! client ↔ server simulation and for packet-rate benchmarks with no kernel in the way.
 //!
 //! Owns [`MemoryLink`] (which builds the pair), [`MemoryPort`] (one end, a [`FrameIo`]) and
-//! [`LinkConfig`] (one direction's MTU, latency, rate, queue and faults).
+//! [`LinkConfig`] (one direction's MTU, latency, rate, queue and faults). [`nic`] builds a
+//! multi-queue NIC from the same parts: one client end, and one end per receive queue with
+//! frames steered to them by RSS ([`MemoryLink::rss_nic`]).
+//!
+//! # Ends, inboxes and directions
+//!
+//! Every end of a link has an *inbox*: the frames travelling toward it. Every port sends on a
+//! *direction*: a wire with its own rate, latency, queue limit and fault injector. A pair has
+//! two ends and two directions. In a multi-queue NIC all queue ports send on one direction
+//! (the NIC's one port toward the client: they share its wire, and its faults are drawn from
+//! one seeded stream in flush order), and the client's direction delivers each frame to the
+//! inbox of the queue its RSS hash picks. The queue limit bounds each inbox.
 //!
 //! # Timing model
 //!
@@ -20,13 +31,13 @@
 //! - Every staged frame is counted exactly once at flush: in `tx_frames`/`tx_bytes` if it went
 //!   on the wire, or in `tx_dropped` if the queue was full (tail drop) or the link lost it.
 //!   Oversize frames are refused by `tx_stage` and also count in `tx_dropped`.
-//! - A direction holds at most `queue_limit` frames, counting both frames still travelling and
-//!   frames that have arrived but not yet been received, like a NIC ring that fills when the
-//!   receiver stops polling.
+//! - An inbox holds at most its direction's `queue_limit` frames, counting both frames still
+//!   travelling and frames that have arrived but not yet been received, like a NIC ring that
+//!   fills when the receiver stops polling.
 //! - Faults are decided per frame at flush from the direction's seeded PRNG (see
 //!   [`FaultConfig`]), so a run is reproducible bit for bit.
 //! - No allocation per frame once warmed up: buffers circulate through one free list shared by
-//!   both directions, and received frames are lent straight from the in-flight queue.
+//!   every direction, and received frames are lent straight from the in-flight queue.
 //! - Each frame closure runs with no internal borrow held, so a closure may use the other port
 //!   (a simulation replying from inside `rx_burst`) without panicking.
 //!
@@ -35,6 +46,7 @@
 
 mod faults;
 mod in_flight;
+pub mod nic;
 
 pub use faults::{FaultConfig, FaultCounters};
 
@@ -43,6 +55,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::clock::VirtualClock;
+use crate::rss::Rss;
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo};
 use faults::FaultInjector;
 use in_flight::{FramePool, InFlightQueue};
@@ -110,14 +123,19 @@ impl MemoryLink {
         b_to_a: LinkConfig,
         clock: VirtualClock,
     ) -> (MemoryPort, MemoryPort) {
-        let largest_frame = frame_len_limit(&a_to_b).max(frame_len_limit(&b_to_a));
-        let shared = Rc::new(RefCell::new(SharedLink {
-            toward_a: InFlightQueue::default(),
-            toward_b: InFlightQueue::default(),
-            pool: FramePool::new(largest_frame.min(MAX_PREALLOCATED_FRAME)),
-        }));
-        let a = MemoryPort::new(Side::A, a_to_b, Rc::clone(&shared), clock.clone());
-        let b = MemoryPort::new(Side::B, b_to_a, shared, clock);
+        // End A receives in inbox 0 and sends on direction 0 (A→B); end B uses 1 and 1.
+        const A: usize = 0;
+        const B: usize = 1;
+        let shared = SharedLink::new(2, [a_to_b, b_to_a]);
+        let a = MemoryPort::new(
+            A,
+            A,
+            Route::To(B),
+            &a_to_b,
+            Rc::clone(&shared),
+            clock.clone(),
+        );
+        let b = MemoryPort::new(B, B, Route::To(A), &b_to_a, shared, clock);
         (a, b)
     }
 }
@@ -126,27 +144,63 @@ fn frame_len_limit(config: &LinkConfig) -> usize {
     Capabilities::ethernet(config.mtu).max_frame_len
 }
 
-/// The two ends of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    A,
-    B,
-}
-
-/// What both ports touch: the frames in flight each way, and the buffer pool.
+/// What every port of a link touches: the frames in flight toward each end, each direction's
+/// wire and faults, and the buffer pool.
 #[derive(Debug)]
 struct SharedLink {
-    toward_a: InFlightQueue,
-    toward_b: InFlightQueue,
+    /// `inboxes[end]`: the frames travelling toward end `end`.
+    inboxes: Vec<InFlightQueue>,
+    /// `directions[d]`: how frames sent on direction `d` travel.
+    directions: Vec<Direction>,
     pool: FramePool,
 }
 
 impl SharedLink {
-    /// The queue of frames travelling toward `side`.
-    fn toward(&mut self, side: Side) -> &mut InFlightQueue {
-        match side {
-            Side::A => &mut self.toward_a,
-            Side::B => &mut self.toward_b,
+    /// `ends` empty inboxes, and one direction per config (direction `d` is `configs[d]`).
+    fn new<const N: usize>(ends: usize, configs: [LinkConfig; N]) -> Rc<RefCell<SharedLink>> {
+        let largest_frame = configs.iter().map(frame_len_limit).max().unwrap_or(0);
+        Rc::new(RefCell::new(SharedLink {
+            inboxes: (0..ends).map(|_| InFlightQueue::default()).collect(),
+            directions: configs.iter().map(Direction::new).collect(),
+            pool: FramePool::new(largest_frame.min(MAX_PREALLOCATED_FRAME)),
+        }))
+    }
+}
+
+/// One transmit direction: the wire, the queue limit of the inboxes it feeds, and its faults.
+#[derive(Debug)]
+struct Direction {
+    queue_limit: usize,
+    wire: Wire,
+    faults: FaultInjector,
+}
+
+impl Direction {
+    fn new(config: &LinkConfig) -> Self {
+        Direction {
+            queue_limit: config.queue_limit,
+            wire: Wire::new(config),
+            faults: FaultInjector::new(&config.faults),
+        }
+    }
+}
+
+/// Which inbox a port's flushed frames go to.
+#[derive(Debug)]
+enum Route {
+    /// Every frame to this end.
+    To(usize),
+    /// Each frame to end `first + rss.queue_for_frame(frame)`: the queues of an RSS NIC,
+    /// steered by the frame as it was sent (a bit the link flips in the 4-tuple fails the
+    /// checksum wherever it lands).
+    Steered { first: usize, rss: Box<Rss> },
+}
+
+impl Route {
+    fn end_for(&self, frame: &[u8]) -> usize {
+        match self {
+            Route::To(end) => *end,
+            Route::Steered { first, rss } => first + rss.queue_for_frame(frame),
         }
     }
 }
@@ -200,44 +254,41 @@ impl Wire {
 /// One end of a memory link. Sends with its own direction's [`LinkConfig`]; receives what the
 /// other end sent, once the shared [`VirtualClock`] reaches each frame's arrival time.
 pub struct MemoryPort {
-    side: Side,
+    /// The inbox this port receives from.
+    end: usize,
+    /// The direction this port sends on, and where its frames go.
+    direction: usize,
+    route: Route,
     shared: Rc<RefCell<SharedLink>>,
     clock: VirtualClock,
     /// Reports the transmit direction's MTU: that is what the netstack sizes segments from.
     capabilities: Capabilities,
-    queue_limit: usize,
-    wire: Wire,
-    faults: FaultInjector,
     staged: Vec<Vec<u8>>,
     counters: DriverCounters,
     fault_counters: FaultCounters,
 }
 
 impl MemoryPort {
+    /// A port receiving on inbox `end` and sending on `direction` (configured by `tx_config`)
+    /// toward `route`.
     fn new(
-        side: Side,
-        tx_config: LinkConfig,
+        end: usize,
+        direction: usize,
+        route: Route,
+        tx_config: &LinkConfig,
         shared: Rc<RefCell<SharedLink>>,
         clock: VirtualClock,
     ) -> Self {
         MemoryPort {
-            side,
+            end,
+            direction,
+            route,
             shared,
             clock,
             capabilities: Capabilities::ethernet(tx_config.mtu),
-            queue_limit: tx_config.queue_limit,
-            wire: Wire::new(&tx_config),
-            faults: FaultInjector::new(&tx_config.faults),
             staged: Vec::with_capacity(TX_STAGING_FRAMES),
             counters: DriverCounters::default(),
             fault_counters: FaultCounters::default(),
-        }
-    }
-
-    fn peer(&self) -> Side {
-        match self.side {
-            Side::A => Side::B,
-            Side::B => Side::A,
         }
     }
 
@@ -248,9 +299,7 @@ impl MemoryPort {
     /// Earliest virtual time (µs) at which a frame will be receivable on this port, if any is
     /// in flight toward it. A time at or before now means a frame is waiting already.
     pub fn next_arrival_micros(&self) -> Option<u64> {
-        let mut shared = self.shared.borrow_mut();
-        shared
-            .toward(self.side)
+        self.shared.borrow().inboxes[self.end]
             .next_arrival_ns()
             .map(|ns| ns.div_ceil(1_000))
     }
@@ -264,7 +313,8 @@ impl MemoryPort {
 impl fmt::Debug for MemoryPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryPort")
-            .field("side", &self.side)
+            .field("end", &self.end)
+            .field("direction", &self.direction)
             .field("capabilities", &self.capabilities)
             .field("staged", &self.staged.len())
             .field("counters", &self.counters)
@@ -287,7 +337,7 @@ impl FrameIo for MemoryPort {
         let mut received = 0;
         while received < max {
             // The borrow ends before `on_frame` runs; see the module invariants.
-            let due = self.shared.borrow_mut().toward(self.side).pop_due(now_ns);
+            let due = self.shared.borrow_mut().inboxes[self.end].pop_due(now_ns);
             let Some(frame) = due else { break };
             on_frame(&frame);
             self.counters.rx_frames += 1;
@@ -323,27 +373,29 @@ impl FrameIo for MemoryPort {
         }
         self.counters.kicks += 1;
         let now_ns = self.now_ns();
-        let peer = self.peer();
         let mut shared = self.shared.borrow_mut();
         let SharedLink {
-            toward_a,
-            toward_b,
+            inboxes,
+            directions,
             pool,
         } = &mut *shared;
-        let queue = match peer {
-            Side::A => toward_a,
-            Side::B => toward_b,
-        };
+        let Direction {
+            queue_limit,
+            wire,
+            faults,
+        } = &mut directions[self.direction];
+        let queue_limit = *queue_limit;
         for mut frame in self.staged.drain(..) {
-            if queue.len() >= self.queue_limit {
+            let queue = &mut inboxes[self.route.end_for(&frame)];
+            if queue.len() >= queue_limit {
                 self.fault_counters.queue_dropped += 1;
                 self.counters.tx_dropped += 1;
                 pool.give(frame);
                 continue;
             }
             let len = frame.len();
-            let mut arrival_ns = self.wire.send(now_ns, len);
-            let fate = self.faults.decide(len);
+            let mut arrival_ns = wire.send(now_ns, len);
+            let fate = faults.decide(len);
             if fate.lose {
                 self.fault_counters.lost += 1;
                 self.counters.tx_dropped += 1;
@@ -359,11 +411,11 @@ impl FrameIo for MemoryPort {
                 self.fault_counters.corrupted += 1;
             }
             if fate.reorder {
-                arrival_ns = arrival_ns.saturating_add(self.wire.reorder_hold_ns(len));
+                arrival_ns = arrival_ns.saturating_add(wire.reorder_hold_ns(len));
                 self.fault_counters.reordered += 1;
             }
             // The copy goes in only if the queue has room for it too; it lands right behind.
-            let duplicate = if fate.duplicate && queue.len() + 1 < self.queue_limit {
+            let duplicate = if fate.duplicate && queue.len() + 1 < queue_limit {
                 let mut copy = pool.take(len);
                 copy.copy_from_slice(&frame);
                 self.fault_counters.duplicated += 1;
