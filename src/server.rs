@@ -70,9 +70,9 @@ impl Stats {
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
         let mut total = Stats::default();
         for stats in all {
-            total.driver.add(&stats.driver);
-            total.stack.add(&stats.stack);
-            total.http.add(&stats.http);
+            total.driver += stats.driver;
+            total.stack += &stats.stack;
+            total.http += &stats.http;
             total.connections += stats.connections;
         }
         total

@@ -86,9 +86,10 @@ pub struct DriverCounters {
     pub kicks: u64,
 }
 
-impl DriverCounters {
-    /// Adds every counter of `other`: the totals of several queues.
-    pub fn add(&mut self, other: &DriverCounters) {
+/// Adds another backend's counters: the total over the queues of one NIC, say.
+impl std::ops::AddAssign for DriverCounters {
+    fn add_assign(&mut self, other: DriverCounters) {
+        // Destructured, so a new counter cannot be forgotten here.
         let DriverCounters {
             rx_frames,
             rx_bytes,

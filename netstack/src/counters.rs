@@ -23,13 +23,6 @@ macro_rules! define_counters {
                 0 $( + self.$drop )*
             }
 
-            /// Adds every counter of `other` to this one: the totals of several stacks (one
-            /// per engine). Gauges such as `syn_cache_entries` add up to the host's total.
-            pub fn add(&mut self, other: &StackCounters) {
-                $( self.$event += other.$event; )*
-                $( self.$drop += other.$drop; )*
-            }
-
             /// Every counter as `(name, value)`, in declaration order, for a stats printer.
             pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
                 [
@@ -37,6 +30,15 @@ macro_rules! define_counters {
                     $( (stringify!($drop), self.$drop), )*
                 ]
                 .into_iter()
+            }
+        }
+
+        /// Adds every counter of another stack, e.g. to total the engines of a multi-queue
+        /// server. Gauges (`syn_cache_entries`) add up to the gauge of the whole.
+        impl core::ops::AddAssign<&StackCounters> for StackCounters {
+            fn add_assign(&mut self, other: &StackCounters) {
+                $( self.$event += other.$event; )*
+                $( self.$drop += other.$drop; )*
             }
         }
     };
@@ -206,5 +208,27 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), fields.len());
+    }
+
+    #[test]
+    fn adding_counters_adds_events_and_drops() {
+        let mut total = StackCounters {
+            rx_frames: 10,
+            syn_accepted: 4,
+            drop_tcp_no_flow: 1,
+            ..Default::default()
+        };
+        let other = StackCounters {
+            rx_frames: 5,
+            time_wait_entered: 2,
+            drop_tcp_no_flow: 3,
+            ..Default::default()
+        };
+        total += &other;
+        assert_eq!(total.rx_frames, 15);
+        assert_eq!(total.syn_accepted, 4);
+        assert_eq!(total.time_wait_entered, 2);
+        assert_eq!(total.drop_tcp_no_flow, 4);
+        assert_eq!(total.total_dropped(), 4);
     }
 }

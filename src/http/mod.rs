@@ -148,9 +148,10 @@ pub struct HttpCounters {
     pub access_log_dropped: u64,
 }
 
-impl HttpCounters {
-    /// Adds every counter of `other`: the totals of several engines.
-    pub fn add(&mut self, other: &HttpCounters) {
+/// Adds every counter of another server, e.g. to total the engines of a multi-queue server.
+impl std::ops::AddAssign<&HttpCounters> for HttpCounters {
+    fn add_assign(&mut self, other: &HttpCounters) {
+        // Destructured, so a new counter cannot be forgotten here.
         let HttpCounters {
             requests,
             responses_2xx,
@@ -180,7 +181,9 @@ impl HttpCounters {
         self.foreign_protocol += foreign_protocol;
         self.access_log_dropped += access_log_dropped;
     }
+}
 
+impl HttpCounters {
     /// Every counter as `(name, value)`, for stats output.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [

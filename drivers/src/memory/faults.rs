@@ -57,6 +57,24 @@ pub struct FaultCounters {
     pub queue_dropped: u64,
 }
 
+/// Adds another port's fault counters: the total over the queues of one NIC, say.
+impl std::ops::AddAssign for FaultCounters {
+    fn add_assign(&mut self, other: FaultCounters) {
+        let FaultCounters {
+            lost,
+            reordered,
+            duplicated,
+            corrupted,
+            queue_dropped,
+        } = other;
+        self.lost += lost;
+        self.reordered += reordered;
+        self.duplicated += duplicated;
+        self.corrupted += corrupted;
+        self.queue_dropped += queue_dropped;
+    }
+}
+
 /// The fate of one frame, decided when it is flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FrameFate {
