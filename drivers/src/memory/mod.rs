@@ -200,6 +200,8 @@ impl Route {
     fn end_for(&self, frame: &[u8]) -> usize {
         match self {
             Route::To(end) => *end,
+            // One queue takes everything: no need to parse and hash the frame.
+            Route::Steered { first, rss } if rss.queues() == 1 => *first,
             Route::Steered { first, rss } => first + rss.queue_for_frame(frame),
         }
     }
