@@ -1,34 +1,40 @@
-//! Deterministic simulation: a sirocco [`Server`] and a [`ClientFleet`] joined by an in-memory
-//! link ([`MemoryLink::pair`]) on a [`VirtualClock`].
+//! Deterministic simulation: sirocco [`Server`]s and a [`ClientFleet`] joined by an in-memory
+//! link on a [`VirtualClock`].
 //!
-//! # Ports
+//! # Ports and engines
 //!
-//! [`Simulation::new`] builds the memory link. [`Simulation::with_ports`] takes any two joined
-//! [`FrameIo`] ends instead, e.g. an emulated netmap pair, so the same loop drives the server
-//! over another driver's code. A port type only needs [`SimPort`], which tells the loop when
-//! the next frame reaches it (ports with no clock of their own deliver at once).
+//! [`Simulation::new`] builds the memory link: an RSS NIC in memory ([`MemoryLink::rss_nic`])
+//! with one receive queue per engine ([`SimConfig::engines`]), and one engine (a [`Server`]
+//! with its own driver port, stack and pools, sharing only the [`ContentCache`]) on each
+//! queue, as a multi-queue server runs one engine per NIC queue and core. With one engine the
+//! NIC is exactly the plain link pair ([`MemoryLink::pair`]). [`Simulation::with_ports`] and
+//! [`Simulation::with_engine_ports`] take any joined [`FrameIo`] ends instead, e.g. an emulated
+//! netmap pair, so the same loop drives the server over another driver's code. A port type
+//! only needs [`SimPort`], which tells the loop when the next frame reaches it (ports with no
+//! clock of their own deliver at once).
 //!
 //! # The loop
 //!
-//! [`Simulation::run_until`] repeats: poll the server, poll the fleet; when neither moved a
-//! frame, jump the virtual clock to the earliest of the server's and the fleet's deadlines and
-//! the next frame arrival on either port (at least one microsecond ahead, so a deadline that
+//! [`Simulation::run_until`] repeats: poll every engine, poll the fleet; when none moved a
+//! frame, jump the virtual clock to the earliest of every engine's and the fleet's deadlines
+//! and the next frame arrival on any port (at least one microsecond ahead, so a deadline that
 //! does not fire cannot hold time still). It stops when the condition holds, and never hangs:
 //! a virtual-time limit, an iteration cap, and "nothing left that could ever happen" each end
 //! the run with a [`SimError`] that describes where it stood.
 //!
 //! # Cost accounting
 //!
-//! The real (wall-clock) nanoseconds spent inside `Server::poll` and inside the fleet's poll
-//! are summed separately in [`Timing`]. The server side is what a server core would spend on
-//! the same traffic; the benchmark reports it per request.
+//! The real (wall-clock) nanoseconds spent inside each engine's `Server::poll` and inside the
+//! fleet's poll are summed separately: in [`Timing`] (all engines together, and the busiest
+//! one) and per engine in [`SimReport::engines`]. The server side is what server cores would
+//! spend on the same traffic; the benchmark reports it per request.
 //!
 //! # Determinism
 //!
-//! Every seed in a run is drawn from a SplitMix64 stream on [`SimConfig::seed`]: the server's
-//! seeds (flow-table key, cell ISNs), the fleet's interface seeds, and the link's fault seed
-//! (when faults are on). The same seed, site and scripts give bit-identical frames; wall-clock
-//! time is only measured, never read into the simulation.
+//! Every seed in a run is drawn from a SplitMix64 stream on [`SimConfig::seed`]: the first
+//! engine's seeds (flow-table key, cell ISNs), the fleet's interface seeds, the link's fault
+//! seed (when faults are on), then each further engine's. The same seed, site and scripts give
+//! bit-identical frames; wall-clock time is only measured, never read into the simulation.
 
 pub mod client;
 mod device;
@@ -47,6 +53,7 @@ use sirocco_drivers::capture::Capture;
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink, MemoryPort};
 use sirocco_drivers::netmap::{EmulatedPort, Netmap};
+use sirocco_drivers::rss::{INDIRECTION_ENTRIES, Rss};
 use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, StackConfig};
 
@@ -122,13 +129,19 @@ pub struct SimConfig {
     /// Both directions of the link (B→A uses the complement of the fault seed). Only
     /// [`Simulation::new`] reads it.
     pub link: LinkConfig,
+    /// Every engine's configuration.
     pub server: ServerConfig,
     pub fleet: FleetConfig,
+    /// Engines, each on its own queue of the memory NIC: 1 (the default) to 128, the
+    /// indirection table's size. Only [`Simulation::new`] and
+    /// [`Simulation::over_memory_link`] read it.
+    pub engines: usize,
 }
 
 impl SimConfig {
     /// The standard addresses, a 1500-byte link with 10 µs latency and a queue too deep to
-    /// overflow, no faults, and room for `connections` concurrent connections on the server.
+    /// overflow, no faults, one engine, and room for `connections` concurrent connections on
+    /// every engine.
     pub fn new(seed: u64, connections: usize) -> Self {
         let mut stack = StackConfig::new(SERVER_MAC, SERVER_IP, PREFIX_LEN, HTTP_PORT);
         stack.max_connections = connections.max(1) + 64;
@@ -153,7 +166,14 @@ impl SimConfig {
             link,
             server,
             fleet,
+            engines: 1,
         }
+    }
+
+    /// The same, with `engines` engines behind an RSS NIC in memory.
+    pub fn with_engines(mut self, engines: usize) -> Self {
+        self.engines = engines;
+        self
     }
 
     /// The same, with `faults` on both directions of the link.
@@ -183,13 +203,26 @@ impl Limits {
 /// Where the time went. Nanoseconds are real (wall-clock) time, summed around each call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timing {
-    /// Inside `Server::poll`.
+    /// Inside `Server::poll`, every engine's summed: the server CPU time of the run.
     pub server_ns: u64,
+    /// Inside the busiest engine's `Server::poll`: with one core per engine, the time the
+    /// server side needed. Equal to `server_ns` with one engine.
+    pub busiest_engine_ns: u64,
     /// Inside `ClientFleet::poll`.
     pub client_ns: u64,
     pub iterations: u64,
     /// Times the clock jumped because nothing moved.
     pub clock_jumps: u64,
+}
+
+/// One engine's part of a [`SimReport`].
+#[derive(Debug, Clone)]
+pub struct EngineReport {
+    pub stats: Stats,
+    /// Real nanoseconds inside this engine's `Server::poll`.
+    pub server_ns: u64,
+    /// Faults injected on the frames this engine sent.
+    pub to_client: FaultCounters,
 }
 
 /// The state of a simulation, for assertions and error messages.
@@ -201,8 +234,12 @@ pub struct SimReport {
     /// (resolved, total) requests.
     pub progress: (u64, u64),
     pub mismatches: Vec<Mismatch>,
+    /// Every engine's counters added up (the one engine's, when there is one).
     pub server: Stats,
-    /// Faults injected on frames the server sent, and on frames the clients sent.
+    /// Each engine, in queue order.
+    pub engines: Vec<EngineReport>,
+    /// Faults injected on frames the server (every engine) sent, and on frames the clients
+    /// sent.
     pub server_to_client: FaultCounters,
     pub client_to_server: FaultCounters,
 }
@@ -232,6 +269,24 @@ impl std::fmt::Display for SimReport {
             s.driver.rx_frames,
             s.driver.tx_frames,
         )?;
+        if self.engines.len() > 1 {
+            for (i, engine) in self.engines.iter().enumerate() {
+                let s = &engine.stats;
+                write!(
+                    f,
+                    "\n  engine {i}: conns={} accepted={} requests={} dropped={} rst_sent={} \
+                     rx={} tx={} server_ns={}",
+                    s.connections,
+                    s.stack.syn_accepted,
+                    s.http.requests,
+                    s.stack.total_dropped(),
+                    s.stack.rst_sent,
+                    s.driver.rx_frames,
+                    s.driver.tx_frames,
+                    engine.server_ns,
+                )?;
+            }
+        }
         for mismatch in self.mismatches.iter().take(5) {
             write!(f, "\n  {mismatch}")?;
         }
@@ -248,6 +303,8 @@ pub enum SimError {
     Server(ServerError),
     Fleet(FleetError),
     Driver(DriverError),
+    /// An engine count outside `1..=128`, or no server port given.
+    Engines(usize),
     /// The virtual-time limit passed first.
     TimeLimit(Box<SimReport>),
     /// The iteration cap was reached first.
@@ -262,6 +319,10 @@ impl std::fmt::Display for SimError {
             SimError::Server(e) => write!(f, "server: {e}"),
             SimError::Fleet(e) => write!(f, "client fleet: {e}"),
             SimError::Driver(e) => write!(f, "link: {e}"),
+            SimError::Engines(n) => write!(
+                f,
+                "{n} engines: a simulation runs 1 to {INDIRECTION_ENTRIES} (one per NIC queue)"
+            ),
             SimError::TimeLimit(r) => write!(f, "virtual-time limit reached: {r}"),
             SimError::IterationLimit(r) => write!(f, "iteration cap reached: {r}"),
             SimError::Stalled(r) => write!(f, "stalled, nothing left to happen: {r}"),
@@ -285,17 +346,22 @@ enum Tick {
     PastDeadline,
 }
 
-/// A server and a client fleet on one virtual clock, over two joined ports (the memory link
-/// unless built with [`Simulation::with_ports`]). See the module documentation.
+/// Engines and a client fleet on one virtual clock, over joined ports (the memory NIC unless
+/// built with [`Simulation::with_ports`] or [`Simulation::with_engine_ports`]). See the module
+/// documentation.
 pub struct Simulation<D: SimPort = MemoryPort> {
     clock: VirtualClock,
-    server: Server<D>,
+    /// One per queue; never empty.
+    servers: Vec<Server<D>>,
     fleet: ClientFleet<D>,
     timing: Timing,
+    /// Real nanoseconds inside each engine's `Server::poll`.
+    engine_ns: Vec<u64>,
 }
 
 impl Simulation {
-    /// Builds the link, the server (serving `cache`) and one client connection slot per script.
+    /// Builds the link (a NIC with `config.engines` queues), one engine per queue (serving
+    /// `cache`) and one client connection slot per script.
     pub fn new(
         cache: Arc<ContentCache>,
         config: SimConfig,
@@ -306,25 +372,30 @@ impl Simulation {
 }
 
 /// Draws every seed from `config.seed`, always in the same order whatever the ports: writes
-/// the fleet's and the link's into `config` and returns the server's.
-fn draw_seeds(config: &mut SimConfig) -> u64 {
+/// the fleet's and the link's into `config` and returns one seed per engine. Engines past the
+/// first draw after the link, so a one-engine run has the seeds it always had.
+fn draw_seeds(config: &mut SimConfig) -> Result<Vec<u64>, SimError> {
+    if !(1..=INDIRECTION_ENTRIES).contains(&config.engines) {
+        return Err(SimError::Engines(config.engines));
+    }
     let mut seeds = SplitMix64::new(config.seed);
-    let server = seeds.next_u64();
+    let first = seeds.next_u64();
     config.fleet.seed = seeds.next_u64();
     config.link.faults.seed = seeds.next_u64();
-    server
+    let more = (1..config.engines).map(|_| seeds.next_u64());
+    Ok(std::iter::once(first).chain(more).collect())
 }
 
-/// The server a [`Simulation`] on `config` would run, on any `port`: the same seeds (drawn
-/// from `config.seed` in the same order), addresses and `Date` clock. For drivers of the server
-/// other than the client fleet, such as trace replay (`crate::replay`).
+/// The server a [`Simulation`] on `config` would run (its first engine), on any `port`: the
+/// same seeds (drawn from `config.seed` in the same order), addresses and `Date` clock. For
+/// drivers of the server other than the client fleet, such as trace replay (`crate::replay`).
 pub fn sim_server<P: FrameIo>(
     port: P,
     cache: Arc<ContentCache>,
     config: &SimConfig,
 ) -> Result<Server<P>, SimError> {
     let mut config = config.clone();
-    let server_seed = draw_seeds(&mut config);
+    let server_seed = draw_seeds(&mut config)?[0];
     seeded_server(port, cache, config.server, server_seed)
 }
 
@@ -345,24 +416,26 @@ fn seeded_server<P: FrameIo>(
 }
 
 impl<D: SimPort> Simulation<D> {
-    /// Like [`Simulation::new`], with each end of the memory link wrapped by `wrap` (called
-    /// for the server's end, then the client's) before use: a [`Capture`] that records the
-    /// run to a pcap on the simulation's clock, say, or a port that drops chosen frames.
+    /// Like [`Simulation::new`], with each port of the memory NIC wrapped by `wrap` (called for
+    /// each engine's queue port in queue order, then the client's) before use: a [`Capture`]
+    /// that records the run to a pcap on the simulation's clock, say, or a port that drops
+    /// chosen frames.
     pub fn over_memory_link(
         cache: Arc<ContentCache>,
         mut config: SimConfig,
         scripts: Vec<Script>,
         mut wrap: impl FnMut(MemoryPort, &VirtualClock) -> D,
     ) -> Result<Self, SimError> {
-        let server_seed = draw_seeds(&mut config);
+        let engine_seeds = draw_seeds(&mut config)?;
         let clock = VirtualClock::new();
-        let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
-        let server_port = wrap(server_port, &clock);
-        let client_port = wrap(client_port, &clock);
+        let rss = Rss::new(engine_seeds.len());
+        let nic = MemoryLink::rss_nic(config.link, rss, clock.clone());
+        let server_ports: Vec<D> = nic.queues.into_iter().map(|p| wrap(p, &clock)).collect();
+        let client_port = wrap(nic.client, &clock);
         Self::assemble(
             clock,
-            server_seed,
-            server_port,
+            engine_seeds,
+            server_ports,
             client_port,
             cache,
             config,
@@ -371,21 +444,36 @@ impl<D: SimPort> Simulation<D> {
     }
 
     /// The server on `server_port` and the fleet on `client_port`, two ends the caller has
-    /// already joined. `config.link` is not used. The virtual clock starts at 0 and is the
-    /// simulation's own: ports must not need it (see [`SimPort`]).
+    /// already joined. `config.link` and `config.engines` are not used. The virtual clock
+    /// starts at 0 and is the simulation's own: ports must not need it (see [`SimPort`]).
     pub fn with_ports(
         server_port: D,
+        client_port: D,
+        cache: Arc<ContentCache>,
+        config: SimConfig,
+        scripts: Vec<Script>,
+    ) -> Result<Self, SimError> {
+        Self::with_engine_ports(vec![server_port], client_port, cache, config, scripts)
+    }
+
+    /// One engine on each of `server_ports` and the fleet on `client_port`, ends the caller
+    /// has already joined (and steers between). `config.link` is not used, and `config.engines`
+    /// is taken from the number of ports. The virtual clock starts at 0 and is the simulation's
+    /// own: ports must not need it (see [`SimPort`]).
+    pub fn with_engine_ports(
+        server_ports: Vec<D>,
         client_port: D,
         cache: Arc<ContentCache>,
         mut config: SimConfig,
         scripts: Vec<Script>,
     ) -> Result<Self, SimError> {
-        let server_seed = draw_seeds(&mut config);
+        config.engines = server_ports.len();
+        let engine_seeds = draw_seeds(&mut config)?;
         let clock = VirtualClock::new();
         Self::assemble(
             clock,
-            server_seed,
-            server_port,
+            engine_seeds,
+            server_ports,
             client_port,
             cache,
             config,
@@ -395,19 +483,29 @@ impl<D: SimPort> Simulation<D> {
 
     fn assemble(
         clock: VirtualClock,
-        server_seed: u64,
-        server_port: D,
+        engine_seeds: Vec<u64>,
+        server_ports: Vec<D>,
         client_port: D,
         cache: Arc<ContentCache>,
         config: SimConfig,
         scripts: Vec<Script>,
     ) -> Result<Self, SimError> {
-        let server = seeded_server(server_port, cache, config.server, server_seed)?;
+        if server_ports.is_empty() || server_ports.len() != engine_seeds.len() {
+            return Err(SimError::Engines(server_ports.len()));
+        }
+        let servers = server_ports
+            .into_iter()
+            .zip(engine_seeds)
+            .map(|(port, seed)| {
+                seeded_server(port, Arc::clone(&cache), config.server.clone(), seed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let fleet =
             ClientFleet::new(client_port, config.fleet, scripts).map_err(SimError::Fleet)?;
         Ok(Simulation {
             clock,
-            server,
+            engine_ns: vec![0; servers.len()],
+            servers,
             fleet,
             timing: Timing::default(),
         })
@@ -418,19 +516,25 @@ impl<D: SimPort> Simulation<D> {
         Instant::from_micros(i64::try_from(self.clock.now_micros()).unwrap_or(i64::MAX))
     }
 
-    /// One iteration: poll the server, then the fleet, at the current virtual time. `true` if
-    /// either moved a frame.
+    /// One iteration: poll every engine in queue order, then the fleet, at the current virtual
+    /// time. `true` if any moved a frame.
     pub fn step(&mut self) -> Result<bool, SimError> {
         let now = self.now();
-        let started = std::time::Instant::now();
-        let server_moved = self.server.poll(now)?;
-        let between = std::time::Instant::now();
-        let fleet_moved = self.fleet.poll(now)?;
-        let ended = std::time::Instant::now();
-        self.timing.server_ns += nanos(between - started);
-        self.timing.client_ns += nanos(ended - between);
+        let mut moved = false;
+        let mut started = std::time::Instant::now();
+        for (server, spent) in self.servers.iter_mut().zip(&mut self.engine_ns) {
+            moved |= server.poll(now)?;
+            let ended = std::time::Instant::now();
+            let ns = nanos(ended - started);
+            *spent += ns;
+            self.timing.server_ns += ns;
+            self.timing.busiest_engine_ns = self.timing.busiest_engine_ns.max(*spent);
+            started = ended;
+        }
+        moved |= self.fleet.poll(now)?;
+        self.timing.client_ns += nanos(started.elapsed());
         self.timing.iterations += 1;
-        Ok(server_moved || fleet_moved)
+        Ok(moved)
     }
 
     /// Runs until `done` holds (checked before every iteration). See the module documentation.
@@ -499,38 +603,58 @@ impl<D: SimPort> Simulation<D> {
         Ok(self.report())
     }
 
-    /// Runs until every client connection has closed and the server holds no connection.
+    /// Runs until every client connection has closed and no engine holds a connection.
     pub fn settle(&mut self, limits: Limits) -> Result<SimReport, SimError> {
         self.run_until(limits, |sim| {
-            sim.fleet.is_quiet() && sim.server.stats().connections == 0
+            sim.fleet.is_quiet() && sim.servers.iter().all(|s| s.stats().connections == 0)
         })?;
         Ok(self.report())
     }
 
-    /// The earliest deadline or frame arrival on either side, in virtual microseconds: where
-    /// the clock jumps when nothing moved (for loops that drive the simulation by hand too).
+    /// The earliest deadline or frame arrival anywhere (every engine, the fleet, every port),
+    /// in virtual microseconds: where the clock jumps when nothing moved (for loops that drive
+    /// the simulation by hand too).
     pub fn next_event_micros(&self) -> Option<u64> {
         let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
-        [
-            self.server.poll_at().map(micros),
+        let engines = self.servers.iter().flat_map(|server| {
+            [
+                server.poll_at().map(micros),
+                server.driver().next_arrival_micros(),
+            ]
+        });
+        let fleet = [
             self.fleet.poll_at().map(micros),
-            self.server.driver().next_arrival_micros(),
             self.fleet.driver().next_arrival_micros(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ];
+        engines.chain(fleet).flatten().min()
     }
 
     pub fn report(&self) -> SimReport {
+        let engines: Vec<EngineReport> = self
+            .servers
+            .iter()
+            .zip(&self.engine_ns)
+            .map(|(server, &server_ns)| EngineReport {
+                stats: server.stats(),
+                server_ns,
+                to_client: server.driver().fault_counters(),
+            })
+            .collect();
+        let mut server = engines[0].stats.clone();
+        let mut server_to_client = engines[0].to_client;
+        for engine in &engines[1..] {
+            add_stats(&mut server, &engine.stats);
+            server_to_client += engine.to_client;
+        }
         SimReport {
             virtual_micros: self.clock.now_micros(),
             timing: self.timing,
             fleet: self.fleet.counters(),
             progress: self.fleet.progress(),
             mismatches: self.fleet.mismatches().to_vec(),
-            server: self.server.stats(),
-            server_to_client: self.server.driver().fault_counters(),
+            server,
+            engines,
+            server_to_client,
             client_to_server: self.fleet.driver().fault_counters(),
         }
     }
@@ -539,21 +663,33 @@ impl<D: SimPort> Simulation<D> {
         self.timing
     }
 
-    /// Zeroes the timing sums (after a warm-up phase, say).
+    /// Zeroes the timing sums, the engines' too (after a warm-up phase, say).
     pub fn reset_timing(&mut self) {
         self.timing = Timing::default();
+        self.engine_ns.fill(0);
     }
 
     pub fn clock(&self) -> &VirtualClock {
         &self.clock
     }
 
+    /// The first engine: the server, when there is one engine.
     pub fn server(&self) -> &Server<D> {
-        &self.server
+        &self.servers[0]
     }
 
+    /// The first engine, mutably.
     pub fn server_mut(&mut self) -> &mut Server<D> {
-        &mut self.server
+        &mut self.servers[0]
+    }
+
+    /// Every engine, in queue order.
+    pub fn engines(&self) -> &[Server<D>] {
+        &self.servers
+    }
+
+    pub fn engines_mut(&mut self) -> &mut [Server<D>] {
+        &mut self.servers
     }
 
     pub fn fleet(&self) -> &ClientFleet<D> {
@@ -563,6 +699,14 @@ impl<D: SimPort> Simulation<D> {
     pub fn fleet_mut(&mut self) -> &mut ClientFleet<D> {
         &mut self.fleet
     }
+}
+
+/// Adds `other`'s counters to `total`; connections (a gauge) add up too.
+fn add_stats(total: &mut Stats, other: &Stats) {
+    total.driver += other.driver;
+    total.stack += &other.stack;
+    total.http += &other.http;
+    total.connections += other.connections;
 }
 
 fn nanos(d: std::time::Duration) -> u64 {
@@ -660,5 +804,64 @@ mod tests {
         let report = sim.run_until_done(Limits::secs(5)).unwrap();
         assert_eq!(report.fleet.requests_failed, 2);
         assert!(report.server.stack.drop_tcp_port_closed >= 1, "{report}");
+    }
+
+    #[test]
+    fn engine_counts_outside_the_table_are_refused() {
+        let (_tree, cache) = site();
+        for engines in [0, INDIRECTION_ENTRIES + 1] {
+            let config = SimConfig::new(1, 1).with_engines(engines);
+            match Simulation::new(Arc::clone(&cache), config, Vec::new()) {
+                Err(SimError::Engines(n)) => assert_eq!(n, engines),
+                Err(e) => panic!("{engines} engines: {e}"),
+                Ok(_) => panic!("{engines} engines were accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn engines_share_the_connections_and_a_seed_fixes_the_run() {
+        let run = || {
+            let (tree, cache) = site();
+            let scripts = (0..24)
+                .map(|i| Script {
+                    requests: tree.get_all(),
+                    first: i,
+                    count: 2,
+                    mode: Mode::NewConnection,
+                })
+                .collect();
+            let config = SimConfig::new(12, 24).with_engines(3);
+            let mut sim = Simulation::new(cache, config, scripts).unwrap();
+            sim.run_until_done(Limits::secs(10)).unwrap();
+            sim.settle(Limits::secs(30)).unwrap()
+        };
+        let report = run();
+        assert!(report.mismatches.is_empty(), "{report}");
+        assert_eq!(report.fleet.responses_ok, 48, "{report}");
+        assert_eq!(report.engines.len(), 3);
+        let accepted: Vec<u64> = report
+            .engines
+            .iter()
+            .map(|e| e.stats.stack.syn_accepted)
+            .collect();
+        assert!(accepted.iter().all(|&n| n > 0), "{report}");
+        assert_eq!(accepted.iter().sum::<u64>(), 48);
+        assert_eq!(report.server.stack.syn_accepted, 48);
+        let rx: u64 = report
+            .engines
+            .iter()
+            .map(|e| e.stats.driver.rx_frames)
+            .sum();
+        assert_eq!(report.server.driver.rx_frames, rx);
+        let spent: u64 = report.engines.iter().map(|e| e.server_ns).sum();
+        assert_eq!(report.timing.server_ns, spent);
+        let busiest = report.engines.iter().map(|e| e.server_ns).max();
+        assert_eq!(Some(report.timing.busiest_engine_ns), busiest);
+        let fingerprint = |r: &SimReport| {
+            let engines: Vec<_> = r.engines.iter().map(|e| &e.stats.driver).collect();
+            format!("{} {:?} {:?}", r.virtual_micros, r.fleet, engines)
+        };
+        assert_eq!(fingerprint(&report), fingerprint(&run()));
     }
 }
