@@ -274,25 +274,3 @@ fn four_engines_serve_every_file_byte_exact() {
     assert_clean_engines(&settled, requests, connects);
     assert_spread_by_rss(&settled, &clients, connects);
 }
-
-#[test]
-fn one_engine_through_the_nic_is_the_plain_simulation() {
-    // `Simulation::new` with one engine is what every other simulation test runs; the same
-    // scripts with engines = 1 through `over_memory_link` must give the same run.
-    let make = || TREE.with(|tree| scripts(tree, 20, 4, 0));
-    let config = SimConfig::new(9, 20).with_faults(FaultConfig::lossy(0, 0.05, 0.05, 0.05));
-    let plain = {
-        let mut sim = TREE.with(|tree| tree.simulation(config.clone(), make()));
-        sim.run_until_done(Limits::secs(3600)).expect("finish");
-        sim.settle(Limits::secs(3600)).expect("settle")
-    };
-    let (_, tapped, _) = run(1, config, make());
-    let fingerprint = |r: &SimReport| {
-        format!(
-            "{} {:?} {:?} {:?} {:?}",
-            r.virtual_micros, r.fleet, r.server.driver, r.server.stack, r.server_to_client
-        )
-    };
-    assert_eq!(fingerprint(&plain), fingerprint(&tapped));
-    assert!(plain.server_to_client.lost > 0, "{plain}");
-}
