@@ -38,7 +38,9 @@ use clap::{Args, ValueEnum};
 use sirocco::cache::ContentCache;
 
 use super::{Row, round2, rss_bytes};
-use crate::sim::{Limits, Mode, Request, Script, SimConfig, Simulation, SiteTree, seeds};
+use crate::sim::{
+    Limits, Mode, Request, Script, SimConfig, SimReport, Simulation, SiteTree, seeds,
+};
 
 /// Nominal smoltcp state per fleet connection besides its buffers (interface + socket).
 const FLEET_STATE_BYTES: usize = 2048;
@@ -242,97 +244,185 @@ fn print_row(json: bool, row: &Row) {
     );
 }
 
-/// One run, in this process.
-fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::Result<Row> {
-    let quick = args.quick;
-    let file_len = scenario.file_len(quick);
-    let path = "/file.bin";
-    let mut tree = SiteTree::new("bench").context("creating the document root")?;
-    let body = tree
-        .add(path, seeds::bytes(512, file_len))
-        .context("writing the file")?;
-    let cache = Arc::new(ContentCache::load(tree.root()).context("loading the document root")?);
-    let requests: Arc<[Request]> = Arc::from(vec![Request::get(path, body)]);
+/// What every engine of one run serves and how its clients behave: the document root and its
+/// cache (one, shared), the request, and the scripts' shape.
+pub(super) struct Workload {
+    pub(super) scenario: Scenario,
+    pub(super) file_len: usize,
+    pub(super) cache: Arc<ContentCache>,
+    requests: Arc<[Request]>,
+    /// Requests per connection, the warm-up one included.
+    count: usize,
+    mode: Mode,
+    pub(super) client_rx: usize,
+    pub(super) client_tx: usize,
+    /// The document root on disk, kept for as long as the run.
+    _tree: SiteTree,
+}
 
-    let measured = args
-        .requests
-        .unwrap_or_else(|| scenario.default_requests(quick));
-    let per_connection = measured.div_ceil(connections);
-    let mode = match scenario {
-        Scenario::NewConnection512 => Mode::NewConnection,
-        _ => Mode::KeepAlive { pipeline: 1 },
-    };
-    let count = match scenario {
-        Scenario::SlowClients => 1,
-        _ => 1 + per_connection,
-    };
-    let scripts = (0..connections)
-        .map(|_| Script {
-            requests: Arc::clone(&requests),
-            first: 0,
+impl Workload {
+    /// The file, the cache and the scripts' shape for `connections` connections in all.
+    pub(super) fn new(
+        args: &StackArgs,
+        scenario: Scenario,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        let quick = args.quick;
+        let file_len = scenario.file_len(quick);
+        let path = "/file.bin";
+        let mut tree = SiteTree::new("bench").context("creating the document root")?;
+        let body = tree
+            .add(path, seeds::bytes(512, file_len))
+            .context("writing the file")?;
+        let cache = Arc::new(ContentCache::load(tree.root()).context("loading the document root")?);
+        let requests: Arc<[Request]> = Arc::from(vec![Request::get(path, body)]);
+
+        let measured = args
+            .requests
+            .unwrap_or_else(|| scenario.default_requests(quick));
+        let per_connection = measured.div_ceil(connections);
+        let mode = match scenario {
+            Scenario::NewConnection512 => Mode::NewConnection,
+            _ => Mode::KeepAlive { pipeline: 1 },
+        };
+        let count = match scenario {
+            Scenario::SlowClients => 1,
+            _ => 1 + per_connection,
+        };
+        let (client_rx, client_tx) = match scenario {
+            Scenario::Keepalive1m => (64 * 1024, 1024),
+            Scenario::SlowClients => (16 * 1024, 1024),
+            _ => (4096, 1024),
+        };
+        Ok(Workload {
+            scenario,
+            file_len,
+            cache,
+            requests,
             count,
             mode,
+            client_rx,
+            client_tx,
+            _tree: tree,
         })
-        .collect();
-    let mut config = SimConfig::new(args.seed, connections);
-    config.server.stack.max_connections = connections + 64;
-    let (client_rx, client_tx) = match scenario {
-        Scenario::Keepalive1m => (64 * 1024, 1024),
-        Scenario::SlowClients => (16 * 1024, 1024),
-        _ => (4096, 1024),
-    };
-    config.fleet.rx_buffer = client_rx;
-    config.fleet.tx_buffer = client_tx;
-    if scenario == Scenario::SlowClients {
-        config.fleet.read_rate_bytes_per_sec = Some(SLOW_LINK_BITS / 8);
     }
 
+    /// One server on the shared cache and a fleet of `connections` clients, each with the
+    /// workload's script, holding their connections open until all are done.
+    pub(super) fn simulation(&self, seed: u64, connections: usize) -> anyhow::Result<Simulation> {
+        let scripts = (0..connections)
+            .map(|_| Script {
+                requests: Arc::clone(&self.requests),
+                first: 0,
+                count: self.count,
+                mode: self.mode,
+            })
+            .collect();
+        let mut config = SimConfig::new(seed, connections);
+        config.server.stack.max_connections = connections + 64;
+        config.fleet.rx_buffer = self.client_rx;
+        config.fleet.tx_buffer = self.client_tx;
+        if self.scenario == Scenario::SlowClients {
+            config.fleet.read_rate_bytes_per_sec = Some(SLOW_LINK_BITS / 8);
+        }
+        let mut sim = Simulation::new(Arc::clone(&self.cache), config, scripts)?;
+        sim.fleet_mut().set_hold(true);
+        Ok(sim)
+    }
+
+    /// The fleet's nominal memory per connection: its two buffers and its smoltcp state.
+    pub(super) fn fleet_bytes_per_connection(&self) -> usize {
+        self.client_rx + self.client_tx + FLEET_STATE_BYTES
+    }
+
+    /// The warm-up: every connection completes one request (handshakes and the first touch
+    /// of every buffer). Slow clients have no warm-up: their one download is the run.
+    pub(super) fn warm_up(&self, sim: &mut Simulation, connections: usize) -> anyhow::Result<()> {
+        let warm_up = if self.scenario == Scenario::SlowClients {
+            0
+        } else {
+            connections as u64
+        };
+        sim.run_until(Limits::secs(3_600), |sim| {
+            sim.fleet().progress().0 >= warm_up
+        })?;
+        Ok(())
+    }
+
+    /// The measured phase: zeroes the timing sums, runs every remaining request and checks
+    /// that each was served byte-exact.
+    pub(super) fn measure(
+        &self,
+        sim: &mut Simulation,
+        connections: usize,
+    ) -> anyhow::Result<Measured> {
+        let before = sim.fleet().progress().0;
+        let virtual_before = sim.clock().now_micros();
+        let body_before = sim.fleet().counters().body_bytes;
+        sim.reset_timing();
+        // When the last body byte reached the clients (slow-clients measures its rate by that).
+        let all_bytes = connections as u64 * self.file_len as u64;
+        let mut last_byte_micros = None;
+        sim.run_until(Limits::secs(36_000), |sim| {
+            if last_byte_micros.is_none() && sim.fleet().counters().body_bytes >= all_bytes {
+                last_byte_micros = Some(sim.clock().now_micros());
+            }
+            sim.fleet().is_done()
+        })?;
+        let report = sim.report();
+        let total = report.progress.1;
+        if report.fleet.requests_failed > 0
+            || report.fleet.responses_ok != total
+            || report.server.http.responses_2xx != total
+        {
+            bail!("not every request was served byte-exact: {report}");
+        }
+        Ok(Measured {
+            requests: report.progress.0 - before,
+            virtual_secs: (report.virtual_micros - virtual_before) as f64 / 1e6,
+            transfer_secs: last_byte_micros.map(|us| (us - virtual_before) as f64 / 1e6),
+            body_bytes: report.fleet.body_bytes - body_before,
+            report,
+        })
+    }
+}
+
+/// What the measured phase of one simulation did.
+pub(super) struct Measured {
+    /// Requests completed in the measured phase.
+    pub(super) requests: u64,
+    /// Virtual seconds the measured phase took.
+    pub(super) virtual_secs: f64,
+    /// Virtual seconds until the last body byte arrived, if it did.
+    pub(super) transfer_secs: Option<f64>,
+    /// Body bytes received in the measured phase.
+    pub(super) body_bytes: u64,
+    /// The simulation at the end (its timing covers the measured phase only).
+    pub(super) report: SimReport,
+}
+
+/// One run, in this process.
+fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::Result<Row> {
+    let work = Workload::new(args, scenario, connections)?;
     let rss_before = rss_bytes();
     let setup = WallInstant::now();
-    let mut sim = Simulation::new(cache, config, scripts)?;
-    sim.fleet_mut().set_hold(true);
+    let mut sim = work.simulation(args.seed, connections)?;
     let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
 
-    let warm_up = if scenario == Scenario::SlowClients {
-        0
-    } else {
-        connections as u64
-    };
-    sim.run_until(Limits::secs(3_600), |sim| {
-        sim.fleet().progress().0 >= warm_up
-    })?;
-    let before = sim.fleet().progress().0;
-    let virtual_before = sim.clock().now_micros();
-    let body_before = sim.fleet().counters().body_bytes;
-    sim.reset_timing();
-    // When the last body byte reached the clients (slow-clients measures its rate by that).
-    let all_bytes = connections as u64 * file_len as u64;
-    let mut last_byte_micros = None;
-    sim.run_until(Limits::secs(36_000), |sim| {
-        if last_byte_micros.is_none() && sim.fleet().counters().body_bytes >= all_bytes {
-            last_byte_micros = Some(sim.clock().now_micros());
-        }
-        sim.fleet().is_done()
-    })?;
-    let report = sim.report();
+    work.warm_up(&mut sim, connections)?;
+    let measured = work.measure(&mut sim, connections)?;
+    let report = &measured.report;
     let rss_after = rss_bytes();
-    let total = report.progress.1;
-    if report.fleet.requests_failed > 0
-        || report.fleet.responses_ok != total
-        || report.server.http.responses_2xx != total
-    {
-        bail!("not every request was served byte-exact: {report}");
-    }
     if args.verbose {
         eprintln!("{} x{connections}: {report}", scenario.name());
     }
-    let requests = report.progress.0 - before;
+    let requests = measured.requests;
     let per = |ns: u64| ns as f64 / requests.max(1) as f64;
     let server_ns = report.timing.server_ns;
-    let virtual_secs = (report.virtual_micros - virtual_before) as f64 / 1e6;
+    let virtual_secs = measured.virtual_secs;
     let rss_per = rss_after.saturating_sub(rss_before) as f64 / connections as f64;
-    let fleet_nominal = (client_rx + client_tx + FLEET_STATE_BYTES) as f64;
-    let body_bytes = report.fleet.body_bytes - body_before;
+    let fleet_nominal = work.fleet_bytes_per_connection() as f64;
+    let body_bytes = measured.body_bytes;
     let mut json = serde_json::json!({
         "scenario": scenario.name(),
         "connections": connections,
@@ -342,7 +432,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
         "client_ns_per_request": round2(per(report.timing.client_ns)),
         "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
         "rss_bytes_per_connection": rss_per.round(),
-        "file_bytes": file_len,
+        "file_bytes": work.file_len,
         "body_bits_per_sec": (body_bytes as f64 * 8e9 / server_ns.max(1) as f64).round(),
         "iterations": report.timing.iterations,
         "virtual_secs": virtual_secs,
@@ -352,8 +442,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
         ),
     });
     if scenario == Scenario::SlowClients {
-        let transfer_secs =
-            last_byte_micros.map_or(virtual_secs, |us| (us - virtual_before) as f64 / 1e6);
+        let transfer_secs = measured.transfer_secs.unwrap_or(virtual_secs);
         let aggregate = body_bytes as f64 * 8.0 / transfer_secs.max(1e-9);
         if let Some(map) = json.as_object_mut() {
             map.insert("aggregate_bits_per_sec".into(), aggregate.round().into());
