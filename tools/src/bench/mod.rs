@@ -1,7 +1,8 @@
-//! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory),
-//! [`driver`] (packet-rate limits of each frame backend), [`loss`] (goodput through random
-//! loss against the Mathis bound) and [`synflood`] (SYNs absorbed and legitimate connections
-//! served during a SYN flood), plus [`plot`] for an SVG of the first three.
+//! The benchmarks behind `sirocco-bench`: [`stack`] (the whole server loop in memory; with
+//! [`engines`], N of those loops at once, one per pinned thread), [`driver`] (packet-rate
+//! limits of each frame backend), [`loss`] (goodput through random loss against the Mathis
+//! bound) and [`synflood`] (SYNs absorbed and legitimate connections served during a SYN
+//! flood), plus [`plot`] for an SVG of the first three.
 //!
 //! Every run produces a [`Row`]: a scenario name, the numbers a table prints, and the JSON
 //! object `--json` prints (one per line). Runs are bounded by counts and by time, and each
@@ -17,6 +18,7 @@ macro_rules! outln {
 }
 
 pub mod driver;
+pub mod engines;
 pub mod loss;
 pub mod plot;
 pub mod stack;

@@ -29,6 +29,11 @@
 //! - `slow-clients` adds `aggregate_bits_per_sec` (body bits ÷ virtual seconds until the last
 //!   body byte arrived, `transfer_secs`), `link_bits_per_sec` per client and
 //!   `fraction_of_link_rate`: the aggregate over N links' worth.
+//!
+//! `--engines 1,2,...` runs N such simulations at once instead, one per thread pinned to its
+//! own CPU, sharing one content cache, and reports per-engine figures and the scaling
+//! efficiency against one engine: see [`super::engines`]. Without it the rows are the ones
+//! above.
 
 use std::sync::Arc;
 use std::time::Instant as WallInstant;
@@ -37,7 +42,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sirocco::cache::ContentCache;
 
-use super::{Row, round2, rss_bytes};
+use super::{Row, engines, round2, rss_bytes};
 use crate::sim::{
     Limits, Mode, Request, Script, SimConfig, SimReport, Simulation, SiteTree, seeds,
 };
@@ -137,6 +142,12 @@ pub struct StackArgs {
     /// Print each run's simulation report (server counters included) to stderr.
     #[arg(long)]
     pub verbose: bool,
+    /// Engine counts to run, comma-separated (e.g. `1,2,4`): N shared-nothing engines at
+    /// once, each with its own server, client fleet and thread pinned to its own CPU, sharing
+    /// one content cache. Rows then give per-engine figures and the scaling efficiency
+    /// against one engine (which always runs). Without it: the classic one-core rows.
+    #[arg(long, value_delimiter = ',')]
+    pub engines: Vec<usize>,
     /// Run exactly one scenario and connection count in this process (used by the parent).
     #[arg(long, hide = true)]
     pub child: bool,
@@ -153,7 +164,11 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
             .connections
             .first()
             .context("--child needs --connections")?;
-        let row = run_one(args, scenario, connections)?;
+        let row = match args.engines[..] {
+            [] => run_one(args, scenario, connections)?,
+            [engines] => engines::run_child(args, scenario, connections, engines)?,
+            _ => bail!("--child takes at most one --engines value"),
+        };
         outln!("{}", row.json);
         return Ok(vec![row]);
     }
@@ -165,6 +180,9 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
     } else {
         args.scenarios.clone()
     };
+    if !args.engines.is_empty() {
+        return engines::run_all(args, &scenarios);
+    }
     if !args.json {
         outln!(
             "{:<19} {:>11} {:>10} {:>13} {:>13} {:>13} {:>12} {:>14}",
@@ -178,45 +196,69 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
             "extra"
         );
     }
-    let exe = std::env::current_exe().context("finding our own executable")?;
     let mut rows = Vec::new();
     for scenario in scenarios {
-        let counts = if args.connections.is_empty() {
-            scenario.default_connections(args.quick).to_vec()
-        } else {
-            args.connections.clone()
-        };
-        for connections in counts {
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["stack", "--child", "--json", "--scenarios", scenario.name()])
-                .args(["--connections", &connections.to_string()])
-                .args(["--seed", &args.seed.to_string()]);
-            if let Some(r) = args.requests {
-                cmd.args(["--requests", &r.to_string()]);
-            }
-            if args.quick {
-                cmd.arg("--quick");
-            }
-            if args.verbose {
-                cmd.arg("--verbose");
-            }
-            let out = cmd
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .with_context(|| format!("running {} x{connections}", scenario.name()))?;
-            if !out.status.success() {
-                bail!("{} with {connections} connections failed", scenario.name());
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let line = text.lines().last().context("the child printed nothing")?;
-            let row = Row {
-                json: serde_json::from_str(line).context("parsing the child's JSON")?,
-            };
+        for connections in args.connection_counts(scenario) {
+            let row = spawn_child(args, scenario, connections, None)?;
             print_row(args.json, &row);
             rows.push(row);
         }
     }
     Ok(rows)
+}
+
+impl StackArgs {
+    /// The connection counts to run `scenario` with: `--connections`, or its defaults.
+    pub(super) fn connection_counts(&self, scenario: Scenario) -> Vec<usize> {
+        if self.connections.is_empty() {
+            scenario.default_connections(self.quick).to_vec()
+        } else {
+            self.connections.clone()
+        }
+    }
+}
+
+/// One run in a child process of its own (`engines`: that many engines at once, see
+/// [`engines`]; `None`: the classic run); returns the row it printed.
+pub(super) fn spawn_child(
+    args: &StackArgs,
+    scenario: Scenario,
+    connections: usize,
+    engines: Option<usize>,
+) -> anyhow::Result<Row> {
+    let exe = std::env::current_exe().context("finding our own executable")?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["stack", "--child", "--json", "--scenarios", scenario.name()])
+        .args(["--connections", &connections.to_string()])
+        .args(["--seed", &args.seed.to_string()]);
+    if let Some(n) = engines {
+        cmd.args(["--engines", &n.to_string()]);
+    }
+    if let Some(r) = args.requests {
+        cmd.args(["--requests", &r.to_string()]);
+    }
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    if args.verbose {
+        cmd.arg("--verbose");
+    }
+    let what = match engines {
+        Some(n) => format!("{} x{connections} on {n} engines", scenario.name()),
+        None => format!("{} x{connections}", scenario.name()),
+    };
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("the child printed nothing")?;
+    Ok(Row {
+        json: serde_json::from_str(line).context("parsing the child's JSON")?,
+    })
 }
 
 fn print_row(json: bool, row: &Row) {
@@ -250,6 +292,9 @@ pub(super) struct Workload {
     pub(super) scenario: Scenario,
     pub(super) file_len: usize,
     pub(super) cache: Arc<ContentCache>,
+    /// The one request every client makes over and over, and the body it must get.
+    path: &'static str,
+    body: Arc<[u8]>,
     requests: Arc<[Request]>,
     /// Requests per connection, the warm-up one included.
     count: usize,
@@ -275,7 +320,7 @@ impl Workload {
             .add(path, seeds::bytes(512, file_len))
             .context("writing the file")?;
         let cache = Arc::new(ContentCache::load(tree.root()).context("loading the document root")?);
-        let requests: Arc<[Request]> = Arc::from(vec![Request::get(path, body)]);
+        let requests: Arc<[Request]> = Arc::from(vec![Request::get(path, Arc::clone(&body))]);
 
         let measured = args
             .requests
@@ -298,7 +343,9 @@ impl Workload {
             scenario,
             file_len,
             cache,
+            path,
             requests,
+            body,
             count,
             mode,
             client_rx,
@@ -310,9 +357,27 @@ impl Workload {
     /// One server on the shared cache and a fleet of `connections` clients, each with the
     /// workload's script, holding their connections open until all are done.
     pub(super) fn simulation(&self, seed: u64, connections: usize) -> anyhow::Result<Simulation> {
+        self.simulation_with(Arc::clone(&self.requests), seed, connections)
+    }
+
+    /// The workload's request list with a copy of the expected body of its own, for a fleet
+    /// that is to share nothing with the others.
+    pub(super) fn own_requests(&self) -> Arc<[Request]> {
+        let body: Arc<[u8]> = Arc::from(&self.body[..]);
+        Arc::from(vec![Request::get(self.path, body)])
+    }
+
+    /// [`Workload::simulation`] with the clients making `requests` (see
+    /// [`Workload::own_requests`]).
+    pub(super) fn simulation_with(
+        &self,
+        requests: Arc<[Request]>,
+        seed: u64,
+        connections: usize,
+    ) -> anyhow::Result<Simulation> {
         let scripts = (0..connections)
             .map(|_| Script {
-                requests: Arc::clone(&self.requests),
+                requests: Arc::clone(&requests),
                 first: 0,
                 count: self.count,
                 mode: self.mode,
@@ -370,13 +435,7 @@ impl Workload {
             sim.fleet().is_done()
         })?;
         let report = sim.report();
-        let total = report.progress.1;
-        if report.fleet.requests_failed > 0
-            || report.fleet.responses_ok != total
-            || report.server.http.responses_2xx != total
-        {
-            bail!("not every request was served byte-exact: {report}");
-        }
+        check_served(&report)?;
         Ok(Measured {
             requests: report.progress.0 - before,
             virtual_secs: (report.virtual_micros - virtual_before) as f64 / 1e6,
@@ -385,6 +444,18 @@ impl Workload {
             report,
         })
     }
+}
+
+/// Fails unless every request of the run was answered 200 with the exact body.
+pub(super) fn check_served(report: &SimReport) -> anyhow::Result<()> {
+    let total = report.progress.1;
+    if report.fleet.requests_failed > 0
+        || report.fleet.responses_ok != total
+        || report.server.http.responses_2xx != total
+    {
+        bail!("not every request was served byte-exact: {report}");
+    }
+    Ok(())
 }
 
 /// What the measured phase of one simulation did.

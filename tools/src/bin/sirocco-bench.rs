@@ -2,7 +2,9 @@
 //!
 //! - `sirocco-bench [stack] [--scenarios ...] [--quick] [--json] [--plot FILE.svg]`: the whole
 //!   server loop in memory (the default when no subcommand is given); see
-//!   [`sirocco_tools::bench::stack`].
+//!   [`sirocco_tools::bench::stack`]. With `--engines 1,2,...`, N engines at once on their
+//!   own pinned threads, and how the cost of each holds up; see
+//!   [`sirocco_tools::bench::engines`].
 //! - `sirocco-bench driver [--drivers memory,tap,afxdp] [--json] [--plot FILE.svg]`: packet
 //!   rates of the frame backends; see [`sirocco_tools::bench::driver`]. Needs root for tap and
 //!   AF_XDP (it creates its own namespaces).
