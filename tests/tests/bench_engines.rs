@@ -1,0 +1,127 @@
+//! `sirocco-bench stack --engines 1,2 --json`: one engine and two at once, each on its own
+//! pinned thread with its own server and client fleet on one shared content cache. Checks
+//! the shape and sanity of the rows (every request served, one entry per engine, a finite
+//! positive efficiency), never a performance threshold: the bench reports, tests do not time.
+//! Runs the release binary, which CI builds before the tests
+//! (`cargo build --workspace --release --bins`).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn number(row: &Value, key: &str) -> f64 {
+    row[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {row}"))
+}
+
+fn numbers(row: &Value, key: &str) -> Vec<f64> {
+    row[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} is not an array in {row}"))
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .unwrap_or_else(|| panic!("{key} holds a non-number in {row}"))
+        })
+        .collect()
+}
+
+#[test]
+fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
+    let out = Command::new(sirocco_tests::lab::release_binary("sirocco-bench"))
+        .args(["stack", "--scenarios", "keepalive-512,new-connection-512"])
+        .args(["--connections", "100", "--requests", "4000"])
+        .args(["--engines", "1,2", "--json"])
+        .output()
+        .expect("run sirocco-bench stack --engines");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sirocco-bench stack --engines failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let shape: Vec<(&str, f64)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row["scenario"].as_str().unwrap_or("?"),
+                number(row, "engines"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("keepalive-512", 1.0),
+            ("keepalive-512", 2.0),
+            ("new-connection-512", 1.0),
+            ("new-connection-512", 2.0),
+        ],
+        "{stdout}"
+    );
+    for row in &rows {
+        let engines = number(row, "engines") as usize;
+        assert_eq!(number(row, "connections"), 100.0, "{row}");
+        for key in [
+            "requests_per_sec_per_engine",
+            "server_ns_per_request",
+            "server_cpu_ns_per_request",
+            "client_ns_per_request",
+            "thread_cpu_ns_per_request",
+            "cpu_share",
+            "preemptions",
+            "cpus",
+            "connections_per_engine",
+            "requests_per_engine",
+        ] {
+            assert_eq!(numbers(row, key).len(), engines, "{key} in {row}");
+        }
+        // The connections are shared out, and every engine served requests of its own.
+        assert_eq!(
+            numbers(row, "connections_per_engine").iter().sum::<f64>(),
+            100.0,
+            "{row}"
+        );
+        let per_engine = numbers(row, "requests_per_engine");
+        assert!(per_engine.iter().all(|&r| r > 0.0), "{row}");
+        assert_eq!(per_engine.iter().sum::<f64>(), number(row, "requests"));
+        for key in [
+            "requests_per_sec_per_engine",
+            "server_ns_per_request",
+            "server_cpu_ns_per_request",
+            "client_ns_per_request",
+            "thread_cpu_ns_per_request",
+            "cpu_share",
+        ] {
+            for x in numbers(row, key) {
+                assert!(x.is_finite() && x > 0.0, "{key} in {row}");
+            }
+        }
+        // The sum over engines (each rounded to a whole request per second).
+        let sum: f64 = numbers(row, "requests_per_sec_per_engine").iter().sum();
+        assert!(
+            (number(row, "requests_per_sec") - sum).abs() <= engines as f64,
+            "{row}"
+        );
+        for key in ["scaling_efficiency", "scaling_efficiency_cpu"] {
+            let efficiency = number(row, key);
+            assert!(efficiency.is_finite() && efficiency > 0.0, "{key} in {row}");
+            if engines == 1 {
+                assert_eq!(efficiency, 1.0, "{key}: the baseline is itself: {row}");
+            }
+        }
+        let overlap = number(row, "overlap");
+        assert!((0.0..=1.0).contains(&overlap), "{row}");
+        // Each engine on a CPU of its own while there are enough of them.
+        let allowed = number(row, "allowed_cpus") as usize;
+        let mut cpus = numbers(row, "cpus");
+        cpus.dedup();
+        assert_eq!(cpus.len(), engines.min(allowed), "{row}");
+        assert_eq!(row["oversubscribed"].as_bool(), Some(engines > allowed));
+    }
+}
