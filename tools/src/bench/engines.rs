@@ -45,7 +45,9 @@
 //!   invocation (same scenario and connections). The one-engine run is always made: when
 //!   `--engines` does not list 1, it runs first anyway and its row is printed too. 1.0 means
 //!   an engine costs as much with N-1 others running as alone. `scaling_efficiency_cpu` is the
-//!   same ratio on in-poll CPU time, which a busy machine's preemptions do not inflate;
+//!   same ratio on in-poll CPU time, which a busy machine's preemptions do not inflate. At N
+//!   engines each serves `connections / N`: a smaller working set per engine shows up here too
+//!   (a one-engine run with `--connections` at that share tells the two apart);
 //! - `overlap`: the time all N measured phases ran together ÷ the longest phase (1.0: they
 //!   ran side by side throughout);
 //! - `cpus` (the CPU each engine was pinned to), `allowed_cpus`, `oversubscribed` (more
