@@ -1,9 +1,9 @@
-//! `sirocco-bench stack --engines 1,2 --json`: one engine and two at once, each on its own
-//! pinned thread with its own server and client fleet on one shared content cache. Checks
-//! the shape and sanity of the rows (every request served, one entry per engine, a finite
-//! positive efficiency), never a performance threshold: the bench reports, tests do not time.
-//! Runs the release binary, which CI builds before the tests
-//! (`cargo build --workspace --release --bins`).
+//! `sirocco-bench stack --engines 1,2 --json`, and `--rounds`: one engine and two at once,
+//! each on its own pinned thread with its own server and client fleet on one shared content
+//! cache. Checks the shape and sanity of the rows (every request served, one entry per
+//! engine, a finite positive efficiency, medians within their ranges), never a performance
+//! threshold: the bench reports, tests do not time. Runs the release binary, which CI builds
+//! before the tests (`cargo build --workspace --release --bins`).
 
 use std::process::Command;
 
@@ -123,5 +123,65 @@ fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
         cpus.dedup();
         assert_eq!(cpus.len(), engines.min(allowed), "{row}");
         assert_eq!(row["oversubscribed"].as_bool(), Some(engines > allowed));
+    }
+}
+
+#[test]
+fn rounds_repeat_the_list_and_end_with_the_median_of_each_engine_count() {
+    let out = Command::new(sirocco_tests::lab::release_binary("sirocco-bench"))
+        .args(["stack", "--scenarios", "keepalive-512"])
+        .args(["--connections", "20", "--requests", "1000"])
+        .args(["--engines", "2", "--rounds", "2", "--json"])
+        .output()
+        .expect("run sirocco-bench stack --rounds");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sirocco-bench stack --rounds failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    // Round 1 and round 2, each with the one-engine baseline first, then the medians.
+    let shape: Vec<(f64, Option<f64>, bool)> = rows
+        .iter()
+        .map(|row| {
+            (
+                number(row, "engines"),
+                row["round"].as_f64(),
+                row["median"] == Value::Bool(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1.0, Some(1.0), false),
+            (2.0, Some(1.0), false),
+            (1.0, Some(2.0), false),
+            (2.0, Some(2.0), false),
+            (1.0, None, true),
+            (2.0, None, true),
+        ],
+        "{stdout}"
+    );
+    for median in &rows[4..] {
+        assert_eq!(number(median, "rounds"), 2.0, "{median}");
+        for key in [
+            "scaling_efficiency",
+            "scaling_efficiency_cpu",
+            "requests_per_sec",
+        ] {
+            let value = number(median, key);
+            let range = numbers(median, &format!("{key}_range"));
+            assert!(value.is_finite() && value > 0.0, "{key} in {median}");
+            // Rounded to three decimals, the median of two lies between them.
+            assert!(
+                range[0] - 0.001 <= value && value <= range[1] + 0.001,
+                "{key} in {median}"
+            );
+        }
     }
 }

@@ -52,6 +52,11 @@
 //!   same ratio on in-poll CPU time, which a busy machine's preemptions do not inflate. At N
 //!   engines each serves `connections / N`: a smaller working set per engine shows up here too
 //!   (a one-engine run with `--connections` at that share tells the two apart);
+//! - `round`, with `--rounds K` above 1: the whole list of engine counts runs K times, one
+//!   round after another, each against its own round's one-engine run; then one row per
+//!   engine count with `"median": true` gives the median over rounds of `scaling_efficiency`,
+//!   `scaling_efficiency_cpu` and `requests_per_sec`, each with its `[least, most]` range in
+//!   `*_range` (on a busy machine, one round's ratio says little);
 //! - `overlap`: the time all N measured phases ran together ÷ the longest phase (1.0: they
 //!   ran side by side throughout);
 //! - `cpus` (the CPU each engine was pinned to), `allowed_cpus`, `oversubscribed` (more
@@ -88,6 +93,9 @@ pub(super) fn run_all(args: &StackArgs, scenarios: &[Scenario]) -> anyhow::Resul
     if args.plot.is_some() {
         bail!("--plot draws one-engine runs; run it without --engines");
     }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let mut counts = vec![1];
     counts.extend(args.engines.iter().copied().filter(|&n| n != 1));
     let most = counts.iter().copied().max().unwrap_or(1);
@@ -104,25 +112,110 @@ pub(super) fn run_all(args: &StackArgs, scenarios: &[Scenario]) -> anyhow::Resul
     let mut rows = Vec::new();
     for &scenario in scenarios {
         for connections in args.connection_counts(scenario) {
-            let mut baseline = None;
-            for &engines in &counts {
-                let mut row = spawn_child(args, scenario, connections, Some(engines))?;
-                let wall = mean_rate(&row, "server_ns_per_request")?;
-                let cpu = mean_rate(&row, "server_cpu_ns_per_request")?;
-                let (base_wall, base_cpu) = *baseline.get_or_insert((wall, cpu));
-                if let Some(map) = row.json.as_object_mut() {
-                    map.insert("scaling_efficiency".into(), round3(wall / base_wall).into());
-                    map.insert(
-                        "scaling_efficiency_cpu".into(),
-                        round3(cpu / base_cpu).into(),
-                    );
+            let mut runs = Vec::new();
+            for round in 1..=args.rounds {
+                let mut baseline = None;
+                for &engines in &counts {
+                    let mut row = spawn_child(args, scenario, connections, Some(engines))?;
+                    let wall = mean_rate(&row, "server_ns_per_request")?;
+                    let cpu = mean_rate(&row, "server_cpu_ns_per_request")?;
+                    let (base_wall, base_cpu) = *baseline.get_or_insert((wall, cpu));
+                    if let Some(map) = row.json.as_object_mut() {
+                        map.insert("scaling_efficiency".into(), round3(wall / base_wall).into());
+                        map.insert(
+                            "scaling_efficiency_cpu".into(),
+                            round3(cpu / base_cpu).into(),
+                        );
+                        if args.rounds > 1 {
+                            map.insert("round".into(), round.into());
+                        }
+                    }
+                    print_row(args.json, &row);
+                    runs.push(row);
                 }
-                print_row(args.json, &row);
+            }
+            let medians = if args.rounds > 1 {
+                counts
+                    .iter()
+                    .map(|&engines| median_row(scenario, connections, engines, &runs))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            rows.extend(runs);
+            for row in medians {
+                print_summary(args.json, &row);
                 rows.push(row);
             }
         }
     }
     Ok(rows)
+}
+
+/// The medians over rounds of the `engines`-engine rows in `runs`: a row with `"median":
+/// true`, `rounds`, and for each efficiency its median and its `[least, most]` range.
+fn median_row(scenario: Scenario, connections: usize, engines: usize, runs: &[Row]) -> Row {
+    let these: Vec<&Row> = runs
+        .iter()
+        .filter(|r| r.get_f64("engines") == Some(engines as f64))
+        .collect();
+    let mut json = serde_json::json!({
+        "scenario": scenario.name(),
+        "connections": connections,
+        "engines": engines,
+        "median": true,
+        "rounds": these.len(),
+    });
+    for key in [
+        "scaling_efficiency",
+        "scaling_efficiency_cpu",
+        "requests_per_sec",
+    ] {
+        let mut values: Vec<f64> = these.iter().filter_map(|r| r.get_f64(key)).collect();
+        values.sort_by(f64::total_cmp);
+        let Some((&least, &most)) = values.first().zip(values.last()) else {
+            continue;
+        };
+        let middle = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[middle]
+        } else {
+            (values[middle - 1] + values[middle]) / 2.0
+        };
+        if let Some(map) = json.as_object_mut() {
+            map.insert(key.into(), round3(median).into());
+            map.insert(format!("{key}_range"), serde_json::json!([least, most]));
+        }
+    }
+    Row { json }
+}
+
+fn print_summary(json: bool, row: &Row) {
+    if json {
+        outln!("{}", row.json);
+        return;
+    }
+    let range = |key: &str| {
+        let values = f64_array(row, key);
+        match values[..] {
+            [least, most] => format!("{least:.3}..{most:.3}"),
+            _ => String::new(),
+        }
+    };
+    outln!(
+        "{:<19} {:>11} {:>7} {:>10} {:>13.0} {:>10.3} {:>10.3} median of {} rounds; \
+         efficiency {}, (cpu) {}",
+        row.get_str("scenario").unwrap_or("?"),
+        row.get_f64("connections").unwrap_or(0.0),
+        row.get_f64("engines").unwrap_or(0.0),
+        "",
+        row.get_f64("requests_per_sec").unwrap_or(0.0),
+        row.get_f64("scaling_efficiency").unwrap_or(f64::NAN),
+        row.get_f64("scaling_efficiency_cpu").unwrap_or(f64::NAN),
+        row.get_f64("rounds").unwrap_or(0.0),
+        range("scaling_efficiency_range"),
+        range("scaling_efficiency_cpu_range"),
+    );
 }
 
 /// The mean over engines of requests per second of engine time, from the nanoseconds per

@@ -148,6 +148,10 @@ pub struct StackArgs {
     /// against one engine (which always runs). Without it: the classic one-core rows.
     #[arg(long, value_delimiter = ',')]
     pub engines: Vec<usize>,
+    /// With --engines: run the whole list this many times, one round after another, and end
+    /// with the median efficiency of each engine count over the rounds.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Run exactly one scenario and connection count in this process (used by the parent).
     #[arg(long, hide = true)]
     pub child: bool,
@@ -182,6 +186,9 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
     };
     if !args.engines.is_empty() {
         return engines::run_all(args, &scenarios);
+    }
+    if args.rounds != 1 {
+        bail!("--rounds repeats --engines runs; give --engines too");
     }
     if !args.json {
         outln!(
