@@ -429,6 +429,19 @@ impl LabServer {
         self.wait_exit(Duration::from_secs(10))
     }
 
+    /// [`LabServer::stop`], asserting that it exited 0 on SIGTERM.
+    pub fn stop_cleanly(self) -> Stopped {
+        let stopped = self.stop();
+        assert!(
+            stopped.status.success(),
+            "sirocco exited with {} on SIGTERM: {}{}",
+            stopped.status,
+            stopped.stdout,
+            stopped.stderr
+        );
+        stopped
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(mut self) {
         self.child.0.kill().expect("SIGKILL sirocco");
@@ -490,4 +503,12 @@ pub fn parse_wrk(text: &str) -> WrkReport {
         socket_errors,
         non_2xx,
     }
+}
+
+/// Runs `command` with no stdin and returns its output, panicking if it cannot be started.
+pub fn run(command: &mut Command, what: &str) -> std::process::Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
 }

@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,8 @@ use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk,
-    server_url, sirocco_binary,
+    ChildGuard, LabServer, TempDir, assert_same_bytes, lab_available, parse_wrk, run, server_url,
+    sirocco_binary,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -46,27 +46,6 @@ fn stat(line: &str, key: &str) -> u64 {
         .find_map(|word| word.strip_prefix(&prefix))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
-}
-
-/// Stops the server and asserts it exited 0 on SIGTERM.
-fn stop_cleanly(server: LabServer) -> Stopped {
-    let stopped = server.stop();
-    assert!(
-        stopped.status.success(),
-        "sirocco exited with {} on SIGTERM: {}{}",
-        stopped.status,
-        stopped.stdout,
-        stopped.stderr
-    );
-    stopped
-}
-
-/// Runs `command` and returns its output, panicking if it cannot be started.
-fn run(command: &mut Command, what: &str) -> Output {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
 }
 
 /// `timeout -k 5 SECS program`, in the client namespace: a hard bound on any client.
@@ -127,7 +106,7 @@ fn curl_fetches_every_size_byte_exact() {
             started.elapsed().as_secs_f64() * 1e3
         );
     }
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), sizes.len() as u64, "{}", stopped.stdout);
 }
 
@@ -169,7 +148,7 @@ fn wget_mirror_of_the_sample_site_matches_it_file_by_file() {
         assert_same_bytes(&path.display().to_string(), got, want);
     }
     println!("wget --mirror: {} files, all byte-exact", expected.len());
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert_eq!(
         stopped.requests(),
         expected.len() as u64,
@@ -203,7 +182,7 @@ fn ping_gets_replies() {
         output.status.success() && text.contains("3 packets transmitted, 3 received"),
         "ping {SERVER_ADDR} did not get 3 replies: {text}"
     );
-    stop_cleanly(server);
+    server.stop_cleanly();
 }
 
 /// wrk for 5 s at `connections` against a 512-byte file (Kegel's test), one thread.
@@ -230,7 +209,7 @@ fn wrk_run(tag: &str, connections: u32) {
         String::from_utf8_lossy(&output.stderr)
     );
     let report = parse_wrk(&text);
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     for line in stopped.stats_lines() {
         println!("server: {line}");
     }
@@ -296,7 +275,7 @@ fn ab_keepalive_5000_requests_none_failed() {
         Some("5000"),
         "{text}"
     );
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert!(stopped.requests() >= 5000, "{}", stopped.stdout);
 }
 
@@ -374,7 +353,7 @@ fn python_pipelines_ten_requests_in_one_write() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(text.contains("pipelined: 10 of 10"), "{text}");
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), 10, "{}", stopped.stdout);
 }
 
@@ -436,7 +415,7 @@ fn headless_chromium_loads_the_page_and_runs_its_script() {
         assert!(Instant::now() < deadline, "no stats line within 5 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     let stats = stopped.stats_lines();
     let last = *stats.last().expect("stats lines");
     for line in stats.iter().filter(|l| !l.contains("(+0)")) {
@@ -497,7 +476,7 @@ fn the_kernel_keeps_its_own_address_beside_sirocco() {
         status.success() && text.contains("3 packets transmitted, 3 received"),
         "the kernel's {kernel_addr} did not answer ping while sirocco served: {text}"
     );
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), fetched, "{}", stopped.stdout);
 }
 
@@ -549,7 +528,7 @@ fn sigkill_leaves_no_xdp_program_and_a_new_server_starts_at_once() {
         &curl(&lab, "/file-512.bin"),
         &tree.body("/file-512.bin"),
     );
-    let stopped = stop_cleanly(second);
+    let stopped = second.stop_cleanly();
     assert_eq!(stopped.requests(), 1, "{}", stopped.stdout);
 }
 
@@ -761,7 +740,7 @@ fn curl_range_conditional_compressed_and_head_requests() {
     assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
     assert_same_bytes("index.html", &body, &css);
 
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), 11, "{}", stopped.stdout);
 }
 
@@ -854,7 +833,7 @@ fn sighup_reload_keeps_running_downloads_intact_and_serves_the_new_tree() {
         b"new\n",
         "a failed reload changed the tree"
     );
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     assert!(stopped.stderr.contains("reloaded: "), "{}", stopped.stderr);
 }
 

@@ -17,13 +17,13 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sirocco::lab::ecmp::{self, ANYCAST_ADDR, EcmpLab};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, TempDir, assert_same_bytes, runnable, sirocco_binary, stats_lines,
+    ChildGuard, LabServer, TempDir, assert_same_bytes, run, runnable, sirocco_binary, stats_lines,
 };
 
 const TOOLS: [&str; 6] = ["ip", "ethtool", "ping", "curl", "python3", "timeout"];
@@ -154,11 +154,31 @@ print(json.dumps({"ports": [p for p, _ in results if p is not None],
                   "failures": [f for _, f in results if f is not None]}))
 "#;
 
-fn run(command: &mut Command, what: &str) -> Output {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+/// [`FETCH_MANY`] from the client namespace: `count` new connections fetching `url`, checked
+/// against the file under `root`; its JSON report (`ports`, `failures`).
+fn fetch_many(lab: &EcmpLab, url: &str, root: &Path, count: usize) -> serde_json::Value {
+    let output = run(
+        lab.client_command("timeout")
+            .args(["-k", "5", "60", "python3", "-c", FETCH_MANY])
+            .arg(ANYCAST_ADDR.to_string())
+            .arg(url)
+            .arg(root.join(url.trim_start_matches('/')))
+            .arg(count.to_string()),
+        "python3",
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the fetch script exited with {}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "the fetch script printed no JSON: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }
 
 #[test]
@@ -185,24 +205,7 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
     // (a) 200 connections, each new: all byte-exact, and both hosts served some.
     let connections = 200;
     let started = Instant::now();
-    let output = run(
-        lab.client_command("timeout")
-            .args(["-k", "5", "60", "python3", "-c", FETCH_MANY])
-            .arg(ANYCAST_ADDR.to_string())
-            .arg(&small_url)
-            .arg(tree.path().join(small_url.trim_start_matches('/')))
-            .arg(connections.to_string()),
-        "python3",
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the fetch script exited with {}: {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.trim()).expect("the fetch script prints JSON");
+    let report = fetch_many(&lab, &small_url, tree.path(), connections);
     let failures = report["failures"].as_array().expect("failures");
     assert!(failures.is_empty(), "failed connections: {failures:#?}");
     let mut ports: Vec<u64> = report["ports"]
@@ -236,6 +239,21 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
     );
 
     // (b) 40 slow downloads in flight on both hosts; host 1 dies; those on host 2 complete.
+    // The client's receive buffers are capped at 256 KiB: otherwise a host can push a whole
+    // 4 MiB body into the client's kernel before it dies, and curl, reading at its own pace,
+    // completes a download whose server is gone.
+    let capped = run(
+        lab.client_command("sh").args([
+            "-c",
+            "echo 4096 131072 262144 > /proc/sys/net/ipv4/tcp_rmem",
+        ]),
+        "sh",
+    );
+    assert!(
+        capped.status.success(),
+        "cannot cap tcp_rmem in the client namespace: {}",
+        String::from_utf8_lossy(&capped.stderr)
+    );
     let downloads = 40;
     let into = TempDir::new("ecmp");
     let url = format!("http://{ANYCAST_ADDR}{big_url}");
@@ -359,22 +377,7 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
         String::from_utf8_lossy(&replaced.stderr)
     );
     let fresh = 50;
-    let output = run(
-        lab.client_command("timeout")
-            .args(["-k", "5", "60", "python3", "-c", FETCH_MANY])
-            .arg(ANYCAST_ADDR.to_string())
-            .arg(&small_url)
-            .arg(tree.path().join(small_url.trim_start_matches('/')))
-            .arg(fresh.to_string()),
-        "python3",
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "the fetch script printed no JSON: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let report = fetch_many(&lab, &small_url, tree.path(), fresh);
     let failures = report["failures"].as_array().expect("failures");
     assert!(
         failures.is_empty(),
@@ -385,7 +388,7 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
     );
 
     let survivor = hosts.remove(0);
-    let stopped = survivor.stop();
+    let stopped = survivor.stop_cleanly();
     assert!(
         stopped.status.success(),
         "host 2 exited with {}: {}{}",

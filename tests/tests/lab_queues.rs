@@ -13,25 +13,18 @@
 //! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use sirocco::lab::veth::{SERVER_IFACE, VethLab};
 use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk, server_url,
+    LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk, run, server_url,
     sirocco_binary,
 };
 
 /// Separate curl processes, each one connection (each its own source port and flow hash).
 const CONNECTIONS: usize = 24;
-
-fn run(command: &mut Command, what: &str) -> Output {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
-}
 
 fn two_queue_lab(tag: &str) -> VethLab {
     VethLab::create_with_queues(&format!("sirocco-{tag}-{}", std::process::id()), 2)
@@ -53,18 +46,6 @@ fn per_queue(stopped: &Stopped) -> Vec<(u32, u64, String)> {
             Some((queue.parse().ok()?, requests, line.to_string()))
         })
         .collect()
-}
-
-fn stop_cleanly(server: LabServer) -> Stopped {
-    let stopped = server.stop();
-    assert!(
-        stopped.status.success(),
-        "sirocco exited with {} on SIGTERM: {}{}",
-        stopped.status,
-        stopped.stdout,
-        stopped.stderr
-    );
-    stopped
 }
 
 /// The server said it runs two engines, one per queue.
@@ -133,7 +114,7 @@ fn two_engines_share_connections_and_every_file_is_byte_exact() {
         }
     }
 
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     println!("{}", stopped.stdout);
     let queues = per_queue(&stopped);
     assert_eq!(
@@ -206,7 +187,7 @@ fn wrk_1000_connections_over_two_engines_no_socket_errors() {
         output.status
     );
     let report = parse_wrk(&text);
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     println!(
         "{}",
         stopped
@@ -297,7 +278,7 @@ fn a_reload_reaches_every_engine() {
     for body in &after {
         assert_same_bytes("/index.html after the reload", body, &new);
     }
-    let stopped = stop_cleanly(server);
+    let stopped = server.stop_cleanly();
     let queues = per_queue(&stopped);
     assert!(
         queues.len() == 2 && queues.iter().all(|q| q.1 > 0),
