@@ -6,7 +6,7 @@
 //!
 //! Each engine owns its driver (one queue), its stack (flow table, cells, pools, timer wheel)
 //! and its HTTP state; the only thing engines share is the read-only [`ContentCache`] behind an
-//! `Arc`. Engine and supervisor meet in a [`Mailbox`], touched once per loop iteration at most
+//! `Arc`. Engine and supervisor meet in a `Mailbox`, touched once per loop iteration at most
 //! (a relaxed load of a flag that changes on a reload) and never per packet:
 //!
 //! - a reload puts the new tree in the mailbox and raises the flag; the engine adopts it at the
