@@ -120,6 +120,11 @@ pub struct ServeArgs {
     /// Under each stats line, one line per engine (queue).
     #[arg(long)]
     pub stats_per_queue: bool,
+    /// On SIGTERM or SIGINT, refuse new connections and let open ones finish for at most
+    /// this many seconds, closing idle keep-alive connections at once; then exit 0. A second
+    /// signal stops at once.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub shutdown_timeout: u64,
     /// AF_XDP attach mode: native XDP in the NIC driver, generic SKB XDP, or native falling
     /// back to SKB.
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]

@@ -50,7 +50,12 @@ pub struct RunOptions {
     pub stats_interval: Option<StdDuration>,
     /// With the total line, one line per engine (`--stats-per-queue`).
     pub stats_per_queue: bool,
-    /// Set from another thread or a signal handler to end the run.
+    /// Set by a signal handler for a graceful stop ([`Server::begin_drain`]): every engine
+    /// refuses new connections and ends once its own have finished, or after
+    /// `shutdown_timeout`, whichever is first.
+    pub drain: Arc<AtomicBool>,
+    pub shutdown_timeout: StdDuration,
+    /// Set to end at once: an engine failed, or a caller wants out.
     pub stop: Arc<AtomicBool>,
 }
 
@@ -154,7 +159,7 @@ pub fn run<D: FrameIo + Send>(
                 .name(format!("sirocco-q{queue}"))
                 .spawn_scoped(scope, move || {
                     let _done = Done { mailbox, stop };
-                    let result = engine_thread(engine, mailbox, stop, options.idle_wait, start);
+                    let result = engine_thread(engine, mailbox, options, start);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -220,9 +225,18 @@ fn supervise(
     let mut next_stats = options.stats_interval;
     let mut last: Vec<Stats> = mailboxes.iter().map(|_| Stats::default()).collect();
     let mut last_total = Stats::default();
+    let mut drain_said = false;
     while !options.stop.load(Ordering::Relaxed) {
         if mailboxes.iter().all(|m| m.done.load(Ordering::Acquire)) {
             break;
+        }
+        if !drain_said && options.drain.load(Ordering::Relaxed) {
+            drain_said = true;
+            let open: usize = mailboxes.iter().map(|m| m.snapshot().connections).sum();
+            eprintln!(
+                "stopping: refusing new connections; waiting up to {} s for {open} open to finish (a second Ctrl-C or SIGTERM stops at once)",
+                options.shutdown_timeout.as_secs()
+            );
         }
         if let Some(reloaded) = reloader.as_deref_mut().and_then(Reloader::poll) {
             match reloaded {
@@ -278,38 +292,47 @@ fn without_time(line: &str) -> &str {
 fn engine_thread<D: FrameIo>(
     mut engine: Engine<D>,
     mailbox: &Mailbox,
-    stop: &AtomicBool,
-    idle_wait: bool,
+    options: &RunOptions,
     start: std::time::Instant,
 ) -> Result<Stats, RunError> {
     let queue = engine.queue;
     if let Some(cpu) = engine.cpu {
         host::pin_current_thread(cpu).map_err(|source| RunError::Pin { queue, cpu, source })?;
     }
-    let result = engine_loop(&mut engine.server, mailbox, stop, idle_wait, start);
+    let result = engine_loop(&mut engine.server, mailbox, options, start);
     let stats = engine.server.stats();
     mailbox.publish(stats.clone());
     result.map_err(|source| RunError::Driver { queue, source })?;
     Ok(stats)
 }
 
-/// The data path of one engine on the wall clock, until `stop` or a drained finite source.
+/// The data path of one engine on the wall clock, until `stop`, the end of a graceful stop, or
+/// a drained finite source.
 fn engine_loop<D: FrameIo>(
     server: &mut Server<D>,
     mailbox: &Mailbox,
-    stop: &AtomicBool,
-    idle_wait: bool,
+    options: &RunOptions,
     start: std::time::Instant,
 ) -> Result<(), DriverError> {
     let mut next_publish = PUBLISH_INTERVAL;
     let mut exhausted_at: Option<StdDuration> = None;
-    while !stop.load(Ordering::Relaxed) {
+    let mut drain_until: Option<StdDuration> = None;
+    while !options.stop.load(Ordering::Relaxed) {
         let elapsed = start.elapsed();
         let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
         if let Some(cache) = mailbox.take_cache() {
             server.set_cache(cache);
         }
+        if drain_until.is_none() && options.drain.load(Ordering::Relaxed) {
+            server.begin_drain();
+            drain_until = Some(elapsed + options.shutdown_timeout);
+        }
         let moved = server.poll(now)?;
+        if let Some(until) = drain_until
+            && (server.connections() == 0 || elapsed >= until)
+        {
+            break;
+        }
 
         if elapsed >= next_publish {
             mailbox.publish(server.stats());
@@ -322,7 +345,7 @@ fn engine_loop<D: FrameIo>(
                 break;
             }
         }
-        if !moved && idle_wait {
+        if !moved && options.idle_wait {
             let until_deadline = server
                 .poll_at()
                 .map(|at| StdDuration::from_micros((at - now).total_micros()))
@@ -470,6 +493,8 @@ mod tests {
             idle_wait: true,
             stats_interval: Some(StdDuration::from_millis(20)),
             stats_per_queue: true,
+            drain: Arc::new(AtomicBool::new(false)),
+            shutdown_timeout: StdDuration::from_secs(10),
             stop: Arc::clone(stop),
         }
     }
@@ -516,6 +541,55 @@ mod tests {
         fn counters(&self) -> DriverCounters {
             DriverCounters::default()
         }
+    }
+
+    /// A link that is up and quiet: no frame ever comes, and it never runs dry.
+    struct Quiet;
+
+    impl FrameIo for Quiet {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::ethernet(1500)
+        }
+        fn rx_burst(
+            &mut self,
+            _max: usize,
+            _on_frame: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DriverError> {
+            Ok(0)
+        }
+        fn tx_room(&self) -> usize {
+            64
+        }
+        fn tx_stage(&mut self, _len: usize, _fill: &mut dyn FnMut(&mut [u8])) -> bool {
+            true
+        }
+        fn tx_flush(&mut self) -> Result<(), DriverError> {
+            Ok(())
+        }
+        fn counters(&self) -> DriverCounters {
+            DriverCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_graceful_stop_ends_engines_with_no_connection_at_once() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut options = options(&stop);
+        options.shutdown_timeout = StdDuration::from_secs(60);
+        let drain = Arc::clone(&options.drain);
+        let engines = vec![engine(0, Quiet), engine(1, Quiet)];
+        let started = std::time::Instant::now();
+        let signal = std::thread::spawn(move || {
+            std::thread::sleep(StdDuration::from_millis(50));
+            drain.store(true, Ordering::Relaxed);
+        });
+        let finals = run(engines, &options, None, &mut Vec::new()).expect("a clean stop");
+        signal.join().unwrap();
+        assert_eq!(finals.len(), 2);
+        assert!(
+            started.elapsed() < StdDuration::from_secs(30),
+            "engines with nothing open must not wait for the shutdown timeout"
+        );
     }
 
     #[test]

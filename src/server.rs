@@ -141,6 +141,7 @@ impl<D: FrameIo> Server<D> {
         }
         let mut cx = HttpContext {
             cache: &self.cache,
+            draining: self.stack.is_draining(),
             now,
             date: &self.date,
             limits: &self.config.http,
@@ -158,6 +159,18 @@ impl<D: FrameIo> Server<D> {
         let sent = self.stack.counters().tx_frames - tx_before;
         self.driver.tx_flush()?;
         Ok(received > 0 || sent > 0)
+    }
+
+    /// Starts a graceful stop: new connections are refused with an RST, every response from
+    /// now on is the last of its connection, and connections waiting for a request are
+    /// closed at the next poll. [`Server::connections`] falls to 0 as they finish.
+    pub fn begin_drain(&mut self) {
+        self.stack.begin_drain();
+    }
+
+    /// Connections open, half-closed and lingering ones included.
+    pub fn connections(&self) -> usize {
+        self.stack.connections()
     }
 
     /// When the stack next needs [`Server::poll`] even if no frame arrives.

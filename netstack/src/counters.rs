@@ -64,6 +64,9 @@ define_counters! {
         /// Completed handshakes refused with RST because all `max_connections` cells were in
         /// use and no keep-alive connection was idle.
         syn_refused_full,
+        /// SYNs and completed handshakes refused with RST because the server is stopping
+        /// ([`crate::Stack::begin_drain`]).
+        syn_refused_draining,
         /// Half-open connections in the SYN cache now (a gauge, not a count of events).
         syn_cache_entries,
         /// SYNs that found the SYN cache full and were answered with a cookie alone.

@@ -88,6 +88,8 @@ pub struct Stack<A: ConnState> {
     idle: IdleList,
     /// The latest `now` any entry point was given.
     now: Instant,
+    /// Stopping: new connections are refused ([`Stack::begin_drain`]).
+    draining: bool,
 }
 
 /// An intrusive doubly linked list of cell indexes, in the order they joined: O(1) to add at
@@ -293,6 +295,7 @@ impl<A: ConnState> Stack<A> {
             idle: IdleList::new(max),
             counters: StackCounters::default(),
             now: Instant::ZERO,
+            draining: false,
             config,
         })
     }
@@ -308,6 +311,31 @@ impl<A: ConnState> Stack<A> {
     /// Cells in use: connections, half-open ones included.
     pub fn connections(&self) -> usize {
         self.cells.len() - self.free.len()
+    }
+
+    /// Starts a graceful stop, as a server closing its listening socket: from now on every
+    /// SYN, and every handshake that completes, gets an RST (`syn_refused_draining`), while
+    /// open connections carry on. Every open connection is handed to the application at the
+    /// next [`Stack::service`], so it can close the ones that are idle.
+    pub fn begin_drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        for (index, cell) in self.cells.iter_mut().enumerate() {
+            if cell.flow.is_some() && !cell.in_ready {
+                cell.in_ready = true;
+                self.ready.push(CellRef {
+                    index: index as u32,
+                    generation: cell.generation,
+                });
+            }
+        }
+    }
+
+    /// Whether [`Stack::begin_drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// Handles one received Ethernet frame. Never panics, whatever the bytes.
@@ -516,6 +544,10 @@ impl<A: ConnState> Stack<A> {
     /// Answers a SYN with a SYN-ACK whose ISN is a cookie, remembering the handshake in the
     /// SYN cache if it has room.
     fn answer_syn(&mut self, now: Instant, key: FlowKey, seg: &TcpSegment<'_>) {
+        if self.draining {
+            self.refuse_draining(seg);
+            return;
+        }
         let repr = &seg.repr;
         let options = SynOptions {
             // RFC 9293 §3.7.1: without the option, 536.
@@ -559,6 +591,13 @@ impl<A: ConnState> Stack<A> {
         }
     }
 
+    /// A new connection while stopping: RST, as a closed port answers.
+    fn refuse_draining(&mut self, seg: &TcpSegment<'_>) {
+        self.counters.syn_refused_draining += 1;
+        self.front
+            .stage_rst(seg, &mut self.counters, &mut self.staging);
+    }
+
     /// Forgets the handshake in `slot` (if the cache still holds it) and its flow.
     fn forget_pending(&mut self, slot: u32, key: FlowKey) {
         self.syncache.remove(slot);
@@ -579,6 +618,10 @@ impl<A: ConnState> Stack<A> {
         options: SynOptions,
         rtt: Option<Duration>,
     ) -> Option<u32> {
+        if self.draining {
+            self.refuse_draining(seg);
+            return None;
+        }
         if let (Some(limit), Some(per_ip)) = (self.config.max_connections_per_ip, &self.per_ip)
             && per_ip.get(&key.peer_ip).copied().unwrap_or(0) >= limit
         {

@@ -146,6 +146,23 @@ pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackCon
     config
 }
 
+/// For `serve`: a flag that the first SIGINT or SIGTERM sets, for a graceful stop (the
+/// engines stop taking connections and end when theirs have finished); a second one ends the
+/// process at once, with exit status 1, as nginx's fast shutdown after a graceful one. The
+/// XDP program goes with the process: its link closes with it.
+pub fn drain_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let drain = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it runs before the flag is set: it acts only when the flag is
+        // already set, that is on the second signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&drain))
+            .context("installing the stop handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&drain))
+            .context("installing the stop handler")?;
+    }
+    Ok(drain)
+}
+
 /// A flag that SIGINT and SIGTERM set, for the run loop to stop cleanly (and the lab to be
 /// removed by its `Drop`).
 pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {

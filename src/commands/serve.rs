@@ -16,7 +16,7 @@ use sirocco_drivers::sandbox::{self, User};
 use sirocco_drivers::tap::TapDevice;
 use sirocco_drivers::{FrameIo, host};
 
-use super::{http_limits, load_cache, load_options, stack_config, stop_on_signals};
+use super::{drain_on_signals, http_limits, load_cache, load_options, stack_config};
 use crate::access_log::AccessLog;
 use crate::cli::{DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, XdpMode, default_mac};
 use crate::lab;
@@ -413,7 +413,9 @@ fn run_server<D: FrameIo + Send>(
         stats_interval: (args.common.stats_interval > 0)
             .then(|| Duration::from_secs(args.common.stats_interval)),
         stats_per_queue: args.stats_per_queue,
-        stop: stop_on_signals()?,
+        drain: drain_on_signals()?,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let mut reloader = Reloader::on_sighup(args.common.root.clone(), load_options(&args.common))
         .context("installing the SIGHUP (reload) handler")?;

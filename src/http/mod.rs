@@ -146,6 +146,8 @@ pub struct HttpCounters {
     pub foreign_protocol: u64,
     /// Access-log lines dropped because the log writer could not keep up.
     pub access_log_dropped: u64,
+    /// Idle keep-alive connections closed because the server is stopping.
+    pub drain_closes: u64,
 }
 
 /// Adds every counter of another server, e.g. to total the engines of a multi-queue server.
@@ -166,6 +168,7 @@ impl std::ops::AddAssign<&HttpCounters> for HttpCounters {
             lingering_aborts,
             foreign_protocol,
             access_log_dropped,
+            drain_closes,
         } = other;
         self.requests += requests;
         self.responses_2xx += responses_2xx;
@@ -180,6 +183,7 @@ impl std::ops::AddAssign<&HttpCounters> for HttpCounters {
         self.lingering_aborts += lingering_aborts;
         self.foreign_protocol += foreign_protocol;
         self.access_log_dropped += access_log_dropped;
+        self.drain_closes += drain_closes;
     }
 }
 
@@ -200,6 +204,7 @@ impl HttpCounters {
             ("lingering_aborts", self.lingering_aborts),
             ("foreign_protocol", self.foreign_protocol),
             ("access_log_dropped", self.access_log_dropped),
+            ("drain_closes", self.drain_closes),
         ]
         .into_iter()
     }
@@ -219,6 +224,9 @@ pub struct HttpContext<'a> {
     /// The tree in force. A connection adopts it between requests (when nothing of its own is
     /// queued), so a reload never changes a response that has started.
     pub cache: &'a EngineTree,
+    /// The server is stopping: every response is the last of its connection
+    /// (`Connection: close`), and connections waiting for a request are closed.
+    pub draining: bool,
     pub now: Instant,
     pub date: &'a DateHeader,
     pub limits: &'a HttpLimits,
@@ -534,6 +542,11 @@ impl HttpConn {
             // No request came in time: close, as nginx does at its keepalive_timeout.
             cx.counters.keepalive_timeouts += 1;
             self.shut(stream, cx);
+        } else if cx.draining && self.keepalive_deadline.is_some() {
+            // Stopping, and this connection waits for a request: close it with a FIN, as
+            // nginx closes idle keep-alive connections on a graceful stop.
+            cx.counters.drain_closes += 1;
+            self.shut(stream, cx);
         }
     }
 
@@ -691,8 +704,9 @@ impl HttpConn {
         self.requests = self.requests.saturating_add(1);
         let mut outcome = outcome;
         let limit = cx.limits.max_requests_per_connection;
-        if limit > 0 && self.requests >= limit {
-            // nginx's keepalive_requests: this is the last request of the connection.
+        if (limit > 0 && self.requests >= limit) || cx.draining {
+            // nginx's keepalive_requests, or a graceful stop: this is the last request of the
+            // connection.
             outcome.response.connection = ConnectionHeader::Close;
         }
         cx.counters.requests += 1;

@@ -104,6 +104,8 @@ struct Harness {
     last_raw: Vec<u8>,
     log: Option<crate::access_log::AccessLog>,
     buffers: RequestBuffers,
+    /// Passed as `HttpContext::draining`.
+    draining: bool,
 }
 
 fn big_body() -> Vec<u8> {
@@ -154,6 +156,7 @@ impl Harness {
             last_raw: Vec::new(),
             log: None,
             buffers: RequestBuffers::default(),
+            draining: false,
         }
     }
 
@@ -161,6 +164,7 @@ impl Harness {
     fn serve_once(&mut self) {
         let mut cx = HttpContext {
             cache: &self.cache,
+            draining: self.draining,
             now: self.now,
             date: &self.date,
             limits: &self.limits,
@@ -625,7 +629,7 @@ fn counter_fields_name_every_counter() {
         ..HttpCounters::default()
     };
     let fields: Vec<_> = counters.fields().collect();
-    assert_eq!(fields.len(), 13);
+    assert_eq!(fields.len(), 14);
     assert!(fields.contains(&("requests", 1)));
     assert!(fields.contains(&("responses_4xx", 2)));
 }
@@ -1214,4 +1218,61 @@ fn every_kind_of_close_lingers() {
         (h.counters.keepalive_timeouts, h.counters.lingering_aborts),
         (1, 1)
     );
+}
+
+#[test]
+fn a_graceful_stop_closes_idle_connections_and_ends_busy_ones_after_their_response() {
+    // Idle: waiting for a request when the stop begins. Closed at once, with a FIN, nothing
+    // sent.
+    let mut idle = Harness::new(64 * 1024);
+    let first = idle.request("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(first.contains("Connection: keep-alive") || !first.contains("Connection: close"));
+    assert!(!idle.stream.closed);
+    idle.draining = true;
+    idle.serve_once();
+    assert!(
+        idle.stream.closed,
+        "an idle keep-alive connection is closed"
+    );
+    assert!(idle.stream.out.is_empty(), "closed without a byte");
+    assert_eq!(idle.counters.drain_closes, 1);
+
+    // Busy: a download through a small window. It finishes whole; then the connection closes.
+    let mut busy = Harness::new(4096);
+    busy.stream
+        .push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    busy.serve_once();
+    busy.draining = true;
+    busy.serve_once();
+    assert!(!busy.stream.closed, "a response in flight is not cut");
+    busy.stream.in_flight = 0;
+    busy.run();
+    assert!(
+        busy.stream.closed,
+        "closed once its response is out: queue {} closing {} closed {} keepalive {:?} out {}",
+        busy.conn.queue.len(),
+        busy.conn.closing,
+        busy.conn.closed,
+        busy.conn.keepalive_deadline,
+        busy.stream.out.len()
+    );
+    let out = std::mem::take(&mut busy.stream.out);
+    let body_at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(
+        &out[body_at..],
+        &big_body()[..],
+        "the download completed whole"
+    );
+
+    // A request that comes while stopping is answered, as the connection's last.
+    let mut late = Harness::new(64 * 1024);
+    late.draining = true;
+    let answer = late.request("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Connection: close"), "{answer}");
+    assert!(late.stream.closed);
 }

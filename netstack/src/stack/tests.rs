@@ -626,6 +626,41 @@ fn pool_exhausted_handshake_gets_rst() {
 }
 
 #[test]
+fn draining_refuses_new_connections_and_hands_every_open_one_to_the_app() {
+    let mut stack = stack_with(config());
+    let mut open = Peer::new(40000);
+    connect(&mut stack, &mut open, t(0));
+    // A handshake half done when the stop begins.
+    let mut halfway = Peer::new(40001);
+    stack.handle_frame(t(1), &halfway.syn());
+    let synack = only_tcp(&pump(&mut stack, t(1)));
+
+    stack.begin_drain();
+    assert!(stack.is_draining());
+    let mut handed = 0;
+    stack.service(t(2), &mut |_conn| handed += 1);
+    assert_eq!(
+        handed, 1,
+        "the open connection is handed to the application"
+    );
+
+    let fresh = Peer::new(40002);
+    stack.handle_frame(t(3), &fresh.syn());
+    let rst = only_tcp(&pump(&mut stack, t(3)));
+    assert_eq!((rst.control, rst.dst_port), (TcpControl::Rst, 40002));
+    stack.handle_frame(t(3), &halfway.ack_syn(&synack));
+    let rst = only_tcp(&pump(&mut stack, t(3)));
+    assert_eq!((rst.control, rst.dst_port), (TcpControl::Rst, 40001));
+    assert_eq!(stack.counters().syn_refused_draining, 2);
+    assert_eq!(stack.connections(), 1);
+
+    // The open connection is served as before.
+    stack.handle_frame(t(4), &open.data(b"GET\r\n\r\n"));
+    let reply = only_tcp(&pump(&mut stack, t(4)));
+    assert_eq!(reply.payload, b"HELLO");
+}
+
+#[test]
 fn a_syn_takes_no_cell_until_the_final_ack() {
     let mut stack = stack_with(config());
     let mut peer = Peer::new(40000);
