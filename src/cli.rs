@@ -28,6 +28,14 @@ pub enum Command {
     Demo(DemoArgs),
     /// Manage the veth lab: two network namespaces joined by a veth pair.
     Lab(LabArgs),
+    /// Check a configuration file for `serve --config` without serving (as `nginx -t`): its
+    /// keys and values, and that the tree under `root` loads. Prints `FILE: ok` and a summary,
+    /// or the error and exits 1.
+    CheckConfig {
+        /// The TOML file, e.g. /etc/sirocco/sirocco.toml.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print a completion script for a shell, e.g.
     /// `sirocco completions bash > /etc/bash_completion.d/sirocco`.
     Completions {
@@ -160,6 +168,12 @@ pub struct ServeArgs {
     /// kills the process. Default: on where supported (Linux on x86_64 and aarch64).
     #[arg(long, value_enum)]
     pub seccomp: Option<SeccompMode>,
+    // The configuration file (src/config.rs reads it before clap sees the command line).
+    /// Read options from this TOML file: each key is a long flag of `serve` without its dashes
+    /// (`iface = "eth1"`, `max-connections = 10000`, `idle-wait = true`). Flags on the command
+    /// line win over the file. `sirocco check-config FILE` checks a file without serving.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

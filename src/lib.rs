@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod http;
 pub mod lab;
 pub mod reload;

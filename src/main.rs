@@ -3,16 +3,25 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use sirocco::cli::{Cli, Command};
+use sirocco::cli::Command;
 use sirocco::commands;
+use sirocco::config::{self, CliError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // As `Cli::parse`, but `serve --config FILE` reads the file first (src/config.rs).
+    let cli = match config::parse_cli_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(CliError::Clap(error)) => error.exit(),
+        Err(error @ CliError::Config(_)) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(*args).map(|()| true),
         Command::Demo(args) => commands::demo::run(args),
         Command::Lab(args) => commands::lab::run(args).map(|()| true),
+        Command::CheckConfig { file } => commands::check_config::run(&file),
         Command::Completions { shell } => {
             commands::docs::print(&commands::docs::completions(shell))
         }

@@ -1,6 +1,8 @@
-//! The CLI's commands: `serve` and `demo`. This is the application's outer layer, so errors here
-//! carry `anyhow` context written for the person at the terminal.
+//! The CLI's commands: `serve`, `demo`, `lab`, `check-config`, `completions` and `man`. This is
+//! the application's outer layer, so errors here carry `anyhow` context written for the person
+//! at the terminal.
 
+pub mod check_config;
 pub mod demo;
 pub mod docs;
 pub mod lab;
