@@ -80,7 +80,15 @@ mod tests {
         ] {
             let script = completions(shell);
             let script = text(&script);
-            for word in ["serve", "demo", "lab", "max-connections", "syn-cache-size"] {
+            for word in [
+                "serve",
+                "demo",
+                "lab",
+                "check-config",
+                "max-connections",
+                "syn-cache-size",
+                "config",
+            ] {
                 assert!(script.contains(word), "{shell}: no {word}");
             }
         }
@@ -160,6 +168,7 @@ mod tests {
             "keepalive-timeout",
             "user",
             "max-connections",
+            "config",
         ] {
             assert!(
                 text(&page).contains(&format!("\\-\\-{}", flag.replace('-', "\\-"))),
@@ -169,6 +178,10 @@ mod tests {
         if let Some(shown) = shown_by_man(&page, "sirocco-serve") {
             assert!(shown.contains("--syn-cache-size"), "{shown}");
         }
+        let page = man(&["check-config".to_string()]).unwrap();
+        assert!(text(&page).contains(".TH sirocco-check-config 1"));
+        assert!(text(&page).contains("FILE"));
+        shown_by_man(&page, "sirocco-check-config");
         let page = man(&["lab".to_string(), "up".to_string()]).unwrap();
         assert!(text(&page).contains(".TH sirocco-lab-up 1"));
         shown_by_man(&page, "sirocco-lab-up");

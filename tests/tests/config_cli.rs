@@ -1,0 +1,144 @@
+//! `sirocco check-config FILE` and `sirocco serve --config FILE` as a person runs them: a good
+//! file prints `FILE: ok: ...` and exits 0; a file with an unknown key, a bad value or a missing
+//! root names the file, the line and the key and exits 1, and so does `serve` with it. Runs the
+//! release binary, which `tools/test` and CI build before the tests
+//! (`cargo build --workspace --release --bins`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sirocco_tests::lab::sirocco_binary;
+
+/// The sample site of the tests crate.
+fn site() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("www")
+}
+
+/// A directory for this test's files, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("sirocco-config-cli-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sirocco(args: &[&str]) -> Output {
+    Command::new(sirocco_binary())
+        .args(args)
+        .output()
+        .expect("run sirocco")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_good_file_is_ok_with_a_summary() {
+    let dir = Dir::new("good");
+    let root = site();
+    let file = dir.file(
+        "sirocco.toml",
+        &format!(
+            "# a comment\niface = \"eth1\"\nip = \"198.18.0.2/24\"\nport = 8080\nroot = \"{}\"\n\
+             queues = \"0-1\"\nmax-connections = 10_000\nidle-wait = true\nsack = \"off\"\n",
+            root.display()
+        ),
+    );
+    let out = sirocco(&["check-config", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let expected = format!(
+        "{}: ok: serve 198.18.0.2/24:8080 on eth1 (driver auto, queues 0,1), ",
+        file.display()
+    );
+    assert!(stdout.starts_with(&expected), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("from {}", root.display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn mistakes_name_the_file_line_and_key_and_exit_1() {
+    let dir = Dir::new("bad");
+    let root = site();
+    let root_line = format!("root = \"{}\"\n", root.display());
+    for (name, body, expected) in [
+        (
+            "unknown.toml",
+            format!("ip = \"198.18.0.2/24\"\n{root_line}\nmax-conections = 5\n"),
+            ":4: unknown key 'max-conections' (did you mean 'max-connections'?)".to_string(),
+        ),
+        (
+            "badip.toml",
+            format!("{root_line}ip = \"198.18.0.300/24\"\n"),
+            ":2: ip: invalid value '198.18.0.300/24' for '--ip <ADDR/PREFIX>': '198.18.0.300' is not an IPv4 address"
+                .to_string(),
+        ),
+        (
+            "switch.toml",
+            format!("ip = \"198.18.0.2/24\"\n{root_line}idle-wait = \"yes\"\n"),
+            ":3: idle-wait is a switch".to_string(),
+        ),
+        (
+            "noroot.toml",
+            "ip = \"198.18.0.2/24\"\nroot = \"/nonexistent/sirocco-www\"\n".to_string(),
+            ": root: /nonexistent/sirocco-www is not a directory".to_string(),
+        ),
+        (
+            "noip.toml",
+            root_line.clone(),
+            ": the following required arguments were not provided".to_string(),
+        ),
+    ] {
+        let file = dir.file(name, &body);
+        let out = sirocco(&["check-config", file.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {}{expected}", file.display())),
+            "{name}: {stderr}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{name}: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn serve_reads_the_file_and_reports_its_mistakes_before_serving() {
+    let dir = Dir::new("serve");
+    let file = dir.file("sirocco.toml", "ip = \"198.18.0.2/24\"\nportt = 80\n");
+    let out = sirocco(&["serve", "--config", file.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: unknown key 'portt' (did you mean 'port'?)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    // A command-line mistake stays clap's usage error (exit 2), with the file given or not.
+    let out = sirocco(&["serve", "--config", file.to_str().unwrap(), "--port", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
