@@ -28,9 +28,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Manage the veth lab: two network namespaces joined by a veth pair.
     Lab(LabArgs),
-    /// Check a configuration file for `serve --config` without serving (as `nginx -t`): its
-    /// keys and values, and that the tree under `root` loads. Prints `FILE: ok` and a summary,
-    /// or the error and exits 1.
+    /// Check a configuration file for `serve --config` without serving, as `nginx -t` does.
+    ///
+    /// Checks its keys and values, and that the tree under `root` loads. Prints `FILE: ok` and a
+    /// summary, or the error and exits 1.
     CheckConfig {
         /// The TOML file, e.g. /etc/sirocco/sirocco.toml.
         #[arg(value_name = "FILE")]
