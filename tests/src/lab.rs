@@ -464,6 +464,16 @@ pub struct WrkReport {
     pub non_2xx: u64,
 }
 
+impl WrkReport {
+    /// At least one request, no socket error and no non-2xx response; `text` is wrk's output,
+    /// for the message.
+    pub fn assert_clean(&self, text: &str) {
+        assert!(self.requests > 0, "wrk completed no request: {text}");
+        assert_eq!(self.socket_errors, 0, "wrk saw socket errors: {text}");
+        assert_eq!(self.non_2xx, 0, "wrk saw non-2xx responses: {text}");
+    }
+}
+
 /// Reads wrk's summary: requests, socket errors and non-2xx responses.
 pub fn parse_wrk(text: &str) -> WrkReport {
     let requests = text
@@ -511,4 +521,34 @@ pub fn run(command: &mut Command, what: &str) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// The value of `key=` on a stats line.
+pub fn stat(line: &str, key: &str) -> u64 {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
+}
+
+/// wrk for 5 s with `threads` threads and `connections` connections against `path`, from the
+/// lab's client namespace (bounded to 30 s, the descriptor limit raised as far as the hard
+/// limit allows); what it printed, asserting it ran, and its summary.
+pub fn wrk(lab: &VethLab, threads: u32, connections: u32, path: &str) -> (String, WrkReport) {
+    let script = format!(
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t{threads} -c {connections} -d5s --latency {}",
+        server_url(path)
+    );
+    let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "wrk exited with {}: {text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = parse_wrk(&text);
+    (text, report)
 }

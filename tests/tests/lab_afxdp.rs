@@ -21,8 +21,8 @@ use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, TempDir, assert_same_bytes, lab_available, parse_wrk, run, server_url,
-    sirocco_binary,
+    ChildGuard, LabServer, TempDir, assert_same_bytes, lab_available, run, server_url,
+    sirocco_binary, stat, wrk,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -37,15 +37,6 @@ fn heavy() -> MutexGuard<'static, ()> {
 /// The sample site, www/ at the top of the workspace.
 fn sample_site() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../www")
-}
-
-/// The value of `key=` on a stats line.
-fn stat(line: &str, key: &str) -> u64 {
-    let prefix = format!("{key}=");
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&prefix))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
 }
 
 /// `timeout -k 5 SECS program`, in the client namespace: a hard bound on any client.
@@ -194,29 +185,13 @@ fn wrk_run(tag: &str, connections: u32) {
     let tree = TestTree::standard();
     let lab = VethLab::create_unique(tag).expect("create the veth lab");
     let server = LabServer::start(&lab, tree.path(), &["--stats-interval", "1"]);
-    // Each connection is a descriptor: raise the limit as far as the hard limit allows.
-    let script = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t1 -c {connections} -d5s --latency {}",
-        server_url("/file-512.bin")
-    );
-    let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    println!("{text}");
-    assert!(
-        output.status.success(),
-        "wrk exited with {}: {text}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = parse_wrk(&text);
+    let (text, report) = wrk(&lab, 1, connections, "/file-512.bin");
     let stopped = server.stop_cleanly();
     for line in stopped.stats_lines() {
         println!("server: {line}");
     }
     println!("server: {}", stopped.stdout.lines().last().unwrap_or(""));
-    assert!(report.requests > 0, "wrk completed no request: {text}");
-    assert_eq!(report.socket_errors, 0, "wrk saw socket errors: {text}");
-    assert_eq!(report.non_2xx, 0, "wrk saw non-2xx responses: {text}");
+    report.assert_clean(&text);
     assert!(
         stopped.requests() >= report.requests,
         "the server counted {} requests, fewer than wrk's {}",

@@ -23,20 +23,12 @@ use std::time::{Duration, Instant};
 use sirocco::lab::ecmp::{self, ANYCAST_ADDR, EcmpLab};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, LabServer, TempDir, assert_same_bytes, run, runnable, sirocco_binary, stats_lines,
+    ChildGuard, LabServer, TempDir, assert_same_bytes, run, runnable, sirocco_binary, stat,
+    stats_lines,
 };
 
 const TOOLS: [&str; 6] = ["ip", "ethtool", "ping", "curl", "python3", "timeout"];
 const SERVERS: u8 = 2;
-
-/// The value of `key=` on a stats line.
-fn stat(line: &str, key: &str) -> u64 {
-    let prefix = format!("{key}=");
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&prefix))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in stats line: {line}"))
-}
 
 /// Starts `sirocco serve` on host `n` with a stats line every second, and waits (at most
 /// 30 s) until it says it serves and answers ping from the router on its own link.

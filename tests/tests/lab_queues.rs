@@ -19,8 +19,8 @@ use sirocco::lab::veth::{SERVER_IFACE, VethLab};
 use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    LabServer, Stopped, TempDir, assert_same_bytes, lab_available, parse_wrk, run, server_url,
-    sirocco_binary,
+    LabServer, Stopped, TempDir, assert_same_bytes, lab_available, run, server_url, sirocco_binary,
+    wrk,
 };
 
 /// Separate curl processes, each one connection (each its own source port and flow hash).
@@ -174,19 +174,7 @@ fn wrk_1000_connections_over_two_engines_no_socket_errors() {
         &["--stats-interval", "1", "--stats-per-queue"],
     );
     assert_two_engines(&server);
-    let script = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t2 -c 1000 -d5s {}",
-        server_url("/file-512.bin")
-    );
-    let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    println!("{text}");
-    assert!(
-        output.status.success(),
-        "wrk exited with {}: {text}",
-        output.status
-    );
-    let report = parse_wrk(&text);
+    let (text, report) = wrk(&lab, 2, 1000, "/file-512.bin");
     let stopped = server.stop_cleanly();
     println!(
         "{}",
@@ -198,9 +186,7 @@ fn wrk_1000_connections_over_two_engines_no_socket_errors() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(report.requests > 0, "wrk completed no request: {text}");
-    assert_eq!(report.socket_errors, 0, "wrk saw socket errors: {text}");
-    assert_eq!(report.non_2xx, 0, "wrk saw non-2xx responses: {text}");
+    report.assert_clean(&text);
     assert!(stopped.requests() >= report.requests);
     for (queue, requests, line) in per_queue(&stopped) {
         assert!(
