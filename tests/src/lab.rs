@@ -421,12 +421,14 @@ impl LabServer {
         }
     }
 
-    /// SIGTERM, then the exit status and everything it printed. Kills it after 10 s.
+    /// SIGTERM, then the exit status and everything it printed. SIGTERM is a graceful stop:
+    /// the server may wait up to its `--shutdown-timeout` (10 s by default) for connections to
+    /// finish, so it is killed only after 20 s.
     pub fn stop(mut self) -> Stopped {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
-        self.wait_exit(Duration::from_secs(10))
+        self.wait_exit(Duration::from_secs(20))
     }
 
     /// [`LabServer::stop`], asserting that it exited 0 on SIGTERM.
