@@ -108,6 +108,15 @@ struct Harness {
     draining: bool,
 }
 
+/// What follows the first response head in `out`.
+fn after_head(out: &[u8]) -> &[u8] {
+    let at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    &out[at + 4..]
+}
+
 fn big_body() -> Vec<u8> {
     (0..1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -896,13 +905,8 @@ fn a_new_tree_is_adopted_between_requests_never_inside_a_response() {
     h.cache = EngineTree::new(Arc::clone(&new_cache));
     h.run();
     let out = std::mem::take(&mut h.stream.out);
-    let body_at = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
     assert_eq!(
-        &out[body_at..],
+        after_head(&out),
         &big_body()[..],
         "the started download changed"
     );
@@ -1257,13 +1261,8 @@ fn a_graceful_stop_closes_idle_connections_and_ends_busy_ones_after_their_respon
         busy.stream.out.len()
     );
     let out = std::mem::take(&mut busy.stream.out);
-    let body_at = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
     assert_eq!(
-        &out[body_at..],
+        after_head(&out),
         &big_body()[..],
         "the download completed whole"
     );

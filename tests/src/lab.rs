@@ -29,8 +29,18 @@ pub fn lab_available(test: &str, tools: &[&str]) -> bool {
 /// Whether `test` can run here: root and every program in `tools`. When it cannot, CI
 /// (`SIROCCO_REQUIRE_LAB=1`) fails the test; otherwise it prints why it did not run.
 pub fn runnable(test: &str, tools: &[&str]) -> bool {
+    available(test, !sirocco::lab::is_root(), tools)
+}
+
+/// Whether every program in `tools` is here, for a test that needs no root; as [`runnable`]
+/// otherwise.
+pub fn tools_present(test: &str, tools: &[&str]) -> bool {
+    available(test, false, tools)
+}
+
+fn available(test: &str, needs_root: bool, tools: &[&str]) -> bool {
     let mut missing = Vec::new();
-    if !sirocco::lab::is_root() {
+    if needs_root {
         missing.push("root".to_string());
     }
     for tool in tools {

@@ -27,24 +27,38 @@ fn numbers(row: &Value, key: &str) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
+/// `sirocco-bench stack ARGS --json`, asserting it succeeded; one JSON row per line.
+fn bench_rows(args: &[&str]) -> Vec<Value> {
     let out = Command::new(sirocco_tests::lab::release_binary("sirocco-bench"))
-        .args(["stack", "--scenarios", "keepalive-512,new-connection-512"])
-        .args(["--connections", "100", "--requests", "4000"])
-        .args(["--engines", "1,2", "--json"])
+        .arg("stack")
+        .args(args)
+        .arg("--json")
         .output()
-        .expect("run sirocco-bench stack --engines");
+        .expect("run sirocco-bench stack");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "sirocco-bench stack --engines failed: {}{stdout}",
+        "sirocco-bench stack {args:?} failed: {}{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<Value> = stdout
+    stdout
         .lines()
         .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
+    let rows = bench_rows(&[
+        "--scenarios",
+        "keepalive-512,new-connection-512",
+        "--connections",
+        "100",
+        "--requests",
+        "4000",
+        "--engines",
+        "1,2",
+    ]);
     let shape: Vec<(&str, f64)> = rows
         .iter()
         .map(|row| {
@@ -62,7 +76,7 @@ fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
             ("new-connection-512", 1.0),
             ("new-connection-512", 2.0),
         ],
-        "{stdout}"
+        "{rows:?}"
     );
     for row in &rows {
         let engines = number(row, "engines") as usize;
@@ -128,22 +142,18 @@ fn one_and_two_engines_give_a_row_each_with_per_engine_figures() {
 
 #[test]
 fn rounds_repeat_the_list_and_end_with_the_median_of_each_engine_count() {
-    let out = Command::new(sirocco_tests::lab::release_binary("sirocco-bench"))
-        .args(["stack", "--scenarios", "keepalive-512"])
-        .args(["--connections", "20", "--requests", "1000"])
-        .args(["--engines", "2", "--rounds", "2", "--json"])
-        .output()
-        .expect("run sirocco-bench stack --rounds");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sirocco-bench stack --rounds failed: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
+    let rows = bench_rows(&[
+        "--scenarios",
+        "keepalive-512",
+        "--connections",
+        "20",
+        "--requests",
+        "1000",
+        "--engines",
+        "2",
+        "--rounds",
+        "2",
+    ]);
     // Round 1 and round 2, each with the one-engine baseline first, then the medians.
     let shape: Vec<(f64, Option<f64>, bool)> = rows
         .iter()
@@ -165,7 +175,7 @@ fn rounds_repeat_the_list_and_end_with_the_median_of_each_engine_count() {
             (1.0, None, true),
             (2.0, None, true),
         ],
-        "{stdout}"
+        "{rows:?}"
     );
     for median in &rows[4..] {
         assert_eq!(number(median, "rounds"), 2.0, "{median}");

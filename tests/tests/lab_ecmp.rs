@@ -381,13 +381,6 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
 
     let survivor = hosts.remove(0);
     let stopped = survivor.stop_cleanly();
-    assert!(
-        stopped.status.success(),
-        "host 2 exited with {}: {}{}",
-        stopped.status,
-        stopped.stdout,
-        stopped.stderr
-    );
     assert_eq!(
         stopped.requests(),
         served[1] + completed + fresh as u64,

@@ -13,7 +13,7 @@
 //! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use sirocco::lab::veth::{SERVER_IFACE, VethLab};
 use sirocco::lab::{PREFIX_LEN, SERVER_ADDR};
@@ -44,6 +44,37 @@ fn per_queue(stopped: &Stopped) -> Vec<(u32, u64, String)> {
             let (queue, rest) = rest.split_once(": ")?;
             let requests = rest.split_whitespace().next()?.parse().ok()?;
             Some((queue.parse().ok()?, requests, line.to_string()))
+        })
+        .collect()
+}
+
+/// [`CONNECTIONS`] curl processes at once in the client namespace (each one connection, so
+/// its own source port and flow hash), `args` adding the URLs of the `c`-th; asserts each
+/// succeeded and returns what each wrote to stdout.
+fn curls(lab: &VethLab, args: impl Fn(usize, &mut Command)) -> Vec<Vec<u8>> {
+    let children: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let mut command = lab.client_command("curl");
+            command.args(["--silent", "--show-error", "--fail", "--max-time", "60"]);
+            args(c, &mut command);
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start curl")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("wait for curl");
+            assert!(
+                output.status.success(),
+                "curl failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
         })
         .collect()
 }
@@ -81,32 +112,14 @@ fn two_engines_share_connections_and_every_file_is_byte_exact() {
     assert_two_engines(&server);
 
     let files: Vec<(&str, &[u8])> = tree.files().collect();
-    let children: Vec<_> = (0..CONNECTIONS)
-        .map(|c| {
-            let mut command = lab.client_command("curl");
-            command.args(["--silent", "--show-error", "--fail", "--max-time", "60"]);
-            for (i, (path, _)) in files.iter().enumerate() {
-                command
-                    .arg(server_url(path))
-                    .arg("-o")
-                    .arg(out.path().join(format!("{c}-{i}")));
-            }
+    curls(&lab, |c, command| {
+        for (i, (path, _)) in files.iter().enumerate() {
             command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start curl")
-        })
-        .collect();
-    for child in children {
-        let output = child.wait_with_output().expect("wait for curl");
-        assert!(
-            output.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+                .arg(server_url(path))
+                .arg("-o")
+                .arg(out.path().join(format!("{c}-{i}")));
+        }
+    });
     for c in 0..CONNECTIONS {
         for (i, (path, expected)) in files.iter().enumerate() {
             let got = std::fs::read(out.path().join(format!("{c}-{i}"))).expect("read body");
@@ -221,31 +234,10 @@ fn a_reload_reaches_every_engine() {
         &["--stats-interval", "0", "--stats-per-queue"],
     );
     assert_two_engines(&server);
-    let fetch = |path: &str| -> Vec<Vec<u8>> {
-        let children: Vec<_> = (0..CONNECTIONS)
-            .map(|_| {
-                lab.client_command("curl")
-                    .args(["--silent", "--show-error", "--fail", "--max-time", "30"])
-                    .arg(server_url(path))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start curl")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|child| {
-                let output = child.wait_with_output().expect("wait for curl");
-                assert!(
-                    output.status.success(),
-                    "curl {path} failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                output.stdout
-            })
-            .collect()
+    let fetch = |path: &str| {
+        curls(&lab, |_, command| {
+            command.arg(server_url(path));
+        })
     };
     let before = fetch("/index.html");
     let (_, old) = tree
