@@ -1,5 +1,9 @@
 //! What the host offers engines: the CPUs this process may run on, pinning a thread to one of
-//! them, and how many queues a NIC has.
+//! them, how many queues a NIC has, and the NIC's driver and offloads (what `ethtool -i`,
+//! `ethtool -k` and `ethtool -K` read and set).
+//!
+//! Every call works on the interface of that name in the network namespace of the calling
+//! thread.
 //!
 //! `sirocco serve --queues` runs one engine per NIC queue, each on a thread pinned to a core of
 //! its own (`--cpus`), as DPDK lcores and Sandstorm's per-core stacks are. These calls are made
@@ -7,7 +11,12 @@
 
 use std::io;
 
-use crate::sys::Fd;
+use crate::sys::{
+    ETH_FLAG_LRO, ETHTOOL_GCHANNELS, ETHTOOL_GDRVINFO, ETHTOOL_GFLAGS, ETHTOOL_GGRO,
+    ETHTOOL_GRXCSUM, ETHTOOL_GSG, ETHTOOL_GTSO, ETHTOOL_GTXCSUM, ETHTOOL_SFLAGS, ETHTOOL_SGRO,
+    ETHTOOL_SRXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_STXCSUM, EthtoolChannels, EthtoolDrvinfo,
+    EthtoolValue, Fd, c_chars,
+};
 
 /// The CPUs the calling thread may run on (its affinity mask, which a cpuset or `taskset`
 /// narrows), in increasing order.
@@ -68,13 +77,132 @@ impl Channels {
 /// channel settings answer `EOPNOTSUPP`; [`rx_queue_count`] works for every interface.
 pub fn channels(iface: &str) -> io::Result<Channels> {
     let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)?;
-    let c = control.ethtool_channels(iface)?;
+    let mut c = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    control.ethtool(iface, &mut c)?;
     Ok(Channels {
         combined: c.combined_count,
         rx: c.rx_count,
         tx: c.tx_count,
         max_combined: c.max_combined,
         max_rx: c.max_rx,
+    })
+}
+
+/// An offload `ethtool -k` shows and `ethtool -K` sets, through the kernel's per-offload
+/// ethtool commands (which the kernel maps onto its feature bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Offload {
+    /// `rx-checksumming` (`ethtool -K IFACE rx on|off`).
+    RxChecksum,
+    /// `tx-checksumming` (`ethtool -K IFACE tx on|off`).
+    TxChecksum,
+    /// `scatter-gather` (`sg`).
+    ScatterGather,
+    /// `tcp-segmentation-offload` (`tso`).
+    Tso,
+    /// `generic-receive-offload` (`gro`).
+    Gro,
+    /// `large-receive-offload` (`lro`), a bit of the ethtool flags word.
+    Lro,
+}
+
+impl Offload {
+    /// The keyword `ethtool -K` takes for this offload.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Offload::RxChecksum => "rx",
+            Offload::TxChecksum => "tx",
+            Offload::ScatterGather => "sg",
+            Offload::Tso => "tso",
+            Offload::Gro => "gro",
+            Offload::Lro => "lro",
+        }
+    }
+
+    /// The name `ethtool -k` lists this offload under.
+    pub fn feature_name(self) -> &'static str {
+        match self {
+            Offload::RxChecksum => "rx-checksumming",
+            Offload::TxChecksum => "tx-checksumming",
+            Offload::ScatterGather => "scatter-gather",
+            Offload::Tso => "tcp-segmentation-offload",
+            Offload::Gro => "generic-receive-offload",
+            Offload::Lro => "large-receive-offload",
+        }
+    }
+
+    /// The get and set commands, and for a flag-word offload the flag.
+    fn commands(self) -> (u32, u32, Option<u32>) {
+        match self {
+            Offload::RxChecksum => (ETHTOOL_GRXCSUM, ETHTOOL_SRXCSUM, None),
+            Offload::TxChecksum => (ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, None),
+            Offload::ScatterGather => (ETHTOOL_GSG, ETHTOOL_SSG, None),
+            Offload::Tso => (ETHTOOL_GTSO, ETHTOOL_STSO, None),
+            Offload::Gro => (ETHTOOL_GGRO, ETHTOOL_SGRO, None),
+            Offload::Lro => (ETHTOOL_GFLAGS, ETHTOOL_SFLAGS, Some(ETH_FLAG_LRO)),
+        }
+    }
+}
+
+fn ethtool_get(control: &Fd, iface: &str, cmd: u32) -> io::Result<u32> {
+    let mut value = EthtoolValue { cmd, data: 0 };
+    control.ethtool(iface, &mut value)?;
+    Ok(value.data)
+}
+
+/// `ethtool -k IFACE`, one line: whether `offload` is on.
+pub fn offload(iface: &str, offload: Offload) -> io::Result<bool> {
+    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+    let (get, _, flag) = offload.commands();
+    let data = ethtool_get(&control, iface, get)?;
+    Ok(match flag {
+        Some(bit) => data & bit != 0,
+        None => data != 0,
+    })
+}
+
+/// `ethtool -K IFACE KEYWORD on|off`. A driver that cannot change the offload answers
+/// `EOPNOTSUPP` (or leaves it as it was: read it back with [`offload`] to be sure).
+pub fn set_offload(iface: &str, offload: Offload, on: bool) -> io::Result<()> {
+    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+    let (get, set, flag) = offload.commands();
+    let data = match flag {
+        Some(bit) => {
+            let flags = ethtool_get(&control, iface, get)?;
+            if on { flags | bit } else { flags & !bit }
+        }
+        None => u32::from(on),
+    };
+    control.ethtool(iface, &mut EthtoolValue { cmd: set, data })
+}
+
+/// What `ethtool -i IFACE` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverInfo {
+    /// The kernel driver, e.g. `veth`, `virtio_net`, `ixgbe`.
+    pub driver: String,
+    pub version: String,
+    pub firmware: String,
+    /// The bus address, e.g. `0000:01:00.0`; empty for virtual devices.
+    pub bus: String,
+}
+
+/// `ethtool -i IFACE` (`ETHTOOL_GDRVINFO`).
+pub fn driver_info(iface: &str) -> io::Result<DriverInfo> {
+    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        ..EthtoolDrvinfo::default()
+    };
+    control.ethtool(iface, &mut info)?;
+    Ok(DriverInfo {
+        driver: c_chars(&info.driver),
+        version: c_chars(&info.version),
+        firmware: c_chars(&info.fw_version),
+        bus: c_chars(&info.bus_info),
     })
 }
 
@@ -109,6 +237,16 @@ mod tests {
         .unwrap();
         let beyond = 8 * std::mem::size_of::<libc::cpu_set_t>();
         assert!(pin_current_thread(beyond).is_err());
+    }
+
+    #[test]
+    fn offloads_of_loopback_read_and_a_missing_interface_is_an_error() {
+        // Loopback checksums nothing in hardware but reports checksumming as on.
+        assert!(offload("lo", Offload::TxChecksum).expect("tx-checksumming of lo"));
+        assert!(offload("lo", Offload::Lro).is_ok());
+        let err = offload("no-such-if0", Offload::Gro).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+        assert!(driver_info("no-such-if0").is_err());
     }
 
     #[test]
