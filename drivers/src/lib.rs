@@ -29,6 +29,7 @@ pub mod clock;
 pub mod host;
 pub mod memory;
 pub mod netmap;
+pub mod netns;
 pub mod pcap;
 pub mod rng;
 pub mod rss;
