@@ -1,27 +1,37 @@
 //! `sirocco demo`: the embedded default. Builds a throwaway veth lab, serves the sample site in
 //! it over AF_XDP, prints how to fetch from it, and removes the lab on Ctrl-C. With `--check` it
-//! fetches every file from the lab's client side with curl, compares the bytes, and reports.
+//! fetches every file from the lab's client side, compares the bytes, and reports.
 //!
-//! The server is this same binary, run as a child in the lab's server namespace:
-//! `ip netns exec <srv> <this exe> serve --driver afxdp --iface veth-srv --ip 198.18.0.2/24 ...`.
+//! It needs root, veth and AF_XDP, and no other program: the lab is built over rtnetlink and
+//! the ethtool ioctl ([`crate::lab::netlink`]), and `--check` fetches with its own HTTP client
+//! ([`crate::lab::fetch`]) on a thread inside the client namespace.
+//!
+//! The server is this same binary, run as a child that enters the lab's server namespace
+//! before it starts (as `ip netns exec <srv>` would):
+//! `<this exe> serve --driver afxdp --iface veth-srv --ip 198.18.0.2/24 ...`.
 //! Its stdout (the stats lines) and stderr pass straight through. The demo process keeps the
 //! lab: on SIGINT or SIGTERM it stops the child, waits for it, and then removes the lab.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sirocco_drivers::netns;
 
 use super::stop_on_signals;
 use crate::cli::DemoArgs;
+use crate::lab::fetch::{self, Response};
 use crate::lab::veth::{SERVER_IFACE, VethLab};
 use crate::lab::{PREFIX_LEN, SERVER_ADDR};
 
 /// How long the server gets to attach and answer before the demo gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one file of `--check` may take to arrive.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stopped server gets to exit before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,11 +53,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let root = root
         .canonicalize()
         .with_context(|| format!("resolving {}", root.display()))?;
-    if args.check && !program_runs("curl") {
-        bail!(
-            "--check fetches with curl, which was not found: install it, e.g. apt-get install curl"
-        );
-    }
     let exe = std::env::current_exe().context("finding this program's path to run the server")?;
     let stop = stop_on_signals()?;
     let lab = VethLab::create_unique("demo").context("building the demo lab")?;
@@ -65,7 +70,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .stdin(Stdio::null());
     let child = server
         .spawn()
-        .context("starting the server in the lab (ip netns exec ... sirocco serve)")?;
+        .with_context(|| {
+            format!(
+                "starting the server in the lab ({} serve in namespace {})",
+                exe.display(),
+                lab.server_ns()
+            )
+        })?;
     let mut server = ServerChild(child);
 
     let url = format!("http://{SERVER_ADDR}/");
@@ -112,11 +123,9 @@ impl ServerChild {
         if let Some(status) = self.0.try_wait()? {
             return Ok(status);
         }
-        // `ip netns exec` replaces itself with the server, so this pid is the server's.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        // The child entered the namespace itself and then ran the server: this pid is the
+        // server's. It may have exited meanwhile, which is no error.
+        let _ = netns::send_signal(self.0.id(), libc::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.0.try_wait()? {
@@ -169,13 +178,7 @@ fn wait_until_serving(
             bail!("the server exited with {status} before serving (its messages are above)");
         }
         // Any HTTP answer will do (a site without index.html answers 404).
-        let answered = lab
-            .client_command("curl")
-            .args(["--silent", "--output", "/dev/null", "--max-time", "1", &url])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let answered = fetch_from_client(lab, "/", Duration::from_secs(1)).is_ok();
         if answered {
             return Ok(());
         }
@@ -219,29 +222,17 @@ fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<b
         }
         let expected =
             std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let url = format!("http://{SERVER_ADDR}{url_path}");
-        let output = lab
-            .client_command("curl")
-            .args([
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "20",
-                &url,
-            ])
-            .output()
-            .context("running curl in the lab")?;
-        let verdict = if !output.status.success() {
-            format!("FAIL ({})", String::from_utf8_lossy(&output.stderr).trim())
-        } else if output.stdout != expected {
-            format!(
+        let verdict = match fetch_from_client(lab, url_path, FETCH_TIMEOUT) {
+            Err(error) => format!("FAIL ({error})"),
+            Ok(response) if !(200..300).contains(&response.status) => {
+                format!("FAIL (HTTP status {})", response.status)
+            }
+            Ok(response) if response.body != expected => format!(
                 "FAIL (got {} bytes, expected {})",
-                output.stdout.len(),
+                response.body.len(),
                 expected.len()
-            )
-        } else {
-            "ok".to_string()
+            ),
+            Ok(_) => "ok".to_string(),
         };
         if verdict == "ok" {
             matched += 1;
@@ -255,12 +246,16 @@ fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<b
     Ok(matched == targets.len())
 }
 
-fn program_runs(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// `GET path` from the server, on a thread inside the lab's client namespace (so over the
+/// veth pair, as a client there would fetch it).
+fn fetch_from_client(lab: &VethLab, path: &str, timeout: Duration) -> anyhow::Result<Response> {
+    let server = SocketAddr::from((SERVER_ADDR, 80));
+    let host = SERVER_ADDR.to_string();
+    let fetched = netns::in_namespace(lab.client_ns(), || {
+        fetch::get(server, &host, path, timeout)
+    })
+    .with_context(|| format!("entering the client namespace {}", lab.client_ns()))?;
+    Ok(fetched?)
 }
 
 /// Percent-encodes one path segment (RFC 3986 §2.1): unreserved characters stay.

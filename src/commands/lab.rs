@@ -8,9 +8,8 @@
 //! two kinds apart by their namespace names: only an ECMP lab has `<name>-rtr` and
 //! `<name>-hN`.
 
-use std::process::Command;
-
 use anyhow::{Context, bail};
+use sirocco_drivers::netns;
 
 use crate::cli::{LabAction, LabArgs};
 use crate::lab::ecmp::{self, ANYCAST_ADDR, EcmpLab};
@@ -36,9 +35,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if !lab::is_root() {
         return Err(LabError::NotRoot.into());
     }
-    if !command_runs("ip", "-V") {
-        return Err(LabError::NoIproute2.into());
-    }
     match args.action {
         LabAction::Up {
             name,
@@ -63,9 +59,6 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn up(name: &str, servers: u8, queues: u16) -> anyhow::Result<()> {
-    if !command_runs("ethtool", "--version") {
-        return Err(LabError::NoEthtool.into());
-    }
     // Checked here rather than left to the labs' `create`: a lab that is there must be left
     // exactly as it is (a lab value that is dropped removes its namespaces).
     let plain = existing_namespaces(name);
@@ -202,7 +195,7 @@ fn down(name: &str) -> anyhow::Result<()> {
     let left = existing_namespaces(name);
     if !left.is_empty() {
         bail!(
-            "could not remove {} (try `ip netns del NAME`)",
+            "could not remove {} (see `findmnt /run/netns`: something holds it)",
             left.join(", ")
         );
     }
@@ -232,7 +225,7 @@ fn down_ecmp(multi: EcmpLab) -> anyhow::Result<()> {
     let left = ecmp::existing_namespaces(&name);
     if !left.is_empty() {
         bail!(
-            "could not remove {} (try `ip netns del NAME`)",
+            "could not remove {} (see `findmnt /run/netns`: something holds it)",
             left.join(", ")
         );
     }
@@ -254,7 +247,7 @@ fn status(name: &str) -> anyhow::Result<()> {
     // Everything the lab value tells is read before anything is printed, and the value is
     // kept at once: a print that panics (stdout closed, as with `| head`) must not remove it.
     let lab = VethLab::named(name);
-    let (exists, link) = (lab.exists(), lab.server_link());
+    let (exists, link) = (lab.exists(), lab.server_link_state());
     let (srv, cli) = (lab.server_ns().to_string(), lab.client_ns().to_string());
     lab.keep();
     let present = existing_namespaces(name);
@@ -274,10 +267,8 @@ fn status(name: &str) -> anyhow::Result<()> {
     match link {
         Ok(link) => {
             println!("server namespace {srv}: ip -n {srv} link show {SERVER_IFACE}");
-            for line in link.lines() {
-                println!("  {line}");
-            }
-            if link.contains("xdp") {
+            println!("  {link}");
+            if link.xdp.is_some() {
                 let pids = namespace_pids(&srv);
                 println!(
                     "  XDP program attached: a server is running (pids in {srv}: {})",
@@ -319,20 +310,20 @@ fn status_ecmp(multi: &EcmpLab) {
     println!("client namespace {cli}:");
     print_addresses(&cli, ecmp::CLIENT_IFACE);
     println!("router namespace {rtr}: ip -n {rtr} route show {ANYCAST_ADDR}");
-    match lab::ip(&["-n", &rtr, "route", "show", &ANYCAST_ADDR.to_string()]) {
-        Ok(out) => {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
+    match multi.router_route() {
+        Ok(lines) => {
+            for line in lines {
                 println!("  {line}");
             }
         }
         Err(error) => println!("  {error}"),
     }
-    let policy = multi
-        .router_command("cat")
-        .arg("/proc/sys/net/ipv4/fib_multipath_hash_policy")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let policy = netns::in_namespace(&rtr, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/fib_multipath_hash_policy")
+    })
+    .and_then(|read| read)
+    .map(|text| text.trim().to_string())
+    .unwrap_or_else(|error| format!("unreadable ({error})"));
     println!("  fib_multipath_hash_policy={policy} (1: L4 hash)");
     for n in 1..=multi.servers() {
         let ns = multi.host_ns(n);
@@ -359,60 +350,24 @@ fn status_ecmp(multi: &EcmpLab) {
 
 /// Prints the kernel's IPv4 addresses on `iface` in namespace `ns`.
 fn print_addresses(ns: &str, iface: &str) {
-    match lab::ip(&["-n", ns, "-4", "-o", "addr", "show", "dev", iface]) {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let addrs: Vec<&str> = text
-                .lines()
-                .filter_map(|l| {
-                    let mut words = l.split_whitespace();
-                    words.find(|w| *w == "inet").and_then(|_| words.next())
-                })
-                .collect();
-            if addrs.is_empty() {
-                println!("  {iface} kernel addresses: none");
-            } else {
-                println!("  {iface} kernel addresses: {}", addrs.join(", "));
-            }
-        }
+    match lab::netlink::Netlink::open_in(ns).and_then(|mut netlink| netlink.addresses_of(iface)) {
+        Ok(addrs) if addrs.is_empty() => println!("  {iface} kernel addresses: none"),
+        Ok(addrs) => println!("  {iface} kernel addresses: {}", addrs.join(", ")),
         Err(error) => println!("  {iface} addresses: {error}"),
     }
 }
 
 /// Which of the lab's two namespaces exist.
 fn existing_namespaces(name: &str) -> Vec<String> {
-    let listed = Command::new("ip").args(["netns", "list"]).output();
-    let text = listed
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let names: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
     [format!("{name}-srv"), format!("{name}-cli")]
         .into_iter()
-        .filter(|ns| names.contains(&ns.as_str()))
+        .filter(|ns| netns::exists(ns))
         .collect()
 }
 
 /// The pids of processes inside namespace `ns` (`ip netns pids`).
 fn namespace_pids(ns: &str) -> Vec<String> {
-    lab::ip(&["netns", "pids", ns])
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn command_runs(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    netns::pids(ns).iter().map(u32::to_string).collect()
 }
 
 /// The path of this binary, for commands a person copies (falls back to `sirocco` on PATH).

@@ -54,7 +54,10 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{LabError, ip, is_root, namespaces};
+use sirocco_drivers::netns;
+
+use super::netlink::{Netlink, VethEnd, sysctl, tx_checksum_off};
+use super::{LabError, add_namespace, delete_namespace, is_root, namespaces, netns_command};
 
 /// The address every host serves, the one clients connect to.
 pub const ANYCAST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
@@ -148,42 +151,30 @@ impl EcmpLab {
         };
         // From the first namespace on, Drop cleans up whatever part was built.
         for ns in lab_namespaces(name, servers) {
-            ip(&["netns", "add", &ns])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            add_namespace(&ns)?;
         }
         let (rtr, cli) = (lab.router_ns(), lab.client_ns());
         lab.link(&rtr, ROUTER_CLIENT_IFACE, &cli, CLIENT_IFACE)?;
-        lab.address(&rtr, ROUTER_CLIENT_IFACE, ROUTER_CLIENT_ADDR)?;
-        lab.address(&cli, CLIENT_IFACE, CLIENT_ADDR)?;
-        let via = ROUTER_CLIENT_ADDR.to_string();
-        ip(&["-n", &cli, "route", "add", "198.18.0.0/15", "via", &via])?;
+        let mut router = Netlink::open_in(&rtr)?;
+        router.add_address(ROUTER_CLIENT_IFACE, ROUTER_CLIENT_ADDR, LINK_PREFIX_LEN)?;
+        let mut client = Netlink::open_in(&cli)?;
+        client.add_address(CLIENT_IFACE, CLIENT_ADDR, LINK_PREFIX_LEN)?;
+        client.add_route(Ipv4Addr::new(198, 18, 0, 0), 15, ROUTER_CLIENT_ADDR)?;
         sysctl(&cli, "net/core/txrehash", "0")?;
 
-        let mut route = vec![
-            "-n".to_string(),
-            rtr.clone(),
-            "route".into(),
-            "add".into(),
-            format!("{ANYCAST_ADDR}/32"),
-        ];
+        let mut hops = Vec::with_capacity(usize::from(servers));
         for n in 1..=servers {
             let (host, iface) = (lab.host_ns(n), router_host_iface(n));
             lab.link(&rtr, &iface, &host, HOST_IFACE)?;
-            lab.address(&rtr, &iface, router_host_addr(n))?;
-            lab.address(&host, HOST_IFACE, host_link_addr(n))?;
-            ethtool_tx_off(&rtr, &iface)?;
-            route.extend([
-                "nexthop".into(),
-                "via".into(),
-                host_link_addr(n).to_string(),
-                "dev".into(),
-                iface,
-            ]);
+            router.add_address(&iface, router_host_addr(n), LINK_PREFIX_LEN)?;
+            Netlink::open_in(&host)?.add_address(HOST_IFACE, host_link_addr(n), LINK_PREFIX_LEN)?;
+            tx_checksum_off(&rtr, &iface)?;
+            hops.push((host_link_addr(n), iface));
         }
         sysctl(&rtr, "net/ipv4/ip_forward", "1")?;
         sysctl(&rtr, "net/ipv4/fib_multipath_hash_policy", "1")?;
-        let route: Vec<&str> = route.iter().map(String::as_str).collect();
-        ip(&route)?;
+        let hops: Vec<(Ipv4Addr, &str)> = hops.iter().map(|(gw, i)| (*gw, i.as_str())).collect();
+        router.add_multipath_route(ANYCAST_ADDR, 32, &hops)?;
         Ok(lab)
     }
 
@@ -290,27 +281,39 @@ impl EcmpLab {
 
     /// Whether host `n` has an XDP program on its link, i.e. a sirocco attached.
     pub fn host_has_xdp(&self, n: u8) -> Result<bool, LabError> {
-        let out = ip(&["-n", &self.host_ns(n), "link", "show", HOST_IFACE])?;
-        Ok(String::from_utf8_lossy(&out.stdout).contains("xdp"))
+        Ok(Netlink::open_in(&self.host_ns(n))?
+            .link(HOST_IFACE)?
+            .xdp
+            .is_some())
+    }
+
+    /// `ip -n <rtr> route show 198.19.255.1`: the router's route to the anycast address, one
+    /// line, with a `nexthop via ... dev ...` per host.
+    pub fn router_route(&self) -> Result<Vec<String>, LabError> {
+        Netlink::open_in(&self.router_ns())?.routes_to(ANYCAST_ADDR)
     }
 
     /// Creates a veth pair: `a_iface` in namespace `a`, its peer `b_iface` in `b`; both up.
     fn link(&self, a: &str, a_iface: &str, b: &str, b_iface: &str) -> Result<(), LabError> {
-        let mtu = MTU.to_string();
-        ip(&[
-            "-n", a, "link", "add", a_iface, "mtu", &mtu, "type", "veth", "peer", "name", b_iface,
-            "mtu", &mtu, "netns", b,
-        ])?;
-        ip(&["-n", a, "link", "set", a_iface, "up"])?;
-        ip(&["-n", b, "link", "set", b_iface, "up"])?;
-        Ok(())
-    }
-
-    /// Gives `iface` in `ns` the kernel address `addr` on its /24 link.
-    fn address(&self, ns: &str, iface: &str, addr: Ipv4Addr) -> Result<(), LabError> {
-        let cidr = format!("{addr}/{LINK_PREFIX_LEN}");
-        ip(&["-n", ns, "addr", "add", &cidr, "dev", iface])?;
-        Ok(())
+        let peer_ns = netns::open(b).map_err(|source| LabError::Netlink {
+            op: format!("opening network namespace {b}"),
+            source,
+        })?;
+        let mut near = Netlink::open_in(a)?;
+        near.add_veth(
+            VethEnd {
+                name: a_iface,
+                namespace: None,
+            },
+            VethEnd {
+                name: b_iface,
+                namespace: Some(&peer_ns),
+            },
+            MTU,
+            1,
+        )?;
+        near.set_up(a_iface)?;
+        Netlink::open_in(b)?.set_up(b_iface)
     }
 }
 
@@ -320,51 +323,10 @@ impl Drop for EcmpLab {
             // Deleting a namespace destroys the veth ends inside it, and with them the pairs.
             // Only this lab's names are touched; a name that is not there fails harmlessly.
             for ns in lab_namespaces(&self.name, self.servers) {
-                let _ = ip(&["netns", "del", &ns]);
+                delete_namespace(&ns);
             }
         }
     }
-}
-
-fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns]).arg(program);
-    command
-}
-
-/// Sets the sysctl at `/proc/sys/<key>` to `value` inside namespace `ns`. Written through
-/// `sh`, which every system has, rather than `sysctl` (procps), which minimal ones lack.
-fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), LabError> {
-    let path = format!("/proc/sys/{key}");
-    let output = netns_command(ns, "sh")
-        .args(["-c", "printf '%s\\n' \"$1\" > \"$0\"", &path, value])
-        .output()
-        .map_err(|_| LabError::NoIproute2)?;
-    if !output.status.success() {
-        return Err(LabError::Command {
-            command: format!(
-                "ip netns exec {ns} sysctl {}={value}",
-                key.replace('/', ".")
-            ),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// `ethtool -K <iface> tx off` inside namespace `ns`.
-fn ethtool_tx_off(ns: &str, iface: &str) -> Result<(), LabError> {
-    let output = netns_command(ns, "ethtool")
-        .args(["-K", iface, "tx", "off"])
-        .output()
-        .map_err(|_| LabError::NoEthtool)?;
-    if !output.status.success() {
-        return Err(LabError::Command {
-            command: format!("ip netns exec {ns} ethtool -K {iface} tx off"),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,19 @@
 //!   address, the router spreading connections over them by ECMP.
 
 pub mod ecmp;
+pub mod fetch;
+pub mod netlink;
 pub mod veth;
 
+use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use sirocco_drivers::netns;
+
+use self::netlink::Netlink;
 
 /// The client's address inside the lab.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -31,16 +38,56 @@ pub enum LabError {
         "building a lab needs root (network namespaces, veth pairs, tap devices and XDP): run as root, e.g. with sudo"
     )]
     NotRoot,
+    /// Only [`ip`] needs iproute2; the labs themselves do not.
     #[error("the 'ip' command (iproute2) was not found: install it, e.g. apt-get install iproute2")]
     NoIproute2,
-    #[error("ethtool was not found: install it, e.g. apt-get install ethtool")]
-    NoEthtool,
     #[error(
         "a lab named {0} already exists: remove it with `sirocco lab down --name {0}`, or pick another name"
     )]
     Exists(String),
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
+    /// A request to the kernel (netlink, a namespace, a sysctl, the ethtool ioctl) failed.
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Creates the named namespace `ns` with its loopback up (`ip netns add NS` and
+/// `ip -n NS link set lo up`).
+pub(crate) fn add_namespace(ns: &str) -> Result<(), LabError> {
+    netns::create(ns).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            return LabError::NotRoot;
+        }
+        LabError::Netlink {
+            op: format!("creating network namespace {ns}"),
+            source,
+        }
+    })?;
+    let lo_up = Netlink::open_in(ns).and_then(|mut netlink| netlink.set_up("lo"));
+    if lo_up.is_err() {
+        delete_namespace(ns);
+    }
+    lo_up
+}
+
+/// Removes the named namespace `ns` (`ip netns del NS`); a name that is not there is no error.
+pub(crate) fn delete_namespace(ns: &str) {
+    // Nothing useful can be done about a failed delete: this runs in Drop and `lab down`,
+    // which check what is left afterwards.
+    let _ = netns::delete(ns);
+}
+
+/// A command that runs `program` inside namespace `ns`, as `ip netns exec NS PROGRAM` does
+/// (but without iproute2: the child enters the namespace itself before it runs `program`).
+pub fn netns_command(ns: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    netns::enter_in_child(&mut command, ns);
+    command
 }
 
 /// A network namespace that is removed on drop.
@@ -57,15 +104,10 @@ impl Lab {
         if !is_root() {
             return Err(LabError::NotRoot);
         }
-        if !iproute2_present() {
-            return Err(LabError::NoIproute2);
-        }
         let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let namespace = format!("sirocco-{tag}-{}-{n}", std::process::id());
-        ip(&["netns", "add", &namespace])?;
-        let lab = Lab { namespace };
-        ip(&["-n", &lab.namespace, "link", "set", "lo", "up"])?;
-        Ok(lab)
+        add_namespace(&namespace)?;
+        Ok(Lab { namespace })
     }
 
     pub fn namespace(&self) -> &str {
@@ -80,17 +122,14 @@ impl Lab {
 
     /// Gives `device`, already inside the lab, the client address and brings it up.
     pub fn configure_client_link(&self, device: &str) -> Result<(), LabError> {
-        let client = format!("{CLIENT_ADDR}/{PREFIX_LEN}");
-        ip(&["-n", &self.namespace, "addr", "add", &client, "dev", device])?;
-        ip(&["-n", &self.namespace, "link", "set", device, "up"])?;
-        Ok(())
+        let mut netlink = Netlink::open_in(&self.namespace)?;
+        netlink.add_address(device, CLIENT_ADDR, PREFIX_LEN)?;
+        netlink.set_up(device)
     }
 
     /// A command that runs `program` inside the lab namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.namespace, program]);
-        command
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        netns_command(&self.namespace, program)
     }
 
     /// The shell command a person types to fetch `url` from the client side.
@@ -101,13 +140,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Nothing useful can be done about a failed delete in Drop; the name is unique, so a
-        // leftover namespace never breaks a later lab.
-        let _ = ip(&["netns", "del", &self.namespace]);
+        // The name is unique, so a leftover namespace never breaks a later lab.
+        delete_namespace(&self.namespace);
     }
 }
 
-/// Runs `ip ARGS`, turning a failure into an error that quotes the command and its stderr.
+/// Runs `ip ARGS` (iproute2; the labs do not use it, tests may), turning a failure into an error that quotes the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<Output, LabError> {
     let output = Command::new("ip")
         .args(args)
@@ -131,24 +169,9 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn iproute2_present() -> bool {
-    Command::new("ip")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// The names of the network namespaces that exist (`ip netns list`); empty if it fails.
+/// The names of the network namespaces that exist (`ip netns list`).
 pub fn namespaces() -> Vec<String> {
-    let Ok(listed) = Command::new("ip").args(["netns", "list"]).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+    netns::list()
 }
 
 /// Whether a network interface called `name` exists in the current namespace.
@@ -188,18 +211,19 @@ pub fn interface_names() -> Vec<String> {
     names
 }
 
-/// The kernel interfaces in the current namespace that already hold `addr`, if any.
+/// The kernel interfaces in the current namespace that already hold `addr`, if any (asked
+/// over netlink; empty if that fails).
 pub fn kernel_interfaces_with(addr: Ipv4Addr) -> Vec<String> {
-    let Ok(output) = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .output()
-    else {
+    let Ok(mut netlink) = Netlink::open() else {
         return Vec::new();
     };
-    let needle = format!("inet {addr}/");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.contains(&needle))
-        .filter_map(|line| line.split_whitespace().nth(1).map(str::to_string))
+    let (Ok(addresses), Ok(links)) = (netlink.ipv4_addresses(), netlink.links()) else {
+        return Vec::new();
+    };
+    addresses
+        .iter()
+        .filter(|(_, a, _)| *a == addr)
+        .filter_map(|(index, _, _)| links.iter().find(|l| l.index == *index))
+        .map(|l| l.name.clone())
         .collect()
 }

@@ -18,7 +18,12 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{CLIENT_ADDR, LabError, PREFIX_LEN, ip, is_root};
+use sirocco_drivers::netns;
+
+use super::netlink::{Link, Netlink, VethEnd, tx_checksum_off};
+use super::{
+    CLIENT_ADDR, LabError, PREFIX_LEN, add_namespace, delete_namespace, is_root, netns_command,
+};
 
 /// The server's end of the veth pair, inside the server namespace.
 pub const SERVER_IFACE: &str = "veth-srv";
@@ -64,52 +69,31 @@ impl VethLab {
             lab.keep();
             return Err(LabError::Exists(name.to_string()));
         }
-        ip(&["netns", "add", &lab.server_ns])?;
+        add_namespace(&lab.server_ns)?;
         // From here on, Drop cleans up whatever part was built.
-        ip(&["netns", "add", &lab.client_ns])?;
-        for ns in [&lab.server_ns, &lab.client_ns] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let (mtu, queues) = (MTU.to_string(), queues.to_string());
-        ip(&[
-            "-n",
-            &lab.server_ns,
-            "link",
-            "add",
-            SERVER_IFACE,
-            "mtu",
-            &mtu,
-            "numtxqueues",
-            &queues,
-            "numrxqueues",
-            &queues,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            CLIENT_IFACE,
-            "mtu",
-            &mtu,
-            "numtxqueues",
-            &queues,
-            "numrxqueues",
-            &queues,
-            "netns",
-            &lab.client_ns,
-        ])?;
-        ip(&["-n", &lab.server_ns, "link", "set", SERVER_IFACE, "up"])?;
-        let client = format!("{CLIENT_ADDR}/{PREFIX_LEN}");
-        ip(&[
-            "-n",
-            &lab.client_ns,
-            "addr",
-            "add",
-            &client,
-            "dev",
-            CLIENT_IFACE,
-        ])?;
-        ip(&["-n", &lab.client_ns, "link", "set", CLIENT_IFACE, "up"])?;
-        lab.disable_client_tx_checksum_offload()?;
+        add_namespace(&lab.client_ns)?;
+        let client_ns = netns::open(&lab.client_ns).map_err(|source| LabError::Netlink {
+            op: format!("opening network namespace {}", lab.client_ns),
+            source,
+        })?;
+        let mut server = Netlink::open_in(&lab.server_ns)?;
+        server.add_veth(
+            VethEnd {
+                name: SERVER_IFACE,
+                namespace: None,
+            },
+            VethEnd {
+                name: CLIENT_IFACE,
+                namespace: Some(&client_ns),
+            },
+            MTU,
+            queues,
+        )?;
+        server.set_up(SERVER_IFACE)?;
+        let mut client = Netlink::open_in(&lab.client_ns)?;
+        client.add_address(CLIENT_IFACE, CLIENT_ADDR, PREFIX_LEN)?;
+        client.set_up(CLIENT_IFACE)?;
+        tx_checksum_off(&lab.client_ns, CLIENT_IFACE)?;
         Ok(lab)
     }
 
@@ -149,14 +133,7 @@ impl VethLab {
 
     /// Whether both namespaces of this lab exist.
     pub fn exists(&self) -> bool {
-        let listed = Command::new("ip").args(["netns", "list"]).output();
-        let Ok(listed) = listed else { return false };
-        let text = String::from_utf8_lossy(&listed.stdout);
-        let names: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        names.contains(&self.server_ns.as_str()) && names.contains(&self.client_ns.as_str())
+        netns::exists(&self.server_ns) && netns::exists(&self.client_ns)
     }
 
     /// A command that runs `program` in the server namespace.
@@ -172,43 +149,23 @@ impl VethLab {
     /// Gives the server end a kernel-owned address too (e.g. 198.18.0.3), to show that the
     /// kernel keeps serving its own addresses beside sirocco's filter program.
     pub fn add_kernel_server_address(&self, addr: Ipv4Addr) -> Result<(), LabError> {
-        let cidr = format!("{addr}/{PREFIX_LEN}");
-        ip(&[
-            "-n",
-            &self.server_ns,
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            SERVER_IFACE,
-        ])?;
-        Ok(())
+        Netlink::open_in(&self.server_ns)?.add_address(SERVER_IFACE, addr, PREFIX_LEN)
     }
 
-    /// `ip -n <srv> link show veth-srv`: the state of the server end, XDP program included.
+    /// `ip -n <srv> link show veth-srv`: the state of the server end as one line, with
+    /// `prog/xdp id N` when an XDP program is attached (and no `xdp` otherwise).
     pub fn server_link(&self) -> Result<String, LabError> {
-        let out = ip(&["-n", &self.server_ns, "link", "show", SERVER_IFACE])?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(self.server_link_state()?.to_string())
+    }
+
+    /// The state of the server end, read over netlink.
+    pub fn server_link_state(&self) -> Result<Link, LabError> {
+        Netlink::open_in(&self.server_ns)?.link(SERVER_IFACE)
     }
 
     /// The shell command a person types to fetch `url` from the client side.
     pub fn curl_hint(&self, url: &str) -> String {
         format!("ip netns exec {} curl {url}", self.client_ns)
-    }
-
-    fn disable_client_tx_checksum_offload(&self) -> Result<(), LabError> {
-        let status = self
-            .client_command("ethtool")
-            .args(["-K", CLIENT_IFACE, "tx", "off"])
-            .output()
-            .map_err(|_| LabError::NoEthtool)?;
-        if !status.status.success() {
-            return Err(LabError::Command {
-                command: format!("ethtool -K {CLIENT_IFACE} tx off"),
-                stderr: String::from_utf8_lossy(&status.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -216,14 +173,8 @@ impl Drop for VethLab {
     fn drop(&mut self) {
         if self.remove_on_drop {
             // Deleting a namespace destroys the veth end inside it, and with it the pair.
-            let _ = ip(&["netns", "del", &self.server_ns]);
-            let _ = ip(&["netns", "del", &self.client_ns]);
+            delete_namespace(&self.server_ns);
+            delete_namespace(&self.client_ns);
         }
     }
-}
-
-fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns]).arg(program);
-    command
 }

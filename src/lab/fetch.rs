@@ -1,0 +1,271 @@
+//! A tiny HTTP/1.1 client for `sirocco demo --check`: one `GET` per connection over a kernel
+//! TCP socket, so the demo needs no curl.
+//!
+//! It sends `GET PATH HTTP/1.1` with `Host` and `Connection: close`, reads the status line and
+//! headers, then the body by `Content-Length`, by chunked transfer coding, or until the server
+//! closes, all within one deadline. Run it on a thread inside a namespace
+//! ([`sirocco_drivers::netns::in_namespace`]) to fetch from that namespace's side of a lab.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Largest status line plus headers accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Header names in lower case, values as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn invalid(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+/// A connection with one deadline for everything read from it.
+struct Conn {
+    stream: TcpStream,
+    deadline: Instant,
+    /// Bytes read but not consumed yet.
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Conn {
+    /// Reads more into `buf`; `Ok(false)` at the end of the stream.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))?;
+        self.stream.set_read_timeout(Some(left))?;
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match self.stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(true)
+    }
+
+    /// Takes the first `n` bytes, reading as needed.
+    fn take(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            if !self.fill()? {
+                return Err(invalid(format!(
+                    "the connection closed {} bytes short of the body",
+                    n - self.buf.len()
+                )));
+            }
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
+    /// Takes one CRLF-terminated line (without the CRLF).
+    fn line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf.drain(..end + 2).take(end).collect();
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(invalid("a line longer than 64 KiB"));
+            }
+            if !self.fill()? {
+                return Err(invalid("the connection closed in the middle of a line"));
+            }
+        }
+    }
+}
+
+/// `GET path` from `addr`, with `Host: host`; everything within `timeout`.
+pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> io::Result<Response> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_write_timeout(Some(timeout))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sirocco-demo\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut conn = Conn {
+        stream,
+        deadline,
+        buf: Vec::new(),
+        eof: false,
+    };
+
+    // The head: status line and headers, up to the empty line.
+    let head_len = loop {
+        if let Some(end) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if conn.buf.len() > MAX_HEAD {
+            return Err(invalid("a response head larger than 64 KiB"));
+        }
+        if !conn.fill()? {
+            return Err(invalid("the connection closed before a full response head"));
+        }
+    };
+    let head: Vec<u8> = conn.buf.drain(..head_len).collect();
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut slots);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(invalid("an incomplete response head")),
+        Err(e) => return Err(invalid(format!("a malformed response head: {e}"))),
+    }
+    let status = parsed.code.unwrap_or(0);
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    if status < 200 || status == 204 || status == 304 {
+        // No body, by definition (RFC 9112 §6.3).
+    } else if chunked {
+        response.body = read_chunked(&mut conn)?;
+    } else if let Some(length) = response.header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| invalid(format!("an unreadable Content-Length: {length}")))?;
+        response.body = conn.take(length)?;
+    } else {
+        while conn.fill()? {}
+        response.body = std::mem::take(&mut conn.buf);
+    }
+    Ok(response)
+}
+
+/// A chunked body (RFC 9112 §7.1): hex size lines, data, and a last chunk of size 0 followed
+/// by optional trailers.
+fn read_chunked(conn: &mut Conn) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = conn.line()?;
+        let text = String::from_utf8_lossy(&line);
+        let size = text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| invalid(format!("an unreadable chunk size: {text}")))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !conn.line()?.is_empty() {}
+            return Ok(body);
+        }
+        body.extend(conn.take(size)?);
+        if !conn.take(2)?.eq(b"\r\n") {
+            return Err(invalid("a chunk not followed by CRLF"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Serves one connection with `reply` after reading the request head; returns the address
+    /// and the request it read.
+    fn serve_once(reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(reply).unwrap();
+            request
+        });
+        (addr, handle)
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_content_length_body_and_the_request_it_sent() {
+        let (addr, server) =
+            serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhelloEXTRA");
+        let r = get(addr, "example.test", "/a%20b", T).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+        assert_eq!(r.header("x-a"), Some("b"));
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(request.starts_with("GET /a%20b HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("\r\nHost: example.test\r\n"), "{request}");
+    }
+
+    #[test]
+    fn a_chunked_body_and_a_body_until_close() {
+        let (addr, _server) = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nT: v\r\n\r\n",
+        );
+        assert_eq!(get(addr, "h", "/", T).unwrap().body, b"wikipedia");
+        let (addr, _server) = serve_once(b"HTTP/1.0 404 Not Found\r\n\r\nno such file");
+        let r = get(addr, "h", "/", T).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (404, &b"no such file"[..]));
+    }
+
+    #[test]
+    fn a_short_body_or_a_bad_head_is_an_error() {
+        let (addr, _server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+        let err = get(addr, "h", "/", T).unwrap_err().to_string();
+        assert!(err.contains("7 bytes short"), "{err}");
+        let (addr, _server) = serve_once(b"NOT HTTP\r\n\r\n");
+        assert!(get(addr, "h", "/", T).is_err());
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let started = Instant::now();
+        let err = get(addr, "h", "/", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(listener);
+    }
+}
