@@ -8,8 +8,8 @@
 //! Drivers:
 //! - `memory`: the in-process link on a virtual clock (zero latency, unlimited rate). Only the
 //!   side under test is timed; the other side fills or drains the link outside the timing.
-//! - `tap`: a tap device created in a fresh network namespace (its own process, run with
-//!   `ip netns exec`). The kernel side is driven by a small Python `AF_PACKET` sender in the
+//! - `tap`: a tap device created in a fresh network namespace (its own process, started in
+//!   the namespace of a [`Lab`]). The kernel side is driven by a small Python `AF_PACKET` sender in the
 //!   same namespace for `rx-drop` and `echo`; for `tx-only` the kernel just drops what we write.
 //! - `afxdp`: AF_XDP on the server end of a `VethLab` (two fresh namespaces joined by a veth
 //!   pair, copy mode), with the Python sender on the client end.
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sirocco::lab::veth::VethLab;
+use sirocco::lab::{Lab, netns_command};
 use sirocco_drivers::FrameIo;
 use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, CopyMode};
 use sirocco_drivers::clock::VirtualClock;
@@ -301,32 +302,6 @@ impl Scratch {
     }
 }
 
-/// Deletes a namespace on drop.
-struct Netns(String);
-
-impl Netns {
-    fn create(tag: &str) -> anyhow::Result<Netns> {
-        let name = format!("sirocco-bench-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .context("running ip netns add")?
-            .success();
-        if !ok {
-            bail!("ip netns add {name} failed (root needed)");
-        }
-        Ok(Netns(name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
 /// Runs one tap or AF_XDP test: our side in a child process inside its namespace, the Python
 /// sender (when the test needs one) in the peer namespace.
 fn kernel(args: &DriverArgs, driver: Driver, test: Test, size: usize) -> anyhow::Result<Row> {
@@ -338,11 +313,10 @@ fn kernel(args: &DriverArgs, driver: Driver, test: Test, size: usize) -> anyhow:
         Box<dyn std::any::Any>,
     ) = match driver {
         Driver::Tap => {
-            let ns = Netns::create("tap")?;
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns.0]).arg(&exe);
-            let name = ns.0.clone();
-            (cmd, name, "sbtap0", Box::new(ns))
+            let lab = Lab::create("bench-tap").context("creating the tap namespace")?;
+            let cmd = lab.command(&exe);
+            let name = lab.namespace().to_owned();
+            (cmd, name, "sbtap0", Box::new(lab))
         }
         Driver::Afxdp => {
             let lab = VethLab::create_unique("bench").context("creating the veth lab")?;
@@ -379,8 +353,8 @@ fn kernel(args: &DriverArgs, driver: Driver, test: Test, size: usize) -> anyhow:
         None
     } else {
         Some(
-            Command::new("ip")
-                .args(["netns", "exec", &sender_ns, "python3", "-c", SENDER])
+            netns_command(&sender_ns, "python3")
+                .args(["-c", SENDER])
                 .args([sender_iface, &size.to_string(), &args.seconds.to_string()])
                 .stdout(Stdio::piped())
                 .spawn()
