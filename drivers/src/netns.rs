@@ -317,7 +317,10 @@ mod tests {
         })
         .unwrap();
         assert_ne!(ours, inside);
-        assert_eq!(std::fs::read_link("/proc/thread-self/ns/net").unwrap(), ours);
+        assert_eq!(
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+            ours
+        );
         // A child started there sees only the namespace's loopback in /sys/class/net.
         let mut ls = Command::new("ls");
         ls.arg("/sys/class/net");

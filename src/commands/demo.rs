@@ -68,15 +68,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .arg("--stats-interval")
         .arg(args.stats_interval.to_string())
         .stdin(Stdio::null());
-    let child = server
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting the server in the lab ({} serve in namespace {})",
-                exe.display(),
-                lab.server_ns()
-            )
-        })?;
+    let child = server.spawn().with_context(|| {
+        format!(
+            "starting the server in the lab ({} serve in namespace {})",
+            exe.display(),
+            lab.server_ns()
+        )
+    })?;
     let mut server = ServerChild(child);
 
     let url = format!("http://{SERVER_ADDR}/");
@@ -251,10 +249,8 @@ fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<b
 fn fetch_from_client(lab: &VethLab, path: &str, timeout: Duration) -> anyhow::Result<Response> {
     let server = SocketAddr::from((SERVER_ADDR, 80));
     let host = SERVER_ADDR.to_string();
-    let fetched = netns::in_namespace(lab.client_ns(), || {
-        fetch::get(server, &host, path, timeout)
-    })
-    .with_context(|| format!("entering the client namespace {}", lab.client_ns()))?;
+    let fetched = netns::in_namespace(lab.client_ns(), || fetch::get(server, &host, path, timeout))
+        .with_context(|| format!("entering the client namespace {}", lab.client_ns()))?;
     Ok(fetched?)
 }
 

@@ -21,8 +21,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
-    State, XdpAttached,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, State,
+    XdpAttached,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
@@ -142,14 +142,13 @@ impl Netlink {
             let (datagram, _) = self.socket.recv_from_full().map_err(|e| failed(op, e))?;
             let mut rest = &datagram[..];
             while !rest.is_empty() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest).map_err(
-                    |e| {
+                let reply =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest).map_err(|e| {
                         failed(
                             op,
                             io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
                         )
-                    },
-                )?;
+                    })?;
                 let len = (reply.header.length as usize).clamp(1, rest.len());
                 rest = &rest[len.next_multiple_of(4).min(rest.len())..];
                 if reply.header.sequence_number != self.seq {
@@ -362,7 +361,9 @@ impl Netlink {
             next_hops.push(hop);
         }
         let mut message = route_message(dest, prefix);
-        message.attributes.push(RouteAttribute::MultiPath(next_hops));
+        message
+            .attributes
+            .push(RouteAttribute::MultiPath(next_hops));
         self.request(
             &format!("adding the multipath route {dest}/{prefix}"),
             RouteNetlinkMessage::NewRoute(message),
@@ -523,7 +524,12 @@ pub fn tx_checksum_off(ns: &str, iface: &str) -> Result<(), LabError> {
     use sirocco_drivers::host::{Offload, set_offload};
     netns::in_namespace(ns, || set_offload(iface, Offload::TxChecksum, false))
         .and_then(|set| set)
-        .map_err(|e| failed(format!("turning TX checksum offload off on {iface} in {ns}"), e))
+        .map_err(|e| {
+            failed(
+                format!("turning TX checksum offload off on {iface} in {ns}"),
+                e,
+            )
+        })
 }
 
 #[cfg(test)]
@@ -552,12 +558,12 @@ mod tests {
 
     #[test]
     fn an_xdp_nest_says_whether_a_program_is_attached() {
-        assert_eq!(attached_program(&[LinkXdp::Attached(XdpAttached::None)]), None);
         assert_eq!(
-            attached_program(&[
-                LinkXdp::Attached(XdpAttached::Driver),
-                LinkXdp::ProgId(42)
-            ]),
+            attached_program(&[LinkXdp::Attached(XdpAttached::None)]),
+            None
+        );
+        assert_eq!(
+            attached_program(&[LinkXdp::Attached(XdpAttached::Driver), LinkXdp::ProgId(42)]),
             Some((42, "native"))
         );
         assert_eq!(attached_program(&[]), None);

@@ -101,7 +101,10 @@ fn demo_check_passes_without_ip_ethtool_or_curl() {
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(stdout.contains("sirocco demo: serving"), "{stdout}");
     // The server really ran over AF_XDP in the lab, and the lab is gone afterwards.
-    assert!(stderr.contains("serving ") && stderr.contains("veth-srv"), "{stderr}");
+    assert!(
+        stderr.contains("serving ") && stderr.contains("veth-srv"),
+        "{stderr}"
+    );
     let demo_left: Vec<String> = netns::list()
         .into_iter()
         .filter(|ns| !before.contains(ns) && ns.starts_with("sirocco-demo-"))
@@ -170,11 +173,20 @@ fn ecmp_lab_up_status_down_without_ip_or_ethtool() {
     let name = lab_name("ecmp");
     let _cleanup = Cleanup(name.clone());
 
-    let up = ok(path.path(), &["lab", "up", "--name", &name, "--servers", "2"]);
-    assert!(up.contains(&format!("lab {name} is up: 2 sirocco hosts")), "{up}");
+    let up = ok(
+        path.path(),
+        &["lab", "up", "--name", &name, "--servers", "2"],
+    );
+    assert!(
+        up.contains(&format!("lab {name} is up: 2 sirocco hosts")),
+        "{up}"
+    );
 
     let status = ok(path.path(), &["lab", "status", "--name", &name]);
-    assert!(status.contains(&format!("ECMP lab {name}: up, 2 hosts")), "{status}");
+    assert!(
+        status.contains(&format!("ECMP lab {name}: up, 2 hosts")),
+        "{status}"
+    );
     assert!(
         status.contains(
             "198.19.255.1/32 nexthop via 198.18.1.2 dev rtr-h1 nexthop via 198.18.2.2 dev rtr-h2"
