@@ -4,6 +4,12 @@
 //! module. Names are unique per process and per lab, addresses come from the benchmarking range
 //! 198.18.0.0/15 (RFC 2544), and [`Drop`] removes the namespaces even when a test fails.
 //!
+//! Building a lab takes root and nothing else: namespaces are made as `ip netns add` makes
+//! them ([`sirocco_drivers::netns`]), links, addresses and routes over rtnetlink
+//! ([`netlink`]), offloads through the ethtool ioctl, and programs are started inside a
+//! namespace by entering it in the child ([`netns_command`]). No `ip`, `ethtool` or `sysctl`
+//! program is run.
+//!
 //! - [`Lab`] is one namespace around a tap device: sirocco runs inside it and creates the tap
 //!   there, and the lab gives the kernel's side of the tap the client address, so the kernel's
 //!   own stack becomes the client.
@@ -145,7 +151,8 @@ impl Drop for Lab {
     }
 }
 
-/// Runs `ip ARGS` (iproute2; the labs do not use it, tests may), turning a failure into an error that quotes the command and its stderr.
+/// Runs `ip ARGS` (iproute2; the labs do not use it, tests may), turning a failure into an
+/// error that quotes the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<Output, LabError> {
     let output = Command::new("ip")
         .args(args)
