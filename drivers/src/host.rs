@@ -15,7 +15,7 @@ use crate::sys::{
     ETH_FLAG_LRO, ETHTOOL_GCHANNELS, ETHTOOL_GDRVINFO, ETHTOOL_GFLAGS, ETHTOOL_GGRO,
     ETHTOOL_GRXCSUM, ETHTOOL_GSG, ETHTOOL_GTSO, ETHTOOL_GTXCSUM, ETHTOOL_SFLAGS, ETHTOOL_SGRO,
     ETHTOOL_SRXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_STXCSUM, EthtoolChannels, EthtoolDrvinfo,
-    EthtoolValue, Fd, c_chars,
+    EthtoolValue, Fd, IfReq, IfreqRequest, c_chars,
 };
 
 /// The CPUs the calling thread may run on (its affinity mask, which a cpuset or `taskset`
@@ -220,6 +220,42 @@ pub fn rx_queue_count(iface: &str) -> Option<u32> {
     u32::try_from(count).ok()
 }
 
+/// What `ip link show IFACE` says of an interface that matters before serving on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interface {
+    /// The interface index (`SIOCGIFINDEX`).
+    pub index: u32,
+    /// The IP MTU (`SIOCGIFMTU`).
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+}
+
+/// Index, MTU and up flag of `iface`. A missing interface is `ENODEV`; a name that cannot be
+/// one (empty, too long, with `/`, NUL or a space) is `EINVAL`.
+pub fn interface(iface: &str) -> io::Result<Interface> {
+    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains(['/', '\0', ' ']) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+    let mut req = IfReq::new(iface);
+    control.ifreq_ioctl(IfreqRequest::GetIndex, &mut req)?;
+    let index = u32::try_from(req.int_value()).unwrap_or(0);
+    let mut req = IfReq::new(iface);
+    control.ifreq_ioctl(IfreqRequest::GetMtu, &mut req)?;
+    let mtu = u32::try_from(req.int_value()).unwrap_or(0);
+    let mut req = IfReq::new(iface);
+    control.ifreq_ioctl(IfreqRequest::GetFlags, &mut req)?;
+    let up = req.flags() & libc::IFF_UP as libc::c_short != 0;
+    Ok(Interface { index, mtu, up })
+}
+
+/// The soft limit on locked memory (`ulimit -l`) in bytes, `None` when unlimited. AF_XDP
+/// charges each UMEM against it, unless the process has CAP_IPC_LOCK.
+pub fn memlock_limit() -> io::Result<Option<u64>> {
+    crate::sys::memlock_limit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +283,19 @@ mod tests {
         let err = offload("no-such-if0", Offload::Gro).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
         assert!(driver_info("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn loopback_is_up_with_index_one_and_bad_names_are_refused() {
+        let lo = interface("lo").expect("lo");
+        assert_eq!(lo.index, 1);
+        assert!(lo.up && lo.mtu >= 1500, "{lo:?}");
+        let missing = interface("no-such-if0").unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENODEV));
+        for bad in ["", "a/b", "sixteen-chars-xx"] {
+            let err = interface(bad).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{bad:?}");
+        }
     }
 
     #[test]

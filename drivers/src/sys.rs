@@ -38,6 +38,18 @@ pub(crate) fn cvt<T: PartialEq + From<i8>>(res: T) -> io::Result<T> {
     }
 }
 
+/// The soft limit on locked memory (`getrlimit(RLIMIT_MEMLOCK)`), in bytes; `None` when it is
+/// unlimited.
+pub(crate) fn memlock_limit() -> io::Result<Option<u64>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, exclusively borrowed `rlimit` that the kernel fills.
+    syscall!(getrlimit(libc::RLIMIT_MEMLOCK, &mut limit))?;
+    Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
+}
+
 /// An owned file descriptor, closed on drop.
 #[derive(Debug)]
 pub(crate) struct Fd(OwnedFd);
@@ -408,6 +420,13 @@ mod tests {
             .ethtool("lo", &mut value)
             .expect("ETHTOOL_GTXCSUM on lo");
         assert!(value.data <= 1);
+    }
+
+    #[test]
+    fn the_memlock_limit_reads() {
+        // Unlimited or a number of bytes; either way the call must succeed.
+        let limit = memlock_limit().expect("getrlimit(RLIMIT_MEMLOCK)");
+        assert!(limit.is_none_or(|bytes| bytes < u64::MAX));
     }
 
     #[test]

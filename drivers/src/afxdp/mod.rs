@@ -39,6 +39,7 @@
 mod bpf;
 mod if_xdp;
 mod mmap;
+mod probe;
 mod program;
 mod ring;
 mod socket;
@@ -55,6 +56,10 @@ use crate::{Capabilities, DriverCounters, DriverError, ETHERNET_HEADER_LEN, Fram
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
 use umem::{CHUNK_SIZE, Umem};
+
+pub use probe::{
+    MAX_FRAME_MTU, TrialError, TrialFailure, VETH_NATIVE_MAX_MTU, trial_attach, trial_bind,
+};
 
 /// How the XDP program is attached to the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +125,12 @@ impl AfXdpConfig {
             frame_count: 4096,
             need_wakeup: false,
         }
+    }
+
+    /// Bytes of UMEM one queue maps and locks (`frame_count` chunks of 4096 bytes): what counts
+    /// against the locked-memory limit (`ulimit -l`) per queue served.
+    pub fn umem_bytes(&self) -> u64 {
+        u64::from(self.frame_count) * u64::from(CHUNK_SIZE)
     }
 
     fn check(&self) -> Result<(), DriverError> {
@@ -208,7 +219,7 @@ pub struct AfXdp {
 }
 
 fn umem_mib(config: &AfXdpConfig) -> u64 {
-    (u64::from(config.frame_count) * u64::from(CHUNK_SIZE)) >> 20
+    config.umem_bytes() >> 20
 }
 
 fn setup(message: String) -> DriverError {
@@ -255,31 +266,8 @@ impl AfXdp {
         let iface = config.iface.as_str();
         let (ifindex, mtu) = interface(iface)?;
 
-        let map = bpf::create_xskmap(highest + 1).map_err(|e| {
-            if is_permission(&e) {
-                setup(NEEDS_PRIVILEGE.into())
-            } else {
-                setup(format!(
-                    "cannot create an XSKMAP: {e} (is the kernel built with CONFIG_BPF_SYSCALL \
-                     and CONFIG_XDP_SOCKETS?)"
-                ))
-            }
-        })?;
-        let insns = match config.filter {
-            Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
-            Filter::ServerIpv4(ip) => program::redirect_ipv4(map.as_raw_fd(), ip),
-        };
-        let prog = bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
-            if is_permission(&e.error) && e.log.is_empty() {
-                setup(NEEDS_PRIVILEGE.into())
-            } else {
-                setup(format!(
-                    "the kernel refused sirocco's XDP program: {}; verifier log: {}",
-                    e.error,
-                    if e.log.is_empty() { "(none)" } else { &e.log }
-                ))
-            }
-        })?;
+        let map = create_map(highest + 1)?;
+        let prog = load_program(config.filter, &map)?;
 
         let (link, attached, native_refused) = attach(&prog, &config, ifindex, mtu)?;
         let attachment = Arc::new(Attachment {
@@ -495,6 +483,40 @@ fn interface(name: &str) -> Result<(u32, usize), DriverError> {
     Ok((ifindex, mtu))
 }
 
+/// An XSKMAP with slots `0 .. entries`, one per queue; refusals explained.
+fn create_map(entries: u32) -> Result<OwnedFd, DriverError> {
+    bpf::create_xskmap(entries).map_err(|e| {
+        if is_permission(&e) {
+            setup(NEEDS_PRIVILEGE.into())
+        } else {
+            setup(format!(
+                "cannot create an XSKMAP: {e} (is the kernel built with CONFIG_BPF_SYSCALL \
+                 and CONFIG_XDP_SOCKETS?)"
+            ))
+        }
+    })
+}
+
+/// Loads sirocco's XDP program for `filter`, redirecting into `map`; refusals explained, with
+/// the verifier's log when there is one.
+fn load_program(filter: Filter, map: &OwnedFd) -> Result<OwnedFd, DriverError> {
+    let insns = match filter {
+        Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
+        Filter::ServerIpv4(ip) => program::redirect_ipv4(map.as_raw_fd(), ip),
+    };
+    bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
+        if is_permission(&e.error) && e.log.is_empty() {
+            setup(NEEDS_PRIVILEGE.into())
+        } else {
+            setup(format!(
+                "the kernel refused sirocco's XDP program: {}; verifier log: {}",
+                e.error,
+                if e.log.is_empty() { "(none)" } else { &e.log }
+            ))
+        }
+    })
+}
+
 fn available_interfaces() -> String {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
         .map(|dir| {
@@ -519,8 +541,8 @@ fn attach(
     ifindex: u32,
     mtu: usize,
 ) -> Result<(OwnedFd, AttachMode, Option<String>), DriverError> {
-    let native = || bpf::attach_xdp_link(prog.as_fd(), ifindex, XDP_FLAGS_DRV_MODE);
-    let skb = || bpf::attach_xdp_link(prog.as_fd(), ifindex, XDP_FLAGS_SKB_MODE);
+    let native = || attach_once(prog, ifindex, AttachMode::Native);
+    let skb = || attach_once(prog, ifindex, AttachMode::Skb);
     let iface = &config.iface;
     match config.mode {
         AttachMode::Native => native()
@@ -555,29 +577,51 @@ fn attach(
     }
 }
 
+/// Attaches `prog` to `ifindex` with a BPF link in `mode` (`Auto` is SKB: callers pick).
+fn attach_once(prog: &OwnedFd, ifindex: u32, mode: AttachMode) -> std::io::Result<OwnedFd> {
+    let flags = match mode {
+        AttachMode::Native => XDP_FLAGS_DRV_MODE,
+        AttachMode::Skb | AttachMode::Auto => XDP_FLAGS_SKB_MODE,
+    };
+    bpf::attach_xdp_link(prog.as_fd(), ifindex, flags)
+}
+
 fn attach_error(iface: &str, mode: AttachMode, mtu: usize, e: std::io::Error) -> DriverError {
     let mode_name = if mode == AttachMode::Native {
         "native"
     } else {
         "SKB"
     };
-    setup(match e.raw_os_error() {
-        _ if is_permission(&e) => NEEDS_PRIVILEGE.into(),
-        Some(libc::EBUSY | libc::EEXIST) => format!(
+    setup(match probe::attach_failure(mode, &e) {
+        TrialFailure::Permission => NEEDS_PRIVILEGE.into(),
+        TrialFailure::Busy => format!(
             "an XDP program is already attached to {iface}: detach it with \
              `ip link set dev {iface} xdp off`, or stop the process that holds it \
              (`bpftool net` shows it)"
         ),
-        Some(libc::ERANGE) if mode == AttachMode::Native => format!(
+        TrialFailure::MtuTooLarge => format!(
             "MTU {mtu} on {iface} (or its peer) is too large for native XDP; on veth the limit \
-             is 3506: set a smaller MTU on both ends with `ip link set dev {iface} mtu 3506`, \
-             or use SKB mode"
+             is {VETH_NATIVE_MAX_MTU}: set a smaller MTU on both ends with \
+             `ip link set dev {iface} mtu {VETH_NATIVE_MAX_MTU}`, or use SKB mode"
         ),
-        Some(libc::EOPNOTSUPP) if mode == AttachMode::Native => {
+        TrialFailure::Unsupported => {
             format!("the driver of {iface} has no native XDP: use SKB (generic) mode")
         }
-        _ => format!("cannot attach the XDP program to {iface} in {mode_name} mode: {e}"),
+        TrialFailure::Other | TrialFailure::NoInterface => {
+            format!("cannot attach the XDP program to {iface} in {mode_name} mode: {e}")
+        }
     })
+}
+
+/// The socket settings of `config`'s queue, in zero-copy or copy mode.
+fn socket_config(config: &AfXdpConfig, ifindex: u32, zero_copy: bool) -> SocketConfig {
+    SocketConfig {
+        ifindex,
+        queue: config.queue,
+        ring_size: config.ring_size,
+        zero_copy,
+        need_wakeup: config.need_wakeup,
+    }
 }
 
 /// Opens and binds the socket, zero-copy first under `CopyMode::Auto`.
@@ -586,13 +630,7 @@ fn open_socket(
     config: &AfXdpConfig,
     ifindex: u32,
 ) -> Result<(XdpSocket, bool), DriverError> {
-    let socket_config = |zero_copy| SocketConfig {
-        ifindex,
-        queue: config.queue,
-        ring_size: config.ring_size,
-        zero_copy,
-        need_wakeup: config.need_wakeup,
-    };
+    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy);
     let open = |zero_copy| {
         XdpSocket::open(umem, &socket_config(zero_copy))
             .map_err(|e| socket_error(config, zero_copy, e))

@@ -43,7 +43,7 @@ pub use emulated::{
 };
 pub use filter::Filter;
 pub use port::{NetmapPort, RegisterMode, Registration};
-pub use real::RealPort;
+pub use real::{NetmapStatus, RealPort};
 
 use std::time::Duration;
 

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use netmap_sys::netmap::{IFNAMSIZ, NETMAP_API, NIOCREGIF, NIOCRXSYNC, NIOCTXSYNC, nmreq};
+use netmap_sys::netmap::{
+    IFNAMSIZ, NETMAP_API, NIOCGINFO, NIOCREGIF, NIOCRXSYNC, NIOCTXSYNC, nmreq,
+};
 
 use super::port::{NetmapPort, RegisterMode, Registration};
 use super::region::Region;
@@ -97,6 +99,19 @@ impl RealPort {
         Ok(())
     }
 
+    /// `NIOCGINFO` for `req.nr_name` (empty: the default memory allocator). On a version
+    /// mismatch the module fails with `EINVAL` and writes its own version into `nr_version`.
+    fn ioctl_info(&self, req: &mut nmreq) -> io::Result<()> {
+        // As in `ioctl_nmreq`: the cast is a no-op on glibc and needed on musl.
+        #[allow(clippy::unnecessary_cast)]
+        let request = NIOCGINFO as libc::Ioctl;
+        // SAFETY: NIOCGINFO, like NIOCREGIF, takes a pointer to one `struct nmreq` (the same
+        // size is encoded in both request numbers); `req` is a valid, exclusively borrowed
+        // value for the whole call.
+        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request, req as *mut nmreq) })?;
+        Ok(())
+    }
+
     fn ioctl_sync(&self, request: u32) -> io::Result<()> {
         // SAFETY: NIOCTXSYNC and NIOCRXSYNC take no argument; the descriptor is open.
         check(unsafe { libc::ioctl(self.device.as_raw_fd(), request as libc::Ioctl) })?;
@@ -121,6 +136,68 @@ impl RealPort {
         }
         let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
         Ok(Mapping { base, len })
+    }
+}
+
+/// What the netmap module says of itself, for `sirocco doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetmapStatus {
+    /// No netmap device: the module is not loaded.
+    Absent,
+    /// The module answered `NIOCGINFO` in sirocco's API version.
+    Ready { api: u32 },
+    /// The module speaks another API version than the one sirocco was built for.
+    VersionMismatch { kernel: u32, ours: u32 },
+}
+
+/// Opens `/dev/netmap` and asks the module for its API version (`NIOCGINFO`).
+pub fn probe() -> Result<NetmapStatus, DriverError> {
+    probe_device(Path::new(NETMAP_DEVICE))
+}
+
+/// [`probe`] of the control device at `path`.
+pub fn probe_device(path: &Path) -> Result<NetmapStatus, DriverError> {
+    let port = match RealPort::open_device(path) {
+        Ok(port) => port,
+        Err(DriverError::Setup(text)) if text == NO_NETMAP_MESSAGE => {
+            return Ok(NetmapStatus::Absent);
+        }
+        Err(other) => return Err(other),
+    };
+    let ours = NETMAP_API as u32;
+    let mut req = info_request();
+    match port.ioctl_info(&mut req) {
+        Ok(()) => Ok(NetmapStatus::Ready {
+            api: req.nr_version,
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && req.nr_version != ours => {
+            Ok(NetmapStatus::VersionMismatch {
+                kernel: req.nr_version,
+                ours,
+            })
+        }
+        Err(e) => Err(DriverError::io("NIOCGINFO on /dev/netmap", e)),
+    }
+}
+
+/// A legacy `NIOCGINFO` request in sirocco's API version, naming no interface.
+fn info_request() -> nmreq {
+    nmreq {
+        nr_name: [0; IFNAMSIZ],
+        nr_version: NETMAP_API as u32,
+        nr_offset: 0,
+        nr_memsize: 0,
+        nr_tx_slots: 0,
+        nr_rx_slots: 0,
+        nr_tx_rings: 0,
+        nr_rx_rings: 0,
+        nr_ringid: 0,
+        nr_cmd: 0,
+        nr_arg1: 0,
+        nr_arg2: 0,
+        nr_arg3: 0,
+        nr_flags: 0,
+        spare2: [0],
     }
 }
 
@@ -243,6 +320,16 @@ mod tests {
     fn missing_device_gives_the_install_hint() {
         let err = RealPort::open_device(Path::new("/nonexistent/netmap")).unwrap_err();
         assert_eq!(err.to_string(), NO_NETMAP_MESSAGE);
+    }
+
+    #[test]
+    fn probing_a_missing_device_says_absent() {
+        let status = probe_device(Path::new("/nonexistent/netmap")).unwrap();
+        assert_eq!(status, NetmapStatus::Absent);
+        // Not a netmap device: the ioctl is refused, and that is an error, not "absent".
+        assert!(probe_device(Path::new("/dev/null")).is_err());
+        assert_eq!(info_request().nr_version, 11);
+        assert_eq!((NIOCGINFO >> 16) & 0x3fff, (NIOCREGIF >> 16) & 0x3fff);
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! Trials for `sirocco doctor`: attach sirocco's own XDP program in one mode and take it off
+//! again ([`trial_attach`]); bind an AF_XDP socket to a queue in zero-copy or copy mode and
+//! close it ([`trial_bind`]). They go through the same map, program, attach and socket code as
+//! [`AfXdp::open_queues`](super::AfXdp::open_queues), so a trial that succeeds means `serve`
+//! gets that far too, and a failure carries the very message `serve` would print.
+//!
+//! A trial leaves nothing behind: the BPF link, the program, the map, the socket and its UMEM
+//! are closed before it returns (the kernel detaches a link's program when its descriptor
+//! closes). While it is attached, the program redirects into an empty XSKMAP, whose fallback
+//! passes every frame to the kernel: traffic flows as before. On some hardware NICs, attaching
+//! native XDP reconfigures the rings, a short link reset; veth and virtio do not drop frames.
+//!
+//! No `XDP_FLAGS_UPDATE_IF_NOEXIST` is needed to notice a program that is already there: a
+//! BPF link never replaces one, and the kernel answers `EBUSY` (same mode) or `EEXIST` (the
+//! other mode), which [`TrialFailure::Busy`] reports.
+
+use std::io;
+
+use super::if_xdp::XDP_PACKET_HEADROOM;
+use super::socket::{SocketError, SocketStep, XdpSocket};
+use super::umem::{CHUNK_SIZE, Umem};
+use super::{
+    AfXdpConfig, AttachMode, CopyMode, Filter, NEEDS_PRIVILEGE, attach_error, attach_once,
+    create_map, interface, is_permission, load_program, socket_config, socket_error,
+};
+use crate::{DriverError, ETHERNET_HEADER_LEN};
+
+/// The largest IP MTU whose frames fit one UMEM chunk after the kernel's headroom: 4096 - 256
+/// - 14 = 3826. The kernel drops a received frame that is longer (it counts it in the
+///   socket's `rx_dropped`).
+pub const MAX_FRAME_MTU: usize = (CHUNK_SIZE - XDP_PACKET_HEADROOM) as usize - ETHERNET_HEADER_LEN;
+
+/// The largest MTU veth accepts for native XDP with single-buffer programs such as sirocco's:
+/// a page less the XDP headroom, the Ethernet header and `skb_shared_info`.
+pub const VETH_NATIVE_MAX_MTU: usize = 3506;
+
+/// The UMEM and rings of a trial bind: as small as the driver accepts, 512 KiB.
+const TRIAL_FRAMES: u32 = 128;
+const TRIAL_RING: u32 = 64;
+
+/// What kind of failure a trial met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialFailure {
+    /// The interface name is not valid or no interface has it.
+    NoInterface,
+    /// Not allowed: no root, or missing CAP_NET_ADMIN, CAP_NET_RAW or CAP_BPF.
+    Permission,
+    /// Attach: an XDP program is already attached. Bind: another AF_XDP socket holds the
+    /// queue.
+    Busy,
+    /// Native attach: the MTU (of the interface, or on veth its peer) is above the driver's
+    /// single-buffer XDP limit.
+    MtuTooLarge,
+    /// Native attach: the driver has no native XDP. Bind: no zero-copy in the driver, or no
+    /// AF_XDP in the kernel.
+    Unsupported,
+    Other,
+}
+
+/// A failed trial: its kind, and the message `serve` would print for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TrialError {
+    pub failure: TrialFailure,
+    pub message: String,
+}
+
+impl TrialError {
+    fn from_setup(failure: TrialFailure, error: DriverError) -> TrialError {
+        let message = match error {
+            DriverError::Setup(text) => text,
+            other => other.to_string(),
+        };
+        let failure = if message == NEEDS_PRIVILEGE {
+            TrialFailure::Permission
+        } else {
+            failure
+        };
+        TrialError { failure, message }
+    }
+}
+
+/// The kind of an attach failure in `mode` (`Native` or `Skb`).
+pub(super) fn attach_failure(mode: AttachMode, e: &io::Error) -> TrialFailure {
+    let native = mode == AttachMode::Native;
+    match e.raw_os_error() {
+        _ if is_permission(e) => TrialFailure::Permission,
+        Some(libc::EBUSY | libc::EEXIST) => TrialFailure::Busy,
+        Some(libc::ERANGE) if native => TrialFailure::MtuTooLarge,
+        Some(libc::EOPNOTSUPP) if native => TrialFailure::Unsupported,
+        _ => TrialFailure::Other,
+    }
+}
+
+/// The kind of a socket failure; `zero_copy` is the mode the bind asked for.
+fn socket_failure(e: &SocketError, zero_copy: bool) -> TrialFailure {
+    match (e.step, e.error.raw_os_error()) {
+        _ if is_permission(&e.error) => TrialFailure::Permission,
+        (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => TrialFailure::Unsupported,
+        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => TrialFailure::Unsupported,
+        (SocketStep::Bind, Some(libc::EBUSY)) => TrialFailure::Busy,
+        _ => TrialFailure::Other,
+    }
+}
+
+/// Attaches sirocco's XDP program to `iface` in `mode` and detaches it again. `Auto` is
+/// `Native`: try each mode on its own to learn which the interface supports.
+pub fn trial_attach(iface: &str, mode: AttachMode) -> Result<(), TrialError> {
+    let mode = match mode {
+        AttachMode::Auto => AttachMode::Native,
+        other => other,
+    };
+    let (ifindex, mtu) =
+        interface(iface).map_err(|e| TrialError::from_setup(TrialFailure::NoInterface, e))?;
+    let map = create_map(1).map_err(|e| TrialError::from_setup(TrialFailure::Other, e))?;
+    let prog = load_program(Filter::RedirectAll, &map)
+        .map_err(|e| TrialError::from_setup(TrialFailure::Other, e))?;
+    match attach_once(&prog, ifindex, mode) {
+        // Dropping the link detaches the program.
+        Ok(link) => {
+            drop(link);
+            Ok(())
+        }
+        Err(e) => {
+            let failure = attach_failure(mode, &e);
+            Err(TrialError::from_setup(
+                failure,
+                attach_error(iface, mode, mtu, e),
+            ))
+        }
+    }
+}
+
+/// Opens an AF_XDP socket over a small UMEM and binds it to `queue` of `iface`, in zero-copy
+/// mode or copy mode, then closes it. No program needs to be attached for that.
+pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialError> {
+    let (ifindex, _) =
+        interface(iface).map_err(|e| TrialError::from_setup(TrialFailure::NoInterface, e))?;
+    let config = AfXdpConfig {
+        queue,
+        copy: if zero_copy {
+            CopyMode::ZeroCopy
+        } else {
+            CopyMode::Copy
+        },
+        ring_size: TRIAL_RING,
+        frame_count: TRIAL_FRAMES,
+        ..AfXdpConfig::new(iface)
+    };
+    let umem = Umem::new(config.frame_count, CHUNK_SIZE).map_err(|e| TrialError {
+        failure: TrialFailure::Other,
+        message: format!("cannot map a UMEM for the trial bind: {e}"),
+    })?;
+    match XdpSocket::open(&umem, &socket_config(&config, ifindex, zero_copy)) {
+        Ok(socket) => {
+            drop(socket);
+            Ok(())
+        }
+        Err(e) => {
+            let failure = socket_failure(&e, zero_copy);
+            Err(TrialError::from_setup(
+                failure,
+                socket_error(&config, zero_copy, e),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_mtu_fits_a_chunk() {
+        assert_eq!(MAX_FRAME_MTU, 3826);
+        assert_eq!(
+            MAX_FRAME_MTU + ETHERNET_HEADER_LEN + XDP_PACKET_HEADROOM as usize,
+            CHUNK_SIZE as usize
+        );
+        const { assert!(VETH_NATIVE_MAX_MTU < MAX_FRAME_MTU) };
+    }
+
+    #[test]
+    fn attach_errnos_have_their_kinds() {
+        let kind = |mode, errno| attach_failure(mode, &io::Error::from_raw_os_error(errno));
+        assert_eq!(kind(AttachMode::Native, libc::EBUSY), TrialFailure::Busy);
+        assert_eq!(kind(AttachMode::Skb, libc::EEXIST), TrialFailure::Busy);
+        assert_eq!(kind(AttachMode::Skb, libc::EPERM), TrialFailure::Permission);
+        assert_eq!(
+            kind(AttachMode::Native, libc::ERANGE),
+            TrialFailure::MtuTooLarge
+        );
+        assert_eq!(
+            kind(AttachMode::Native, libc::EOPNOTSUPP),
+            TrialFailure::Unsupported
+        );
+        assert_eq!(kind(AttachMode::Skb, libc::ERANGE), TrialFailure::Other);
+    }
+
+    #[test]
+    fn socket_errnos_have_their_kinds() {
+        let kind = |step, zero_copy, errno| {
+            let e = SocketError {
+                step,
+                error: io::Error::from_raw_os_error(errno),
+            };
+            socket_failure(&e, zero_copy)
+        };
+        assert_eq!(
+            kind(SocketStep::Bind, true, libc::EOPNOTSUPP),
+            TrialFailure::Unsupported
+        );
+        assert_eq!(
+            kind(SocketStep::Bind, false, libc::EOPNOTSUPP),
+            TrialFailure::Other
+        );
+        assert_eq!(
+            kind(SocketStep::Bind, false, libc::EBUSY),
+            TrialFailure::Busy
+        );
+        assert_eq!(
+            kind(SocketStep::Create, false, libc::EAFNOSUPPORT),
+            TrialFailure::Unsupported
+        );
+        assert_eq!(
+            kind(SocketStep::Create, false, libc::EPERM),
+            TrialFailure::Permission
+        );
+    }
+
+    #[test]
+    fn a_missing_interface_is_named() {
+        let err = trial_attach("sirocco-nope0", AttachMode::Native).unwrap_err();
+        assert_eq!(err.failure, TrialFailure::NoInterface);
+        assert!(err.message.contains("sirocco-nope0 not found"), "{err}");
+        let err = trial_bind("sirocco-nope0", 0, false).unwrap_err();
+        assert_eq!(err.failure, TrialFailure::NoInterface);
+    }
+}
