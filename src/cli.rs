@@ -37,6 +37,15 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Check that this machine and an interface are ready for `serve`, and say how to fix
+    /// what is not.
+    ///
+    /// Checks privileges and the locked-memory limit, the XDP attach modes (native, generic)
+    /// and AF_XDP with zero-copy by trying them, whether an XDP program is already attached,
+    /// the MTU, queues, offloads (GRO, LRO, checksums), IRQ affinity and irqbalance, and
+    /// netmap. Each line is ok, warn or fail; a failure gives the command that fixes it. Exits
+    /// 0 when no check failed, 1 when one did, 2 when the interface does not exist.
+    Doctor(DoctorArgs),
     /// Print a completion script for a shell, e.g.
     /// `sirocco completions bash > /etc/bash_completion.d/sirocco`.
     Completions {
@@ -50,6 +59,23 @@ pub enum Command {
         #[arg(value_name = "COMMAND")]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The interface to check, as given to `serve --iface`.
+    #[arg(long, value_name = "NAME")]
+    pub iface: String,
+    /// The queue the AF_XDP trial binds to.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub queue: u32,
+    /// Print the checks as a JSON array of {check, status, detail, fix} instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not try attaching an XDP program or binding an AF_XDP socket (on some hardware NICs
+    /// attaching native XDP resets the link for a moment); those checks then warn "skipped".
+    #[arg(long)]
+    pub no_trial: bool,
 }
 
 #[derive(Debug, Args)]

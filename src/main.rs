@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Lab(args) => commands::lab::run(args).map(|()| true),
         Command::CheckConfig { file } => commands::check_config::run(&file),
+        // Its own exit statuses: 2 means the interface does not exist.
+        Command::Doctor(args) => return ExitCode::from(commands::doctor::run(&args)),
         Command::Completions { shell } => {
             commands::docs::print(&commands::docs::completions(shell))
         }

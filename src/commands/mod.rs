@@ -1,10 +1,11 @@
-//! The CLI's commands: `serve`, `demo`, `lab`, `check-config`, `completions` and `man`. This is
-//! the application's outer layer, so errors here carry `anyhow` context written for the person
-//! at the terminal.
+//! The CLI's commands: `serve`, `demo`, `lab`, `check-config`, `doctor`, `completions` and
+//! `man`. This is the application's outer layer, so errors here carry `anyhow` context written
+//! for the person at the terminal.
 
 pub mod check_config;
 pub mod demo;
 pub mod docs;
+pub mod doctor;
 pub mod lab;
 pub mod serve;
 
