@@ -7,14 +7,14 @@
 
 macro_rules! define_counters {
     (
-        events { $( $(#[$edoc:meta])* $event:ident, )* }
-        drops { $( $(#[$ddoc:meta])* $drop:ident, )* }
+        events { $( $(#[doc = $edoc:literal])* $event:ident, )* }
+        drops { $( $(#[doc = $ddoc:literal])* $drop:ident, )* }
     ) => {
         /// Counters of a [`crate::Stack`]. Events first, then `drop_*` reasons.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct StackCounters {
-            $( $(#[$edoc])* pub $event: u64, )*
-            $( $(#[$ddoc])* pub $drop: u64, )*
+            $( $(#[doc = $edoc])* pub $event: u64, )*
+            $( $(#[doc = $ddoc])* pub $drop: u64, )*
         }
 
         impl StackCounters {
@@ -30,6 +30,16 @@ macro_rules! define_counters {
                     $( (stringify!($drop), self.$drop), )*
                 ]
                 .into_iter()
+            }
+
+            /// What the counter `name` counts: its documentation above, as one line (with its
+            /// rustdoc markup), for a metrics exporter's help text. `None` for an unknown name.
+            pub fn help(name: &str) -> Option<&'static str> {
+                match name {
+                    $( stringify!($event) => Some(concat!($($edoc),*)), )*
+                    $( stringify!($drop) => Some(concat!($($ddoc),*)), )*
+                    _ => None,
+                }
             }
         }
 
@@ -211,6 +221,20 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), fields.len());
+    }
+
+    #[test]
+    fn every_counter_has_its_documentation_as_help() {
+        for (name, _) in StackCounters::default().fields() {
+            let help = StackCounters::help(name).unwrap_or_default();
+            assert!(help.trim().len() > 10, "{name} has no help: {help:?}");
+            assert!(!help.contains('\n'), "{name}: {help:?}");
+        }
+        assert_eq!(
+            StackCounters::help("drop_ipv6").map(str::trim),
+            Some("IPv6 is not supported yet.")
+        );
+        assert_eq!(StackCounters::help("no_such_counter"), None);
     }
 
     #[test]

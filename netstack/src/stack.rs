@@ -100,6 +100,8 @@ struct IdleList {
     member: Vec<bool>,
     head: u32,
     tail: u32,
+    /// Members, for [`Stack::idle_connections`].
+    len: usize,
 }
 
 const NIL: u32 = u32::MAX;
@@ -112,6 +114,7 @@ impl IdleList {
             member: vec![false; cells],
             head: NIL,
             tail: NIL,
+            len: 0,
         }
     }
 
@@ -124,6 +127,7 @@ impl IdleList {
             return;
         }
         self.member[i as usize] = true;
+        self.len += 1;
         self.prev[i as usize] = self.tail;
         self.next[i as usize] = NIL;
         match self.tail {
@@ -147,6 +151,7 @@ impl IdleList {
             n => self.prev[n as usize] = p,
         }
         self.member[i as usize] = false;
+        self.len -= 1;
     }
 
     fn front(&self) -> Option<u32> {
@@ -311,6 +316,18 @@ impl<A: ConnState> Stack<A> {
     /// Cells in use: connections, half-open ones included.
     pub fn connections(&self) -> usize {
         self.cells.len() - self.free.len()
+    }
+
+    /// Connections waiting for their next request with everything they sent acknowledged (as
+    /// of the last [`Stack::service`]): those a new connection may take the cell of.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.len
+    }
+
+    /// Flows in TIME-WAIT: the tombstones in the ring. One that ended early (taken over by a
+    /// new SYN, or closed by an RST) is counted until its turn to expire comes.
+    pub fn time_wait_connections(&self) -> usize {
+        self.tombstones.len()
     }
 
     /// Starts a graceful stop, as a server closing its listening socket: from now on every

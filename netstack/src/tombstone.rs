@@ -105,7 +105,6 @@ impl Tombstones {
     }
 
     /// Tombstones in the ring, dead ones waiting for their turn included.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

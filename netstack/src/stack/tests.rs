@@ -981,6 +981,7 @@ fn the_longest_idle_keep_alive_connection_makes_room() {
     let mut b = Peer::new(40001);
     connect(&mut stack, &mut a, t(0));
     connect(&mut stack, &mut b, t(0));
+    assert_eq!(stack.idle_connections(), 0);
     // Both served once (and their answers acknowledged): idle between requests, `a` longer.
     for (peer, at) in [(&mut a, 10), (&mut b, 20)] {
         stack.handle_frame(t(at), &peer.data(b"GET\r\n\r\n"));
@@ -989,6 +990,7 @@ fn the_longest_idle_keep_alive_connection_makes_room() {
         stack.handle_frame(t(at + 1), &peer.ack_now());
         let _ = pump(&mut stack, t(at + 1));
     }
+    assert_eq!(stack.idle_connections(), 2);
     let mut c = Peer::new(40002);
     stack.handle_frame(t(30), &c.syn());
     let synack = only_tcp(&pump(&mut stack, t(30)));
@@ -998,6 +1000,7 @@ fn the_longest_idle_keep_alive_connection_makes_room() {
     assert_eq!((rst.control, rst.dst_port), (TcpControl::Rst, 40000));
     assert_eq!(stack.counters().idle_evicted, 1);
     assert_eq!(stack.connections(), 2);
+    assert_eq!(stack.idle_connections(), 1, "b is still idle; c is not yet");
     stack.handle_frame(t(40), &c.data(b"GET\r\n\r\n"));
     assert_eq!(only_tcp(&pump(&mut stack, t(40))).payload, b"HELLO");
 }
@@ -1299,6 +1302,7 @@ fn time_wait_frees_the_cell_and_a_tombstone_acks_a_retransmitted_fin() {
     assert_eq!(stack.connections(), 0, "TIME-WAIT holds no cell");
     assert_eq!(stack.counters().time_wait_entered, 1);
     assert_eq!(stack.counters().connections_closed, 1);
+    assert_eq!(stack.time_wait_connections(), 1);
 
     // RFC 9293 §3.10.7.4: our ACK was lost, the peer sends its FIN again.
     stack.handle_frame(t(500), &fin);
@@ -1334,6 +1338,7 @@ fn time_wait_frees_the_cell_and_a_tombstone_acks_a_retransmitted_fin() {
     );
     stack.handle_frame(expiry, &fin);
     assert_eq!(only_tcp(&pump(&mut stack, expiry)).control, TcpControl::Rst);
+    assert_eq!(stack.time_wait_connections(), 0);
 }
 
 #[test]
