@@ -38,6 +38,7 @@
 mod buffers;
 mod conditional;
 mod date;
+mod latency;
 mod linger;
 mod request;
 mod response;
@@ -51,6 +52,7 @@ use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
 
 pub use buffers::RequestBuffers;
 pub use date::DateHeader;
+pub use latency::{BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use target::{TargetError, normalize_target};
 
 use crate::access_log::{AccessLog, LogEntry};
@@ -148,6 +150,11 @@ pub struct HttpCounters {
     pub access_log_dropped: u64,
     /// Idle keep-alive connections closed because the server is stopping.
     pub drain_closes: u64,
+    /// From the read that completed a request (its last segment) to the first byte of its
+    /// response handed to the socket (sent in that iteration's egress), on the engine's
+    /// clock, which is read once per loop iteration. Requests the server answered without a
+    /// complete head (408) are not in it.
+    pub time_to_first_byte: LatencyHistogram,
 }
 
 /// Adds every counter of another server, e.g. to total the engines of a multi-queue server.
@@ -169,6 +176,7 @@ impl std::ops::AddAssign<&HttpCounters> for HttpCounters {
             foreign_protocol,
             access_log_dropped,
             drain_closes,
+            time_to_first_byte,
         } = other;
         self.requests += requests;
         self.responses_2xx += responses_2xx;
@@ -184,11 +192,13 @@ impl std::ops::AddAssign<&HttpCounters> for HttpCounters {
         self.foreign_protocol += foreign_protocol;
         self.access_log_dropped += access_log_dropped;
         self.drain_closes += drain_closes;
+        self.time_to_first_byte += time_to_first_byte;
     }
 }
 
 impl HttpCounters {
-    /// Every counter as `(name, value)`, for stats output.
+    /// Every counter as `(name, value)`, for stats output (the histogram
+    /// [`HttpCounters::time_to_first_byte`] aside).
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             ("requests", self.requests),
@@ -341,6 +351,9 @@ impl ByteStream for TcpSocket<'_> {
 struct Pending {
     response: Response,
     sent: usize,
+    /// When the request was complete: the engine's time of the read that brought its last
+    /// bytes. `None` for an answer to no complete request (408).
+    arrived: Option<Instant>,
 }
 
 /// Per-connection HTTP state, kept in the netstack's connection cell.
@@ -377,6 +390,8 @@ pub struct HttpConn {
     keepalive_deadline: Option<Instant>,
     /// Set once the connection is closed, until it is reset at its deadline.
     linger: Option<Linger>,
+    /// When the last bytes were read from the socket (for [`Pending::arrived`]).
+    last_read: Option<Instant>,
 }
 
 impl ConnState for HttpConn {
@@ -398,6 +413,7 @@ impl ConnState for HttpConn {
         self.head_deadline = None;
         self.keepalive_deadline = None;
         self.linger = None;
+        self.last_read = None;
     }
 
     /// Waiting for a request (the keep-alive timer runs) with nothing of a body left to drop:
@@ -507,7 +523,7 @@ impl HttpConn {
             // The queue is empty. If this round parsed anything, more complete requests may be
             // buffered behind the pipelining limit: parse again before reading, because no new
             // event may ever come to call us back for them.
-            if parsed == parsed_before && !self.fill(stream) {
+            if parsed == parsed_before && !self.fill(stream, cx.now) {
                 break;
             }
         }
@@ -533,6 +549,7 @@ impl HttpConn {
                     interim_continue: false,
                 },
                 sent: 0,
+                arrived: None,
             });
             self.flush(stream, cache, cx);
             return;
@@ -722,6 +739,7 @@ impl HttpConn {
         self.queue.push_back(Pending {
             response: outcome.response,
             sent: 0,
+            arrived: self.last_read.or(Some(cx.now)),
         });
         true
     }
@@ -763,6 +781,13 @@ impl HttpConn {
                 };
                 skip = 0;
                 let taken = stream.send(rest).min(rest.len());
+                if front.sent == 0
+                    && taken > 0
+                    && let Some(arrived) = front.arrived
+                {
+                    let waited = (cx.now - arrived).total_micros();
+                    cx.counters.time_to_first_byte.record(waited);
+                }
                 front.sent += taken;
                 cx.counters.bytes_sent += taken as u64;
                 if taken < rest.len() {
@@ -789,8 +814,9 @@ impl HttpConn {
         true
     }
 
-    /// Reads from the stream into the free end of the buffer. `true` if any byte arrived.
-    fn fill<S: ByteStream + ?Sized>(&mut self, stream: &mut S) -> bool {
+    /// Reads from the stream into the free end of the buffer. `true` if any byte arrived (at
+    /// `now`).
+    fn fill<S: ByteStream + ?Sized>(&mut self, stream: &mut S, now: Instant) -> bool {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -801,6 +827,9 @@ impl HttpConn {
         };
         let got = stream.recv(free).min(free.len());
         self.end += got;
+        if got > 0 {
+            self.last_read = Some(now);
+        }
         got > 0
     }
 }

@@ -644,6 +644,50 @@ fn counter_fields_name_every_counter() {
 }
 
 #[test]
+fn time_to_first_byte_runs_from_the_request_to_its_first_response_byte() {
+    // A one-byte window that reopens each millisecond: the second of two pipelined requests
+    // gets its first byte once every byte of the first response is out.
+    let mut h = Harness::new(1);
+    let get = "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    h.stream.push(format!("{get}{get}").as_bytes());
+    h.now = Instant::from_millis(7);
+    h.serve_once();
+    let first = h.counters.time_to_first_byte.clone();
+    assert_eq!(first.count(), 1, "the first response started at once");
+    assert_eq!(first.sum_micros(), 0);
+    let one = h.full("/hello.txt", "", true).len() as i64;
+    for ms in 1..=one {
+        h.now = Instant::from_millis(7 + ms);
+        h.stream.in_flight = 0;
+        h.serve_once();
+    }
+    let ttfb = &h.counters.time_to_first_byte;
+    assert_eq!(ttfb.count(), 2);
+    assert_eq!(ttfb.sum_micros(), one as u64 * 1000);
+    assert_eq!(
+        h.counters.responses_2xx, 1,
+        "the second is still being sent"
+    );
+    // 0 is at most 50 µs; `one` ms (a hundred or so) is above 50 ms and at most 250 ms.
+    let buckets: Vec<_> = ttfb.cumulative().collect();
+    assert_eq!(buckets[0], (Some(50), 1));
+    assert_eq!(buckets[9], (Some(50_000), 1));
+    assert_eq!(buckets[11], (Some(250_000), 2));
+}
+
+#[test]
+fn a_408_is_not_a_time_to_first_byte() {
+    let mut h = Harness::new(64 * 1024);
+    h.stream.push(b"GET /hello.txt HTTP/1.1\r\nHo");
+    h.serve_once();
+    h.now = h.now + h.limits.header_timeout;
+    h.serve_once();
+    assert_eq!(h.counters.header_timeouts, 1);
+    assert_eq!(h.counters.responses_4xx, 1);
+    assert_eq!(h.counters.time_to_first_byte.count(), 0);
+}
+
+#[test]
 fn version_sniffing_for_505() {
     assert!(looks_like_http_version(b"GET / HTTP/2.0\r\n"));
     assert!(looks_like_http_version(b"\r\nGET / HTTP/1.2\r\nHost: x"));
