@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod lab;
+pub mod metrics;
 pub mod reload;
 pub mod runner;
 pub mod server;

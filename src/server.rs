@@ -62,7 +62,13 @@ pub struct Stats {
     pub driver: DriverCounters,
     pub stack: StackCounters,
     pub http: HttpCounters,
+    /// Cells in use: open connections, whatever their TCP state.
     pub connections: usize,
+    /// Of those, the ones idle between requests ([`sirocco_netstack::Stack::idle_connections`]).
+    pub idle_connections: usize,
+    /// Closed connections in TIME-WAIT, which hold no cell
+    /// ([`sirocco_netstack::Stack::time_wait_connections`]).
+    pub time_wait_connections: usize,
 }
 
 impl Stats {
@@ -74,6 +80,8 @@ impl Stats {
             total.stack += &stats.stack;
             total.http += &stats.http;
             total.connections += stats.connections;
+            total.idle_connections += stats.idle_connections;
+            total.time_wait_connections += stats.time_wait_connections;
         }
         total
     }
@@ -187,6 +195,8 @@ impl<D: FrameIo> Server<D> {
                 ..self.http_counters.clone()
             },
             connections: self.stack.connections(),
+            idle_connections: self.stack.idle_connections(),
+            time_wait_connections: self.stack.time_wait_connections(),
         }
     }
 
