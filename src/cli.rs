@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// signal stops at once.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, on an ordinary kernel socket (the
+    /// management interface, not the NIC sirocco serves on), refreshed about once a second.
+    /// E.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// AF_XDP attach mode: native XDP in the NIC driver, generic SKB XDP, or native falling
     /// back to SKB.
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
@@ -263,6 +268,22 @@ fn parse_queues(text: &str) -> Result<Queues, String> {
 pub struct CpuList(pub Vec<usize>);
 
 /// `2-5` or `0,2` or `1,4-6`.
+fn parse_metrics_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    let text = text.trim();
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        format!(
+            "'{text}' is not ADDR:PORT: use e.g. 127.0.0.1:9100, 0.0.0.0:9100 or [::1]:9100 (an address, not a host name)"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "'{text}': port 0 would pick a random port no scraper knows: give one, e.g. {}",
+            std::net::SocketAddr::new(addr.ip(), 9100)
+        ));
+    }
+    Ok(addr)
+}
+
 fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
     parse_list(text.trim(), "CPU").map(CpuList)
 }
@@ -583,6 +604,33 @@ mod tests {
         assert_eq!(args.queues, Some(Queues::List(vec![0, 1])));
         assert_eq!(args.cpus, Some(CpuList(vec![2, 3])));
         assert!(parse_cpu_list("a-b").unwrap_err().contains("CPU list"));
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_and_a_port() {
+        assert_eq!(
+            parse_metrics_listen("127.0.0.1:9100"),
+            Ok("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            parse_metrics_listen("[::1]:9100"),
+            Ok("[::1]:9100".parse().unwrap())
+        );
+        assert!(
+            parse_metrics_listen("localhost:9100")
+                .unwrap_err()
+                .contains("e.g. 127.0.0.1:9100")
+        );
+        assert!(
+            parse_metrics_listen("9100")
+                .unwrap_err()
+                .contains("ADDR:PORT")
+        );
+        assert!(
+            parse_metrics_listen("10.0.0.1:0")
+                .unwrap_err()
+                .contains("10.0.0.1:9100")
+        );
     }
 
     #[test]

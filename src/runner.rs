@@ -13,6 +13,9 @@
 //!   top of its next iteration, between requests as before;
 //! - the engine publishes a snapshot of its counters every [`PUBLISH_INTERVAL`], which the
 //!   supervisor sums for the stats line (so a line is at most that much behind);
+//! - with `--metrics-listen`, the supervisor also puts the engines' latest snapshots on a
+//!   [`MetricsBoard`] every [`metrics::PUBLISH_INTERVAL`], for the metrics thread to render
+//!   (the engines do nothing more for it);
 //! - the stop flag is shared by all: a signal, a failed engine, or the end of a finite source
 //!   (a pcap trace) on every engine ends the run.
 //!
@@ -32,6 +35,7 @@ use sirocco_netstack::{Instant, StackCounters};
 
 use crate::cache::ContentCache;
 use crate::http::HttpCounters;
+use crate::metrics::{self, MetricsBoard, Snapshot};
 use crate::reload::{Reloaded, Reloader};
 use crate::server::{Server, Stats};
 
@@ -57,6 +61,8 @@ pub struct RunOptions {
     pub shutdown_timeout: StdDuration,
     /// Set to end at once: an engine failed, or a caller wants out.
     pub stop: Arc<AtomicBool>,
+    /// Where to publish counters for the metrics endpoint (`--metrics-listen`), if anywhere.
+    pub metrics: Option<Arc<MetricsBoard>>,
 }
 
 /// One engine to run: a server on one NIC queue, and the CPU its thread is pinned to (`None`:
@@ -149,6 +155,7 @@ pub fn run<D: FrameIo + Send>(
 ) -> Result<Vec<(u32, Stats)>, RunError> {
     let start = std::time::Instant::now();
     let queues: Vec<u32> = engines.iter().map(|e| e.queue).collect();
+    let tree = engines.first().map(|e| Arc::clone(e.server.cache()));
     let mailboxes: Vec<Mailbox> = engines.iter().map(|_| Mailbox::default()).collect();
     let stop = &options.stop;
     std::thread::scope(|scope| {
@@ -174,7 +181,15 @@ pub fn run<D: FrameIo + Send>(
             }
         }
 
-        supervise(&mailboxes, &queues, options, reloader, stats_out, start);
+        supervise(
+            &mailboxes,
+            &queues,
+            options,
+            reloader,
+            stats_out,
+            start,
+            tree.as_deref(),
+        );
         stop.store(true, Ordering::Relaxed);
 
         let mut finals = Vec::with_capacity(handles.len());
@@ -213,7 +228,50 @@ impl Drop for Done<'_> {
     }
 }
 
-/// The calling thread's part: reloads, stats lines, and noticing that every engine is done.
+/// What the supervisor knows beyond the engines' counters, for the metrics endpoint.
+struct Outside {
+    cache_files: u64,
+    cache_bytes: u64,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+impl Outside {
+    fn new(tree: Option<&ContentCache>) -> Outside {
+        let mut outside = Outside {
+            cache_files: 0,
+            cache_bytes: 0,
+            reloads_ok: 0,
+            reloads_failed: 0,
+        };
+        if let Some(tree) = tree {
+            outside.tree(tree);
+        }
+        outside
+    }
+
+    fn tree(&mut self, tree: &ContentCache) {
+        self.cache_files = tree.file_count() as u64;
+        self.cache_bytes = tree.total_bytes() as u64;
+    }
+
+    fn snapshot(&self, mailboxes: &[Mailbox], queues: &[u32]) -> Snapshot {
+        Snapshot {
+            queues: queues
+                .iter()
+                .copied()
+                .zip(mailboxes.iter().map(Mailbox::snapshot))
+                .collect(),
+            cache_files: self.cache_files,
+            cache_bytes: self.cache_bytes,
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+        }
+    }
+}
+
+/// The calling thread's part: reloads, stats lines, metrics snapshots, and noticing that every
+/// engine is done.
 fn supervise(
     mailboxes: &[Mailbox],
     queues: &[u32],
@@ -221,7 +279,11 @@ fn supervise(
     mut reloader: Option<&mut Reloader>,
     stats_out: &mut dyn Write,
     start: std::time::Instant,
+    tree: Option<&ContentCache>,
 ) {
+    let mut outside = Outside::new(tree);
+    // The first snapshot at once (all zeroes), so a scrape never finds the board empty.
+    let mut next_metrics = options.metrics.as_ref().map(|_| StdDuration::ZERO);
     let mut next_stats = options.stats_interval;
     let mut last: Vec<Stats> = mailboxes.iter().map(|_| Stats::default()).collect();
     let mut last_total = Stats::default();
@@ -247,16 +309,25 @@ fn supervise(
                         cache.total_bytes(),
                         took.as_secs_f64() * 1e3
                     );
+                    outside.tree(&cache);
+                    outside.reloads_ok += 1;
                     for mailbox in mailboxes {
                         mailbox.post_cache(Arc::clone(&cache));
                     }
                 }
                 Reloaded::Failed(why) => {
+                    outside.reloads_failed += 1;
                     eprintln!("reload failed, still serving the previous tree: {why}");
                 }
             }
         }
         let elapsed = start.elapsed();
+        if let (Some(due), Some(board)) = (next_metrics, &options.metrics)
+            && elapsed >= due
+        {
+            board.publish(outside.snapshot(mailboxes, queues));
+            next_metrics = Some(due + metrics::PUBLISH_INTERVAL);
+        }
         if let (Some(due), Some(interval)) = (next_stats, options.stats_interval)
             && elapsed >= due
         {
@@ -274,9 +345,12 @@ fn supervise(
             last_total = total;
             next_stats = Some(due + interval);
         }
-        let until_stats = next_stats.map_or(MAX_IDLE_SLEEP, |due| due.saturating_sub(elapsed));
+        let until = |next: Option<StdDuration>| {
+            next.map_or(MAX_IDLE_SLEEP, |due| due.saturating_sub(elapsed))
+        };
         std::thread::sleep(
-            until_stats
+            until(next_stats)
+                .min(until(next_metrics))
                 .min(MAX_IDLE_SLEEP)
                 .max(StdDuration::from_millis(1)),
         );
@@ -496,6 +570,7 @@ mod tests {
             drain: Arc::new(AtomicBool::new(false)),
             shutdown_timeout: StdDuration::from_secs(10),
             stop: Arc::clone(stop),
+            metrics: None,
         }
     }
 
@@ -568,6 +643,44 @@ mod tests {
             started.elapsed() < StdDuration::from_secs(30),
             "engines with nothing open must not wait for the shutdown timeout"
         );
+    }
+
+    #[test]
+    fn the_supervisor_publishes_metrics_with_the_tree_and_the_reloads() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = Arc::new(MetricsBoard::new());
+        let mut options = options(&stop);
+        options.metrics = Some(Arc::clone(&board));
+        let dir = std::env::temp_dir().join(format!("sirocco-runner-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.html"), "aaa").unwrap();
+        std::fs::write(dir.join("b.html"), "bb").unwrap();
+        // One good reload (the two-file tree), then one that fails (the tree is gone).
+        let requested = Arc::new(AtomicBool::new(true));
+        let mut reloader = Reloader::new(
+            Arc::clone(&requested),
+            dir.clone(),
+            crate::cache::LoadOptions::default(),
+        );
+        let engines = vec![engine(0, QUIET), engine(3, QUIET)];
+        let (stopper, path) = (Arc::clone(&stop), dir.clone());
+        let script = std::thread::spawn(move || {
+            std::thread::sleep(StdDuration::from_millis(300));
+            std::fs::remove_dir_all(&path).unwrap();
+            requested.store(true, Ordering::Relaxed);
+            std::thread::sleep(StdDuration::from_millis(1_500));
+            stopper.store(true, Ordering::Relaxed);
+        });
+        run(engines, &options, Some(&mut reloader), &mut Vec::new()).expect("a clean run");
+        script.join().unwrap();
+        let latest = board.latest();
+        assert_eq!(
+            latest.queues.iter().map(|q| q.0).collect::<Vec<_>>(),
+            vec![0, 3]
+        );
+        assert_eq!((latest.reloads_ok, latest.reloads_failed), (1, 1));
+        assert_eq!((latest.cache_files, latest.cache_bytes), (2, 5));
+        assert!(crate::metrics::render(&latest).contains("sirocco_cache_files 2\n"));
     }
 
     #[test]

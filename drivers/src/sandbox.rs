@@ -18,6 +18,8 @@
 //! - **SIGHUP reload** re-reads the tree from disk on a new thread, as the unprivileged user:
 //!   the tree (and the path to it) must be readable by that user.
 //! - **access log**: the file is opened before the drop; its thread only writes.
+//! - **metrics** (`--metrics-listen`): the listening socket is bound before the drop (a port
+//!   below 1024 too); its thread only accepts, sets timeouts, reads and writes.
 //!
 //! So [`drop_privileges`] keeps no capability: after `setgroups`, `setresgid` and `setresuid` to
 //! a user other than root, the kernel clears the permitted, effective and ambient sets, and
@@ -33,7 +35,8 @@
 //! from reading the code and from `strace -f` of `sirocco serve` over AF_XDP, tap and pcap,
 //! through serving, downloads, stats lines, the access log, SIGHUP reloads (good and failed)
 //! and SIGTERM (README.md, "Least privilege", says how to repeat that). Threads: the engine
-//! (main) thread, the reload thread (one per SIGHUP) and the access-log writer.
+//! (main) thread, the reload thread (one per SIGHUP), the access-log writer and the metrics
+//! endpoint.
 //!
 //! Before the filter goes in, one thread is started and joined: glibc installs a signal
 //! handler (`rt_sigaction`, not on the list) when a process starts its first thread, which for
@@ -46,8 +49,10 @@
 //! | --- | --- | --- |
 //! | `read`, `write` | seen | engine: tap frames, stats lines on stdout, messages on stderr, pcap output and `--capture`; access-log writer; reload: file contents |
 //! | `writev` | code | vectored writes of the standard library's writers |
-//! | `sendto` | seen | engine, AF_XDP: the zero-length TX kick |
-//! | `recvfrom` | code | engine, AF_XDP: the RX wake-up when the fill ring asks for one (zero-copy) |
+//! | `sendto` | seen | engine, AF_XDP: the zero-length TX kick; metrics: the answer to a scrape |
+//! | `recvfrom` | code | engine, AF_XDP: the RX wake-up when the fill ring asks for one (zero-copy); metrics: the scraper's request |
+//! | `accept4` | code | metrics: a scraper's connection on the socket bound before the filter |
+//! | `setsockopt`, only `SO_RCVTIMEO` and `SO_SNDTIMEO` | code | metrics: a scraper's read and write timeouts |
 //! | `poll` (x86_64), `ppoll` | seen, code | engine, `--idle-wait`: wait for a frame on the AF_XDP, tap or netmap descriptor (aarch64 has only `ppoll`) |
 //! | `ioctl`, only `NIOCTXSYNC` and `NIOCRXSYNC` | code | engine, netmap: ring syncs |
 //! | `getrandom` | seen | a new thread's first `HashMap` keys (the reload's); any later draw of fresh seeds |
@@ -476,9 +481,16 @@ mod filter {
         any("read", libc::SYS_read),
         any("write", libc::SYS_write),
         any("writev", libc::SYS_writev),
-        // AF_XDP: TX kick and RX wake-up.
+        // AF_XDP: TX kick and RX wake-up; metrics: a scrape's answer and request.
         any("sendto", libc::SYS_sendto),
         any("recvfrom", libc::SYS_recvfrom),
+        // Metrics: scrapers' connections on the socket bound during set-up, with timeouts.
+        any("accept4", libc::SYS_accept4),
+        only(
+            "setsockopt",
+            libc::SYS_setsockopt,
+            Only::ArgIn(2, &[libc::SO_RCVTIMEO as u64, libc::SO_SNDTIMEO as u64]),
+        ),
         // --idle-wait.
         #[cfg(target_arch = "x86_64")]
         any("poll", libc::SYS_poll),

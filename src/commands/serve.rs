@@ -1,8 +1,10 @@
 //! `sirocco serve`: load the tree, open the driver the user chose, drop privileges (`--user`)
 //! and install the system-call filter (`--seccomp`, `sirocco_drivers::sandbox`), run the loop
-//! until Ctrl-C.
+//! until Ctrl-C. With `--metrics-listen`, the metrics socket is bound first of all (a bad or
+//! busy address fails before anything is attached) and served from a thread of its own.
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use super::{drain_on_signals, http_limits, load_cache, load_options, stack_confi
 use crate::access_log::AccessLog;
 use crate::cli::{DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, XdpMode, default_mac};
 use crate::lab;
+use crate::metrics::{self, MetricsBoard};
 use crate::reload::Reloader;
 use crate::runner::{self, Engine, RunOptions};
 use crate::server::{Server, ServerConfig, Stats, os_seeds};
@@ -30,6 +33,7 @@ const NETMAP_DEVICE: &str = "/dev/netmap";
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // First, so that a wrong --user fails before anything is attached or loaded.
     let sandbox = Sandbox::plan(&args)?;
+    let metrics = args.metrics_listen.map(metrics::bind).transpose()?;
     let driver = match args.driver {
         DriverKind::Auto if Path::new(NETMAP_DEVICE).exists() => {
             eprintln!("driver: netmap ({NETMAP_DEVICE} exists)");
@@ -104,7 +108,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.common.port,
                 describe(&engines)
             );
-            serve_on(drivers, &engines, config, cache, &args, &sandbox)
+            serve_on(drivers, &engines, config, cache, &args, &sandbox, metrics)
         }
         DriverKind::Netmap => {
             let name = required_iface(&args, driver)?;
@@ -127,7 +131,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.common.port,
                 describe(&engines)
             );
-            serve_on(drivers, &engines, config, cache, &args, &sandbox)
+            serve_on(drivers, &engines, config, cache, &args, &sandbox, metrics)
         }
         DriverKind::Tap => {
             let Some(name) = args.iface.as_deref() else {
@@ -151,7 +155,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 neighbour_of(args.ip.addr),
                 args.ip.prefix_len,
             );
-            serve_on(vec![tap], &engines, config, cache, &args, &sandbox)
+            serve_on(vec![tap], &engines, config, cache, &args, &sandbox, metrics)
         }
         DriverKind::Pcap => {
             let Some(input) = args.pcap_in.as_deref() else {
@@ -178,6 +182,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cache,
                 &args,
                 &sandbox,
+                metrics,
             )
         }
     }
@@ -351,6 +356,7 @@ fn serve_on<D: FrameIo + Send>(
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
     sandbox: &Sandbox,
+    metrics: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     match args.common.capture.as_deref() {
         Some(path) => {
@@ -360,9 +366,9 @@ fn serve_on<D: FrameIo + Send>(
                 let sink = open_capture(&path)?;
                 captured.push(Capture::new(driver, sink, CaptureDirection::Both));
             }
-            run_server(captured, engines, config, cache, args, sandbox)
+            run_server(captured, engines, config, cache, args, sandbox, metrics)
         }
-        None => run_server(drivers, engines, config, cache, args, sandbox),
+        None => run_server(drivers, engines, config, cache, args, sandbox, metrics),
     }
 }
 
@@ -392,6 +398,7 @@ fn run_server<D: FrameIo + Send>(
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &ServeArgs,
     sandbox: &Sandbox,
+    metrics: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let mut engines = Vec::with_capacity(drivers.len());
     for (driver, engine) in drivers.into_iter().zip(plan) {
@@ -408,7 +415,7 @@ fn run_server<D: FrameIo + Send>(
             server,
         });
     }
-    let options = RunOptions {
+    let mut options = RunOptions {
         idle_wait: args.common.idle_wait,
         stats_interval: (args.common.stats_interval > 0)
             .then(|| Duration::from_secs(args.common.stats_interval)),
@@ -416,10 +423,20 @@ fn run_server<D: FrameIo + Send>(
         drain: drain_on_signals()?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        metrics: None,
     };
     let mut reloader = Reloader::on_sighup(args.common.root.clone(), load_options(&args.common))
         .context("installing the SIGHUP (reload) handler")?;
     let mut stdout = std::io::stdout();
+    if let Some(listener) = metrics {
+        let board = Arc::new(MetricsBoard::new());
+        let at = listener
+            .local_addr()
+            .context("the metrics socket's address")?;
+        metrics::spawn_endpoint(listener, Arc::clone(&board))?;
+        eprintln!("metrics: http://{at}/metrics");
+        options.metrics = Some(board);
+    }
     // Set-up is over: the drivers are attached, the tree loaded, every file and handler open.
     sandbox.enter()?;
     let finals = runner::run(engines, &options, Some(&mut reloader), &mut stdout)?;
