@@ -565,7 +565,7 @@ fn latency_family(out: &mut Exposition, queues: &[(u32, Stats)]) {
         let histogram = &stats.http.time_to_first_byte;
         let bucket = format!("{name}_bucket");
         for (bound, count) in histogram.cumulative() {
-            let le = bound.map_or_else(|| "+Inf".to_string(), |micros| seconds(micros));
+            let le = bound.map_or_else(|| "+Inf".to_string(), seconds);
             out.sample(&bucket, &[("queue", &queue), ("le", &le)], count);
         }
         out.sample(

@@ -680,7 +680,7 @@ fn a_408_is_not_a_time_to_first_byte() {
     let mut h = Harness::new(64 * 1024);
     h.stream.push(b"GET /hello.txt HTTP/1.1\r\nHo");
     h.serve_once();
-    h.now = h.now + h.limits.header_timeout;
+    h.now += h.limits.header_timeout;
     h.serve_once();
     assert_eq!(h.counters.header_timeouts, 1);
     assert_eq!(h.counters.responses_4xx, 1);

@@ -172,7 +172,9 @@ fn metrics_follow_the_requests_and_pass_promtool() {
             "no {state} connections in {body}"
         );
     }
-    assert!(body.contains(r#"sirocco_stack_dropped_frames_total{queue="0",reason="tcp_checksum"} "#));
+    assert!(
+        body.contains(r#"sirocco_stack_dropped_frames_total{queue="0",reason="tcp_checksum"} "#)
+    );
     assert!(body.contains(r#"sirocco_syn_refused_total{queue="0",reason="connection_limit"} 0"#));
 
     let (ok, said) = promtool(&body);
