@@ -50,9 +50,9 @@
 //! | `read`, `write` | seen | engine: tap frames, stats lines on stdout, messages on stderr, pcap output and `--capture`; access-log writer; reload: file contents |
 //! | `writev` | code | vectored writes of the standard library's writers |
 //! | `sendto` | seen | engine, AF_XDP: the zero-length TX kick; metrics: the answer to a scrape |
-//! | `recvfrom` | code | engine, AF_XDP: the RX wake-up when the fill ring asks for one (zero-copy); metrics: the scraper's request |
-//! | `accept4` | code | metrics: a scraper's connection on the socket bound before the filter |
-//! | `setsockopt`, only `SO_RCVTIMEO` and `SO_SNDTIMEO` | code | metrics: a scraper's read and write timeouts |
+//! | `recvfrom` | seen | engine, AF_XDP: the RX wake-up when the fill ring asks for one (zero-copy); metrics: the scraper's request |
+//! | `accept4` | seen | metrics: a scraper's connection on the socket bound before the filter |
+//! | `setsockopt`, only `SO_RCVTIMEO` and `SO_SNDTIMEO` | seen | metrics: a scraper's read and write timeouts |
 //! | `poll` (x86_64), `ppoll` | seen, code | engine, `--idle-wait`: wait for a frame on the AF_XDP, tap or netmap descriptor (aarch64 has only `ppoll`) |
 //! | `ioctl`, only `NIOCTXSYNC` and `NIOCRXSYNC` | code | engine, netmap: ring syncs |
 //! | `getrandom` | seen | a new thread's first `HashMap` keys (the reload's); any later draw of fresh seeds |
