@@ -1,8 +1,9 @@
 //! The Prometheus endpoint of `sirocco serve --metrics-listen`: the real server on a veth lab
 //! (AF_XDP, with the default seccomp filter), real requests from the client namespace, and a
 //! scrape from the server's namespace (the metrics socket is an ordinary kernel socket there).
-//! The counts must follow the requests and the text must pass `promtool check metrics`. Also:
-//! a bad or busy `--metrics-listen` fails at start with a clear message.
+//! The counts must follow the requests and the text must pass `promtool check metrics`; with
+//! two engines (a two-queue lab), each has its `queue` series. Also: a bad or busy
+//! `--metrics-listen` fails at start with a clear message.
 //!
 //! The lab test needs root, iproute2, ethtool, ping, curl and promtool (Debian's `prometheus`
 //! package); without them it fails under `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise
@@ -200,6 +201,62 @@ fn metrics_follow_the_requests_and_pass_promtool() {
     // Scraping counted nothing on the served side, and the filter let the thread be.
     let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), 4, "{}", stopped.stdout);
+}
+
+#[test]
+fn every_engine_has_its_queue_label() {
+    if !lab_available("metrics_queues", &["curl", "promtool"]) {
+        return;
+    }
+    let tree = TestTree::with_sizes(&[512]);
+    let lab = VethLab::create_with_queues(&format!("sirocco-xmq-{}", std::process::id()), 2)
+        .expect("create the two-queue veth lab");
+    let server = LabServer::start(
+        &lab,
+        tree.path(),
+        &["--stats-interval", "0", "--metrics-listen", METRICS],
+    );
+    // Separate connections (each its own source port, so the flow hash spreads them).
+    const REQUESTS: usize = 12;
+    for _ in 0..REQUESTS {
+        assert_eq!(get(&lab, "/size-512.bin"), "200");
+    }
+    let per_queue = |body: &str, queue: u32| {
+        sample(
+            body,
+            &format!(r#"sirocco_http_responses_total{{queue="{queue}",code="2xx"}}"#),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (_, body) = scrape(&lab, "/metrics");
+        let total = per_queue(&body, 0).unwrap_or(0.0) + per_queue(&body, 1).unwrap_or(0.0);
+        if total == REQUESTS as f64 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{REQUESTS} responses did not show in 10 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for queue in [0, 1] {
+        assert!(
+            per_queue(&body, queue).is_some(),
+            "no queue {queue}: {body}"
+        );
+        assert!(
+            sample(
+                &body,
+                &format!(r#"sirocco_driver_rx_frames_total{{queue="{queue}"}}"#)
+            )
+            .is_some()
+        );
+    }
+    let (ok, said) = promtool(&body);
+    assert!(ok, "promtool check metrics failed: {said}");
+    let stopped = server.stop_cleanly();
+    assert_eq!(stopped.requests(), REQUESTS as u64, "{}", stopped.stdout);
 }
 
 /// `sirocco serve` with `args` (and an interface that does not exist, which is never reached):
