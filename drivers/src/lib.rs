@@ -87,6 +87,33 @@ pub struct DriverCounters {
     pub kicks: u64,
 }
 
+impl DriverCounters {
+    /// Every counter with its field name, in declaration order, for reporters (the metrics
+    /// endpoint) that list them all. Destructured, so a new counter cannot be forgotten here.
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
+        let DriverCounters {
+            rx_frames,
+            rx_bytes,
+            tx_frames,
+            tx_bytes,
+            rx_dropped,
+            tx_dropped,
+            tx_ring_full,
+            kicks,
+        } = *self;
+        [
+            ("rx_frames", rx_frames),
+            ("rx_bytes", rx_bytes),
+            ("tx_frames", tx_frames),
+            ("tx_bytes", tx_bytes),
+            ("rx_dropped", rx_dropped),
+            ("tx_dropped", tx_dropped),
+            ("tx_ring_full", tx_ring_full),
+            ("kicks", kicks),
+        ]
+    }
+}
+
 /// Adds another backend's counters: the total over the queues of one NIC, say.
 impl std::ops::AddAssign for DriverCounters {
     fn add_assign(&mut self, other: DriverCounters) {

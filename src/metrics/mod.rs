@@ -115,69 +115,55 @@ pub fn render(snapshot: &Snapshot) -> String {
     out.text
 }
 
-/// The driver's counters, one family each. Destructured, so a new counter cannot be
-/// forgotten here.
-fn driver_families(out: &mut Exposition, queues: &[(u32, Stats)]) {
-    const FAMILIES: [(&str, &str); 8] = [
-        (
+/// The metric name and help of each [`DriverCounters`] field. `None` for an unknown field (a
+/// test checks there is none).
+fn driver_metric(field: &str) -> Option<(&'static str, &'static str)> {
+    Some(match field {
+        "rx_frames" => (
             "sirocco_driver_rx_frames_total",
             "Frames the driver received from the NIC queue.",
         ),
-        (
+        "rx_bytes" => (
             "sirocco_driver_rx_bytes_total",
             "Bytes of the frames the driver received.",
         ),
-        (
+        "tx_frames" => (
             "sirocco_driver_tx_frames_total",
             "Frames the driver handed to the NIC queue.",
         ),
-        (
+        "tx_bytes" => (
             "sirocco_driver_tx_bytes_total",
             "Bytes of the frames the driver handed to the NIC queue.",
         ),
-        (
+        "rx_dropped" => (
             "sirocco_driver_rx_dropped_frames_total",
             "Frames the driver dropped on receive (oversize, truncated, ...).",
         ),
-        (
+        "tx_dropped" => (
             "sirocco_driver_tx_dropped_frames_total",
             "Frames the driver dropped on transmit (oversize, write errors, ...).",
         ),
-        (
+        "tx_ring_full" => (
             "sirocco_driver_tx_ring_full_total",
             "Frames refused because the TX ring was full.",
         ),
-        (
+        "kicks" => (
             "sirocco_driver_kicks_total",
             "System calls (or emulated kicks) made to submit TX or refill RX.",
         ),
-    ];
-    let values = |c: &DriverCounters| {
-        let DriverCounters {
-            rx_frames,
-            rx_bytes,
-            tx_frames,
-            tx_bytes,
-            rx_dropped,
-            tx_dropped,
-            tx_ring_full,
-            kicks,
-        } = *c;
-        [
-            rx_frames,
-            rx_bytes,
-            tx_frames,
-            tx_bytes,
-            rx_dropped,
-            tx_dropped,
-            tx_ring_full,
-            kicks,
-        ]
-    };
-    for (i, (name, help)) in FAMILIES.iter().enumerate() {
+        _ => return None,
+    })
+}
+
+/// The driver's counters, one family each.
+fn driver_families(out: &mut Exposition, queues: &[(u32, Stats)]) {
+    for (i, (field, _)) in DriverCounters::default().fields().iter().enumerate() {
+        let Some((name, help)) = driver_metric(field) else {
+            continue;
+        };
         out.family(name, Kind::Counter, help);
         for (queue, stats) in queues {
-            let value = values(&stats.driver).get(i).copied().unwrap_or(0);
+            let value = stats.driver.fields()[i].1;
             out.sample(name, &[("queue", &queue.to_string())], value);
         }
     }
@@ -632,6 +618,16 @@ mod tests {
             assert!(
                 http_metric(field).is_some() || RESPONSE_CLASSES.iter().any(|(f, _)| *f == field),
                 "HttpCounters::{field} is not exported"
+            );
+        }
+    }
+
+    #[test]
+    fn every_driver_counter_has_a_metric() {
+        for (field, _) in DriverCounters::default().fields() {
+            assert!(
+                driver_metric(field).is_some(),
+                "DriverCounters::{field} is not exported"
             );
         }
     }

@@ -180,7 +180,8 @@ pub fn probe_device(path: &Path) -> Result<NetmapStatus, DriverError> {
     }
 }
 
-/// A legacy `NIOCGINFO` request in sirocco's API version, naming no interface.
+/// A legacy request in sirocco's API version, naming no interface and asking nothing: as
+/// such it is the `NIOCGINFO` of the probe, and [`register_request`] fills in the rest.
 fn info_request() -> nmreq {
     nmreq {
         nr_name: [0; IFNAMSIZ],
@@ -217,27 +218,13 @@ fn register_request(iface: &str, mode: RegisterMode) -> Result<nmreq, DriverErro
             IFNAMSIZ - 1
         )));
     }
-    let mut nr_name = [0; IFNAMSIZ];
-    for (dst, &src) in nr_name.iter_mut().zip(iface.as_bytes()) {
+    let mut request = info_request();
+    for (dst, &src) in request.nr_name.iter_mut().zip(iface.as_bytes()) {
         *dst = src as libc::c_char;
     }
-    Ok(nmreq {
-        nr_name,
-        nr_version: NETMAP_API as u32,
-        nr_offset: 0,
-        nr_memsize: 0,
-        nr_tx_slots: 0,
-        nr_rx_slots: 0,
-        nr_tx_rings: 0,
-        nr_rx_rings: 0,
-        nr_ringid: mode.nr_ringid(),
-        nr_cmd: 0,
-        nr_arg1: 0,
-        nr_arg2: 0,
-        nr_arg3: 0,
-        nr_flags: mode.nr_flags(),
-        spare2: [0],
-    })
+    request.nr_ringid = mode.nr_ringid();
+    request.nr_flags = mode.nr_flags();
+    Ok(request)
 }
 
 // SAFETY: `register` returns a region that is exactly the `mmap` of `nr_memsize` bytes, which
