@@ -159,7 +159,7 @@ impl<D: FrameIo> Server<D> {
             unix_secs,
         };
         self.stack
-            .service(now, &mut |conn| http::serve(conn, &mut cx));
+            .serve_ready(now, &mut |conn| http::serve(conn, &mut cx));
 
         let tx_before = self.stack.counters().tx_frames;
         self.stack

@@ -17,7 +17,7 @@
 //!
 //! Once per loop iteration, with `now` read once:
 //! 1. [`Stack::handle_frame`] for each received frame (`handle_*` = inputs);
-//! 2. [`Stack::service`] to let the application read and write the sockets of the cells that
+//! 2. [`Stack::serve_ready`] to let the application read and write the sockets of the cells that
 //!    became ready (new data, new buffer space, newly established, peer closed);
 //! 3. [`Stack::poll_egress`] to emit what is due into a [`TxSink`] (`poll_*` = outputs);
 //! 4. [`Stack::poll_at`] says when the stack next needs `poll_egress` even with no input.
@@ -40,7 +40,7 @@
 //!   cache still holds it. A flood of SYNs therefore never refuses a legitimate client.
 //! - A completed handshake takes a cell through smoltcp's `accept_handshake` (patch 17). When
 //!   none is free, the connection idle longest between keep-alive requests
-//!   ([`ConnState::is_idle`]) is reset to make room, as nginx does; if none is idle, the
+//!   ([`ConnApp::is_idle`]) is reset to make room, as nginx does; if none is idle, the
 //!   handshake gets an RST (`syn_refused_full`). `max_connections_per_ip` bounds the cells of
 //!   one peer address (`conn_limit_per_ip`).
 //! - Blind in-window attacks (RFC 5961, smoltcp patch 18): an RST or SYN not exactly in
@@ -102,13 +102,13 @@ pub trait TxSink {
 
 /// Per-connection application state kept inside each cell. It is created once with `Default`
 /// and `reset` when the cell returns to the pool, so buffers it owns can keep their capacity.
-pub trait ConnState: Default {
+pub trait ConnApp: Default {
     fn reset(&mut self);
 
     /// When the application wants to be called for this connection even if no segment
     /// arrives (a request-header timeout, say). The stack reads it after every call of the
     /// application and after every egress pass of the cell, arms the cell's timer no later
-    /// than it, and lends the connection to [`Stack::service`] once it is due. `None`: no
+    /// than it, and lends the connection to [`Stack::serve_ready`] once it is due. `None`: no
     /// wake-up wanted.
     fn wake_at(&self) -> Option<Instant> {
         None
@@ -123,7 +123,7 @@ pub trait ConnState: Default {
     }
 }
 
-/// A ready connection, as lent to the application by [`Stack::service`].
+/// A ready connection, as lent to the application by [`Stack::serve_ready`].
 pub struct Conn<'a, A> {
     pub socket: &'a mut TcpSocket<'static>,
     pub state: &'a mut A,

@@ -14,7 +14,7 @@
 //! - a half-open connection is in the SYN cache, never in a cell; a cell is taken only by a
 //!   handshake that completed (its ACK matched a cache entry or a valid cookie).
 //!
-//! Work per call is bounded: `handle_frame` touches one flow and one cell; `service` lends each
+//! Work per call is bounded: `handle_frame` touches one flow and one cell; `serve_ready` lends each
 //! ready cell once; `poll_egress` runs each cell dirty at entry once (at most
 //! `CELL_EGRESS_BUDGET` frames each) and then due timers, and stops when the sink is full. The
 //! caller bounds ingress per loop iteration by its receive batch (`rx_batch` in the server).
@@ -38,7 +38,7 @@ use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
 use crate::timers::TimerWheel;
 use crate::tombstone::{Tombstone, Tombstones};
-use crate::{ConfigError, Conn, ConnState, StackConfig, StackCounters, TcpState, TxSink};
+use crate::{ConfigError, Conn, ConnApp, StackConfig, StackCounters, TcpState, TxSink};
 
 /// Frames one cell may emit per `poll_egress` turn before the others get theirs.
 const CELL_EGRESS_BUDGET: usize = 64;
@@ -60,7 +60,7 @@ struct CellRef {
 
 /// A sans-IO TCP/IP stack for one address and one listening port. See the crate docs for the
 /// call order.
-pub struct Stack<A: ConnState> {
+pub struct Stack<A: ConnApp> {
     config: StackConfig,
     counters: StackCounters,
     front: FrontEnd,
@@ -217,7 +217,7 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-impl<A: ConnState> Stack<A> {
+impl<A: ConnApp> Stack<A> {
     /// Builds the whole pool: `max_connections` cells with their socket buffers, the flow table
     /// and the tombstone ring. `seeds` is called four times to key the flow-table hasher, then
     /// once per cell (cells are pooled and reused, so not per connection). The server passes OS
@@ -319,7 +319,7 @@ impl<A: ConnState> Stack<A> {
     }
 
     /// Connections waiting for their next request with everything they sent acknowledged (as
-    /// of the last [`Stack::service`]): those a new connection may take the cell of.
+    /// of the last [`Stack::serve_ready`]): those a new connection may take the cell of.
     pub fn idle_connections(&self) -> usize {
         self.idle.len
     }
@@ -333,7 +333,7 @@ impl<A: ConnState> Stack<A> {
     /// Starts a graceful stop, as a server closing its listening socket: from now on every
     /// SYN, and every handshake that completes, gets an RST (`syn_refused_draining`), while
     /// open connections carry on. Every open connection is handed to the application at the
-    /// next [`Stack::service`], so it can close the ones that are idle.
+    /// next [`Stack::serve_ready`], so it can close the ones that are idle.
     pub fn begin_drain(&mut self) {
         if self.draining {
             return;
@@ -820,7 +820,7 @@ impl<A: ConnState> Stack<A> {
     /// state. After `f` the cell is marked dirty so the next `poll_egress` emits what the app
     /// wrote. Cells whose connection is already gone (reset by the peer) are skipped; they are
     /// recycled by `poll_egress`.
-    pub fn service(&mut self, now: Instant, f: &mut dyn FnMut(Conn<'_, A>)) {
+    pub fn serve_ready(&mut self, now: Instant, f: &mut dyn FnMut(Conn<'_, A>)) {
         self.now = now;
         for r in self.ready.drain(..) {
             let Some(cell) = self.cells.get_mut(r.index as usize) else {
@@ -1022,9 +1022,9 @@ impl<A: ConnState> Stack<A> {
         self.counters.connections_closed += 1;
     }
 
-    /// Earliest instant at which `service` or `poll_egress` has work even with no input
+    /// Earliest instant at which `serve_ready` or `poll_egress` has work even with no input
     /// (`None` = nothing pending). Pending replies, dirty cells or cells waiting for
-    /// `service` give the latest `now` seen: call at once.
+    /// `serve_ready` give the latest `now` seen: call at once.
     pub fn poll_at(&self) -> Option<Instant> {
         if !self.staging.is_empty() || !self.dirty.is_empty() || !self.ready.is_empty() {
             return Some(self.now);

@@ -17,7 +17,7 @@
 //! still sends is read and dropped, and the connection is reset if the peer has not finished
 //! within nginx's `lingering_time`/`lingering_timeout`.
 //!
-//! Timers (each lends the connection back through [`ConnState::wake_at`]), as nginx's:
+//! Timers (each lends the connection back through [`ConnApp::wake_at`]), as nginx's:
 //! - keep-alive ([`HttpLimits::keepalive_timeout`]): from the end of the last response (its last
 //!   byte handed to the socket), or from the handshake before the first request, to the first
 //!   byte of the next request. Segments without data (TCP keepalives, ACKs, window probes) do
@@ -27,7 +27,7 @@
 //! - lingering, on a closed connection: see `linger.rs`.
 //!
 //! Steady state allocates nothing: the response queue and the scratch for per-response lines
-//! keep their capacity for the life of the connection cell, across [`ConnState::reset`]. The
+//! keep their capacity for the life of the connection cell, across [`ConnApp::reset`]. The
 //! request buffer is lent from a shared [`RequestBuffers`] pool only while a connection holds
 //! unparsed bytes, and returned as soon as everything it received is parsed: an idle
 //! keep-alive connection holds none (8 KiB less per idle connection), and the few buffers in
@@ -48,7 +48,7 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use sirocco_netstack::{Conn, ConnState, Duration, Instant, TcpSocket, TcpState};
+use sirocco_netstack::{Conn, ConnApp, Duration, Instant, TcpSocket, TcpState};
 
 pub use buffers::RequestBuffers;
 pub use date::DateHeader;
@@ -394,7 +394,7 @@ pub struct HttpConn {
     last_read: Option<Instant>,
 }
 
-impl ConnState for HttpConn {
+impl ConnApp for HttpConn {
     fn reset(&mut self) {
         self.start = 0;
         self.end = 0;

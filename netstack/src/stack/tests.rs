@@ -48,11 +48,11 @@ fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
 struct App {
     received: Vec<u8>,
     replied: bool,
-    /// A wake-up the application asked for (see `ConnState::wake_at`).
+    /// A wake-up the application asked for (see `ConnApp::wake_at`).
     wake: Option<Instant>,
 }
 
-impl ConnState for App {
+impl ConnApp for App {
     fn reset(&mut self) {
         self.received.clear();
         self.replied = false;
@@ -128,9 +128,9 @@ fn stack_with(config: StackConfig) -> Stack<App> {
     Stack::new(config, seeds(0x5eed)).unwrap()
 }
 
-/// One service + egress round; returns what was sent.
+/// One serve_ready + egress round; returns what was sent.
 fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
-    stack.service(now, &mut serve);
+    stack.serve_ready(now, &mut serve);
     let mut wire = Wire::new();
     stack.poll_egress(now, &mut wire);
     wire.frames
@@ -585,7 +585,7 @@ fn full_exchange_then_close_recycles_the_cell() {
     connect(&mut stack, &mut second, t(5));
     stack.handle_frame(t(6), &second.data(b"X"));
     let mut seen = Vec::new();
-    stack.service(t(6), &mut |conn: Conn<'_, App>| {
+    stack.serve_ready(t(6), &mut |conn: Conn<'_, App>| {
         let Conn { socket, state } = conn;
         serve(Conn {
             socket,
@@ -638,7 +638,7 @@ fn draining_refuses_new_connections_and_hands_every_open_one_to_the_app() {
     stack.begin_drain();
     assert!(stack.is_draining());
     let mut handed = 0;
-    stack.service(t(2), &mut |_conn| handed += 1);
+    stack.serve_ready(t(2), &mut |_conn| handed += 1);
     assert_eq!(
         handed, 1,
         "the open connection is handed to the application"
@@ -1107,7 +1107,7 @@ fn full_sink_loses_nothing() {
             frames: Vec::new(),
             room: 1,
         };
-        stack.service(t(0), &mut serve);
+        stack.serve_ready(t(0), &mut serve);
         stack.poll_egress(t(0), &mut wire);
         got.extend(wire.frames);
     }
@@ -1197,14 +1197,14 @@ fn peer_rst_recycles_and_the_app_never_sees_the_dead_cell() {
         &peer.segment(PORT, TcpControl::Rst, peer.seq, None, &[]),
     );
     let mut calls = 0;
-    stack.service(t(1), &mut |_conn: Conn<'_, App>| calls += 1);
+    stack.serve_ready(t(1), &mut |_conn: Conn<'_, App>| calls += 1);
     assert_eq!(calls, 0, "a reset connection is not handed to the app");
     let mut wire = Wire::new();
     stack.poll_egress(t(1), &mut wire);
     assert!(wire.frames.is_empty(), "never answer an RST");
     assert_eq!(stack.connections(), 0);
     assert_eq!(stack.counters().connections_closed, 1);
-    stack.service(t(2), &mut |_conn: Conn<'_, App>| calls += 1);
+    stack.serve_ready(t(2), &mut |_conn: Conn<'_, App>| calls += 1);
     assert_eq!(calls, 0);
 }
 
@@ -1230,7 +1230,7 @@ fn the_application_is_called_back_at_its_own_deadline() {
     // The application asks to be called at 5 s, with no segment to come.
     let mut calls = Vec::new();
     let pump_app = |stack: &mut Stack<App>, now: Instant, calls: &mut Vec<Instant>| {
-        stack.service(now, &mut |conn: Conn<'_, App>| {
+        stack.serve_ready(now, &mut |conn: Conn<'_, App>| {
             calls.push(now);
             serve(Conn {
                 socket: &mut *conn.socket,
