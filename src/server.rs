@@ -158,8 +158,9 @@ impl<D: FrameIo> Server<D> {
             log: self.access_log.as_mut(),
             unix_secs,
         };
-        self.stack
-            .serve_ready(now, &mut |conn| http::serve(conn, &mut cx));
+        self.stack.serve_ready(now, &mut |conn| {
+            http::serve(conn.socket, conn.state, &mut cx)
+        });
 
         let tx_before = self.stack.counters().tx_frames;
         self.stack

@@ -40,24 +40,29 @@ mod conditional;
 mod date;
 mod latency;
 mod linger;
+mod queue;
+mod reader;
 mod request;
 mod response;
+mod stream;
 mod target;
 
-use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use sirocco_netstack::{Conn, ConnApp, Duration, Instant, TcpSocket, TcpState};
+use sirocco_netstack::{ConnApp, Duration, Instant};
 
 pub use buffers::RequestBuffers;
 pub use date::DateHeader;
 pub use latency::{BUCKET_BOUNDS_MICROS, LatencyHistogram};
+pub use stream::ByteStream;
 pub use target::{TargetError, normalize_target};
 
 use crate::access_log::{AccessLog, LogEntry};
 use crate::cache::{ContentCache, EngineTree, Status};
 use linger::Linger;
+use queue::{ResponseQueue, Sent};
+use reader::RequestReader;
 use response::{ConnectionHeader, Reply, Response};
 
 /// Header slots on the stack for one parse; [`HttpLimits::max_headers`] is capped to this.
@@ -218,15 +223,6 @@ impl HttpCounters {
         ]
         .into_iter()
     }
-
-    fn count_response(&mut self, code: u16) {
-        match code / 100 {
-            2 => self.responses_2xx += 1,
-            3 => self.responses_3xx += 1,
-            4 => self.responses_4xx += 1,
-            _ => self.responses_5xx += 1,
-        }
-    }
 }
 
 /// What [`serve`] needs besides the connection.
@@ -248,248 +244,102 @@ pub struct HttpContext<'a> {
     pub unix_secs: u64,
 }
 
-/// The byte-stream side of a connection, as [`serve_stream`] uses it.
-pub trait ByteStream {
-    /// Copies received bytes into `buf`; 0 when nothing is available.
-    fn recv(&mut self, buf: &mut [u8]) -> usize;
-    /// Queues as much of `data` as the send buffer takes; returns how much.
-    fn send(&mut self, data: &[u8]) -> usize;
-    /// `false` once the peer has closed its side and every received byte has been read.
-    fn may_recv(&self) -> bool;
-    /// Closes our side after everything queued has been sent.
-    fn close(&mut self);
-    /// The client's address, for the access log.
-    fn peer(&self) -> Option<IpAddr> {
-        None
-    }
-    /// Whether the handshake is complete (the keep-alive clock starts there).
-    fn established(&self) -> bool {
-        true
-    }
-    /// Bytes queued to send and not yet acknowledged by the peer.
-    fn unacked(&self) -> usize {
-        0
-    }
-    /// Reads and drops everything received so far; returns how many bytes that was.
-    fn discard(&mut self) -> usize {
-        let mut scratch = [0u8; 512];
-        let mut total = 0;
-        loop {
-            let got = self.recv(&mut scratch);
-            if got == 0 {
-                return total;
-            }
-            total += got;
-        }
-    }
-    /// Ends the connection at once with a reset. `false` if it had already ended.
-    fn abort(&mut self) -> bool;
+/// Where a connection is in its life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests and answering them.
+    #[default]
+    Open,
+    /// Nothing more is read or parsed: a response that ends the connection is queued, or the
+    /// connection is to close without one (timeouts, the peer done, a foreign protocol). The
+    /// socket is closed once the queue is empty.
+    Closing,
+    /// The socket is closed: lingering until the peer has finished, or until the deadline
+    /// (`None` once it has passed).
+    Closed(Option<Linger>),
 }
 
-impl ByteStream for TcpSocket<'_> {
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.recv_slice(buf).unwrap_or(0)
-    }
-
-    fn send(&mut self, data: &[u8]) -> usize {
-        self.send_slice(data).unwrap_or(0)
-    }
-
-    fn may_recv(&self) -> bool {
-        // smoltcp's may_recv is also false before the handshake completes; only a FIN from the
-        // peer (with its data all read) means "will never send more".
-        TcpSocket::may_recv(self)
-            || matches!(
-                self.state(),
-                TcpState::Listen | TcpState::SynSent | TcpState::SynReceived
-            )
-    }
-
-    fn close(&mut self) {
-        TcpSocket::close(self)
-    }
-
-    fn peer(&self) -> Option<IpAddr> {
-        self.remote_endpoint()
-            .map(|endpoint| IpAddr::from(endpoint.addr))
-    }
-
-    fn established(&self) -> bool {
-        !matches!(
-            self.state(),
-            TcpState::Listen | TcpState::SynSent | TcpState::SynReceived | TcpState::Closed
-        )
-    }
-
-    fn unacked(&self) -> usize {
-        self.send_queue()
-    }
-
-    fn discard(&mut self) -> usize {
-        let mut total = 0;
-        // The receive buffer is a ring: at most two contiguous pieces.
-        while let Ok(got) = self.recv(|bytes| (bytes.len(), bytes.len())) {
-            if got == 0 {
-                break;
-            }
-            total += got;
-        }
-        total
-    }
-
-    fn abort(&mut self) -> bool {
-        if !self.is_active() {
-            return false;
-        }
-        TcpSocket::abort(self);
-        true
-    }
-}
-
-/// A response in the queue, with how many of its bytes the socket has taken.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    response: Response,
-    sent: usize,
-    /// When the request was complete: the engine's time of the read that brought its last
-    /// bytes. `None` for an answer to no complete request (408).
-    arrived: Option<Instant>,
-}
-
-/// Per-connection HTTP state, kept in the netstack's connection cell.
+/// Per-connection HTTP state, kept in the netstack's connection cell: the receiving half, the
+/// sending half, and where the connection is in its life.
 #[derive(Debug, Default)]
 pub struct HttpConn {
-    /// Request bytes, `max_request_head` long while lent from [`RequestBuffers`], empty
-    /// otherwise. Unparsed bytes are `buf[start..end]`.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Body bytes of the last request still to be read and dropped.
-    discard: usize,
-    queue: VecDeque<Pending>,
-    /// The per-response lines of the queue's front response, once it has started.
-    dynamic: Vec<u8>,
-    dynamic_ready: bool,
+    reader: RequestReader,
+    queue: ResponseQueue,
+    phase: Phase,
+    /// When the connection is closed if no byte of a next request has come.
+    keepalive_deadline: Option<Instant>,
     /// Scratch for the normalized request path.
     path: Vec<u8>,
-    /// The ranges of queued multipart answers (`Reply::Multipart` names them by position),
-    /// and where the pieces of the front answer's `dynamic` end.
-    ranges: Vec<(usize, usize)>,
-    marks: Vec<usize>,
-    /// A response that ends the connection is queued: read and parse nothing more.
-    closing: bool,
-    /// The socket has been closed.
-    closed: bool,
     /// The tree this connection's queued responses come from (see [`HttpContext::cache`]).
     cache: Option<EngineTree>,
     /// Requests parsed on this connection.
     requests: u32,
-    /// When the request head now being received must be complete.
-    head_deadline: Option<Instant>,
-    /// When the connection is closed if no byte of a next request has come.
-    keepalive_deadline: Option<Instant>,
-    /// Set once the connection is closed, until it is reset at its deadline.
-    linger: Option<Linger>,
-    /// When the last bytes were read from the socket (for [`Pending::arrived`]).
-    last_read: Option<Instant>,
 }
 
 impl ConnApp for HttpConn {
     fn reset(&mut self) {
-        self.start = 0;
-        self.end = 0;
-        self.discard = 0;
+        self.reader.reset();
         self.queue.clear();
-        self.dynamic.clear();
-        self.dynamic_ready = false;
+        self.phase = Phase::Open;
+        self.keepalive_deadline = None;
         self.path.clear();
-        self.ranges.clear();
-        self.marks.clear();
-        self.closing = false;
-        self.closed = false;
         // A pooled cell must not keep an old tree alive after a reload.
         self.cache = None;
         self.requests = 0;
-        self.head_deadline = None;
-        self.keepalive_deadline = None;
-        self.linger = None;
-        self.last_read = None;
     }
 
     /// Waiting for a request (the keep-alive timer runs) with nothing of a body left to drop:
     /// a connection the stack may close to make room for a new one, as nginx's reusable
     /// connections.
     fn is_idle(&self) -> bool {
-        self.keepalive_deadline.is_some() && self.discard == 0
+        self.keepalive_deadline.is_some() && self.reader.body_to_skip == 0
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        if self.closed {
-            return self.linger.as_ref().map(Linger::deadline);
-        }
-        if self.closing {
+        match self.phase {
+            Phase::Closed(linger) => linger.as_ref().map(Linger::deadline),
             // The closing answer is being sent; lingering starts when it is all in the socket.
-            return None;
-        }
-        match (self.head_deadline, self.keepalive_deadline) {
-            (Some(head), Some(idle)) => Some(head.min(idle)),
-            (head, idle) => head.or(idle),
+            Phase::Closing => None,
+            Phase::Open => match (self.reader.head_deadline, self.keepalive_deadline) {
+                (Some(head), Some(idle)) => Some(head.min(idle)),
+                (head, idle) => head.or(idle),
+            },
         }
     }
 }
 
-/// Serves one ready connection (the netstack entry point). See the module documentation.
-pub fn serve(conn: Conn<'_, HttpConn>, cx: &mut HttpContext<'_>) {
-    serve_stream(conn.socket, conn.state, cx);
-}
-
-/// [`serve`] over any [`ByteStream`].
-pub fn serve_stream<S: ByteStream + ?Sized>(
+/// Serves one ready connection: a netstack socket (`serve(conn.socket, conn.state, cx)`) or,
+/// in the tests, any [`ByteStream`]. See the module documentation.
+pub fn serve<S: ByteStream + ?Sized>(
     stream: &mut S,
     conn: &mut HttpConn,
     cx: &mut HttpContext<'_>,
 ) {
-    if !conn.closed {
+    if !matches!(conn.phase, Phase::Closed(_)) {
         // Adopt the tree in force when nothing of this connection's is queued. Moving the Arc
         // out and back costs nothing; only adopting a new tree touches its count.
         let cache = match conn.cache.take() {
             Some(mine) if EngineTree::same(&mine, cx.cache) || !conn.queue.is_empty() => mine,
             _ => cx.cache.clone(),
         };
-        conn.serve_with(stream, &cache, cx);
+        conn.reader
+            .lend(cx.buffers, cx.limits.max_request_head.max(1));
+        conn.exchange(stream, &cache, cx);
+        if conn.phase == Phase::Closing && conn.queue.is_empty() {
+            conn.close(stream, cx);
+        }
+        conn.reader.give_back(cx.buffers);
         conn.cache = Some(cache);
     }
-    if conn.closed {
-        conn.linger(stream, cx);
+    if let Phase::Closed(linger) = &mut conn.phase {
+        linger_on(linger, stream, cx);
     }
 }
 
 impl HttpConn {
-    fn serve_with<S: ByteStream + ?Sized>(
-        &mut self,
-        stream: &mut S,
-        cache: &ContentCache,
-        cx: &mut HttpContext<'_>,
-    ) {
-        let size = cx.limits.max_request_head.max(1);
-        if self.buf.is_empty() {
-            self.buf = cx.buffers.take(size);
-        } else if self.buf.len() != size {
-            // New limits while bytes were pending.
-            self.buf.resize(size, 0);
-            self.start = self.start.min(size);
-            self.end = self.end.min(size);
-        }
-        self.serve_buffered(stream, cache, cx);
-        if self.start == self.end {
-            // Everything received is parsed: the buffer goes back to the pool.
-            self.start = 0;
-            self.end = 0;
-            cx.buffers.give(std::mem::take(&mut self.buf));
-        }
-    }
-
-    fn serve_buffered<S: ByteStream + ?Sized>(
+    /// Parses, answers and reads until the socket has nothing more to give or take, then
+    /// looks at the timers. Leaves the connection [`Phase::Closing`] when it is to close.
+    fn exchange<S: ByteStream + ?Sized>(
         &mut self,
         stream: &mut S,
         cache: &ContentCache,
@@ -504,72 +354,69 @@ impl HttpConn {
         let mut parsed = 0usize;
         loop {
             let parsed_before = parsed;
-            while !self.closing
+            while self.phase == Phase::Open
                 && self.queue.len() < max_pipelined
                 && self.parse_next(cache, cx, parsed, peer)
             {
                 parsed += 1;
             }
-            if !self.flush(stream, cache, cx) || self.closed {
-                // Send window full (the netstack calls again when ACKs free space), or done.
+            if self.send(stream, cache, cx) == Sent::Blocked {
                 self.update_deadlines(stream, cx);
                 return;
             }
-            if self.closing {
-                // A connection refused without an answer has nothing queued: close it here.
-                self.shut(stream, cx);
+            if self.phase != Phase::Open {
+                // Everything is sent, the closing answer too (or there was none to send).
                 return;
             }
             // The queue is empty. If this round parsed anything, more complete requests may be
             // buffered behind the pipelining limit: parse again before reading, because no new
             // event may ever come to call us back for them.
-            if parsed == parsed_before && !self.fill(stream, cx.now) {
+            if parsed == parsed_before && !self.reader.fill(stream, cx.now) {
                 break;
             }
         }
-        if !stream.may_recv() && self.queue.is_empty() {
+        if !stream.may_recv() {
             // The peer has finished sending and everything it asked for is answered; a partial
             // request left in the buffer can never complete.
-            self.shut(stream, cx);
+            self.phase = Phase::Closing;
             return;
         }
-        if self.head_deadline.is_some_and(|at| cx.now >= at) && self.head_pending() {
+        if self.reader.head_deadline.is_some_and(|at| cx.now >= at) && self.reader.head_pending() {
             // Slowloris: the head did not complete in time. Answer 408 and close.
-            self.head_deadline = None;
-            self.start = 0;
-            self.end = 0;
+            self.reader.clear();
             cx.counters.requests += 1;
             cx.counters.header_timeouts += 1;
-            self.closing = true;
-            self.queue.push_back(Pending {
-                response: Response {
-                    reply: Reply::Status(Status::RequestTimeout),
-                    head_only: false,
-                    connection: ConnectionHeader::Close,
-                    interim_continue: false,
-                },
-                sent: 0,
-                arrived: None,
-            });
-            self.flush(stream, cache, cx);
+            self.phase = Phase::Closing;
+            let timeout = Response {
+                reply: Reply::Status(Status::RequestTimeout),
+                head_only: false,
+                connection: ConnectionHeader::Close,
+                interim_continue: false,
+            };
+            self.queue.push(timeout, None, false, cache, cx.date);
+            self.send(stream, cache, cx);
             return;
         }
         self.update_deadlines(stream, cx);
         if self.keepalive_deadline.is_some_and(|at| cx.now >= at) {
             // No request came in time: close, as nginx does at its keepalive_timeout.
             cx.counters.keepalive_timeouts += 1;
-            self.shut(stream, cx);
+            self.phase = Phase::Closing;
         } else if cx.draining && self.keepalive_deadline.is_some() {
             // Stopping, and this connection waits for a request: close it with a FIN, as
             // nginx closes idle keep-alive connections on a graceful stop.
             cx.counters.drain_closes += 1;
-            self.shut(stream, cx);
+            self.phase = Phase::Closing;
         }
     }
 
-    /// Whether part of a request head is buffered (and not body bytes being dropped).
-    fn head_pending(&self) -> bool {
-        self.discard == 0 && self.start < self.end
+    fn send<S: ByteStream + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        cache: &ContentCache,
+        cx: &mut HttpContext<'_>,
+    ) -> Sent {
+        self.queue.send(stream, cache, cx.date, cx.now, cx.counters)
     }
 
     /// Starts the head timer when the first bytes of a head are buffered and nothing is owed
@@ -578,13 +425,14 @@ impl HttpConn {
     /// nothing owed to the client, no byte of a head buffered; stops it otherwise. Neither
     /// restarts while it runs.
     fn update_deadlines<S: ByteStream + ?Sized>(&mut self, stream: &S, cx: &HttpContext<'_>) {
-        if !self.head_pending() || self.closing || !self.queue.is_empty() {
-            self.head_deadline = None;
-        } else if self.head_deadline.is_none() {
-            self.head_deadline = Some(cx.now + cx.limits.header_timeout);
+        let open = self.phase == Phase::Open;
+        let head_pending = self.reader.head_pending();
+        if !head_pending || !open || !self.queue.is_empty() {
+            self.reader.head_deadline = None;
+        } else if self.reader.head_deadline.is_none() {
+            self.reader.head_deadline = Some(cx.now + cx.limits.header_timeout);
         }
-        let waiting =
-            !self.closing && !self.closed && self.queue.is_empty() && !self.head_pending();
+        let waiting = open && self.queue.is_empty() && !head_pending;
         if !waiting {
             self.keepalive_deadline = None;
         } else if self.keepalive_deadline.is_none() && stream.established() {
@@ -592,43 +440,15 @@ impl HttpConn {
         }
     }
 
-    /// Closes our side (FIN after anything queued) and starts lingering. Unparsed input is
-    /// dropped (so the request buffer goes back to the pool).
-    fn shut<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &HttpContext<'_>) {
+    /// The one place a connection is closed: our side (FIN after anything queued), then
+    /// lingering. Unparsed input is dropped (so the request buffer goes back to the pool).
+    fn close<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &HttpContext<'_>) {
         stream.close();
-        self.closed = true;
-        self.start = 0;
-        self.end = 0;
-        self.discard = 0;
-        self.head_deadline = None;
+        self.reader.clear();
         self.keepalive_deadline = None;
-        self.linger = Some(Linger::new(cx.now, stream.unacked(), cx.limits));
+        self.phase = Phase::Closed(Some(Linger::new(cx.now, stream.unacked(), cx.limits)));
     }
 
-    /// A closed connection: reads and drops its input, and resets it at the lingering
-    /// deadline if the peer has not finished by then (once finished, the netstack frees it).
-    fn linger<S: ByteStream + ?Sized>(&mut self, stream: &mut S, cx: &mut HttpContext<'_>) {
-        let Some(linger) = self.linger.as_mut() else {
-            return;
-        };
-        let input = stream.discard() > 0;
-        linger.observe(
-            cx.now,
-            input,
-            stream.unacked(),
-            !stream.may_recv(),
-            cx.limits,
-        );
-        if cx.now >= linger.deadline() {
-            self.linger = None;
-            if stream.abort() {
-                cx.counters.lingering_aborts += 1;
-            }
-        }
-    }
-}
-
-impl HttpConn {
     /// Parses the next request in the buffer and queues its response. `false` when the buffer
     /// holds no complete request head.
     fn parse_next(
@@ -638,21 +458,14 @@ impl HttpConn {
         parsed_before: usize,
         peer: Option<IpAddr>,
     ) -> bool {
-        if self.discard > 0 {
-            let dropped = self.discard.min(self.end - self.start);
-            if dropped > 0 {
-                // Body bytes of the last request: the client is not idle.
-                self.keepalive_deadline = None;
-            }
-            self.start += dropped;
-            self.discard -= dropped;
-            if self.discard > 0 {
-                self.start = 0;
-                self.end = 0;
-                return false;
-            }
+        if self.reader.skip_body() > 0 {
+            // Body bytes of the last request: the client is not idle.
+            self.keepalive_deadline = None;
         }
-        let available = self.buf.get(self.start..self.end).unwrap_or_default();
+        if self.reader.body_to_skip > 0 {
+            return false;
+        }
+        let available = self.reader.unparsed();
         if available.is_empty() {
             return false;
         }
@@ -661,11 +474,10 @@ impl HttpConn {
             Foreign::Maybe => return false,
             Foreign::Yes => {
                 // Not HTTP/1: an HTTP/1 error page would be garbage to this client. Close
-                // cleanly without a byte (the caller closes once `closing` is set).
+                // cleanly without a byte.
                 cx.counters.foreign_protocol += 1;
-                self.start = 0;
-                self.end = 0;
-                self.closing = true;
+                self.reader.clear();
+                self.phase = Phase::Closing;
                 return false;
             }
         }
@@ -675,21 +487,20 @@ impl HttpConn {
             .get_mut(..cx.limits.max_headers.clamp(1, HEADER_SLOTS))
             .unwrap_or_default();
         let mut request = httparse::Request::new(&mut []);
+        let ranges = &mut self.queue.ranges;
         let mut logged = false;
         let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
             Ok(httparse::Status::Complete(head_len)) => {
-                let outcome =
-                    request::respond(&request, &mut self.path, &mut self.ranges, cache, cx.limits);
+                let outcome = request::respond(&request, &mut self.path, ranges, cache, cx.limits);
                 if let Some(log) = cx.log.as_deref_mut() {
-                    let body = response::body_len(&outcome.response, cache, &self.ranges);
+                    let body = response::body_len(&outcome.response, cache, ranges);
                     log_request(log, cx.unix_secs, peer, Some(&request), &outcome, body);
                     logged = true;
                 }
                 (outcome, head_len)
             }
             Ok(httparse::Status::Partial) => {
-                let buffer_full = self.start == 0 && self.end == self.buf.len();
-                if !buffer_full {
+                if !self.reader.is_full() {
                     return false;
                 }
                 // The head does not fit in the buffer. nginx tells the two cases apart too.
@@ -706,131 +517,57 @@ impl HttpConn {
             ),
         };
         if !logged && let Some(log) = cx.log.as_deref_mut() {
-            let body = response::body_len(&outcome.response, cache, &self.ranges);
+            let body = response::body_len(&outcome.response, cache, ranges);
             log_request(log, cx.unix_secs, peer, None, &outcome, body);
         }
-        self.start += consumed;
-        if self.start >= self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        self.discard = outcome.discard;
-        self.head_deadline = None;
+        self.reader.consume(consumed, outcome.body_to_skip);
         // A request came: the keep-alive clock starts again after its response.
         self.keepalive_deadline = None;
         self.requests = self.requests.saturating_add(1);
-        let mut outcome = outcome;
+        let mut response = outcome.response;
         let limit = cx.limits.max_requests_per_connection;
         if (limit > 0 && self.requests >= limit) || cx.draining {
             // nginx's keepalive_requests, or a graceful stop: this is the last request of the
             // connection.
-            outcome.response.connection = ConnectionHeader::Close;
+            response.connection = ConnectionHeader::Close;
         }
         cx.counters.requests += 1;
         if parsed_before > 0 || !self.queue.is_empty() {
             cx.counters.pipelined_requests += 1;
         }
-        if outcome.malformed {
-            cx.counters.parse_errors += 1;
+        if response.closes() {
+            self.phase = Phase::Closing;
         }
-        if outcome.response.closes() {
-            self.closing = true;
-        }
-        self.queue.push_back(Pending {
-            response: outcome.response,
-            sent: 0,
-            arrived: self.last_read.or(Some(cx.now)),
-        });
+        let arrived = self.reader.last_read.or(Some(cx.now));
+        self.queue
+            .push(response, arrived, outcome.malformed, cache, cx.date);
         true
     }
+}
 
-    /// Writes queued responses in order. `true` when the queue is empty afterwards.
-    fn flush<S: ByteStream + ?Sized>(
-        &mut self,
-        stream: &mut S,
-        cache: &ContentCache,
-        cx: &mut HttpContext<'_>,
-    ) -> bool {
-        while let Some(front) = self.queue.front_mut() {
-            if !self.dynamic_ready {
-                self.dynamic.clear();
-                response::write_dynamic(
-                    &mut self.dynamic,
-                    &mut self.marks,
-                    &front.response,
-                    cache,
-                    cx.date,
-                    &self.ranges,
-                );
-                self.dynamic_ready = true;
-            }
-            let mut skip = front.sent;
-            let mut k = 0;
-            while let Some(part) = response::segment(
-                &front.response,
-                k,
-                cache,
-                &self.dynamic,
-                &self.marks,
-                &self.ranges,
-            ) {
-                k += 1;
-                let Some(rest) = part.get(skip..).filter(|rest| !rest.is_empty()) else {
-                    skip = skip.saturating_sub(part.len());
-                    continue;
-                };
-                skip = 0;
-                let taken = stream.send(rest).min(rest.len());
-                if front.sent == 0
-                    && taken > 0
-                    && let Some(arrived) = front.arrived
-                {
-                    let waited = (cx.now - arrived).total_micros();
-                    cx.counters.time_to_first_byte.record(waited);
-                }
-                front.sent += taken;
-                cx.counters.bytes_sent += taken as u64;
-                if taken < rest.len() {
-                    return false;
-                }
-            }
-            // Counted once its last byte is in the socket, not when it was parsed: a response
-            // stuck behind a stalled connection is not a response the client got.
-            cx.counters.count_response(front.response.reply.code());
-            let closes = front.response.closes();
-            self.queue.pop_front();
-            self.dynamic_ready = false;
-            if self.queue.is_empty() {
-                // No queued answer names a range any more.
-                self.ranges.clear();
-            }
-            if closes {
-                // Nothing after a closing response was parsed, so the queue is empty here.
-                self.queue.clear();
-                self.shut(stream, cx);
-                return true;
-            }
+/// A closed connection: reads and drops its input, and resets it at the lingering deadline if
+/// the peer has not finished by then (once finished, the netstack frees it).
+fn linger_on<S: ByteStream + ?Sized>(
+    linger: &mut Option<Linger>,
+    stream: &mut S,
+    cx: &mut HttpContext<'_>,
+) {
+    let Some(state) = linger.as_mut() else {
+        return;
+    };
+    let input = stream.discard() > 0;
+    state.observe(
+        cx.now,
+        input,
+        stream.unacked(),
+        !stream.may_recv(),
+        cx.limits,
+    );
+    if cx.now >= state.deadline() {
+        *linger = None;
+        if stream.abort() {
+            cx.counters.lingering_aborts += 1;
         }
-        true
-    }
-
-    /// Reads from the stream into the free end of the buffer. `true` if any byte arrived (at
-    /// `now`).
-    fn fill<S: ByteStream + ?Sized>(&mut self, stream: &mut S, now: Instant) -> bool {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let Some(free) = self.buf.get_mut(self.end..).filter(|free| !free.is_empty()) else {
-            return false;
-        };
-        let got = stream.recv(free).min(free.len());
-        self.end += got;
-        if got > 0 {
-            self.last_read = Some(now);
-        }
-        got > 0
     }
 }
 
@@ -873,7 +610,7 @@ fn failure(status: Status) -> request::Outcome {
             connection: ConnectionHeader::Close,
             interim_continue: false,
         },
-        discard: 0,
+        body_to_skip: 0,
         malformed: true,
     }
 }

@@ -17,7 +17,7 @@ use crate::cache::{ContentCache, Lookup, Status};
 pub struct Outcome {
     pub response: Response,
     /// Body bytes that follow the head and are read and dropped before the next request.
-    pub discard: usize,
+    pub body_to_skip: usize,
     /// The request was malformed (400, or a status that stands for a parse failure).
     pub malformed: bool,
 }
@@ -127,14 +127,14 @@ pub fn respond(
         (true, true) => ConnectionHeader::Omit,
         (true, false) => ConnectionHeader::KeepAlive,
     };
-    let answer = |reply: Reply, discard: usize| Outcome {
+    let answer = |reply: Reply, body_to_skip: usize| Outcome {
         response: Response {
             reply,
             head_only,
             connection,
             interim_continue: false,
         },
-        discard,
+        body_to_skip,
         malformed: false,
     };
     let fail = |status: Status, malformed: bool| Outcome {
@@ -144,7 +144,7 @@ pub fn respond(
             connection: ConnectionHeader::Close,
             interim_continue: false,
         },
-        discard: 0,
+        body_to_skip: 0,
         malformed,
     };
 

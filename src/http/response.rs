@@ -1,13 +1,16 @@
 //! What a request is answered with, and how the bytes of that answer are found.
 //!
 //! A [`Response`] is a few words: which prebuilt head and body in the [`ContentCache`] it uses,
-//! plus the facts for the per-response lines. Its bytes are four slices (see [`segment`]),
+//! plus the facts for the per-response lines. Its bytes are a few pieces (see [`pieces`]),
 //! sent in order:
-//! 0. an interim `100 Continue`, when the client asked for one;
-//! 1. the prebuilt, unterminated head (from the cache);
-//! 2. the per-response lines ([`write_dynamic`]): `Location`, `Content-Range`/`Content-Length`
-//!    for ranges, `Date`, `Connection`, and the blank line ending the head;
-//! 3. the body (from the cache), empty for HEAD and 304.
+//! 1. an interim `100 Continue`, when the client asked for one;
+//! 2. the prebuilt, unterminated head (from the cache);
+//! 3. the head lines written per response ([`write_head_lines`]): `Location`,
+//!    `Content-Range`/`Content-Length` for ranges, `Date`, `Connection`, and the blank line
+//!    ending the head;
+//! 4. the body (from the cache), empty for HEAD and 304. A multipart answer has instead, for
+//!    each range, a part header (written with the head lines) and the range of the file, then
+//!    the closing delimiter.
 
 use std::io::Write;
 
@@ -104,7 +107,7 @@ impl Response {
                 )
             }
             Reply::NotModified(id) => (cache.file(id).not_modified_head, &[][..]),
-            // The parts are interleaved by `segment`.
+            // The parts are interleaved by `pieces`.
             Reply::Multipart { file, .. } => (cache.file(file).multipart_head, &[][..]),
             Reply::Redirect(_) => cache.status_page(Status::MovedPermanently),
             Reply::Unsatisfiable(_) => cache.status_page(Status::RangeNotSatisfiable),
@@ -120,17 +123,17 @@ impl Response {
 
 /// Appends the per-response head lines of `response`, and the blank line ending the head.
 /// For a multipart answer it goes on with every part's header and the closing delimiter,
-/// recording in `marks` where each of those pieces ends (see [`segment`]); `ranges` is the
-/// connection's range list.
-pub fn write_dynamic(
+/// recording in `part_ends` where the head lines and each of those end (see [`pieces`]);
+/// `ranges` is the connection's range list.
+pub fn write_head_lines(
     out: &mut Vec<u8>,
-    marks: &mut Vec<usize>,
+    part_ends: &mut Vec<usize>,
     response: &Response,
     cache: &ContentCache,
     date: &DateHeader,
     ranges: &[(usize, usize)],
 ) {
-    marks.clear();
+    part_ends.clear();
     match response.reply {
         Reply::Redirect(dir) => {
             out.extend_from_slice(b"Location: ");
@@ -190,7 +193,7 @@ pub fn write_dynamic(
     if let Reply::Multipart { file, first, count } = response.reply {
         let file = cache.file(file);
         let boundary = file.etag.trim_matches('"');
-        marks.push(out.len());
+        part_ends.push(out.len());
         for &(start, end) in multipart_ranges(ranges, first, count) {
             write_part_header(
                 out,
@@ -200,10 +203,10 @@ pub fn write_dynamic(
                 end,
                 file.body.len(),
             );
-            marks.push(out.len());
+            part_ends.push(out.len());
         }
         let _ = write!(out, "\r\n--{boundary}--\r\n");
-        marks.push(out.len());
+        part_ends.push(out.len());
     }
 }
 
@@ -256,47 +259,47 @@ impl Write for Counter {
     }
 }
 
-/// The `k`-th slice of a response's bytes, in sending order; `None` past the last.
-///
-/// Every response is: the interim answer (often empty), the prebuilt head, the per-response
-/// lines (`dynamic`), the body. A multipart answer splits `dynamic` at `marks` and puts each
-/// range of the body after its part header: head lines, part 1 header, range 1, ..., part n
-/// header, range n, closing delimiter.
-pub fn segment<'a>(
+/// A response's bytes, in sending order, as slices of the cache and of its `head_lines` (see
+/// [`write_head_lines`]): the interim answer (often empty), the prebuilt head, the head lines,
+/// then the body; or, for a multipart answer, each part's header and range of the file, then
+/// the closing delimiter. `part_ends` splits the head lines of a multipart answer.
+pub fn pieces<'a>(
     response: &Response,
-    k: usize,
     cache: &'a ContentCache,
-    dynamic: &'a [u8],
-    marks: &[usize],
-    ranges: &[(usize, usize)],
-) -> Option<&'a [u8]> {
+    head_lines: &'a [u8],
+    part_ends: &'a [usize],
+    ranges: &'a [(usize, usize)],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     let (head, body) = response.static_parts(cache);
-    match (k, response.reply) {
-        (0, _) => Some(response.interim()),
-        (1, _) => Some(head),
-        (_, Reply::Multipart { file, first, count }) => {
-            let piece = |i: usize| {
-                let start = if i == 0 { 0 } else { *marks.get(i - 1)? };
-                dynamic.get(start..*marks.get(i)?)
+    let lines = |from: usize, to: usize| head_lines.get(from..to).unwrap_or_default();
+    // A plain answer is a multipart one with no parts whose "closing delimiter" is its body.
+    let (ranges, file_body, tail) = match response.reply {
+        Reply::Multipart { file, first, count } => {
+            let tail = match part_ends {
+                [.., before, last] => lines(*before, *last),
+                _ => &[][..],
             };
-            let n = usize::from(count);
-            match k - 2 {
-                0 => piece(0),
-                j if j <= 2 * n => {
-                    let i = (j - 1) / 2;
-                    if j % 2 == 1 {
-                        piece(i + 1)
-                    } else {
-                        let &(start, end) = multipart_ranges(ranges, first, count).get(i)?;
-                        cache.file(file).body.get(start..end)
-                    }
-                }
-                j if j == 2 * n + 1 => piece(n + 1),
-                _ => None,
-            }
+            (
+                multipart_ranges(ranges, first, count),
+                cache.file(file).body,
+                tail,
+            )
         }
-        (2, _) => Some(dynamic),
-        (3, _) => Some(body),
-        _ => None,
-    }
+        _ => (&[][..], &[][..], body),
+    };
+    let first_end = part_ends.first().copied().unwrap_or(head_lines.len());
+    let parts = part_ends
+        .windows(2)
+        .zip(ranges)
+        .flat_map(move |(ends, &(start, end))| {
+            let header = match ends {
+                [from, to] => lines(*from, *to),
+                _ => &[][..],
+            };
+            [header, file_body.get(start..end).unwrap_or_default()]
+        });
+    [response.interim(), head, lines(0, first_end)]
+        .into_iter()
+        .chain(parts)
+        .chain(std::iter::once(tail))
 }

@@ -169,7 +169,7 @@ impl Harness {
         }
     }
 
-    /// One netstack `service` call.
+    /// One netstack `serve_ready` call.
     fn serve_once(&mut self) {
         let mut cx = HttpContext {
             cache: &self.cache,
@@ -182,7 +182,7 @@ impl Harness {
             log: self.log.as_mut(),
             unix_secs: NOW,
         };
-        serve_stream(&mut self.stream, &mut self.conn, &mut cx);
+        serve(&mut self.stream, &mut self.conn, &mut cx);
         self.calls += 1;
     }
 
@@ -606,27 +606,37 @@ fn reset_clears_state_and_keeps_buffers() {
         .push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /");
     h.serve_once();
     // "GET /" is not parsed yet: the connection still holds its request buffer.
-    let capacity = h.conn.buf.capacity();
+    let capacity = h.conn.reader.buf.capacity();
     assert!(capacity > 0);
     assert!(!h.conn.queue.is_empty());
     h.conn.reset();
     assert!(h.conn.queue.is_empty());
-    assert_eq!((h.conn.start, h.conn.end, h.conn.discard), (0, 0, 0));
-    assert_eq!(h.conn.buf.capacity(), capacity);
+    assert_eq!(
+        (
+            h.conn.reader.start,
+            h.conn.reader.end,
+            h.conn.reader.body_to_skip
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(h.conn.reader.buf.capacity(), capacity);
 }
 
 #[test]
 fn the_request_buffer_is_lent_only_while_bytes_are_unparsed() {
     let mut h = Harness::new(64 * 1024);
     h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(h.conn.buf.is_empty(), "an idle connection holds no buffer");
+    assert!(
+        h.conn.reader.buf.is_empty(),
+        "an idle connection holds no buffer"
+    );
     assert_eq!(h.buffers.idle(), 1);
     h.request("GET /hello.txt HTTP/1.1\r\nHo");
-    assert_eq!(h.conn.buf.len(), h.limits.max_request_head);
+    assert_eq!(h.conn.reader.buf.len(), h.limits.max_request_head);
     assert_eq!(h.buffers.idle(), 0);
     let out = h.request("st: x\r\n\r\n");
     assert_eq!(out, text(&h.full("/hello.txt", "", true)));
-    assert!(h.conn.buf.is_empty());
+    assert!(h.conn.reader.buf.is_empty());
     assert_eq!(h.buffers.idle(), 1, "the same buffer came back");
 }
 
@@ -832,7 +842,7 @@ fn a_head_that_does_not_complete_in_time_gets_408_and_close() {
     h.now = Instant::from_secs(104);
     let out = h.request("Host: x\r\n\r\n");
     assert_eq!(out, text(&h.full("/hello.txt", "", true)));
-    assert_eq!(h.conn.head_deadline, None);
+    assert_eq!(h.conn.reader.head_deadline, None);
     assert_eq!(h.conn.wake_at(), Some(Instant::from_secs(179)));
 }
 
@@ -1035,7 +1045,7 @@ fn several_ranges_get_multipart_byteranges_like_nginx() {
         )
     );
     assert!(
-        h.conn.ranges.is_empty(),
+        h.conn.queue.ranges.is_empty(),
         "the range list empties with the queue"
     );
 
@@ -1099,7 +1109,7 @@ fn keep_alive_clock_runs_from_the_last_byte_of_the_last_response() {
     h.serve_once();
     assert_eq!(h.conn.wake_at(), None);
     let mut t = 100;
-    while h.conn.queue.front().is_some() {
+    while !h.conn.queue.is_empty() {
         t += 1;
         h.now = secs(t);
         h.stream.in_flight = 0;
@@ -1161,7 +1171,7 @@ fn a_closed_connection_drains_its_input_and_is_reset_within_the_lingering_bounds
     assert!(h.stream.closed);
     assert!(h.stream.inbound.is_empty(), "what followed was dropped");
     assert!(
-        h.conn.buf.is_empty(),
+        h.conn.reader.buf.is_empty(),
         "the request buffer went back to the pool"
     );
     // The answer is not acknowledged yet: lingering waits for it, `lingering_time` at most
@@ -1297,10 +1307,9 @@ fn a_graceful_stop_closes_idle_connections_and_ends_busy_ones_after_their_respon
     busy.run();
     assert!(
         busy.stream.closed,
-        "closed once its response is out: queue {} closing {} closed {} keepalive {:?} out {}",
+        "closed once its response is out: queue {} phase {:?} keepalive {:?} out {}",
         busy.conn.queue.len(),
-        busy.conn.closing,
-        busy.conn.closed,
+        busy.conn.phase,
         busy.conn.keepalive_deadline,
         busy.stream.out.len()
     );
