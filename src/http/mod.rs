@@ -10,12 +10,18 @@
 //! 3. reads more from the socket (only as much as the request buffer has room for: a client
 //!    that sends faster than it reads is held back by its own TCP window) and repeats.
 //!
+//! A connection is two halves and a phase: the `RequestReader` (`reader.rs`: the request
+//! buffer, the body bytes to skip, the head deadline) and the `ResponseQueue` (`queue.rs`: the
+//! queued responses, the front one's head lines, its multipart pieces), and `Phase::Open`,
+//! `Closing` or `Closed`.
+//!
 //! A response that must end the connection (`Connection: close`, errors that leave framing in
-//! doubt) stops all further parsing; once its last byte is in the socket, the socket is closed
-//! (FIN after the data). When the peer has closed its side and nothing is left to answer, the
-//! connection is closed too. A closed connection then lingers (see `linger.rs`): what the peer
-//! still sends is read and dropped, and the connection is reset if the peer has not finished
-//! within nginx's `lingering_time`/`lingering_timeout`.
+//! doubt) stops all further parsing (`Closing`), and so do a timeout, a foreign protocol or a
+//! peer that has finished sending with nothing left to answer. There is one close path: at the
+//! end of [`serve`], a `Closing` connection whose queue is empty is closed (FIN after the
+//! data). A closed connection then lingers (see `linger.rs`): what the peer still sends is read
+//! and dropped, and the connection is reset if the peer has not finished within nginx's
+//! `lingering_time`/`lingering_timeout`.
 //!
 //! Timers (each lends the connection back through [`ConnApp::wake_at`]), as nginx's:
 //! - keep-alive ([`HttpLimits::keepalive_timeout`]): from the end of the last response (its last
@@ -135,7 +141,8 @@ pub struct HttpCounters {
     pub responses_5xx: u64,
     /// Response bytes accepted by sockets.
     pub bytes_sent: u64,
-    /// Requests answered with 400, 414, 431 or 505 because they could not be parsed.
+    /// Requests answered with 400, 414, 431 or 505 because they could not be parsed, counted
+    /// when that answer is in the socket, as the responses are.
     pub parse_errors: u64,
     /// Requests parsed while an earlier response on the same connection was still unsent, or
     /// found behind another request in the buffer.
