@@ -5,7 +5,7 @@
 //! Ethernet header on the way in and writes it on the way out (to the MAC learned from the
 //! flow's SYN). Two tiny `Device` adapters connect a cell to the outside:
 //! - [`IngressDevice`] lends one borrowed IP packet as the only RX token; a reply smoltcp makes
-//!   while processing it (challenge ACK, RST) goes to the front end's staging ring;
+//!   while processing it (challenge ACK, RST) goes to the front end's reply queue;
 //! - [`EgressDevice`] writes each packet smoltcp emits straight into the `TxSink`.
 //!
 //! Invariants: the socket handle is the only one in the set; cells are built once, up front,
@@ -22,7 +22,7 @@ use smoltcp::wire::{
 };
 
 use crate::flow::FlowKey;
-use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::{StackConfig, StackCounters, TxSink};
 use crate::{TcpSocket, TcpState};
 
@@ -213,17 +213,17 @@ impl<A> Cell<A> {
         self.armed = None;
     }
 
-    /// Feeds one IP packet. Returns how many replies were lost to a full staging ring.
+    /// Feeds one IP packet. Returns how many replies were lost to a full reply queue.
     pub fn ingress(
         &mut self,
         now: Instant,
         packet: &[u8],
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
         caps: &DeviceCapabilities,
     ) -> u64 {
         let mut device = IngressDevice {
             packet: Some(packet),
-            staging,
+            replies,
             eth: self.eth,
             caps,
             lost: 0,
@@ -233,18 +233,18 @@ impl<A> Cell<A> {
         device.lost
     }
 
-    /// Runs one egress pass into the staging ring, for what must leave before the next
+    /// Runs one egress pass into the reply queue, for what must leave before the next
     /// `poll_egress` (the RST of a connection closed to free its cell). Returns how many frames
     /// were lost to a full ring.
     pub fn flush_to(
         &mut self,
         now: Instant,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
         caps: &DeviceCapabilities,
     ) -> u64 {
         let mut device = IngressDevice {
             packet: None,
-            staging,
+            replies,
             eth: self.eth,
             caps,
             lost: 0,
@@ -300,12 +300,12 @@ struct CapsDevice(DeviceCapabilities);
 
 impl Device for CapsDevice {
     type RxToken<'a> = PacketRx<'a>;
-    type TxToken<'a> = StagingTx<'a>;
+    type TxToken<'a> = ReplyTx<'a>;
 
-    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, StagingTx<'_>)> {
+    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, ReplyTx<'_>)> {
         None
     }
-    fn transmit(&mut self, _: Instant) -> Option<StagingTx<'_>> {
+    fn transmit(&mut self, _: Instant) -> Option<ReplyTx<'_>> {
         None
     }
     fn capabilities(&self) -> DeviceCapabilities {
@@ -316,7 +316,7 @@ impl Device for CapsDevice {
 /// Lends one received IP packet to a cell.
 pub(crate) struct IngressDevice<'d> {
     packet: Option<&'d [u8]>,
-    staging: &'d mut Staging,
+    replies: &'d mut ReplyQueue,
     eth: EthHeader,
     caps: &'d DeviceCapabilities,
     lost: u64,
@@ -332,18 +332,18 @@ impl phy::RxToken for PacketRx<'_> {
     }
 }
 
-/// Writes a reply made during ingress into the staging ring, or into scratch if it is full.
-pub(crate) struct StagingTx<'a> {
-    staging: &'a mut Staging,
+/// Writes a reply made during ingress into the reply queue, or into scratch if it is full.
+pub(crate) struct ReplyTx<'a> {
+    replies: &'a mut ReplyQueue,
     eth: EthHeader,
     lost: &'a mut u64,
 }
 
-impl phy::TxToken for StagingTx<'_> {
+impl phy::TxToken for ReplyTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let eth = self.eth;
         if let Some(payload) = self
-            .staging
+            .replies
             .reserve(ETH_HEADER_LEN + len)
             .and_then(|frame| eth.write(frame))
         {
@@ -362,25 +362,25 @@ impl<'d> Device for IngressDevice<'d> {
     where
         Self: 'a;
     type TxToken<'a>
-        = StagingTx<'a>
+        = ReplyTx<'a>
     where
         Self: 'a;
 
-    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, StagingTx<'_>)> {
+    fn receive(&mut self, _: Instant) -> Option<(PacketRx<'_>, ReplyTx<'_>)> {
         let packet = self.packet.take()?;
         Some((
             PacketRx { packet },
-            StagingTx {
-                staging: self.staging,
+            ReplyTx {
+                replies: self.replies,
                 eth: self.eth,
                 lost: &mut self.lost,
             },
         ))
     }
 
-    fn transmit(&mut self, _: Instant) -> Option<StagingTx<'_>> {
-        Some(StagingTx {
-            staging: self.staging,
+    fn transmit(&mut self, _: Instant) -> Option<ReplyTx<'_>> {
+        Some(ReplyTx {
+            replies: self.replies,
             eth: self.eth,
             lost: &mut self.lost,
         })

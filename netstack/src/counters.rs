@@ -111,7 +111,7 @@ define_counters! {
         handshake_timeouts,
         /// Established connections reset after `idle_timeout` without a segment from the peer.
         idle_timeouts,
-        /// Replies lost because the front-end staging ring was full.
+        /// Replies lost because the front end's reply queue was full.
         tx_staging_full,
         /// Connections we closed first that left a TIME-WAIT tombstone (and freed their cell).
         time_wait_entered,

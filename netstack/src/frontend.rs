@@ -5,7 +5,7 @@
 //! address, ICMP echo), handed on as a validated [`TcpSegment`], or dropped and counted in
 //! exactly one `drop_*` counter. It also builds the RSTs the stack sends for segments no cell
 //! owns. Invariants: no accessor is called on a wire view before `new_checked` succeeded, so no
-//! input can panic; replies go only to the staging ring; nothing is learned from ARP.
+//! input can panic; replies go only to the reply queue; nothing is learned from ARP.
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -15,7 +15,7 @@ use smoltcp::wire::{
 };
 
 use crate::StackCounters;
-use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::SynAckShape;
 use crate::syncache::Pending;
 
@@ -81,7 +81,7 @@ impl FrontEnd {
         &self,
         frame: &'f [u8],
         counters: &mut StackCounters,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
     ) -> Verdict<'f> {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             counters.drop_eth_truncated += 1;
@@ -101,10 +101,10 @@ impl FrontEnd {
         let payload = frame.get(ETH_HEADER_LEN..).unwrap_or_default();
         match eth.ethertype() {
             EthernetProtocol::Arp => {
-                self.arp(payload, counters, staging);
+                self.arp(payload, counters, replies);
                 Verdict::Done
             }
-            EthernetProtocol::Ipv4 => self.ipv4(peer_mac, payload, counters, staging),
+            EthernetProtocol::Ipv4 => self.ipv4(peer_mac, payload, counters, replies),
             EthernetProtocol::Ipv6 => {
                 counters.drop_ipv6 += 1;
                 Verdict::Done
@@ -116,7 +116,7 @@ impl FrontEnd {
         }
     }
 
-    fn arp(&self, payload: &[u8], counters: &mut StackCounters, staging: &mut Staging) {
+    fn arp(&self, payload: &[u8], counters: &mut StackCounters, replies: &mut ReplyQueue) {
         let Ok(packet) = ArpPacket::new_checked(payload) else {
             counters.drop_arp_malformed += 1;
             return;
@@ -158,7 +158,7 @@ impl FrontEnd {
             src: self.mac,
             ethertype: EthernetProtocol::Arp,
         };
-        let staged = staging
+        let staged = replies
             .reserve(ETH_HEADER_LEN + reply.buffer_len())
             .and_then(|frame| header.write(frame))
             .map(|rest| reply.emit(&mut ArpPacket::new_unchecked(rest)));
@@ -173,7 +173,7 @@ impl FrontEnd {
         peer_mac: EthernetAddress,
         payload: &'f [u8],
         counters: &mut StackCounters,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
     ) -> Verdict<'f> {
         // `new_checked` bounds header and total length by the buffer: after it, no accessor
         // panics.
@@ -219,7 +219,7 @@ impl FrontEnd {
         };
         match packet.next_header() {
             IpProtocol::Icmp => {
-                self.icmp(peer_mac, src, ip_payload, counters, staging);
+                self.icmp(peer_mac, src, ip_payload, counters, replies);
                 Verdict::Done
             }
             IpProtocol::Tcp => self.tcp(peer_mac, src, ip_packet, ip_payload, counters),
@@ -236,7 +236,7 @@ impl FrontEnd {
         peer_ip: Ipv4Address,
         ip_payload: &[u8],
         counters: &mut StackCounters,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
     ) {
         let Ok(packet) = Icmpv4Packet::new_checked(ip_payload) else {
             counters.drop_icmp_malformed += 1;
@@ -281,7 +281,7 @@ impl FrontEnd {
             counters.drop_icmp_oversize += 1;
             return;
         }
-        let staged = self.stage_ipv4(staging, peer_mac, &ip, |buf, caps| {
+        let staged = self.stage_ipv4(replies, peer_mac, &ip, |buf, caps| {
             reply.emit(&mut Icmpv4Packet::new_unchecked(buf), caps)
         });
         match staged {
@@ -323,7 +323,12 @@ impl FrontEnd {
 
     /// Stages an RST answering `seg`, unless `seg` is itself an RST. Counts `rst_sent` or
     /// `tx_staging_full`.
-    pub fn stage_rst(&self, seg: &TcpSegment, counters: &mut StackCounters, staging: &mut Staging) {
+    pub fn stage_rst(
+        &self,
+        seg: &TcpSegment,
+        counters: &mut StackCounters,
+        replies: &mut ReplyQueue,
+    ) {
         // RFC 9293 §3.10.7.1 (CLOSED state): "An incoming segment containing a RST is
         // discarded. An incoming segment not containing a RST causes a RST to be sent in
         // response. ... If the ACK bit is off, sequence number zero is used,
@@ -340,7 +345,7 @@ impl FrontEnd {
             ),
         };
         let rst = bare_segment(seg, TcpControl::Rst, seq_number, ack_number);
-        match self.stage_tcp(staging, seg.peer_mac, seg.peer_ip, &rst) {
+        match self.stage_tcp(replies, seg.peer_mac, seg.peer_ip, &rst) {
             true => counters.rst_sent += 1,
             false => counters.tx_staging_full += 1,
         }
@@ -354,7 +359,7 @@ impl FrontEnd {
         &self,
         pending: &Pending,
         shape: SynAckShape,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
     ) -> bool {
         let options = pending.options;
         let synack = TcpRepr {
@@ -371,7 +376,7 @@ impl FrontEnd {
             timestamp: None,
             payload: &[],
         };
-        self.stage_tcp(staging, pending.peer_mac, pending.key.peer_ip, &synack)
+        self.stage_tcp(replies, pending.peer_mac, pending.key.peer_ip, &synack)
     }
 
     /// Stages a bare ACK answering `seg` with our `seq` and `ack` (a TIME-WAIT tombstone
@@ -383,10 +388,10 @@ impl FrontEnd {
         seq: TcpSeqNumber,
         ack: TcpSeqNumber,
         counters: &mut StackCounters,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
     ) -> bool {
         let reply = bare_segment(seg, TcpControl::None, seq, Some(ack));
-        let staged = self.stage_tcp(staging, seg.peer_mac, seg.peer_ip, &reply);
+        let staged = self.stage_tcp(replies, seg.peer_mac, seg.peer_ip, &reply);
         if !staged {
             counters.tx_staging_full += 1;
         }
@@ -395,7 +400,7 @@ impl FrontEnd {
 
     fn stage_tcp(
         &self,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
         peer_mac: EthernetAddress,
         peer_ip: Ipv4Address,
         tcp: &TcpRepr,
@@ -408,7 +413,7 @@ impl FrontEnd {
             hop_limit: HOP_LIMIT,
         };
         let (src, dst) = (IpAddress::Ipv4(self.ipv4), IpAddress::Ipv4(peer_ip));
-        self.stage_ipv4(staging, peer_mac, &ip, |buf, caps| {
+        self.stage_ipv4(replies, peer_mac, &ip, |buf, caps| {
             tcp.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps)
         })
     }
@@ -417,7 +422,7 @@ impl FrontEnd {
     /// full.
     fn stage_ipv4(
         &self,
-        staging: &mut Staging,
+        replies: &mut ReplyQueue,
         peer_mac: EthernetAddress,
         ip: &Ipv4Repr,
         emit: impl FnOnce(&mut [u8], &ChecksumCapabilities),
@@ -429,7 +434,7 @@ impl FrontEnd {
         };
         let ip_header_len = ip.buffer_len();
         let len = ETH_HEADER_LEN + ip_header_len + ip.payload_len;
-        let Some(rest) = staging.reserve(len).and_then(|f| header.write(f)) else {
+        let Some(rest) = replies.reserve(len).and_then(|f| header.write(f)) else {
             return false;
         };
         let (ip_header, ip_payload) = rest.split_at_mut(ip_header_len.min(rest.len()));
@@ -484,7 +489,7 @@ mod tests {
 
     #[test]
     fn unknown_ip_protocol_is_counted() {
-        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
         let frame = ipv4_frame(OUR_IP, IpProtocol::Udp, &[0; 8]);
         assert!(matches!(fe.classify(&frame, &mut c, &mut s), Verdict::Done));
         assert_eq!(c.drop_ip_protocol_unknown, 1);
@@ -493,7 +498,7 @@ mod tests {
 
     #[test]
     fn subnet_broadcast_source_is_dropped() {
-        let (mut fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let (mut fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
         fe.subnet = Ipv4Cidr::new(OUR_IP, 30); // broadcast 198.18.0.3
         let mut frame = ipv4_frame(OUR_IP, IpProtocol::Tcp, &[0; 20]);
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
@@ -505,7 +510,7 @@ mod tests {
 
     #[test]
     fn unknown_icmp_type_is_counted() {
-        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
         // Type 13 (timestamp), code 0, checksum over the 8 bytes.
         let mut icmp = [13u8, 0, 0, 0, 0, 0, 0, 0];
         let mut p = Icmpv4Packet::new_unchecked(&mut icmp[..]);
@@ -517,7 +522,7 @@ mod tests {
 
     #[test]
     fn rst_for_rst_is_never_sent() {
-        let (fe, mut c, mut s) = (front(), StackCounters::default(), Staging::new(4, 1514));
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
         let seg = TcpSegment {
             peer_mac: PEER_MAC,
             peer_ip: PEER_IP,

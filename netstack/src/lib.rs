@@ -67,7 +67,7 @@
 //!
 //! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST, SYN-ACK), `flow` (flow table),
 //! `syncache` (half-open connections), `cookie` (SYN cookies), `cell` (one smoltcp interface +
-//! socket per connection), `timers` (the timer wheel), `tombstone` (TIME-WAIT), `staging`
+//! socket per connection), `timers` (the timer wheel), `tombstone` (TIME-WAIT), `reply_queue`
 //! (replies made during receive), `counters`, and `stack` which joins them.
 
 #![forbid(unsafe_code)]
@@ -77,8 +77,8 @@ mod cookie;
 mod counters;
 mod flow;
 mod frontend;
+mod reply_queue;
 mod stack;
-mod staging;
 mod synack;
 mod syncache;
 mod timers;

@@ -9,7 +9,7 @@
 //! - every cell in service has a timer-wheel deadline or is in the dirty list, so its
 //!   retransmissions and timeouts run with no input;
 //! - nothing is allocated after `Stack::new`: every cell and its buffers, the flow table, the
-//!   SYN cache and its wheel, the per-address counts, the tombstone ring, the staging ring, the
+//!   SYN cache and its wheel, the per-address counts, the tombstone ring, the reply queue, the
 //!   lists and the wheel are sized up front;
 //! - a half-open connection is in the SYN cache, never in a cell; a cell is taken only by a
 //!   handshake that completed (its ACK matched a cache entry or a valid cookie).
@@ -33,7 +33,7 @@ use crate::cell::{Cell, EgressDevice, EgressStop};
 use crate::cookie::{CookieJar, SynOptions, Tuple};
 use crate::flow::{FlowEntry, FlowKey, FlowTable};
 use crate::frontend::{FrontEnd, TcpSegment, Verdict};
-use crate::staging::{ETH_HEADER_LEN, EthHeader, Staging};
+use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
 use crate::timers::TimerWheel;
@@ -65,7 +65,7 @@ pub struct Stack<A: ConnApp> {
     counters: StackCounters,
     front: FrontEnd,
     caps: DeviceCapabilities,
-    staging: Staging,
+    replies: ReplyQueue,
     flows: FlowTable,
     cells: Vec<Cell<A>>,
     free: Vec<u32>,
@@ -280,7 +280,7 @@ impl<A: ConnApp> Stack<A> {
         // (warmest) cell next.
         let free = (0..max as u32).rev().collect();
         Ok(Stack {
-            staging: Staging::new(STAGING_SLOTS, ETH_HEADER_LEN + config.mtu),
+            replies: ReplyQueue::new(STAGING_SLOTS, ETH_HEADER_LEN + config.mtu),
             front,
             caps,
             flows,
@@ -361,7 +361,7 @@ impl<A: ConnApp> Stack<A> {
         self.counters.rx_frames += 1;
         match self
             .front
-            .classify(frame, &mut self.counters, &mut self.staging)
+            .classify(frame, &mut self.counters, &mut self.replies)
         {
             Verdict::Done => {}
             Verdict::Tcp(seg) => self.handle_tcp(now, &seg),
@@ -372,7 +372,7 @@ impl<A: ConnApp> Stack<A> {
         if seg.repr.dst_port != self.config.port {
             self.counters.drop_tcp_port_closed += 1;
             self.front
-                .stage_rst(seg, &mut self.counters, &mut self.staging);
+                .stage_rst(seg, &mut self.counters, &mut self.replies);
             return;
         }
         let key = FlowKey {
@@ -404,9 +404,9 @@ impl<A: ConnApp> Stack<A> {
         cell.last_rx = now;
         cell.note_peer(&seg.repr);
         let challenges = cell.challenge_acks();
-        let staged = self.staging.len();
+        let staged = self.replies.len();
         self.counters.tx_staging_full +=
-            cell.ingress(now, seg.ip_packet, &mut self.staging, &self.caps);
+            cell.ingress(now, seg.ip_packet, &mut self.replies, &self.caps);
         if cell.challenge_acks() != challenges {
             // RFC 5961 §7: challenge ACKs are limited host-wide too (Linux's
             // `tcp_challenge_ack_limit`), so a flood of blind guesses cannot make us flood.
@@ -418,8 +418,8 @@ impl<A: ConnApp> Stack<A> {
                 self.challenge_allowance -= 1;
                 self.counters.challenge_acks += 1;
             } else {
-                if self.staging.len() > staged {
-                    self.staging.unstage_last();
+                if self.replies.len() > staged {
+                    self.replies.unstage_last();
                 }
                 self.counters.challenge_acks_limited += 1;
             }
@@ -448,7 +448,7 @@ impl<A: ConnApp> Stack<A> {
             (TcpControl::Rst, _) | (TcpControl::Syn, Some(_)) => {
                 self.counters.drop_tcp_no_flow += 1;
                 self.front
-                    .stage_rst(seg, &mut self.counters, &mut self.staging);
+                    .stage_rst(seg, &mut self.counters, &mut self.replies);
                 None
             }
             // The final ACK of a handshake the SYN cache does not hold (it was full, or the
@@ -465,7 +465,7 @@ impl<A: ConnApp> Stack<A> {
                         self.counters.syncookies_invalid += 1;
                         self.counters.drop_tcp_no_flow += 1;
                         self.front
-                            .stage_rst(seg, &mut self.counters, &mut self.staging);
+                            .stage_rst(seg, &mut self.counters, &mut self.replies);
                         None
                     }
                 }
@@ -539,7 +539,7 @@ impl<A: ConnApp> Stack<A> {
             (_, Some(_)) => {
                 self.counters.drop_tcp_handshake += 1;
                 self.front
-                    .stage_rst(seg, &mut self.counters, &mut self.staging);
+                    .stage_rst(seg, &mut self.counters, &mut self.replies);
                 None
             }
             (_, None) => {
@@ -602,7 +602,7 @@ impl<A: ConnApp> Stack<A> {
     fn stage_synack(&mut self, pending: &Pending) {
         if !self
             .synacks
-            .stage(pending, &self.synack_shape, &mut self.staging)
+            .stage(pending, &self.synack_shape, &mut self.replies)
         {
             self.counters.tx_staging_full += 1;
         }
@@ -612,7 +612,7 @@ impl<A: ConnApp> Stack<A> {
     fn refuse_draining(&mut self, seg: &TcpSegment<'_>) {
         self.counters.syn_refused_draining += 1;
         self.front
-            .stage_rst(seg, &mut self.counters, &mut self.staging);
+            .stage_rst(seg, &mut self.counters, &mut self.replies);
     }
 
     /// Forgets the handshake in `slot` (if the cache still holds it) and its flow.
@@ -644,7 +644,7 @@ impl<A: ConnApp> Stack<A> {
         {
             self.counters.conn_limit_per_ip += 1;
             self.front
-                .stage_rst(seg, &mut self.counters, &mut self.staging);
+                .stage_rst(seg, &mut self.counters, &mut self.replies);
             return None;
         }
         let index = match self.free.pop() {
@@ -654,7 +654,7 @@ impl<A: ConnApp> Stack<A> {
                 None => {
                     self.counters.syn_refused_full += 1;
                     self.front
-                        .stage_rst(seg, &mut self.counters, &mut self.staging);
+                        .stage_rst(seg, &mut self.counters, &mut self.replies);
                     return None;
                 }
             },
@@ -693,7 +693,7 @@ impl<A: ConnApp> Stack<A> {
         let index = self.idle.front()?;
         let cell = self.cells.get_mut(index as usize)?;
         cell.socket().abort();
-        self.counters.tx_staging_full += cell.flush_to(now, &mut self.staging, &self.caps);
+        self.counters.tx_staging_full += cell.flush_to(now, &mut self.replies, &self.caps);
         self.counters.rst_sent += 1;
         self.counters.idle_evicted += 1;
         self.recycle(index);
@@ -772,7 +772,7 @@ impl<A: ConnApp> Stack<A> {
             stone.snd_nxt,
             stone.rcv_nxt,
             &mut self.counters,
-            &mut self.staging,
+            &mut self.replies,
         ) {
             self.counters.time_wait_acks += 1;
         }
@@ -851,8 +851,8 @@ impl<A: ConnApp> Stack<A> {
     /// lost).
     pub fn poll_egress(&mut self, now: Instant, tx: &mut dyn TxSink) {
         self.now = now;
-        self.counters.tx_frames += self.staging.drain_into(tx);
-        if !self.staging.is_empty() {
+        self.counters.tx_frames += self.replies.drain_into(tx);
+        if !self.replies.is_empty() {
             return;
         }
         // SYN-ACKs due again, and handshakes that timed out (no RST: Linux sends none either).
@@ -865,7 +865,7 @@ impl<A: ConnApp> Stack<A> {
                 Due::Resend(pending) => {
                     self.stage_synack(&pending);
                     self.counters.synack_retransmits += 1;
-                    self.counters.tx_frames += self.staging.drain_into(tx);
+                    self.counters.tx_frames += self.replies.drain_into(tx);
                 }
                 Due::Expired(pending) => {
                     self.forget_pending(slot, pending.key);
@@ -873,7 +873,7 @@ impl<A: ConnApp> Stack<A> {
                 }
             }
         }
-        if !self.staging.is_empty() {
+        if !self.replies.is_empty() {
             return;
         }
         // Only the cells dirty at entry: one re-marked for exhausting its budget waits for
@@ -1026,7 +1026,7 @@ impl<A: ConnApp> Stack<A> {
     /// (`None` = nothing pending). Pending replies, dirty cells or cells waiting for
     /// `serve_ready` give the latest `now` seen: call at once.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.staging.is_empty() || !self.dirty.is_empty() || !self.ready.is_empty() {
+        if !self.replies.is_empty() || !self.dirty.is_empty() || !self.ready.is_empty() {
             return Some(self.now);
         }
         match (self.timers.next(), self.syncache.next()) {

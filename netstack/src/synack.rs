@@ -17,7 +17,7 @@ use smoltcp::wire::{
 use crate::cookie::SynOptions;
 use crate::flow::FlowKey;
 use crate::frontend::FrontEnd;
-use crate::staging::{ETH_HEADER_LEN, Staging};
+use crate::reply_queue::{ETH_HEADER_LEN, ReplyQueue};
 use crate::syncache::Pending;
 
 /// What every SYN-ACK of a stack has in common.
@@ -63,9 +63,9 @@ impl SynAcks {
                 created: smoltcp::time::Instant::ZERO,
                 sent: smoltcp::time::Instant::ZERO,
             };
-            let mut staging = Staging::new(1, ETH_HEADER_LEN + front.mtu);
-            front.stage_synack(&placeholder, shape, &mut staging);
-            staging.take_front().unwrap_or_default()
+            let mut replies = ReplyQueue::new(1, ETH_HEADER_LEN + front.mtu);
+            front.stage_synack(&placeholder, shape, &mut replies);
+            replies.take_front().unwrap_or_default()
         };
         SynAcks {
             frames: [build(0), build(1), build(2), build(3)],
@@ -75,11 +75,11 @@ impl SynAcks {
     }
 
     /// Stages the SYN-ACK of `pending`. `false` (nothing staged) when the ring is full.
-    pub fn stage(&self, pending: &Pending, shape: &SynAckShape, staging: &mut Staging) -> bool {
+    pub fn stage(&self, pending: &Pending, shape: &SynAckShape, replies: &mut ReplyQueue) -> bool {
         let Some(template) = self.frames.get(kind(&pending.options, shape)) else {
             return false;
         };
-        let Some(frame) = staging.reserve(template.len()) else {
+        let Some(frame) = replies.reserve(template.len()) else {
             return false;
         };
         frame.copy_from_slice(template);
@@ -166,9 +166,9 @@ mod tests {
                         created: Instant::ZERO,
                         sent: Instant::ZERO,
                     };
-                    let mut built = Staging::new(1, 1514);
+                    let mut built = ReplyQueue::new(1, 1514);
                     assert!(front.stage_synack(&pending, shape, &mut built));
-                    let mut patched = Staging::new(1, 1514);
+                    let mut patched = ReplyQueue::new(1, 1514);
                     assert!(synacks.stage(&pending, &shape, &mut patched));
                     assert_eq!(patched.take_front(), built.take_front(), "{pending:?}");
                 }
@@ -186,8 +186,8 @@ mod tests {
             sack: true,
         };
         let synacks = SynAcks::new(&front, shape);
-        let mut staging = Staging::new(1, 1514);
-        assert!(staging.reserve(60).is_some());
+        let mut replies = ReplyQueue::new(1, 1514);
+        assert!(replies.reserve(60).is_some());
         let pending = Pending {
             key: FlowKey {
                 peer_ip: Ipv4Address::new(198, 18, 0, 2),
@@ -205,7 +205,7 @@ mod tests {
             created: Instant::ZERO,
             sent: Instant::ZERO,
         };
-        assert!(!synacks.stage(&pending, &shape, &mut staging));
-        assert_eq!(staging.len(), 1);
+        assert!(!synacks.stage(&pending, &shape, &mut replies));
+        assert_eq!(replies.len(), 1);
     }
 }

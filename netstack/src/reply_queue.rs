@@ -1,4 +1,4 @@
-//! The front end's transmit staging ring.
+//! The front end's reply queue.
 //!
 //! Replies built while a frame is being received (ARP, ICMP echo, RST, and whatever a cell
 //! answers during ingress) cannot go to the `TxSink` directly: `handle_frame` has no sink. They
@@ -37,18 +37,18 @@ impl EthHeader {
 }
 
 /// A FIFO of reusable frame buffers.
-pub(crate) struct Staging {
+pub(crate) struct ReplyQueue {
     slots: Vec<Vec<u8>>,
     lens: Vec<usize>,
     head: usize,
     queued: usize,
 }
 
-impl Staging {
+impl ReplyQueue {
     /// `slots` buffers of `slot_size` bytes each, allocated now.
     pub fn new(slots: usize, slot_size: usize) -> Self {
         let slots = slots.max(1);
-        Staging {
+        ReplyQueue {
             slots: (0..slots).map(|_| vec![0; slot_size]).collect(),
             lens: vec![0; slots],
             head: 0,
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn fifo_and_refuses_when_full() {
-        let mut ring = Staging::new(2, 64);
+        let mut ring = ReplyQueue::new(2, 64);
         ring.reserve(3).unwrap().copy_from_slice(b"abc");
         ring.reserve(2).unwrap().copy_from_slice(b"de");
         assert!(ring.reserve(1).is_none(), "third frame must be refused");
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn oversize_frame_is_refused() {
-        let mut ring = Staging::new(1, 16);
+        let mut ring = ReplyQueue::new(1, 16);
         assert!(ring.reserve(17).is_none());
         assert!(ring.is_empty());
     }
