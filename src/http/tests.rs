@@ -70,6 +70,8 @@ impl ByteStream for FakeStream {
     }
 
     fn close(&mut self) {
+        // One close path: a connection is closed once.
+        assert!(!self.closed, "closed twice");
         self.closed = true;
     }
 
@@ -410,6 +412,28 @@ fn unsupported_versions_get_505_and_garbage_gets_400() {
     let mut h = Harness::new(64 * 1024);
     let out = h.request("GET / FOO/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(out, h.status(Status::BadRequest, "", CLOSE));
+}
+
+#[test]
+fn parse_errors_are_counted_when_their_answer_is_sent() {
+    // A 400 through a window of 16 bytes: parsed at once, counted (and the connection
+    // closed) only when its last byte is in the socket.
+    let mut h = Harness::new(16);
+    h.stream.push(b"\x01\x02garbage\r\n\r\n");
+    h.serve_once();
+    assert_eq!(h.counters.requests, 1);
+    assert_eq!(
+        (h.counters.parse_errors, h.counters.responses_4xx),
+        (0, 0),
+        "only 16 bytes of the 400 are sent"
+    );
+    assert!(!h.stream.closed);
+    // The client ACKs those; the rest goes out.
+    h.stream.in_flight = 0;
+    h.run();
+    assert_eq!(h.counters.parse_errors, 1);
+    assert_eq!(h.counters.responses_4xx, 1);
+    assert!(h.stream.closed);
 }
 
 #[test]
