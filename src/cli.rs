@@ -125,7 +125,7 @@ pub enum DriverKind {
     Netmap,
     /// A tap device (/dev/net/tun): works everywhere, no XDP needed.
     Tap,
-    /// Read frames from a pcap trace (--pcap-in) and write answers to --pcap-out.
+    /// Read frames from a pcap trace (--pcap-in) and write answers to --capture.
     Pcap,
 }
 
@@ -169,14 +169,13 @@ pub struct ServeArgs {
     /// back to SKB.
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
     pub xdp_mode: XdpMode,
-    /// AF_XDP: redirect every frame on the queue to sirocco (for a dedicated NIC). By default
-    /// only ARP for the server's address and IPv4 to it are taken; the kernel keeps the rest.
-    #[arg(long)]
-    pub xdp_redirect_all: bool,
-    /// netmap: bind only the NIC rings (a dedicated NIC). By default the host rings are bound
-    /// too, and frames that are not for the server go to the kernel.
-    #[arg(long)]
-    pub netmap_nic_only: bool,
+    /// The NIC belongs to sirocco alone: take every frame of its queues. With AF_XDP every
+    /// frame is redirected to sirocco; with netmap only the NIC rings are bound, which allows
+    /// one engine per ring. By default only ARP for the server's address and IPv4 to it are
+    /// taken, and the kernel keeps the rest (AF_XDP's filter, netmap's host rings).
+    // The old names, hidden, for one release: --xdp-redirect-all and --netmap-nic-only.
+    #[arg(long, aliases = ["xdp-redirect-all", "netmap-nic-only"])]
+    pub dedicated_nic: bool,
     /// The server's IPv4 address and prefix, e.g. 198.18.0.2/24.
     #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_ipv4_cidr)]
     pub ip: Ipv4Cidr,
@@ -188,9 +187,6 @@ pub struct ServeArgs {
     /// With --driver pcap: the trace whose frames are received.
     #[arg(long, value_name = "FILE")]
     pub pcap_in: Option<PathBuf>,
-    /// With --driver pcap: where transmitted frames are written.
-    #[arg(long, value_name = "FILE")]
-    pub pcap_out: Option<PathBuf>,
     /// Once the driver is attached and the tree loaded, switch to this unprivileged user (its
     /// uid, gid and groups) and keep no capabilities. Needs root. SIGHUP reloads then read the
     /// tree as this user, so it must be readable by it.
@@ -202,7 +198,7 @@ pub struct ServeArgs {
     pub seccomp: Option<SeccompMode>,
     // The configuration file (src/config.rs reads it before clap sees the command line).
     /// Read options from this TOML file: each key is a long flag of `serve` without its dashes
-    /// (`iface = "eth1"`, `max-connections = 10000`, `idle-wait = true`). Flags on the command
+    /// (`iface = "eth1"`, `max-connections = 10000`, `sleep-when-idle = true`). Flags on the command
     /// line win over the file. `sirocco check-config FILE` checks a file without serving.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -450,12 +446,16 @@ pub struct CommonArgs {
     /// round trips instead of a retransmission timeout.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub tail_loss_probe: OnOff,
-    /// Also write every frame received and sent to this pcap file.
-    #[arg(long, value_name = "FILE")]
+    /// Also write every frame received and sent to this pcap file (with several engines, one
+    /// file per queue: `web.pcap` becomes `web.q1.pcap`...). With --driver pcap, only the
+    /// frames sent: the ones received are the --pcap-in trace.
+    // The old name of the pcap driver's output, hidden, for one release: --pcap-out.
+    #[arg(long, value_name = "FILE", alias = "pcap-out")]
     pub capture: Option<PathBuf>,
     /// Sleep in poll() when there is nothing to do, instead of busy-polling a core.
-    #[arg(long)]
-    pub idle_wait: bool,
+    // The old name, hidden, for one release: --idle-wait.
+    #[arg(long, alias = "idle-wait")]
+    pub sleep_when_idle: bool,
     /// Print a stats line every this many seconds (0: never).
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub stats_interval: u64,

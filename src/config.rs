@@ -1,9 +1,9 @@
 //! The configuration file of `sirocco serve --config FILE`: one flat TOML table whose keys are
 //! the long flags of `serve` without their dashes (`iface = "eth1"`, `max-connections = 10000`,
-//! `idle-wait = true`).
+//! `sleep-when-idle = true`).
 //!
 //! The file is not a second parser beside clap's: each key and value becomes the command-line
-//! arguments it stands for (`--iface eth1`, `--idle-wait`), and those go through clap with the
+//! arguments it stands for (`--iface eth1`, `--sleep-when-idle`), and those go through clap with the
 //! rest of the command line. So a value is checked by the same value parser, and fails with the
 //! same message, as on the command line; this module only adds the file name and line.
 //!
@@ -13,7 +13,7 @@
 //!
 //! Values: a TOML string is passed as it is, an integer in decimal, a float as written (clap
 //! then says it is not an integer). A boolean is a switch for flags that take no value
-//! (`idle-wait = true` is `--idle-wait`; `false` leaves it out), and `on`/`off` for flags
+//! (`sleep-when-idle = true` is `--sleep-when-idle`; `false` leaves it out), and `on`/`off` for flags
 //! whose values are `on` and `off` (`sack = false` is `--sack off`). An array is allowed only
 //! for a flag that may be given several times; nested tables are not allowed.
 
@@ -217,7 +217,7 @@ impl ConfigFile {
             }
             let arg = serve
                 .get_arguments()
-                .find(|arg| arg.get_long() == Some(name) && is_settable(arg))
+                .find(|arg| answers_to(arg, name) && is_settable(arg))
                 .ok_or_else(|| error(Some(line), unknown_key(&serve, name)))?;
             let value_line = line_of(text, value.span().start);
             let args = arguments_for(arg, name, value.get_ref())
@@ -284,10 +284,14 @@ impl ConfigFile {
         let named = settings
             .iter()
             .filter(|s| {
-                let flag = format!("'--{}", s.key);
+                // clap names a flag by its long name, also when the file used an old one.
+                let long = s.id.replace('_', "-");
                 settings.len() == 1
-                    || message.contains(&format!("{flag} "))
-                    || message.contains(&format!("{flag}'"))
+                    || [&s.key, &long].iter().any(|name| {
+                        let flag = format!("'--{name}");
+                        message.contains(&format!("{flag} "))
+                            || message.contains(&format!("{flag}'"))
+                    })
             })
             .max_by_key(|s| s.line);
         Err(ConfigError {
@@ -299,6 +303,15 @@ impl ConfigFile {
             },
         })
     }
+}
+
+/// Whether `name` is the long name of `arg`, or one of its old names (hidden aliases such as
+/// `idle-wait` for `sleep-when-idle`), which the file accepts as the command line does.
+fn answers_to(arg: &clap::Arg, name: &str) -> bool {
+    arg.get_long() == Some(name)
+        || arg
+            .get_all_aliases()
+            .is_some_and(|aliases| aliases.contains(&name))
 }
 
 /// Whether a flag can be set in the file: every long flag of `serve` except `--config` itself
@@ -322,8 +335,12 @@ fn unknown_key(serve: &clap::Command, name: &str) -> String {
         .filter_map(|arg| arg.get_long())
         .collect();
     let dashed = name.replace('_', "-");
-    let closest = if known.contains(&dashed.as_str()) {
-        Some(dashed.as_str())
+    let renamed = serve
+        .get_arguments()
+        .find(|arg| answers_to(arg, &dashed) && is_settable(arg))
+        .and_then(|arg| arg.get_long());
+    let closest = if let Some(long) = renamed {
+        Some(long)
     } else {
         known
             .iter()
@@ -484,14 +501,14 @@ mod tests {
     #[test]
     fn the_file_sets_flags_and_the_command_line_wins() {
         let text = "iface = \"eth1\"\nip = \"198.18.0.2/24\"\nqueue = 1\nport = 8080\n\
-                    max-connections = 20_000\nidle-wait = true\ncompress = false\nsack = false\n";
+                    max-connections = 20_000\nsleep-when-idle = true\ncompress = false\nsack = false\n";
         let args = serve_with("file", text, &[]).unwrap();
         assert_eq!(args.iface.as_deref(), Some("eth1"));
         assert_eq!(args.ip.to_string(), "198.18.0.2/24");
         assert_eq!(args.queue, Some(1));
         assert_eq!(args.common.port, 8080);
         assert_eq!(args.common.max_connections, 20_000);
-        assert!(args.common.idle_wait);
+        assert!(args.common.sleep_when_idle);
         assert!(!args.common.compress);
         assert!(!args.common.sack.is_on());
         assert!(args.config.is_some());
@@ -510,7 +527,7 @@ mod tests {
         assert_eq!(args.queues, Some(Queues::List(vec![0, 1, 2, 3])));
         // What the command line does not give still comes from the file.
         assert_eq!(args.common.max_connections, 20_000);
-        assert!(args.common.idle_wait);
+        assert!(args.common.sleep_when_idle);
     }
 
     #[test]
@@ -528,10 +545,16 @@ mod tests {
         );
         assert!(error.to_string().contains("sirocco.toml:4: unknown key"));
 
-        let error = config_error(serve_with("underscore", "\nidle_wait = true\n", &[]));
+        let error = config_error(serve_with("underscore", "\nsleep_when_idle = true\n", &[]));
         assert_eq!(error.line, Some(2));
         assert!(
-            error.message.contains("did you mean 'idle-wait'"),
+            error.message.contains("did you mean 'sleep-when-idle'"),
+            "{error}"
+        );
+        // An old name with underscores points to the new name.
+        let error = config_error(serve_with("old", "idle_wait = true\n", &[]));
+        assert!(
+            error.message.contains("did you mean 'sleep-when-idle'"),
             "{error}"
         );
 
@@ -593,11 +616,14 @@ mod tests {
     fn switches_take_booleans_only() {
         let error = config_error(serve_with(
             "switch",
-            "ip = \"198.18.0.2/24\"\nidle-wait = \"yes\"\n",
+            "ip = \"198.18.0.2/24\"\nsleep-when-idle = \"yes\"\n",
             &[],
         ));
         assert_eq!(error.line, Some(2));
-        assert!(error.message.contains("idle-wait is a switch"), "{error}");
+        assert!(
+            error.message.contains("sleep-when-idle is a switch"),
+            "{error}"
+        );
         // A switch set to false in the file, and given on the command line, is on.
         let args = serve_with(
             "switch-cli",
@@ -707,12 +733,91 @@ mod tests {
             "root",
             "queues",
             "max-connections",
-            "idle-wait",
+            "sleep-when-idle",
         ] {
             assert!(
                 file.settings.iter().any(|s| s.key == key),
                 "the example does not set {key}"
             );
+        }
+    }
+
+    #[test]
+    fn old_flag_names_still_work_in_the_file() {
+        let text = "ip = \"198.18.0.2/24\"\nidle-wait = true\nxdp-redirect-all = true\n\
+                    pcap-out = \"answers.pcap\"\n";
+        let args = serve_with("renamed", text, &[]).unwrap();
+        assert!(args.common.sleep_when_idle && args.dedicated_nic);
+        assert_eq!(args.common.capture, Some(PathBuf::from("answers.pcap")));
+        let args = serve_with(
+            "renamed-netmap",
+            "ip = \"198.18.0.2/24\"\nnetmap-nic-only = true\n",
+            &[],
+        )
+        .unwrap();
+        assert!(args.dedicated_nic);
+        // The command line wins over the file whichever names the two use.
+        let args = serve_with(
+            "renamed-cli",
+            "ip = \"198.18.0.2/24\"\npcap-out = \"file.pcap\"\n",
+            &["--capture", "cli.pcap"],
+        )
+        .unwrap();
+        assert_eq!(args.common.capture, Some(PathBuf::from("cli.pcap")));
+    }
+
+    #[test]
+    fn old_flag_names_still_work_on_the_command_line_and_stay_hidden() {
+        let parse = |flags: &[&str]| {
+            let mut args = vec!["sirocco", "serve", "--ip", "198.18.0.2/24"];
+            args.extend(flags);
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Serve(serve) => *serve,
+                _ => unreachable!("serve parses as serve"),
+            }
+        };
+        let old = parse(&["--idle-wait", "--xdp-redirect-all", "--pcap-out", "a.pcap"]);
+        let new = parse(&[
+            "--sleep-when-idle",
+            "--dedicated-nic",
+            "--capture",
+            "a.pcap",
+        ]);
+        assert!(old.common.sleep_when_idle && new.common.sleep_when_idle);
+        assert!(old.dedicated_nic && new.dedicated_nic);
+        assert_eq!(old.common.capture, new.common.capture);
+        assert!(parse(&["--netmap-nic-only"]).dedicated_nic);
+        // Giving the old and the new name of one flag is giving it twice.
+        assert!(
+            Cli::try_parse_from([
+                "sirocco",
+                "serve",
+                "--ip",
+                "198.18.0.2/24",
+                "--pcap-out",
+                "a",
+                "--capture",
+                "b"
+            ])
+            .is_err()
+        );
+
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        for new in ["--sleep-when-idle", "--dedicated-nic", "--capture"] {
+            assert!(help.contains(new), "{new} missing from serve --help");
+        }
+        for old in [
+            "--idle-wait",
+            "--xdp-redirect-all",
+            "--netmap-nic-only",
+            "--pcap-out",
+        ] {
+            assert!(!help.contains(old), "{old} shown in serve --help");
         }
     }
 

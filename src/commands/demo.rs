@@ -64,7 +64,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
         .arg("--root")
         .arg(&root)
-        .arg("--idle-wait")
+        .arg("--sleep-when-idle")
         .arg("--stats-interval")
         .arg(args.stats_interval.to_string())
         .stdin(Stdio::null());

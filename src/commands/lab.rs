@@ -101,7 +101,7 @@ fn up(name: &str, servers: u8, queues: u16) -> anyhow::Result<()> {
     println!();
     println!("serve (Ctrl-C stops it):");
     println!(
-        "  ip netns exec {srv} {exe} serve --driver afxdp --iface {SERVER_IFACE} --ip {SERVER_ADDR}/{PREFIX_LEN} --root www --idle-wait"
+        "  ip netns exec {srv} {exe} serve --driver afxdp --iface {SERVER_IFACE} --ip {SERVER_ADDR}/{PREFIX_LEN} --root www --sleep-when-idle"
     );
     println!("fetch:");
     println!("  {curl}");

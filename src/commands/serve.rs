@@ -93,7 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 XdpMode::Native => AttachMode::Native,
                 XdpMode::Skb => AttachMode::Skb,
             };
-            xdp.filter = if args.xdp_redirect_all {
+            xdp.filter = if args.dedicated_nic {
                 afxdp::Filter::RedirectAll
             } else {
                 afxdp::Filter::ServerIpv4(args.ip.addr)
@@ -116,11 +116,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             for engine in &engines {
                 let mut nm = NetmapConfig::new(name);
                 // One engine with the host rings binds every NIC ring (netmap:IFACE*).
-                nm.queue = (args.netmap_nic_only || args.queue.is_some())
+                nm.queue = (args.dedicated_nic || args.queue.is_some())
                     .then(|| u16::try_from(engine.queue).unwrap_or(u16::MAX));
-                nm.host_rings = !args.netmap_nic_only;
+                nm.host_rings = !args.dedicated_nic;
                 nm.filter = netmap::Filter::ServerIpv4(args.ip.addr);
-                nm.busy_poll = !args.common.idle_wait;
+                nm.busy_poll = !args.common.sleep_when_idle;
                 drivers
                     .push(Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?);
             }
@@ -162,20 +162,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 bail!("--driver pcap needs --pcap-in FILE: the trace to read frames from");
             };
             let source = PcapSource::open(input)?;
-            let sink = match args.pcap_out.as_deref() {
-                Some(path) => Some(PcapSink::create(path, Timestamps::Wall)?),
+            // The frames received are the input trace already: --capture gets the answers
+            // alone, written by the driver itself rather than by a Capture around it.
+            let sink = match args.common.capture.as_deref() {
+                Some(path) => Some(open_capture(path)?),
                 None => None,
             };
             eprintln!(
                 "replaying {} against {} (answers to {})",
                 input.display(),
                 args.ip,
-                args.pcap_out
+                args.common
+                    .capture
                     .as_deref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "nowhere".into())
             );
-            serve_on(
+            run_server(
                 vec![PcapDriver::new(Some(source), sink)],
                 &engines,
                 config,
@@ -231,9 +234,9 @@ fn plan_engines(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<Vec<Engi
             vec![0]
         }
         // Only one descriptor can bind the host rings, and it binds every NIC ring with them.
-        DriverKind::Netmap if !args.netmap_nic_only => match asked {
+        DriverKind::Netmap if !args.dedicated_nic => match asked {
             Some(q) if q.len() > 1 => bail!(
-                "netmap binds the host rings together with every NIC ring on one descriptor, so it runs one engine: add --netmap-nic-only to run one engine per queue (frames that are not for the server are then dropped, not passed to the kernel)"
+                "netmap binds the host rings together with every NIC ring on one descriptor, so it runs one engine: add --dedicated-nic to run one engine per queue (frames that are not for the server are then dropped, not passed to the kernel)"
             ),
             // A single --queue with host rings: NetmapConfig explains why not.
             Some(q) => q,
@@ -416,7 +419,7 @@ fn run_server<D: FrameIo + Send>(
         });
     }
     let mut options = RunOptions {
-        idle_wait: args.common.idle_wait,
+        idle_wait: args.common.sleep_when_idle,
         stats_interval: (args.common.stats_interval > 0)
             .then(|| Duration::from_secs(args.common.stats_interval)),
         stats_per_queue: args.stats_per_queue,

@@ -25,7 +25,7 @@
 //! ARP, and sirocco answers ARP only for its own `--ip`. So each host's end of its link also
 //! holds a kernel address, 198.18.N.2/24 ([`host_link_addr`]), and the host's kernel answers
 //! the router's ARP for it. This works because sirocco's XDP filter (the default, not
-//! `--xdp-redirect-all`) takes only ARP whose target is the server's address and IPv4 to that
+//! `--dedicated-nic`) takes only ARP whose target is the server's address and IPv4 to that
 //! address; ARP for 198.18.N.2 is passed to the host's kernel. sirocco, attached to a NIC,
 //! uses the NIC's own MAC, which is the MAC the kernel gave in its ARP reply; so the frames the
 //! router sends to the next hop are addressed to sirocco's MAC, and sirocco accepts them. This
@@ -268,7 +268,7 @@ impl EcmpLab {
             &format!("{ANYCAST_ADDR}/32"),
             "--root",
             root,
-            "--idle-wait",
+            "--sleep-when-idle",
         ]
         .map(str::to_string)
         .into()

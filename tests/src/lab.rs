@@ -291,7 +291,7 @@ impl Launch {
 
 impl LabServer {
     /// `sirocco serve --driver afxdp` on the lab's veth-srv as 198.18.0.2/24, serving `root`
-    /// in idle mode (`--idle-wait`), ready when it says so and answers ping
+    /// in idle mode (`--sleep-when-idle`), ready when it says so and answers ping
     /// ([`Ready::SERVING`]). [`Launch::args`] adds options, [`Launch::start`] starts it.
     pub fn afxdp(root: &Path) -> Launch {
         let mut args: Vec<OsString> = ["serve", "--driver", "afxdp", "--iface", SERVER_IFACE]
@@ -301,7 +301,7 @@ impl LabServer {
         args.push(format!("{SERVER_ADDR}/{PREFIX_LEN}").into());
         args.push("--root".into());
         args.push(root.into());
-        args.push("--idle-wait".into());
+        args.push("--sleep-when-idle".into());
         Launch {
             args,
             ready: Ready::SERVING,

@@ -59,7 +59,7 @@ fn a_good_file_is_ok_with_a_summary() {
         "sirocco.toml",
         &format!(
             "# a comment\niface = \"eth1\"\nip = \"198.18.0.2/24\"\nport = 8080\nroot = \"{}\"\n\
-             queues = \"0-1\"\nmax-connections = 10_000\nidle-wait = true\nsack = \"off\"\n",
+             queues = \"0-1\"\nmax-connections = 10_000\nsleep-when-idle = true\nsack = \"off\"\n",
             root.display()
         ),
     );
@@ -98,8 +98,8 @@ fn mistakes_name_the_file_line_and_key_and_exit_1() {
         ),
         (
             "switch.toml",
-            format!("ip = \"198.18.0.2/24\"\n{root_line}idle-wait = \"yes\"\n"),
-            ":3: idle-wait is a switch".to_string(),
+            format!("ip = \"198.18.0.2/24\"\n{root_line}sleep-when-idle = \"yes\"\n"),
+            ":3: sleep-when-idle is a switch".to_string(),
         ),
         (
             "noroot.toml",

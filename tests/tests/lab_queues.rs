@@ -261,7 +261,7 @@ fn a_reload_reaches_every_engine() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // An engine adopts the tree at the top of its next iteration: at once when busy-polling,
-    // within one idle sleep (50 ms) with --idle-wait. Every connection then gets the new file,
+    // within one idle sleep (50 ms) with --sleep-when-idle. Every connection then gets the new file,
     // whichever engine holds it.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let after = fetch("/index.html");

@@ -37,7 +37,7 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
         .args(["--ip", &format!("{}/{}", lab::SERVER_ADDR, lab::PREFIX_LEN)])
         .arg("--root")
         .arg(tree.path())
-        .args(["--idle-wait", "--stats-interval", "0"]);
+        .args(["--sleep-when-idle", "--stats-interval", "0"]);
     let server = LabServer::spawn(command);
 
     // sirocco creates the tap inside the namespace; the kernel side then gets the client address.

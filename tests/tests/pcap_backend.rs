@@ -157,7 +157,7 @@ fn pcap_in_pcap_out_answers_arp_icmp_and_syn() {
         .args(["--mac", "02:00:c6:12:00:02", "--stats-interval", "0"])
         .arg("--pcap-in")
         .arg(&input)
-        .arg("--pcap-out")
+        .arg("--capture")
         .arg(&output)
         .arg("--root")
         .arg(&root)
