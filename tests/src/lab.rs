@@ -1,5 +1,5 @@
 //! What every lab test needs before it starts: the check that the lab can run here (root and
-//! the tools), the release binaries CI builds before the tests, and a child process that is
+//! the tools), the workspace's binaries (built when missing or stale), and a child process that is
 //! killed when the test ends, however it ends. And the server itself: [`LabServer`], the real
 //! `sirocco serve` in a lab's server namespace, its output collected while it runs.
 //!
@@ -73,22 +73,83 @@ pub fn program_exists(program: &str) -> bool {
         })
 }
 
-/// A binary of this workspace built in the same profile as the running test
-/// (`target/<profile>/NAME`). `tools/test` and CI build them before the tests
-/// (`cargo build --workspace --release --bins`).
+/// A binary of this workspace, built in the same profile and target directory as the running
+/// test (`target/<profile>/NAME`), and up to date.
+///
+/// Cargo builds a package's binaries before that package's own integration tests only (and
+/// gives them `CARGO_BIN_EXE_<name>`); these binaries belong to other packages (`sirocco`,
+/// `sirocco-tools`), so a plain `cargo test --workspace` on a clean target would not have
+/// them, and a partial rebuild would leave stale ones. So the first call for each binary in a
+/// test process runs `cargo build --bin NAME` for it: a no-op that takes a moment when it is
+/// up to date (as after `tools/test`'s own build). Cargo holds its build lock only while it
+/// compiles, not while the tests run, so this does not wait on the `cargo test` that started
+/// the test.
 pub fn release_binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
+    let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .join(name);
+        .expect("test binary lives in target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        build_binary(name, profile_dir);
+        built.push(name.to_string());
+    }
     assert!(
         binary.is_file(),
-        "{} not found: build it with `cargo build --workspace --release --bins`",
+        "{} not found after building it: build it with `cargo build --workspace --release --bins`",
         binary.display()
     );
     binary
+}
+
+/// `cargo build -p PACKAGE --bin NAME` in the profile and target directory of `profile_dir`
+/// (`target/<profile>`), panicking with cargo's output if it fails.
+fn build_binary(name: &str, profile_dir: &Path) {
+    let package = match name {
+        "sirocco" => "sirocco",
+        "sirocco-replay" | "sirocco-bench" => "sirocco-tools",
+        other => panic!("{other} is not a binary of this workspace"),
+    };
+    let profile = profile_dir
+        .file_name()
+        .and_then(OsStr::to_str)
+        .expect("a profile directory");
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .join("Cargo.toml");
+    // The cargo that runs the tests (it sets CARGO), else the one that built them.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(&workspace)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["-p", package, "--bin", name]);
+    match profile {
+        "debug" => {}
+        "release" => {
+            command.arg("--release");
+        }
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "building {name} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The `sirocco` binary.
