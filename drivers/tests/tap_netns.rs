@@ -1,21 +1,23 @@
 //! The tap backend against the real kernel: a client in its own network namespace pings an
 //! address that only this test answers for.
 //!
+//! The namespace is the tap lab every lab test uses (`sirocco::lab::Lab`), removed when the
+//! test ends, even when it fails: the tap is created inside it, and the lab gives the kernel's
+//! side of the tap the client address, so the kernel's own stack is the client.
+//!
 //! Needs root. Without it the test prints a notice and passes, unless `SIROCCO_REQUIRE_LAB=1`.
-//! Only 198.18.0.0/15 addresses are used, inside a namespace the test creates and deletes.
+//! Only 198.18.0.0/15 addresses are used.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sirocco_drivers::FrameIo;
+use sirocco::lab::{CLIENT_ADDR, Lab, SERVER_ADDR};
 use sirocco_drivers::tap::TapDevice;
+use sirocco_drivers::{FrameIo, netns};
 
-const KERNEL_IP: [u8; 4] = [198, 18, 0, 1];
-const TAP_IP: [u8; 4] = [198, 18, 0, 2];
+const KERNEL_IP: [u8; 4] = CLIENT_ADDR.octets();
+const TAP_IP: [u8; 4] = SERVER_ADDR.octets();
 const TAP_MAC: [u8; 6] = [0x02, 0x5e, 0x00, 0x00, 0x00, 0x02];
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn lab_required() -> bool {
     std::env::var("SIROCCO_REQUIRE_LAB").is_ok_and(|v| v == "1")
@@ -26,32 +28,6 @@ fn lab_unavailable(why: &str) -> bool {
     assert!(!lab_required(), "SIROCCO_REQUIRE_LAB=1 but {why}");
     eprintln!("NOT RUN: the tap lab test: {why}; set SIROCCO_REQUIRE_LAB=1 to make this a failure");
     true
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace, deleted on drop even if the test fails.
-struct Netns(String);
-
-impl Netns {
-    fn create(name: String) -> Netns {
-        ip(&["netns", "add", &name]);
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 /// A child process, killed and reaped on drop.
@@ -127,50 +103,35 @@ fn receive<T>(
 
 #[test]
 fn tap_answers_arp_and_receives_a_ping_from_a_namespace() {
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 && lab_unavailable("not running as root") {
+    if !sirocco::lab::is_root() && lab_unavailable("not running as root") {
         return;
     }
-    for tool in ["ip", "ping"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found && lab_unavailable(&format!("{tool} is not installed")) {
-            return;
-        }
+    let found = Command::new("sh")
+        .args(["-c", "command -v ping"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found && lab_unavailable("ping is not installed") {
+        return;
     }
 
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    let ns = Netns::create(format!("sirocco-tap-{pid}-{n}"));
-    let name = format!("sirt{}x{n}", pid % 1_000_000);
-    let mut tap = TapDevice::open(&name).expect("open tap");
+    let lab = Lab::create("tap").expect("create the tap lab");
+    let name = Lab::unique_tap_name();
+    // Created from a thread inside the lab, the tap lives there; the descriptor works from
+    // any thread.
+    let mut tap = netns::in_namespace(lab.namespace(), || TapDevice::open(&name))
+        .expect("enter the lab namespace")
+        .expect("open tap");
     assert_eq!(tap.name(), name);
     assert_eq!(tap.capabilities().mtu, 1500);
     assert_eq!(tap.capabilities().max_frame_len, 1514);
     assert!(tap.ifindex() > 0);
-
-    // Moving the tap takes it down; our descriptor keeps working across namespaces.
-    ip(&["link", "set", &name, "netns", &ns.0]);
-    ip(&["-n", &ns.0, "addr", "add", "198.18.0.1/24", "dev", &name]);
-    ip(&["-n", &ns.0, "link", "set", &name, "up"]);
-    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    lab.configure_client_link(&name)
+        .expect("give the kernel's side of the tap 198.18.0.1/24");
 
     let _ping = Reaped(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "198.18.0.2",
-            ])
+        lab.command("ping")
+            .args(["-c", "1", "-W", "2", &SERVER_ADDR.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -201,12 +162,10 @@ fn tap_answers_arp_and_receives_a_ping_from_a_namespace() {
 
 #[test]
 fn opening_a_tap_twice_says_it_is_busy() {
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 && lab_unavailable("not running as root") {
+    if !sirocco::lab::is_root() && lab_unavailable("not running as root") {
         return;
     }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("sirb{}x{n}", std::process::id() % 1_000_000);
+    let name = Lab::unique_tap_name();
     let _first = TapDevice::open(&name).expect("open tap");
     let err = TapDevice::open(&name).expect_err("a second open of the same tap");
     assert_eq!(

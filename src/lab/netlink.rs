@@ -227,6 +227,20 @@ impl Netlink {
         Ok(())
     }
 
+    /// `ip link set NAME mtu MTU`.
+    pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), LabError> {
+        let index = self.index(name)?;
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(
+            &format!("setting the MTU of {name} to {mtu}"),
+            RouteNetlinkMessage::SetLink(message),
+            0,
+        )?;
+        Ok(())
+    }
+
     /// `ip link add NAME mtu MTU numtxqueues Q numrxqueues Q type veth peer name PEER mtu MTU
     /// numtxqueues Q numrxqueues Q [netns NS]`: a veth pair, both ends down.
     pub fn add_veth(
