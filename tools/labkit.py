@@ -1,4 +1,5 @@
-"""labkit: the throwaway veth lab shared by tools/compare-nginx and tools/compare-http.
+"""labkit: the throwaway veth lab shared by every Python tool (tools/compare-nginx,
+tools/compare-http, tools/record-traces, tools/inject-blind.py).
 
 Two network namespaces joined by a veth pair; sirocco serves on the server end over AF_XDP,
 nginx (when wanted) on a kernel-owned address of the same interface. Every process started
@@ -40,6 +41,10 @@ PACKAGES = {
     "perf": "linux-perf",
     "nft": "nftables",
     "curl": "curl",
+    "tcpdump": "tcpdump",
+    "wget": "wget",
+    "ab": "apache2-utils",
+    "chromium": "chromium",
 }
 
 
@@ -293,6 +298,13 @@ class Lab:
             if "LOWER_UP" in out:
                 break
             time.sleep(0.05)
+
+    def offloads_off(self, features=("tso", "gso", "gro", "tx")):
+        """Turns the ethtool `features` off on both ends, so that what crosses the link (and
+        a capture of it) is real segments with real checksums, not super-packets."""
+        for ns, dev in ((self.srv, SERVER_IFACE), (self.cli, CLIENT_IFACE)):
+            args = [word for feature in features for word in (feature, "off")]
+            run(["ip", "netns", "exec", ns, "ethtool", "-K", dev] + args)
 
     def set_loss(self, permille, transfer_only=False):
         """Drops `permille`/1000 of the TCP packets in each direction, at random, in the client
