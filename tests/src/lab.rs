@@ -217,6 +217,44 @@ pub fn snapshot(text: &Collected) -> String {
     text.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Bytes a child wrote (a download to stdout), collected by a reader thread while it runs.
+pub type CollectedBytes = Arc<Mutex<Vec<u8>>>;
+
+/// Starts a thread that collects every byte `pipe` carries until it closes.
+pub fn collect_bytes(mut pipe: impl Read + Send + 'static) -> (CollectedBytes, JoinHandle<()>) {
+    let bytes: CollectedBytes = Arc::default();
+    let sink = Arc::clone(&bytes);
+    let reader = std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
+    });
+    (bytes, reader)
+}
+
+/// How many bytes were collected so far.
+pub fn collected_len(bytes: &CollectedBytes) -> usize {
+    bytes.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// Polls `done` every 20 ms until it holds, and returns how long that took; panics with
+/// `what` if it does not within `limit`. For events a test waits for: the bound is generous,
+/// so that a loaded machine does not fail it, and the time is printed, not asserted.
+pub fn poll_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
 /// The URL of `path` on a veth lab's server.
 pub fn server_url(path: &str) -> String {
     format!("http://{SERVER_ADDR}{path}")
@@ -446,7 +484,7 @@ impl LabServer {
         self.child.0.try_wait()
     }
 
-    /// The server's pid: `ip netns exec` replaced itself with sirocco.
+    /// The server's pid (the child enters the namespace itself and then runs sirocco).
     pub fn pid(&self) -> u32 {
         self.child.0.id()
     }

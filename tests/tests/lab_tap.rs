@@ -3,36 +3,26 @@
 //!
 //! (`sirocco demo` runs over AF_XDP now; its test is in lab_afxdp.rs.)
 //!
-//! Needs root, iproute2 and curl. Without them these tests fail when `SIROCCO_REQUIRE_LAB=1`
+//! Needs root and curl (the lab is `sirocco::lab::Lab`, built without iproute2). Without them these tests fail when `SIROCCO_REQUIRE_LAB=1`
 //! (as in CI), and otherwise print why they did not run.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use sirocco::lab::netlink::Netlink;
 use sirocco::lab::{self, Lab};
 use sirocco_tests::TestTree;
-use sirocco_tests::lab::{LabServer, Stopped, runnable, sirocco_binary};
-
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use sirocco_tests::lab::{LabServer, Stopped, poll_until, runnable, sirocco_binary};
 
 #[test]
 fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
-    if !runnable("serve_on_tap", &["ip", "curl"]) {
+    if !runnable("serve_on_tap", &["curl"]) {
         return;
     }
     let tree = TestTree::standard();
     let lab = Lab::create("taptest").expect("create lab namespace");
     let tap = Lab::unique_tap_name();
-    let mut command = Command::new("ip");
+    let mut command = lab.command(sirocco_binary());
     command
-        .args(["netns", "exec", lab.namespace()])
-        .arg(sirocco_binary())
         .args(["serve", "--driver", "tap", "--iface", &tap])
         .args(["--ip", &format!("{}/{}", lab::SERVER_ADDR, lab::PREFIX_LEN)])
         .arg("--root")
@@ -41,8 +31,10 @@ fn serve_on_tap_in_a_namespace_curl_fetches_every_file_byte_exact() {
     let server = LabServer::spawn(command);
 
     // sirocco creates the tap inside the namespace; the kernel side then gets the client address.
-    wait_for("sirocco to create its tap", Duration::from_secs(20), || {
-        lab::ip(&["-n", lab.namespace(), "link", "show", &tap]).is_ok()
+    poll_until("sirocco creating its tap", Duration::from_secs(20), || {
+        Netlink::open_in(lab.namespace())
+            .and_then(|mut netlink| netlink.link(&tap))
+            .is_ok()
     });
     lab.configure_client_link(&tap)
         .expect("configure client side of the tap");
