@@ -2,8 +2,8 @@
 //! each on its own pinned thread with its own server and client fleet on one shared content
 //! cache. Checks the shape and sanity of the rows (every request served, one entry per
 //! engine, a finite positive efficiency, medians within their ranges), never a performance
-//! threshold: the bench reports, tests do not time. Runs the release binary, which CI builds
-//! before the tests (`cargo build --workspace --release --bins`).
+//! threshold: the bench reports, tests do not time. Runs the release binary
+//! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
 
 use std::process::Command;
 

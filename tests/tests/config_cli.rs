@@ -1,8 +1,7 @@
 //! `sirocco check-config FILE` and `sirocco serve --config FILE` as a person runs them: a good
 //! file prints `FILE: ok: ...` and exits 0; a file with an unknown key, a bad value or a missing
 //! root names the file, the line and the key and exits 1, and so does `serve` with it. Runs the
-//! release binary, which `tools/test` and CI build before the tests
-//! (`cargo build --workspace --release --bins`).
+//! release binary (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -7,7 +7,7 @@
 //! bound far above both that catches a recovery that falls back to timeouts.
 //!
 //! Needs root, python3, nginx, nft, curl and taskset; `tools/test` installs them. Runs the
-//! release binary, which CI builds before the tests.
+//! release binary (`lab::sirocco_binary` builds it if it is missing or stale).
 
 use std::path::Path;
 use std::process::Command;

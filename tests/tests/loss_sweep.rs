@@ -1,8 +1,8 @@
 //! `sirocco-bench loss --json`, the simulator's sweep of loss rates and round trips: every point
 //! keeps at least half the Mathis bound, and no download stalls longer than two retransmission
 //! timeouts. The sweep runs on the virtual clock, so its numbers are the same on every machine
-//! and the bounds are not timing. Runs the release binary, which CI builds before the tests
-//! (`cargo build --workspace --release --bins`).
+//! and the bounds are not timing. Runs the release binary
+//! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
 
 use std::process::Command;
 

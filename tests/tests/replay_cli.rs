@@ -1,8 +1,8 @@
 //! The `sirocco-replay` command line: a fixture gives a clean report (text and JSON) and exit
 //! status 0; bad input (a missing file, a file that is not a pcap, a port with no flows,
 //! missing target arguments) gives exit status 2 and a message that says what to do, never a
-//! panic. Runs the release binary, which CI builds before the tests
-//! (`cargo build --workspace --release --bins`).
+//! panic. Runs the release binary
+//! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
