@@ -16,8 +16,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -367,6 +367,34 @@ impl Netlink {
         prefix: u8,
         hops: &[(Ipv4Addr, &str)],
     ) -> Result<(), LabError> {
+        self.multipath_route("adding", dest, prefix, hops, NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    /// `ip route replace DEST/PREFIX nexthop via GW1 dev IF1 ...`: the route to `dest` now
+    /// has these next hops only (as when a health check withdraws a dead host's).
+    pub fn replace_multipath_route(
+        &mut self,
+        dest: Ipv4Addr,
+        prefix: u8,
+        hops: &[(Ipv4Addr, &str)],
+    ) -> Result<(), LabError> {
+        self.multipath_route(
+            "replacing",
+            dest,
+            prefix,
+            hops,
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    fn multipath_route(
+        &mut self,
+        doing: &str,
+        dest: Ipv4Addr,
+        prefix: u8,
+        hops: &[(Ipv4Addr, &str)],
+        flags: u16,
+    ) -> Result<(), LabError> {
         let mut next_hops = Vec::with_capacity(hops.len());
         for &(gateway, iface) in hops {
             let mut hop = RouteNextHop::default();
@@ -379,9 +407,9 @@ impl Netlink {
             .attributes
             .push(RouteAttribute::MultiPath(next_hops));
         self.request(
-            &format!("adding the multipath route {dest}/{prefix}"),
+            &format!("{doing} the multipath route {dest}/{prefix}"),
             RouteNetlinkMessage::NewRoute(message),
-            NLM_F_CREATE | NLM_F_EXCL,
+            flags,
         )?;
         Ok(())
     }

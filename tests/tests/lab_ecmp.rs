@@ -11,9 +11,9 @@
 //! - `sirocco lab up --servers 2`, `lab status` and `lab down` build, show and remove the
 //!   topology.
 //!
-//! Needs root, iproute2, ethtool, ping, curl, python3 and timeout. Without them these tests
-//! fail when `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run. Runs
-//! the release binary, which CI builds before the tests.
+//! Needs root, ping, curl, python3 and timeout (the lab itself is built over netlink, without
+//! iproute2). Without them these tests fail when `SIROCCO_REQUIRE_LAB=1` (as in CI), and
+//! otherwise print why they did not run. Runs the release binary (built if missing or stale).
 
 use std::io::Read;
 use std::path::Path;
@@ -21,13 +21,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sirocco::lab::ecmp::{self, ANYCAST_ADDR, EcmpLab};
+use sirocco::lab::netlink::Netlink;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
     ChildGuard, LabServer, TempDir, assert_same_bytes, run, runnable, sirocco_binary, stat,
     stats_lines,
 };
 
-const TOOLS: [&str; 6] = ["ip", "ethtool", "ping", "curl", "python3", "timeout"];
+const TOOLS: [&str; 4] = ["ping", "curl", "python3", "timeout"];
 const SERVERS: u8 = 2;
 
 /// Starts `sirocco serve` on host `n` with a stats line every second, and waits (at most
@@ -345,28 +346,21 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
 
     // (c) Withdrawing the dead host's next hop, as a health check or BGP would, sends every
     // new connection to the survivor.
-    let route = format!("{ANYCAST_ADDR}/32");
-    let via = ecmp::host_link_addr(2).to_string();
+    let via = ecmp::host_link_addr(2);
     let iface = ecmp::router_host_iface(2);
-    let replaced = run(
-        Command::new("ip").args([
-            "-n",
-            &lab.router_ns(),
-            "route",
-            "replace",
-            &route,
-            "nexthop",
-            "via",
-            &via,
-            "dev",
-            &iface,
-        ]),
-        "ip route replace",
-    );
+    Netlink::open_in(&lab.router_ns())
+        .and_then(|mut netlink| {
+            netlink.replace_multipath_route(ANYCAST_ADDR, 32, &[(via, iface.as_str())])
+        })
+        .expect("withdraw host 1's next hop (ip route replace)");
+    let route = lab
+        .router_route()
+        .expect("read the router's route")
+        .join("\n");
     assert!(
-        replaced.status.success(),
-        "ip route replace failed: {}",
-        String::from_utf8_lossy(&replaced.stderr)
+        route.contains(&format!("via {via} "))
+            && !route.contains(&format!("via {} ", ecmp::host_link_addr(1))),
+        "the route should lead to host 2 alone: {route}"
     );
     let fresh = 50;
     let report = fetch_many(&lab, &small_url, tree.path(), fresh);
@@ -396,7 +390,7 @@ fn connections_spread_over_hosts_and_survive_the_loss_of_one() {
 
 #[test]
 fn lab_up_servers_2_builds_shows_and_removes_the_topology() {
-    if !runnable("lab_ecmp_cli", &["ip", "ethtool"]) {
+    if !runnable("lab_ecmp_cli", &[]) {
         return;
     }
     let name = format!("sirocco-ecmp-{}-lab", std::process::id());
