@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use sirocco::lab::veth::VethLab;
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_tests::lab::{
-    LabServer, Launch, Ready, Stopped, TempDir, assert_same_bytes, lab_available, server_url,
-    sirocco_binary,
+    LabServer, Launch, Ready, Stopped, TempDir, assert_same_bytes, lab_available, poll_until,
+    server_url, sirocco_binary, stats_lines,
 };
 
 /// The unprivileged user the server drops to.
@@ -243,8 +243,14 @@ fn serves_and_reloads_as_nobody_with_no_capabilities_under_the_filter() {
     assert_same_bytes("/ after the failed reload", &curl(&lab, "/"), b"new\n");
     assert_unprivileged(server.pid(), &user);
 
-    // Stats lines come every second; let one more be written under the filter.
-    std::thread::sleep(Duration::from_millis(1200));
+    // Stats lines come every second; wait for one more, written under the filter.
+    let written = server.stdout_now();
+    let before = stats_lines(&written).len();
+    poll_until(
+        "a stats line written under the filter",
+        Duration::from_secs(20),
+        || stats_lines(&server.stdout_now()).len() > before,
+    );
     server.signal("-TERM");
     let stopped = server.wait_exit(Duration::from_secs(10));
     let Stopped {
