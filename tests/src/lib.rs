@@ -17,6 +17,8 @@ pub mod lab;
 use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
+use sirocco_drivers::clock::VirtualClock;
+use sirocco_tools::sim::event_loop::{self, Parties, Tick};
 use sirocco_tools::sim::{
     Limits, Request, Script, SimConfig, SimError, SimPort, SimReport, Simulation, SiteTree, seeds,
 };
@@ -151,39 +153,70 @@ impl TestTree {
     }
 }
 
-/// Drives `sim` by hand until `done` holds, counting the heap allocations inside every
-/// `Server::poll` (and none of the fleet's): `allocations_in` counts only in a test binary whose
-/// global allocator is `sirocco_drivers::alloc_count::CountingAllocator`, so a test should also
-/// show that a phase which must allocate (a warm-up) counted some. Jumps the virtual clock to
-/// the next event when nothing moved, like [`Simulation::run_until`]. Returns the allocations
-/// counted and the number of server polls; panics with the report if nothing can progress.
+/// Drives `sim` until `done` holds, counting the heap allocations inside every `Server::poll`
+/// (and none of the fleet's): `allocations_in` counts only in a test binary whose global
+/// allocator is `sirocco_drivers::alloc_count::CountingAllocator`, so a test should also show
+/// that a phase which must allocate (a warm-up) counted some. The loop is the one
+/// [`Simulation::run_until`] uses ([`event_loop::tick`]). Returns the allocations counted and
+/// the number of server polls; panics with the report if nothing can progress.
 pub fn count_server_allocations<D: SimPort>(
     sim: &mut Simulation<D>,
     mut done: impl FnMut(&Simulation<D>) -> bool,
 ) -> (u64, u64) {
-    let mut allocations = 0;
-    let mut polls = 0;
+    let mut counting = CountingAllocations {
+        sim,
+        allocations: 0,
+        polls: 0,
+    };
     let mut idle_jumps = 0;
-    while !done(sim) {
-        let now = sim.now();
-        let (server_moved, n) =
-            sirocco_drivers::alloc_count::allocations_in(|| sim.server_mut().poll(now).unwrap());
-        allocations += n;
-        polls += 1;
-        let fleet_moved = sim.fleet_mut().poll(now).unwrap();
-        if server_moved || fleet_moved {
-            idle_jumps = 0;
-            continue;
+    while !done(counting.sim) {
+        match event_loop::tick(&mut counting, u64::MAX) {
+            Ok(Tick::Moved | Tick::Finished) => idle_jumps = 0,
+            Ok(Tick::Jumped) => idle_jumps += 1,
+            Ok(Tick::Stalled | Tick::PastDeadline) => {
+                panic!("the simulation stalled: {}", counting.sim.report())
+            }
+            Err(error) => panic!("the simulation failed: {error}"),
         }
-        let next = sim
-            .next_event_micros()
-            .unwrap_or_else(|| panic!("the simulation stalled: {}", sim.report()));
-        let now = sim.clock().now_micros();
-        sim.clock().set_micros(next.max(now + 1));
-        idle_jumps += 1;
-        assert!(idle_jumps < 1_000_000, "no progress: {}", sim.report());
+        assert!(
+            idle_jumps < 1_000_000,
+            "no progress: {}",
+            counting.sim.report()
+        );
     }
-    (allocations, polls)
+    (counting.allocations, counting.polls)
+}
+
+/// A simulation whose first engine's polls are counted: the [`Parties`] of
+/// [`count_server_allocations`].
+struct CountingAllocations<'s, D: SimPort> {
+    sim: &'s mut Simulation<D>,
+    allocations: u64,
+    polls: u64,
+}
+
+impl<D: SimPort> Parties for CountingAllocations<'_, D> {
+    type Error = SimError;
+
+    fn clock(&self) -> &VirtualClock {
+        self.sim.clock()
+    }
+
+    fn poll(&mut self, now: u64) -> Result<bool, SimError> {
+        let now = event_loop::instant(now);
+        let sim = &mut *self.sim;
+        let (server_moved, n) =
+            sirocco_drivers::alloc_count::allocations_in(|| sim.server_mut().poll(now));
+        self.allocations += n;
+        self.polls += 1;
+        let server_moved = server_moved?;
+        let fleet_moved = self.sim.fleet_mut().poll(now)?;
+        Ok(server_moved || fleet_moved)
+    }
+
+    fn next_event_micros(&self) -> Option<u64> {
+        self.sim.next_event_micros()
+    }
 }
 
 /// Runs `sim` until every request is resolved, panicking with the simulation's report if it

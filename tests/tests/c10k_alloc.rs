@@ -3,9 +3,9 @@
 //!
 //! A counting global allocator wraps the system one. Counting is switched on per thread, only
 //! around `Server::poll`, so the client fleet (which builds requests into fresh buffers) and
-//! other tests running in parallel threads are not counted. The simulation loop is driven by
-//! hand here for that reason: poll the server (counted), poll the fleet (not counted), and jump
-//! the virtual clock to the next event when nothing moved.
+//! other tests running in parallel threads are not counted. The simulation is driven for that
+//! reason by `count_server_allocations`, which runs the simulation's own virtual-clock loop
+//! (`sirocco_tools::sim::event_loop`) with a poll that counts the server (and not the fleet).
 //!
 //! The allocator is `sirocco_drivers::alloc_count::CountingAllocator` (its `unsafe` lives in
 //! drivers with the rest).

@@ -2,11 +2,11 @@
 //! ([`sim_server`]: same seeds, addresses and `Date` clock), on a [`MemoryLink`] and a
 //! [`VirtualClock`], with the [`Replayer`] on the other end of the link.
 //!
-//! The loop polls the server, hands the replayer what reached the client port, lets it send,
-//! and when nothing moved jumps the clock to the next event: a server deadline, a frame
-//! arrival, or a replayer deadline (pacing, resend, stall). A fixed seed therefore gives the
-//! same frames, at the same virtual times, on every run, which the golden server-TX capture
-//! ([`InProcessOptions::capture`]) relies on. A virtual-time deadline and an iteration cap end
+//! The loop (one [`event_loop::tick`] after another) polls the server, hands the replayer what
+//! reached the client port, lets it send, and when nothing moved jumps the clock to the next
+//! event: a server deadline, a frame arrival, or a replayer deadline (pacing, resend, stall).
+//! A fixed seed therefore gives the same frames, at the same virtual times, on every run, which
+//! the golden server-TX capture ([`InProcessOptions::capture`]) relies on. A virtual-time deadline and an iteration cap end
 //! any run; flows still running then are reported as stalled.
 //!
 //! Once every flow has ended, the run goes on until the server holds no connection (or for
@@ -17,18 +17,18 @@ use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
 use sirocco::server::Server;
+use sirocco_drivers::FrameIo;
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::memory::{MemoryLink, MemoryPort};
 use sirocco_drivers::pcap::{PcapSink, Timestamps};
-use sirocco_drivers::{DriverError, FrameIo};
-use sirocco_netstack::Instant;
 
 use super::ReplayError;
 use super::engine::{Addresses, ReplayOptions, Replayer};
 use super::report::Report;
 use super::trace::Trace;
-use crate::sim::{self, SimConfig, sim_server};
+use crate::sim::event_loop::{self, Parties, Tick};
+use crate::sim::{self, SimConfig, SimPort, sim_server};
 
 /// The replay client's MAC on the memory link.
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 198, 19, 0, 1];
@@ -86,7 +86,7 @@ pub fn replay_in_process(
     match &options.capture {
         None => {
             let server = sim_server(server_port, cache, &config)?;
-            run(
+            let (report, _) = run(
                 trace,
                 server,
                 client_port,
@@ -95,13 +95,14 @@ pub fn replay_in_process(
                 replay,
                 options,
                 label,
-            )
+            )?;
+            Ok(report)
         }
         Some((path, direction)) => {
             let sink = PcapSink::create(path, Timestamps::Virtual(clock.clone()))?;
             let captured = Capture::new(server_port, sink, *direction);
             let server = sim_server(captured, cache, &config)?;
-            run(
+            let (report, mut server) = run(
                 trace,
                 server,
                 client_port,
@@ -110,96 +111,119 @@ pub fn replay_in_process(
                 replay,
                 options,
                 label,
-            )
+            )?;
+            server.driver_mut().flush()?;
+            Ok(report)
         }
     }
 }
 
-/// A server port whose in-flight frames the loop can see.
-trait Arrivals {
-    fn next_arrival(&self) -> Option<u64>;
-    fn finish(&mut self) -> Result<(), DriverError> {
-        Ok(())
-    }
-}
-
-impl Arrivals for MemoryPort {
-    fn next_arrival(&self) -> Option<u64> {
-        self.next_arrival_micros()
-    }
-}
-
-impl Arrivals for Capture<MemoryPort> {
-    fn next_arrival(&self) -> Option<u64> {
-        self.inner().next_arrival_micros()
-    }
-
-    fn finish(&mut self) -> Result<(), DriverError> {
-        self.flush()
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run<D: FrameIo + Arrivals>(
-    trace: &Trace,
-    mut server: Server<D>,
-    mut client: MemoryPort,
+/// The server, the replayer and the client's port: the [`Parties`] of an in-process replay.
+struct Replay<'t, D: SimPort> {
+    server: Server<D>,
+    client: MemoryPort,
+    replayer: Replayer<'t>,
     clock: VirtualClock,
-    addresses: Addresses,
-    replay: ReplayOptions,
-    options: &InProcessOptions,
-    label: String,
-) -> Result<Report, ReplayError> {
-    let mut replayer = Replayer::new(trace, addresses, replay);
-    let deadline = options.deadline_micros;
-    let mut settle_until: Option<u64> = None;
-    for _ in 0..ITERATION_CAP {
-        let now = clock.now_micros();
-        let mut moved =
-            server.poll(Instant::from_micros(i64::try_from(now).unwrap_or(i64::MAX)))?;
+    /// When the run stops waiting for the server to close, once every flow has ended.
+    settle_until: Option<u64>,
+    settle_micros: u64,
+}
+
+impl<D: SimPort> Parties for Replay<'_, D> {
+    type Error = ReplayError;
+
+    fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    fn poll(&mut self, now: u64) -> Result<bool, ReplayError> {
+        let Replay {
+            server,
+            client,
+            replayer,
+            ..
+        } = self;
+        let mut moved = server.poll(event_loop::instant(now))?;
         moved |= client.rx_burst(256, &mut |frame| replayer.handle_frame(now, frame))? > 0;
         moved |= replayer.poll(now, &mut |frame| {
             client.tx_stage(frame.len(), &mut |buf| buf.copy_from_slice(frame))
         });
         client.tx_flush()?;
-        if replayer.is_done() {
-            let until = *settle_until.get_or_insert(now.saturating_add(options.settle_micros));
-            if server.stats().connections == 0 || now >= until {
-                break;
-            }
+        Ok(moved)
+    }
+
+    /// Every flow has ended and the server holds no connection (or the settle time is up).
+    fn finished(&mut self, now: u64) -> bool {
+        if !self.replayer.is_done() {
+            return false;
         }
-        if moved {
-            continue;
-        }
-        let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
-        let next = [
-            server.poll_at().map(micros),
-            server.driver().next_arrival(),
-            client.next_arrival_micros(),
-            replayer.poll_at(),
-            settle_until,
+        let until = *self
+            .settle_until
+            .get_or_insert(now.saturating_add(self.settle_micros));
+        self.server.stats().connections == 0 || now >= until
+    }
+
+    fn next_event_micros(&self) -> Option<u64> {
+        [
+            self.server.poll_at().map(event_loop::micros),
+            self.server.driver().next_arrival_micros(),
+            self.client.next_arrival_micros(),
+            self.replayer.poll_at(),
+            self.settle_until,
         ]
         .into_iter()
         .flatten()
-        .min();
-        let Some(next) = next else {
-            replayer.give_up("nothing left that could happen");
-            break;
-        };
-        let next = next.max(now + 1);
-        if next > deadline {
-            replayer.give_up(&format!(
-                "the run's virtual-time limit of {} s passed",
-                deadline / 1_000_000
-            ));
-            break;
-        }
-        clock.set_micros(next);
+        .min()
     }
+}
+
+/// Runs the replay to its end; returns the report and the server (to flush its capture).
+#[allow(clippy::too_many_arguments)]
+fn run<D: SimPort>(
+    trace: &Trace,
+    server: Server<D>,
+    client: MemoryPort,
+    clock: VirtualClock,
+    addresses: Addresses,
+    replay: ReplayOptions,
+    options: &InProcessOptions,
+    label: String,
+) -> Result<(Report, Server<D>), ReplayError> {
+    let mut parties = Replay {
+        server,
+        client,
+        replayer: Replayer::new(trace, addresses, replay),
+        clock,
+        settle_until: None,
+        settle_micros: options.settle_micros,
+    };
+    let deadline = options.deadline_micros;
+    for _ in 0..ITERATION_CAP {
+        match event_loop::tick(&mut parties, deadline)? {
+            Tick::Moved | Tick::Jumped => {}
+            Tick::Finished => break,
+            Tick::Stalled => {
+                parties.replayer.give_up("nothing left that could happen");
+                break;
+            }
+            Tick::PastDeadline => {
+                parties.replayer.give_up(&format!(
+                    "the run's virtual-time limit of {} s passed",
+                    deadline / 1_000_000
+                ));
+                break;
+            }
+        }
+    }
+    let Replay {
+        server,
+        mut replayer,
+        clock,
+        ..
+    } = parties;
     if !replayer.is_done() {
         replayer.give_up("the iteration cap was reached");
     }
-    server.driver_mut().finish()?;
     let stats = server.stats();
     let target_counters = stats
         .stack
@@ -208,12 +232,13 @@ fn run<D: FrameIo + Arrivals>(
         .map(|(n, v)| (n.to_string(), v))
         .collect();
     let (flows, counters) = replayer.finish();
-    Ok(Report {
+    let report = Report {
         trace: trace.label.clone(),
         target: label,
         flows,
         counters,
         elapsed_micros: clock.now_micros(),
         target_counters,
-    })
+    };
+    Ok((report, server))
 }

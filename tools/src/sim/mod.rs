@@ -15,12 +15,12 @@
 //!
 //! # The loop
 //!
-//! [`Simulation::run_until`] repeats: poll every engine, poll the fleet; when none moved a
-//! frame, jump the virtual clock to the earliest of every engine's and the fleet's deadlines
-//! and the next frame arrival on any port (at least one microsecond ahead, so a deadline that
-//! does not fire cannot hold time still). It stops when the condition holds, and never hangs:
-//! a virtual-time limit, an iteration cap, and "nothing left that could ever happen" each end
-//! the run with a [`SimError`] that describes where it stood.
+//! [`Simulation::run_until`] repeats one [`event_loop::tick`]: poll every engine, poll the
+//! fleet; when none moved a frame, jump the virtual clock to the earliest of every engine's and
+//! the fleet's deadlines and the next frame arrival on any port (at least one microsecond
+//! ahead, so a deadline that does not fire cannot hold time still). It stops when the condition
+//! holds, and never hangs: a virtual-time limit, an iteration cap, and "nothing left that could
+//! ever happen" each end the run with a [`SimError`] that describes where it stood.
 //!
 //! # Cost accounting
 //!
@@ -38,6 +38,7 @@
 
 pub mod client;
 mod device;
+pub mod event_loop;
 pub mod flood;
 pub mod impair;
 pub mod reader;
@@ -56,6 +57,8 @@ use sirocco_drivers::netmap::{EmulatedPort, Netmap};
 use sirocco_drivers::rss::{INDIRECTION_ENTRIES, Rss};
 use sirocco_drivers::{DriverError, FrameIo};
 use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, StackConfig};
+
+use event_loop::{Parties, Tick};
 
 pub use client::{ClientFleet, FleetConfig, FleetCounters, FleetError, Mismatch};
 pub use impair::{Fate, Impaired, Logged, SegmentView};
@@ -338,14 +341,6 @@ impl From<DriverError> for SimError {
     }
 }
 
-/// What one iteration of the loop did.
-enum Tick {
-    Moved,
-    Jumped,
-    Stalled,
-    PastDeadline,
-}
-
 /// Engines and a client fleet on one virtual clock, over joined ports (the memory NIC unless
 /// built with [`Simulation::with_ports`] or [`Simulation::with_engine_ports`]). See the module
 /// documentation.
@@ -513,13 +508,17 @@ impl<D: SimPort> Simulation<D> {
 
     /// The current virtual time.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(i64::try_from(self.clock.now_micros()).unwrap_or(i64::MAX))
+        event_loop::instant(self.clock.now_micros())
     }
 
     /// One iteration: poll every engine in queue order, then the fleet, at the current virtual
     /// time. `true` if any moved a frame.
     pub fn step(&mut self) -> Result<bool, SimError> {
-        let now = self.now();
+        self.poll_all(self.clock.now_micros())
+    }
+
+    fn poll_all(&mut self, now_micros: u64) -> Result<bool, SimError> {
+        let now = event_loop::instant(now_micros);
         let mut moved = false;
         let mut started = std::time::Instant::now();
         for (server, spent) in self.servers.iter_mut().zip(&mut self.engine_ns) {
@@ -556,7 +555,7 @@ impl<D: SimPort> Simulation<D> {
                 return Err(SimError::IterationLimit(Box::new(self.report())));
             }
             match self.tick(deadline)? {
-                Tick::Moved | Tick::Jumped => {}
+                Tick::Moved | Tick::Jumped | Tick::Finished => {}
                 Tick::Stalled if done(self) => return Ok(()),
                 Tick::Stalled => return Err(SimError::Stalled(Box::new(self.report()))),
                 Tick::PastDeadline => return Err(SimError::TimeLimit(Box::new(self.report()))),
@@ -572,28 +571,20 @@ impl<D: SimPort> Simulation<D> {
         for _ in 0..iterations {
             match self.tick(deadline)? {
                 Tick::Moved | Tick::Jumped => {}
-                Tick::Stalled | Tick::PastDeadline => break,
+                Tick::Finished | Tick::Stalled | Tick::PastDeadline => break,
             }
         }
         Ok(())
     }
 
-    /// One iteration, and a clock jump to the next event if nothing moved.
+    /// One iteration, and a clock jump to the next event if nothing moved
+    /// ([`event_loop::tick`]).
     fn tick(&mut self, deadline: u64) -> Result<Tick, SimError> {
-        if self.step()? {
-            return Ok(Tick::Moved);
+        let tick = event_loop::tick(self, deadline)?;
+        if tick == Tick::Jumped {
+            self.timing.clock_jumps += 1;
         }
-        let now = self.clock.now_micros();
-        let Some(next) = self.next_event_micros() else {
-            return Ok(Tick::Stalled);
-        };
-        let next = next.max(now + 1);
-        if next > deadline {
-            return Ok(Tick::PastDeadline);
-        }
-        self.clock.set_micros(next);
-        self.timing.clock_jumps += 1;
-        Ok(Tick::Jumped)
+        Ok(tick)
     }
 
     /// Runs until every request of every script is resolved; returns the report. Mismatches do
@@ -615,7 +606,7 @@ impl<D: SimPort> Simulation<D> {
     /// in virtual microseconds: where the clock jumps when nothing moved (for loops that drive
     /// the simulation by hand too).
     pub fn next_event_micros(&self) -> Option<u64> {
-        let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
+        let micros = event_loop::micros;
         let engines = self.servers.iter().flat_map(|server| {
             [
                 server.poll_at().map(micros),
@@ -698,6 +689,23 @@ impl<D: SimPort> Simulation<D> {
 
     pub fn fleet_mut(&mut self) -> &mut ClientFleet<D> {
         &mut self.fleet
+    }
+}
+
+/// The engines and the fleet, on the simulation's clock.
+impl<D: SimPort> Parties for Simulation<D> {
+    type Error = SimError;
+
+    fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    fn poll(&mut self, now: u64) -> Result<bool, SimError> {
+        self.poll_all(now)
+    }
+
+    fn next_event_micros(&self) -> Option<u64> {
+        Simulation::next_event_micros(self)
     }
 }
 
