@@ -26,6 +26,7 @@ pub mod afxdp;
 pub mod alloc_count;
 pub mod capture;
 pub mod clock;
+pub mod faults;
 pub mod host;
 pub mod memory;
 pub mod netmap;

@@ -44,20 +44,19 @@
 //! The ports share state through `Rc<RefCell<_>>`: a simulation is single-threaded, so they are
 //! not `Send`.
 
-mod faults;
 mod in_flight;
 pub mod nic;
 
-pub use faults::{FaultConfig, FaultCounters};
+pub use crate::faults::{FaultConfig, FaultCounters};
 
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
 use crate::clock::VirtualClock;
+use crate::faults::FaultInjector;
 use crate::rss::Rss;
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo};
-use faults::FaultInjector;
 use in_flight::{FramePool, InFlightQueue};
 
 /// Frames [`FrameIo::tx_stage`] accepts between two flushes; what `tx_room` starts from.

@@ -52,6 +52,7 @@ use sirocco::cache::ContentCache;
 use sirocco::server::{Server, ServerConfig, ServerError, Stats};
 use sirocco_drivers::capture::Capture;
 use sirocco_drivers::clock::VirtualClock;
+use sirocco_drivers::faults::Faults;
 use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink, MemoryPort};
 use sirocco_drivers::netmap::{EmulatedPort, Netmap};
 use sirocco_drivers::rss::{INDIRECTION_ENTRIES, Rss};
@@ -112,6 +113,20 @@ impl<D: SimPort> SimPort for Capture<D> {
 
     fn fault_counters(&self) -> FaultCounters {
         self.inner().fault_counters()
+    }
+}
+
+/// Frames the wrapper injects faults into arrive when the port it wraps delivers them; its
+/// faults add to the port's own.
+impl<D: SimPort> SimPort for Faults<D> {
+    fn next_arrival_micros(&self) -> Option<u64> {
+        self.inner().next_arrival_micros()
+    }
+
+    fn fault_counters(&self) -> FaultCounters {
+        let mut counters = self.inner().fault_counters();
+        counters += Faults::fault_counters(self);
+        counters
     }
 }
 
@@ -812,6 +827,47 @@ mod tests {
         let report = sim.run_until_done(Limits::secs(5)).unwrap();
         assert_eq!(report.fleet.requests_failed, 2);
         assert!(report.server.stack.drop_tcp_port_closed >= 1, "{report}");
+    }
+
+    #[test]
+    fn the_faults_wrapper_impairs_any_port_and_a_seed_fixes_the_run() {
+        let run = || {
+            let (tree, cache) = site();
+            let scripts = (0..4)
+                .map(|i| Script {
+                    requests: tree.get_all(),
+                    first: i,
+                    count: 6,
+                    mode: Mode::KeepAlive { pipeline: 2 },
+                })
+                .collect();
+            let mut port_seed = 40;
+            let mut sim =
+                Simulation::over_memory_link(cache, SimConfig::new(5, 4), scripts, |port, _| {
+                    port_seed += 1;
+                    let faults = FaultConfig {
+                        corrupt: 0.02,
+                        ..FaultConfig::lossy(port_seed, 0.1, 0.1, 0.1)
+                    };
+                    Faults::new(port, &faults)
+                })
+                .unwrap();
+            sim.run_until_done(Limits::secs(600)).unwrap();
+            sim.settle(Limits::secs(600)).unwrap()
+        };
+        let report = run();
+        assert!(report.mismatches.is_empty(), "{report}");
+        assert_eq!(report.fleet.responses_ok, 24, "{report}");
+        for faults in [report.server_to_client, report.client_to_server] {
+            assert!(faults.lost > 0 && faults.reordered > 0, "{faults:?}");
+        }
+        let fingerprint = |r: &SimReport| {
+            format!(
+                "{} {:?} {:?} {:?} {:?}",
+                r.virtual_micros, r.fleet, r.server.driver, r.server_to_client, r.client_to_server
+            )
+        };
+        assert_eq!(fingerprint(&report), fingerprint(&run()));
     }
 
     #[test]
