@@ -3,8 +3,9 @@
 //! - [`parse_requests`] splits a client stream into requests (method and target are what the
 //!   responses' framing depends on: a HEAD answer has no body).
 //! - [`frame_responses`] finds where each response starts, where its body starts and where it
-//!   ends (RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304; then chunked; then
-//!   Content-Length; else until the connection closes). The replay maps the trace's ACK
+//!   ends, with the tools' one response-head parser ([`parse_head`], RFC 9112 §6.3: no body
+//!   for HEAD, 1xx, 204 and 304; then chunked; then Content-Length; else until the connection
+//!   closes). The replay maps the trace's ACK
 //!   numbers through these boundaries, because the target's headers are not nginx's length.
 //! - [`parse_responses`] decodes each response (status, headers, body) and
 //!   [`compare`] judges a target's response against the traced one: status and body must be
@@ -21,7 +22,8 @@ const COMPARED: [&str; 6] = [
     "transfer-encoding",
     "location",
 ];
-const MAX_HEADERS: usize = 64;
+
+use crate::sim::reader::{BodyFraming, MAX_HEADERS, parse_head};
 
 /// One request in a client stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,13 +67,6 @@ pub struct Boundary {
     pub end: Option<u64>,
 }
 
-/// How a response's body is delimited.
-enum BodyFraming {
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
 /// Boundaries of the responses in `stream`, each answering the request in `requests` at the
 /// same index (a HEAD answer has no body). Stops at the first incomplete header; a body that
 /// runs to the close, or an incomplete chunked body, is the last boundary.
@@ -80,20 +75,16 @@ pub fn frame_responses(stream: &[u8], requests: &[RequestLine]) -> Vec<Boundary>
     let mut start = 0usize;
     let mut index = 0usize;
     while let Some(rest) = stream.get(start..).filter(|r| !r.is_empty()) {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(head_len)) = response.parse(rest) else {
-            break;
-        };
-        let status = response.code.unwrap_or(0);
         let is_head = requests
             .get(index)
             .is_some_and(|r| r.method.eq_ignore_ascii_case("HEAD"));
-        let body_start = start + head_len;
-        let end = match framing(status, is_head, response.headers) {
-            BodyFraming::Length(n) => usize::try_from(n)
-                .ok()
-                .and_then(|n| body_start.checked_add(n)),
+        let Ok(Some(head)) = parse_head(rest, is_head) else {
+            break;
+        };
+        let status = head.status;
+        let body_start = start + head.len;
+        let end = match head.body {
+            BodyFraming::Length(n) => body_start.checked_add(n),
             BodyFraming::Chunked => stream
                 .get(body_start..)
                 .and_then(|body| decode_chunked(body).map(|(_, used)| body_start + used)),
@@ -116,25 +107,7 @@ pub fn frame_responses(stream: &[u8], requests: &[RequestLine]) -> Vec<Boundary>
     out
 }
 
-fn framing(status: u16, is_head: bool, headers: &[httparse::Header]) -> BodyFraming {
-    if is_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        return BodyFraming::Length(0);
-    }
-    let chunked = headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    });
-    if chunked {
-        return BodyFraming::Chunked;
-    }
-    match content_length(headers) {
-        Some(n) => BodyFraming::Length(n),
-        None => BodyFraming::UntilClose,
-    }
-}
-
+/// A request's `Content-Length`, if it has a valid one.
 fn content_length(headers: &[httparse::Header]) -> Option<u64> {
     headers
         .iter()
@@ -213,7 +186,8 @@ pub fn parse_responses(stream: &[u8], requests: &[RequestLine], closed: bool) ->
         if (100..200).contains(&status) {
             continue;
         }
-        let is_chunked = framing(status, false, response.headers).is_chunked();
+        let is_chunked =
+            matches!(parse_head(head, false), Ok(Some(h)) if h.body == BodyFraming::Chunked);
         let available = stream.get(body_start..).unwrap_or_default();
         let (body, complete) = match boundary.end.and_then(|e| usize::try_from(e).ok()) {
             Some(end) if is_chunked => {
@@ -245,12 +219,6 @@ pub fn parse_responses(stream: &[u8], requests: &[RequestLine], closed: bool) ->
         });
     }
     out
-}
-
-impl BodyFraming {
-    fn is_chunked(&self) -> bool {
-        matches!(self, BodyFraming::Chunked)
-    }
 }
 
 /// What [`compare`] concluded about one exchange.

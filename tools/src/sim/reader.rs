@@ -1,11 +1,15 @@
-//! Reads HTTP/1.1 responses off a client connection's byte stream and checks each one against
-//! its [`Expect`](super::script::Expect)ation, byte for byte, without buffering bodies.
+//! The one HTTP/1.1 response reader of the tools: [`parse_head`] parses a response head and
+//! says how its body is framed, and [`ResponseReader`] reads responses off a client
+//! connection's byte stream with it, checking each one against its
+//! [`Expect`](super::script::Expect)ation byte for byte, without buffering bodies. The trace
+//! replay (`crate::replay::http`) frames whole recorded streams with the same [`parse_head`].
 //!
 //! Bytes are fed in whatever chunks TCP delivers. The head is gathered (at most
-//! [`MAX_RESPONSE_HEAD`] bytes) and parsed with `httparse`; the body is framed by
-//! `Content-Length` (none for HEAD, 1xx, 204 and 304), or runs to the end of the connection
-//! when the length is missing. Body bytes are compared against the expected bytes as they
-//! arrive, so a 4 MiB file costs no extra memory.
+//! [`MAX_RESPONSE_HEAD`] bytes) and parsed with `httparse`; the body is framed as RFC 9112 §6.3
+//! says: none for HEAD, 1xx, 204 and 304, then chunked, then `Content-Length`, else it runs to
+//! the end of the connection. Body bytes are compared against the expected bytes as they
+//! arrive, so a 4 MiB file costs no extra memory. (sirocco never sends a chunked body, so the
+//! reader treats one as a framing error.)
 //!
 //! A response that does not match its expectation is still read to its end, so the next one on
 //! the connection can be checked; only a response whose framing cannot be trusted (an
@@ -16,7 +20,94 @@ use super::script::{ExpectBody, Method, Request};
 /// Longest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// Header lines parsed per response head.
-const HEADER_SLOTS: usize = 48;
+pub const MAX_HEADERS: usize = 64;
+
+/// How a response's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (0 for a response that has no body).
+    Length(usize),
+    Chunked,
+    /// The body runs until the server closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Bytes of the head, up to and including its empty line.
+    pub len: usize,
+    pub status: u16,
+    /// HTTP/1.0, or `Connection: close`: the server closes the connection after this response.
+    pub closes: bool,
+    /// The `Content-Length` header's value, whatever the framing.
+    pub content_length: Option<usize>,
+    pub body: BodyFraming,
+}
+
+/// Parses the response head at the start of `bytes`, the answer to a HEAD request if
+/// `answers_head`. `Ok(None)` if the head is not complete yet. An unparseable head, or a
+/// `Content-Length` that is not a number (or two that disagree), is a [`FramingError`].
+pub fn parse_head(bytes: &[u8], answers_head: bool) -> Result<Option<ResponseHead>, FramingError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => {
+            return Err(FramingError(format!(
+                "unparseable response head ({error}): {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )));
+        }
+    };
+    let status = response.code.unwrap_or(0);
+    let mut closes = response.version == Some(0);
+    let mut content_length = None;
+    let mut chunked = false;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            match (parsed, content_length) {
+                (Some(len), None) => content_length = Some(len),
+                (Some(len), Some(seen)) if len == seen => {}
+                _ => {
+                    return Err(FramingError(format!(
+                        "bad Content-Length {:?}",
+                        String::from_utf8_lossy(header.value)
+                    )));
+                }
+            }
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            closes |= has_token(header.value, b"close");
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked |= has_token(header.value, b"chunked");
+        }
+    }
+    let bodiless = answers_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let body = match (bodiless, chunked, content_length) {
+        (true, _, _) => BodyFraming::Length(0),
+        (false, true, _) => BodyFraming::Chunked,
+        (false, false, Some(len)) => BodyFraming::Length(len),
+        (false, false, None) => BodyFraming::UntilClose,
+    };
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        closes,
+        content_length,
+        body,
+    }))
+}
+
+/// Whether the comma-separated header `value` lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
 
 /// A response that was read to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,59 +245,26 @@ impl ResponseReader {
         self.head
             .extend_from_slice(data.get(..taken).unwrap_or_default());
 
-        let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
-        let mut response = httparse::Response::new(&mut headers);
-        let head_len = match response.parse(&self.head) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if self.head.len() < MAX_RESPONSE_HEAD => {
-                return Ok((taken, None));
-            }
-            Ok(httparse::Status::Partial) => {
+        let head = match parse_head(&self.head, request.method() == Method::Head)? {
+            Some(head) => head,
+            None if self.head.len() < MAX_RESPONSE_HEAD => return Ok((taken, None)),
+            None => {
                 return Err(FramingError(format!(
                     "response head longer than {MAX_RESPONSE_HEAD} bytes"
                 )));
             }
-            Err(error) => {
-                return Err(FramingError(format!(
-                    "unparseable response head ({error}): {:?}",
-                    String::from_utf8_lossy(&self.head[..self.head.len().min(200)])
-                )));
-            }
         };
-        let status = response.code.unwrap_or(0);
-        let http10 = response.version == Some(0);
-        let mut content_length = None;
-        let mut closes = http10;
-        for header in response.headers.iter() {
-            if header.name.eq_ignore_ascii_case("content-length") {
-                let parsed = std::str::from_utf8(header.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                match (parsed, content_length) {
-                    (Some(len), None) => content_length = Some(len),
-                    (Some(len), Some(seen)) if len == seen => {}
-                    _ => {
-                        return Err(FramingError(format!(
-                            "bad Content-Length {:?}",
-                            String::from_utf8_lossy(header.value)
-                        )));
-                    }
-                }
-            } else if header.name.eq_ignore_ascii_case("connection") {
-                closes |= header
-                    .value
-                    .split(|&b| b == b',')
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
-            }
-        }
+        let ResponseHead {
+            len: head_len,
+            status,
+            closes,
+            content_length,
+            body,
+        } = head;
         // The bytes of `data` that belonged to the head; the rest is body (or the next response).
         let used = head_len.saturating_sub(before).min(taken);
         self.head.clear();
 
-        let bodiless = request.method() == Method::Head
-            || (100..200).contains(&status)
-            || status == 204
-            || status == 304;
         self.current = Current {
             status,
             closes,
@@ -228,13 +286,18 @@ impl ResponseReader {
             }
             self.current.compare = request.method() != Method::Head;
         }
-        self.state = match (bodiless, content_length) {
-            (true, _) | (false, Some(0)) => {
+        self.state = match body {
+            BodyFraming::Length(0) => {
                 self.state = State::Head;
                 return Ok((used, Some(self.complete())));
             }
-            (false, Some(len)) => State::Body { remaining: len },
-            (false, None) => State::UntilClose,
+            BodyFraming::Length(len) => State::Body { remaining: len },
+            BodyFraming::UntilClose => State::UntilClose,
+            BodyFraming::Chunked => {
+                return Err(FramingError(format!(
+                    "status {status}: a chunked body, which sirocco never sends"
+                )));
+            }
         };
         Ok((used, None))
     }
@@ -360,5 +423,56 @@ mod tests {
         let mut reader = ResponseReader::default();
         let bad = b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n";
         assert!(reader.feed(bad, &request).is_err());
+        let mut reader = ResponseReader::default();
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(reader.feed(two, &request).is_err());
+    }
+
+    #[test]
+    fn heads_are_framed_as_rfc_9112_says() {
+        let framing = |head: &[u8], answers_head| {
+            parse_head(head, answers_head)
+                .unwrap()
+                .map(|h| (h.status, h.closes, h.body))
+        };
+        let cl = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n";
+        assert_eq!(
+            framing(cl, false),
+            Some((200, false, BodyFraming::Length(7)))
+        );
+        assert_eq!(
+            framing(cl, true),
+            Some((200, false, BodyFraming::Length(0)))
+        );
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+        assert_eq!(
+            framing(chunked, false),
+            Some((200, false, BodyFraming::Chunked))
+        );
+        for status in [
+            b"100 Continue".as_slice(),
+            b"204 No Content",
+            b"304 Not Modified",
+        ] {
+            let head = [
+                b"HTTP/1.1 ".as_slice(),
+                status,
+                b"\r\nContent-Length: 9\r\n\r\n",
+            ]
+            .concat();
+            assert_eq!(framing(&head, false).unwrap().2, BodyFraming::Length(0));
+        }
+        let old = b"HTTP/1.0 200 OK\r\n\r\n";
+        assert_eq!(
+            framing(old, false),
+            Some((200, true, BodyFraming::UntilClose))
+        );
+        let close = b"HTTP/1.1 400 Bad\r\nConnection: keep-alive, close\r\n\r\n";
+        assert_eq!(
+            framing(close, false),
+            Some((400, true, BodyFraming::UntilClose))
+        );
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\nContent-", false), None);
     }
 }
