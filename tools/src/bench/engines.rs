@@ -18,9 +18,9 @@
 //! each thread hands its figures back when it is joined. Engine `i` runs on seed `seed + i`,
 //! so the one-engine run is the same simulation as the classic row's.
 //!
-//! The measured phase is driven here, with the simulation's own loop rule (poll the server,
-//! then the fleet; when neither moved, jump the virtual clock to
-//! [`Simulation::next_event_micros`]), so that each `Server::poll` can be timed on the
+//! The measured phase is driven here, with the simulation's own loop
+//! ([`event_loop::tick`]: poll the server, then the fleet; when neither moved, jump the
+//! virtual clock to [`Simulation::next_event_micros`]) and a poll of its own, so that each `Server::poll` can be timed on the
 //! thread's CPU clock as well as the wall clock. Reading the CPU clock is a system call, and
 //! on its way out the kernel checks whether the thread's time slice is over, so a thread that
 //! must give up its core often does so between polls, where neither figure counts it: the
@@ -76,9 +76,11 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant as WallInstant;
 
 use anyhow::{Context, bail};
+use sirocco_drivers::clock::VirtualClock;
 
 use super::stack::{Scenario, StackArgs, Workload, check_served, spawn_child};
 use super::{Row, round2, rss_bytes};
+use crate::sim::event_loop::{self, Parties, Tick};
 use crate::sim::{Limits, Request, Simulation};
 
 /// Stack size of an engine thread: the main thread's usual 8 MiB, as in the one-engine run.
@@ -451,7 +453,7 @@ struct PollTimes {
 
 /// The measured phase, driven here rather than by `Simulation::run_until` so that each
 /// `Server::poll` is timed on the thread's CPU clock as well as the wall clock. The loop is
-/// the simulation's: poll the server, then the fleet, at the current virtual time; when
+/// the simulation's ([`event_loop::tick`]): poll the server, then the fleet, at the current virtual time; when
 /// neither moved a frame, move the clock to the simulation's next event (at least 1 µs
 /// ahead). It ends when every request is resolved, and fails past the same limits as the
 /// one-engine run's measured phase.
@@ -461,12 +463,40 @@ fn measure(sim: &mut Simulation) -> anyhow::Result<PollTimes> {
         .clock()
         .now_micros()
         .saturating_add(limits.virtual_micros);
-    let mut times = PollTimes::default();
-    while !sim.fleet().is_done() {
-        if times.iterations >= limits.iterations {
-            bail!("iteration cap reached: {}", sim.report());
+    let mut measured = Measured {
+        sim,
+        times: PollTimes::default(),
+    };
+    while !measured.sim.fleet().is_done() {
+        if measured.times.iterations >= limits.iterations {
+            bail!("iteration cap reached: {}", measured.sim.report());
         }
-        let now = sim.now();
+        match event_loop::tick(&mut measured, deadline)? {
+            Tick::Moved | Tick::Jumped | Tick::Finished => {}
+            Tick::Stalled if measured.sim.fleet().is_done() => break,
+            Tick::Stalled => bail!("stalled, nothing left to happen: {}", measured.sim.report()),
+            Tick::PastDeadline => bail!("virtual-time limit reached: {}", measured.sim.report()),
+        }
+    }
+    Ok(measured.times)
+}
+
+/// A simulation whose server polls are timed: the [`Parties`] of [`measure`].
+struct Measured<'s> {
+    sim: &'s mut Simulation,
+    times: PollTimes,
+}
+
+impl Parties for Measured<'_> {
+    type Error = anyhow::Error;
+
+    fn clock(&self) -> &VirtualClock {
+        self.sim.clock()
+    }
+
+    fn poll(&mut self, now: u64) -> anyhow::Result<bool> {
+        let now = event_loop::instant(now);
+        let (sim, times) = (&mut *self.sim, &mut self.times);
         // Each CPU-clock read is a system call, at whose return the kernel may switch the
         // thread out: the wall-clock windows leave both reads out, so that switch is counted
         // in neither poll.
@@ -482,23 +512,12 @@ fn measure(sim: &mut Simulation) -> anyhow::Result<PollTimes> {
         times.server_cpu_ns += cpu_ended.saturating_sub(cpu_started);
         times.client_ns += nanos(fleet_ended - fleet_started);
         times.iterations += 1;
-        if server_moved || fleet_moved {
-            continue;
-        }
-        let now = sim.clock().now_micros();
-        let Some(next) = sim.next_event_micros() else {
-            if sim.fleet().is_done() {
-                break;
-            }
-            bail!("stalled, nothing left to happen: {}", sim.report());
-        };
-        let next = next.max(now + 1);
-        if next > deadline {
-            bail!("virtual-time limit reached: {}", sim.report());
-        }
-        sim.clock().set_micros(next);
+        Ok(server_moved || fleet_moved)
     }
-    Ok(times)
+
+    fn next_event_micros(&self) -> Option<u64> {
+        self.sim.next_event_micros()
+    }
 }
 
 fn nanos(d: std::time::Duration) -> u64 {
