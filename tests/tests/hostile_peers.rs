@@ -16,8 +16,9 @@ use sirocco::server::Server;
 use sirocco_drivers::FrameIo;
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::memory::{MemoryLink, MemoryPort};
-use sirocco_netstack::{Duration, Instant};
+use sirocco_netstack::Duration;
 use sirocco_tests::TestTree;
+use sirocco_tools::sim::event_loop::{self, Parties, Tick};
 use sirocco_tools::sim::{
     FIRST_CLIENT_IP, HTTP_PORT, SERVER_IP, SERVER_MAC, SimConfig, sim_server,
 };
@@ -267,38 +268,14 @@ impl Bench {
     }
 
     /// Runs the server and the peer's answers until virtual time `until_us`, jumping the
-    /// clock from event to event.
+    /// clock from event to event (the simulation's loop, [`event_loop::tick`]).
     fn run_to(&mut self, until_us: u64) {
         for _ in 0..1_000_000 {
-            let now = self.now_us();
-            let moved = self
-                .server
-                .poll(Instant::from_micros(now as i64))
-                .expect("server poll");
-            let mut frames = Vec::new();
-            self.port
-                .rx_burst(64, &mut |frame| frames.push(frame.to_vec()))
-                .expect("peer receive");
-            let got = !frames.is_empty();
-            for frame in frames {
-                self.on_frame(&frame);
-            }
-            if moved || got {
-                continue;
-            }
-            let micros = |at: Instant| u64::try_from(at.total_micros()).unwrap_or(0);
-            let next = [
-                self.server.poll_at().map(micros),
-                self.server.driver().next_arrival_micros(),
-                self.port.next_arrival_micros(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            match next {
-                Some(next) if next <= until_us => self.clock.set_micros(next.max(now + 1)),
-                _ if now >= until_us => return,
-                _ => self.clock.set_micros(until_us),
+            match event_loop::tick(self, until_us) {
+                Ok(Tick::Moved | Tick::Jumped | Tick::Finished) => {}
+                Ok(Tick::Stalled | Tick::PastDeadline) if self.now_us() >= until_us => return,
+                Ok(Tick::Stalled | Tick::PastDeadline) => self.clock.set_micros(until_us),
+                Err(never) => match never {},
             }
         }
         panic!("the simulation did not reach {until_us} us");
@@ -328,6 +305,42 @@ impl Bench {
 
     fn http(&self) -> sirocco::http::HttpCounters {
         self.server.stats().http
+    }
+}
+
+/// The server and the scripted peer, on the bench's clock.
+impl Parties for Bench {
+    type Error = std::convert::Infallible;
+
+    fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    fn poll(&mut self, now: u64) -> Result<bool, Self::Error> {
+        let moved = self
+            .server
+            .poll(event_loop::instant(now))
+            .expect("server poll");
+        let mut frames = Vec::new();
+        self.port
+            .rx_burst(64, &mut |frame| frames.push(frame.to_vec()))
+            .expect("peer receive");
+        let got = !frames.is_empty();
+        for frame in frames {
+            self.on_frame(&frame);
+        }
+        Ok(moved || got)
+    }
+
+    fn next_event_micros(&self) -> Option<u64> {
+        [
+            self.server.poll_at().map(event_loop::micros),
+            self.server.driver().next_arrival_micros(),
+            self.port.next_arrival_micros(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
