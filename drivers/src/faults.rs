@@ -2,7 +2,7 @@
 //! [`Faults`], a wrapper that injects them into any driver's transmit path.
 //!
 //! Owns [`FaultConfig`] (what the caller asks for), [`FaultCounters`] (what happened), the
-//! per-frame decision ([`FaultInjector`]), and [`Faults`]. The memory link (`crate::memory`)
+//! per-frame decision (`FaultInjector`), and [`Faults`]. The memory link (`crate::memory`)
 //! applies the same decisions inside its wire model (a lost frame still occupies the wire, a
 //! reordered one is held for a time); [`Faults`] applies them to whatever driver it wraps, as
 //! smoltcp's `phy::FaultInjector` does, so loss can be injected over AF_XDP or netmap too.
@@ -163,7 +163,7 @@ fn clamp_probability(p: f64) -> f64 {
 
 /// Any driver, with seeded faults injected into the frames it sends.
 ///
-/// Each staged frame's fate is decided by a [`FaultInjector`] on the config's seed, in staging
+/// Each staged frame's fate is decided by a `FaultInjector` on the config's seed, in staging
 /// order. A lost frame is filled and dropped (`tx_stage` still returns `true`: the sender sees
 /// a frame that left). A corrupted one has one bit flipped. A duplicated one is staged twice,
 /// back to back, if the ring has room for the copy. A reordered one is held back (one at a
