@@ -27,6 +27,7 @@ pub mod alloc_count;
 pub mod capture;
 pub mod clock;
 pub mod faults;
+mod filter;
 pub mod host;
 pub mod memory;
 pub mod netmap;
@@ -39,6 +40,8 @@ mod sys;
 pub mod tap;
 
 use std::time::Duration;
+
+pub use filter::Filter;
 
 /// What a backend can do. Read once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sirocco_drivers::afxdp::{self, AfXdp, AfXdpConfig, AttachMode};
+use sirocco_drivers::Filter;
+use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
@@ -94,9 +95,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 XdpMode::Skb => AttachMode::Skb,
             };
             xdp.filter = if args.dedicated_nic {
-                afxdp::Filter::RedirectAll
+                Filter::RedirectAll
             } else {
-                afxdp::Filter::ServerIpv4(args.ip.addr)
+                Filter::ServerIpv4(args.ip.addr)
             };
             let drivers = AfXdp::open_queues(xdp, &queues)
                 .with_context(|| format!("opening AF_XDP on {name}"))?;
@@ -119,7 +120,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 nm.queue = (args.dedicated_nic || args.queue.is_some())
                     .then(|| u16::try_from(engine.queue).unwrap_or(u16::MAX));
                 nm.host_rings = !args.dedicated_nic;
-                nm.filter = netmap::Filter::ServerIpv4(args.ip.addr);
+                nm.filter = Filter::ServerIpv4(args.ip.addr);
                 nm.busy_poll = !args.common.sleep_when_idle;
                 drivers
                     .push(Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?);

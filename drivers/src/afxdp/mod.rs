@@ -46,11 +46,11 @@ mod socket;
 mod syscall;
 mod umem;
 
-use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::Filter;
 use crate::sys::{Fd, IfReq, IfreqRequest};
 use crate::{Capabilities, DriverCounters, DriverError, ETHERNET_HEADER_LEN, FrameIo};
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
@@ -81,17 +81,6 @@ pub enum CopyMode {
     Auto,
     ZeroCopy,
     Copy,
-}
-
-/// Which frames the XDP program sends to the driver; the rest go to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Filter {
-    /// ARP whose target is this address and IPv4 to this address. The kernel keeps everything
-    /// else, so SSH and other services on a shared port keep working.
-    ServerIpv4(Ipv4Addr),
-    /// Every frame on the queue.
-    #[default]
-    RedirectAll,
 }
 
 /// Settings for [`AfXdp::open`]. [`AfXdpConfig::new`] gives the defaults.

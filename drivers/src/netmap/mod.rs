@@ -32,16 +32,15 @@
 //! [`NetmapCounters`].
 
 pub mod emulated;
-pub mod filter;
 pub mod port;
 pub mod real;
 pub mod region;
 pub mod ring;
 
+pub use crate::Filter;
 pub use emulated::{
     EmulatedConfig, EmulatedNetmap, EmulatedPort, EmulatedStats, EmulationControl, SlotFault,
 };
-pub use filter::Filter;
 pub use port::{NetmapPort, RegisterMode, Registration};
 pub use real::{NetmapStatus, RealPort};
 
@@ -81,7 +80,7 @@ impl NetmapConfig {
             iface: iface.to_string(),
             queue: None,
             host_rings: true,
-            filter: Filter::All,
+            filter: Filter::RedirectAll,
             busy_poll: false,
         }
     }
@@ -451,7 +450,7 @@ fn drain_nic_ring(
         filter,
         max_frame_len,
     } = policy;
-    let mut host_tx = host_tx.filter(|_| filter != Filter::All);
+    let mut host_tx = host_tx.filter(|_| filter != Filter::RedirectAll);
     let mut delivered = 0;
     let mut s = head;
     for _ in 0..take {

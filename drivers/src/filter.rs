@@ -1,10 +1,14 @@
-//! Which received frames belong to the server, and which to the host network stack.
+//! Which received frames belong to the server, and which to the host network stack: one
+//! [`Filter`] for every backend that shares a NIC with the kernel.
 //!
-//! With host rings bound (`netmap:eth0*`), netmap takes the whole NIC away from the kernel.
-//! Frames the server does not want are passed to the host TX ring so the kernel still sees
-//! them (SSH on a shared port keeps working), mirroring the AF_XDP program that redirects only
-//! the server's IP and ARP for it. The classification reads a few header bytes with bounds
-//! checks and never panics: anything too short or unknown goes to the host.
+//! - AF_XDP compiles it into its XDP program (`afxdp::program`): the kernel keeps the frames
+//!   the filter rejects, so SSH and other services on a shared port keep working.
+//! - netmap with host rings bound (`netmap:eth0*`) takes the whole NIC away from the kernel; it
+//!   runs [`Filter::accepts`] on each received frame and passes the rejected ones to the host TX
+//!   ring, so the kernel still sees them.
+//!
+//! The classification reads a few header bytes with bounds checks and never panics: anything
+//! too short or unknown goes to the host.
 
 use std::net::Ipv4Addr;
 
@@ -19,19 +23,19 @@ const ARP_TPA_OFFSET: usize = 14 + 24;
 /// Which frames the server takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Filter {
-    /// Every frame goes to the server.
-    #[default]
-    All,
     /// IPv4 packets addressed to this address, and ARP whose target is this address, go to the
     /// server; everything else to the host stack.
     ServerIpv4(Ipv4Addr),
+    /// Every frame goes to the server; the host stack sees none.
+    #[default]
+    RedirectAll,
 }
 
 impl Filter {
     /// `true` if `frame` (a whole Ethernet frame) is for the server.
     pub fn accepts(&self, frame: &[u8]) -> bool {
         match *self {
-            Filter::All => true,
+            Filter::RedirectAll => true,
             Filter::ServerIpv4(addr) => {
                 let field = match frame.get(ETHERTYPE_OFFSET..ETHERTYPE_OFFSET + 2) {
                     Some(t) if t == ETHERTYPE_IPV4 => IPV4_DST_OFFSET,
@@ -82,6 +86,6 @@ mod tests {
         let mut ipv6 = ipv4_to([198, 18, 0, 1]);
         ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
         assert!(!filter.accepts(&ipv6));
-        assert!(Filter::All.accepts(&[]));
+        assert!(Filter::RedirectAll.accepts(&[]));
     }
 }
