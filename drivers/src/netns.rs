@@ -15,14 +15,14 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sys::cvt;
+use crate::sys::{self, Fd};
 
 /// Where named namespaces are mounted (iproute2's `NETNS_RUN_DIR`).
 pub const RUN_DIR: &str = "/run/netns";
@@ -60,31 +60,13 @@ fn prepare_run_dir() -> io::Result<()> {
     let none = c"none";
     let mut made_mount_point = false;
     loop {
-        // SAFETY: every pointer is a valid NUL-terminated string that outlives the call (an
-        // empty source is allowed for a propagation change); the data argument may be null.
-        let shared = cvt(unsafe {
-            libc::mount(
-                c"".as_ptr(),
-                dir.as_ptr(),
-                none.as_ptr(),
-                libc::MS_SHARED | libc::MS_REC,
-                std::ptr::null(),
-            )
-        });
+        let shared = sys::mount(c"", &dir, none, libc::MS_SHARED | libc::MS_REC);
         match shared {
             Ok(_) => return Ok(()),
             // EINVAL: /run/netns is not a mount point yet. Make it one, then try again.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !made_mount_point => {
-                // SAFETY: as above; a recursive bind of the directory on itself.
-                cvt(unsafe {
-                    libc::mount(
-                        dir.as_ptr(),
-                        dir.as_ptr(),
-                        none.as_ptr(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    )
-                })?;
+                // A recursive bind of the directory on itself.
+                sys::mount(&dir, &dir, none, libc::MS_BIND | libc::MS_REC)?;
                 made_mount_point = true;
             }
             Err(e) => return Err(e),
@@ -107,19 +89,9 @@ pub fn create(name: &str) -> io::Result<()> {
     // A scratch thread unshares its network namespace and pins it with the bind mount; the
     // caller's thread stays where it is.
     let bound = std::thread::spawn(move || -> io::Result<()> {
-        // SAFETY: a plain flag argument; it changes only this thread's network namespace
-        // (threads share no network namespace state that Rust relies on).
-        cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
-        // SAFETY: valid NUL-terminated strings that outlive the call; null data.
-        cvt(unsafe {
-            libc::mount(
-                c"/proc/thread-self/ns/net".as_ptr(),
-                target.as_ptr(),
-                c"none".as_ptr(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        })?;
+        // This changes only the scratch thread's network namespace.
+        sys::unshare(libc::CLONE_NEWNET)?;
+        sys::mount(c"/proc/thread-self/ns/net", &target, c"none", libc::MS_BIND)?;
         Ok(())
     })
     .join()
@@ -136,9 +108,9 @@ pub fn create(name: &str) -> io::Result<()> {
 pub fn delete(name: &str) -> io::Result<()> {
     let file = path(name)?;
     let target = c_path(&file)?;
-    // SAFETY: a valid NUL-terminated path that outlives the call. A failure (not mounted) is
-    // fine: the unlink below reports whether there was anything to delete.
-    let _ = cvt(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) });
+    // A failure (not mounted) is fine: the unlink below reports whether there was anything
+    // to delete.
+    let _ = sys::umount_detach(&target);
     std::fs::remove_file(&file)
 }
 
@@ -186,9 +158,8 @@ where
     std::thread::scope(|scope| {
         scope
             .spawn(move || -> io::Result<T> {
-                // SAFETY: `ns` is an open namespace file for the whole call; setns moves only
-                // this new thread, which ends when `f` returns.
-                cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+                // This moves only this new thread, which ends when `f` returns.
+                sys::enter_net_namespace(ns.as_fd())?;
                 drop(ns);
                 Ok(f())
             })
@@ -211,40 +182,20 @@ pub fn enter_in_child<'c>(command: &'c mut Command, name: &str) -> &'c mut Comma
         let file = file
             .as_ref()
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
-        let fd = cvt(unsafe { libc::open(file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
-        // SAFETY: `fd` is the namespace file just opened; the child is single-threaded.
-        let entered = cvt(unsafe { libc::setns(fd, libc::CLONE_NEWNET) });
-        // SAFETY: `fd` is ours and is closed once.
-        unsafe { libc::close(fd) };
-        entered?;
-        // SAFETY: a plain flag; the child is single-threaded, so it may leave the mount
-        // namespace it shares with the parent.
-        cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
-        // SAFETY: valid NUL-terminated strings, null data: `mount --make-rslave /`, so that
-        // nothing mounted below reaches the parent's mount namespace.
-        cvt(unsafe {
-            libc::mount(
-                c"".as_ptr(),
-                c"/".as_ptr(),
-                c"none".as_ptr(),
-                libc::MS_SLAVE | libc::MS_REC,
-                std::ptr::null(),
-            )
-        })?;
-        // SAFETY: a valid path. If /sys cannot be unmounted (none there), the new sysfs is
-        // mounted over it all the same.
-        let _ = unsafe { libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH) };
-        // SAFETY: valid NUL-terminated strings, null data.
-        cvt(unsafe {
-            libc::mount(
-                label.as_ptr(),
-                c"/sys".as_ptr(),
-                c"sysfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        })?;
+        // The namespace file is closed again when `ns` drops.
+        let ns = Fd::open(file, libc::O_RDONLY)?;
+        sys::enter_net_namespace(ns.as_fd())?;
+        drop(ns);
+        // The child is single-threaded, so it may leave the mount namespace it shares with the
+        // parent.
+        sys::unshare(libc::CLONE_NEWNS)?;
+        // `mount --make-rslave /`, so that nothing mounted below reaches the parent's mount
+        // namespace.
+        sys::mount(c"", c"/", c"none", libc::MS_SLAVE | libc::MS_REC)?;
+        // If /sys cannot be unmounted (none there), the new sysfs is mounted over it all the
+        // same.
+        let _ = sys::umount_detach(c"/sys");
+        sys::mount(&label, c"/sys", c"sysfs", 0)?;
         Ok(())
     };
     // SAFETY: the hook makes only async-signal-safe system calls (open, setns, close,
@@ -279,9 +230,8 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
         .ok()
         .filter(|&p| p > 0)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: plain integers; a positive pid names one process, never a group.
-    cvt(unsafe { libc::kill(pid, signal) })?;
-    Ok(())
+    // A positive pid names one process, never a group.
+    sys::kill(pid, signal)
 }
 
 #[cfg(test)]

@@ -1,20 +1,26 @@
-//! Thin, safe wrappers over the few libc calls the tap backend and [`crate::host`] make,
-//! including the ethtool ioctl (`SIOCETHTOOL`) with a typed struct per command.
+//! Thin, safe wrappers over the libc calls of every backend: descriptors ([`Fd`]), waiting
+//! ([`poll_readable`]), shared memory ([`Mmap`]), the interface queries (`ifreq` ioctls and
+//! `SIOCETHTOOL` with a typed struct per command), netmap's ioctls, the namespace calls of
+//! [`crate::netns`], and (in [`xdp`]) the AF_XDP socket and `bpf(2)`.
 //!
 //! Every raw call goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
-//! `io::Result`. Each wrapper here owns one `unsafe` block and states why it is sound; nothing
-//! outside this module calls libc directly. File descriptors are held in [`Fd`], an [`OwnedFd`],
-//! so they are closed exactly once, on drop.
+//! `io::Result`; the one exception is `mmap`, whose failure value is `MAP_FAILED`, not `-1`.
+//! Each wrapper here owns one `unsafe` block and states why it is sound; outside this module
+//! the backends call no libc function that can fail (`host` and `sandbox` keep their own few
+//! process-wide calls). File descriptors are held in [`Fd`] or an [`OwnedFd`], so they are
+//! closed exactly once, on drop.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
 use std::time::Duration;
 
 /// Calls a libc function and maps a `-1` return to the thread's `errno` as an [`io::Error`].
 ///
-/// The expansion contains an `unsafe` block, so the macro is private to this module, and every
-/// use is preceded by a `// SAFETY:` comment explaining why that particular call is sound.
+/// The expansion contains an `unsafe` block, so the macro is private to this module (and its
+/// child [`xdp`]), and every use is preceded by a `// SAFETY:` comment explaining why that
+/// particular call is sound.
 macro_rules! syscall {
     ($fn: ident ( $($arg: expr),* $(,)? ) ) => {{
         // SAFETY: the caller of `syscall!` (always in this module) upholds the contract of
@@ -28,14 +34,228 @@ macro_rules! syscall {
     }};
 }
 
-/// Maps the C convention (`-1` and `errno`) to `io::Result`, for backends that make their own
-/// libc calls (AF_XDP, netmap) inside their own `unsafe` blocks.
-pub(crate) fn cvt<T: PartialEq + From<i8>>(res: T) -> io::Result<T> {
-    if res == T::from(-1) {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(res)
+pub(crate) mod xdp;
+
+/// Waits up to `timeout` for `fd` to become readable with `poll(2)`. Returns `Ok(true)` if it
+/// is readable (or has an error or hang-up to report), `Ok(false)` on timeout or when a signal
+/// interrupted the wait.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Round up so a 0.5 ms wait does not become a busy poll.
+    let millis = timeout.as_micros().div_ceil(1000);
+    let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call; nfds is 1.
+    match syscall!(poll(&mut pfd, 1, millis)) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
     }
+}
+
+/// An owned memory mapping, unmapped on drop: the AF_XDP UMEM (anonymous) and rings, and the
+/// netmap region (both shared with the kernel through a descriptor).
+///
+/// A [`Mmap`] only hands out its base pointer and length; it never makes a Rust reference to
+/// the memory, because the kernel may write to parts of it at any time. The code that reads or
+/// writes through the pointer states which part it owns and why.
+#[derive(Debug)]
+pub(crate) struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Mmap` is an owned region of process memory, like a `Box<[u8]>` that is never
+// dereferenced through `&self`; moving it to another thread moves that ownership.
+unsafe impl Send for Mmap {}
+// SAFETY: `&Mmap` exposes only the base pointer and length. Every access through the pointer
+// is in `unsafe` code that carries its own synchronisation argument (atomics for ring indexes,
+// chunk ownership for the UMEM, netmap's slot ownership rule).
+unsafe impl Sync for Mmap {}
+
+impl Mmap {
+    /// Private zero-filled anonymous memory of `len` bytes (rounded up to pages by the kernel).
+    pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses cannot alias any
+        // existing Rust object; the arguments are plain integers.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        Mmap::from_raw(ptr, len)
+    }
+
+    /// A read-write `MAP_SHARED` mapping of `len` bytes of `fd` at `offset`. `populate` adds
+    /// `MAP_POPULATE` (the AF_XDP rings are faulted in at once; netmap maps without it).
+    pub(crate) fn shared(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        offset: u64,
+        populate: bool,
+    ) -> io::Result<Mmap> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let flags = if populate {
+            libc::MAP_SHARED | libc::MAP_POPULATE
+        } else {
+            libc::MAP_SHARED
+        };
+        // SAFETY: as in `anonymous`, the kernel picks a fresh address range; `fd` is a live
+        // descriptor for the whole call.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd.as_raw_fd(),
+                offset,
+            )
+        };
+        Mmap::from_raw(ptr, len)
+    }
+
+    /// `mmap` fails with `MAP_FAILED`, not `-1`, so it cannot go through `syscall!`.
+    fn from_raw(ptr: *mut libc::c_void, len: usize) -> io::Result<Mmap> {
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        match NonNull::new(ptr.cast::<u8>()) {
+            Some(ptr) => Ok(Mmap { ptr, len }),
+            None => Err(io::Error::from_raw_os_error(libc::ENOMEM)),
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping this value created and still owns; no
+        // reference into it outlives `self` (borrows of frames are tied to `&self` of the
+        // owners, which are gone by now). A failure cannot be acted on in `drop`.
+        let _ = syscall!(munmap(self.ptr.as_ptr().cast(), self.len));
+    }
+}
+
+/// The netmap ioctls that take a `struct nmreq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NmreqRequest {
+    /// `NIOCREGIF`: bind the rings of an interface.
+    Register,
+    /// `NIOCGINFO`: the module's API version and memory size.
+    Info,
+}
+
+/// The netmap ring syncs, which take no argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetmapSync {
+    Rx,
+    Tx,
+}
+
+/// A netmap `ioctl(2)` whose argument is one `struct nmreq`.
+pub(crate) fn netmap_ioctl(
+    fd: BorrowedFd<'_>,
+    request: NmreqRequest,
+    req: &mut netmap_sys::netmap::nmreq,
+) -> io::Result<()> {
+    // The request constants are `c_ulong`; `libc::Ioctl` is `c_ulong` on glibc and `c_int` on
+    // musl, so the cast is a no-op on one and needed on the other.
+    #[allow(clippy::unnecessary_cast)]
+    let code = match request {
+        NmreqRequest::Register => netmap_sys::netmap::NIOCREGIF as libc::Ioctl,
+        NmreqRequest::Info => netmap_sys::netmap::NIOCGINFO as libc::Ioctl,
+    };
+    // SAFETY: NIOCREGIF and NIOCGINFO each take a pointer to one `struct nmreq`, whose layout
+    // `nmreq` matches (its size is encoded in the request numbers and checked by a test in
+    // `netmap::real`); `req` is a valid, exclusively borrowed value for the whole call.
+    syscall!(ioctl(
+        fd.as_raw_fd(),
+        code,
+        req as *mut netmap_sys::netmap::nmreq
+    ))?;
+    Ok(())
+}
+
+/// `NIOCRXSYNC` or `NIOCTXSYNC` on a registered netmap descriptor.
+pub(crate) fn netmap_sync(fd: BorrowedFd<'_>, which: NetmapSync) -> io::Result<()> {
+    let code = match which {
+        NetmapSync::Rx => netmap_sys::netmap::NIOCRXSYNC,
+        NetmapSync::Tx => netmap_sys::netmap::NIOCTXSYNC,
+    };
+    // SAFETY: NIOCTXSYNC and NIOCRXSYNC take no argument; the descriptor is open.
+    syscall!(ioctl(fd.as_raw_fd(), code as libc::Ioctl))?;
+    Ok(())
+}
+
+/// `mount(2)` with no data argument. An empty `source` is allowed for a propagation change.
+pub(crate) fn mount(
+    source: &CStr,
+    target: &CStr,
+    fstype: &CStr,
+    flags: libc::c_ulong,
+) -> io::Result<()> {
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call; the data
+    // argument may be null. Mounting changes no memory of this process.
+    syscall!(mount(
+        source.as_ptr(),
+        target.as_ptr(),
+        fstype.as_ptr(),
+        flags,
+        std::ptr::null()
+    ))?;
+    Ok(())
+}
+
+/// `umount2(target, MNT_DETACH)`.
+pub(crate) fn umount_detach(target: &CStr) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    syscall!(umount2(target.as_ptr(), libc::MNT_DETACH))?;
+    Ok(())
+}
+
+/// `unshare(2)`: the calling thread leaves the namespaces named in `flags` (`CLONE_NEWNET`,
+/// `CLONE_NEWNS`) for new ones.
+pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: a plain flag argument; a namespace change touches no memory Rust relies on.
+    syscall!(unshare(flags))?;
+    Ok(())
+}
+
+/// `setns(fd, CLONE_NEWNET)`: the calling thread enters the network namespace of `ns`.
+pub(crate) fn enter_net_namespace(ns: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `ns` is an open descriptor for the whole call; as for `unshare`, no memory of
+    // this process changes.
+    syscall!(setns(ns.as_raw_fd(), libc::CLONE_NEWNET))?;
+    Ok(())
+}
+
+/// `kill(2)` of one process (`pid > 0`, checked by the caller).
+pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain integers.
+    syscall!(kill(pid, signal))?;
+    Ok(())
 }
 
 /// The soft limit on locked memory (`getrlimit(RLIMIT_MEMLOCK)`), in bytes; `None` when it is
@@ -87,26 +307,6 @@ impl Fd {
         Ok(n.unsigned_abs())
     }
 
-    /// Waits up to `timeout` for the descriptor to become readable with `poll(2)`.
-    /// Returns `Ok(true)` if it is readable (or has an error or hang-up to report), `Ok(false)` on
-    /// timeout or when a signal interrupted the wait.
-    pub(crate) fn poll_readable(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.raw(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up so a 0.5 ms wait does not become a busy poll.
-        let millis = timeout.as_micros().div_ceil(1000);
-        let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call; nfds is 1.
-        match syscall!(poll(&mut pfd, 1, millis)) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Issues an `ioctl(2)` whose argument is a `struct ifreq`.
     pub(crate) fn ifreq_ioctl(&self, request: IfreqRequest, req: &mut IfReq) -> io::Result<()> {
         // SAFETY: every `IfreqRequest` is an ioctl whose argument is a pointer to one
@@ -142,6 +342,12 @@ impl Fd {
 
     fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
@@ -430,6 +636,31 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_mapping_is_zeroed_and_writable() {
+        let map = Mmap::anonymous(8192).unwrap();
+        assert_eq!(map.len(), 8192);
+        assert_eq!(map.as_ptr() as usize % 4096, 0, "page aligned");
+        // SAFETY: the test owns the whole fresh mapping and nothing else can see it.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(map.as_ptr(), map.len()) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[8191] = 7;
+        assert_eq!(bytes[8191], 7);
+    }
+
+    #[test]
+    fn a_failed_call_maps_to_errno() {
+        // SAFETY: closing an invalid descriptor only sets errno.
+        let err = syscall!(close(-1)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        let err = Mmap::anonymous(0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            kill(0x7fff_fff0, 0).unwrap_err().raw_os_error(),
+            Some(libc::ESRCH)
+        );
+    }
+
+    #[test]
     fn pipe_read_write_and_poll() {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
@@ -441,12 +672,12 @@ mod tests {
                 Fd(OwnedFd::from_raw_fd(fds[1])),
             )
         };
-        assert!(!rd.poll_readable(Duration::from_millis(1)).unwrap());
+        assert!(!poll_readable(rd.as_fd(), Duration::from_millis(1)).unwrap());
         let mut buf = [0u8; 8];
         let err = rd.read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(wr.write(b"abc").unwrap(), 3);
-        assert!(rd.poll_readable(Duration::from_millis(100)).unwrap());
+        assert!(poll_readable(rd.as_fd(), Duration::from_millis(100)).unwrap());
         assert_eq!(rd.read(&mut buf).unwrap(), 3);
         assert_eq!(&buf[..3], b"abc");
     }

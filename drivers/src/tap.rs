@@ -23,9 +23,10 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::sys::{Fd, IfReq, IfreqRequest};
+use crate::sys::{self, Fd, IfReq, IfreqRequest};
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo};
 
 /// TX frames that can be staged between two flushes.
@@ -294,8 +295,7 @@ impl FrameIo for TapDevice {
     }
 
     fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
-        self.fd
-            .poll_readable(timeout)
+        sys::poll_readable(self.fd.as_fd(), timeout)
             .map(|_| ())
             .map_err(|e| DriverError::io("tap poll", e))
     }

@@ -38,12 +38,10 @@
 
 mod bpf;
 mod if_xdp;
-mod mmap;
 mod probe;
 mod program;
 mod ring;
 mod socket;
-mod syscall;
 mod umem;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -51,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::Filter;
-use crate::sys::{Fd, IfReq, IfreqRequest};
+use crate::sys::{self, Fd, IfReq, IfreqRequest};
 use crate::{Capabilities, DriverCounters, DriverError, ETHERNET_HEADER_LEN, FrameIo};
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
@@ -431,7 +429,7 @@ impl AfXdp {
             self.counters.kicks += 1;
             self.xdp.rx_wakeups += 1;
             // Errors here are all transient (nothing to read); the next burst asks again.
-            let _ = syscall::wake_rx(self.socket.fd());
+            let _ = sys::xdp::wake_rx(self.socket.fd());
         }
     }
 }
@@ -800,7 +798,7 @@ impl FrameIo for AfXdp {
             return Ok(());
         }
         self.counters.kicks += 1;
-        match syscall::kick_tx(self.socket.fd()) {
+        match sys::xdp::kick_tx(self.socket.fd()) {
             Ok(()) => Ok(()),
             Err(e)
                 if matches!(
@@ -823,7 +821,7 @@ impl FrameIo for AfXdp {
         if self.socket.rx.ready() > 0 {
             return Ok(());
         }
-        syscall::poll_readable(self.socket.fd(), timeout)
+        sys::poll_readable(self.socket.fd(), timeout)
             .map(|_| ())
             .map_err(|e| DriverError::io("AF_XDP poll", e))
     }

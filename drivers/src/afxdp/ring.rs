@@ -24,7 +24,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::mmap::Mmap;
+use crate::sys::Mmap;
 
 /// Byte offsets of a ring's parts inside its mapping, as `XDP_MMAP_OFFSETS` reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::if_xdp::{DEFAULT_TX_BUDGET, XDP_MAX_TX_SKB_BUDGET};
-use super::mmap::Mmap;
 use super::ring::{ConsumerRing, ProducerRing, RingLayout};
-use super::syscall::{bind_xdp, get_xdp_option, set_xdp_option, xdp_socket};
 use super::umem::Umem;
+use crate::sys::Mmap;
+use crate::sys::xdp::{bind_xdp, get_xdp_option, set_xdp_option, xdp_socket};
 
 /// How long a bind that meets `EBUSY` is retried: the previous socket on the queue may still
 /// be tearing down in a kernel work queue.
@@ -106,7 +106,7 @@ impl XdpSocket {
                 .ok()
                 .and_then(|d| d.checked_add(desc_size.checked_mul(size as usize)?))
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            Mmap::shared(fd.as_fd(), len, page).map(|m| (Arc::new(m), layout))
+            Mmap::shared(fd.as_fd(), len, page, true).map(|m| (Arc::new(m), layout))
         };
         let map_err = at(SocketStep::MapRings);
         let (rx_area, rx_layout) =

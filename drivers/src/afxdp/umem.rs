@@ -14,7 +14,7 @@
 
 use std::io;
 
-use super::mmap::Mmap;
+use crate::sys::Mmap;
 
 /// Chunk size used by the driver: one page, so a chunk never straddles pages.
 pub(crate) const CHUNK_SIZE: u32 = 4096;

@@ -2,31 +2,24 @@
 //!
 //! `NIOCREGIF` binds the rings, `mmap` of `nr_memsize` bytes maps the shared region with the
 //! `netmap_if` at `nr_offset`, `NIOCTXSYNC` / `NIOCRXSYNC` sync the rings and `poll` waits.
-//! Each libc call sits in one small function here with its `// SAFETY:` argument.
+//! The libc calls themselves are in `crate::sys` (`netmap_ioctl`, `netmap_sync`, `Mmap`,
+//! `poll_readable`).
 //!
 //! Only the netmap module can exercise this file; the machines sirocco is developed on do not
 //! have it, so tests cover only the "module missing" path.
-//!
-//! The crate's `sys` module keeps its `syscall!` macro and the raw descriptor of its `Fd`
-//! private, so the three calls that need a raw descriptor (ioctl, mmap, poll) check `-1`
-//! themselves with `check`; the MTU lookup reuses `sys`.
 
-use std::ffi::c_int;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::time::Duration;
 
-use netmap_sys::netmap::{
-    IFNAMSIZ, NETMAP_API, NIOCGINFO, NIOCREGIF, NIOCRXSYNC, NIOCTXSYNC, nmreq,
-};
+use netmap_sys::netmap::{IFNAMSIZ, NETMAP_API, nmreq};
 
 use super::port::{NetmapPort, RegisterMode, Registration};
 use super::region::Region;
 use crate::DriverError;
-use crate::sys::{Fd, IfReq, IfreqRequest};
+use crate::sys::{self, Fd, IfReq, IfreqRequest, Mmap, NetmapSync, NmreqRequest};
 
 /// Where the netmap module puts its control device.
 pub const NETMAP_DEVICE: &str = "/dev/netmap";
@@ -35,34 +28,13 @@ pub const NETMAP_DEVICE: &str = "/dev/netmap";
 pub const NO_NETMAP_MESSAGE: &str = "no /dev/netmap: the netmap kernel module is not loaded. \
      Install and load netmap (see README, 'Running on a dedicated NIC'), or use --driver afxdp";
 
-use crate::sys::cvt as check;
-
-/// The shared region, unmapped on drop.
-#[derive(Debug)]
-struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `base..base + len` is exactly what `mmap` returned in `RealPort::register`, and
-        // the driver that built views over it is dropped before its port (it owns the port).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
 /// An open `/dev/netmap` descriptor, with its region once registered.
 #[derive(Debug)]
 pub struct RealPort {
     // Field order: the mapping goes before the descriptor that owns the registration.
-    mapping: Option<Mapping>,
+    mapping: Option<Mmap>,
     device: File,
 }
-
-// SAFETY: the port owns its descriptor and mapping; nothing in it is tied to the thread that
-// created it (netmap descriptors may be used from any thread, one at a time).
-unsafe impl Send for RealPort {}
 
 impl RealPort {
     /// Opens `/dev/netmap`. A missing device (or one with no module behind it) gives the setup
@@ -85,57 +57,6 @@ impl RealPort {
                 _ => Err(DriverError::io("open /dev/netmap", e)),
             },
         }
-    }
-
-    fn ioctl_nmreq(&self, req: &mut nmreq) -> io::Result<()> {
-        // The request constant is `c_ulong`; `libc::Ioctl` is `c_ulong` on glibc and `c_int` on
-        // musl, so the cast is a no-op on one and needed on the other.
-        #[allow(clippy::unnecessary_cast)]
-        let request = NIOCREGIF as libc::Ioctl;
-        // SAFETY: NIOCREGIF takes a pointer to one `struct nmreq`, whose layout `nmreq` matches
-        // (its size is encoded in the request number and checked by a test); `req` is a valid,
-        // exclusively borrowed value for the whole call.
-        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request, req as *mut nmreq) })?;
-        Ok(())
-    }
-
-    /// `NIOCGINFO` for `req.nr_name` (empty: the default memory allocator). On a version
-    /// mismatch the module fails with `EINVAL` and writes its own version into `nr_version`.
-    fn ioctl_info(&self, req: &mut nmreq) -> io::Result<()> {
-        // As in `ioctl_nmreq`: the cast is a no-op on glibc and needed on musl.
-        #[allow(clippy::unnecessary_cast)]
-        let request = NIOCGINFO as libc::Ioctl;
-        // SAFETY: NIOCGINFO, like NIOCREGIF, takes a pointer to one `struct nmreq` (the same
-        // size is encoded in both request numbers); `req` is a valid, exclusively borrowed
-        // value for the whole call.
-        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request, req as *mut nmreq) })?;
-        Ok(())
-    }
-
-    fn ioctl_sync(&self, request: u32) -> io::Result<()> {
-        // SAFETY: NIOCTXSYNC and NIOCRXSYNC take no argument; the descriptor is open.
-        check(unsafe { libc::ioctl(self.device.as_raw_fd(), request as libc::Ioctl) })?;
-        Ok(())
-    }
-
-    fn map(&self, len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh shared mapping of the netmap device at offset 0, with no address hint:
-        // it aliases no Rust object.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.device.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
-        Ok(Mapping { base, len })
     }
 }
 
@@ -166,7 +87,7 @@ pub fn probe_device(path: &Path) -> Result<NetmapStatus, DriverError> {
     };
     let ours = NETMAP_API as u32;
     let mut req = info_request();
-    match port.ioctl_info(&mut req) {
+    match sys::netmap_ioctl(port.device.as_fd(), NmreqRequest::Info, &mut req) {
         Ok(()) => Ok(NetmapStatus::Ready {
             api: req.nr_version,
         }),
@@ -238,7 +159,7 @@ unsafe impl NetmapPort for RealPort {
             ));
         }
         let mut req = register_request(iface, mode)?;
-        self.ioctl_nmreq(&mut req).map_err(|e| {
+        sys::netmap_ioctl(self.device.as_fd(), NmreqRequest::Register, &mut req).map_err(|e| {
             DriverError::Setup(format!(
                 "netmap: cannot register netmap:{iface}{mode}: {e}. Check that the interface \
                  exists and is up, that its driver supports netmap, and that the queue is below \
@@ -251,12 +172,11 @@ unsafe impl NetmapPort for RealPort {
                 "netmap: registering {iface} returned an empty memory region"
             )));
         }
-        let mapping = self
-            .map(len)
+        let mapping = Mmap::shared(self.device.as_fd(), len, 0, false)
             .map_err(|e| DriverError::io("mmap /dev/netmap", e))?;
         // SAFETY: the mapping is `len` bytes, page-aligned, readable and writable, and lives in
         // `self.mapping` until the port is dropped.
-        let region = unsafe { Region::new(mapping.base, mapping.len) };
+        let region = unsafe { Region::new(mapping.base(), mapping.len()) };
         self.mapping = Some(mapping);
         Ok(Registration {
             region,
@@ -266,33 +186,22 @@ unsafe impl NetmapPort for RealPort {
     }
 
     fn rx_sync(&mut self) -> io::Result<()> {
-        self.ioctl_sync(NIOCRXSYNC)
+        sys::netmap_sync(self.device.as_fd(), NetmapSync::Rx)
     }
 
     fn tx_sync(&mut self) -> io::Result<()> {
-        self.ioctl_sync(NIOCTXSYNC)
+        sys::netmap_sync(self.device.as_fd(), NetmapSync::Tx)
     }
 
     fn poll(&mut self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.device.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = timeout.as_micros().div_ceil(1000);
-        let millis = c_int::try_from(millis).unwrap_or(c_int::MAX);
-        // SAFETY: `pfd` is one valid, initialised `pollfd` that outlives the call; nfds is 1.
-        match check(unsafe { libc::poll(&mut pfd, 1, millis) }) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(e),
-        }
+        sys::poll_readable(self.device.as_fd(), timeout)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netmap_sys::netmap::{NIOCGINFO, NIOCREGIF};
     use std::mem::size_of;
 
     #[test]
