@@ -36,6 +36,7 @@ pub mod pcap;
 pub mod rng;
 pub mod rss;
 pub mod sandbox;
+mod staging;
 mod sys;
 pub mod tap;
 

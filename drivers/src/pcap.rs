@@ -22,7 +22,7 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
 use crate::clock::VirtualClock;
-use crate::tap::StagingRing;
+use crate::staging::StagingRing;
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo};
 
 /// Snap length written in every [`PcapSink`] header; longer frames are cut to it.
