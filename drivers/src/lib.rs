@@ -145,21 +145,93 @@ impl std::ops::AddAssign for DriverCounters {
 }
 
 /// Errors a backend can report. Transient conditions (an empty ring, a full ring) are not errors.
+///
+/// Setup failures come in kinds that callers act on (`sirocco doctor` and the AF_XDP trials
+/// sort by them; see [`DriverError::kind`]); each carries the message `serve` prints, which
+/// says what to do about it. The message is the whole [`Display`](std::fmt::Display) text.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// A system call failed, on the data path or in a setup step with nothing more to say.
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
         #[source]
         source: std::io::Error,
     },
+    /// The interface name is not valid, or no interface has it.
+    #[error("{0}")]
+    NoInterface(String),
+    /// Not allowed: no root, or a missing capability (`CAP_NET_ADMIN`, `CAP_NET_RAW`,
+    /// `CAP_BPF`).
+    #[error("{0}")]
+    Permission(String),
+    /// Someone else holds it: an XDP program already attached, a queue bound by another AF_XDP
+    /// socket, a tap open in another process.
+    #[error("{0}")]
+    Busy(String),
+    /// The interface MTU is above what native XDP takes on its driver.
+    #[error("{0}")]
+    MtuTooLarge(String),
+    /// The kernel, a module or the driver lacks what is needed (no AF_XDP sockets, no
+    /// zero-copy, no native XDP, no netmap module, no tun device).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A setting is out of range or contradicts another; refused before touching the kernel.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// Any other setup failure (a trace that does not parse, a malformed netmap region, ...).
     #[error("{0}")]
     Setup(String),
+}
+
+/// What kind of failure a [`DriverError`] is: its variant without the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverErrorKind {
+    Io,
+    NoInterface,
+    Permission,
+    Busy,
+    MtuTooLarge,
+    Unsupported,
+    InvalidConfig,
+    Setup,
 }
 
 impl DriverError {
     pub fn io(op: &'static str, source: std::io::Error) -> Self {
         DriverError::Io { op, source }
+    }
+
+    /// An error of `kind` with `message` (an `Io` kind, which needs a source, becomes `Setup`).
+    pub fn new(kind: DriverErrorKind, message: String) -> Self {
+        match kind {
+            DriverErrorKind::NoInterface => DriverError::NoInterface(message),
+            DriverErrorKind::Permission => DriverError::Permission(message),
+            DriverErrorKind::Busy => DriverError::Busy(message),
+            DriverErrorKind::MtuTooLarge => DriverError::MtuTooLarge(message),
+            DriverErrorKind::Unsupported => DriverError::Unsupported(message),
+            DriverErrorKind::InvalidConfig => DriverError::InvalidConfig(message),
+            DriverErrorKind::Io | DriverErrorKind::Setup => DriverError::Setup(message),
+        }
+    }
+
+    pub fn kind(&self) -> DriverErrorKind {
+        match self {
+            DriverError::Io { .. } => DriverErrorKind::Io,
+            DriverError::NoInterface(_) => DriverErrorKind::NoInterface,
+            DriverError::Permission(_) => DriverErrorKind::Permission,
+            DriverError::Busy(_) => DriverErrorKind::Busy,
+            DriverError::MtuTooLarge(_) => DriverErrorKind::MtuTooLarge,
+            DriverError::Unsupported(_) => DriverErrorKind::Unsupported,
+            DriverError::InvalidConfig(_) => DriverErrorKind::InvalidConfig,
+            DriverError::Setup(_) => DriverErrorKind::Setup,
+        }
+    }
+
+    /// The same kind of error with its message rewritten by `f` (given the whole text).
+    pub(crate) fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        let kind = self.kind();
+        DriverError::new(kind, f(self.to_string()))
     }
 }
 

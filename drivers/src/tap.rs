@@ -56,10 +56,12 @@ impl TapDevice {
         check_interface_name(name)?;
         let fd = Fd::open(TUN_PATH, libc::O_RDWR | libc::O_NONBLOCK).map_err(|e| {
             match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => DriverError::Setup(
-                    "/dev/net/tun not found: load the tun module (modprobe tun)".into(),
-                ),
-                Some(libc::EPERM) | Some(libc::EACCES) => DriverError::Setup(format!(
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                    DriverError::Unsupported(
+                        "/dev/net/tun not found: load the tun module (modprobe tun)".into(),
+                    )
+                }
+                Some(libc::EPERM) | Some(libc::EACCES) => DriverError::Permission(format!(
                     "opening /dev/net/tun for tap {name} needs root or CAP_NET_ADMIN: {e}"
                 )),
                 _ => DriverError::Setup(format!("cannot open /dev/net/tun for tap {name}: {e}")),
@@ -152,7 +154,7 @@ fn bring_up(control: &Fd, name: &str) -> Result<(), DriverError> {
         control
             .ifreq_ioctl(IfreqRequest::SetFlags, &mut req)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => DriverError::Setup(format!(
+                Some(libc::EPERM) | Some(libc::EACCES) => DriverError::Permission(format!(
                     "bringing tap {name} up needs root or CAP_NET_ADMIN"
                 )),
                 _ => DriverError::Setup(format!("cannot bring tap {name} up: {e}")),
@@ -162,28 +164,27 @@ fn bring_up(control: &Fd, name: &str) -> Result<(), DriverError> {
 }
 
 fn tunsetiff_error(name: &str, e: io::Error) -> DriverError {
-    let message = match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => format!(
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => DriverError::Permission(format!(
             "creating tap {name} needs root or CAP_NET_ADMIN: run as root, or grant it with \
              `setcap cap_net_admin+ep` on the binary"
-        ),
-        Some(libc::EBUSY) => format!(
+        )),
+        Some(libc::EBUSY) => DriverError::Busy(format!(
             "tap {name} is already in use by another process: stop it, or pick another name"
-        ),
-        Some(libc::EINVAL) => format!(
+        )),
+        Some(libc::EINVAL) => DriverError::InvalidConfig(format!(
             "interface {name} exists and is not a tap device: pick a name no interface has \
              (see `ip link`)"
-        ),
-        _ => format!("cannot create tap {name}: {e}"),
-    };
-    DriverError::Setup(message)
+        )),
+        _ => DriverError::Setup(format!("cannot create tap {name}: {e}")),
+    }
 }
 
 /// Checks `name` the way the kernel would (`dev_valid_name`), so the user gets a clear message
 /// instead of `EINVAL`.
 fn check_interface_name(name: &str) -> Result<(), DriverError> {
     let bad = |problem: String| {
-        Err(DriverError::Setup(format!(
+        Err(DriverError::NoInterface(format!(
             "interface name '{}' {problem}",
             name.escape_debug()
         )))
@@ -305,8 +306,8 @@ mod tests {
 
     fn setup_message(result: Result<(), DriverError>) -> String {
         match result {
-            Err(DriverError::Setup(message)) => message,
-            other => panic!("expected a setup error, got {other:?}"),
+            Err(e @ DriverError::NoInterface(_)) => e.to_string(),
+            other => panic!("expected a bad-name error, got {other:?}"),
         }
     }
 
@@ -338,11 +339,13 @@ mod tests {
     #[test]
     fn tunsetiff_errors_say_what_to_do() {
         let busy = tunsetiff_error("tap7", io::Error::from_raw_os_error(libc::EBUSY));
+        assert!(matches!(busy, DriverError::Busy(_)), "{busy:?}");
         assert_eq!(
             busy.to_string(),
             "tap tap7 is already in use by another process: stop it, or pick another name"
         );
         let perm = tunsetiff_error("tap7", io::Error::from_raw_os_error(libc::EPERM));
+        assert!(matches!(perm, DriverError::Permission(_)), "{perm:?}");
         assert!(
             perm.to_string()
                 .starts_with("creating tap tap7 needs root or CAP_NET_ADMIN")

@@ -13,8 +13,9 @@
 
 use std::path::Path;
 
+use sirocco_drivers::DriverErrorKind;
 use sirocco_drivers::afxdp::{
-    self, AfXdpConfig, AttachMode, MAX_FRAME_MTU, TrialError, TrialFailure, VETH_NATIVE_MAX_MTU,
+    self, AfXdpConfig, AttachMode, MAX_FRAME_MTU, TrialError, VETH_NATIVE_MAX_MTU,
 };
 use sirocco_drivers::host::{self, Channels, Offload};
 use sirocco_drivers::netmap::NetmapStatus;
@@ -249,7 +250,7 @@ fn gather(args: &DoctorArgs, interface: host::Interface) -> Facts {
         let copy = afxdp::trial_bind(iface, args.queue, false);
         // A queue another socket holds is busy in either mode: one 1 s wait for it is enough.
         let zero_copy = match &copy {
-            Err(e) if e.failure == TrialFailure::Busy => copy.clone(),
+            Err(e) if e.failure == DriverErrorKind::Busy => copy.clone(),
             _ => afxdp::trial_bind(iface, args.queue, true),
         };
         Trials {
@@ -522,11 +523,11 @@ fn plural(n: u32) -> &'static str {
 }
 
 fn is_busy(r: &Result<(), TrialError>) -> bool {
-    matches!(r, Err(e) if e.failure == TrialFailure::Busy)
+    matches!(r, Err(e) if e.failure == DriverErrorKind::Busy)
 }
 
 fn is_permission(r: &Result<(), TrialError>) -> bool {
-    matches!(r, Err(e) if e.failure == TrialFailure::Permission)
+    matches!(r, Err(e) if e.failure == DriverErrorKind::Permission)
 }
 
 /// `xdp-program`, `xdp-attach`, `af-xdp` and `zero-copy`, from the trials.
@@ -565,7 +566,7 @@ fn trial_checks(f: &Facts) -> Vec<Check> {
             "xdp-attach",
             "modes not tried: a program is already attached (see xdp-program)",
         ),
-        (Err(e), _) | (_, Err(e)) if e.failure == TrialFailure::Permission => {
+        (Err(e), _) | (_, Err(e)) if e.failure == DriverErrorKind::Permission => {
             Check::fail("xdp-attach", e.message.clone()).fix(SETCAP)
         }
         (Err(native), Ok(())) => {
@@ -574,7 +575,7 @@ fn trial_checks(f: &Facts) -> Vec<Check> {
                 format!("generic (SKB) XDP only, slower: {}", native.message),
             );
             match native.failure {
-                TrialFailure::MtuTooLarge => check.fix(format!(
+                DriverErrorKind::MtuTooLarge => check.fix(format!(
                     "ip link set dev {iface} mtu {VETH_NATIVE_MAX_MTU} (and on its peer)"
                 )),
                 _ => check,
@@ -601,11 +602,11 @@ fn trial_checks(f: &Facts) -> Vec<Check> {
         Err(e) => {
             let check = Check::fail("af-xdp", e.message.clone());
             match e.failure {
-                TrialFailure::Permission => check.fix(SETCAP),
-                TrialFailure::Busy => check.fix(format!(
+                DriverErrorKind::Permission => check.fix(SETCAP),
+                DriverErrorKind::Busy => check.fix(format!(
                     "stop the process bound to queue {q} of {iface} (a running `sirocco serve`?)"
                 )),
-                TrialFailure::Unsupported => {
+                DriverErrorKind::Unsupported => {
                     check.fix("boot a kernel with CONFIG_XDP_SOCKETS=y, or serve with --driver tap")
                 }
                 _ => check,
@@ -619,7 +620,7 @@ fn trial_checks(f: &Facts) -> Vec<Check> {
             "zero-copy",
             format!("zero-copy AF_XDP binds to queue {q}: frames skip a copy"),
         ),
-        Err(e) if e.failure == TrialFailure::Unsupported => Check::warn(
+        Err(e) if e.failure == DriverErrorKind::Unsupported => Check::warn(
             "zero-copy",
             format!("{driver} has no zero-copy AF_XDP: serve binds in copy mode"),
         ),
@@ -870,7 +871,7 @@ fn netmap_check(f: &Facts) -> Check {
 mod tests {
     use super::*;
 
-    fn trial_error(failure: TrialFailure, message: &str) -> Result<(), TrialError> {
+    fn trial_error(failure: DriverErrorKind, message: &str) -> Result<(), TrialError> {
         Err(TrialError {
             failure,
             message: message.to_string(),
@@ -914,7 +915,7 @@ mod tests {
             trials: Some(Trials {
                 native: Ok(()),
                 generic: Ok(()),
-                zero_copy: trial_error(TrialFailure::Unsupported, "no zero-copy"),
+                zero_copy: trial_error(DriverErrorKind::Unsupported, "no zero-copy"),
                 copy: Ok(()),
             }),
         }
@@ -962,7 +963,7 @@ mod tests {
         f.gro = Some(true);
         // Native XDP runs before GRO: only a warning while native mode works.
         assert_eq!(status(&f, "gro"), Status::Warn);
-        f.trials.as_mut().unwrap().native = trial_error(TrialFailure::MtuTooLarge, "MTU");
+        f.trials.as_mut().unwrap().native = trial_error(DriverErrorKind::MtuTooLarge, "MTU");
         f.lro = Some(true);
         f.interface.mtu = 9000;
         let checks = evaluate(&f);
@@ -991,9 +992,9 @@ mod tests {
     fn an_attached_program_fails_and_names_the_way_out() {
         let mut f = healthy();
         let t = f.trials.as_mut().unwrap();
-        t.native = trial_error(TrialFailure::Busy, "busy");
-        t.generic = trial_error(TrialFailure::Busy, "busy");
-        t.copy = trial_error(TrialFailure::Busy, "queue 0 busy");
+        t.native = trial_error(DriverErrorKind::Busy, "busy");
+        t.generic = trial_error(DriverErrorKind::Busy, "busy");
+        t.copy = trial_error(DriverErrorKind::Busy, "queue 0 busy");
         let checks = evaluate(&f);
         let program = check(&checks, "xdp-program");
         assert_eq!(program.status, Status::Fail);
@@ -1005,12 +1006,12 @@ mod tests {
     #[test]
     fn generic_only_warns_and_no_mode_fails() {
         let mut f = healthy();
-        f.trials.as_mut().unwrap().native = trial_error(TrialFailure::MtuTooLarge, "MTU");
+        f.trials.as_mut().unwrap().native = trial_error(DriverErrorKind::MtuTooLarge, "MTU");
         let checks = evaluate(&f);
         let attach = check(&checks, "xdp-attach");
         assert_eq!(attach.status, Status::Warn);
         assert!(attach.fix.as_deref().unwrap().contains("mtu 3506"));
-        f.trials.as_mut().unwrap().generic = trial_error(TrialFailure::Other, "EINVAL");
+        f.trials.as_mut().unwrap().generic = trial_error(DriverErrorKind::Setup, "EINVAL");
         assert_eq!(status(&f, "xdp-attach"), Status::Fail);
     }
 
@@ -1019,9 +1020,9 @@ mod tests {
         let mut f = healthy();
         f.cap_eff = Some(0);
         let t = f.trials.as_mut().unwrap();
-        t.native = trial_error(TrialFailure::Permission, "AF_XDP needs root");
-        t.generic = trial_error(TrialFailure::Permission, "AF_XDP needs root");
-        t.copy = trial_error(TrialFailure::Permission, "AF_XDP needs root");
+        t.native = trial_error(DriverErrorKind::Permission, "AF_XDP needs root");
+        t.generic = trial_error(DriverErrorKind::Permission, "AF_XDP needs root");
+        t.copy = trial_error(DriverErrorKind::Permission, "AF_XDP needs root");
         let checks = evaluate(&f);
         let caps = check(&checks, "capabilities");
         assert_eq!(caps.status, Status::Fail);

@@ -50,14 +50,14 @@ use std::time::Duration;
 
 pub use crate::Filter;
 use crate::sys::{self, Fd, IfReq, IfreqRequest};
-use crate::{Capabilities, DriverCounters, DriverError, ETHERNET_HEADER_LEN, FrameIo};
+use crate::{
+    Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
+};
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
 use umem::{CHUNK_SIZE, Umem};
 
-pub use probe::{
-    MAX_FRAME_MTU, TrialError, TrialFailure, VETH_NATIVE_MAX_MTU, trial_attach, trial_bind,
-};
+pub use probe::{MAX_FRAME_MTU, TrialError, VETH_NATIVE_MAX_MTU, trial_attach, trial_bind};
 
 /// How the XDP program is attached to the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,19 +122,19 @@ impl AfXdpConfig {
 
     fn check(&self) -> Result<(), DriverError> {
         if !self.ring_size.is_power_of_two() || !(64..=32768).contains(&self.ring_size) {
-            return Err(setup(format!(
+            return Err(DriverError::InvalidConfig(format!(
                 "AF_XDP ring size {} is not a power of two from 64 to 32768 (e.g. 2048)",
                 self.ring_size
             )));
         }
         if !(128..=1 << 20).contains(&self.frame_count) {
-            return Err(setup(format!(
+            return Err(DriverError::InvalidConfig(format!(
                 "AF_XDP frame count {} is outside 128 ..= 1048576 (e.g. 4096)",
                 self.frame_count
             )));
         }
         if self.queue == u32::MAX {
-            return Err(setup("AF_XDP queue number is too large".into()));
+            return Err(too_large_queue());
         }
         Ok(())
     }
@@ -213,6 +213,14 @@ fn setup(message: String) -> DriverError {
     DriverError::Setup(message)
 }
 
+fn too_large_queue() -> DriverError {
+    DriverError::InvalidConfig("AF_XDP queue number is too large".into())
+}
+
+fn needs_privilege() -> DriverError {
+    DriverError::Permission(NEEDS_PRIVILEGE.into())
+}
+
 const NEEDS_PRIVILEGE: &str = "AF_XDP needs root, or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF \
      (e.g. `setcap cap_net_admin,cap_net_raw,cap_bpf+ep` on the binary)";
 
@@ -236,17 +244,19 @@ impl AfXdp {
     pub fn open_queues(config: AfXdpConfig, queues: &[u32]) -> Result<Vec<AfXdp>, DriverError> {
         config.check()?;
         let Some(&highest) = queues.iter().max() else {
-            return Err(setup("AF_XDP needs at least one queue to serve".into()));
+            return Err(DriverError::InvalidConfig(
+                "AF_XDP needs at least one queue to serve".into(),
+            ));
         };
         if highest == u32::MAX {
-            return Err(setup("AF_XDP queue number is too large".into()));
+            return Err(too_large_queue());
         }
         if let Some(twice) = queues
             .iter()
             .enumerate()
             .find_map(|(i, q)| queues[..i].contains(q).then_some(q))
         {
-            return Err(setup(format!(
+            return Err(DriverError::InvalidConfig(format!(
                 "AF_XDP queue {twice} is listed twice: each queue has one socket"
             )));
         }
@@ -437,7 +447,7 @@ impl AfXdp {
 /// Index and MTU of `name`, or an error that lists the interfaces there are.
 fn interface(name: &str) -> Result<(u32, usize), DriverError> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0', ' ']) {
-        return Err(setup(format!(
+        return Err(DriverError::NoInterface(format!(
             "'{}' is not a valid interface name; available: {}",
             name.escape_debug(),
             available_interfaces()
@@ -449,7 +459,7 @@ fn interface(name: &str) -> Result<(u32, usize), DriverError> {
     control
         .ifreq_ioctl(IfreqRequest::GetIndex, &mut req)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENODEV) => setup(format!(
+            Some(libc::ENODEV) => DriverError::NoInterface(format!(
                 "interface {name} not found; available: {}",
                 available_interfaces()
             )),
@@ -474,7 +484,7 @@ fn interface(name: &str) -> Result<(u32, usize), DriverError> {
 fn create_map(entries: u32) -> Result<OwnedFd, DriverError> {
     bpf::create_xskmap(entries).map_err(|e| {
         if is_permission(&e) {
-            setup(NEEDS_PRIVILEGE.into())
+            needs_privilege()
         } else {
             setup(format!(
                 "cannot create an XSKMAP: {e} (is the kernel built with CONFIG_BPF_SYSCALL \
@@ -493,7 +503,7 @@ fn load_program(filter: Filter, map: &OwnedFd) -> Result<OwnedFd, DriverError> {
     };
     bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
         if is_permission(&e.error) && e.log.is_empty() {
-            setup(NEEDS_PRIVILEGE.into())
+            needs_privilege()
         } else {
             setup(format!(
                 "the kernel refused sirocco's XDP program: {}; verifier log: {}",
@@ -548,16 +558,11 @@ fn attach(
                 Err(attach_error(iface, AttachMode::Native, mtu, e))
             }
             Err(native_error) => {
-                let why = match attach_error(iface, AttachMode::Native, mtu, native_error) {
-                    DriverError::Setup(text) => text,
-                    other => other.to_string(),
-                };
+                let why = attach_error(iface, AttachMode::Native, mtu, native_error).to_string();
                 match skb() {
                     Ok(link) => Ok((link, AttachMode::Skb, Some(why))),
-                    Err(e) => Err(setup(format!(
-                        "{}; native mode failed too: {why}",
-                        attach_error(iface, AttachMode::Skb, mtu, e)
-                    ))),
+                    Err(e) => Err(attach_error(iface, AttachMode::Skb, mtu, e)
+                        .map_message(|skb| format!("{skb}; native mode failed too: {why}"))),
                 }
             }
         },
@@ -579,25 +584,25 @@ fn attach_error(iface: &str, mode: AttachMode, mtu: usize, e: std::io::Error) ->
     } else {
         "SKB"
     };
-    setup(match probe::attach_failure(mode, &e) {
-        TrialFailure::Permission => NEEDS_PRIVILEGE.into(),
-        TrialFailure::Busy => format!(
+    let kind = probe::attach_failure(mode, &e);
+    let message = match kind {
+        DriverErrorKind::Permission => NEEDS_PRIVILEGE.into(),
+        DriverErrorKind::Busy => format!(
             "an XDP program is already attached to {iface}: detach it with \
              `ip link set dev {iface} xdp off`, or stop the process that holds it \
              (`bpftool net` shows it)"
         ),
-        TrialFailure::MtuTooLarge => format!(
+        DriverErrorKind::MtuTooLarge => format!(
             "MTU {mtu} on {iface} (or its peer) is too large for native XDP; on veth the limit \
              is {VETH_NATIVE_MAX_MTU}: set a smaller MTU on both ends with \
              `ip link set dev {iface} mtu {VETH_NATIVE_MAX_MTU}`, or use SKB mode"
         ),
-        TrialFailure::Unsupported => {
+        DriverErrorKind::Unsupported => {
             format!("the driver of {iface} has no native XDP: use SKB (generic) mode")
         }
-        TrialFailure::Other | TrialFailure::NoInterface => {
-            format!("cannot attach the XDP program to {iface} in {mode_name} mode: {e}")
-        }
-    })
+        _ => format!("cannot attach the XDP program to {iface} in {mode_name} mode: {e}"),
+    };
+    DriverError::new(kind, message)
 }
 
 /// The socket settings of `config`'s queue, in zero-copy or copy mode.
@@ -640,10 +645,11 @@ fn socket_error(config: &AfXdpConfig, zero_copy: bool, e: SocketError) -> Driver
     let iface = &config.iface;
     let queue = config.queue;
     let errno = e.error.raw_os_error();
-    if is_permission(&e.error) {
-        return setup(NEEDS_PRIVILEGE.into());
+    let kind = probe::socket_failure(&e, zero_copy);
+    if kind == DriverErrorKind::Permission {
+        return needs_privilege();
     }
-    setup(match (e.step, errno) {
+    let message = match (e.step, errno) {
         (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => {
             "this kernel has no AF_XDP sockets (EAFNOSUPPORT): it needs CONFIG_XDP_SOCKETS=y \
              (Linux 4.18 or later)"
@@ -674,7 +680,8 @@ fn socket_error(config: &AfXdpConfig, zero_copy: bool, e: SocketError) -> Driver
             "AF_XDP socket setup failed at {step:?} on {iface}: {}",
             e.error
         ),
-    })
+    };
+    DriverError::new(kind, message)
 }
 
 impl FrameIo for AfXdp {
@@ -832,10 +839,10 @@ mod tests {
     use super::*;
     use std::io;
 
-    fn setup_text(result: Result<AfXdp, DriverError>) -> String {
+    /// The kind and text of the error `result` must be.
+    fn failure(result: Result<AfXdp, DriverError>) -> (DriverErrorKind, String) {
         match result {
-            Err(DriverError::Setup(text)) => text,
-            Err(other) => panic!("expected a setup error, got {other:?}"),
+            Err(e) => (e.kind(), e.to_string()),
             Ok(driver) => panic!("expected an error, opened {}", driver.mode_description()),
         }
     }
@@ -853,67 +860,97 @@ mod tests {
             ring_size: 100,
             ..base.clone()
         };
-        assert!(setup_text(AfXdp::open(ring)).contains("power of two"));
+        let (kind, text) = failure(AfXdp::open(ring));
+        assert_eq!(kind, DriverErrorKind::InvalidConfig);
+        assert!(text.contains("power of two"), "{text}");
         let frames = AfXdpConfig {
             frame_count: 16,
             ..base.clone()
         };
-        assert!(setup_text(AfXdp::open(frames)).contains("frame count 16"));
+        let (kind, text) = failure(AfXdp::open(frames));
+        assert_eq!(kind, DriverErrorKind::InvalidConfig);
+        assert!(text.contains("frame count 16"), "{text}");
         let queue = AfXdpConfig {
             queue: u32::MAX,
             ..base
         };
-        assert!(setup_text(AfXdp::open(queue)).contains("queue"));
+        let (kind, text) = failure(AfXdp::open(queue));
+        assert_eq!(kind, DriverErrorKind::InvalidConfig);
+        assert!(text.contains("queue"), "{text}");
+        let twice = AfXdp::open_queues(AfXdpConfig::new("lo"), &[1, 2, 1]);
+        let (kind, text) = match twice {
+            Err(e) => (e.kind(), e.to_string()),
+            Ok(_) => panic!("a queue listed twice was accepted"),
+        };
+        assert_eq!(kind, DriverErrorKind::InvalidConfig);
+        assert!(text.contains("queue 1 is listed twice"), "{text}");
     }
 
     #[test]
     fn a_missing_interface_lists_the_available_ones() {
-        let text = setup_text(AfXdp::open(AfXdpConfig::new("sirocco-nope0")));
+        let (kind, text) = failure(AfXdp::open(AfXdpConfig::new("sirocco-nope0")));
+        assert_eq!(kind, DriverErrorKind::NoInterface);
         assert!(
             text.starts_with("interface sirocco-nope0 not found; available: "),
             "{text}"
         );
         assert!(text.contains("lo"), "{text}");
-        let text = setup_text(AfXdp::open(AfXdpConfig::new("")));
+        let (kind, text) = failure(AfXdp::open(AfXdpConfig::new("")));
+        assert_eq!(kind, DriverErrorKind::NoInterface);
         assert!(text.contains("not a valid interface name"), "{text}");
     }
 
     #[test]
     fn attach_errors_name_the_fix() {
-        let text = |mode, errno| match attach_error(
-            "eth9",
-            mode,
-            9000,
-            io::Error::from_raw_os_error(errno),
-        ) {
-            DriverError::Setup(text) => text,
-            other => panic!("{other:?}"),
+        let error = |mode, errno| {
+            let e = attach_error("eth9", mode, 9000, io::Error::from_raw_os_error(errno));
+            (e.kind(), e.to_string())
         };
-        assert!(text(AttachMode::Native, libc::EBUSY).contains("`ip link set dev eth9 xdp off`"));
-        assert!(text(AttachMode::Skb, libc::EEXIST).contains("already attached"));
-        let mtu = text(AttachMode::Native, libc::ERANGE);
+        let (kind, text) = error(AttachMode::Native, libc::EBUSY);
+        assert_eq!(kind, DriverErrorKind::Busy);
+        assert!(text.contains("`ip link set dev eth9 xdp off`"), "{text}");
+        let (kind, text) = error(AttachMode::Skb, libc::EEXIST);
+        assert_eq!(kind, DriverErrorKind::Busy);
+        assert!(text.contains("already attached"), "{text}");
+        let (kind, mtu) = error(AttachMode::Native, libc::ERANGE);
+        assert_eq!(kind, DriverErrorKind::MtuTooLarge);
         assert!(mtu.contains("MTU 9000") && mtu.contains("3506"), "{mtu}");
-        assert!(text(AttachMode::Native, libc::EPERM).contains("CAP_BPF"));
-        assert!(text(AttachMode::Native, libc::EOPNOTSUPP).contains("SKB"));
+        let (kind, text) = error(AttachMode::Native, libc::EPERM);
+        assert_eq!(kind, DriverErrorKind::Permission);
+        assert!(text.contains("CAP_BPF"), "{text}");
+        let (kind, text) = error(AttachMode::Native, libc::EOPNOTSUPP);
+        assert_eq!(kind, DriverErrorKind::Unsupported);
+        assert!(text.contains("SKB"), "{text}");
+        let (kind, text) = error(AttachMode::Skb, libc::EINVAL);
+        assert_eq!(kind, DriverErrorKind::Setup);
+        assert!(text.contains("in SKB mode"), "{text}");
     }
 
     #[test]
     fn socket_errors_name_the_fix() {
         let config = AfXdpConfig::new("eth9");
-        let text = |step, zero_copy, errno| {
+        let error = |step, zero_copy, errno| {
             let e = SocketError {
                 step,
                 error: io::Error::from_raw_os_error(errno),
             };
-            match socket_error(&config, zero_copy, e) {
-                DriverError::Setup(text) => text,
-                other => panic!("{other:?}"),
-            }
+            let e = socket_error(&config, zero_copy, e);
+            (e.kind(), e.to_string())
         };
-        assert!(text(SocketStep::Create, false, libc::EAFNOSUPPORT).contains("CONFIG_XDP_SOCKETS"));
-        assert!(text(SocketStep::Create, false, libc::EPERM).contains("CAP_NET_ADMIN"));
-        assert!(text(SocketStep::Bind, true, libc::EOPNOTSUPP).contains("use copy mode"));
-        assert!(text(SocketStep::Bind, false, libc::EBUSY).contains("queue 0 of eth9"));
-        assert!(text(SocketStep::RegisterUmem, false, libc::ENOMEM).contains("ulimit -l"));
+        let (kind, text) = error(SocketStep::Create, false, libc::EAFNOSUPPORT);
+        assert_eq!(kind, DriverErrorKind::Unsupported);
+        assert!(text.contains("CONFIG_XDP_SOCKETS"), "{text}");
+        let (kind, text) = error(SocketStep::Create, false, libc::EPERM);
+        assert_eq!(kind, DriverErrorKind::Permission);
+        assert_eq!(text, NEEDS_PRIVILEGE);
+        let (kind, text) = error(SocketStep::Bind, true, libc::EOPNOTSUPP);
+        assert_eq!(kind, DriverErrorKind::Unsupported);
+        assert!(text.contains("use copy mode"), "{text}");
+        let (kind, text) = error(SocketStep::Bind, false, libc::EBUSY);
+        assert_eq!(kind, DriverErrorKind::Busy);
+        assert!(text.contains("queue 0 of eth9"), "{text}");
+        let (kind, text) = error(SocketStep::RegisterUmem, false, libc::ENOMEM);
+        assert_eq!(kind, DriverErrorKind::Setup);
+        assert!(text.contains("ulimit -l"), "{text}");
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! No `XDP_FLAGS_UPDATE_IF_NOEXIST` is needed to notice a program that is already there: a
 //! BPF link never replaces one, and the kernel answers `EBUSY` (same mode) or `EEXIST` (the
-//! other mode), which [`TrialFailure::Busy`] reports.
+//! other mode), which [`DriverErrorKind::Busy`] reports.
 
 use std::io;
 
@@ -20,10 +20,10 @@ use super::if_xdp::XDP_PACKET_HEADROOM;
 use super::socket::{SocketError, SocketStep, XdpSocket};
 use super::umem::{CHUNK_SIZE, Umem};
 use super::{
-    AfXdpConfig, AttachMode, CopyMode, Filter, NEEDS_PRIVILEGE, attach_error, attach_once,
-    create_map, interface, is_permission, load_program, socket_config, socket_error,
+    AfXdpConfig, AttachMode, CopyMode, Filter, attach_error, attach_once, create_map, interface,
+    is_permission, load_program, socket_config, socket_error,
 };
-use crate::{DriverError, ETHERNET_HEADER_LEN};
+use crate::{DriverError, DriverErrorKind, ETHERNET_HEADER_LEN};
 
 /// The largest IP MTU whose frames fit one UMEM chunk after the kernel's headroom: 4096 - 256
 /// - 14 = 3826. The kernel drops a received frame that is longer (it counts it in the
@@ -38,68 +38,44 @@ pub const VETH_NATIVE_MAX_MTU: usize = 3506;
 const TRIAL_FRAMES: u32 = 128;
 const TRIAL_RING: u32 = 64;
 
-/// What kind of failure a trial met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrialFailure {
-    /// The interface name is not valid or no interface has it.
-    NoInterface,
-    /// Not allowed: no root, or missing CAP_NET_ADMIN, CAP_NET_RAW or CAP_BPF.
-    Permission,
-    /// Attach: an XDP program is already attached. Bind: another AF_XDP socket holds the
-    /// queue.
-    Busy,
-    /// Native attach: the MTU (of the interface, or on veth its peer) is above the driver's
-    /// single-buffer XDP limit.
-    MtuTooLarge,
-    /// Native attach: the driver has no native XDP. Bind: no zero-copy in the driver, or no
-    /// AF_XDP in the kernel.
-    Unsupported,
-    Other,
-}
-
-/// A failed trial: its kind, and the message `serve` would print for it.
+/// A failed trial: its kind, and the message `serve` would print for it. A [`DriverError`]
+/// that can be cloned and compared, for the doctor's report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct TrialError {
-    pub failure: TrialFailure,
+    pub failure: DriverErrorKind,
     pub message: String,
 }
 
-impl TrialError {
-    fn from_setup(failure: TrialFailure, error: DriverError) -> TrialError {
-        let message = match error {
-            DriverError::Setup(text) => text,
-            other => other.to_string(),
-        };
-        let failure = if message == NEEDS_PRIVILEGE {
-            TrialFailure::Permission
-        } else {
-            failure
-        };
-        TrialError { failure, message }
+impl From<DriverError> for TrialError {
+    fn from(error: DriverError) -> TrialError {
+        TrialError {
+            failure: error.kind(),
+            message: error.to_string(),
+        }
     }
 }
 
 /// The kind of an attach failure in `mode` (`Native` or `Skb`).
-pub(super) fn attach_failure(mode: AttachMode, e: &io::Error) -> TrialFailure {
+pub(super) fn attach_failure(mode: AttachMode, e: &io::Error) -> DriverErrorKind {
     let native = mode == AttachMode::Native;
     match e.raw_os_error() {
-        _ if is_permission(e) => TrialFailure::Permission,
-        Some(libc::EBUSY | libc::EEXIST) => TrialFailure::Busy,
-        Some(libc::ERANGE) if native => TrialFailure::MtuTooLarge,
-        Some(libc::EOPNOTSUPP) if native => TrialFailure::Unsupported,
-        _ => TrialFailure::Other,
+        _ if is_permission(e) => DriverErrorKind::Permission,
+        Some(libc::EBUSY | libc::EEXIST) => DriverErrorKind::Busy,
+        Some(libc::ERANGE) if native => DriverErrorKind::MtuTooLarge,
+        Some(libc::EOPNOTSUPP) if native => DriverErrorKind::Unsupported,
+        _ => DriverErrorKind::Setup,
     }
 }
 
 /// The kind of a socket failure; `zero_copy` is the mode the bind asked for.
-fn socket_failure(e: &SocketError, zero_copy: bool) -> TrialFailure {
+pub(super) fn socket_failure(e: &SocketError, zero_copy: bool) -> DriverErrorKind {
     match (e.step, e.error.raw_os_error()) {
-        _ if is_permission(&e.error) => TrialFailure::Permission,
-        (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => TrialFailure::Unsupported,
-        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => TrialFailure::Unsupported,
-        (SocketStep::Bind, Some(libc::EBUSY)) => TrialFailure::Busy,
-        _ => TrialFailure::Other,
+        _ if is_permission(&e.error) => DriverErrorKind::Permission,
+        (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => DriverErrorKind::Unsupported,
+        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => DriverErrorKind::Unsupported,
+        (SocketStep::Bind, Some(libc::EBUSY)) => DriverErrorKind::Busy,
+        _ => DriverErrorKind::Setup,
     }
 }
 
@@ -110,32 +86,23 @@ pub fn trial_attach(iface: &str, mode: AttachMode) -> Result<(), TrialError> {
         AttachMode::Auto => AttachMode::Native,
         other => other,
     };
-    let (ifindex, mtu) =
-        interface(iface).map_err(|e| TrialError::from_setup(TrialFailure::NoInterface, e))?;
-    let map = create_map(1).map_err(|e| TrialError::from_setup(TrialFailure::Other, e))?;
-    let prog = load_program(Filter::RedirectAll, &map)
-        .map_err(|e| TrialError::from_setup(TrialFailure::Other, e))?;
+    let (ifindex, mtu) = interface(iface)?;
+    let map = create_map(1)?;
+    let prog = load_program(Filter::RedirectAll, &map)?;
     match attach_once(&prog, ifindex, mode) {
         // Dropping the link detaches the program.
         Ok(link) => {
             drop(link);
             Ok(())
         }
-        Err(e) => {
-            let failure = attach_failure(mode, &e);
-            Err(TrialError::from_setup(
-                failure,
-                attach_error(iface, mode, mtu, e),
-            ))
-        }
+        Err(e) => Err(attach_error(iface, mode, mtu, e).into()),
     }
 }
 
 /// Opens an AF_XDP socket over a small UMEM and binds it to `queue` of `iface`, in zero-copy
 /// mode or copy mode, then closes it. No program needs to be attached for that.
 pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialError> {
-    let (ifindex, _) =
-        interface(iface).map_err(|e| TrialError::from_setup(TrialFailure::NoInterface, e))?;
+    let (ifindex, _) = interface(iface)?;
     let config = AfXdpConfig {
         queue,
         copy: if zero_copy {
@@ -148,7 +115,7 @@ pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialE
         ..AfXdpConfig::new(iface)
     };
     let umem = Umem::new(config.frame_count, CHUNK_SIZE).map_err(|e| TrialError {
-        failure: TrialFailure::Other,
+        failure: DriverErrorKind::Setup,
         message: format!("cannot map a UMEM for the trial bind: {e}"),
     })?;
     match XdpSocket::open(&umem, &socket_config(&config, ifindex, zero_copy)) {
@@ -156,13 +123,7 @@ pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialE
             drop(socket);
             Ok(())
         }
-        Err(e) => {
-            let failure = socket_failure(&e, zero_copy);
-            Err(TrialError::from_setup(
-                failure,
-                socket_error(&config, zero_copy, e),
-            ))
-        }
+        Err(e) => Err(socket_error(&config, zero_copy, e).into()),
     }
 }
 
@@ -183,18 +144,21 @@ mod tests {
     #[test]
     fn attach_errnos_have_their_kinds() {
         let kind = |mode, errno| attach_failure(mode, &io::Error::from_raw_os_error(errno));
-        assert_eq!(kind(AttachMode::Native, libc::EBUSY), TrialFailure::Busy);
-        assert_eq!(kind(AttachMode::Skb, libc::EEXIST), TrialFailure::Busy);
-        assert_eq!(kind(AttachMode::Skb, libc::EPERM), TrialFailure::Permission);
+        assert_eq!(kind(AttachMode::Native, libc::EBUSY), DriverErrorKind::Busy);
+        assert_eq!(kind(AttachMode::Skb, libc::EEXIST), DriverErrorKind::Busy);
+        assert_eq!(
+            kind(AttachMode::Skb, libc::EPERM),
+            DriverErrorKind::Permission
+        );
         assert_eq!(
             kind(AttachMode::Native, libc::ERANGE),
-            TrialFailure::MtuTooLarge
+            DriverErrorKind::MtuTooLarge
         );
         assert_eq!(
             kind(AttachMode::Native, libc::EOPNOTSUPP),
-            TrialFailure::Unsupported
+            DriverErrorKind::Unsupported
         );
-        assert_eq!(kind(AttachMode::Skb, libc::ERANGE), TrialFailure::Other);
+        assert_eq!(kind(AttachMode::Skb, libc::ERANGE), DriverErrorKind::Setup);
     }
 
     #[test]
@@ -208,32 +172,32 @@ mod tests {
         };
         assert_eq!(
             kind(SocketStep::Bind, true, libc::EOPNOTSUPP),
-            TrialFailure::Unsupported
+            DriverErrorKind::Unsupported
         );
         assert_eq!(
             kind(SocketStep::Bind, false, libc::EOPNOTSUPP),
-            TrialFailure::Other
+            DriverErrorKind::Setup
         );
         assert_eq!(
             kind(SocketStep::Bind, false, libc::EBUSY),
-            TrialFailure::Busy
+            DriverErrorKind::Busy
         );
         assert_eq!(
             kind(SocketStep::Create, false, libc::EAFNOSUPPORT),
-            TrialFailure::Unsupported
+            DriverErrorKind::Unsupported
         );
         assert_eq!(
             kind(SocketStep::Create, false, libc::EPERM),
-            TrialFailure::Permission
+            DriverErrorKind::Permission
         );
     }
 
     #[test]
     fn a_missing_interface_is_named() {
         let err = trial_attach("sirocco-nope0", AttachMode::Native).unwrap_err();
-        assert_eq!(err.failure, TrialFailure::NoInterface);
+        assert_eq!(err.failure, DriverErrorKind::NoInterface);
         assert!(err.message.contains("sirocco-nope0 not found"), "{err}");
         let err = trial_bind("sirocco-nope0", 0, false).unwrap_err();
-        assert_eq!(err.failure, TrialFailure::NoInterface);
+        assert_eq!(err.failure, DriverErrorKind::NoInterface);
     }
 }

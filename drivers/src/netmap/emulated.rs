@@ -839,7 +839,7 @@ unsafe impl NetmapPort for EmulatedPort {
             ));
         }
         if iface.is_empty() || iface.len() >= IFNAMSIZ {
-            return Err(DriverError::Setup(format!(
+            return Err(DriverError::NoInterface(format!(
                 "netmap: bad interface name {iface:?}"
             )));
         }

@@ -91,7 +91,7 @@ impl NetmapConfig {
             (None, true) => Ok(RegisterMode::NicAndHost),
             (None, false) => Ok(RegisterMode::AllNic),
             (Some(q), false) => Ok(RegisterMode::OneNic(q)),
-            (Some(q), true) => Err(DriverError::Setup(format!(
+            (Some(q), true) => Err(DriverError::InvalidConfig(format!(
                 "netmap: --queue {q} binds one NIC ring pair, and netmap cannot bind the host rings \
                  on the same descriptor; add --netmap-nic-only, or drop --queue to bind all queues \
                  and the host rings"

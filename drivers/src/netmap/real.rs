@@ -52,7 +52,7 @@ impl RealPort {
             }),
             Err(e) => match e.raw_os_error() {
                 Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) => {
-                    Err(DriverError::Setup(NO_NETMAP_MESSAGE.to_string()))
+                    Err(DriverError::Unsupported(NO_NETMAP_MESSAGE.to_string()))
                 }
                 _ => Err(DriverError::io("open /dev/netmap", e)),
             },
@@ -80,7 +80,8 @@ pub fn probe() -> Result<NetmapStatus, DriverError> {
 pub fn probe_device(path: &Path) -> Result<NetmapStatus, DriverError> {
     let port = match RealPort::open_device(path) {
         Ok(port) => port,
-        Err(DriverError::Setup(text)) if text == NO_NETMAP_MESSAGE => {
+        // Only a missing device is `Unsupported` when opening it.
+        Err(DriverError::Unsupported(_)) => {
             return Ok(NetmapStatus::Absent);
         }
         Err(other) => return Err(other),
@@ -134,7 +135,7 @@ fn interface_mtu(iface: &str) -> Option<usize> {
 /// A legacy registration request for `iface` in `mode`.
 fn register_request(iface: &str, mode: RegisterMode) -> Result<nmreq, DriverError> {
     if iface.is_empty() || iface.len() >= IFNAMSIZ || iface.contains('\0') {
-        return Err(DriverError::Setup(format!(
+        return Err(DriverError::NoInterface(format!(
             "netmap: bad interface name {iface:?}: it must be 1 to {} bytes",
             IFNAMSIZ - 1
         )));
