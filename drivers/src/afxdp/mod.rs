@@ -19,18 +19,10 @@
 //!
 //! # Data path
 //!
-//! - [`FrameIo::rx_burst`] peeks up to `max` RX descriptors with one Acquire load, lends each
-//!   frame straight from the UMEM (checked to lie inside one chunk, else counted and dropped),
-//!   then releases the whole burst and gives the same chunks back to the fill ring: one
-//!   Release store each.
-//! - [`FrameIo::tx_stage`] takes a free chunk, lets the caller write the frame into it and
-//!   claims a TX slot; [`FrameIo::tx_flush`] publishes all staged slots at once and kicks the
-//!   kernel with one `sendto` (needed in copy mode; with `need_wakeup` only when the kernel
-//!   asks). `EAGAIN`, `EBUSY` and `ENOBUFS` on the kick are back-pressure, not errors: the
-//!   frames stay on the ring and the next flush kicks again.
-//! - `rx_burst` and `tx_flush` first take finished TX chunks off the completion ring (one
-//!   Acquire load when there are none); `tx_stage` does so only when it runs out of chunks,
-//!   so staging a frame touches no shared cache line but the TX ring's.
+//! `queue` holds it, apart from all of the above: [`FrameIo::rx_burst`], [`FrameIo::tx_stage`]
+//! and [`FrameIo::tx_flush`] forward to its `Queue`, whose only system calls are the socket's
+//! TX kick and RX wake-up, and whose unit tests run it over anonymous-memory rings with a fake
+//! kernel on the other side.
 //!
 //! Idle mode ([`FrameIo::wait_rx`]) blocks in `poll(POLLIN)`; busy-polling callers never call
 //! it. In copy mode the kernel never sets the fill ring's need-wakeup flag, so a need-wakeup
@@ -40,6 +32,7 @@ mod bpf;
 mod if_xdp;
 mod probe;
 mod program;
+mod queue;
 mod ring;
 mod socket;
 mod umem;
@@ -54,6 +47,7 @@ use crate::{
     Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
 };
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
+use queue::{Queue, Rings};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
 use umem::{CHUNK_SIZE, Umem};
 
@@ -189,8 +183,7 @@ pub struct AfXdp {
     // sockets close while the program runs on; the kernel takes a closed socket out of the
     // map, and the program then passes that queue's frames to the kernel.
     _attachment: Arc<Attachment>,
-    socket: XdpSocket,
-    umem: Umem,
+    data_path: Queue<XdpSocket>,
     iface: String,
     ifindex: u32,
     queue: u32,
@@ -199,10 +192,6 @@ pub struct AfXdp {
     zero_copy: bool,
     need_wakeup: bool,
     caps: Capabilities,
-    counters: DriverCounters,
-    xdp: XdpCounters,
-    staged: u32,
-    staged_bytes: u64,
 }
 
 fn umem_mib(config: &AfXdpConfig) -> u64 {
@@ -306,7 +295,7 @@ impl AfXdp {
                 umem_mib(config)
             ))
         })?;
-        let (socket, zero_copy) = open_socket(&umem, config, ifindex)?;
+        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex)?;
 
         let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
         bpf::update_u32(attachment.map.as_fd(), config.queue, sock_fd).map_err(|e| {
@@ -322,10 +311,10 @@ impl AfXdp {
             zero_copy,
             ..Capabilities::ethernet(mtu)
         };
-        let mut driver = AfXdp {
+        let queue = Queue::new(rings, umem, socket, caps.max_frame_len, config.need_wakeup);
+        Ok(AfXdp {
             _attachment: Arc::clone(attachment),
-            socket,
-            umem,
+            data_path: queue,
             iface: config.iface.clone(),
             ifindex,
             queue: config.queue,
@@ -334,27 +323,7 @@ impl AfXdp {
             zero_copy,
             need_wakeup: config.need_wakeup,
             caps,
-            counters: DriverCounters::default(),
-            xdp: XdpCounters::default(),
-            staged: 0,
-            staged_bytes: 0,
-        };
-        driver.prime_fill_ring();
-        Ok(driver)
-    }
-
-    /// Gives the kernel chunks to receive into: up to a ring's worth, at most half the UMEM.
-    fn prime_fill_ring(&mut self) {
-        let wanted = self.socket.fill.size().min(self.umem.chunk_count() / 2);
-        let granted = self.socket.fill.reserve(wanted);
-        let mut filled = 0;
-        while filled < granted {
-            let Some(addr) = self.umem.alloc() else { break };
-            self.socket.fill.write(filled, addr);
-            filled += 1;
-        }
-        self.socket.fill.cancel(granted - filled);
-        self.socket.fill.submit(filled);
+        })
     }
 
     /// For logs: e.g. "native XDP, copy mode, queue 0".
@@ -398,18 +367,19 @@ impl AfXdp {
     /// Frames one TX kick may send, when the kernel accepted `XDP_MAX_TX_SKB_BUDGET`
     /// (6.17+); `None` means its default of 32.
     pub fn tx_budget(&self) -> Option<u32> {
-        self.socket.tx_budget
+        self.data_path.doorbell().tx_budget
     }
 
     pub fn xdp_counters(&self) -> XdpCounters {
-        self.xdp
+        self.data_path.xdp_counters()
     }
 
     /// The kernel's counters for this socket. One syscall: for a stats reporter, not the
     /// data path.
     pub fn kernel_statistics(&self) -> Result<XdpKernelStats, DriverError> {
         let s = self
-            .socket
+            .data_path
+            .doorbell()
             .statistics()
             .map_err(|e| DriverError::io("AF_XDP statistics", e))?;
         Ok(XdpKernelStats {
@@ -420,27 +390,6 @@ impl AfXdp {
             rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
             tx_ring_empty_descs: s.tx_ring_empty_descs,
         })
-    }
-
-    /// Takes sent chunks off the completion ring and back onto the free stack.
-    fn reclaim_completions(&mut self) {
-        let n = self.socket.completion.peek(u32::MAX);
-        for i in 0..n {
-            match self.socket.completion.read(i) {
-                Some(addr) if self.umem.release(addr) => self.xdp.tx_completed += 1,
-                _ => self.xdp.completion_invalid += 1,
-            }
-        }
-        self.socket.completion.release(n);
-    }
-
-    fn wake_rx_if_asked(&mut self) {
-        if self.need_wakeup && self.socket.fill.needs_wakeup() {
-            self.counters.kicks += 1;
-            self.xdp.rx_wakeups += 1;
-            // Errors here are all transient (nothing to read); the next burst asks again.
-            let _ = sys::xdp::wake_rx(self.socket.fd());
-        }
     }
 }
 
@@ -621,20 +570,20 @@ fn open_socket(
     umem: &Umem,
     config: &AfXdpConfig,
     ifindex: u32,
-) -> Result<(XdpSocket, bool), DriverError> {
+) -> Result<(XdpSocket, Rings, bool), DriverError> {
     let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy);
     let open = |zero_copy| {
         XdpSocket::open(umem, &socket_config(zero_copy))
             .map_err(|e| socket_error(config, zero_copy, e))
     };
     match config.copy {
-        CopyMode::ZeroCopy => open(true).map(|s| (s, true)),
-        CopyMode::Copy => open(false).map(|s| (s, false)),
+        CopyMode::ZeroCopy => open(true).map(|(s, r)| (s, r, true)),
+        CopyMode::Copy => open(false).map(|(s, r)| (s, r, false)),
         CopyMode::Auto => match XdpSocket::open(umem, &socket_config(true)) {
-            Ok(socket) => Ok((socket, true)),
+            Ok((socket, rings)) => Ok((socket, rings, true)),
             // Only a refused zero-copy bind is worth a copy-mode retry.
             Err(e) if e.step == SocketStep::Bind && e.error.raw_os_error() != Some(libc::EBUSY) => {
-                open(false).map(|s| (s, false))
+                open(false).map(|(s, r)| (s, r, false))
             }
             Err(e) => Err(socket_error(config, true, e)),
         },
@@ -694,141 +643,30 @@ impl FrameIo for AfXdp {
         max: usize,
         on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DriverError> {
-        self.reclaim_completions();
-        let max = u32::try_from(max).unwrap_or(u32::MAX);
-        let n = self.socket.rx.peek(max);
-        if n == 0 {
-            self.wake_rx_if_asked();
-            return Ok(0);
-        }
-        let granted = self.socket.fill.reserve(n);
-        let mut refilled = 0;
-        let mut delivered = 0;
-        for i in 0..n {
-            let Some(desc) = self.socket.rx.read(i) else {
-                break;
-            };
-            // SAFETY: the descriptor came off the RX ring, so its chunk is ours until it goes
-            // back on the fill ring below, after the last use of `frame`.
-            match unsafe { self.umem.frame(desc.addr, desc.len) } {
-                Some(frame) if frame.len() <= self.caps.max_frame_len => {
-                    self.counters.rx_frames += 1;
-                    self.counters.rx_bytes += frame.len() as u64;
-                    delivered += 1;
-                    on_frame(frame);
-                }
-                Some(_) => self.counters.rx_dropped += 1,
-                None => {
-                    self.counters.rx_dropped += 1;
-                    self.xdp.rx_invalid_descs += 1;
-                }
-            }
-            if let Some(base) = self.umem.chunk_base(desc.addr) {
-                if refilled < granted {
-                    self.socket.fill.write(refilled, base);
-                    refilled += 1;
-                } else {
-                    self.umem.release(base);
-                }
-            }
-        }
-        self.socket.rx.release(n);
-        if self.socket.fill.in_flight() == 0 {
-            self.xdp.fill_ring_empty += 1;
-        }
-        self.socket.fill.cancel(granted - refilled);
-        self.socket.fill.submit(refilled);
-        Ok(delivered)
+        Ok(self.data_path.rx_burst(max, on_frame))
     }
 
     fn tx_room(&self) -> usize {
-        let chunks = self.umem.free_count() + self.socket.completion.ready() as usize;
-        chunks.min(self.socket.tx.room() as usize)
+        self.data_path.tx_room()
     }
 
     fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        let Some(len32) = u32::try_from(len).ok().filter(|&l| l > 0) else {
-            self.counters.tx_dropped += 1;
-            return false;
-        };
-        if len > self.caps.max_frame_len {
-            self.counters.tx_dropped += 1;
-            return false;
-        }
-        if self.umem.free_count() == 0 {
-            self.reclaim_completions();
-        }
-        let Some(addr) = self.umem.alloc() else {
-            self.counters.tx_ring_full += 1;
-            return false;
-        };
-        if self.socket.tx.reserve(1) == 0 {
-            self.umem.release(addr);
-            self.counters.tx_ring_full += 1;
-            return false;
-        }
-        // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
-        let Some(buf) = (unsafe { self.umem.frame_mut(addr, len32) }) else {
-            // Unreachable: `len <= max_frame_len < chunk size`. Undo rather than panic.
-            self.socket.tx.cancel(1);
-            self.umem.release(addr);
-            self.counters.tx_dropped += 1;
-            return false;
-        };
-        fill(buf);
-        let desc = libc::xdp_desc {
-            addr,
-            len: len32,
-            options: 0,
-        };
-        self.socket.tx.write(self.staged, desc);
-        self.staged += 1;
-        self.staged_bytes += len as u64;
-        true
+        self.data_path.tx_stage(len, fill)
     }
 
     fn tx_flush(&mut self) -> Result<(), DriverError> {
-        self.reclaim_completions();
-        if self.staged > 0 {
-            self.socket.tx.submit(self.staged);
-            self.counters.tx_frames += u64::from(self.staged);
-            self.counters.tx_bytes += self.staged_bytes;
-            self.staged = 0;
-            self.staged_bytes = 0;
-        }
-        // Kick while the kernel has frames left on the ring: a kick sends at most the TX
-        // budget, so a big burst may need the next flush to kick again.
-        if self.socket.tx.in_flight() == 0 {
-            return Ok(());
-        }
-        if self.need_wakeup && !self.socket.tx.needs_wakeup() {
-            return Ok(());
-        }
-        self.counters.kicks += 1;
-        match sys::xdp::kick_tx(self.socket.fd()) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR)
-                ) =>
-            {
-                self.xdp.tx_kick_busy += 1;
-                Ok(())
-            }
-            Err(e) => Err(DriverError::io("AF_XDP TX kick (sendto)", e)),
-        }
+        self.data_path.tx_flush()
     }
 
     fn counters(&self) -> DriverCounters {
-        self.counters
+        self.data_path.counters()
     }
 
     fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
-        if self.socket.rx.ready() > 0 {
+        if self.data_path.rx_ready() {
             return Ok(());
         }
-        sys::poll_readable(self.socket.fd(), timeout)
+        sys::poll_readable(self.data_path.doorbell().fd(), timeout)
             .map(|_| ())
             .map_err(|e| DriverError::io("AF_XDP poll", e))
     }

@@ -269,6 +269,12 @@ impl<T: Copy> ProducerRing<T> {
     pub(crate) fn needs_wakeup(&self) -> bool {
         self.mem.flags().load(Ordering::Acquire) & libc::XDP_RING_NEED_WAKEUP != 0
     }
+
+    /// The producer index we last stored.
+    #[cfg(test)]
+    pub(crate) fn published(&self) -> u32 {
+        self.published
+    }
 }
 
 /// Our side of a ring the kernel fills (the RX and completion rings).
@@ -347,6 +353,12 @@ impl<T: Copy> ConsumerRing<T> {
         self.mem.consumer().store(self.released, Ordering::Release);
     }
 
+    /// Sets the ring's flags word, as the kernel does on the rings we produce into.
+    #[cfg(test)]
+    pub(crate) fn set_flags(&self, flags: u32) {
+        self.mem.flags().store(flags, Ordering::Release);
+    }
+
     /// Entries ready and not yet peeked (one Acquire load).
     pub(crate) fn ready(&self) -> u32 {
         let producer = self.mem.producer().load(Ordering::Acquire);
@@ -370,10 +382,10 @@ pub(crate) mod tests {
         descs: 192,
     };
 
-    /// One ring's memory with both sides over it: `ours` is what the driver uses, `kernel`
-    /// plays the other end.
-    fn producer_pair(size: u32, start: u32) -> (ProducerRing<u64>, ConsumerRing<u64>) {
-        let area = Arc::new(Mmap::anonymous(LAYOUT.map_len::<u64>(size).unwrap()).unwrap());
+    /// One ring's memory in anonymous memory with both sides over it, both indexes at
+    /// `start`: the producer and the consumer. One is the driver's, the other plays the kernel.
+    pub(crate) fn ring_pair<T: Copy>(size: u32, start: u32) -> (ProducerRing<T>, ConsumerRing<T>) {
+        let area = Arc::new(Mmap::anonymous(LAYOUT.map_len::<T>(size).unwrap()).unwrap());
         set_indexes(&area, start);
         // SAFETY: the two rings are the only users of `area`, one per side.
         unsafe {
@@ -418,7 +430,7 @@ pub(crate) mod tests {
 
     #[test]
     fn reserve_beyond_capacity_grants_what_is_free() {
-        let (mut ours, mut kernel) = producer_pair(8, 0);
+        let (mut ours, mut kernel) = ring_pair::<u64>(8, 0);
         assert_eq!(ours.reserve(20), 8);
         assert_eq!(ours.reserve(1), 0);
         assert_eq!(ours.claimed(), 8);
@@ -448,7 +460,7 @@ pub(crate) mod tests {
     #[test]
     fn indexes_wrap_around_u32_and_the_ring() {
         let start = u32::MAX - 5;
-        let (mut ours, mut kernel) = producer_pair(4, start);
+        let (mut ours, mut kernel) = ring_pair::<u64>(4, start);
         let mut next_value = 0u64;
         let mut expected = 0u64;
         for round in 0..50u32 {
@@ -477,7 +489,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_lying_peer_cannot_grant_extra_slots() {
-        let (mut ours, kernel) = producer_pair(8, 0);
+        let (mut ours, kernel) = ring_pair::<u64>(8, 0);
         assert_eq!(ours.reserve(8), 8);
         ours.submit(8);
         // The "kernel" claims to have consumed 1000 entries it never saw.
@@ -485,7 +497,7 @@ pub(crate) mod tests {
         assert_eq!(ours.reserve(1), 0);
         assert_eq!(ours.in_flight(), 8);
 
-        let (_, mut rx) = producer_pair(8, 0);
+        let (_, mut rx) = ring_pair::<u64>(8, 0);
         // A producer index far ahead of anything possible is ignored too.
         rx.mem.producer().store(9, Ordering::Release);
         assert_eq!(rx.peek(64), 0);
@@ -500,7 +512,7 @@ pub(crate) mod tests {
     #[test]
     fn acquire_release_hands_descriptors_across_threads() {
         const TOTAL: u64 = 200_000;
-        let (mut ours, mut kernel) = producer_pair(64, u32::MAX - 1000);
+        let (mut ours, mut kernel) = ring_pair::<u64>(64, u32::MAX - 1000);
         let consumer = std::thread::spawn(move || {
             let mut expected = 0u64;
             while expected < TOTAL {
@@ -535,7 +547,7 @@ pub(crate) mod tests {
 
     #[test]
     fn need_wakeup_flag_is_read_from_the_flags_word() {
-        let (ours, kernel) = producer_pair(8, 0);
+        let (ours, kernel) = ring_pair::<u64>(8, 0);
         assert!(!ours.needs_wakeup());
         kernel
             .mem

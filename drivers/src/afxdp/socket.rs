@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::if_xdp::{DEFAULT_TX_BUDGET, XDP_MAX_TX_SKB_BUDGET};
+use super::queue::{Doorbell, Rings};
 use super::ring::{ConsumerRing, ProducerRing, RingLayout};
 use super::umem::Umem;
 use crate::sys::Mmap;
-use crate::sys::xdp::{bind_xdp, get_xdp_option, set_xdp_option, xdp_socket};
+use crate::sys::xdp::{bind_xdp, get_xdp_option, kick_tx, set_xdp_option, wake_rx, xdp_socket};
 
 /// How long a bind that meets `EBUSY` is retried: the previous socket on the queue may still
 /// be tearing down in a kernel work queue.
@@ -55,11 +56,9 @@ fn at(step: SocketStep) -> impl Fn(io::Error) -> SocketError {
     move |error| SocketError { step, error }
 }
 
+/// The socket's descriptor; its rings go to the [`Queue`](super::queue::Queue) that uses it
+/// as its doorbell.
 pub(crate) struct XdpSocket {
-    pub(crate) rx: ConsumerRing<libc::xdp_desc>,
-    pub(crate) tx: ProducerRing<libc::xdp_desc>,
-    pub(crate) fill: ProducerRing<u64>,
-    pub(crate) completion: ConsumerRing<u64>,
     /// Frames one TX kick may send, if the kernel took our `XDP_MAX_TX_SKB_BUDGET`.
     pub(crate) tx_budget: Option<u32>,
     fd: OwnedFd,
@@ -75,8 +74,12 @@ impl std::fmt::Debug for XdpSocket {
 }
 
 impl XdpSocket {
-    /// Opens a socket over `umem` and binds it to `config.ifindex`/`config.queue`.
-    pub(crate) fn open(umem: &Umem, config: &SocketConfig) -> Result<XdpSocket, SocketError> {
+    /// Opens a socket over `umem` and binds it to `config.ifindex`/`config.queue`. Returns it
+    /// with its four rings.
+    pub(crate) fn open(
+        umem: &Umem,
+        config: &SocketConfig,
+    ) -> Result<(XdpSocket, Rings), SocketError> {
         let fd = xdp_socket().map_err(at(SocketStep::Create))?;
         set_xdp_option(fd.as_fd(), libc::XDP_UMEM_REG, &umem.registration())
             .map_err(at(SocketStep::RegisterUmem))?;
@@ -172,14 +175,13 @@ impl XdpSocket {
             }
         };
 
-        Ok(XdpSocket {
+        let rings = Rings {
             rx,
             tx,
             fill,
             completion,
-            tx_budget,
-            fd,
-        })
+        };
+        Ok((XdpSocket { tx_budget, fd }, rings))
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -190,5 +192,15 @@ impl XdpSocket {
     pub(crate) fn statistics(&self) -> io::Result<libc::xdp_statistics> {
         get_xdp_option::<libc::xdp_statistics>(self.fd.as_fd(), libc::XDP_STATISTICS)
             .map(|(s, _)| s)
+    }
+}
+
+impl Doorbell for XdpSocket {
+    fn kick_tx(&self) -> io::Result<()> {
+        kick_tx(self.fd.as_fd())
+    }
+
+    fn wake_rx(&self) -> io::Result<()> {
+        wake_rx(self.fd.as_fd())
     }
 }

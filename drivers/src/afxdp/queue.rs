@@ -1,0 +1,675 @@
+//! The AF_XDP data path of one queue: the four rings, the UMEM, and what `rx_burst`,
+//! `tx_stage` and `tx_flush` do with them. No setup and no system call lives here: the two
+//! notifications the kernel may need go through a [`Doorbell`], which the socket rings with
+//! `sendto`/`recvfrom` and the tests with a counter.
+//!
+//! A [`Queue`] does not care where its rings live. [`AfXdp`](super::AfXdp) builds them over the
+//! socket's mappings; the tests below build them over anonymous memory and play the kernel's
+//! side of each ring themselves, as s2n-quic-xdp tests its I/O over paired rings and as
+//! `netmap::emulated` emulates netmap.
+//!
+//! # The frame path
+//!
+//! - [`Queue::rx_burst`] takes finished TX chunks off the completion ring, peeks up to `max`
+//!   RX descriptors with one Acquire load, lends each frame straight from the UMEM (checked to
+//!   lie inside one chunk, else counted and dropped), then releases the whole burst and gives
+//!   the same chunks back to the fill ring: one Release store each.
+//! - [`Queue::tx_stage`] takes a free chunk (reclaiming completions only when it runs out), lets
+//!   the caller write the frame into it and claims a TX slot, so staging touches no shared
+//!   cache line but the TX ring's.
+//! - [`Queue::tx_flush`] reclaims completions, publishes every staged slot at once and rings
+//!   the doorbell (in copy mode always; with need-wakeup only when the kernel asks). `EAGAIN`,
+//!   `EBUSY`, `ENOBUFS` and `EINTR` are back-pressure, not errors: the frames stay on the ring
+//!   and the next flush kicks again.
+
+use std::io;
+
+use super::XdpCounters;
+use super::ring::{ConsumerRing, ProducerRing};
+use super::umem::Umem;
+use crate::{DriverCounters, DriverError};
+
+/// The four rings of one AF_XDP socket, seen from our side.
+pub(crate) struct Rings {
+    pub(crate) rx: ConsumerRing<libc::xdp_desc>,
+    pub(crate) tx: ProducerRing<libc::xdp_desc>,
+    pub(crate) fill: ProducerRing<u64>,
+    pub(crate) completion: ConsumerRing<u64>,
+}
+
+/// How the data path tells the kernel it has work: the only two system calls it makes.
+pub(crate) trait Doorbell {
+    /// New TX descriptors are on the ring (`sendto` on the socket).
+    fn kick_tx(&self) -> io::Result<()>;
+    /// The fill ring has entries again, and the kernel asked to be told (`recvfrom`).
+    fn wake_rx(&self) -> io::Result<()>;
+}
+
+/// One queue's data path: the rings, the UMEM whose chunks they pass around, and the counters.
+pub(crate) struct Queue<D> {
+    // Field order is drop order: the rings are unmapped and the socket closed before the UMEM
+    // they point into.
+    rings: Rings,
+    doorbell: D,
+    umem: Umem,
+    max_frame_len: usize,
+    need_wakeup: bool,
+    counters: DriverCounters,
+    xdp: XdpCounters,
+    /// TX slots claimed and written since the last flush.
+    staged: u32,
+    staged_bytes: u64,
+}
+
+impl<D> std::fmt::Debug for Queue<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("umem", &self.umem)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("need_wakeup", &self.need_wakeup)
+            .field("counters", &self.counters)
+            .field("xdp", &self.xdp)
+            .field("staged", &self.staged)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Doorbell> Queue<D> {
+    /// A queue over `rings` and `umem`, with up to a ring's worth (at most half the UMEM) of
+    /// chunks handed to the fill ring for the kernel to receive into.
+    pub(crate) fn new(
+        rings: Rings,
+        umem: Umem,
+        doorbell: D,
+        max_frame_len: usize,
+        need_wakeup: bool,
+    ) -> Self {
+        let mut queue = Queue {
+            rings,
+            doorbell,
+            umem,
+            max_frame_len,
+            need_wakeup,
+            counters: DriverCounters::default(),
+            xdp: XdpCounters::default(),
+            staged: 0,
+            staged_bytes: 0,
+        };
+        queue.prime_fill_ring();
+        queue
+    }
+
+    fn prime_fill_ring(&mut self) {
+        let fill = &mut self.rings.fill;
+        let wanted = fill.size().min(self.umem.chunk_count() / 2);
+        let granted = fill.reserve(wanted);
+        let mut filled = 0;
+        while filled < granted {
+            let Some(addr) = self.umem.alloc() else { break };
+            fill.write(filled, addr);
+            filled += 1;
+        }
+        fill.cancel(granted - filled);
+        fill.submit(filled);
+    }
+
+    pub(crate) fn doorbell(&self) -> &D {
+        &self.doorbell
+    }
+
+    pub(crate) fn counters(&self) -> DriverCounters {
+        self.counters
+    }
+
+    pub(crate) fn xdp_counters(&self) -> XdpCounters {
+        self.xdp
+    }
+
+    /// Whether received frames wait on the RX ring (one Acquire load).
+    pub(crate) fn rx_ready(&self) -> bool {
+        self.rings.rx.ready() > 0
+    }
+
+    /// See the module documentation. Returns how many frames `on_frame` saw.
+    pub(crate) fn rx_burst(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> usize {
+        self.reclaim_completions();
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let Rings { rx, fill, .. } = &mut self.rings;
+        let n = rx.peek(max);
+        if n == 0 {
+            self.wake_rx_if_asked();
+            return 0;
+        }
+        let granted = fill.reserve(n);
+        let mut refilled = 0;
+        let mut delivered = 0;
+        for i in 0..n {
+            let Some(desc) = rx.read(i) else {
+                break;
+            };
+            // SAFETY: the descriptor came off the RX ring, so its chunk is ours until it goes
+            // back on the fill ring below, after the last use of `frame`.
+            match unsafe { self.umem.frame(desc.addr, desc.len) } {
+                Some(frame) if frame.len() <= self.max_frame_len => {
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += frame.len() as u64;
+                    delivered += 1;
+                    on_frame(frame);
+                }
+                Some(_) => self.counters.rx_dropped += 1,
+                None => {
+                    self.counters.rx_dropped += 1;
+                    self.xdp.rx_invalid_descs += 1;
+                }
+            }
+            if let Some(base) = self.umem.chunk_base(desc.addr) {
+                if refilled < granted {
+                    fill.write(refilled, base);
+                    refilled += 1;
+                } else {
+                    self.umem.release(base);
+                }
+            }
+        }
+        rx.release(n);
+        if fill.in_flight() == 0 {
+            self.xdp.fill_ring_empty += 1;
+        }
+        fill.cancel(granted - refilled);
+        fill.submit(refilled);
+        delivered
+    }
+
+    /// Frames `tx_stage` will take before the next flush: free chunks (counting those waiting
+    /// on the completion ring) and TX slots, whichever runs out first.
+    pub(crate) fn tx_room(&self) -> usize {
+        let chunks = self.umem.free_count() + self.rings.completion.ready() as usize;
+        chunks.min(self.rings.tx.room() as usize)
+    }
+
+    /// See the module documentation and [`FrameIo::tx_stage`](crate::FrameIo::tx_stage).
+    pub(crate) fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let Some(len32) = u32::try_from(len).ok().filter(|&l| l > 0) else {
+            self.counters.tx_dropped += 1;
+            return false;
+        };
+        if len > self.max_frame_len {
+            self.counters.tx_dropped += 1;
+            return false;
+        }
+        if self.umem.free_count() == 0 {
+            self.reclaim_completions();
+        }
+        let Some(addr) = self.umem.alloc() else {
+            self.counters.tx_ring_full += 1;
+            return false;
+        };
+        let tx = &mut self.rings.tx;
+        if tx.reserve(1) == 0 {
+            self.umem.release(addr);
+            self.counters.tx_ring_full += 1;
+            return false;
+        }
+        // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
+        let Some(buf) = (unsafe { self.umem.frame_mut(addr, len32) }) else {
+            // Unreachable: `len <= max_frame_len < chunk size`. Undo rather than panic.
+            tx.cancel(1);
+            self.umem.release(addr);
+            self.counters.tx_dropped += 1;
+            return false;
+        };
+        fill(buf);
+        let desc = libc::xdp_desc {
+            addr,
+            len: len32,
+            options: 0,
+        };
+        tx.write(self.staged, desc);
+        self.staged += 1;
+        self.staged_bytes += len as u64;
+        true
+    }
+
+    /// See the module documentation.
+    pub(crate) fn tx_flush(&mut self) -> Result<(), DriverError> {
+        self.reclaim_completions();
+        let tx = &mut self.rings.tx;
+        if self.staged > 0 {
+            tx.submit(self.staged);
+            self.counters.tx_frames += u64::from(self.staged);
+            self.counters.tx_bytes += self.staged_bytes;
+            self.staged = 0;
+            self.staged_bytes = 0;
+        }
+        // Kick while the kernel has frames left on the ring: a kick sends at most the TX
+        // budget, so a big burst may need the next flush to kick again.
+        if tx.in_flight() == 0 {
+            return Ok(());
+        }
+        if self.need_wakeup && !tx.needs_wakeup() {
+            return Ok(());
+        }
+        self.counters.kicks += 1;
+        match self.doorbell.kick_tx() {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR)
+                ) =>
+            {
+                self.xdp.tx_kick_busy += 1;
+                Ok(())
+            }
+            Err(e) => Err(DriverError::io("AF_XDP TX kick (sendto)", e)),
+        }
+    }
+
+    /// Takes sent chunks off the completion ring and back onto the free stack.
+    fn reclaim_completions(&mut self) {
+        let completion = &mut self.rings.completion;
+        let n = completion.peek(u32::MAX);
+        for i in 0..n {
+            match completion.read(i) {
+                Some(addr) if self.umem.release(addr) => self.xdp.tx_completed += 1,
+                _ => self.xdp.completion_invalid += 1,
+            }
+        }
+        completion.release(n);
+    }
+
+    fn wake_rx_if_asked(&mut self) {
+        if self.need_wakeup && self.rings.fill.needs_wakeup() {
+            self.counters.kicks += 1;
+            self.xdp.rx_wakeups += 1;
+            // Errors here are all transient (nothing to read); the next burst asks again.
+            let _ = self.doorbell.wake_rx();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::afxdp::ring::tests::ring_pair;
+    use crate::afxdp::umem::CHUNK_SIZE;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// Counts the doorbell's rings, and fails the TX kick with an errno when told to.
+    #[derive(Default, Clone)]
+    struct Bell {
+        kicks: Rc<Cell<u32>>,
+        wakes: Rc<Cell<u32>>,
+        kick_errno: Rc<Cell<Option<i32>>>,
+    }
+
+    impl Doorbell for Bell {
+        fn kick_tx(&self) -> io::Result<()> {
+            self.kicks.set(self.kicks.get() + 1);
+            match self.kick_errno.get() {
+                Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                None => Ok(()),
+            }
+        }
+        fn wake_rx(&self) -> io::Result<()> {
+            self.wakes.set(self.wakes.get() + 1);
+            Ok(())
+        }
+    }
+
+    /// The kernel's side of the four rings, over the same anonymous memory as the queue's.
+    struct FakeKernel {
+        rx: ProducerRing<libc::xdp_desc>,
+        tx: ConsumerRing<libc::xdp_desc>,
+        fill: ConsumerRing<u64>,
+        completion: ProducerRing<u64>,
+        /// Chunks sent and not yet posted on the completion ring.
+        sent: Vec<u64>,
+    }
+
+    const MAX_FRAME: usize = 1514;
+
+    /// A queue with `ring` entries per ring and `chunks` UMEM chunks, whose ring indexes all
+    /// start at `start` (close to `u32::MAX` to test the wrap-around), and the fake kernel
+    /// across from it.
+    fn queue(ring: u32, chunks: u32, start: u32, need_wakeup: bool) -> (Queue<Bell>, FakeKernel) {
+        let (rx_kernel, rx) = ring_pair(ring, start);
+        let (tx, tx_kernel) = ring_pair(ring, start);
+        let (fill, fill_kernel) = ring_pair(ring, start);
+        let (completion_kernel, completion) = ring_pair(ring, start);
+        let rings = Rings {
+            rx,
+            tx,
+            fill,
+            completion,
+        };
+        let umem = Umem::new(chunks, CHUNK_SIZE).unwrap();
+        let queue = Queue::new(rings, umem, Bell::default(), MAX_FRAME, need_wakeup);
+        let kernel = FakeKernel {
+            rx: rx_kernel,
+            tx: tx_kernel,
+            fill: fill_kernel,
+            completion: completion_kernel,
+            sent: Vec::new(),
+        };
+        (queue, kernel)
+    }
+
+    impl FakeKernel {
+        /// Receives `frames` as a NIC would: each into a chunk taken off the fill ring, then
+        /// posted on the RX ring. Returns how many fitted (free fill entries and RX slots).
+        fn receive(&mut self, queue: &mut Queue<Bell>, frames: &[&[u8]]) -> usize {
+            let n = (frames.len() as u32)
+                .min(self.fill.ready())
+                .min(self.rx.room());
+            assert_eq!(self.fill.peek(n), n);
+            assert_eq!(self.rx.reserve(n), n);
+            for (i, frame) in frames.iter().take(n as usize).enumerate() {
+                let addr = self.fill.read(i as u32).unwrap();
+                // SAFETY: the chunk came off the fill ring, so the kernel side owns it until
+                // its descriptor is on the RX ring; the queue does not touch it meanwhile.
+                let buf = unsafe { queue.umem.frame_mut(addr, frame.len() as u32) }.unwrap();
+                buf.copy_from_slice(frame);
+                let desc = libc::xdp_desc {
+                    addr,
+                    len: frame.len() as u32,
+                    options: 0,
+                };
+                assert!(self.rx.write(i as u32, desc));
+            }
+            self.fill.release(n);
+            self.rx.submit(n);
+            n as usize
+        }
+
+        /// Posts one raw descriptor on the RX ring (a buggy or hostile kernel).
+        fn post_rx(&mut self, desc: libc::xdp_desc) {
+            assert_eq!(self.rx.reserve(1), 1);
+            self.rx.write(0, desc);
+            self.rx.submit(1);
+        }
+
+        /// Sends what is on the TX ring and returns the frames; with `complete`, posts every
+        /// chunk sent so far on the completion ring.
+        fn send(&mut self, queue: &Queue<Bell>, complete: bool) -> Vec<Vec<u8>> {
+            let n = self.tx.peek(u32::MAX);
+            let mut frames = Vec::new();
+            for i in 0..n {
+                let desc = self.tx.read(i).unwrap();
+                // SAFETY: the descriptor is on the TX ring: the queue handed the chunk over
+                // and does not write it until it comes back on the completion ring.
+                let frame = unsafe { queue.umem.frame(desc.addr, desc.len) }.unwrap();
+                frames.push(frame.to_vec());
+                self.sent.push(desc.addr);
+            }
+            self.tx.release(n);
+            if complete {
+                self.complete();
+            }
+            frames
+        }
+
+        /// Posts the chunks sent so far on the completion ring.
+        fn complete(&mut self) {
+            let n = self.completion.reserve(self.sent.len() as u32);
+            assert_eq!(n as usize, self.sent.len(), "completion ring full");
+            for (i, &addr) in self.sent.iter().enumerate() {
+                self.completion.write(i as u32, addr);
+            }
+            self.completion.submit(n);
+            self.sent.clear();
+        }
+
+        /// Posts one raw address on the completion ring.
+        fn post_completion(&mut self, addr: u64) {
+            assert_eq!(self.completion.reserve(1), 1);
+            self.completion.write(0, addr);
+            self.completion.submit(1);
+        }
+    }
+
+    fn frame(tag: u32, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[..4].copy_from_slice(&tag.to_be_bytes());
+        f
+    }
+
+    fn collect(queue: &mut Queue<Bell>, max: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let n = queue.rx_burst(max, &mut |f| got.push(f.to_vec()));
+        assert_eq!(n, got.len());
+        got
+    }
+
+    #[test]
+    fn the_fill_ring_is_primed_with_half_the_umem_at_most() {
+        let (_, kernel) = queue(64, 32, 0, false);
+        assert_eq!(kernel.fill.ready(), 16, "half of 32 chunks");
+        let (queue, kernel) = queue(8, 32, 0, false);
+        assert_eq!(kernel.fill.ready(), 8, "a ring's worth");
+        assert_eq!(queue.umem.free_count(), 24);
+    }
+
+    #[test]
+    fn rx_burst_lends_frames_in_order_and_refills_their_chunks() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(i, 60 + i as usize)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(kernel.receive(&mut queue, &refs), 5);
+        // The fill ring had 8 chunks; the kernel took 5.
+        assert_eq!(kernel.fill.ready(), 3);
+
+        assert_eq!(collect(&mut queue, 3), frames[..3]);
+        assert_eq!(collect(&mut queue, 64), frames[3..]);
+        assert!(collect(&mut queue, 64).is_empty());
+
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (5, 0));
+        assert_eq!(c.rx_bytes, (60..65).sum::<u64>());
+        // Each chunk went back on the fill ring, and no chunk was lost.
+        assert_eq!(kernel.fill.ready(), 8);
+        assert_eq!(queue.umem.free_count(), 24);
+        assert_eq!(queue.xdp_counters().fill_ring_empty, 0);
+    }
+
+    #[test]
+    fn bad_rx_descriptors_are_dropped_and_counted() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        // Outside the UMEM, across a chunk end, and longer than the MTU allows.
+        kernel.post_rx(libc::xdp_desc {
+            addr: 32 * u64::from(CHUNK_SIZE),
+            len: 60,
+            options: 0,
+        });
+        kernel.post_rx(libc::xdp_desc {
+            addr: u64::from(CHUNK_SIZE) - 10,
+            len: 60,
+            options: 0,
+        });
+        let long = frame(7, MAX_FRAME + 1);
+        assert_eq!(kernel.receive(&mut queue, &[&long]), 1);
+        assert!(collect(&mut queue, 64).is_empty());
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (0, 3));
+        assert_eq!(queue.xdp_counters().rx_invalid_descs, 2);
+    }
+
+    #[test]
+    fn an_emptied_fill_ring_is_counted() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        let frames: Vec<Vec<u8>> = (0..8).map(|i| frame(i, 60)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(kernel.receive(&mut queue, &refs), 8);
+        // Every fill entry was taken; a ninth frame has nowhere to go.
+        assert_eq!(kernel.receive(&mut queue, &[&frames[0]]), 0);
+        let mut seen = 0;
+        queue.rx_burst(64, &mut |_| {
+            seen += 1;
+        });
+        assert_eq!(seen, 8);
+        assert_eq!(queue.xdp_counters().fill_ring_empty, 1);
+        assert_eq!(kernel.fill.ready(), 8);
+        assert_eq!(kernel.receive(&mut queue, &[&frames[0]]), 1);
+    }
+
+    #[test]
+    fn tx_stage_and_flush_send_frames_and_recycle_their_chunks() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        let bell = queue.doorbell().clone();
+        assert_eq!(queue.tx_room(), 8);
+        let frames: Vec<Vec<u8>> = (0..3).map(|i| frame(i, 100)).collect();
+        for f in &frames {
+            assert!(queue.tx_stage(f.len(), &mut |buf| buf.copy_from_slice(f)));
+        }
+        // Nothing is visible to the kernel before the flush.
+        assert!(kernel.send(&queue, true).is_empty());
+        assert_eq!(bell.kicks.get(), 0);
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.send(&queue, true), frames);
+        let c = queue.counters();
+        assert_eq!((c.tx_frames, c.tx_bytes, c.kicks), (3, 300, 1));
+        assert_eq!(queue.umem.free_count(), 24 - 3);
+        // A flush with nothing on the ring takes the completions back and does not kick.
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(queue.umem.free_count(), 24);
+        assert_eq!(queue.xdp_counters().tx_completed, 3);
+        // Bad lengths are refused without touching the ring.
+        assert!(!queue.tx_stage(0, &mut |_| panic!("empty frame")));
+        assert!(!queue.tx_stage(MAX_FRAME + 1, &mut |_| panic!("oversize frame")));
+        assert_eq!(queue.counters().tx_dropped, 2);
+        assert_eq!(queue.tx_room(), 8);
+    }
+
+    #[test]
+    fn a_full_tx_ring_is_counted_and_frees_up_after_the_kernel_sends() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        for i in 0..8 {
+            assert!(queue.tx_stage(60, &mut |buf| buf.fill(i)));
+        }
+        assert_eq!(queue.tx_room(), 0);
+        assert!(!queue.tx_stage(60, &mut |_| panic!("the ring is full")));
+        assert_eq!(queue.counters().tx_ring_full, 1);
+        // The refused frame did not keep its chunk.
+        assert_eq!(queue.umem.free_count(), 24 - 8);
+        queue.tx_flush().unwrap();
+        assert_eq!(kernel.send(&queue, true).len(), 8);
+        assert_eq!(queue.tx_room(), 8);
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(9)));
+    }
+
+    #[test]
+    fn running_out_of_chunks_reclaims_completions_first() {
+        // 16 chunks: 8 on the fill ring, 8 for TX.
+        let (mut queue, mut kernel) = queue(64, 16, 0, false);
+        for i in 0..8 {
+            assert!(queue.tx_stage(60, &mut |buf| buf.fill(i)));
+        }
+        queue.tx_flush().unwrap();
+        // The kernel sends but has not completed yet: no chunk to stage into.
+        assert_eq!(kernel.send(&queue, false).len(), 8);
+        let sent_twice = kernel.sent[0];
+        assert!(!queue.tx_stage(60, &mut |_| panic!("no free chunk")));
+        assert_eq!(queue.counters().tx_ring_full, 1);
+        // Completions arrive: tx_stage takes them back itself.
+        kernel.complete();
+        assert_eq!(queue.tx_room(), 8);
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(1)));
+        assert_eq!(queue.xdp_counters().tx_completed, 8);
+        // A completion for a chunk that is already free, or outside the UMEM, is ignored and
+        // counted.
+        kernel.post_completion(sent_twice);
+        kernel.post_completion(16 * u64::from(CHUNK_SIZE));
+        let free = queue.umem.free_count();
+        queue.tx_flush().unwrap();
+        assert_eq!(queue.xdp_counters().completion_invalid, 2);
+        assert_eq!(queue.umem.free_count(), free);
+    }
+
+    #[test]
+    fn back_pressure_on_the_kick_is_not_an_error_and_the_next_flush_kicks_again() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        let bell = queue.doorbell().clone();
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(1)));
+        bell.kick_errno.set(Some(libc::EAGAIN));
+        queue.tx_flush().unwrap();
+        assert_eq!(queue.xdp_counters().tx_kick_busy, 1);
+        // The frame is still on the ring: the next flush kicks again.
+        bell.kick_errno.set(None);
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 2);
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 2, "nothing in flight: no kick");
+        // Any other errno is an error.
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(2)));
+        bell.kick_errno.set(Some(libc::ENXIO));
+        let err = queue.tx_flush().unwrap_err();
+        assert_eq!(err.kind(), crate::DriverErrorKind::Io);
+    }
+
+    #[test]
+    fn with_need_wakeup_the_doorbell_rings_only_when_the_kernel_asks() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, true);
+        let bell = queue.doorbell().clone();
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(1)));
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 0);
+        kernel.tx.set_flags(libc::XDP_RING_NEED_WAKEUP);
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+
+        assert_eq!(collect(&mut queue, 8).len(), 0);
+        assert_eq!(bell.wakes.get(), 0);
+        kernel.fill.set_flags(libc::XDP_RING_NEED_WAKEUP);
+        assert_eq!(collect(&mut queue, 8).len(), 0);
+        assert_eq!(bell.wakes.get(), 1);
+        assert_eq!(queue.xdp_counters().rx_wakeups, 1);
+    }
+
+    #[test]
+    fn ring_indexes_wrap_around_u32_under_traffic_both_ways() {
+        let start = u32::MAX - 20;
+        let (mut queue, mut kernel) = queue(8, 32, start, false);
+        let mut next_rx = 0u32;
+        let mut expect_rx = 0u32;
+        let mut next_tx = 0u32;
+        let mut expect_tx = 0u32;
+        for round in 0..40usize {
+            let burst = round % 7 + 1;
+            let frames: Vec<Vec<u8>> = (0..burst)
+                .map(|_| {
+                    next_rx += 1;
+                    frame(next_rx, 60 + round)
+                })
+                .collect();
+            let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            assert_eq!(kernel.receive(&mut queue, &refs), burst);
+            for got in collect(&mut queue, 64) {
+                expect_rx += 1;
+                assert_eq!(got, frame(expect_rx, 60 + round));
+            }
+            for _ in 0..burst {
+                next_tx += 1;
+                let f = frame(next_tx, 70 + round);
+                assert!(queue.tx_stage(f.len(), &mut |buf| buf.copy_from_slice(&f)));
+            }
+            queue.tx_flush().unwrap();
+            for got in kernel.send(&queue, true) {
+                expect_tx += 1;
+                assert_eq!(got, frame(expect_tx, 70 + round));
+            }
+        }
+        assert_eq!((expect_rx, expect_tx), (next_rx, next_tx));
+        assert!(next_rx > 8 * 8, "many more frames than ring slots");
+        // The indexes went past u32::MAX, and no chunk was lost on the way.
+        assert!(kernel.rx.published() < start && queue.rings.tx.published() < start);
+        queue.tx_flush().unwrap();
+        assert_eq!(queue.umem.free_count() + kernel.fill.ready() as usize, 32);
+        let c = queue.counters();
+        assert_eq!((c.rx_dropped, c.tx_dropped, c.tx_ring_full), (0, 0, 0));
+    }
+}
