@@ -12,7 +12,7 @@
 use std::io;
 
 use crate::sys::{
-    ETH_FLAG_LRO, ETHTOOL_GCHANNELS, ETHTOOL_GDRVINFO, ETHTOOL_GFLAGS, ETHTOOL_GGRO,
+    self, ETH_FLAG_LRO, ETHTOOL_GCHANNELS, ETHTOOL_GDRVINFO, ETHTOOL_GFLAGS, ETHTOOL_GGRO,
     ETHTOOL_GRXCSUM, ETHTOOL_GSG, ETHTOOL_GTSO, ETHTOOL_GTXCSUM, ETHTOOL_SFLAGS, ETHTOOL_SGRO,
     ETHTOOL_SRXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_STXCSUM, EthtoolChannels, EthtoolDrvinfo,
     EthtoolValue, Fd, IfReq, IfreqRequest, c_chars,
@@ -21,14 +21,7 @@ use crate::sys::{
 /// The CPUs the calling thread may run on (its affinity mask, which a cpuset or `taskset`
 /// narrows), in increasing order.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; `set` is a valid, exclusively borrowed `cpu_set_t`
-    // of the size passed, which the kernel fills.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let set = sys::thread_affinity()?;
     let max = 8 * std::mem::size_of_val(&set);
     // SAFETY: `CPU_ISSET` reads bit `cpu` of `set`, and `cpu` is below the set's bit size.
     Ok((0..max)
@@ -46,12 +39,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     }
     // SAFETY: `CPU_SET` writes bit `cpu` of `set`, checked above to be within it.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sys::set_thread_affinity(&set)
 }
 
 /// A NIC's queues as `ethtool -l` shows them.

@@ -83,6 +83,8 @@
 use std::ffi::CString;
 use std::io;
 
+use crate::sys;
+
 /// Whether this build has the seccomp filter: Linux on x86_64 and aarch64.
 pub const SECCOMP_SUPPORTED: bool = cfg!(all(
     target_os = "linux",
@@ -230,39 +232,17 @@ pub fn drop_privileges(user: &User) -> Result<(), SandboxError> {
         return Err(SandboxError::RootUser(user.name.clone()));
     }
     let failed = |what: &'static str| {
-        let source = io::Error::last_os_error();
-        move || SandboxError::Drop {
+        move |source| SandboxError::Drop {
             what,
             user: user.name.clone(),
             source,
         }
     };
-    // SAFETY: `user.groups` is valid for reads of `len()` gids.
-    if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } != 0 {
-        return Err(failed("setgroups")());
-    }
-    // SAFETY: integer arguments only.
-    if unsafe { libc::setresgid(user.gid, user.gid, user.gid) } != 0 {
-        return Err(failed("setresgid")());
-    }
-    // SAFETY: integer arguments only.
-    if unsafe { libc::setresuid(user.uid, user.uid, user.uid) } != 0 {
-        return Err(failed("setresuid")());
-    }
-    set_no_new_privs().map_err(|source| SandboxError::Drop {
-        what: "prctl(PR_SET_NO_NEW_PRIVS)",
-        user: user.name.clone(),
-        source,
-    })?;
+    sys::set_groups(&user.groups).map_err(failed("setgroups"))?;
+    sys::set_all_gids(user.gid).map_err(failed("setresgid"))?;
+    sys::set_all_uids(user.uid).map_err(failed("setresuid"))?;
+    sys::set_no_new_privs().map_err(failed("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     verify_dropped(user)
-}
-
-fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The checks at the end of [`drop_privileges`].
@@ -271,14 +251,15 @@ fn verify_dropped(user: &User) -> Result<(), SandboxError> {
         user: user.name.clone(),
         left,
     };
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: three valid `uid_t` out-pointers.
-    if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } != 0 || [r, e, s] != [user.uid; 3] {
-        return Err(still(format!("has uids {r}/{e}/{s}")));
+    match sys::uids() {
+        Ok(ids) if ids == [user.uid; 3] => {}
+        Ok([r, e, s]) => return Err(still(format!("has uids {r}/{e}/{s}"))),
+        Err(e) => return Err(still(format!("cannot read its uids ({e})"))),
     }
-    // SAFETY: three valid `gid_t` out-pointers.
-    if unsafe { libc::getresgid(&mut r, &mut e, &mut s) } != 0 || [r, e, s] != [user.gid; 3] {
-        return Err(still(format!("has gids {r}/{e}/{s}")));
+    match sys::gids() {
+        Ok(ids) if ids == [user.gid; 3] => {}
+        Ok([r, e, s]) => return Err(still(format!("has gids {r}/{e}/{s}"))),
+        Err(e) => return Err(still(format!("cannot read its gids ({e})"))),
     }
     let caps = capabilities().map_err(|e| still(format!("cannot read its capabilities ({e})")))?;
     if caps.effective != 0 || caps.permitted != 0 {
@@ -288,15 +269,11 @@ fn verify_dropped(user: &User) -> Result<(), SandboxError> {
         )));
     }
     // The real test: asking for root back must fail.
-    // SAFETY: integer argument only.
-    if unsafe { libc::setuid(0) } == 0 {
+    if sys::set_uid(0).is_ok() {
         return Err(still("could switch back to uid 0".into()));
     }
-    if user.gid != 0 && !user.groups.contains(&0) {
-        // SAFETY: integer argument only.
-        if unsafe { libc::setgid(0) } == 0 {
-            return Err(still("could switch back to gid 0".into()));
-        }
+    if user.gid != 0 && !user.groups.contains(&0) && sys::set_gid(0).is_ok() {
+        return Err(still("could switch back to gid 0".into()));
     }
     Ok(())
 }
@@ -311,37 +288,7 @@ pub struct Capabilities {
 
 /// `capget(2)` of the calling thread.
 pub fn capabilities() -> io::Result<Capabilities> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: version 3 of capget reads one header and writes two data structs, which both
-    // match the kernel's layout (`struct __user_cap_header_struct`, `__user_cap_data_struct`)
-    // and outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let data = sys::capget()?;
     let join = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
     Ok(Capabilities {
         effective: join(data[0].effective, data[1].effective),
@@ -380,7 +327,7 @@ pub fn install_seccomp_filter() -> Result<usize, SandboxError> {
     ))]
     {
         warm_up_threads()?;
-        set_no_new_privs()
+        sys::set_no_new_privs()
             .map_err(|e| SandboxError::Seccomp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
         filter::install()
     }

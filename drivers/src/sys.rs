@@ -1,13 +1,15 @@
-//! Thin, safe wrappers over the libc calls of every backend: descriptors ([`Fd`]), waiting
+//! Thin, safe wrappers over the libc calls of the crate: descriptors ([`Fd`]), waiting
 //! ([`poll_readable`]), shared memory ([`Mmap`]), the interface queries (`ifreq` ioctls and
 //! `SIOCETHTOOL` with a typed struct per command), netmap's ioctls, the namespace calls of
-//! [`crate::netns`], and (in [`xdp`]) the AF_XDP socket and `bpf(2)`.
+//! [`crate::netns`], CPU affinity and credentials (for [`crate::host`] and
+//! [`crate::sandbox`]), and (in [`xdp`]) the AF_XDP socket and `bpf(2)`.
 //!
 //! Every raw call goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
-//! `io::Result`; the one exception is `mmap`, whose failure value is `MAP_FAILED`, not `-1`.
-//! Each wrapper here owns one `unsafe` block and states why it is sound; outside this module
-//! the backends call no libc function that can fail (`host` and `sandbox` keep their own few
-//! process-wide calls). File descriptors are held in [`Fd`] or an [`OwnedFd`], so they are
+//! `io::Result`; the one exception here is `mmap`, whose failure value is `MAP_FAILED`, not
+//! `-1`. Each wrapper owns one `unsafe` block and states why it is sound. Outside this module
+//! only calls that do not follow the convention remain: `sandbox`'s `getpwnam_r` (returns the
+//! errno) and `getgrouplist` (`-1` means "too small", with no errno), `geteuid` (cannot fail)
+//! and the `CPU_SET` macros. File descriptors are held in [`Fd`] or an [`OwnedFd`], so they are
 //! closed exactly once, on drop.
 
 use std::ffi::CStr;
@@ -569,6 +571,114 @@ impl IfReq {
     }
 }
 
+/// The calling thread's CPU affinity mask (`sched_getaffinity(0, ...)`).
+pub(crate) fn thread_affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `set` is a valid, exclusively borrowed `cpu_set_t`
+    // of the size passed, which the kernel fills.
+    syscall!(sched_getaffinity(0, std::mem::size_of_val(&set), &mut set))?;
+    Ok(set)
+}
+
+/// Sets the calling thread's CPU affinity mask (`sched_setaffinity(0, ...)`).
+pub(crate) fn set_thread_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the size passed.
+    syscall!(sched_setaffinity(0, std::mem::size_of_val(set), set))?;
+    Ok(())
+}
+
+/// `setgroups(2)`: the process's supplementary groups.
+pub(crate) fn set_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: `groups` is valid for reads of `len()` gids for the whole call.
+    syscall!(setgroups(groups.len(), groups.as_ptr()))?;
+    Ok(())
+}
+
+/// `setresgid(2)` with the real, effective and saved gids all `gid`.
+pub(crate) fn set_all_gids(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    syscall!(setresgid(gid, gid, gid))?;
+    Ok(())
+}
+
+/// `setresuid(2)` with the real, effective and saved uids all `uid`.
+pub(crate) fn set_all_uids(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    syscall!(setresuid(uid, uid, uid))?;
+    Ok(())
+}
+
+/// `setuid(2)`.
+pub(crate) fn set_uid(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: integer argument only.
+    syscall!(setuid(uid))?;
+    Ok(())
+}
+
+/// `setgid(2)`.
+pub(crate) fn set_gid(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: integer argument only.
+    syscall!(setgid(gid))?;
+    Ok(())
+}
+
+/// `getresuid(2)`: the real, effective and saved uids.
+pub(crate) fn uids() -> io::Result<[libc::uid_t; 3]> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three valid, exclusively borrowed `uid_t` out-pointers.
+    syscall!(getresuid(&mut r, &mut e, &mut s))?;
+    Ok([r, e, s])
+}
+
+/// `getresgid(2)`: the real, effective and saved gids.
+pub(crate) fn gids() -> io::Result<[libc::gid_t; 3]> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three valid, exclusively borrowed `gid_t` out-pointers.
+    syscall!(getresgid(&mut r, &mut e, &mut s))?;
+    Ok([r, e, s])
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)` on the calling thread.
+pub(crate) fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    syscall!(prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+    Ok(())
+}
+
+/// One 32-bit half of the capability sets, `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CapData {
+    pub(crate) effective: u32,
+    pub(crate) permitted: u32,
+    pub(crate) inheritable: u32,
+}
+
+/// `capget(2)` (version 3) of the calling thread: the low and the high halves of its sets.
+pub(crate) fn capget() -> io::Result<[CapData; 2]> {
+    /// `struct __user_cap_header_struct`.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 of capget reads one header and writes two data structs, which both
+    // match the kernel's layout and outlive the call.
+    syscall!(syscall(
+        libc::SYS_capget,
+        &mut header as *mut Header,
+        data.as_mut_ptr()
+    ))?;
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +755,17 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 0));
         bytes[8191] = 7;
         assert_eq!(bytes[8191], 7);
+    }
+
+    #[test]
+    fn the_thread_reads_its_affinity_and_credentials() {
+        let set = thread_affinity().unwrap();
+        set_thread_affinity(&set).unwrap();
+        let [r, e, _] = uids().unwrap();
+        // SAFETY: getuid and geteuid take no argument and cannot fail.
+        assert_eq!((r, e), unsafe { (libc::getuid(), libc::geteuid()) });
+        assert!(gids().is_ok());
+        assert!(capget().is_ok());
     }
 
     #[test]
