@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use crate::host;
 use crate::staging::StagingRing;
 use crate::sys::{self, Fd, IfReq, IfreqRequest};
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo};
@@ -79,22 +80,16 @@ impl TapDevice {
         let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)
             .map_err(|e| DriverError::Setup(format!("cannot configure tap {name}: socket: {e}")))?;
         bring_up(&control, &name)?;
-        let mut req = IfReq::new(&name);
-        control
-            .ifreq_ioctl(IfreqRequest::GetMtu, &mut req)
-            .map_err(|e| DriverError::Setup(format!("cannot read the MTU of tap {name}: {e}")))?;
-        let mtu = usize::try_from(req.int_value()).unwrap_or(0);
+        let found = host::interface(&name).map_err(|e| {
+            DriverError::Setup(format!("cannot read the MTU and index of tap {name}: {e}"))
+        })?;
+        let mtu = usize::try_from(found.mtu).unwrap_or(0);
         if mtu == 0 {
             return Err(DriverError::Setup(format!(
-                "tap {name} reports an MTU of {}: set one with `ip link set {name} mtu 1500`",
-                req.int_value()
+                "tap {name} reports an MTU of 0: set one with `ip link set {name} mtu 1500`"
             )));
         }
-        let mut req = IfReq::new(&name);
-        control
-            .ifreq_ioctl(IfreqRequest::GetIndex, &mut req)
-            .map_err(|e| DriverError::Setup(format!("cannot read the index of tap {name}: {e}")))?;
-        let ifindex = u32::try_from(req.int_value()).unwrap_or(0);
+        let ifindex = found.index;
 
         let caps = Capabilities::ethernet(mtu);
         Ok(TapDevice {

@@ -42,7 +42,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::Filter;
-use crate::sys::{self, Fd, IfReq, IfreqRequest};
+use crate::host;
+use crate::sys;
 use crate::{
     Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
 };
@@ -393,33 +394,23 @@ impl AfXdp {
     }
 }
 
-/// Index and MTU of `name`, or an error that lists the interfaces there are.
+/// Index and MTU of `name` ([`host::interface`]), or an error that lists the interfaces there
+/// are.
 fn interface(name: &str) -> Result<(u32, usize), DriverError> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0', ' ']) {
-        return Err(DriverError::NoInterface(format!(
+    let found = host::interface(name).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => DriverError::NoInterface(format!(
             "'{}' is not a valid interface name; available: {}",
             name.escape_debug(),
             available_interfaces()
-        )));
-    }
-    let control = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM)
-        .map_err(|e| setup(format!("cannot inspect interface {name}: socket: {e}")))?;
-    let mut req = IfReq::new(name);
-    control
-        .ifreq_ioctl(IfreqRequest::GetIndex, &mut req)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENODEV) => DriverError::NoInterface(format!(
-                "interface {name} not found; available: {}",
-                available_interfaces()
-            )),
-            _ => setup(format!("cannot read the index of {name}: {e}")),
-        })?;
-    let ifindex = u32::try_from(req.int_value()).unwrap_or(0);
-    let mut req = IfReq::new(name);
-    control
-        .ifreq_ioctl(IfreqRequest::GetMtu, &mut req)
-        .map_err(|e| setup(format!("cannot read the MTU of {name}: {e}")))?;
-    let mtu = usize::try_from(req.int_value()).unwrap_or(0);
+        )),
+        Some(libc::ENODEV) => DriverError::NoInterface(format!(
+            "interface {name} not found; available: {}",
+            available_interfaces()
+        )),
+        _ => setup(format!("cannot inspect interface {name}: {e}")),
+    })?;
+    let ifindex = found.index;
+    let mtu = usize::try_from(found.mtu).unwrap_or(0);
     if ifindex == 0 || mtu == 0 {
         return Err(setup(format!(
             "interface {name} reports index {ifindex} and MTU {mtu}: set an MTU with \

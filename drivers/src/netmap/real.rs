@@ -19,7 +19,7 @@ use netmap_sys::netmap::{IFNAMSIZ, NETMAP_API, nmreq};
 use super::port::{NetmapPort, RegisterMode, Registration};
 use super::region::Region;
 use crate::DriverError;
-use crate::sys::{self, Fd, IfReq, IfreqRequest, Mmap, NetmapSync, NmreqRequest};
+use crate::sys::{self, Mmap, NetmapSync, NmreqRequest};
 
 /// Where the netmap module puts its control device.
 pub const NETMAP_DEVICE: &str = "/dev/netmap";
@@ -126,10 +126,8 @@ fn info_request() -> nmreq {
 
 /// The IP MTU of `iface`, if the kernel will say.
 fn interface_mtu(iface: &str) -> Option<usize> {
-    let socket = Fd::socket(libc::AF_INET, libc::SOCK_DGRAM).ok()?;
-    let mut req = IfReq::new(iface);
-    socket.ifreq_ioctl(IfreqRequest::GetMtu, &mut req).ok()?;
-    usize::try_from(req.int_value()).ok()
+    let found = crate::host::interface(iface).ok()?;
+    usize::try_from(found.mtu).ok()
 }
 
 /// A legacy registration request for `iface` in `mode`.
