@@ -277,12 +277,22 @@ pub(crate) fn memlock_limit() -> io::Result<Option<u64>> {
 pub(crate) struct Fd(OwnedFd);
 
 impl Fd {
+    /// Takes ownership of a descriptor a system call just returned.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be a live descriptor that nothing else owns or will close.
+    pub(crate) unsafe fn from_new(fd: RawFd) -> Fd {
+        // SAFETY: the caller guarantees sole ownership of a live descriptor.
+        Fd(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
     /// `open(2)` with `flags` (`O_CLOEXEC` is always added).
     pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<Fd> {
         // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
         let fd = syscall!(open(path.as_ptr(), flags | libc::O_CLOEXEC))?;
         // SAFETY: `open` just returned this descriptor and nothing else owns it.
-        Ok(Fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(unsafe { Fd::from_new(fd) })
     }
 
     /// `socket(2)` with `SOCK_CLOEXEC`.
@@ -290,7 +300,7 @@ impl Fd {
         // SAFETY: plain integer arguments; the kernel validates them.
         let fd = syscall!(socket(domain, ty | libc::SOCK_CLOEXEC, 0))?;
         // SAFETY: `socket` just returned this descriptor and nothing else owns it.
-        Ok(Fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(unsafe { Fd::from_new(fd) })
     }
 
     /// One `read(2)` into `buf`. `Ok(n)` is the number of bytes read.
@@ -350,6 +360,12 @@ impl Fd {
 impl AsFd for Fd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 }
 

@@ -8,7 +8,9 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::sys::Fd;
 
 use super::program::Insn;
 use crate::sys::xdp::{bpf, bpf_create};
@@ -86,7 +88,7 @@ fn raw_u32(fd: BorrowedFd<'_>) -> u32 {
 }
 
 /// Creates an XSKMAP with slots `0 .. max_entries` (queue index → AF_XDP socket).
-pub(crate) fn create_xskmap(max_entries: u32) -> io::Result<OwnedFd> {
+pub(crate) fn create_xskmap(max_entries: u32) -> io::Result<Fd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_XSKMAP,
         key_size: 4,
@@ -109,8 +111,8 @@ pub(crate) struct LoadError {
 }
 
 /// Loads an XDP program. On failure loads it again with the verifier log on, to say why.
-pub(crate) fn load_xdp_program(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
-    let attempt = |log: Option<&mut [u8]>| -> io::Result<OwnedFd> {
+pub(crate) fn load_xdp_program(insns: &[Insn], name: &str) -> Result<Fd, LoadError> {
+    let attempt = |log: Option<&mut [u8]>| -> io::Result<Fd> {
         let (log_level, log_size, log_buf) = match log {
             Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
             None => (0, 0, 0),
@@ -169,7 +171,7 @@ pub(crate) fn attach_xdp_link(
     prog: BorrowedFd<'_>,
     ifindex: u32,
     xdp_flags: u32,
-) -> io::Result<OwnedFd> {
+) -> io::Result<Fd> {
     let mut attr = LinkCreateAttr {
         prog_fd: raw_u32(prog),
         target_ifindex: ifindex,

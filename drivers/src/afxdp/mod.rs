@@ -37,13 +37,13 @@ mod ring;
 mod socket;
 mod umem;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::Filter;
 use crate::host;
-use crate::sys;
+use crate::sys::{self, Fd};
 use crate::{
     Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
 };
@@ -171,9 +171,9 @@ pub struct XdpKernelStats {
 struct Attachment {
     // Field order is drop order: the link goes first, so the program is detached before the
     // map it redirects into closes.
-    _link: OwnedFd,
-    _program: OwnedFd,
-    map: OwnedFd,
+    _link: Fd,
+    _program: Fd,
+    map: Fd,
 }
 
 /// An AF_XDP socket on one interface queue, with its XDP program attached.
@@ -421,7 +421,7 @@ fn interface(name: &str) -> Result<(u32, usize), DriverError> {
 }
 
 /// An XSKMAP with slots `0 .. entries`, one per queue; refusals explained.
-fn create_map(entries: u32) -> Result<OwnedFd, DriverError> {
+fn create_map(entries: u32) -> Result<Fd, DriverError> {
     bpf::create_xskmap(entries).map_err(|e| {
         if is_permission(&e) {
             needs_privilege()
@@ -436,7 +436,7 @@ fn create_map(entries: u32) -> Result<OwnedFd, DriverError> {
 
 /// Loads sirocco's XDP program for `filter`, redirecting into `map`; refusals explained, with
 /// the verifier's log when there is one.
-fn load_program(filter: Filter, map: &OwnedFd) -> Result<OwnedFd, DriverError> {
+fn load_program(filter: Filter, map: &Fd) -> Result<Fd, DriverError> {
     let insns = match filter {
         Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
         Filter::ServerIpv4(ip) => program::redirect_ipv4(map.as_raw_fd(), ip),
@@ -473,11 +473,11 @@ fn available_interfaces() -> String {
 /// Attaches the program with a BPF link in the configured mode, native first under `Auto`.
 /// Returns the link, the mode used and, if `Auto` fell back to SKB, why native was refused.
 fn attach(
-    prog: &OwnedFd,
+    prog: &Fd,
     config: &AfXdpConfig,
     ifindex: u32,
     mtu: usize,
-) -> Result<(OwnedFd, AttachMode, Option<String>), DriverError> {
+) -> Result<(Fd, AttachMode, Option<String>), DriverError> {
     let native = || attach_once(prog, ifindex, AttachMode::Native);
     let skb = || attach_once(prog, ifindex, AttachMode::Skb);
     let iface = &config.iface;
@@ -510,7 +510,7 @@ fn attach(
 }
 
 /// Attaches `prog` to `ifindex` with a BPF link in `mode` (`Auto` is SKB: callers pick).
-fn attach_once(prog: &OwnedFd, ifindex: u32, mode: AttachMode) -> std::io::Result<OwnedFd> {
+fn attach_once(prog: &Fd, ifindex: u32, mode: AttachMode) -> std::io::Result<Fd> {
     let flags = match mode {
         AttachMode::Native => XDP_FLAGS_DRV_MODE,
         AttachMode::Skb | AttachMode::Auto => XDP_FLAGS_SKB_MODE,

@@ -7,7 +7,9 @@
 //! useless for another attempt in a different mode, so the caller opens a fresh one instead.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use crate::sys::Fd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,7 +63,7 @@ fn at(step: SocketStep) -> impl Fn(io::Error) -> SocketError {
 pub(crate) struct XdpSocket {
     /// Frames one TX kick may send, if the kernel took our `XDP_MAX_TX_SKB_BUDGET`.
     pub(crate) tx_budget: Option<u32>,
-    fd: OwnedFd,
+    fd: Fd,
 }
 
 impl std::fmt::Debug for XdpSocket {

@@ -1,10 +1,12 @@
 //! The libc calls of the AF_XDP backend: the XDP socket, its options, the kicks, and `bpf(2)`.
 //!
-//! AF_XDP sockets and BPF objects are held as plain [`OwnedFd`]s. Each wrapper makes its call
-//! through the parent module's `syscall!` and states why it is sound.
+//! AF_XDP sockets and BPF objects are held in [`Fd`]s. Each wrapper makes its call through the
+//! parent module's `syscall!` and states why it is sound.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::Fd;
 
 /// Types the kernel may read from or write into as raw bytes: plain C structs of integers.
 ///
@@ -22,22 +24,12 @@ unsafe impl PlainData for libc::xdp_mmap_offsets {}
 // SAFETY: as above.
 unsafe impl PlainData for libc::xdp_statistics {}
 
-/// Wraps a descriptor a syscall just returned.
-///
-/// # Safety
-///
-/// `fd` must be a descriptor the kernel just created for us, owned by nothing else.
-unsafe fn owned(fd: libc::c_int) -> OwnedFd {
-    // SAFETY: the caller guarantees sole ownership of a live descriptor.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// `socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0)`.
-pub(crate) fn xdp_socket() -> io::Result<OwnedFd> {
+pub(crate) fn xdp_socket() -> io::Result<Fd> {
     // SAFETY: integer arguments only; the kernel validates them.
     let fd = syscall!(socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: `socket` just returned this descriptor.
-    Ok(unsafe { owned(fd) })
+    Ok(unsafe { Fd::from_new(fd) })
 }
 
 /// `setsockopt(fd, SOL_XDP, name, value)`.
@@ -152,13 +144,13 @@ pub(crate) unsafe fn bpf<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<libc::
 /// # Safety
 ///
 /// As for [`bpf`]; `cmd` must be a command whose result is a new descriptor.
-pub(crate) unsafe fn bpf_create<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<OwnedFd> {
+pub(crate) unsafe fn bpf_create<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<Fd> {
     // SAFETY: forwarded contract.
     let res = unsafe { bpf(cmd, attr) }?;
     let fd = libc::c_int::try_from(res).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: for an object-creating command a non-negative result is a new descriptor that
     // only we hold.
-    Ok(unsafe { owned(fd) })
+    Ok(unsafe { Fd::from_new(fd) })
 }
 
 #[cfg(test)]
