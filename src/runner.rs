@@ -1,5 +1,5 @@
 //! The wall-clock driver of the engines: one [`Server`] per NIC queue, each on a thread of its
-//! own that busy-polls (or idle-waits) until told to stop, and a supervisor on the calling
+//! own that busy-polls (or sleeps when idle) until told to stop, and a supervisor on the calling
 //! thread that hands out reloads and prints a stats line at a fixed interval.
 //!
 //! # Shared nothing on the packet path
@@ -49,7 +49,7 @@ pub const PUBLISH_INTERVAL: StdDuration = StdDuration::from_millis(100);
 
 pub struct RunOptions {
     /// Sleep in the driver when idle instead of spinning.
-    pub idle_wait: bool,
+    pub sleep_when_idle: bool,
     /// Print a stats line this often (None: never).
     pub stats_interval: Option<StdDuration>,
     /// With the total line, one line per engine (`--stats-per-queue`).
@@ -419,7 +419,7 @@ fn engine_loop<D: FrameIo>(
                 break;
             }
         }
-        if !moved && options.idle_wait {
+        if !moved && options.sleep_when_idle {
             let until_deadline = server
                 .poll_at()
                 .map(|at| StdDuration::from_micros((at - now).total_micros()))
@@ -564,7 +564,7 @@ mod tests {
 
     fn options(stop: &Arc<AtomicBool>) -> RunOptions {
         RunOptions {
-            idle_wait: true,
+            sleep_when_idle: true,
             stats_interval: Some(StdDuration::from_millis(20)),
             stats_per_queue: true,
             drain: Arc::new(AtomicBool::new(false)),

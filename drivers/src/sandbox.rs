@@ -53,7 +53,7 @@
 //! | `recvfrom` | seen | engine, AF_XDP: the RX wake-up when the fill ring asks for one (zero-copy); metrics: the scraper's request |
 //! | `accept4` | seen | metrics: a scraper's connection on the socket bound before the filter |
 //! | `setsockopt`, only `SO_RCVTIMEO` and `SO_SNDTIMEO` | seen | metrics: a scraper's read and write timeouts |
-//! | `poll` (x86_64), `ppoll` | seen, code | engine, `--idle-wait`: wait for a frame on the AF_XDP, tap or netmap descriptor (aarch64 has only `ppoll`) |
+//! | `poll` (x86_64), `ppoll` | seen, code | engine, `--sleep-when-idle`: wait for a frame on the AF_XDP, tap or netmap descriptor (aarch64 has only `ppoll`) |
 //! | `ioctl`, only `NIOCTXSYNC` and `NIOCRXSYNC` | code | engine, netmap: ring syncs |
 //! | `getrandom` | seen | a new thread's first `HashMap` keys (the reload's); any later draw of fresh seeds |
 //! | `clock_nanosleep` | seen | the pcap driver's wait once the trace is over |
@@ -438,7 +438,7 @@ mod filter {
             libc::SYS_setsockopt,
             Only::ArgIn(2, &[libc::SO_RCVTIMEO as u64, libc::SO_SNDTIMEO as u64]),
         ),
-        // --idle-wait.
+        // --sleep-when-idle.
         #[cfg(target_arch = "x86_64")]
         any("poll", libc::SYS_poll),
         any("ppoll", libc::SYS_ppoll),

@@ -63,7 +63,7 @@ pub struct NetmapConfig {
     /// Bind only this NIC queue (`netmap:eth1-N`) instead of all of them.
     pub queue: Option<u16>,
     /// Also bind the host rings (`netmap:eth1*`) and pass frames the [`Filter`] rejects to the
-    /// kernel stack. Default `true`; `--netmap-nic-only` turns it off, and then every frame goes
+    /// kernel stack. Default `true`; `--dedicated-nic` turns it off, and then every frame goes
     /// to the server. netmap's legacy API cannot bind one queue and the host rings with one
     /// descriptor, so `queue` needs `host_rings: false`.
     pub host_rings: bool,
@@ -93,7 +93,7 @@ impl NetmapConfig {
             (Some(q), false) => Ok(RegisterMode::OneNic(q)),
             (Some(q), true) => Err(DriverError::InvalidConfig(format!(
                 "netmap: --queue {q} binds one NIC ring pair, and netmap cannot bind the host rings \
-                 on the same descriptor; add --netmap-nic-only, or drop --queue to bind all queues \
+                 on the same descriptor; add --dedicated-nic, or drop --queue to bind all queues \
                  and the host rings"
             ))),
         }
@@ -679,7 +679,7 @@ mod tests {
         assert_eq!(config.register_mode().unwrap(), RegisterMode::NicAndHost);
         config.queue = Some(2);
         let err = config.register_mode().unwrap_err().to_string();
-        assert!(err.contains("--netmap-nic-only"), "{err}");
+        assert!(err.contains("--dedicated-nic"), "{err}");
         config.host_rings = false;
         assert_eq!(config.register_mode().unwrap(), RegisterMode::OneNic(2));
         config.queue = None;
