@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sirocco_drivers::faults::FaultConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -239,6 +240,42 @@ impl Queues {
 /// Most engines one server runs; also bounds the lists a person can type.
 pub const MAX_ENGINES: usize = 256;
 
+/// `loss=0.02,reorder=0.01,duplicate=0,corrupt=0,seed=7`: any of the keys, in any order.
+fn parse_faults(text: &str) -> Result<FaultConfig, String> {
+    let mut faults = FaultConfig::none();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(format!(
+                "'{part}' is not KEY=VALUE: write e.g. loss=0.02,seed=7"
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key == "seed" {
+            faults.seed = value
+                .parse()
+                .map_err(|_| format!("seed '{value}' is not a whole number"))?;
+            continue;
+        }
+        let probability: f64 = value
+            .parse()
+            .ok()
+            .filter(|p: &f64| (0.0..=1.0).contains(p))
+            .ok_or_else(|| format!("{key} '{value}' is not a probability from 0 to 1"))?;
+        match key {
+            "loss" => faults.loss = probability,
+            "reorder" => faults.reorder = probability,
+            "duplicate" => faults.duplicate = probability,
+            "corrupt" => faults.corrupt = probability,
+            _ => {
+                return Err(format!(
+                    "unknown fault '{key}': use loss, reorder, duplicate, corrupt or seed"
+                ));
+            }
+        }
+    }
+    Ok(faults)
+}
+
 /// `4` (a count) or `0-3`, `0,2,5-7` (a list).
 fn parse_queues(text: &str) -> Result<Queues, String> {
     let text = text.trim();
@@ -452,6 +489,11 @@ pub struct CommonArgs {
     // The old name of the pcap driver's output, hidden, for one release: --pcap-out.
     #[arg(long, value_name = "FILE", alias = "pcap-out")]
     pub capture: Option<PathBuf>,
+    /// Testing aid: lose, reorder, duplicate or corrupt frames sirocco sends, over any driver,
+    /// e.g. `loss=0.02,seed=7` (keys loss, reorder, duplicate, corrupt: probabilities from 0
+    /// to 1; seed: a number). Off by default; it never touches received frames.
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    pub tx_faults: Option<FaultConfig>,
     /// Sleep in poll() when there is nothing to do, instead of busy-polling a core.
     // The old name, hidden, for one release: --idle-wait.
     #[arg(long, alias = "idle-wait")]
@@ -569,6 +611,27 @@ pub fn default_mac(addr: Ipv4Addr) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tx_faults_parse_every_key_and_refuse_mistakes() {
+        let f = parse_faults("loss=0.02, reorder=0.5,duplicate=0,corrupt=1,seed=7").unwrap();
+        assert_eq!(
+            (f.loss, f.reorder, f.duplicate, f.corrupt, f.seed),
+            (0.02, 0.5, 0.0, 1.0, 7)
+        );
+        assert_eq!(parse_faults("").unwrap(), FaultConfig::none());
+        for (bad, says) in [
+            ("loss", "is not KEY=VALUE"),
+            ("loss=2", "not a probability"),
+            ("loss=-0.1", "not a probability"),
+            ("loss=NaN", "not a probability"),
+            ("seed=x", "not a whole number"),
+            ("jitter=0.1", "unknown fault 'jitter'"),
+        ] {
+            let err = parse_faults(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn queues_are_a_count_or_a_list_and_mistakes_are_explained() {

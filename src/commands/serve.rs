@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use sirocco_drivers::Filter;
 use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
+use sirocco_drivers::faults::{FaultConfig, Faults};
 use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::sandbox::{self, User};
@@ -162,6 +163,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let Some(input) = args.pcap_in.as_deref() else {
                 bail!("--driver pcap needs --pcap-in FILE: the trace to read frames from");
             };
+            if args.common.tx_faults.is_some() {
+                bail!(
+                    "--tx-faults does not apply to --driver pcap: a replay answers a fixed trace; record it with faults on a live driver instead"
+                );
+            }
             let source = PcapSource::open(input)?;
             // The frames received are the input trace already: --capture gets the answers
             // alone, written by the driver itself rather than by a Capture around it.
@@ -352,8 +358,37 @@ fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> 
     }
 }
 
-/// Wraps each driver in a capture if asked, builds one server per driver and runs them.
+/// Wraps each driver in fault injection (`--tx-faults`) and a capture if asked, builds one
+/// server per driver and runs them. The capture sits outside the faults, so it records what
+/// the server sent, before the faults decide what the link carries.
 fn serve_on<D: FrameIo + Send>(
+    drivers: Vec<D>,
+    engines: &[EnginePlan],
+    config: ServerConfig,
+    cache: std::sync::Arc<crate::cache::ContentCache>,
+    args: &ServeArgs,
+    sandbox: &Sandbox,
+    metrics: Option<TcpListener>,
+) -> anyhow::Result<()> {
+    match &args.common.tx_faults {
+        Some(faults) => {
+            // One seed per queue, so two engines do not lose the same frames in step.
+            let faulty = drivers
+                .into_iter()
+                .zip(engines)
+                .map(|(driver, engine)| {
+                    let seed = faults.seed.wrapping_add(u64::from(engine.queue));
+                    Faults::new(driver, &FaultConfig { seed, ..*faults })
+                })
+                .collect();
+            capture_and_serve(faulty, engines, config, cache, args, sandbox, metrics)
+        }
+        None => capture_and_serve(drivers, engines, config, cache, args, sandbox, metrics),
+    }
+}
+
+/// The capture half of [`serve_on`].
+fn capture_and_serve<D: FrameIo + Send>(
     drivers: Vec<D>,
     engines: &[EnginePlan],
     config: ServerConfig,
@@ -420,7 +455,7 @@ fn run_server<D: FrameIo + Send>(
         });
     }
     let mut options = RunOptions {
-        idle_wait: args.common.sleep_when_idle,
+        sleep_when_idle: args.common.sleep_when_idle,
         stats_interval: (args.common.stats_interval > 0)
             .then(|| Duration::from_secs(args.common.stats_interval)),
         stats_per_queue: args.stats_per_queue,

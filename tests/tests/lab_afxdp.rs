@@ -862,3 +862,56 @@ fn every_http_behaviour_answers_as_documented_and_bad_requests_leave_the_server_
     );
     assert!(errors.contains("cases as expected"), "{errors}");
 }
+
+/// `serve --tx-faults` wraps the AF_XDP driver in `Faults`: the server's own frames are lost,
+/// reordered, duplicated and corrupted on their way out, and the transfer still arrives byte
+/// for byte because TCP recovers. The retransmission counter, read from the metrics endpoint,
+/// shows the faults really happened.
+#[test]
+fn tx_faults_over_afxdp_lose_frames_and_curl_still_gets_every_byte() {
+    if !lab_available("tx_faults", &["curl"]) {
+        return;
+    }
+    let sizes = [65_536, 1024 * 1024, 4 * 1024 * 1024];
+    let tree = TestTree::with_sizes(&sizes);
+    let lab = VethLab::create_unique("xfaults").expect("create the veth lab");
+    let server = LabServer::start(
+        &lab,
+        tree.path(),
+        &[
+            "--stats-interval",
+            "0",
+            "--tx-faults",
+            "loss=0.03,reorder=0.02,duplicate=0.01,corrupt=0.01,seed=7",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ],
+    );
+    for (url_path, expected) in tree.files() {
+        let body = curl(&lab, url_path);
+        assert_same_bytes(url_path, &body, expected);
+    }
+    let retransmits = || {
+        let out = run(
+            lab.server_command("curl").args([
+                "--silent",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:9464/metrics",
+            ]),
+            "curl the metrics",
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("sirocco_stack_tcp_retransmits_total{queue=\"0\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    poll_until(
+        "retransmissions in the metrics",
+        Duration::from_secs(5),
+        || retransmits() > 0,
+    );
+    let stopped = server.stop_cleanly();
+    assert_eq!(stopped.requests(), sizes.len() as u64, "{}", stopped.stdout);
+}
