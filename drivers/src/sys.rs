@@ -82,19 +82,7 @@ impl Mmap {
     /// Private zero-filled anonymous memory of `len` bytes (rounded up to pages by the kernel).
     pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        // SAFETY: a fresh anonymous mapping at an address the kernel chooses cannot alias any
-        // existing Rust object; the arguments are plain integers.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                -1,
-                0,
-            )
-        };
-        Mmap::from_raw(ptr, len)
+        Mmap::map(len, flags, None, 0)
     }
 
     /// A read-write `MAP_SHARED` mapping of `len` bytes of `fd` at `offset`. `populate` adds
@@ -112,15 +100,27 @@ impl Mmap {
         } else {
             libc::MAP_SHARED
         };
-        // SAFETY: as in `anonymous`, the kernel picks a fresh address range; `fd` is a live
-        // descriptor for the whole call.
+        Mmap::map(len, flags, Some(fd), offset)
+    }
+
+    /// A read-write mapping at an address the kernel picks: of `fd` at `offset`, or anonymous.
+    fn map(
+        len: usize,
+        flags: libc::c_int,
+        fd: Option<BorrowedFd<'_>>,
+        offset: libc::off_t,
+    ) -> io::Result<Mmap> {
+        let fd = fd.map_or(-1, |fd| fd.as_raw_fd());
+        // SAFETY: with a null address hint the kernel maps a fresh range, which cannot alias
+        // any existing Rust object; the other arguments are plain integers, and `fd`, when not
+        // -1, is borrowed, so live, for the whole call.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 flags,
-                fd.as_raw_fd(),
+                fd,
                 offset,
             )
         };
