@@ -172,8 +172,21 @@ fn flood_while_fetching(tag: &str, what: &str, source: &[&str]) {
     let stats_before = next_stats(&mut server);
 
     let mut flood = Flood::start(&lab, source);
-    // Let the flood get going before the first legitimate fetch.
-    std::thread::sleep(Duration::from_millis(500));
+    // The fetches below count as "during the flood" only once it reaches the server: wait for
+    // a stats line that shows at least a thousand frames more than before it began.
+    let rx_before = stat(&stats_before, "rx").unwrap_or(0);
+    let mut reached = false;
+    for _ in 0..5 {
+        if stat(&next_stats(&mut server), "rx").is_some_and(|rx| rx >= rx_before + 1000) {
+            reached = true;
+            break;
+        }
+    }
+    assert!(
+        reached,
+        "the flood did not reach the server within 5 stats lines: {}",
+        flood.output()
+    );
     let mut during = Tally::default();
     while flood.running() {
         let started = Instant::now();
