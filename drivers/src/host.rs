@@ -42,6 +42,21 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     sys::set_thread_affinity(&set)
 }
 
+/// The calling thread's CPU time so far, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`), for
+/// benchmarks that charge each engine thread for what it used.
+pub fn thread_cpu_ns() -> io::Result<u64> {
+    let ts = sys::thread_cpu_time()?;
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// How many times the calling thread has been preempted so far (its involuntary context
+/// switches, `getrusage(RUSAGE_THREAD)`'s `ru_nivcsw`).
+pub fn thread_preemptions() -> io::Result<u64> {
+    Ok(u64::try_from(sys::thread_usage()?.ru_nivcsw).unwrap_or(0))
+}
+
 /// A NIC's queues as `ethtool -l` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Channels {
@@ -284,6 +299,17 @@ mod tests {
             let err = interface(bad).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn thread_cpu_time_grows_with_work_and_preemptions_read() {
+        let before = thread_cpu_ns().expect("thread CPU time");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(thread_cpu_ns().unwrap() > before, "{x}");
+        assert!(thread_preemptions().is_ok());
     }
 
     #[test]

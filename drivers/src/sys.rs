@@ -604,6 +604,26 @@ pub(crate) fn set_thread_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
     Ok(())
 }
 
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`: the calling thread's CPU time so far.
+pub(crate) fn thread_cpu_time() -> io::Result<libc::timespec> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed `timespec` that the kernel fills.
+    syscall!(clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts))?;
+    Ok(ts)
+}
+
+/// `getrusage(RUSAGE_THREAD)`: the calling thread's resource usage.
+pub(crate) fn thread_usage() -> io::Result<libc::rusage> {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, exclusively borrowed `rusage` that the kernel fills.
+    syscall!(getrusage(libc::RUSAGE_THREAD, &mut usage))?;
+    Ok(usage)
+}
+
 /// `setgroups(2)`: the process's supplementary groups.
 pub(crate) fn set_groups(groups: &[libc::gid_t]) -> io::Result<()> {
     // SAFETY: `groups` is valid for reads of `len()` gids for the whole call.

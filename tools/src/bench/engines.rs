@@ -77,6 +77,7 @@ use std::time::Instant as WallInstant;
 
 use anyhow::{Context, bail};
 use sirocco_drivers::clock::VirtualClock;
+use sirocco_drivers::host;
 
 use super::stack::{Scenario, StackArgs, Workload, check_served, spawn_child};
 use super::{Row, round2, rss_bytes};
@@ -581,20 +582,11 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The CPUs this process may run on (its affinity mask), in increasing order.
+/// The CPUs this process may run on (its affinity mask), in increasing order. Read on the
+/// calling thread, which has the mask the process started with (no engine thread has pinned
+/// itself yet).
 fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
-    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed; pid 0 is this thread,
-    // which has the mask the process started with (no engine thread has pinned itself yet).
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
-    }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `cpu` is below CPU_SETSIZE, inside the set.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect();
+    let cpus = host::allowed_cpus().context("sched_getaffinity")?;
     if cpus.is_empty() {
         bail!("the affinity mask allows no CPU");
     }
@@ -603,43 +595,15 @@ fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
 
 /// Pins the calling thread to `cpu`.
 fn pin_to(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: all zeroes is the empty set (see `allowed_cpus`).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("pinning an engine thread to cpu {cpu}"));
-    }
-    Ok(())
+    host::pin_current_thread(cpu).with_context(|| format!("pinning an engine thread to cpu {cpu}"))
 }
 
 /// The calling thread's CPU time so far, in nanoseconds.
 fn thread_cpu_ns() -> anyhow::Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("clock_gettime(thread CPU time)");
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    Ok(secs * 1_000_000_000 + nanos)
+    host::thread_cpu_ns().context("clock_gettime(thread CPU time)")
 }
 
 /// Involuntary context switches of the calling thread so far: times it was preempted.
 fn preemptions() -> anyhow::Result<u64> {
-    // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable `rusage`.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrusage(RUSAGE_THREAD)");
-    }
-    Ok(u64::try_from(usage.ru_nivcsw).unwrap_or(0))
+    host::thread_preemptions().context("getrusage(RUSAGE_THREAD)")
 }
