@@ -1,6 +1,9 @@
 //! The `sirocco` binary: parse the command line, run the command, turn errors into a message
 //! and an exit status.
 
+// All unsafe code lives in the drivers crate (see its SAFETY notes).
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use sirocco::cli::Command;

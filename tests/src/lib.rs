@@ -12,6 +12,9 @@
 //!   over the memory link ([`TestTree::simulation_with_ports`] over any other two ports),
 //!   and [`assert_all_ok`] checks a run ended with every response byte-exact.
 
+// All unsafe code lives in the drivers crate (see its SAFETY notes).
+#![forbid(unsafe_code)]
+
 pub mod lab;
 
 use std::sync::Arc;

@@ -8,6 +8,9 @@
 //! virtual clock, or live through a driver) and compares every HTTP answer with the trace's;
 //! the `sirocco-replay` binary runs it.
 
+// All unsafe code lives in the drivers crate (see its SAFETY notes).
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod replay;
 pub mod sim;

@@ -15,6 +15,9 @@
 //!   random sources absorbed per second per core, and legitimate connections completed per
 //!   second during the flood, in memory; see [`sirocco_tools::bench::synflood`].
 
+// All unsafe code lives in the drivers crate (see its SAFETY notes).
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sirocco_tools::bench::driver::{self, DriverArgs};

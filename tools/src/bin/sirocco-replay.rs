@@ -11,6 +11,9 @@
 //! and body matched and no flow stalled, 1 on a mismatch, 2 when the replay could not run
 //! (bad arguments, unreadable trace, no flows to the port, no server).
 
+// All unsafe code lives in the drivers crate (see its SAFETY notes).
+#![forbid(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
