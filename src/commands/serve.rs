@@ -85,6 +85,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let engines = plan_engines(&args, driver)?;
     let queues: Vec<u32> = engines.iter().map(|e| e.queue).collect();
+    let setup = Setup {
+        engines: &engines,
+        config,
+        cache,
+        args: &args,
+        sandbox: &sandbox,
+        metrics,
+    };
     match driver {
         DriverKind::Auto => unreachable!("resolved above"),
         DriverKind::Afxdp => {
@@ -110,7 +118,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.common.port,
                 describe(&engines)
             );
-            serve_on(drivers, &engines, config, cache, &args, &sandbox, metrics)
+            serve_on(drivers, setup)
         }
         DriverKind::Netmap => {
             let name = required_iface(&args, driver)?;
@@ -133,7 +141,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.common.port,
                 describe(&engines)
             );
-            serve_on(drivers, &engines, config, cache, &args, &sandbox, metrics)
+            serve_on(drivers, setup)
         }
         DriverKind::Tap => {
             let Some(name) = args.iface.as_deref() else {
@@ -157,7 +165,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 neighbour_of(args.ip.addr),
                 args.ip.prefix_len,
             );
-            serve_on(vec![tap], &engines, config, cache, &args, &sandbox, metrics)
+            serve_on(vec![tap], setup)
         }
         DriverKind::Pcap => {
             let Some(input) = args.pcap_in.as_deref() else {
@@ -185,15 +193,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "nowhere".into())
             );
-            run_server(
-                vec![PcapDriver::new(Some(source), sink)],
-                &engines,
-                config,
-                cache,
-                &args,
-                &sandbox,
-                metrics,
-            )
+            run_server(vec![PcapDriver::new(Some(source), sink)], setup)
         }
     }
 }
@@ -358,56 +358,52 @@ fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> 
     }
 }
 
+/// What every engine is built from, whatever its driver: the plan, the server's
+/// configuration, the tree, the flags, the sandbox to enter and the metrics socket.
+struct Setup<'a> {
+    engines: &'a [EnginePlan],
+    config: ServerConfig,
+    cache: std::sync::Arc<crate::cache::ContentCache>,
+    args: &'a ServeArgs,
+    sandbox: &'a Sandbox,
+    metrics: Option<TcpListener>,
+}
+
 /// Wraps each driver in fault injection (`--tx-faults`) and a capture if asked, builds one
 /// server per driver and runs them. The capture sits outside the faults, so it records what
 /// the server sent, before the faults decide what the link carries.
-fn serve_on<D: FrameIo + Send>(
-    drivers: Vec<D>,
-    engines: &[EnginePlan],
-    config: ServerConfig,
-    cache: std::sync::Arc<crate::cache::ContentCache>,
-    args: &ServeArgs,
-    sandbox: &Sandbox,
-    metrics: Option<TcpListener>,
-) -> anyhow::Result<()> {
-    match &args.common.tx_faults {
+fn serve_on<D: FrameIo + Send>(drivers: Vec<D>, setup: Setup<'_>) -> anyhow::Result<()> {
+    match &setup.args.common.tx_faults {
         Some(faults) => {
             // One seed per queue, so two engines do not lose the same frames in step.
             let faulty = drivers
                 .into_iter()
-                .zip(engines)
+                .zip(setup.engines)
                 .map(|(driver, engine)| {
                     let seed = faults.seed.wrapping_add(u64::from(engine.queue));
                     Faults::new(driver, &FaultConfig { seed, ..*faults })
                 })
                 .collect();
-            capture_and_serve(faulty, engines, config, cache, args, sandbox, metrics)
+            capture_and_serve(faulty, setup)
         }
-        None => capture_and_serve(drivers, engines, config, cache, args, sandbox, metrics),
+        None => capture_and_serve(drivers, setup),
     }
 }
 
 /// The capture half of [`serve_on`].
-fn capture_and_serve<D: FrameIo + Send>(
-    drivers: Vec<D>,
-    engines: &[EnginePlan],
-    config: ServerConfig,
-    cache: std::sync::Arc<crate::cache::ContentCache>,
-    args: &ServeArgs,
-    sandbox: &Sandbox,
-    metrics: Option<TcpListener>,
-) -> anyhow::Result<()> {
-    match args.common.capture.as_deref() {
+fn capture_and_serve<D: FrameIo + Send>(drivers: Vec<D>, setup: Setup<'_>) -> anyhow::Result<()> {
+    match setup.args.common.capture.as_deref() {
         Some(path) => {
+            let engines = setup.engines;
             let mut captured = Vec::with_capacity(drivers.len());
             for (driver, engine) in drivers.into_iter().zip(engines) {
                 let path = capture_path(path, engine.queue, engines.len());
                 let sink = open_capture(&path)?;
                 captured.push(Capture::new(driver, sink, CaptureDirection::Both));
             }
-            run_server(captured, engines, config, cache, args, sandbox, metrics)
+            run_server(captured, setup)
         }
-        None => run_server(drivers, engines, config, cache, args, sandbox, metrics),
+        None => run_server(drivers, setup),
     }
 }
 
@@ -430,15 +426,15 @@ fn open_capture(path: &Path) -> anyhow::Result<PcapSink> {
         .with_context(|| format!("opening capture file {}", path.display()))
 }
 
-fn run_server<D: FrameIo + Send>(
-    drivers: Vec<D>,
-    plan: &[EnginePlan],
-    config: ServerConfig,
-    cache: std::sync::Arc<crate::cache::ContentCache>,
-    args: &ServeArgs,
-    sandbox: &Sandbox,
-    metrics: Option<TcpListener>,
-) -> anyhow::Result<()> {
+fn run_server<D: FrameIo + Send>(drivers: Vec<D>, setup: Setup<'_>) -> anyhow::Result<()> {
+    let Setup {
+        engines: plan,
+        config,
+        cache,
+        args,
+        sandbox,
+        metrics,
+    } = setup;
     let mut engines = Vec::with_capacity(drivers.len());
     for (driver, engine) in drivers.into_iter().zip(plan) {
         let mut server = Server::new(driver, Arc::clone(&cache), config.clone(), os_seeds())?;
