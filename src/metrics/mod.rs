@@ -155,16 +155,29 @@ fn driver_metric(field: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// A family with one sample per engine, labelled by its queue; `value` picks the number from
+/// the engine's counters.
+fn per_queue(
+    out: &mut Exposition,
+    name: &str,
+    kind: Kind,
+    help: &str,
+    queues: &[(u32, Stats)],
+    value: impl Fn(&Stats) -> u64,
+) {
+    out.family(name, kind, help);
+    for (queue, stats) in queues {
+        out.sample(name, &[("queue", &queue.to_string())], value(stats));
+    }
+}
+
 /// The driver's counters, one family each.
 fn driver_families(out: &mut Exposition, queues: &[(u32, Stats)]) {
     for (i, (field, _)) in DriverCounters::default().fields().iter().enumerate() {
-        let Some((name, help)) = driver_metric(field) else {
-            continue;
-        };
-        out.family(name, Kind::Counter, help);
-        for (queue, stats) in queues {
-            let value = stats.driver.fields()[i].1;
-            out.sample(name, &[("queue", &queue.to_string())], value);
+        if let Some((name, help)) = driver_metric(field) {
+            per_queue(out, name, Kind::Counter, help, queues, |stats| {
+                stats.driver.fields()[i].1
+            });
         }
     }
 }
@@ -219,41 +232,30 @@ fn stack_families(out: &mut Exposition, queues: &[(u32, Stats)]) {
         }
     }
 
-    let name = "sirocco_stack_syn_cache_entries";
-    out.family(
-        name,
+    per_queue(
+        out,
+        "sirocco_stack_syn_cache_entries",
         Kind::Gauge,
         &help_text(StackCounters::help(SYN_CACHE_GAUGE).unwrap_or_default()),
+        queues,
+        |stats| stats.stack.syn_cache_entries,
     );
-    for (queue, stats) in queues {
-        out.sample(
-            name,
-            &[("queue", &labels(queue))],
-            stats.stack.syn_cache_entries,
-        );
-    }
 
-    for (field, _) in fields.fields() {
+    for (i, (field, _)) in fields.fields().enumerate() {
         if field.starts_with("drop_")
             || field == SYN_CACHE_GAUGE
             || SYN_REFUSALS.iter().any(|(f, _)| *f == field)
         {
             continue;
         }
-        let name = format!("sirocco_stack_{field}_total");
-        out.family(
-            &name,
+        per_queue(
+            out,
+            &format!("sirocco_stack_{field}_total"),
             Kind::Counter,
             &help_text(StackCounters::help(field).unwrap_or_default()),
+            queues,
+            |stats| stats.stack.fields().nth(i).map_or(0, |(_, v)| v),
         );
-        for (queue, stats) in queues {
-            let value = stats
-                .stack
-                .fields()
-                .find(|(f, _)| *f == field)
-                .map_or(0, |(_, v)| v);
-            out.sample(&name, &[("queue", &labels(queue))], value);
-        }
     }
 }
 
@@ -354,18 +356,11 @@ fn http_families(out: &mut Exposition, queues: &[(u32, Stats)]) {
             }
         }
     }
-    for (field, _) in HttpCounters::default().fields() {
-        let Some((name, help)) = http_metric(field) else {
-            continue;
-        };
-        out.family(name, Kind::Counter, help);
-        for (queue, stats) in queues {
-            let value = stats
-                .http
-                .fields()
-                .find(|(f, _)| *f == field)
-                .map_or(0, |(_, v)| v);
-            out.sample(name, &[("queue", &queue.to_string())], value);
+    for (i, (field, _)) in HttpCounters::default().fields().enumerate() {
+        if let Some((name, help)) = http_metric(field) {
+            per_queue(out, name, Kind::Counter, help, queues, |stats| {
+                stats.http.fields().nth(i).map_or(0, |(_, v)| v)
+            });
         }
     }
 }
