@@ -228,46 +228,10 @@ impl Drop for Done<'_> {
     }
 }
 
-/// What the supervisor knows beyond the engines' counters, for the metrics endpoint.
-struct Outside {
-    cache_files: u64,
-    cache_bytes: u64,
-    reloads_ok: u64,
-    reloads_failed: u64,
-}
-
-impl Outside {
-    fn new(tree: Option<&ContentCache>) -> Outside {
-        let mut outside = Outside {
-            cache_files: 0,
-            cache_bytes: 0,
-            reloads_ok: 0,
-            reloads_failed: 0,
-        };
-        if let Some(tree) = tree {
-            outside.tree(tree);
-        }
-        outside
-    }
-
-    fn tree(&mut self, tree: &ContentCache) {
-        self.cache_files = tree.file_count() as u64;
-        self.cache_bytes = tree.total_bytes() as u64;
-    }
-
-    fn snapshot(&self, mailboxes: &[Mailbox], queues: &[u32]) -> Snapshot {
-        Snapshot {
-            queues: queues
-                .iter()
-                .copied()
-                .zip(mailboxes.iter().map(Mailbox::snapshot))
-                .collect(),
-            cache_files: self.cache_files,
-            cache_bytes: self.cache_bytes,
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-        }
-    }
+/// Puts the tree in force into the metrics snapshot's cache figures.
+fn note_tree(snapshot: &mut Snapshot, tree: &ContentCache) {
+    snapshot.cache_files = tree.file_count() as u64;
+    snapshot.cache_bytes = tree.total_bytes() as u64;
 }
 
 /// The calling thread's part: reloads, stats lines, metrics snapshots, and noticing that every
@@ -281,7 +245,12 @@ fn supervise(
     start: std::time::Instant,
     tree: Option<&ContentCache>,
 ) {
-    let mut outside = Outside::new(tree);
+    // What the supervisor knows beyond the engines' counters (the tree, the reloads); the
+    // engines' own go in at each publish.
+    let mut outside = Snapshot::default();
+    if let Some(tree) = tree {
+        note_tree(&mut outside, tree);
+    }
     // The first snapshot at once (all zeroes), so a scrape never finds the board empty.
     let mut next_metrics = options.metrics.as_ref().map(|_| StdDuration::ZERO);
     let mut next_stats = options.stats_interval;
@@ -309,7 +278,7 @@ fn supervise(
                         cache.total_bytes(),
                         took.as_secs_f64() * 1e3
                     );
-                    outside.tree(&cache);
+                    note_tree(&mut outside, &cache);
                     outside.reloads_ok += 1;
                     for mailbox in mailboxes {
                         mailbox.post_cache(Arc::clone(&cache));
@@ -325,7 +294,14 @@ fn supervise(
         if let (Some(due), Some(board)) = (next_metrics, &options.metrics)
             && elapsed >= due
         {
-            board.publish(outside.snapshot(mailboxes, queues));
+            board.publish(Snapshot {
+                queues: queues
+                    .iter()
+                    .copied()
+                    .zip(mailboxes.iter().map(Mailbox::snapshot))
+                    .collect(),
+                ..outside.clone()
+            });
             next_metrics = Some(due + metrics::PUBLISH_INTERVAL);
         }
         if let (Some(due), Some(interval)) = (next_stats, options.stats_interval)
