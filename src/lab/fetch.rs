@@ -3,7 +3,8 @@
 //!
 //! It sends `GET PATH HTTP/1.1` with `Host` and `Connection: close`, reads the status line and
 //! headers, then the body by `Content-Length`, by chunked transfer coding, or until the server
-//! closes, all within one deadline. Run it on a thread inside a namespace
+//! closes, all within one deadline. [`parse_head`], which frames the body, is also the one
+//! response-head parser of the simulator and the trace replay (`sirocco-tools`). Run it on a thread inside a namespace
 //! ([`sirocco_drivers::netns::in_namespace`]) to fetch from that namespace's side of a lab.
 
 use std::io::{self, Read, Write};
@@ -12,6 +13,108 @@ use std::time::{Duration, Instant};
 
 /// Largest status line plus headers accepted.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Header lines parsed per response head.
+pub const MAX_HEADERS: usize = 64;
+
+/// How a response's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (0 for a response that has no body).
+    Length(usize),
+    Chunked,
+    /// The body runs until the server closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Bytes of the head, up to and including its empty line.
+    pub len: usize,
+    pub status: u16,
+    /// HTTP/1.0, or `Connection: close`: the server closes the connection after this response.
+    pub closes: bool,
+    /// The `Content-Length` header's value, whatever the framing.
+    pub content_length: Option<usize>,
+    pub body: BodyFraming,
+}
+
+/// Parses the response head at the start of `bytes`, the answer to a HEAD request if
+/// `answers_head`. `Ok(None)` if the head is not complete yet. An unparseable head, or a
+/// `Content-Length` that is not a number (or two that disagree), is a [`FramingError`].
+pub fn parse_head(bytes: &[u8], answers_head: bool) -> Result<Option<ResponseHead>, FramingError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => {
+            return Err(FramingError(format!(
+                "unparseable response head ({error}): {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )));
+        }
+    };
+    let status = response.code.unwrap_or(0);
+    let mut closes = response.version == Some(0);
+    let mut content_length = None;
+    let mut chunked = false;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            match (parsed, content_length) {
+                (Some(len), None) => content_length = Some(len),
+                (Some(len), Some(seen)) if len == seen => {}
+                _ => {
+                    return Err(FramingError(format!(
+                        "bad Content-Length {:?}",
+                        String::from_utf8_lossy(header.value)
+                    )));
+                }
+            }
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            closes |= has_token(header.value, b"close");
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked |= has_token(header.value, b"chunked");
+        }
+    }
+    let bodiless = answers_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let body = match (bodiless, chunked, content_length) {
+        (true, _, _) => BodyFraming::Length(0),
+        (false, true, _) => BodyFraming::Chunked,
+        (false, false, Some(len)) => BodyFraming::Length(len),
+        (false, false, None) => BodyFraming::UntilClose,
+    };
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        closes,
+        content_length,
+        body,
+    }))
+}
+
+/// Whether the comma-separated header `value` lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// The response stream can no longer be framed; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingError(pub String);
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FramingError {}
 
 /// What the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,10 +222,11 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> io::R
         eof: false,
     };
 
-    // The head: status line and headers, up to the empty line.
-    let head_len = loop {
-        if let Some(end) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
+    // The head, gathered until `parse_head` finds it complete; it also says how the body is
+    // framed (RFC 9112 §6.3), as it does for the simulator's and the replay's readers.
+    let head = loop {
+        if let Some(head) = parse_head(&conn.buf, false).map_err(|e| invalid(e.0))? {
+            break head;
         }
         if conn.buf.len() > MAX_HEAD {
             return Err(invalid("a response head larger than 64 KiB"));
@@ -131,16 +235,33 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> io::R
             return Err(invalid("the connection closed before a full response head"));
         }
     };
-    let head: Vec<u8> = conn.buf.drain(..head_len).collect();
-    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let head_bytes: Vec<u8> = conn.buf.drain(..head.len).collect();
+    let body = match head.body {
+        BodyFraming::Length(length) => conn.take(length)?,
+        BodyFraming::Chunked => read_chunked(&mut conn)?,
+        BodyFraming::UntilClose => {
+            while conn.fill()? {}
+            std::mem::take(&mut conn.buf)
+        }
+    };
+    let response = Response {
+        status: head.status,
+        headers: header_list(&head_bytes),
+        body,
+    };
+    Ok(response)
+}
+
+/// The header lines of a head `parse_head` accepted, names in lower case, values as sent: what
+/// [`Response::header`] and the trace replay look up, and `parse_head` (allocation-free, for
+/// the simulator) does not keep.
+pub fn header_list(head: &[u8]) -> Vec<(String, String)> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
-    match parsed.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(invalid("an incomplete response head")),
-        Err(e) => return Err(invalid(format!("a malformed response head: {e}"))),
+    if parsed.parse(head).is_err() {
+        return Vec::new();
     }
-    let status = parsed.code.unwrap_or(0);
-    let headers: Vec<(String, String)> = parsed
+    parsed
         .headers
         .iter()
         .map(|h| {
@@ -149,30 +270,7 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> io::R
                 String::from_utf8_lossy(h.value).trim().to_string(),
             )
         })
-        .collect();
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    if status < 200 || status == 204 || status == 304 {
-        // No body, by definition (RFC 9112 §6.3).
-    } else if chunked {
-        response.body = read_chunked(&mut conn)?;
-    } else if let Some(length) = response.header("content-length") {
-        let length: usize = length
-            .parse()
-            .map_err(|_| invalid(format!("an unreadable Content-Length: {length}")))?;
-        response.body = conn.take(length)?;
-    } else {
-        while conn.fill()? {}
-        response.body = std::mem::take(&mut conn.buf);
-    }
-    Ok(response)
+        .collect()
 }
 
 /// A chunked body (RFC 9112 §7.1): hex size lines, data, and a last chunk of size 0 followed

@@ -23,6 +23,8 @@ const COMPARED: [&str; 6] = [
     "location",
 ];
 
+use sirocco::lab::fetch::header_list;
+
 use crate::sim::reader::{BodyFraming, MAX_HEADERS, parse_head};
 
 /// One request in a client stream.
@@ -174,20 +176,17 @@ pub fn parse_responses(stream: &[u8], requests: &[RequestLine], closed: bool) ->
         ) else {
             break;
         };
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
         let Some(head) = stream.get(start..body_start) else {
             break;
         };
-        if response.parse(head).is_err() {
+        let Ok(Some(parsed)) = parse_head(head, false) else {
             break;
-        }
-        let status = response.code.unwrap_or(0);
+        };
+        let status = parsed.status;
         if (100..200).contains(&status) {
             continue;
         }
-        let is_chunked =
-            matches!(parse_head(head, false), Ok(Some(h)) if h.body == BodyFraming::Chunked);
+        let is_chunked = parsed.body == BodyFraming::Chunked;
         let available = stream.get(body_start..).unwrap_or_default();
         let (body, complete) = match boundary.end.and_then(|e| usize::try_from(e).ok()) {
             Some(end) if is_chunked => {
@@ -204,16 +203,7 @@ pub fn parse_responses(stream: &[u8], requests: &[RequestLine], closed: bool) ->
         };
         out.push(Response {
             status,
-            headers: response
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: header_list(head),
             body,
             complete,
         });

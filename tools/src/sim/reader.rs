@@ -1,5 +1,5 @@
-//! The one HTTP/1.1 response reader of the tools: [`parse_head`] parses a response head and
-//! says how its body is framed, and [`ResponseReader`] reads responses off a client
+//! The one HTTP/1.1 response reader of the tools: [`parse_head`] (from `sirocco::lab::fetch`,
+//! which the demo's client uses too) parses a response head and says how its body is framed, and [`ResponseReader`] reads responses off a client
 //! connection's byte stream with it, checking each one against its
 //! [`Expect`](super::script::Expect)ation byte for byte, without buffering bodies. The trace
 //! replay (`crate::replay::http`) frames whole recorded streams with the same [`parse_head`].
@@ -15,100 +15,12 @@
 //! the connection can be checked; only a response whose framing cannot be trusted (an
 //! unparseable head, a bad `Content-Length`) is a [`FramingError`] that ends the connection.
 
+pub use sirocco::lab::fetch::{BodyFraming, FramingError, MAX_HEADERS, ResponseHead, parse_head};
+
 use super::script::{ExpectBody, Method, Request};
 
 /// Longest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-/// Header lines parsed per response head.
-pub const MAX_HEADERS: usize = 64;
-
-/// How a response's body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// Exactly this many bytes (0 for a response that has no body).
-    Length(usize),
-    Chunked,
-    /// The body runs until the server closes the connection.
-    UntilClose,
-}
-
-/// A parsed response head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseHead {
-    /// Bytes of the head, up to and including its empty line.
-    pub len: usize,
-    pub status: u16,
-    /// HTTP/1.0, or `Connection: close`: the server closes the connection after this response.
-    pub closes: bool,
-    /// The `Content-Length` header's value, whatever the framing.
-    pub content_length: Option<usize>,
-    pub body: BodyFraming,
-}
-
-/// Parses the response head at the start of `bytes`, the answer to a HEAD request if
-/// `answers_head`. `Ok(None)` if the head is not complete yet. An unparseable head, or a
-/// `Content-Length` that is not a number (or two that disagree), is a [`FramingError`].
-pub fn parse_head(bytes: &[u8], answers_head: bool) -> Result<Option<ResponseHead>, FramingError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(error) => {
-            return Err(FramingError(format!(
-                "unparseable response head ({error}): {:?}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            )));
-        }
-    };
-    let status = response.code.unwrap_or(0);
-    let mut closes = response.version == Some(0);
-    let mut content_length = None;
-    let mut chunked = false;
-    for header in response.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            let parsed = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            match (parsed, content_length) {
-                (Some(len), None) => content_length = Some(len),
-                (Some(len), Some(seen)) if len == seen => {}
-                _ => {
-                    return Err(FramingError(format!(
-                        "bad Content-Length {:?}",
-                        String::from_utf8_lossy(header.value)
-                    )));
-                }
-            }
-        } else if header.name.eq_ignore_ascii_case("connection") {
-            closes |= has_token(header.value, b"close");
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked |= has_token(header.value, b"chunked");
-        }
-    }
-    let bodiless = answers_head || (100..200).contains(&status) || status == 204 || status == 304;
-    let body = match (bodiless, chunked, content_length) {
-        (true, _, _) => BodyFraming::Length(0),
-        (false, true, _) => BodyFraming::Chunked,
-        (false, false, Some(len)) => BodyFraming::Length(len),
-        (false, false, None) => BodyFraming::UntilClose,
-    };
-    Ok(Some(ResponseHead {
-        len,
-        status,
-        closes,
-        content_length,
-        body,
-    }))
-}
-
-/// Whether the comma-separated header `value` lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// A response that was read to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
@@ -119,16 +31,6 @@ pub struct Completed {
     pub body_len: usize,
     /// The first way the response differed from its expectation, if it did.
     pub problem: Option<String>,
-}
-
-/// The response stream can no longer be framed; the message says why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FramingError(pub String);
-
-impl std::fmt::Display for FramingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[derive(Debug)]
