@@ -20,6 +20,7 @@ use sirocco_drivers::afxdp::{
 use sirocco_drivers::host::{self, Channels, Offload};
 use sirocco_drivers::netmap::NetmapStatus;
 use sirocco_drivers::netmap::real as netmap_real;
+use sirocco_drivers::sandbox;
 
 use crate::cli::DoctorArgs;
 
@@ -28,7 +29,7 @@ const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
 const EXIT_NO_INTERFACE: u8 = 2;
 
-// Capability bits in /proc/self/status's CapEff (linux/capability.h).
+// Capability bits of the effective set (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 const CAP_IPC_LOCK: u32 = 14;
@@ -271,9 +272,7 @@ fn gather(args: &DoctorArgs, interface: host::Interface) -> Facts {
         },
         driver: driver_name,
         has_device,
-        cap_eff: std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| cap_eff(&s)),
+        cap_eff: sandbox::capabilities().ok().map(|caps| caps.effective),
         memlock: host::memlock_limit().map_err(|e| e.to_string()),
         umem_per_queue: AfXdpConfig::new(iface).umem_bytes(),
         cpus: host::allowed_cpus().map(|c| c.len()).unwrap_or(1).max(1),
@@ -288,14 +287,6 @@ fn gather(args: &DoctorArgs, interface: host::Interface) -> Facts {
         netmap: netmap_real::probe().map_err(|e| e.to_string()),
         trials,
     }
-}
-
-/// The `CapEff:` mask of a /proc/PID/status text.
-fn cap_eff(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
 fn has_cap(mask: u64, cap: u32) -> bool {
@@ -432,7 +423,10 @@ const SETCAP: &str = "run as root, or `sudo setcap cap_net_admin,cap_net_raw,cap
 
 fn capabilities_check(f: &Facts) -> Check {
     let Some(mask) = f.cap_eff else {
-        return Check::warn("capabilities", "cannot read CapEff in /proc/self/status");
+        return Check::warn(
+            "capabilities",
+            "cannot read the effective capabilities (capget)",
+        );
     };
     let mut missing = Vec::new();
     for (cap, name) in [
@@ -1173,14 +1167,6 @@ NMI:          0          0   Non-maskable interrupts
         assert_eq!(names("eth1", None), [50]);
         assert_eq!(names("enp1s0", Some("0000:01:00.0")), [51]);
         assert!(names("veth-srv", None).is_empty());
-    }
-
-    #[test]
-    fn cap_eff_is_read_from_proc_status() {
-        let status = "Name:\tsirocco\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(cap_eff(status), Some(0x1ff_ffff_ffff));
-        assert_eq!(cap_eff("Name:\tx\n"), None);
-        assert_eq!(cap_eff("CapEff:\tzz\n"), None);
     }
 
     #[test]
