@@ -25,7 +25,7 @@ pub mod veth;
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sirocco_drivers::netns;
@@ -44,9 +44,6 @@ pub enum LabError {
         "building a lab needs root (network namespaces, veth pairs, tap devices and XDP): run as root, e.g. with sudo"
     )]
     NotRoot,
-    /// Only [`ip`] needs iproute2; the labs themselves do not.
-    #[error("the 'ip' command (iproute2) was not found: install it, e.g. apt-get install iproute2")]
-    NoIproute2,
     #[error(
         "a lab named {0} already exists: remove it with `sirocco lab down --name {0}`, or pick another name"
     )]
@@ -149,22 +146,6 @@ impl Drop for Lab {
         // The name is unique, so a leftover namespace never breaks a later lab.
         delete_namespace(&self.namespace);
     }
-}
-
-/// Runs `ip ARGS` (iproute2; the labs do not use it, tests may), turning a failure into an
-/// error that quotes the command and its stderr.
-pub fn ip(args: &[&str]) -> Result<Output, LabError> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|_| LabError::NoIproute2)?;
-    if !output.status.success() {
-        return Err(LabError::Command {
-            command: format!("ip {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(output)
 }
 
 /// True when running as root. Reads the owner of `/proc/self`, which the kernel sets to the
