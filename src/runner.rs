@@ -501,13 +501,12 @@ mod tests {
     use crate::server::ServerConfig;
     use sirocco_drivers::pcap::PcapDriver;
     use sirocco_drivers::{Capabilities, DriverCounters};
-    use sirocco_netstack::{EthernetAddress, Ipv4Address, StackConfig};
+    use sirocco_netstack::{EthernetAddress, Ipv4Address, Ipv4Cidr, StackConfig};
 
     fn config() -> ServerConfig {
         let mut stack = StackConfig::new(
             EthernetAddress([2, 0, 198, 18, 0, 2]),
-            Ipv4Address::new(198, 18, 0, 2),
-            24,
+            Ipv4Cidr::new(Ipv4Address::new(198, 18, 0, 2), 24),
             80,
         );
         stack.max_connections = 4;

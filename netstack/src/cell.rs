@@ -18,7 +18,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::socket::tcp::{Handshake, RecoveryStats};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetProtocol, HardwareAddress, IpAddress, IpCidr, TcpControl, TcpRepr, TcpSeqNumber,
+    EthernetProtocol, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address, TcpControl,
+    TcpRepr, TcpSeqNumber,
 };
 
 use crate::flow::FlowKey;
@@ -75,16 +76,17 @@ impl<A: Default> Cell<A> {
         let mut iface_config = Config::new(HardwareAddress::Ip);
         iface_config.random_seed = seed;
         let mut iface = Interface::new(iface_config, &mut CapsDevice(caps.clone()), now);
-        iface.update_ip_addrs(|addrs| {
-            // Cannot fail: a fresh interface has no addresses.
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(config.ipv4), config.prefix_len));
-        });
+        // The interface holds one address: the one of ours that the connection it serves
+        // reached (set by `accept`), so the same pooled cell serves IPv4 and IPv6 flows.
         // With Medium::Ip smoltcp resolves no neighbours, but it still refuses to send to a
         // destination with no route (`InterfaceInner::route`). Peers outside our prefix arrive
         // through a gateway whose MAC the front end learned from the SYN, so a default route
-        // makes every peer routable; the gateway address itself is never used on Medium::Ip.
-        // Cannot fail: a fresh interface has an empty route table.
-        let _ = iface.routes_mut().add_default_ipv4_route(config.ipv4);
+        // per family makes every peer routable; the gateway addresses are never used on
+        // Medium::Ip (they are documentation addresses, RFC 5737 and RFC 3849).
+        // Cannot fail: a fresh interface has an empty route table with room for both.
+        let routes = iface.routes_mut();
+        let _ = routes.add_default_ipv4_route(Ipv4Address::new(192, 0, 2, 1));
+        let _ = routes.add_default_ipv6_route(Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
 
         let mut socket = TcpSocket::new(
             smoltcp::socket::tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
@@ -153,6 +155,18 @@ impl<A> Cell<A> {
         eth: EthHeader,
         now: Instant,
     ) -> bool {
+        let local = handshake.local.addr;
+        if !self.iface.has_ip_addr(local) {
+            let prefix = match local {
+                IpAddress::Ipv4(_) => 32,
+                IpAddress::Ipv6(_) => 128,
+            };
+            self.iface.update_ip_addrs(|addrs| {
+                addrs.clear();
+                // Cannot fail: the list was just emptied.
+                let _ = addrs.push(IpCidr::new(local, prefix));
+            });
+        }
         let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
         socket.abort();
         // `reset` (inside `accept_handshake`) keeps the congestion controller: start it afresh.

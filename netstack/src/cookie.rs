@@ -31,7 +31,7 @@ use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 use smoltcp::time::Instant;
-use smoltcp::wire::{Ipv4Address, TcpSeqNumber};
+use smoltcp::wire::{IpAddress, TcpSeqNumber};
 
 /// How long one cookie epoch lasts, in milliseconds: the key rotates this often.
 pub(crate) const EPOCH_MS: i64 = 64_000;
@@ -91,10 +91,18 @@ fn mss_index(mss: u16) -> u32 {
 /// The addresses and ports of a connection, as a cookie covers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tuple {
-    pub local_ip: Ipv4Address,
+    pub local_ip: IpAddress,
     pub local_port: u16,
-    pub peer_ip: Ipv4Address,
+    pub peer_ip: IpAddress,
     pub peer_port: u16,
+}
+
+/// Feeds an address's bytes to the MAC (4 for IPv4, 16 for IPv6).
+fn write_ip(h: &mut SipHasher13, addr: &IpAddress) {
+    match addr {
+        IpAddress::Ipv4(a) => h.write(&a.octets()),
+        IpAddress::Ipv6(a) => h.write(&a.octets()),
+    }
 }
 
 /// Why an ACK's cookie did not validate.
@@ -120,9 +128,9 @@ impl CookieJar {
         let [k0, k1] = self.key;
         let mut h = SipHasher13::new_with_keys(k0, k1);
         h.write_u32(epoch);
-        h.write(&tuple.local_ip.octets());
+        write_ip(&mut h, &tuple.local_ip);
         h.write_u16(tuple.local_port);
-        h.write(&tuple.peer_ip.octets());
+        write_ip(&mut h, &tuple.peer_ip);
         h.write_u16(tuple.peer_port);
         h.write_i32(peer_isn.0);
         h.write_u32(bits);
@@ -177,10 +185,12 @@ fn epoch_at(now: Instant) -> u32 {
 mod tests {
     use super::*;
 
+    use smoltcp::wire::{Ipv4Address, Ipv6Address};
+
     const TUPLE: Tuple = Tuple {
-        local_ip: Ipv4Address::new(198, 18, 0, 1),
+        local_ip: IpAddress::Ipv4(Ipv4Address::new(198, 18, 0, 1)),
         local_port: 80,
-        peer_ip: Ipv4Address::new(198, 18, 0, 2),
+        peer_ip: IpAddress::Ipv4(Ipv4Address::new(198, 18, 0, 2)),
         peer_port: 40000,
     };
 
@@ -278,10 +288,19 @@ mod tests {
         };
         assert!(jar.check(now, &other_port, TcpSeqNumber(99), isn).is_err());
         let other_ip = Tuple {
-            peer_ip: Ipv4Address::new(198, 18, 0, 3),
+            peer_ip: Ipv4Address::new(198, 18, 0, 3).into(),
             ..TUPLE
         };
         assert!(jar.check(now, &other_ip, TcpSeqNumber(99), isn).is_err());
+        // The same tuple over IPv6 (an IPv4-mapped twin of the peer) is another connection.
+        let v6 = Tuple {
+            peer_ip: Ipv4Address::new(198, 18, 0, 2).to_ipv6_mapped().into(),
+            local_ip: Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 2).into(),
+            ..TUPLE
+        };
+        assert!(jar.check(now, &v6, TcpSeqNumber(99), isn).is_err());
+        let isn6 = jar.make(now, &v6, TcpSeqNumber(99), options);
+        assert_eq!(jar.check(now, &v6, TcpSeqNumber(99), isn6), Ok(options));
         assert!(
             CookieJar::new([1, 2])
                 .check(now, &TUPLE, TcpSeqNumber(99), isn)

@@ -1,7 +1,8 @@
 //! The flow table: which cell owns a TCP connection, which SYN-cache entry holds its handshake,
 //! or which TIME-WAIT tombstone is left of it.
 //!
-//! Our address and port are fixed, so a flow is identified by the peer's address and port.
+//! Our port is fixed, so a flow is identified by the peer's address and port and by which of our
+//! addresses it reached (an IPv4 address, a global IPv6 address, or the link-local one).
 //! The table is an `ahash` map keyed from a seed given at construction (no OS reads here), so a
 //! peer cannot choose 4-tuples that collide (hash flooding). Invariant: a key maps to at most
 //! one cell or tombstone, and a cell (tombstone) is in the table exactly while it owns that
@@ -12,13 +13,26 @@
 
 use std::collections::HashMap;
 
-use smoltcp::wire::Ipv4Address;
+use smoltcp::wire::IpAddress;
 
-/// The peer side of a connection to our address and port.
+/// A connection to our port: the peer's address and port, and which of our addresses it
+/// reached, as an index into the front end's list of them ([`crate::frontend::Locals`]; always
+/// of the peer's family). An index, not the address, keeps the key at 22 bytes, so a SYN-cache
+/// entry still fits in 64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FlowKey {
-    pub peer_ip: Ipv4Address,
+    pub peer_ip: IpAddress,
     pub peer_port: u16,
+    pub local: u8,
+}
+
+impl FlowKey {
+    /// A key that matches no real flow (unspecified address, port 0), for blank slots.
+    pub const BLANK: FlowKey = FlowKey {
+        peer_ip: IpAddress::Ipv4(smoltcp::wire::Ipv4Address::UNSPECIFIED),
+        peer_port: 0,
+        local: 0,
+    };
 }
 
 /// What a flow maps to.
@@ -74,13 +88,15 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::{Ipv4Address, Ipv6Address};
 
     #[test]
     fn insert_get_remove() {
         let mut t = FlowTable::new(4, [1, 2, 3, 4]);
         let a = FlowKey {
-            peer_ip: Ipv4Address::new(198, 18, 0, 2),
+            peer_ip: IpAddress::Ipv4(Ipv4Address::new(198, 18, 0, 2)),
             peer_port: 40000,
+            local: 0,
         };
         let b = FlowKey {
             peer_port: 40001,
@@ -101,11 +117,28 @@ mod tests {
     #[test]
     fn different_keys_hash_the_same_flow_differently() {
         let key = FlowKey {
-            peer_ip: Ipv4Address::new(198, 18, 0, 1),
+            peer_ip: IpAddress::Ipv4(Ipv4Address::new(198, 18, 0, 1)),
             peer_port: 40000,
+            local: 0,
         };
         let a = FlowTable::new(1, [1, 2, 3, 4]);
         let b = FlowTable::new(1, [5, 6, 7, 8]);
         assert_ne!(a.map.hasher().hash_one(key), b.map.hasher().hash_one(key));
+    }
+
+    #[test]
+    fn the_same_peer_on_two_of_our_addresses_is_two_flows() {
+        let mut t = FlowTable::new(4, [1, 2, 3, 4]);
+        let peer = IpAddress::Ipv6(Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 1));
+        let global = FlowKey {
+            peer_ip: peer,
+            peer_port: 40000,
+            local: 1,
+        };
+        let other = FlowKey { local: 2, ..global };
+        t.insert(global, FlowEntry::Cell(1));
+        t.insert(other, FlowEntry::Cell(2));
+        assert_eq!(t.get(&global), Some(FlowEntry::Cell(1)));
+        assert_eq!(t.get(&other), Some(FlowEntry::Cell(2)));
     }
 }

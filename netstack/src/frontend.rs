@@ -11,7 +11,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use crate::StackCounters;
@@ -21,12 +21,91 @@ use crate::syncache::Pending;
 
 /// Hop limit of packets we originate (RFC 1700 / IANA default).
 const HOP_LIMIT: u8 = 64;
+pub(crate) const IPV4_HEADER_LEN: usize = 20;
+pub(crate) const IPV6_HEADER_LEN: usize = 40;
+const TCP_HEADER_LEN: usize = 20;
 
-/// A TCP segment addressed to us, with valid IPv4 and TCP headers and checksums.
+/// Most IPv6 addresses a stack serves, besides its link-local one.
+pub(crate) const MAX_IPV6: usize = 3;
+
+/// Our addresses, in the order a [`FlowKey`](crate::flow::FlowKey)'s `local` index names them:
+/// the IPv4 address if we have one, then the IPv6 ones, the link-local last. At most five, so
+/// a linear scan finds one.
+pub(crate) struct Locals {
+    addrs: Vec<IpAddress>,
+    ipv4: Option<Ipv4Address>,
+}
+
+impl Locals {
+    pub fn new(ipv4: Option<Ipv4Address>, ipv6: &[Ipv6Address]) -> Self {
+        let addrs = ipv4
+            .map(IpAddress::Ipv4)
+            .into_iter()
+            .chain(ipv6.iter().copied().map(IpAddress::Ipv6))
+            .collect();
+        Locals { addrs, ipv4 }
+    }
+
+    /// The index of `addr` if it is ours.
+    pub fn index_of(&self, addr: IpAddress) -> Option<u8> {
+        self.addrs
+            .iter()
+            .position(|&a| a == addr)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
+    /// Our address at `index` (the unspecified IPv4 address for an index we never gave out).
+    pub fn get(&self, index: u8) -> IpAddress {
+        self.addrs
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED))
+    }
+
+    pub fn ipv4(&self) -> Option<Ipv4Address> {
+        self.ipv4
+    }
+
+    /// Our IPv6 addresses, the link-local one included.
+    pub fn ipv6(&self) -> impl Iterator<Item = Ipv6Address> + '_ {
+        self.addrs.iter().filter_map(|a| match a {
+            IpAddress::Ipv6(a) => Some(*a),
+            IpAddress::Ipv4(_) => None,
+        })
+    }
+}
+
+/// The link-local address of an interface with this MAC: fe80::/64 with the modified EUI-64
+/// interface identifier (RFC 4291 §2.5.1 and appendix A).
+pub(crate) fn link_local(mac: EthernetAddress) -> Ipv6Address {
+    let m = mac.0;
+    Ipv6Address::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// A TCP segment addressed to us, with valid IP and TCP headers and checksums.
 pub(crate) struct TcpSegment<'f> {
     pub peer_mac: EthernetAddress,
-    pub peer_ip: Ipv4Address,
-    /// The IPv4 packet, trimmed to its total length (Ethernet padding removed).
+    pub peer_ip: IpAddress,
+    /// Which of our addresses it was sent to ([`Locals`]).
+    pub local: u8,
+    /// The IP packet, trimmed to its length (Ethernet padding removed).
     pub ip_packet: &'f [u8],
     pub repr: TcpRepr<'f>,
 }
@@ -65,8 +144,9 @@ fn bare_segment<'a>(
 /// Our addresses and checksum policy.
 pub(crate) struct FrontEnd {
     pub mac: EthernetAddress,
-    pub ipv4: Ipv4Address,
-    pub subnet: Ipv4Cidr,
+    pub locals: Locals,
+    /// Our IPv4 subnet (for its broadcast address), when we serve IPv4.
+    pub subnet: Option<Ipv4Cidr>,
     /// Verify IPv4/ICMP/TCP checksums on receive.
     pub verify_rx: bool,
     /// Checksums to fill on transmit.
@@ -136,10 +216,10 @@ impl FrontEnd {
             counters.drop_arp_other += 1;
             return;
         }
-        if target_protocol_addr != self.ipv4 {
+        let Some(ours) = self.locals.ipv4().filter(|&a| a == target_protocol_addr) else {
             counters.drop_arp_not_for_us += 1;
             return;
-        }
+        };
         if !source_hardware_addr.is_unicast() {
             counters.drop_arp_malformed += 1;
             return;
@@ -149,7 +229,7 @@ impl FrontEnd {
         let reply = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Reply,
             source_hardware_addr: self.mac,
-            source_protocol_addr: self.ipv4,
+            source_protocol_addr: ours,
             target_hardware_addr: source_hardware_addr,
             target_protocol_addr: source_protocol_addr,
         };
@@ -193,18 +273,22 @@ impl FrontEnd {
             counters.drop_ipv4_fragment += 1;
             return Verdict::Done;
         }
-        if packet.dst_addr() != self.ipv4 {
+        let dst = packet.dst_addr();
+        let (Some(ours), Some(local)) = (
+            self.locals.ipv4().filter(|&a| a == dst),
+            self.locals.index_of(IpAddress::Ipv4(dst)),
+        ) else {
             counters.drop_ipv4_not_for_us += 1;
             return Verdict::Done;
-        }
+        };
         let src = packet.src_addr();
         // RFC 1122 §3.2.1.3: a source address must be a host address; never answer broadcast,
         // multicast, unspecified or our own address.
         if src.is_unspecified()
             || src.is_broadcast()
             || src.is_multicast()
-            || src == self.ipv4
-            || self.subnet.broadcast() == Some(src)
+            || src == ours
+            || self.subnet.and_then(|s| s.broadcast()) == Some(src)
         {
             counters.drop_ipv4_bad_source += 1;
             return Verdict::Done;
@@ -219,10 +303,13 @@ impl FrontEnd {
         };
         match packet.next_header() {
             IpProtocol::Icmp => {
-                self.icmp(peer_mac, src, ip_payload, counters, replies);
+                self.icmp(peer_mac, src, ours, ip_payload, counters, replies);
                 Verdict::Done
             }
-            IpProtocol::Tcp => self.tcp(peer_mac, src, ip_packet, ip_payload, counters),
+            IpProtocol::Tcp => {
+                let (peer_ip, local) = (IpAddress::Ipv4(src), local);
+                self.tcp(peer_mac, peer_ip, local, ip_packet, ip_payload, counters)
+            }
             _ => {
                 counters.drop_ip_protocol_unknown += 1;
                 Verdict::Done
@@ -234,6 +321,7 @@ impl FrontEnd {
         &self,
         peer_mac: EthernetAddress,
         peer_ip: Ipv4Address,
+        ours: Ipv4Address,
         ip_payload: &[u8],
         counters: &mut StackCounters,
         replies: &mut ReplyQueue,
@@ -270,30 +358,32 @@ impl FrontEnd {
             seq_no,
             data,
         };
-        let ip = Ipv4Repr {
-            src_addr: self.ipv4,
-            dst_addr: peer_ip,
-            next_header: IpProtocol::Icmp,
-            payload_len: reply.buffer_len(),
-            hop_limit: HOP_LIMIT,
-        };
-        if ip.buffer_len() + ip.payload_len > self.mtu {
+        let (src, dst) = (IpAddress::Ipv4(ours), IpAddress::Ipv4(peer_ip));
+        let len = reply.buffer_len();
+        if IPV4_HEADER_LEN + len > self.mtu {
             counters.drop_icmp_oversize += 1;
             return;
         }
-        let staged = self.stage_ipv4(replies, peer_mac, &ip, |buf, caps| {
-            reply.emit(&mut Icmpv4Packet::new_unchecked(buf), caps)
-        });
+        let staged = self.stage_ip(
+            replies,
+            peer_mac,
+            (src, dst),
+            IpProtocol::Icmp,
+            len,
+            |buf, caps| reply.emit(&mut Icmpv4Packet::new_unchecked(buf), caps),
+        );
         match staged {
             true => counters.icmp_echo_replies += 1,
             false => counters.tx_staging_full += 1,
         }
     }
 
-    fn tcp<'f>(
+    /// Checks a TCP segment from `peer_ip` to our address `local` and hands it on.
+    pub(crate) fn tcp<'f>(
         &self,
         peer_mac: EthernetAddress,
-        peer_ip: Ipv4Address,
+        peer_ip: IpAddress,
+        local: u8,
         ip_packet: &'f [u8],
         ip_payload: &'f [u8],
         counters: &mut StackCounters,
@@ -302,7 +392,7 @@ impl FrontEnd {
             counters.drop_tcp_malformed += 1;
             return Verdict::Done;
         };
-        let (src, dst) = (IpAddress::Ipv4(peer_ip), IpAddress::Ipv4(self.ipv4));
+        let (src, dst) = (peer_ip, self.locals.get(local));
         if self.verify_rx && !packet.verify_checksum(&src, &dst) {
             counters.drop_tcp_checksum += 1;
             return Verdict::Done;
@@ -311,6 +401,7 @@ impl FrontEnd {
             Ok(repr) => Verdict::Tcp(TcpSegment {
                 peer_mac,
                 peer_ip,
+                local,
                 ip_packet,
                 repr,
             }),
@@ -345,7 +436,8 @@ impl FrontEnd {
             ),
         };
         let rst = bare_segment(seg, TcpControl::Rst, seq_number, ack_number);
-        match self.stage_tcp(replies, seg.peer_mac, seg.peer_ip, &rst) {
+        let ips = (self.locals.get(seg.local), seg.peer_ip);
+        match self.stage_tcp(replies, seg.peer_mac, ips, &rst) {
             true => counters.rst_sent += 1,
             false => counters.tx_staging_full += 1,
         }
@@ -370,13 +462,23 @@ impl FrontEnd {
             ack_number: Some(pending.peer_isn + 1),
             window_len: shape.window,
             window_scale: options.wscale.map(|_| shape.wscale),
-            max_seg_size: Some(u16::try_from(self.mtu - 40).unwrap_or(u16::MAX)),
+            max_seg_size: Some(self.mss(pending.key.peer_ip)),
             sack_permitted: options.sack && shape.sack,
             sack_ranges: [None; 3],
             timestamp: None,
             payload: &[],
         };
-        self.stage_tcp(replies, pending.peer_mac, pending.key.peer_ip, &synack)
+        let ips = (self.locals.get(pending.key.local), pending.key.peer_ip);
+        self.stage_tcp(replies, pending.peer_mac, ips, &synack)
+    }
+
+    /// The MSS we offer a peer of `peer_ip`'s family: our MTU less the IP and TCP headers.
+    pub fn mss(&self, peer_ip: IpAddress) -> u16 {
+        let headers = match peer_ip {
+            IpAddress::Ipv4(_) => IPV4_HEADER_LEN + TCP_HEADER_LEN,
+            IpAddress::Ipv6(_) => IPV6_HEADER_LEN + TCP_HEADER_LEN,
+        };
+        u16::try_from(self.mtu.saturating_sub(headers)).unwrap_or(u16::MAX)
     }
 
     /// Stages a bare ACK answering `seg` with our `seq` and `ack` (a TIME-WAIT tombstone
@@ -391,54 +493,79 @@ impl FrontEnd {
         replies: &mut ReplyQueue,
     ) -> bool {
         let reply = bare_segment(seg, TcpControl::None, seq, Some(ack));
-        let staged = self.stage_tcp(replies, seg.peer_mac, seg.peer_ip, &reply);
+        let ips = (self.locals.get(seg.local), seg.peer_ip);
+        let staged = self.stage_tcp(replies, seg.peer_mac, ips, &reply);
         if !staged {
             counters.tx_staging_full += 1;
         }
         staged
     }
 
+    /// Stages `tcp` from `ips.0` (ours) to `ips.1` (the peer's).
     fn stage_tcp(
         &self,
         replies: &mut ReplyQueue,
         peer_mac: EthernetAddress,
-        peer_ip: Ipv4Address,
+        ips: (IpAddress, IpAddress),
         tcp: &TcpRepr,
     ) -> bool {
-        let ip = Ipv4Repr {
-            src_addr: self.ipv4,
-            dst_addr: peer_ip,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: HOP_LIMIT,
-        };
-        let (src, dst) = (IpAddress::Ipv4(self.ipv4), IpAddress::Ipv4(peer_ip));
-        self.stage_ipv4(replies, peer_mac, &ip, |buf, caps| {
-            tcp.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps)
-        })
+        let (src, dst) = ips;
+        self.stage_ip(
+            replies,
+            peer_mac,
+            ips,
+            IpProtocol::Tcp,
+            tcp.buffer_len(),
+            |buf, caps| tcp.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, caps),
+        )
     }
 
-    /// Stages Ethernet + IPv4 header + the payload written by `emit`. `false` if the ring is
-    /// full.
-    fn stage_ipv4(
+    /// Stages Ethernet, an IPv4 or IPv6 header from `ips.0` to `ips.1` (both of one family),
+    /// and `payload_len` bytes written by `emit`. `false` if the ring is full or the addresses
+    /// are of two families.
+    pub(crate) fn stage_ip(
         &self,
         replies: &mut ReplyQueue,
         peer_mac: EthernetAddress,
-        ip: &Ipv4Repr,
+        ips: (IpAddress, IpAddress),
+        next_header: IpProtocol,
+        payload_len: usize,
         emit: impl FnOnce(&mut [u8], &ChecksumCapabilities),
     ) -> bool {
+        let (ethertype, header_len) = match ips {
+            (IpAddress::Ipv4(_), IpAddress::Ipv4(_)) => (EthernetProtocol::Ipv4, IPV4_HEADER_LEN),
+            (IpAddress::Ipv6(_), IpAddress::Ipv6(_)) => (EthernetProtocol::Ipv6, IPV6_HEADER_LEN),
+            _ => return false,
+        };
         let header = EthHeader {
             dst: peer_mac,
             src: self.mac,
-            ethertype: EthernetProtocol::Ipv4,
+            ethertype,
         };
-        let ip_header_len = ip.buffer_len();
-        let len = ETH_HEADER_LEN + ip_header_len + ip.payload_len;
+        let len = ETH_HEADER_LEN + header_len + payload_len;
         let Some(rest) = replies.reserve(len).and_then(|f| header.write(f)) else {
             return false;
         };
-        let (ip_header, ip_payload) = rest.split_at_mut(ip_header_len.min(rest.len()));
-        ip.emit(&mut Ipv4Packet::new_unchecked(ip_header), &self.tx_caps);
+        let (ip_header, ip_payload) = rest.split_at_mut(header_len.min(rest.len()));
+        match ips {
+            (IpAddress::Ipv4(src_addr), IpAddress::Ipv4(dst_addr)) => Ipv4Repr {
+                src_addr,
+                dst_addr,
+                next_header,
+                payload_len,
+                hop_limit: HOP_LIMIT,
+            }
+            .emit(&mut Ipv4Packet::new_unchecked(ip_header), &self.tx_caps),
+            (IpAddress::Ipv6(src_addr), IpAddress::Ipv6(dst_addr)) => Ipv6Repr {
+                src_addr,
+                dst_addr,
+                next_header,
+                payload_len,
+                hop_limit: HOP_LIMIT,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(ip_header)),
+            _ => {}
+        }
         emit(ip_payload, &self.tx_caps);
         true
     }
@@ -456,8 +583,8 @@ mod tests {
     fn front() -> FrontEnd {
         FrontEnd {
             mac: OUR_MAC,
-            ipv4: OUR_IP,
-            subnet: Ipv4Cidr::new(OUR_IP, 24),
+            locals: Locals::new(Some(OUR_IP), &[]),
+            subnet: Some(Ipv4Cidr::new(OUR_IP, 24)),
             verify_rx: true,
             tx_caps: ChecksumCapabilities::default(),
             mtu: 1500,
@@ -499,7 +626,7 @@ mod tests {
     #[test]
     fn subnet_broadcast_source_is_dropped() {
         let (mut fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
-        fe.subnet = Ipv4Cidr::new(OUR_IP, 30); // broadcast 198.18.0.3
+        fe.subnet = Some(Ipv4Cidr::new(OUR_IP, 30)); // broadcast 198.18.0.3
         let mut frame = ipv4_frame(OUR_IP, IpProtocol::Tcp, &[0; 20]);
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
         ip.set_src_addr(Ipv4Address::new(198, 18, 0, 3));
@@ -525,7 +652,8 @@ mod tests {
         let (fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
         let seg = TcpSegment {
             peer_mac: PEER_MAC,
-            peer_ip: PEER_IP,
+            peer_ip: PEER_IP.into(),
+            local: 0,
             ip_packet: &[],
             repr: TcpRepr {
                 src_port: 1,
@@ -545,5 +673,73 @@ mod tests {
         fe.stage_rst(&seg, &mut c, &mut s);
         assert!(s.is_empty());
         assert_eq!(c.rst_sent, 0);
+    }
+
+    #[test]
+    fn link_local_is_the_modified_eui64_of_the_mac() {
+        // RFC 4291 appendix A: 02:00:00:00:00:01 -> fe80::ff:fe00:1 (the U/L bit flipped).
+        let ll = link_local(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+        assert_eq!(ll, "fe80::ff:fe00:1".parse::<Ipv6Address>().unwrap());
+        let ll = link_local(EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
+        assert_eq!(
+            ll,
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Address>().unwrap()
+        );
+    }
+
+    #[test]
+    fn locals_index_both_families() {
+        let v6 = "2001:2::2".parse::<Ipv6Address>().unwrap();
+        let ll = link_local(OUR_MAC);
+        let locals = Locals::new(Some(OUR_IP), &[v6, ll]);
+        assert_eq!(locals.index_of(OUR_IP.into()), Some(0));
+        assert_eq!(locals.index_of(v6.into()), Some(1));
+        assert_eq!(locals.index_of(ll.into()), Some(2));
+        assert_eq!(locals.index_of(PEER_IP.into()), None);
+        assert_eq!(locals.get(1), IpAddress::Ipv6(v6));
+        assert_eq!(locals.ipv6().collect::<Vec<_>>(), vec![v6, ll]);
+        let v6_only = Locals::new(None, &[v6]);
+        assert_eq!(v6_only.index_of(v6.into()), Some(0));
+        assert_eq!(v6_only.ipv4(), None);
+    }
+
+    #[test]
+    fn an_rst_to_an_ipv6_peer_is_an_ipv6_frame() {
+        let v6 = "2001:2::2".parse::<Ipv6Address>().unwrap();
+        let peer = "2001:2::1".parse::<Ipv6Address>().unwrap();
+        let mut fe = front();
+        fe.locals = Locals::new(Some(OUR_IP), &[v6]);
+        let (mut c, mut s) = (StackCounters::default(), ReplyQueue::new(4, 1514));
+        let seg = TcpSegment {
+            peer_mac: PEER_MAC,
+            peer_ip: peer.into(),
+            local: 1,
+            ip_packet: &[],
+            repr: TcpRepr {
+                src_port: 40000,
+                dst_port: 80,
+                control: TcpControl::Syn,
+                seq_number: TcpSeqNumber(5),
+                ack_number: None,
+                window_len: 0,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None; 3],
+                timestamp: None,
+                payload: &[],
+            },
+        };
+        fe.stage_rst(&seg, &mut c, &mut s);
+        assert_eq!(c.rst_sent, 1);
+        let frame = s.take_front().unwrap();
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.ethertype(), EthernetProtocol::Ipv6);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (v6, peer));
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.rst() && tcp.ack());
+        assert_eq!(tcp.ack_number(), TcpSeqNumber(6));
+        assert!(tcp.verify_checksum(&v6.into(), &peer.into()));
     }
 }

@@ -89,7 +89,7 @@ pub use stack::Stack;
 
 pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
 pub use smoltcp::time::{Duration, Instant};
-pub use smoltcp::wire::{EthernetAddress, Ipv4Address};
+pub use smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 
 /// Where the stack writes outgoing frames. Implemented by the server loop over a driver.
 pub trait TxSink {
@@ -136,8 +136,12 @@ pub struct Conn<'a, A> {
 pub struct StackConfig {
     /// Our MAC address: frames to other unicast MACs are dropped.
     pub mac: EthernetAddress,
-    pub ipv4: Ipv4Address,
-    pub prefix_len: u8,
+    /// Our IPv4 address and its prefix, if we serve IPv4.
+    pub ipv4: Option<Ipv4Cidr>,
+    /// Our global (or unique local) IPv6 addresses, if we serve IPv6. The link-local address
+    /// derived from `mac` (RFC 4291 §2.5.1, modified EUI-64) is added to them whenever this is
+    /// not empty.
+    pub ipv6: Vec<Ipv6Cidr>,
     /// The TCP port we listen on.
     pub port: u16,
     /// Hard cap on cells: established connections. Half-open ones wait in the SYN cache and
@@ -211,12 +215,13 @@ impl Default for TcpTuning {
 }
 
 impl StackConfig {
-    /// Defaults for everything but the addresses and the port.
-    pub fn new(mac: EthernetAddress, ipv4: Ipv4Address, prefix_len: u8, port: u16) -> Self {
+    /// Defaults for everything but the addresses and the port: IPv4 only, on `ipv4`. Push onto
+    /// [`StackConfig::ipv6`] to serve IPv6 as well, or set `ipv4` to `None` for IPv6 only.
+    pub fn new(mac: EthernetAddress, ipv4: Ipv4Cidr, port: u16) -> Self {
         StackConfig {
             mac,
-            ipv4,
-            prefix_len,
+            ipv4: Some(ipv4),
+            ipv6: Vec::new(),
             port,
             max_connections: 10_000,
             syn_cache_size: 16_384,
@@ -249,8 +254,6 @@ pub enum ConfigError {
         size: usize,
         min: usize,
     },
-    #[error("prefix length {0} is over 32")]
-    Prefix(u8),
     #[error("max_connections {0} is over 2^31")]
     TooManyConnections(usize),
     #[error("time_wait_slots {0} is over 2^31")]
@@ -265,6 +268,12 @@ pub enum ConfigError {
     Port,
     #[error("IPv4 address {0} is not a unicast host address")]
     Ipv4NotUnicast(Ipv4Address),
+    #[error("IPv6 address {0} is not a global or unique-local unicast address")]
+    Ipv6NotUnicast(Ipv6Address),
+    #[error("at most {max} IPv6 addresses may be served, not {count}")]
+    TooManyIpv6 { count: usize, max: usize },
+    #[error("no address to serve: give an IPv4 or an IPv6 address")]
+    NoAddress,
     #[error("MAC address {0} is not a unicast address")]
     MacNotUnicast(EthernetAddress),
     #[error("minimum RTO {0} is outside 1 ms..=60 s")]

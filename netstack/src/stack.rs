@@ -25,14 +25,13 @@ use smoltcp::phy::{ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::Handshake;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetProtocol, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, TcpControl,
-    TcpSeqNumber,
+    EthernetAddress, EthernetProtocol, IpAddress, IpEndpoint, Ipv6Address, TcpControl, TcpSeqNumber,
 };
 
 use crate::cell::{Cell, EgressDevice, EgressStop};
 use crate::cookie::{CookieJar, SynOptions, Tuple};
 use crate::flow::{FlowEntry, FlowKey, FlowTable};
-use crate::frontend::{FrontEnd, TcpSegment, Verdict};
+use crate::frontend::{FrontEnd, Locals, MAX_IPV6, TcpSegment, Verdict, link_local};
 use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
@@ -80,7 +79,7 @@ pub struct Stack<A: ConnApp> {
     synack_shape: SynAckShape,
     synacks: SynAcks,
     /// Cells per peer address, kept only with a `max_connections_per_ip`.
-    per_ip: Option<ahash::HashMap<Ipv4Address, u32>>,
+    per_ip: Option<ahash::HashMap<IpAddress, u32>>,
     /// Challenge ACKs that may still go this second, and when the allowance is renewed.
     challenge_allowance: u32,
     challenge_renewal: Instant,
@@ -188,15 +187,36 @@ fn validate(config: &StackConfig) -> Result<(), ConfigError> {
             });
         }
     }
-    if config.prefix_len > 32 {
-        return Err(ConfigError::Prefix(config.prefix_len));
-    }
     if config.port == 0 {
         return Err(ConfigError::Port);
     }
-    let ip = config.ipv4;
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(ConfigError::Ipv4NotUnicast(ip));
+    if config.ipv4.is_none() && config.ipv6.is_empty() {
+        return Err(ConfigError::NoAddress);
+    }
+    if let Some(cidr) = config.ipv4 {
+        let ip = cidr.address();
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(ConfigError::Ipv4NotUnicast(ip));
+        }
+    }
+    if config.ipv6.len() > MAX_IPV6 {
+        return Err(ConfigError::TooManyIpv6 {
+            count: config.ipv6.len(),
+            max: MAX_IPV6,
+        });
+    }
+    for cidr in &config.ipv6 {
+        // The link-local address is derived from the MAC; a configured one must be global
+        // or unique local (RFC 4291 §2.4): not unspecified, loopback, multicast or fe80::/10.
+        let ip = cidr.address();
+        if ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_unicast_link_local()
+            || ip.to_ipv4_mapped().is_some()
+        {
+            return Err(ConfigError::Ipv6NotUnicast(ip));
+        }
     }
     if !config.mac.is_unicast() {
         return Err(ConfigError::MacNotUnicast(config.mac));
@@ -237,14 +257,21 @@ impl<A: ConnApp> Stack<A> {
         cell_checksums.ipv4 = tx_only(config.tx_checksum_offload);
         cell_checksums.tcp = tx_only(config.tx_checksum_offload);
         cell_checksums.icmpv4 = tx_only(config.tx_checksum_offload);
+        cell_checksums.icmpv6 = tx_only(config.tx_checksum_offload);
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = config.mtu;
         caps.checksum = cell_checksums;
+        let ipv6: Vec<Ipv6Address> = config
+            .ipv6
+            .iter()
+            .map(|cidr| cidr.address())
+            .chain((!config.ipv6.is_empty()).then(|| link_local(config.mac)))
+            .collect();
         let front = FrontEnd {
             mac: config.mac,
-            ipv4: config.ipv4,
-            subnet: Ipv4Cidr::new(config.ipv4, config.prefix_len),
+            locals: Locals::new(config.ipv4.map(|cidr| cidr.address()), &ipv6),
+            subnet: config.ipv4,
             verify_rx: !config.rx_checksum_verified,
             tx_caps,
             mtu: config.mtu,
@@ -378,6 +405,7 @@ impl<A: ConnApp> Stack<A> {
         let key = FlowKey {
             peer_ip: seg.peer_ip,
             peer_port: seg.repr.src_port,
+            local: seg.local,
         };
         let mut entry = self.flows.get(&key);
         if let Some(FlowEntry::Tombstone(slot)) = entry {
@@ -551,7 +579,7 @@ impl<A: ConnApp> Stack<A> {
 
     fn tuple(&self, key: FlowKey) -> Tuple {
         Tuple {
-            local_ip: self.config.ipv4,
+            local_ip: self.front.locals.get(key.local),
             local_port: self.config.port,
             peer_ip: key.peer_ip,
             peer_port: key.peer_port,
@@ -600,9 +628,10 @@ impl<A: ConnApp> Stack<A> {
     }
 
     fn stage_synack(&mut self, pending: &Pending) {
+        let local = self.front.locals.get(pending.key.local);
         if !self
             .synacks
-            .stage(pending, &self.synack_shape, &mut self.replies)
+            .stage(pending, local, &self.synack_shape, &mut self.replies)
         {
             self.counters.tx_staging_full += 1;
         }
@@ -660,8 +689,8 @@ impl<A: ConnApp> Stack<A> {
             },
         };
         let handshake = Handshake {
-            local: IpEndpoint::new(IpAddress::Ipv4(self.config.ipv4), self.config.port),
-            remote: IpEndpoint::new(IpAddress::Ipv4(key.peer_ip), key.peer_port),
+            local: IpEndpoint::new(self.front.locals.get(key.local), self.config.port),
+            remote: IpEndpoint::new(key.peer_ip, key.peer_port),
             local_isn: isn,
             remote_isn: peer_isn,
             remote_mss: Some(options.mss),
@@ -669,7 +698,7 @@ impl<A: ConnApp> Stack<A> {
             remote_sack: options.sack,
             rtt,
         };
-        let eth = self.eth_to(seg.peer_mac);
+        let eth = self.eth_to(seg.peer_mac, key.peer_ip);
         let accepted = self
             .cells
             .get_mut(index as usize)
@@ -807,11 +836,15 @@ impl<A: ConnApp> Stack<A> {
         }
     }
 
-    fn eth_to(&self, peer_mac: EthernetAddress) -> EthHeader {
+    /// The Ethernet header of frames to `peer_mac` carrying packets of `peer_ip`'s family.
+    fn eth_to(&self, peer_mac: EthernetAddress, peer_ip: IpAddress) -> EthHeader {
         EthHeader {
             dst: peer_mac,
             src: self.config.mac,
-            ethertype: EthernetProtocol::Ipv4,
+            ethertype: match peer_ip {
+                IpAddress::Ipv4(_) => EthernetProtocol::Ipv4,
+                IpAddress::Ipv6(_) => EthernetProtocol::Ipv6,
+            },
         }
     }
 

@@ -11,7 +11,8 @@
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, IpAddress, Ipv4Address, Ipv4Packet, TcpPacket, TcpSeqNumber,
+    EthernetAddress, EthernetFrame, IpAddress, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet,
+    TcpPacket, TcpSeqNumber,
 };
 
 use crate::cookie::SynOptions;
@@ -33,10 +34,12 @@ pub(crate) struct SynAckShape {
 }
 
 pub(crate) struct SynAcks {
-    /// Indexed by `wscale offered | sack offered << 1`.
-    frames: [Vec<u8>; 4],
+    /// IPv4 SYN-ACKs, indexed by `wscale offered | sack offered << 1` (empty without IPv4).
+    frames4: [Vec<u8>; 4],
+    /// IPv6 SYN-ACKs, the same way (empty without IPv6). Their source address is patched too:
+    /// a stack has several IPv6 addresses.
+    frames6: [Vec<u8>; 4],
     caps: ChecksumCapabilities,
-    our_ip: Ipv4Address,
 }
 
 fn kind(options: &SynOptions, shape: &SynAckShape) -> usize {
@@ -45,11 +48,16 @@ fn kind(options: &SynOptions, shape: &SynAckShape) -> usize {
 
 impl SynAcks {
     pub fn new(front: &FrontEnd, shape: SynAckShape) -> Self {
-        let build = |kind: usize| {
+        let build = |kind: usize, peer_ip: IpAddress| {
+            let local = front.locals.index_of(match peer_ip {
+                IpAddress::Ipv4(_) => front.locals.ipv4().map(IpAddress::Ipv4),
+                IpAddress::Ipv6(_) => front.locals.ipv6().next().map(IpAddress::Ipv6),
+            }?)?;
             let placeholder = Pending {
                 key: FlowKey {
-                    peer_ip: Ipv4Address::new(0, 0, 0, 1),
+                    peer_ip,
                     peer_port: 1,
+                    local,
                 },
                 peer_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 peer_isn: TcpSeqNumber(0),
@@ -65,20 +73,37 @@ impl SynAcks {
             };
             let mut replies = ReplyQueue::new(1, ETH_HEADER_LEN + front.mtu);
             front.stage_synack(&placeholder, shape, &mut replies);
-            replies.take_front().unwrap_or_default()
+            replies.take_front()
         };
+        let v4 = IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1));
+        let v6 = IpAddress::Ipv6(Ipv6Address::new(0, 0, 0, 0, 0, 0, 0, 1));
+        let family = |peer| [0, 1, 2, 3].map(|kind| build(kind, peer).unwrap_or_default());
         SynAcks {
-            frames: [build(0), build(1), build(2), build(3)],
+            frames4: family(v4),
+            frames6: family(v6),
             caps: front.tx_caps.clone(),
-            our_ip: front.ipv4,
         }
     }
 
-    /// Stages the SYN-ACK of `pending`. `false` (nothing staged) when the ring is full.
-    pub fn stage(&self, pending: &Pending, shape: &SynAckShape, replies: &mut ReplyQueue) -> bool {
-        let Some(template) = self.frames.get(kind(&pending.options, shape)) else {
+    /// Stages the SYN-ACK of `pending`, from `local` (our address the SYN was sent to).
+    /// `false` (nothing staged) when the ring is full.
+    pub fn stage(
+        &self,
+        pending: &Pending,
+        local: IpAddress,
+        shape: &SynAckShape,
+        replies: &mut ReplyQueue,
+    ) -> bool {
+        let frames = match pending.key.peer_ip {
+            IpAddress::Ipv4(_) => &self.frames4,
+            IpAddress::Ipv6(_) => &self.frames6,
+        };
+        let Some(template) = frames.get(kind(&pending.options, shape)) else {
             return false;
         };
+        if template.is_empty() {
+            return false;
+        }
         let Some(frame) = replies.reserve(template.len()) else {
             return false;
         };
@@ -87,13 +112,25 @@ impl SynAcks {
         let Some(ip_bytes) = frame.get_mut(ETH_HEADER_LEN..) else {
             return true;
         };
-        let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
-        ip.set_dst_addr(pending.key.peer_ip);
-        if self.caps.ipv4.tx() {
-            ip.fill_checksum();
-        }
-        let header_len = usize::from(ip.header_len());
-        let Some(tcp_bytes) = ip.into_inner().get_mut(header_len..) else {
+        let tcp_bytes = match (local, pending.key.peer_ip) {
+            (IpAddress::Ipv4(_), IpAddress::Ipv4(peer)) => {
+                let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
+                ip.set_dst_addr(peer);
+                if self.caps.ipv4.tx() {
+                    ip.fill_checksum();
+                }
+                let header_len = usize::from(ip.header_len());
+                ip.into_inner().get_mut(header_len..)
+            }
+            (IpAddress::Ipv6(ours), IpAddress::Ipv6(peer)) => {
+                let mut ip = Ipv6Packet::new_unchecked(ip_bytes);
+                ip.set_src_addr(ours);
+                ip.set_dst_addr(peer);
+                ip.into_inner().get_mut(crate::frontend::IPV6_HEADER_LEN..)
+            }
+            _ => None,
+        };
+        let Some(tcp_bytes) = tcp_bytes else {
             return true;
         };
         let mut tcp = TcpPacket::new_unchecked(tcp_bytes);
@@ -101,10 +138,7 @@ impl SynAcks {
         tcp.set_seq_number(pending.isn);
         tcp.set_ack_number(pending.peer_isn + 1);
         if self.caps.tcp.tx() {
-            tcp.fill_checksum(
-                &IpAddress::Ipv4(self.our_ip),
-                &IpAddress::Ipv4(pending.key.peer_ip),
-            );
+            tcp.fill_checksum(&local, &pending.key.peer_ip);
         }
         true
     }
@@ -118,10 +152,14 @@ mod tests {
 
     fn front(offload: bool) -> FrontEnd {
         let ip = Ipv4Address::new(198, 18, 0, 1);
+        let v6 = [
+            Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 1),
+            Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 7),
+        ];
         FrontEnd {
             mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
-            ipv4: ip,
-            subnet: Ipv4Cidr::new(ip, 15),
+            locals: crate::frontend::Locals::new(Some(ip), &v6),
+            subnet: Some(Ipv4Cidr::new(ip, 15)),
             verify_rx: true,
             tx_caps: if offload {
                 ChecksumCapabilities::ignored()
@@ -149,10 +187,19 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
+                    // Every third one is an IPv6 peer, on either of our IPv6 addresses.
+                    let (peer_ip, local) = match x % 3 {
+                        0 => (Ipv4Address::from_bits(x as u32 | 1).into(), 0),
+                        n => (
+                            Ipv6Address::from_bits(u128::from(x) << 17 | 1).into(),
+                            n as u8,
+                        ),
+                    };
                     let pending = Pending {
                         key: FlowKey {
-                            peer_ip: Ipv4Address::from_bits(x as u32 | 1),
+                            peer_ip,
                             peer_port: (x >> 32) as u16 | 1,
+                            local,
                         },
                         peer_mac: EthernetAddress([2, (x >> 8) as u8, 3, 4, 5, (x >> 16) as u8]),
                         peer_isn: TcpSeqNumber((x >> 13) as i32),
@@ -169,7 +216,8 @@ mod tests {
                     let mut built = ReplyQueue::new(1, 1514);
                     assert!(front.stage_synack(&pending, shape, &mut built));
                     let mut patched = ReplyQueue::new(1, 1514);
-                    assert!(synacks.stage(&pending, &shape, &mut patched));
+                    let ours = front.locals.get(local);
+                    assert!(synacks.stage(&pending, ours, &shape, &mut patched));
                     assert_eq!(patched.take_front(), built.take_front(), "{pending:?}");
                 }
             }
@@ -190,8 +238,9 @@ mod tests {
         assert!(replies.reserve(60).is_some());
         let pending = Pending {
             key: FlowKey {
-                peer_ip: Ipv4Address::new(198, 18, 0, 2),
+                peer_ip: Ipv4Address::new(198, 18, 0, 2).into(),
                 peer_port: 4000,
+                local: 0,
             },
             peer_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
             peer_isn: TcpSeqNumber(1),
@@ -205,7 +254,8 @@ mod tests {
             created: Instant::ZERO,
             sent: Instant::ZERO,
         };
-        assert!(!synacks.stage(&pending, &shape, &mut replies));
+        let ours = front.locals.get(0);
+        assert!(!synacks.stage(&pending, ours, &shape, &mut replies));
         assert_eq!(replies.len(), 1);
     }
 }

@@ -139,8 +139,9 @@ mod tests {
     fn pending(port: u16, now: Instant) -> Pending {
         Pending {
             key: FlowKey {
-                peer_ip: Ipv4Address::new(198, 18, 0, 2),
+                peer_ip: Ipv4Address::new(198, 18, 0, 2).into(),
                 peer_port: port,
+                local: 0,
             },
             peer_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
             peer_isn: TcpSeqNumber(1),

@@ -42,10 +42,7 @@ impl Tombstones {
     /// Room for `capacity` tombstones, allocated now. A capacity of 0 keeps none.
     pub fn new(capacity: usize) -> Self {
         let blank = Tombstone {
-            key: FlowKey {
-                peer_ip: smoltcp::wire::Ipv4Address::UNSPECIFIED,
-                peer_port: 0,
-            },
+            key: FlowKey::BLANK,
             peer_mac: EthernetAddress([0; 6]),
             snd_nxt: TcpSeqNumber(0),
             rcv_nxt: TcpSeqNumber(0),
@@ -118,8 +115,9 @@ mod tests {
     fn stone(port: u16, expires_ms: i64) -> Tombstone {
         Tombstone {
             key: FlowKey {
-                peer_ip: Ipv4Address::new(198, 18, 0, 2),
+                peer_ip: Ipv4Address::new(198, 18, 0, 2).into(),
                 peer_port: port,
+                local: 0,
             },
             peer_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
             snd_nxt: TcpSeqNumber(1),

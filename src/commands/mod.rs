@@ -130,7 +130,8 @@ impl ProgressLine {
 
 /// The netstack settings for serving `ip` with `mac` under the user's common options.
 pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
-    let mut config = StackConfig::new(EthernetAddress(mac), ip.addr, ip.prefix_len, common.port);
+    let ipv4 = sirocco_netstack::Ipv4Cidr::new(ip.addr, ip.prefix_len);
+    let mut config = StackConfig::new(EthernetAddress(mac), ipv4, common.port);
     config.max_connections = common.max_connections as usize;
     config.syn_cache_size = common.syn_cache_size as usize;
     config.max_connections_per_ip = common.max_connections_per_ip;

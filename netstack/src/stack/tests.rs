@@ -5,8 +5,8 @@
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl,
-    TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
+    Ipv6Address, Ipv6Cidr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use super::*;
@@ -121,7 +121,7 @@ impl TxSink for Wire {
 }
 
 fn config() -> StackConfig {
-    StackConfig::new(OUR_MAC, OUR_IP, 24, PORT)
+    StackConfig::new(OUR_MAC, Ipv4Cidr::new(OUR_IP, 24), PORT)
 }
 
 fn stack_with(config: StackConfig) -> Stack<App> {
@@ -327,16 +327,34 @@ fn config_is_validated() {
         Some(ConfigError::NoConnections)
     );
     assert_eq!(bad(|c| c.mtu = 100), Some(ConfigError::Mtu(100)));
-    assert_eq!(bad(|c| c.prefix_len = 33), Some(ConfigError::Prefix(33)));
     assert_eq!(bad(|c| c.port = 0), Some(ConfigError::Port));
     assert!(matches!(
         bad(|c| c.rx_buffer = 10),
         Some(ConfigError::Buffer { which: "rx", .. })
     ));
     assert!(matches!(
-        bad(|c| c.ipv4 = Ipv4Address::BROADCAST),
+        bad(|c| c.ipv4 = Some(Ipv4Cidr::new(Ipv4Address::BROADCAST, 24))),
         Some(ConfigError::Ipv4NotUnicast(_))
     ));
+    assert_eq!(bad(|c| c.ipv4 = None), Some(ConfigError::NoAddress));
+    for bad_v6 in ["::", "::1", "ff02::1", "fe80::1", "::ffff:198.18.0.1"] {
+        let addr: Ipv6Address = bad_v6.parse().unwrap();
+        let mut c = config();
+        c.ipv6.push(Ipv6Cidr::new(addr, 64));
+        assert_eq!(
+            Stack::<App>::new(c, seeds(1)).err(),
+            Some(ConfigError::Ipv6NotUnicast(addr)),
+            "{bad_v6}"
+        );
+    }
+    let mut c = config();
+    c.ipv6 = (1..=4)
+        .map(|n| Ipv6Cidr::new(Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, n), 64))
+        .collect();
+    assert_eq!(
+        Stack::<App>::new(c, seeds(1)).err(),
+        Some(ConfigError::TooManyIpv6 { count: 4, max: 3 })
+    );
     assert!(matches!(
         bad(|c| c.mac = EthernetAddress::BROADCAST),
         Some(ConfigError::MacNotUnicast(_))
@@ -595,8 +613,9 @@ fn full_exchange_then_close_recycles_the_cell() {
     });
     assert_eq!(seen, b"X", "A::reset ran before the cell was reused");
     let key = FlowKey {
-        peer_ip: PEER_IP,
+        peer_ip: PEER_IP.into(),
         peer_port: 40001,
+        local: 0,
     };
     assert_eq!(
         stack.flows.get(&key),

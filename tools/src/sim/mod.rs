@@ -57,7 +57,7 @@ use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink
 use sirocco_drivers::netmap::{EmulatedPort, Netmap};
 use sirocco_drivers::rss::{INDIRECTION_ENTRIES, Rss};
 use sirocco_drivers::{DriverError, FrameIo};
-use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, StackConfig};
+use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, Ipv4Cidr, StackConfig};
 
 use event_loop::{Parties, Tick};
 
@@ -161,7 +161,8 @@ impl SimConfig {
     /// overflow, no faults, one engine, and room for `connections` concurrent connections on
     /// every engine.
     pub fn new(seed: u64, connections: usize) -> Self {
-        let mut stack = StackConfig::new(SERVER_MAC, SERVER_IP, PREFIX_LEN, HTTP_PORT);
+        let mut stack =
+            StackConfig::new(SERVER_MAC, Ipv4Cidr::new(SERVER_IP, PREFIX_LEN), HTTP_PORT);
         stack.max_connections = connections.max(1) + 64;
         let mut server = ServerConfig::new(stack);
         server.unix_time_at_zero = SIM_UNIX_TIME;
