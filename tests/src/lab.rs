@@ -647,9 +647,13 @@ pub fn stat(line: &str, key: &str) -> u64 {
 /// lab's client namespace (bounded to 30 s, the descriptor limit raised as far as the hard
 /// limit allows); what it printed, asserting it ran, and its summary.
 pub fn wrk(lab: &VethLab, threads: u32, connections: u32, path: &str) -> (String, WrkReport) {
+    wrk_url(lab, threads, connections, &server_url(path))
+}
+
+/// [`wrk`] against a whole URL (`http://[2001:2::2]/file-512.bin`, say).
+pub fn wrk_url(lab: &VethLab, threads: u32, connections: u32, url: &str) -> (String, WrkReport) {
     let script = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t{threads} -c {connections} -d5s --latency {}",
-        server_url(path)
+        "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec timeout -k 5 30 wrk -t{threads} -c {connections} -d5s --latency {url}"
     );
     let output = run(lab.client_command("bash").args(["-c", &script]), "wrk");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -662,4 +666,27 @@ pub fn wrk(lab: &VethLab, threads: u32, connections: u32, path: &str) -> (String
     );
     let report = parse_wrk(&text);
     (text, report)
+}
+
+/// Every file under `dir`, as (path relative to `dir`, contents), sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                let relative = path.strip_prefix(base).expect("under base").to_path_buf();
+                out.push((relative, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }

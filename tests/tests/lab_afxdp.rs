@@ -23,7 +23,8 @@ use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
     ChildGuard, CollectedBytes, LabServer, TempDir, assert_same_bytes, collect_bytes,
-    collected_len, lab_available, poll_until, run, server_url, sirocco_binary, stat, wrk,
+    collected_len, files_under, lab_available, poll_until, run, server_url, sirocco_binary, stat,
+    wrk,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -545,29 +546,6 @@ fn demo_check_fetches_the_sample_site_and_exits_zero() {
         stdout.contains(&summary),
         "expected '{summary}' in: {stdout}"
     );
-}
-
-/// Every file under `dir`, as (path relative to `dir`, contents), sorted by path.
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                let bytes = std::fs::read(&path)
-                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-                let relative = path.strip_prefix(base).expect("under base").to_path_buf();
-                out.push((relative, bytes));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 /// curl with `extra` options for `path`: (HTTP status, response head, body). `--max-time`
