@@ -14,7 +14,9 @@ use sirocco_drivers::netns;
 use crate::cli::{LabAction, LabArgs};
 use crate::lab::ecmp::{self, ANYCAST_ADDR, EcmpLab};
 use crate::lab::veth::{CLIENT_IFACE, MTU, SERVER_IFACE, VethLab};
-use crate::lab::{self, CLIENT_ADDR, LabError, PREFIX_LEN, SERVER_ADDR};
+use crate::lab::{
+    self, CLIENT_ADDR, CLIENT_ADDR6, LabError, PREFIX_LEN, PREFIX_LEN6, SERVER_ADDR, SERVER_ADDR6,
+};
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
     let name = match &args.action {
@@ -80,17 +82,18 @@ fn up(name: &str, servers: u8, queues: u16) -> anyhow::Result<()> {
     let exe = current_exe();
     let (srv, cli) = (lab.server_ns().to_string(), lab.client_ns().to_string());
     let curl = lab.curl_hint(&format!("http://{SERVER_ADDR}/"));
+    let curl6 = lab.curl_hint(&format!("http://[{SERVER_ADDR6}]/"));
     // Kept before anything is printed: a print that panics (stdout closed, as with `| head`)
     // must not take the new lab down with it.
     lab.keep();
     println!("lab {name} is up");
     println!("  server namespace: {srv}");
     println!(
-        "    {SERVER_IFACE}  no kernel address; sirocco serves {SERVER_ADDR}/{PREFIX_LEN} on it with AF_XDP (mtu {MTU})"
+        "    {SERVER_IFACE}  no kernel address; sirocco serves {SERVER_ADDR}/{PREFIX_LEN} and {SERVER_ADDR6}/{PREFIX_LEN6} on it with AF_XDP (mtu {MTU})"
     );
     println!("  client namespace: {cli}");
     println!(
-        "    {CLIENT_IFACE}  {CLIENT_ADDR}/{PREFIX_LEN} (kernel TCP/IP; tx checksum offload off) (mtu {MTU})"
+        "    {CLIENT_IFACE}  {CLIENT_ADDR}/{PREFIX_LEN} and {CLIENT_ADDR6}/{PREFIX_LEN6} (kernel TCP/IP; tx checksum offload off; IPv6 without DAD) (mtu {MTU})"
     );
     if queues > 1 {
         println!(
@@ -101,11 +104,13 @@ fn up(name: &str, servers: u8, queues: u16) -> anyhow::Result<()> {
     println!();
     println!("serve (Ctrl-C stops it):");
     println!(
-        "  ip netns exec {srv} {exe} serve --driver afxdp --iface {SERVER_IFACE} --ip {SERVER_ADDR}/{PREFIX_LEN} --root www --sleep-when-idle"
+        "  ip netns exec {srv} {exe} serve --driver afxdp --iface {SERVER_IFACE} --ip {SERVER_ADDR}/{PREFIX_LEN} --ip {SERVER_ADDR6}/{PREFIX_LEN6} --root www --sleep-when-idle"
     );
     println!("fetch:");
     println!("  {curl}");
+    println!("  {curl6}");
     println!("  ip netns exec {cli} ping -c 3 {SERVER_ADDR}");
+    println!("  ip netns exec {cli} ping -6 -c 3 {SERVER_ADDR6}");
     println!("status and removal:");
     println!("  {exe} lab status --name {name}");
     println!("  {exe} lab down --name {name}");
@@ -286,7 +291,7 @@ fn status(name: &str) -> anyhow::Result<()> {
     }
     print_addresses(&srv, SERVER_IFACE);
     println!(
-        "  sirocco's address (not the kernel's): {SERVER_ADDR}/{PREFIX_LEN} when a server runs"
+        "  sirocco's addresses (not the kernel's): {SERVER_ADDR}/{PREFIX_LEN} and {SERVER_ADDR6}/{PREFIX_LEN6} when a server runs"
     );
     println!("client namespace {cli}:");
     print_addresses(&cli, CLIENT_IFACE);
@@ -348,7 +353,7 @@ fn status_ecmp(multi: &EcmpLab) {
     println!("  sirocco's address on every host (not the kernel's): {ANYCAST_ADDR}/32");
 }
 
-/// Prints the kernel's IPv4 addresses on `iface` in namespace `ns`.
+/// Prints the kernel's addresses (IPv4, then IPv6) on `iface` in namespace `ns`.
 fn print_addresses(ns: &str, iface: &str) {
     match lab::netlink::Netlink::open_in(ns).and_then(|mut netlink| netlink.addresses_of(iface)) {
         Ok(addrs) if addrs.is_empty() => println!("  {iface} kernel addresses: none"),

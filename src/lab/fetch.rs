@@ -1,14 +1,16 @@
 //! A tiny HTTP/1.1 client for `sirocco demo --check`: one `GET` per connection over a kernel
 //! TCP socket, so the demo needs no curl.
 //!
-//! It sends `GET PATH HTTP/1.1` with `Host` and `Connection: close`, reads the status line and
+//! It sends `GET PATH HTTP/1.1` with `Host` and `Connection: close` (an IPv6 literal in
+//! brackets, as RFC 9110 §7.2 and RFC 3986 §3.2.2 write it: [`host_for`]), reads the status line and
 //! headers, then the body by `Content-Length`, by chunked transfer coding, or until the server
 //! closes, all within one deadline. [`parse_head`], which frames the body, is also the one
 //! response-head parser of the simulator and the trace replay (`sirocco-tools`). Run it on a thread inside a namespace
 //! ([`sirocco_drivers::netns::in_namespace`]) to fetch from that namespace's side of a lab.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Largest status line plus headers accepted.
@@ -206,9 +208,31 @@ impl Conn {
     }
 }
 
-/// `GET path` from `addr`, with `Host: host`; everything within `timeout`.
+/// The `Host` header's value for a server at `addr`: the address, an IPv6 one in brackets
+/// (`[2001:2::2]`), and `:PORT` unless the port is 80.
+pub fn host_for(addr: SocketAddr) -> String {
+    match (addr, addr.port()) {
+        (SocketAddr::V4(v4), 80) => v4.ip().to_string(),
+        (SocketAddr::V6(v6), 80) => format!("[{}]", v6.ip()),
+        (addr, _) => addr.to_string(),
+    }
+}
+
+/// `host` as a `Host` header carries it: a bare IPv6 literal (`2001:2::2`) gets its brackets,
+/// anything else is sent as given.
+fn bracketed(host: &str) -> Cow<'_, str> {
+    if host.parse::<Ipv6Addr>().is_ok() {
+        Cow::Owned(format!("[{host}]"))
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// `GET path` from `addr` (IPv4 or IPv6), with `Host: host` (a bare IPv6 literal is put in
+/// brackets; [`host_for`] makes the value from `addr`); everything within `timeout`.
 pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> io::Result<Response> {
     let deadline = Instant::now() + timeout;
+    let host = bracketed(host);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
     let request = format!(
@@ -303,7 +327,13 @@ mod tests {
     /// Serves one connection with `reply` after reading the request head; returns the address
     /// and the request it read.
     fn serve_once(reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        serve_once_on(TcpListener::bind("127.0.0.1:0").unwrap(), reply)
+    }
+
+    fn serve_once_on(
+        listener: TcpListener,
+        reply: &'static [u8],
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
@@ -334,6 +364,57 @@ mod tests {
         let request = String::from_utf8(server.join().unwrap()).unwrap();
         assert!(request.starts_with("GET /a%20b HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("\r\nHost: example.test\r\n"), "{request}");
+    }
+
+    #[test]
+    fn an_ipv6_server_is_fetched_with_its_literal_in_brackets() {
+        let listener = match TcpListener::bind("[::1]:0") {
+            Ok(listener) => listener,
+            // A host without IPv6 on its loopback (ipv6.disable=1, some containers): nothing
+            // to connect to, which says nothing about the client.
+            Err(e) => {
+                eprintln!("skipped: no IPv6 loopback to listen on ([::1]: {e})");
+                return;
+            }
+        };
+        let (addr, server) =
+            serve_once_on(listener, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6");
+        assert!(addr.is_ipv6(), "{addr}");
+        let r = get(addr, "::1", "/six", T).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"v6"[..]));
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(request.starts_with("GET /six HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("\r\nHost: [::1]\r\n"), "{request}");
+
+        // The value made from the address names the port when it is not 80.
+        let listener = TcpListener::bind("[::1]:0").unwrap();
+        let (addr, server) = serve_once_on(listener, b"HTTP/1.1 204 No Content\r\n\r\n");
+        let host = host_for(addr);
+        assert_eq!(host, format!("[::1]:{}", addr.port()));
+        assert_eq!(get(addr, &host, "/", T).unwrap().status, 204);
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(
+            request.contains(&format!("\r\nHost: {host}\r\n")),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn host_values_for_both_families() {
+        assert_eq!(host_for("198.18.0.2:80".parse().unwrap()), "198.18.0.2");
+        assert_eq!(host_for("[2001:2::2]:80".parse().unwrap()), "[2001:2::2]");
+        assert_eq!(
+            host_for("[2001:2::2]:8080".parse().unwrap()),
+            "[2001:2::2]:8080"
+        );
+        assert_eq!(
+            host_for("198.18.0.2:8080".parse().unwrap()),
+            "198.18.0.2:8080"
+        );
+        assert_eq!(bracketed("2001:2::2"), "[2001:2::2]");
+        assert_eq!(bracketed("[2001:2::2]"), "[2001:2::2]");
+        assert_eq!(bracketed("198.18.0.2"), "198.18.0.2");
+        assert_eq!(bracketed("example.test:8080"), "example.test:8080");
     }
 
     #[test]

@@ -23,10 +23,11 @@ pub mod netlink;
 pub mod veth;
 
 use std::ffi::OsStr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use sirocco_drivers::netns;
 
@@ -37,6 +38,14 @@ pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The address sirocco serves on in the lab.
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const PREFIX_LEN: u8 = 24;
+/// The client's IPv6 address inside the lab (benchmarking prefix 2001:2::/48, RFC 5180).
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// The IPv6 address sirocco serves on in the lab.
+pub const SERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+pub const PREFIX_LEN6: u8 = 64;
+/// How long a lab waits for an IPv6 address to leave the tentative state once its link is
+/// up (with `nodad` it does as soon as the kernel sees the link operational).
+pub(crate) const IPV6_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -48,6 +57,10 @@ pub enum LabError {
         "a lab named {0} already exists: remove it with `sirocco lab down --name {0}`, or pick another name"
     )]
     Exists(String),
+    #[error(
+        "the labs need IPv6, and this kernel has it turned off (no /proc/sys/net/ipv6: booted with ipv6.disable=1?)"
+    )]
+    NoIpv6,
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     /// A request to the kernel (netlink, a namespace, a sysctl, the ethtool ioctl) failed.
@@ -123,10 +136,13 @@ impl Lab {
         format!("srt{}x{n}", std::process::id() % 1_000_000)
     }
 
-    /// Gives `device`, already inside the lab, the client address and brings it up.
+    /// Gives `device`, already inside the lab, the client addresses ([`CLIENT_ADDR`] and
+    /// [`CLIENT_ADDR6`], the latter without duplicate address detection) and brings it up.
     pub fn configure_client_link(&self, device: &str) -> Result<(), LabError> {
+        netlink::ipv6_link_setup(&self.namespace, device, true)?;
         let mut netlink = Netlink::open_in(&self.namespace)?;
         netlink.add_address(device, CLIENT_ADDR, PREFIX_LEN)?;
+        netlink.add_address6(device, CLIENT_ADDR6, PREFIX_LEN6)?;
         netlink.set_up(device)
     }
 
@@ -199,19 +215,34 @@ pub fn interface_names() -> Vec<String> {
     names
 }
 
-/// The kernel interfaces in the current namespace that already hold `addr`, if any (asked
-/// over netlink; empty if that fails).
-pub fn kernel_interfaces_with(addr: Ipv4Addr) -> Vec<String> {
+/// The kernel interfaces in the current namespace that already hold `addr` (IPv4 or IPv6),
+/// if any (asked over netlink; empty if that fails).
+pub fn kernel_interfaces_with(addr: impl Into<IpAddr>) -> Vec<String> {
     let Ok(mut netlink) = Netlink::open() else {
         return Vec::new();
     };
-    let (Ok(addresses), Ok(links)) = (netlink.ipv4_addresses(), netlink.links()) else {
+    let Ok(links) = netlink.links() else {
         return Vec::new();
     };
-    addresses
+    let indexes: Vec<u32> = match addr.into() {
+        IpAddr::V4(addr) => netlink
+            .ipv4_addresses()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, a, _)| *a == addr)
+            .map(|(index, _, _)| index)
+            .collect(),
+        IpAddr::V6(addr) => netlink
+            .ipv6_addresses()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.addr == addr)
+            .map(|a| a.index)
+            .collect(),
+    };
+    indexes
         .iter()
-        .filter(|(_, a, _)| *a == addr)
-        .filter_map(|(index, _, _)| links.iter().find(|l| l.index == *index))
+        .filter_map(|index| links.iter().find(|l| l.index == *index))
         .map(|l| l.name.clone())
         .collect()
 }

@@ -12,14 +12,17 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, State,
     XdpAttached,
@@ -76,6 +79,32 @@ impl std::fmt::Display for Link {
         }
         if let Some((id, mode)) = self.xdp {
             write!(f, " prog/xdp id {id} ({mode})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One IPv6 address of a namespace, the parts of `ip -6 addr show` the labs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Address {
+    /// The interface's index.
+    pub index: u32,
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+    /// Still under duplicate address detection (`tentative`): the kernel does not use it yet.
+    pub tentative: bool,
+    /// Duplicate address detection found it in use elsewhere (`dadfailed`): never usable.
+    pub dad_failed: bool,
+}
+
+impl std::fmt::Display for Ipv6Address {
+    /// `ADDR/PREFIX`, followed by ` tentative` or ` dadfailed` as `ip -6 addr` prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)?;
+        if self.dad_failed {
+            f.write_str(" dadfailed")?;
+        } else if self.tentative {
+            f.write_str(" tentative")?;
         }
         Ok(())
     }
@@ -329,15 +358,143 @@ impl Netlink {
         Ok(found)
     }
 
-    /// The IPv4 addresses of interface `name`, as `ADDR/PREFIX`.
+    /// `ip -6 addr add ADDR/PREFIX dev NAME nodad`: an IPv6 address with duplicate address
+    /// detection off (`IFA_F_NODAD`), usable as soon as the link is up. The lab's addresses
+    /// are its own; waiting a second or more for DAD on every lab would only slow tests down.
+    pub fn add_address6(&mut self, name: &str, addr: Ipv6Addr, prefix: u8) -> Result<(), LabError> {
+        let index = self.index(name)?;
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet6;
+        message.header.prefix_len = prefix;
+        message.header.index = index;
+        message.header.flags = AddressHeaderFlags::Nodad;
+        message.attributes = vec![
+            AddressAttribute::Local(addr.into()),
+            AddressAttribute::Address(addr.into()),
+            AddressAttribute::Flags(AddressFlags::Nodad),
+        ];
+        self.request(
+            &format!("adding {addr}/{prefix} to {name}"),
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// The IPv6 addresses of the namespace (link-local ones included), with their DAD state.
+    pub fn ipv6_addresses(&mut self) -> Result<Vec<Ipv6Address>, LabError> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet6;
+        let answers = self.request(
+            "listing IPv6 addresses",
+            RouteNetlinkMessage::GetAddress(message),
+            NLM_F_DUMP,
+        )?;
+        let mut found = Vec::new();
+        for answer in answers {
+            let RouteNetlinkMessage::NewAddress(address) = answer else {
+                continue;
+            };
+            let addr = address.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V6(v6))
+                | AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
+                _ => None,
+            });
+            // IFA_FLAGS holds all 32 bits; the header's byte only the low 8 (old kernels).
+            let flags = address
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Flags(flags) => Some(*flags),
+                    _ => None,
+                })
+                .unwrap_or_else(|| {
+                    AddressFlags::from_bits_retain(address.header.flags.bits().into())
+                });
+            if let Some(addr) = addr {
+                found.push(Ipv6Address {
+                    index: address.header.index,
+                    addr,
+                    prefix_len: address.header.prefix_len,
+                    tentative: flags.contains(AddressFlags::Tentative),
+                    dad_failed: flags.contains(AddressFlags::Dadfailed),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits until IPv6 on interface `name` has settled: `addr` is there, no address of the
+    /// interface is tentative or failed, and, with `link_local`, the kernel's fe80:: address
+    /// is there too. An address added with `nodad` (and a link-local one with `accept_dad=0`)
+    /// stays tentative only until the kernel sees the link operational, a moment after
+    /// `set_up` (linkwatch), longer on a busy machine.
+    pub fn wait_ipv6_ready(
+        &mut self,
+        name: &str,
+        addr: Ipv6Addr,
+        link_local: bool,
+        timeout: Duration,
+    ) -> Result<(), LabError> {
+        let index = self.index(name)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mine: Vec<Ipv6Address> = self
+                .ipv6_addresses()?
+                .into_iter()
+                .filter(|a| a.index == index)
+                .collect();
+            if let Some(a) = mine.iter().find(|a| a.dad_failed) {
+                return Err(failed(
+                    format!("adding {} to {name}", a.addr),
+                    io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "duplicate address detection found it in use on the link",
+                    ),
+                ));
+            }
+            let problem = if !mine.iter().any(|a| a.addr == addr) {
+                Some(format!("{addr} is not there"))
+            } else if let Some(a) = mine.iter().find(|a| a.tentative) {
+                Some(format!("{} is still tentative", a.addr))
+            } else if link_local && !mine.iter().any(|a| a.addr.is_unicast_link_local()) {
+                Some("no link-local address yet".to_string())
+            } else {
+                None
+            };
+            let Some(problem) = problem else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(failed(
+                    format!("waiting for IPv6 on {name}"),
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{problem} after {} ms", timeout.as_millis()),
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The addresses of interface `name`, as `ADDR/PREFIX`: IPv4 first, then IPv6 (with
+    /// ` tentative` or ` dadfailed` when DAD holds one back).
     pub fn addresses_of(&mut self, name: &str) -> Result<Vec<String>, LabError> {
         let index = self.index(name)?;
-        Ok(self
+        let mut lines: Vec<String> = self
             .ipv4_addresses()?
             .into_iter()
             .filter(|(i, _, _)| *i == index)
             .map(|(_, addr, prefix)| format!("{addr}/{prefix}"))
-            .collect())
+            .collect();
+        lines.extend(
+            self.ipv6_addresses()?
+                .into_iter()
+                .filter(|a| a.index == index)
+                .map(|a| a.to_string()),
+        );
+        Ok(lines)
     }
 
     /// `ip route add DEST/PREFIX via GATEWAY`.
@@ -561,6 +718,25 @@ pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), LabError> {
         .map_err(|e| failed(op(), e))
 }
 
+/// Readies IPv6 on `iface` inside namespace `ns`, before the link comes up: IPv6 on
+/// (`disable_ipv6=0`), no duplicate address detection (`accept_dad=0`: the lab's link-local
+/// address is usable at once, as its other addresses are with `nodad`), and, unless
+/// `link_local`, no kernel link-local address (`addr_gen_mode=1`). The server ends go without
+/// one: sirocco derives its own fe80:: address from the same MAC, and the kernel must not
+/// claim it too.
+pub fn ipv6_link_setup(ns: &str, iface: &str, link_local: bool) -> Result<(), LabError> {
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        return Err(LabError::NoIpv6);
+    }
+    let conf = |key: &str| format!("net/ipv6/conf/{iface}/{key}");
+    sysctl(ns, &conf("disable_ipv6"), "0")?;
+    sysctl(ns, &conf("accept_dad"), "0")?;
+    if !link_local {
+        sysctl(ns, &conf("addr_gen_mode"), "1")?;
+    }
+    Ok(())
+}
+
 /// `ethtool -K IFACE tx off` inside namespace `ns`, through the ethtool ioctl.
 pub fn tx_checksum_off(ns: &str, iface: &str) -> Result<(), LabError> {
     use sirocco_drivers::host::{Offload, set_offload};
@@ -596,6 +772,37 @@ mod tests {
                 || !lo.up,
             "{addresses:?}"
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_listed_with_their_dad_state() {
+        let mut nl = Netlink::open().expect("a netlink socket");
+        let lo = nl.link("lo").expect("lo");
+        let addresses = nl.ipv6_addresses().expect("an IPv6 address dump");
+        // ::1 is on an up loopback unless IPv6 is off in this kernel or on lo.
+        let ipv6_on_lo = std::fs::read_to_string("/proc/sys/net/ipv6/conf/lo/disable_ipv6")
+            .is_ok_and(|v| v.trim() == "0");
+        if lo.up && ipv6_on_lo {
+            let one = addresses
+                .iter()
+                .find(|a| a.index == lo.index && a.addr == Ipv6Addr::LOCALHOST)
+                .unwrap_or_else(|| panic!("no ::1 on lo in {addresses:?}"));
+            assert_eq!((one.prefix_len, one.tentative), (128, false), "{one:?}");
+            assert_eq!(one.to_string(), "::1/128");
+        }
+        let held = Ipv6Address {
+            index: 1,
+            addr: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1),
+            prefix_len: 64,
+            tentative: true,
+            dad_failed: false,
+        };
+        assert_eq!(held.to_string(), "2001:2::1/64 tentative");
+        let failed = Ipv6Address {
+            dad_failed: true,
+            ..held
+        };
+        assert_eq!(failed.to_string(), "2001:2::1/64 dadfailed");
     }
 
     #[test]

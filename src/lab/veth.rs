@@ -3,9 +3,15 @@
 //!
 //! ```text
 //!  <name>-srv namespace                 <name>-cli namespace
-//!  veth-srv (no kernel address;  <====>  veth-cli 198.18.0.1/24, TX checksum offload off
-//!            sirocco serves 198.18.0.2 with AF_XDP)
+//!  veth-srv (no kernel address;  <====>  veth-cli 198.18.0.1/24, 2001:2::1/64,
+//!            sirocco serves 198.18.0.2            TX checksum offload off
+//!            and 2001:2::2 with AF_XDP)
 //! ```
+//!
+//! IPv6 is on at both ends without duplicate address detection (`accept_dad=0`, addresses
+//! added `nodad`), so no address is ever held back as tentative, and [`VethLab::create`]
+//! returns once the client's addresses (2001:2::1 and its link-local one) are usable. The server end has no kernel link-local
+//! address (`addr_gen_mode=1`): the fe80:: address derived from its MAC is sirocco's.
 //!
 //! Each end lives in its own namespace, so the interface names are the same in every lab and
 //! never collide; only the namespace names are unique. TX checksum offload is off on the client
@@ -14,15 +20,16 @@
 //! veth. [`Drop`] removes both namespaces (and with them the veth pair) unless the lab was
 //! [`VethLab::keep`]-ed for `sirocco lab up`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sirocco_drivers::netns;
 
-use super::netlink::{Link, Netlink, VethEnd, tx_checksum_off};
+use super::netlink::{Link, Netlink, VethEnd, ipv6_link_setup, tx_checksum_off};
 use super::{
-    CLIENT_ADDR, LabError, PREFIX_LEN, add_namespace, delete_namespace, is_root, netns_command,
+    CLIENT_ADDR, CLIENT_ADDR6, IPV6_READY_TIMEOUT, LabError, PREFIX_LEN, PREFIX_LEN6,
+    add_namespace, delete_namespace, is_root, netns_command,
 };
 
 /// The server's end of the veth pair, inside the server namespace.
@@ -89,11 +96,16 @@ impl VethLab {
             MTU,
             queues,
         )?;
+        ipv6_link_setup(&lab.server_ns, SERVER_IFACE, false)?;
         server.set_up(SERVER_IFACE)?;
+        ipv6_link_setup(&lab.client_ns, CLIENT_IFACE, true)?;
         let mut client = Netlink::open_in(&lab.client_ns)?;
         client.add_address(CLIENT_IFACE, CLIENT_ADDR, PREFIX_LEN)?;
+        client.add_address6(CLIENT_IFACE, CLIENT_ADDR6, PREFIX_LEN6)?;
         client.set_up(CLIENT_IFACE)?;
         tx_checksum_off(&lab.client_ns, CLIENT_IFACE)?;
+        // Clients may connect to 2001:2::2 as soon as this returns.
+        client.wait_ipv6_ready(CLIENT_IFACE, CLIENT_ADDR6, true, IPV6_READY_TIMEOUT)?;
         Ok(lab)
     }
 
@@ -150,6 +162,14 @@ impl VethLab {
     /// kernel keeps serving its own addresses beside sirocco's filter program.
     pub fn add_kernel_server_address(&self, addr: Ipv4Addr) -> Result<(), LabError> {
         Netlink::open_in(&self.server_ns)?.add_address(SERVER_IFACE, addr, PREFIX_LEN)
+    }
+
+    /// The IPv6 twin of [`VethLab::add_kernel_server_address`] (e.g. 2001:2::3/64, without
+    /// duplicate address detection); returns once the kernel can use it.
+    pub fn add_kernel_server_address6(&self, addr: Ipv6Addr) -> Result<(), LabError> {
+        let mut server = Netlink::open_in(&self.server_ns)?;
+        server.add_address6(SERVER_IFACE, addr, PREFIX_LEN6)?;
+        server.wait_ipv6_ready(SERVER_IFACE, addr, false, IPV6_READY_TIMEOUT)
     }
 
     /// `ip -n <srv> link show veth-srv`: the state of the server end as one line, with

@@ -7,11 +7,16 @@
 //! Needs root, and a kernel with veth and AF_XDP; without them these tests fail under
 //! `SIROCCO_REQUIRE_LAB=1` (as in CI), and otherwise print why they did not run.
 
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use sirocco::lab::ecmp::EcmpLab;
+use sirocco::lab::fetch;
 use sirocco::lab::veth::VethLab;
+use sirocco::lab::{CLIENT_ADDR6, PREFIX_LEN6};
 use sirocco_drivers::netns;
 use sirocco_tests::lab::{TempDir, runnable, sirocco_binary};
 
@@ -141,7 +146,14 @@ fn lab_up_status_down_without_ip_or_ethtool() {
     let status = ok(path.path(), &["lab", "status", "--name", &name]);
     assert!(status.contains(&format!("lab {name}: up")), "{status}");
     assert!(
-        status.contains("veth-cli kernel addresses: 198.18.0.1/24"),
+        status.contains("veth-cli kernel addresses: 198.18.0.1/24, 2001:2::1/64"),
+        "{status}"
+    );
+    // IPv6 without DAD: nothing is held back, and the server end has no kernel address at
+    // all (not even a link-local one: the fe80:: address of its MAC is sirocco's).
+    assert!(!status.contains("tentative"), "{status}");
+    assert!(
+        status.contains("veth-srv kernel addresses: none"),
         "{status}"
     );
     assert!(status.contains("veth-srv: <UP> mtu 1500"), "{status}");
@@ -162,6 +174,71 @@ fn lab_up_status_down_without_ip_or_ethtool() {
     assert!(!netns::exists(&format!("{name}-srv")) && !netns::exists(&format!("{name}-cli")));
     let status = ok(path.path(), &["lab", "status", "--name", &name]);
     assert!(status.contains(&format!("lab {name}: down")), "{status}");
+}
+
+/// The veth lab over IPv6, right after it is made: the client's 2001:2::1 is usable at once
+/// (no DAD), a kernel-owned 2001:2::3 on the server end answers, and the demo's HTTP client
+/// fetches from it across the veth pair with the literal in brackets.
+#[test]
+fn the_veth_lab_carries_ipv6_from_the_start() {
+    if !runnable("fresh_ipv6", &[]) {
+        return;
+    }
+    let lab = VethLab::create_unique("sfresh6").expect("create the veth lab");
+    let client = netns::in_namespace(lab.client_ns(), || {
+        let mut netlink = sirocco::lab::netlink::Netlink::open()?;
+        netlink.ipv6_addresses()
+    })
+    .expect("enter the client namespace")
+    .expect("list the client's IPv6 addresses");
+    let mine = client
+        .iter()
+        .find(|a| a.addr == CLIENT_ADDR6)
+        .unwrap_or_else(|| panic!("no {CLIENT_ADDR6} in {client:?}"));
+    assert_eq!((mine.prefix_len, mine.tentative), (PREFIX_LEN6, false));
+    assert!(client.iter().all(|a| !a.tentative), "{client:?}");
+
+    let kernel = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+    lab.add_kernel_server_address6(kernel)
+        .expect("a kernel-owned IPv6 address on the server end");
+    let listener = netns::in_namespace(lab.server_ns(), || {
+        TcpListener::bind(SocketAddr::from((kernel, 80)))
+    })
+    .expect("enter the server namespace")
+    .expect("listen on [2001:2::3]:80 in the server namespace");
+    let server = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).expect("read the request");
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsix\n")
+            .expect("answer");
+        (peer, String::from_utf8_lossy(&request).into_owned())
+    });
+    let fetched = netns::in_namespace(lab.client_ns(), || {
+        fetch::get(
+            SocketAddr::from((kernel, 80)),
+            &kernel.to_string(),
+            "/",
+            Duration::from_secs(10),
+        )
+    })
+    .expect("enter the client namespace")
+    .expect("GET http://[2001:2::3]/ across the lab");
+    assert_eq!(
+        (fetched.status, fetched.body.as_slice()),
+        (200, &b"six\n"[..])
+    );
+    let (peer, request) = server.join().expect("the server thread");
+    assert_eq!(peer.ip(), std::net::IpAddr::V6(CLIENT_ADDR6), "{peer}");
+    assert!(request.contains("\r\nHost: [2001:2::3]\r\n"), "{request}");
 }
 
 #[test]
