@@ -27,6 +27,11 @@ SIROCCO_ADDR = "198.18.0.2"
 NGINX_ADDR = "198.18.0.3"
 CLIENT_ADDR = "198.18.0.1"
 PREFIX = 24
+# The IPv6 twins, on the benchmarking prefix 2001:2::/48 (RFC 5180), as in src/lab/mod.rs.
+SIROCCO_ADDR6 = "2001:2::2"
+NGINX_ADDR6 = "2001:2::3"
+CLIENT_ADDR6 = "2001:2::1"
+PREFIX6 = 64
 SERVER_IFACE = "veth-srv"
 CLIENT_IFACE = "veth-cli"
 MTU = "1500"
@@ -257,18 +262,74 @@ def repo_root():
 
 
 # ---------------------------------------------------------------------------------------------
+# Addresses
+
+
+def is_ipv6(addr):
+    return ":" in addr
+
+
+def url_host(addr):
+    """`addr` as the host of a URL or a Host header: an IPv6 literal in brackets."""
+    return f"[{addr}]" if is_ipv6(addr) else addr
+
+
+def prefix_of(addr):
+    """The lab's prefix length for `addr`'s family."""
+    return PREFIX6 if is_ipv6(addr) else PREFIX
+
+
+def cidr(addr):
+    """`addr` with the lab's prefix length, as `--ip` and `ip addr add` take it."""
+    return f"{addr}/{prefix_of(addr)}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Lab
 
 
 class Lab:
     """Namespaces `<name>-srv` and `<name>-cli`, joined by SERVER_IFACE/CLIENT_IFACE. The
-    client end has CLIENT_ADDR; the server end carries `kernel_addrs` (addresses the kernel
-    answers, e.g. nginx's) beside sirocco's (which sirocco answers itself over AF_XDP)."""
+    client end has CLIENT_ADDR and CLIENT_ADDR6; the server end carries `kernel_addrs`
+    (addresses the kernel answers, e.g. nginx's, of either family) beside sirocco's (which
+    sirocco answers itself over AF_XDP).
+
+    IPv6 is on at both ends without duplicate address detection (accept_dad=0, addresses
+    added `nodad`), and `create` returns once no address is tentative, as the Rust labs do
+    (src/lab/veth.rs). The server end has no kernel link-local address (addr_gen_mode=1):
+    the fe80:: address of its MAC is sirocco's."""
 
     def __init__(self, name, kernel_addrs=(NGINX_ADDR,)):
         self.srv = f"{name}-srv"
         self.cli = f"{name}-cli"
         self.kernel_addrs = list(kernel_addrs)
+
+    def _ipv6_setup(self, ns, dev, link_local):
+        """IPv6 sysctls of `dev` in `ns`, before the link comes up (see the class comment)."""
+        if not os.path.isdir("/proc/sys/net/ipv6"):
+            raise Abort("the lab needs IPv6, and this kernel has it turned off "
+                        "(no /proc/sys/net/ipv6: booted with ipv6.disable=1?)")
+        settings = {"disable_ipv6": "0", "accept_dad": "0"}
+        if not link_local:
+            settings["addr_gen_mode"] = "1"
+        # Network sysctls belong to the writer's namespace: write them from inside it.
+        script = "".join(f"echo {v} > /proc/sys/net/ipv6/conf/{dev}/{k}\n"
+                         for k, v in settings.items())
+        run(["ip", "netns", "exec", ns, "sh", "-ec", script])
+
+    def wait_ipv6(self, ns, dev, addr, timeout=5.0):
+        """Waits until `addr` is on `dev` in `ns` and no IPv6 address there is tentative
+        (with nodad, only until the kernel sees the link operational)."""
+        deadline = time.time() + timeout
+        while True:
+            out = run(["ip", "-n", ns, "-6", "-o", "addr", "show", "dev", dev]).stdout
+            if "dadfailed" in out:
+                raise Abort(f"duplicate address detection failed on {dev} in {ns}: {out}")
+            if f" {addr}/" in out and "tentative" not in out:
+                return
+            if time.time() > deadline:
+                raise Abort(f"{addr} on {dev} in {ns} not usable after {timeout:g} s: {out}")
+            time.sleep(0.02)
 
     def create(self):
         existing = run(["ip", "netns", "list"]).stdout.split()
@@ -283,21 +344,29 @@ class Lab:
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         run(["ip", "-n", self.srv, "link", "add", SERVER_IFACE, "mtu", MTU, "type", "veth",
              "peer", "name", CLIENT_IFACE, "mtu", MTU, "netns", self.cli])
+        self._ipv6_setup(self.srv, SERVER_IFACE, link_local=False)
         run(["ip", "-n", self.srv, "link", "set", SERVER_IFACE, "up"])
+        self._ipv6_setup(self.cli, CLIENT_IFACE, link_local=True)
         run(["ip", "-n", self.cli, "addr", "add", f"{CLIENT_ADDR}/{PREFIX}", "dev", CLIENT_IFACE])
+        run(["ip", "-n", self.cli, "-6", "addr", "add", f"{CLIENT_ADDR6}/{PREFIX6}",
+             "dev", CLIENT_IFACE, "nodad"])
         run(["ip", "-n", self.cli, "link", "set", CLIENT_IFACE, "up"])
         # Without this the client kernel sends CHECKSUM_PARTIAL TCP that sirocco rightly drops.
         run(["ip", "netns", "exec", self.cli, "ethtool", "-K", CLIENT_IFACE, "tx", "off"])
         # Kernel-owned addresses beside sirocco's (sirocco's filter leaves them to the kernel).
         for addr in self.kernel_addrs:
-            run(["ip", "-n", self.srv, "addr", "add", f"{addr}/{PREFIX}", "dev", SERVER_IFACE])
-        # Wait for both ends to be up (veth carrier).
+            nodad = ["nodad"] if is_ipv6(addr) else []
+            run(["ip", "-n", self.srv, "addr", "add", cidr(addr), "dev", SERVER_IFACE] + nodad)
+        # Wait for both ends to be up (veth carrier), and IPv6 to be usable at both.
         deadline = time.time() + 5
         while time.time() < deadline:
             out = run(["ip", "-n", self.cli, "-o", "link", "show", CLIENT_IFACE]).stdout
             if "LOWER_UP" in out:
                 break
             time.sleep(0.05)
+        self.wait_ipv6(self.cli, CLIENT_IFACE, CLIENT_ADDR6)
+        for addr in filter(is_ipv6, self.kernel_addrs):
+            self.wait_ipv6(self.srv, SERVER_IFACE, addr)
 
     def offloads_off(self, features=("tso", "gso", "gro", "tx")):
         """Turns the ethtool `features` off on both ends, so that what crosses the link (and
@@ -316,9 +385,11 @@ class Lab:
             return
         drop = f"numgen random mod 1000 < {permille} drop"
         if transfer_only:
-            # A pure ACK is at most 80 bytes of IPv4 (20 + 20 + 40 of options); a request is more.
+            # A pure ACK is at most 80 bytes of IPv4 (20 + 20 + 40 of options), or an IPv6
+            # payload of at most 60 (20 + 40 of options); a request is more.
             inbound = f"tcp flags & syn == 0 {drop}"
-            outbound = f"tcp flags & syn == 0 ip length <= 80 {drop}"
+            outbound = (f"tcp flags & syn == 0 ip length <= 80 {drop}; "
+                        f"tcp flags & syn == 0 ip6 length <= 60 {drop}")
         else:
             inbound = outbound = f"meta l4proto tcp {drop}"
         ruleset = f"""table inet labkit_loss {{
@@ -340,9 +411,10 @@ class Lab:
 PROBE = r"""
 import hashlib, socket, sys, time
 host, names, deadline = sys.argv[1], sys.argv[2].split(","), time.time() + float(sys.argv[3])
+header_host = f"[{host}]" if ":" in host else host
 def get(name):
     s = socket.create_connection((host, 80), timeout=2)
-    s.sendall(f"GET /{name} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    s.sendall(f"GET /{name} HTTP/1.1\r\nHost: {header_host}\r\nConnection: close\r\n\r\n".encode())
     data = b""
     while True:
         chunk = s.recv(1 << 16)
@@ -424,23 +496,26 @@ class Server:
 
 
 class Sirocco(Server):
-    """sirocco over AF_XDP on SERVER_IFACE at SIROCCO_ADDR. `extra` are more `serve` flags;
-    `core` pins it with taskset (None: not pinned)."""
+    """sirocco over AF_XDP on SERVER_IFACE at SIROCCO_ADDR, and with `ipv6` at SIROCCO_ADDR6
+    too (`--ip` once per address; clients then use the IPv6 one). `extra` are more `serve`
+    flags; `core` pins it with taskset (None: not pinned)."""
 
     name = "sirocco"
-    addr = SIROCCO_ADDR
 
-    def __init__(self, lab, binary, docroot, tmp, extra=(), core=None):
+    def __init__(self, lab, binary, docroot, tmp, extra=(), core=None, ipv6=False):
         self.lab, self.binary, self.docroot, self.tmp = lab, binary, docroot, tmp
         self.extra, self.core = list(extra), core
+        self.addrs = [SIROCCO_ADDR] + ([SIROCCO_ADDR6] if ipv6 else [])
+        self.addr = self.addrs[-1]
         self.output = None
         self.log_path = os.path.join(self.tmp, "sirocco.log")
         self.last_output = ""
 
     def command(self):
-        cmd = [self.binary, "serve", "--driver", "afxdp", "--iface", SERVER_IFACE,
-               "--ip", f"{SIROCCO_ADDR}/{PREFIX}", "--root", self.docroot,
-               "--stats-interval", "0"] + self.extra
+        cmd = [self.binary, "serve", "--driver", "afxdp", "--iface", SERVER_IFACE]
+        for addr in self.addrs:
+            cmd += ["--ip", cidr(addr)]
+        cmd += ["--root", self.docroot, "--stats-interval", "0"] + self.extra
         if self.core is not None:
             cmd = ["taskset", "-c", str(self.core)] + cmd
         return self.lab.in_srv(cmd)
@@ -454,7 +529,8 @@ class Sirocco(Server):
         self.proc = spawn(self.command(), stdout=self.output, stderr=subprocess.STDOUT)
         self.token = CLEANUP.push("sirocco", self.stop)
         try:
-            probe(self.lab, self.addr, names, self.proc, "sirocco", hashes)
+            for addr in self.addrs:
+                probe(self.lab, addr, names, self.proc, "sirocco", hashes)
         except Abort as e:
             self.stop()
             out = self.last_output.strip()
@@ -471,15 +547,18 @@ class Sirocco(Server):
 
 
 class Nginx(Server):
-    """nginx, one worker, listening on NGINX_ADDR:80 in the server namespace, serving
-    `docroot`. `http_conf` and `server_conf` are directives added to its http and server
-    blocks; `core` pins the worker (None: not pinned)."""
+    """nginx, one worker, listening on NGINX_ADDR:80 in the server namespace, and with `ipv6`
+    on [NGINX_ADDR6]:80 too (clients then use the IPv6 one; the lab must carry both as
+    kernel addresses), serving `docroot`. `http_conf` and `server_conf` are directives added
+    to its http and server blocks; `core` pins the worker (None: not pinned)."""
 
     name = "nginx"
-    addr = NGINX_ADDR
 
-    def __init__(self, lab, docroot, tmp, http_conf="", server_conf="", core=None):
+    def __init__(self, lab, docroot, tmp, http_conf="", server_conf="", core=None, ipv6=False):
         self.lab, self.docroot, self.core = lab, docroot, core
+        self.addrs = [NGINX_ADDR] + ([NGINX_ADDR6] if ipv6 else [])
+        self.addr = self.addrs[-1]
+        listen = "".join(f"        listen {url_host(a)}:80 backlog=4096;\n" for a in self.addrs)
         self.dir = os.path.join(tmp, "nginx")
         os.makedirs(self.dir)
         self.conf = os.path.join(self.dir, "nginx.conf")
@@ -504,8 +583,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
 {_indent(http_conf, 4)}    server {{
-        listen {NGINX_ADDR}:80 backlog=4096;
-        root {docroot};
+{listen}        root {docroot};
 {_indent(server_conf, 8)}    }}
 }}
 """)
@@ -522,7 +600,8 @@ http {{
         cmd = self.lab.in_srv(cmd)
         self.proc = spawn(cmd, stdout=self.output, stderr=subprocess.STDOUT)
         self.token = CLEANUP.push("nginx", self.stop)
-        probe(self.lab, self.addr, names, self.proc, "nginx", hashes)
+        for addr in self.addrs:
+            probe(self.lab, addr, names, self.proc, "nginx", hashes)
 
     def stop(self):
         # SIGTERM is nginx's fast shutdown; the worker follows the master.
