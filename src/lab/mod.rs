@@ -1,8 +1,10 @@
 //! The labs: throwaway network namespaces that play the client side of a link to sirocco.
 //!
 //! `sirocco demo`, `sirocco lab`, the lab tests and the benchmarks build their labs through this
-//! module. Names are unique per process and per lab, addresses come from the benchmarking range
-//! 198.18.0.0/15 (RFC 2544), and [`Drop`] removes the namespaces even when a test fails.
+//! module. Names are unique per process and per lab, addresses come from the benchmarking ranges
+//! 198.18.0.0/15 (RFC 2544) and 2001:2::/48 (RFC 5180), and [`Drop`] removes the namespaces even
+//! when a test fails. IPv6 addresses are added without duplicate address detection, so none is
+//! ever held back as tentative for long (the ECMP lab is IPv4 only).
 //!
 //! Building a lab takes root and nothing else: namespaces are made as `ip netns add` makes
 //! them ([`sirocco_drivers::netns`]), links, addresses and routes over rtnetlink
@@ -138,6 +140,8 @@ impl Lab {
 
     /// Gives `device`, already inside the lab, the client addresses ([`CLIENT_ADDR`] and
     /// [`CLIENT_ADDR6`], the latter without duplicate address detection) and brings it up.
+    /// It does not wait for the IPv6 address to leave the tentative state: that happens once
+    /// the tap has a carrier, which is when sirocco holds it open.
     pub fn configure_client_link(&self, device: &str) -> Result<(), LabError> {
         netlink::ipv6_link_setup(&self.namespace, device, true)?;
         let mut netlink = Netlink::open_in(&self.namespace)?;
