@@ -42,7 +42,7 @@ pub mod tap;
 
 use std::time::Duration;
 
-pub use filter::Filter;
+pub use filter::{Filter, FilterError, MAX_SERVER_IPV6, ServerAddresses};
 
 /// What a backend can do. Read once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

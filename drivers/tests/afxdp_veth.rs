@@ -7,11 +7,14 @@
 //!   this test answers ARP and ICMP echo for 198.18.0.2 by hand through `rx_burst` /
 //!   `tx_stage` / `tx_flush`.
 //!
+//! The filter test also pings over IPv6 link-local addresses (no address is added: the
+//! kernel's own fe80:: ones are used once their duplicate address detection is over).
+//!
 //! Needs root and ping. Without them the tests print NOT RUN and pass, unless
 //! `SIROCCO_REQUIRE_LAB=1`. Only 198.18.0.0/15 addresses are used.
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use sirocco::lab::netlink::Netlink;
 use sirocco::lab::veth::{CLIENT_IFACE, SERVER_IFACE, VethLab};
 use sirocco::lab::{CLIENT_ADDR, SERVER_ADDR};
 use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode, CopyMode, Filter};
-use sirocco_drivers::{DriverError, FrameIo, netns};
+use sirocco_drivers::{DriverError, FrameIo, ServerAddresses, netns};
 
 const SERVER_IP: Ipv4Addr = SERVER_ADDR;
 /// An address the kernel holds on veth-srv beside sirocco's, in the filter test.
@@ -76,16 +79,44 @@ impl Lab {
     }
 
     fn ping(&self, target: Ipv4Addr, count: u32) -> Reaped {
+        self.ping_address(&target.to_string(), count)
+    }
+
+    /// Pings a link-local IPv6 address through veth-cli.
+    fn ping6(&self, target: Ipv6Addr, count: u32) -> Reaped {
+        self.ping_address(&format!("{target}%{CLIENT_IFACE}"), count)
+    }
+
+    fn ping_address(&self, target: &str, count: u32) -> Reaped {
         let child = self
             .veth
             .client_command("ping")
             .args(["-n", "-q", "-i", "0.2", "-W", "1"])
-            .args(["-c", &count.to_string(), &target.to_string()])
+            .args(["-c", &count.to_string(), target])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn ping");
         Reaped(child)
+    }
+
+    /// The link-local IPv6 address of each veth end, once duplicate address detection has
+    /// finished on both (before that the kernel neither uses nor answers them); panics after
+    /// `limit`.
+    fn link_locals(&self, limit: Duration) -> (Ipv6Addr, Ipv6Addr) {
+        let started = Instant::now();
+        loop {
+            let server = ready_link_local(self.veth.server_command("cat"), SERVER_IFACE);
+            let client = ready_link_local(self.veth.client_command("cat"), CLIENT_IFACE);
+            if let (Some(server), Some(client)) = (server, client) {
+                return (server, client);
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no usable fe80:: address on both veth ends after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The XDP program on the server end (id and how it is attached), if any.
@@ -124,6 +155,32 @@ impl Lab {
                 .expect("set the MTU");
         }
     }
+}
+
+/// The fe80:: address of `iface` from `/proc/net/if_inet6` (read by `cat`, a command that
+/// runs in the interface's namespace), if it is there and no longer tentative.
+fn ready_link_local(mut cat: Command, iface: &str) -> Option<Ipv6Addr> {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    const IFA_F_DADFAILED: u32 = 0x08;
+    let out = cat
+        .arg("/proc/net/if_inet6")
+        .output()
+        .expect("run cat in a lab namespace");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            // address, ifindex, prefix length, scope, flags, name.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [hex, _, _, _, flags, name] = fields[..] else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            let addr = Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?);
+            (name == iface
+                && addr.segments()[0] == 0xfe80
+                && flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0)
+                .then_some(addr)
+        })
 }
 
 /// A child process, killed and reaped on drop.
@@ -198,11 +255,23 @@ fn checksum(bytes: &[u8]) -> u16 {
 enum Seen {
     ArpFor(Ipv4Addr),
     Ipv4To(Ipv4Addr),
+    /// An ICMPv6 Neighbor Solicitation (right after the fixed header) for this target.
+    NeighborSolicitationFor(Ipv6Addr),
+    Ipv6To(Ipv6Addr),
     Other,
 }
 
 fn classify(frame: &[u8]) -> Seen {
+    let ipv6_at = |at: usize| {
+        let mut octets = [0u8; 16];
+        octets.copy_from_slice(&frame[at..at + 16]);
+        Ipv6Addr::from(octets)
+    };
     match frame.get(12..14) {
+        Some([0x86, 0xdd]) if frame.len() >= 78 && frame[20] == 58 && frame[54] == 135 => {
+            Seen::NeighborSolicitationFor(ipv6_at(62))
+        }
+        Some([0x86, 0xdd]) if frame.len() >= 54 => Seen::Ipv6To(ipv6_at(38)),
         Some([0x08, 0x06]) if frame.len() >= 42 => {
             Seen::ArpFor(Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]))
         }
@@ -352,21 +421,49 @@ fn filter_leaves_other_addresses_to_the_kernel() {
     lab.veth
         .add_kernel_server_address(KERNEL_IP)
         .expect("give veth-srv 198.18.0.3");
-    let mut driver = open_in(&lab, Filter::ServerIpv4(SERVER_IP));
+    let (kernel_ll, client_ll) = lab.link_locals(Duration::from_secs(20));
+    // sirocco's IPv6 addresses, which the kernel does not hold: a global one, and a
+    // link-local one in the same solicited-node group as the kernel's (same low 24 bits), so
+    // only the target of a solicitation tells them apart.
+    let mut ours = kernel_ll.octets();
+    ours[8] ^= 0x80;
+    let ours_ll = Ipv6Addr::from(ours);
+    let ours_global = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+    // Loading this program also shows the kernel verifier accepts the IPv6 rules.
+    let mut driver = open_in(
+        &lab,
+        Filter::Server(ServerAddresses {
+            ipv4: Some(SERVER_IP),
+            ipv6: vec![ours_global, ours_ll],
+        }),
+    );
 
-    let mut pings = [lab.ping(KERNEL_IP, 3), lab.ping(SERVER_IP, 3)];
-    let (ok, seen) = serve(&lab, &mut driver, &mut pings, Duration::from_secs(10));
+    let mut pings = [
+        lab.ping(KERNEL_IP, 3),
+        lab.ping(SERVER_IP, 3),
+        lab.ping6(kernel_ll, 3),
+        // Nobody answers this one: the driver only records the solicitations for it.
+        lab.ping6(ours_ll, 1),
+    ];
+    let (ok, seen) = serve(&lab, &mut driver, &mut pings, Duration::from_secs(15));
     assert_eq!(
         ok,
-        [true, true],
-        "the kernel answers .3 and we answer .2; saw {seen:?}"
+        [true, true, true, false],
+        "the kernel answers .3 and {kernel_ll}, we answer .2 and not {ours_ll}; saw {seen:?}"
     );
     assert!(seen.contains(&Seen::ArpFor(SERVER_IP)));
     assert!(seen.contains(&Seen::Ipv4To(SERVER_IP)));
     assert!(
-        seen.iter()
-            .all(|s| matches!(s, Seen::ArpFor(SERVER_IP) | Seen::Ipv4To(SERVER_IP))),
-        "only traffic for 198.18.0.2 reaches the driver; saw {seen:?}"
+        seen.contains(&Seen::NeighborSolicitationFor(ours_ll)),
+        "{client_ll} asked for {ours_ll} through its solicited-node group; saw {seen:?}"
+    );
+    assert!(
+        seen.iter().all(
+            |s| matches!(s, Seen::ArpFor(SERVER_IP) | Seen::Ipv4To(SERVER_IP))
+                || *s == Seen::NeighborSolicitationFor(ours_ll)
+                || *s == Seen::Ipv6To(ours_ll)
+        ),
+        "only traffic for 198.18.0.2 and {ours_ll} reaches the driver; saw {seen:?}"
     );
     assert_eq!(CLIENT_ADDR.octets()[3], 1);
 }

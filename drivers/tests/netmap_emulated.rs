@@ -4,18 +4,18 @@
 //! error that says so.
 
 use std::mem::{offset_of, size_of};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use netmap_sys::netmap::{netmap_if, netmap_ring, netmap_slot, nmreq};
 use netmap_sys::netmap_user::{NETMAP_BUF, NETMAP_RXRING, NETMAP_TXRING};
-use sirocco_drivers::FrameIo;
 use sirocco_drivers::netmap::region::RingId;
 use sirocco_drivers::netmap::ring::NetmapRing;
 use sirocco_drivers::netmap::{
     EmulatedConfig, EmulatedNetmap, Filter, Netmap, NetmapConfig, NetmapPort, RegisterMode,
     SlotFault,
 };
+use sirocco_drivers::{FrameIo, ServerAddresses};
 
 /// A frame of `len` bytes (at least 18) carrying `seq`; bytes 26..38 vary with `flow` so the
 /// emulated RSS hash spreads flows over rings.
@@ -453,10 +453,14 @@ fn bad_slots_from_the_kernel_are_counted_and_dropped() {
 #[test]
 fn host_rings_carry_frames_the_server_does_not_want_both_ways() {
     let server = Ipv4Addr::new(198, 18, 0, 1);
+    let server6 = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
     let (mut a, mut b) = EmulatedNetmap::pair_with(
         small(16),
         NetmapConfig {
-            filter: Filter::ServerIpv4(server),
+            filter: Filter::Server(ServerAddresses {
+                ipv4: Some(server),
+                ipv6: vec![server6],
+            }),
             ..NetmapConfig::new("emu-a")
         },
         NetmapConfig {
@@ -470,12 +474,18 @@ fn host_rings_carry_frames_the_server_does_not_want_both_ways() {
     let for_host = ipv4_frame(Ipv4Addr::new(198, 18, 0, 2), 120);
     let mut ipv6 = vec![0x33; 90];
     ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    for f in [&for_server, &for_host, &arp, &ipv6] {
+    // IPv6 to the server's address (destination at 38..54).
+    let mut ipv6_for_server = ipv6.clone();
+    ipv6_for_server[38..54].copy_from_slice(&server6.octets());
+    for f in [&for_server, &for_host, &arp, &ipv6, &ipv6_for_server] {
         assert!(stage(&mut b, f));
     }
     b.tx_flush().unwrap();
 
-    assert_eq!(receive_all(&mut a), vec![for_server.clone(), arp]);
+    assert_eq!(
+        receive_all(&mut a),
+        vec![for_server.clone(), arp, ipv6_for_server]
+    );
     assert!(
         a.emulation().take_host_frames().is_empty(),
         "not before the flush"
@@ -514,7 +524,7 @@ fn without_host_rings_every_frame_goes_to_the_server() {
         small(16),
         NetmapConfig {
             host_rings: false,
-            filter: Filter::ServerIpv4(Ipv4Addr::new(198, 18, 0, 1)),
+            filter: Filter::Server(ServerAddresses::ipv4(Ipv4Addr::new(198, 18, 0, 1))),
             ..NetmapConfig::new("emu-a")
         },
         NetmapConfig {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sirocco_drivers::Filter;
 use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::faults::{FaultConfig, Faults};
@@ -18,6 +17,7 @@ use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_drivers::tap::TapDevice;
+use sirocco_drivers::{Filter, ServerAddresses};
 use sirocco_drivers::{FrameIo, host};
 
 use super::{drain_on_signals, http_limits, load_cache, load_options, stack_config};
@@ -106,7 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             xdp.filter = if args.dedicated_nic {
                 Filter::RedirectAll
             } else {
-                Filter::ServerIpv4(args.ip.addr)
+                Filter::Server(ServerAddresses::ipv4(args.ip.addr))
             };
             let drivers = AfXdp::open_queues(xdp, &queues)
                 .with_context(|| format!("opening AF_XDP on {name}"))?;
@@ -129,7 +129,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 nm.queue = (args.dedicated_nic || args.queue.is_some())
                     .then(|| u16::try_from(engine.queue).unwrap_or(u16::MAX));
                 nm.host_rings = !args.dedicated_nic;
-                nm.filter = Filter::ServerIpv4(args.ip.addr);
+                nm.filter = Filter::Server(ServerAddresses::ipv4(args.ip.addr));
                 nm.busy_poll = !args.common.sleep_when_idle;
                 drivers
                     .push(Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?);

@@ -5,8 +5,8 @@
 //!
 //! 1. look up the interface (index, MTU);
 //! 2. create an XSKMAP and load the XDP program (`bpf`, `program`): redirect everything,
-//!    or only ARP and IPv4 for the server's address ([`Filter`]), into the map slot of the
-//!    queue the frame arrived on (`rx_queue_index`);
+//!    or only ARP, IPv4, IPv6 and Neighbor Solicitations for the server's addresses
+//!    ([`Filter`]), into the map slot of the queue the frame arrived on (`rx_queue_index`);
 //! 3. attach it with a BPF link, native first and then SKB (generic) mode ([`AttachMode`]);
 //! 4. per queue: map a UMEM (`umem`), open the AF_XDP socket and bind it to the queue,
 //!    zero-copy first and then copy ([`CopyMode`]);
@@ -131,7 +131,9 @@ impl AfXdpConfig {
         if self.queue == u32::MAX {
             return Err(too_large_queue());
         }
-        Ok(())
+        self.filter
+            .check()
+            .map_err(|e| DriverError::InvalidConfig(e.to_string()))
     }
 }
 
@@ -254,7 +256,7 @@ impl AfXdp {
         let (ifindex, mtu) = interface(iface)?;
 
         let map = create_map(highest + 1)?;
-        let prog = load_program(config.filter, &map)?;
+        let prog = load_program(&config.filter, &map)?;
 
         let (link, attached, native_refused) = attach(&prog, &config, ifindex, mtu)?;
         let attachment = Arc::new(Attachment {
@@ -436,10 +438,13 @@ fn create_map(entries: u32) -> Result<Fd, DriverError> {
 
 /// Loads sirocco's XDP program for `filter`, redirecting into `map`; refusals explained, with
 /// the verifier's log when there is one.
-fn load_program(filter: Filter, map: &Fd) -> Result<Fd, DriverError> {
+fn load_program(filter: &Filter, map: &Fd) -> Result<Fd, DriverError> {
+    filter
+        .check()
+        .map_err(|e| DriverError::InvalidConfig(e.to_string()))?;
     let insns = match filter {
         Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
-        Filter::ServerIpv4(ip) => program::redirect_ipv4(map.as_raw_fd(), ip),
+        Filter::Server(addresses) => program::redirect_server(map.as_raw_fd(), addresses),
     };
     bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
         if is_permission(&e.error) && e.log.is_empty() {

@@ -88,7 +88,7 @@ pub fn trial_attach(iface: &str, mode: AttachMode) -> Result<(), TrialError> {
     };
     let (ifindex, mtu) = interface(iface)?;
     let map = create_map(1)?;
-    let prog = load_program(Filter::RedirectAll, &map)?;
+    let prog = load_program(&Filter::RedirectAll, &map)?;
     match attach_once(&prog, ifindex, mode) {
         // Dropping the link detaches the program.
         Ok(link) => {

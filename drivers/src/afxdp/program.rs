@@ -2,9 +2,11 @@
 //!
 //! - [`redirect_all`]: every frame on the queue goes to the AF_XDP socket in the XSKMAP slot
 //!   for that queue (6 instructions, the `ld_imm64` counting as two).
-//! - [`redirect_ipv4`]: only ARP frames whose target protocol address is the server's IPv4
-//!   and IPv4 frames whose destination is the server's IPv4 go to the socket; everything else
-//!   is `XDP_PASS`ed to the kernel, which keeps serving SSH and the rest of the NIC.
+//! - [`redirect_server`]: only the frames [`Filter::Server`](crate::Filter::Server) gives the
+//!   server go to the socket (ARP for and IPv4 to its IPv4 address, IPv6 to its IPv6
+//!   addresses, Neighbor Solicitations for them); everything else is `XDP_PASS`ed to the
+//!   kernel, which keeps serving SSH and the rest of the NIC. `Filter::accepts` is the same
+//!   rule in Rust, and the tests hold the two to the same verdicts.
 //!
 //! Both fall back to `XDP_PASS` when the map slot is empty (the flags argument of
 //! `bpf_redirect_map`). Every packet load in the filter is preceded by a `data + n > data_end`
@@ -13,10 +15,15 @@
 //! Jumps are written against labels and resolved by [`Asm::finish`]; the tests run both
 //! programs on a small interpreter over real frame bytes.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use super::if_xdp::XDP_PASS;
+use crate::ServerAddresses;
+use crate::filter::{
+    ICMPV6_NEIGHBOR_SOLICITATION, IPV6_DST_OFFSET, IPV6_NEXT_HEADER_OFFSET, IPV6_PAYLOAD_OFFSET,
+    ND_HOP_LIMIT, NEXT_HEADER_ICMPV6, NS_TARGET_OFFSET, SOLICITED_NODE_PREFIX,
+};
 
 /// One eBPF instruction, laid out as `struct bpf_insn` (linux/bpf.h) on a little-endian CPU:
 /// the destination register in the low nibble of `regs`, the source in the high nibble.
@@ -58,6 +65,11 @@ const R3: u8 = 3;
 const R4: u8 = 4;
 const R5: u8 = 5;
 const R6: u8 = 6;
+const R7: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+/// Where [`emit_load_ipv6`] puts the four words of an IPv6 address.
+const IPV6_WORD_REGS: [u8; 4] = [R4, R5, R7, R8];
 
 // Opcode parts (linux/bpf_common.h, linux/bpf.h).
 const BPF_LD: u8 = 0x00;
@@ -67,6 +79,7 @@ const BPF_JMP32: u8 = 0x06;
 const BPF_ALU64: u8 = 0x07;
 const BPF_W: u8 = 0x00;
 const BPF_H: u8 = 0x08;
+const BPF_B: u8 = 0x10;
 const BPF_DW: u8 = 0x18;
 const BPF_IMM: u8 = 0x00;
 const BPF_MEM: u8 = 0x60;
@@ -82,6 +95,7 @@ const BPF_EXIT: u8 = 0x90;
 
 pub(crate) const LDX_W: u8 = BPF_LDX | BPF_MEM | BPF_W;
 pub(crate) const LDX_H: u8 = BPF_LDX | BPF_MEM | BPF_H;
+pub(crate) const LDX_B: u8 = BPF_LDX | BPF_MEM | BPF_B;
 pub(crate) const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
 pub(crate) const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
 pub(crate) const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
@@ -117,6 +131,31 @@ const ARP_TARGET_IP: i16 = 14 + 24;
 /// EtherTypes as a little-endian CPU sees them after a 16-bit load of the big-endian field.
 const ETHERTYPE_IPV4_LOADED: i32 = u16::from_le_bytes(0x0800u16.to_be_bytes()) as i32;
 const ETHERTYPE_ARP_LOADED: i32 = u16::from_le_bytes(0x0806u16.to_be_bytes()) as i32;
+const ETHERTYPE_IPV6_LOADED: i32 = u16::from_le_bytes(0x86ddu16.to_be_bytes()) as i32;
+/// Ethernet + the fixed IPv6 header.
+const IPV6_MIN: i32 = IPV6_PAYLOAD_OFFSET as i32;
+const IPV6_DST: i16 = IPV6_DST_OFFSET as i16;
+const IPV6_NEXT_HEADER: i16 = IPV6_NEXT_HEADER_OFFSET as i16;
+/// Next header (ICMPv6) and hop limit (255) of a Neighbor Solicitation, as one 16-bit load.
+const ND_NEXT_HEADER_HOP_LIMIT_LOADED: i32 =
+    u16::from_le_bytes([NEXT_HEADER_ICMPV6, ND_HOP_LIMIT]) as i32;
+/// The first 12 bytes of a solicited-node group as three 32-bit loads; byte 12 (`ff`) is
+/// loaded alone.
+const SOLICITED_NODE_WORDS_LOADED: [i32; 3] = [
+    word_loaded(&SOLICITED_NODE_PREFIX, 0),
+    word_loaded(&SOLICITED_NODE_PREFIX, 4),
+    word_loaded(&SOLICITED_NODE_PREFIX, 8),
+];
+const SOLICITED_NODE_BYTE_12: i16 = IPV6_DST + 12;
+const ICMPV6_TYPE: i16 = IPV6_PAYLOAD_OFFSET as i16;
+const NS_TARGET: i16 = NS_TARGET_OFFSET as i16;
+/// Ethernet + IPv6 + a Neighbor Solicitation up to the end of its target address.
+const NS_MIN: i32 = NS_TARGET_OFFSET as i32 + 16;
+
+/// The four bytes at `at` as a 32-bit load on a little-endian CPU sees them.
+const fn word_loaded(bytes: &[u8], at: usize) -> i32 {
+    i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
 
 /// A jump target inside an [`Asm`] program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,13 +226,19 @@ pub(crate) fn redirect_all(map_fd: RawFd) -> Vec<Insn> {
     asm.finish()
 }
 
-/// Redirects ARP for `server` and IPv4 to `server`; passes everything else to the kernel.
-pub(crate) fn redirect_ipv4(map_fd: RawFd, server: Ipv4Addr) -> Vec<Insn> {
-    // The address as the CPU sees it after a 32-bit load of the big-endian field.
-    let server_loaded = i32::from_le_bytes(server.octets());
+/// Redirects the frames [`Filter::Server`](crate::Filter::Server) gives the server (ARP for
+/// and IPv4 to its IPv4 address, IPv6 to one of its IPv6 addresses, Neighbor Solicitations
+/// for one of them); passes everything else to the kernel.
+///
+/// Each IPv6 address is compared as four 32-bit words against immediates: one unrolled block
+/// per address for the destination, and another for a solicitation's target, which is why
+/// [`ServerAddresses::check`] bounds their number. An empty family compiles to nothing but a
+/// jump to `pass`.
+pub(crate) fn redirect_server(map_fd: RawFd, server: &ServerAddresses) -> Vec<Insn> {
     let mut asm = Asm::default();
     let pass = asm.label();
-    let arp = asm.label();
+    let not_ipv4 = asm.label();
+    let not_arp = asm.label();
     let redirect = asm.label();
 
     // r6 = queue (survives to the call); r2 = data; r3 = data_end.
@@ -202,23 +247,55 @@ pub(crate) fn redirect_ipv4(map_fd: RawFd, server: Ipv4Addr) -> Vec<Insn> {
     asm.push(LDX_W, R3, R1, XDP_MD_DATA_END, 0);
 
     // Ethernet + minimal IPv4 header present? (Shorter frames cannot be for us.)
-    asm.push(MOV64_X, R4, R2, 0, 0);
-    asm.push(ADD64_K, R4, 0, 0, IPV4_MIN);
-    asm.jump(JGT_X, R4, R3, 0, pass);
+    emit_bounds_check(&mut asm, IPV4_MIN, pass);
     asm.push(LDX_H, R5, R2, ETH_TYPE, 0);
-    asm.jump(JNE_K, R5, 0, ETHERTYPE_IPV4_LOADED, arp);
-    // IPv4: destination address.
-    asm.push(LDX_W, R5, R2, IPV4_DST, 0);
-    asm.jump(JNE32_K, R5, 0, server_loaded, pass);
-    asm.jump(JA, 0, 0, 0, redirect);
 
-    asm.bind(arp);
-    asm.jump(JNE_K, R5, 0, ETHERTYPE_ARP_LOADED, pass);
-    asm.push(MOV64_X, R4, R2, 0, 0);
-    asm.push(ADD64_K, R4, 0, 0, ARP_LEN);
-    asm.jump(JGT_X, R4, R3, 0, pass);
-    asm.push(LDX_W, R5, R2, ARP_TARGET_IP, 0);
-    asm.jump(JNE32_K, R5, 0, server_loaded, pass);
+    asm.jump(JNE_K, R5, 0, ETHERTYPE_IPV4_LOADED, not_ipv4);
+    match server.ipv4 {
+        Some(ip) => {
+            asm.push(LDX_W, R4, R2, IPV4_DST, 0);
+            asm.jump(JNE32_K, R4, 0, ipv4_loaded(ip), pass);
+            asm.jump(JA, 0, 0, 0, redirect);
+        }
+        None => asm.jump(JA, 0, 0, 0, pass),
+    }
+
+    asm.bind(not_ipv4);
+    asm.jump(JNE_K, R5, 0, ETHERTYPE_ARP_LOADED, not_arp);
+    match server.ipv4 {
+        Some(ip) => {
+            emit_bounds_check(&mut asm, ARP_LEN, pass);
+            asm.push(LDX_W, R4, R2, ARP_TARGET_IP, 0);
+            asm.jump(JNE32_K, R4, 0, ipv4_loaded(ip), pass);
+            asm.jump(JA, 0, 0, 0, redirect);
+        }
+        None => asm.jump(JA, 0, 0, 0, pass),
+    }
+
+    asm.bind(not_arp);
+    asm.jump(JNE_K, R5, 0, ETHERTYPE_IPV6_LOADED, pass);
+    if !server.ipv6.is_empty() {
+        // Destination address: one of ours?
+        emit_bounds_check(&mut asm, IPV6_MIN, pass);
+        emit_load_ipv6(&mut asm, IPV6_DST);
+        emit_match_ipv6(&mut asm, &server.ipv6, redirect);
+        // Or a Neighbor Solicitation to a solicited-node group (the words of the destination
+        // are still in r4, r5, r7, r8) with one of ours as its target?
+        asm.push(LDX_H, R9, R2, IPV6_NEXT_HEADER, 0);
+        asm.jump(JNE_K, R9, 0, ND_NEXT_HEADER_HOP_LIMIT_LOADED, pass);
+        let [w0, w1, w2] = SOLICITED_NODE_WORDS_LOADED;
+        asm.jump(JNE32_K, R4, 0, w0, pass);
+        asm.jump(JNE32_K, R5, 0, w1, pass);
+        asm.jump(JNE32_K, R7, 0, w2, pass);
+        asm.push(LDX_B, R9, R2, SOLICITED_NODE_BYTE_12, 0);
+        asm.jump(JNE_K, R9, 0, 0xff, pass);
+        emit_bounds_check(&mut asm, NS_MIN, pass);
+        asm.push(LDX_B, R9, R2, ICMPV6_TYPE, 0);
+        asm.jump(JNE_K, R9, 0, i32::from(ICMPV6_NEIGHBOR_SOLICITATION), pass);
+        emit_load_ipv6(&mut asm, NS_TARGET);
+        emit_match_ipv6(&mut asm, &server.ipv6, redirect);
+    }
+    asm.jump(JA, 0, 0, 0, pass);
 
     asm.bind(redirect);
     emit_redirect(&mut asm, R6, map_fd);
@@ -229,9 +306,47 @@ pub(crate) fn redirect_ipv4(map_fd: RawFd, server: Ipv4Addr) -> Vec<Insn> {
     asm.finish()
 }
 
+/// The address as the CPU sees it after a 32-bit load of the big-endian field.
+fn ipv4_loaded(addr: Ipv4Addr) -> i32 {
+    i32::from_le_bytes(addr.octets())
+}
+
+/// `if data + len > data_end goto pass`, through r4: every packet load after it reads below
+/// `data + len`, which is what the verifier checks.
+fn emit_bounds_check(asm: &mut Asm, len: i32, pass: Label) {
+    asm.push(MOV64_X, R4, R2, 0, 0);
+    asm.push(ADD64_K, R4, 0, 0, len);
+    asm.jump(JGT_X, R4, R3, 0, pass);
+}
+
+/// The 16 bytes at `data + off` as four 32-bit words in r4, r5, r7, r8.
+fn emit_load_ipv6(asm: &mut Asm, off: i16) {
+    for (k, reg) in IPV6_WORD_REGS.into_iter().enumerate() {
+        asm.push(LDX_W, reg, R2, off + 4 * k as i16, 0);
+    }
+}
+
+/// `goto hit` if the words in r4, r5, r7, r8 are one of `addrs`; falls through otherwise.
+fn emit_match_ipv6(asm: &mut Asm, addrs: &[Ipv6Addr], hit: Label) {
+    for addr in addrs {
+        let next = asm.label();
+        for (chunk, reg) in addr.octets().chunks_exact(4).zip(IPV6_WORD_REGS) {
+            let word = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            asm.jump(JNE32_K, reg, 0, word, next);
+        }
+        asm.jump(JA, 0, 0, 0, hit);
+        asm.bind(next);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::tests::{
+        CLIENT6, KERNEL6, LINK_LOCAL6, SERVER6, ipv6_frame, nd_message, solicitation,
+        solicited_node, tcp6_to,
+    };
+    use crate::{Filter, MAX_SERVER_IPV6};
 
     const MAP_FD: RawFd = 7;
     const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -279,8 +394,12 @@ mod tests {
                 }
             };
             match insn.code {
-                LDX_W | LDX_H => {
-                    let size = if insn.code == LDX_W { 4 } else { 2 };
+                LDX_W | LDX_H | LDX_B => {
+                    let size = match insn.code {
+                        LDX_W => 4,
+                        LDX_H => 2,
+                        _ => 1,
+                    };
                     let addr = reg(&regs, src).wrapping_add(insn.off as i64 as u64);
                     let bytes: &[u8] = if (CTX_BASE..CTX_BASE + 24).contains(&addr) {
                         &ctx[(addr - CTX_BASE) as usize..]
@@ -414,7 +533,7 @@ mod tests {
 
     #[test]
     fn filter_redirects_only_traffic_for_the_server() {
-        let prog = redirect_ipv4(MAP_FD, SERVER);
+        let prog = redirect_server(MAP_FD, &ServerAddresses::ipv4(SERVER));
         check_structure(&prog);
         let other = Ipv4Addr::new(198, 18, 0, 3);
         assert_eq!(run(&prog, &arp_request(SERVER), 0), redirect(0));
@@ -434,7 +553,7 @@ mod tests {
     fn filter_handles_addresses_with_the_top_bit_set() {
         // 198.18.1.200: the last octet becomes the top byte of the loaded u32.
         let high = Ipv4Addr::new(198, 18, 1, 200);
-        let prog = redirect_ipv4(MAP_FD, high);
+        let prog = redirect_server(MAP_FD, &ServerAddresses::ipv4(high));
         assert_eq!(run(&prog, &ipv4_to(high, 8), 0), redirect(0));
         assert_eq!(run(&prog, &arp_request(high), 0), redirect(0));
         assert_eq!(run(&prog, &ipv4_to(SERVER, 8), 0), Verdict::Pass);
@@ -442,7 +561,7 @@ mod tests {
 
     #[test]
     fn filter_never_reads_past_a_short_frame() {
-        let prog = redirect_ipv4(MAP_FD, SERVER);
+        let prog = redirect_server(MAP_FD, &ServerAddresses::ipv4(SERVER));
         let arp = arp_request(SERVER);
         let ip = ipv4_to(SERVER, 0);
         // `run` panics on an out-of-bounds load, so every truncation must simply pass.
@@ -460,6 +579,167 @@ mod tests {
                 "IPv4 cut to {len}"
             );
         }
+    }
+
+    fn dual_stack() -> ServerAddresses {
+        ServerAddresses {
+            ipv4: Some(SERVER),
+            ipv6: vec![SERVER6, LINK_LOCAL6],
+        }
+    }
+
+    #[test]
+    fn ipv6_to_our_addresses_and_solicitations_for_them_are_redirected() {
+        let prog = redirect_server(MAP_FD, &dual_stack());
+        check_structure(&prog);
+        // TCP to each of our addresses; to the kernel's and to another host's.
+        assert_eq!(run(&prog, &tcp6_to(SERVER6), 2), redirect(2));
+        assert_eq!(run(&prog, &tcp6_to(LINK_LOCAL6), 0), redirect(0));
+        assert_eq!(run(&prog, &tcp6_to(KERNEL6), 0), Verdict::Pass);
+        assert_eq!(run(&prog, &tcp6_to(CLIENT6), 0), Verdict::Pass);
+        // NS to the solicited-node group, for us; for the kernel's address in the same group.
+        assert_eq!(solicited_node(SERVER6), solicited_node(KERNEL6));
+        assert_eq!(run(&prog, &solicitation(SERVER6), 1), redirect(1));
+        assert_eq!(run(&prog, &solicitation(LINK_LOCAL6), 0), redirect(0));
+        assert_eq!(run(&prog, &solicitation(KERNEL6), 0), Verdict::Pass);
+        // A Neighbor Advertisement and an echo request to the group stay with the kernel;
+        // an echo request to our address is ours.
+        let group = solicited_node(SERVER6);
+        let na = ipv6_frame(CLIENT6, group, 58, 255, &nd_message(136, SERVER6));
+        assert_eq!(run(&prog, &na, 0), Verdict::Pass);
+        let echo = nd_message(128, SERVER6);
+        let echo_group = ipv6_frame(CLIENT6, group, 58, 64, &echo);
+        assert_eq!(run(&prog, &echo_group, 0), Verdict::Pass);
+        let echo_us = ipv6_frame(CLIENT6, SERVER6, 58, 64, &echo);
+        assert_eq!(run(&prog, &echo_us, 0), redirect(0));
+        // IPv4 and ARP still work beside it.
+        assert_eq!(run(&prog, &ipv4_to(SERVER, 8), 0), redirect(0));
+        assert_eq!(run(&prog, &arp_request(SERVER), 0), redirect(0));
+        assert_eq!(
+            run(&prog, &ipv4_to(Ipv4Addr::new(198, 18, 0, 3), 8), 0),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn ipv6_frames_cut_short_pass_without_a_load_past_the_end() {
+        let prog = redirect_server(MAP_FD, &dual_stack());
+        // The rule reads up to the end of the fixed header, or of the solicitation's target;
+        // the source link-layer option after it is the stack's business.
+        for (frame, needed) in [(solicitation(SERVER6), 78), (tcp6_to(SERVER6), 54)] {
+            for len in 0..frame.len() {
+                let expected = if len >= needed {
+                    redirect(0)
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(run(&prog, &frame[..len], 0), expected, "cut to {len}");
+            }
+        }
+    }
+
+    /// Frames that probe every branch of the filter: each address family, every field the
+    /// rule looks at changed one at a time, and every truncation of each.
+    fn probe_frames() -> Vec<Vec<u8>> {
+        let others = [KERNEL6, CLIENT6, Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2)];
+        let mut frames = vec![
+            ipv4_to(SERVER, 8),
+            ipv4_to(Ipv4Addr::new(198, 18, 1, 200), 8),
+            arp_request(SERVER),
+            arp_request(Ipv4Addr::new(198, 18, 0, 3)),
+            ethernet(0x86dd, &[0; 60]),
+            ethernet(0x88cc, &[0; 60]),
+        ];
+        for addr in [SERVER6, LINK_LOCAL6].into_iter().chain(others) {
+            frames.push(tcp6_to(addr));
+            frames.push(solicitation(addr));
+        }
+        let ns = solicitation(SERVER6);
+        for (at, value) in [
+            (20, 6),    // next header TCP
+            (21, 64),   // hop limit
+            (38, 0xfe), // group byte 0
+            (41, 1),    // group byte 3
+            (46, 0),    // group byte 8
+            (49, 0),    // group byte 11
+            (50, 0xfe), // group byte 12
+            (54, 136),  // type: Neighbor Advertisement
+            (62, 0x20), // target byte 0
+            (77, 3),    // target byte 15
+        ] {
+            let mut f = ns.clone();
+            f[at] = value;
+            frames.push(f);
+        }
+        let whole = frames.clone();
+        for f in &whole {
+            for len in 0..f.len() {
+                frames.push(f[..len].to_vec());
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn program_and_filter_accepts_agree_on_every_probe() {
+        let sets = [
+            ServerAddresses::ipv4(SERVER),
+            dual_stack(),
+            ServerAddresses {
+                ipv4: None,
+                ipv6: vec![SERVER6],
+            },
+            ServerAddresses {
+                ipv4: Some(Ipv4Addr::new(198, 18, 1, 200)),
+                ipv6: vec![
+                    LINK_LOCAL6,
+                    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10),
+                    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+                    SERVER6,
+                ],
+            },
+        ];
+        let frames = probe_frames();
+        for set in sets {
+            set.check().unwrap();
+            let prog = redirect_server(MAP_FD, &set);
+            check_structure(&prog);
+            let filter = Filter::Server(set.clone());
+            let mut taken = 0;
+            for frame in &frames {
+                let expected = if filter.accepts(frame) {
+                    taken += 1;
+                    redirect(0)
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(run(&prog, frame, 0), expected, "{set:?} on {frame:02x?}");
+            }
+            assert!(taken > 0, "{set:?} takes some probes");
+        }
+    }
+
+    #[test]
+    fn the_largest_address_set_matches_each_address() {
+        let addrs: Vec<Ipv6Addr> = (1..=MAX_SERVER_IPV6 as u16)
+            .map(|k| Ipv6Addr::new(0x2001, 2, 0, 0, k, 0, 0, 2))
+            .collect();
+        let set = ServerAddresses {
+            ipv4: None,
+            ipv6: addrs.clone(),
+        };
+        let prog = redirect_server(MAP_FD, &set);
+        check_structure(&prog);
+        for addr in &addrs {
+            assert_eq!(run(&prog, &tcp6_to(*addr), 0), redirect(0), "{addr}");
+            assert_eq!(run(&prog, &solicitation(*addr), 0), redirect(0), "{addr}");
+        }
+        // All share one solicited-node group; a fifth address in it is not ours.
+        let stranger = Ipv6Addr::new(0x2001, 2, 0, 0, 9, 0, 0, 2);
+        assert_eq!(run(&prog, &solicitation(stranger), 0), Verdict::Pass);
+        // No IPv4 address: IPv4 and ARP go to the kernel whatever their target.
+        assert_eq!(run(&prog, &ipv4_to(SERVER, 8), 0), Verdict::Pass);
+        assert_eq!(run(&prog, &arp_request(SERVER), 0), Verdict::Pass);
     }
 
     #[test]

@@ -313,6 +313,12 @@ impl<P: NetmapPort> Netmap<P> {
     /// Registers `port` as `config` asks and builds the ring views over its region.
     pub fn with_port(mut port: P, config: NetmapConfig) -> Result<Self, DriverError> {
         let mode = config.register_mode()?;
+        if config.host_rings {
+            config
+                .filter
+                .check()
+                .map_err(|e| DriverError::InvalidConfig(format!("netmap: {e}")))?;
+        }
         let registration = port.register(&config.iface, mode)?;
         let iface = config.iface.clone();
         let malformed = |e: LayoutError| {
@@ -426,8 +432,8 @@ impl<P: NetmapPort> Netmap<P> {
 /// What `drain_nic_ring` does with a frame: the server takes it if `filter` accepts it (or
 /// there is no host ring) and it is no longer than `max_frame_len`.
 #[derive(Debug, Clone, Copy)]
-struct RxPolicy {
-    filter: Filter,
+struct RxPolicy<'a> {
+    filter: &'a Filter,
     max_frame_len: usize,
 }
 
@@ -436,7 +442,7 @@ fn drain_nic_ring(
     rx: &mut RxRing,
     budget: usize,
     host_tx: Option<&mut TxRing>,
-    policy: RxPolicy,
+    policy: RxPolicy<'_>,
     counters: &mut DriverCounters,
     nm: &mut NetmapCounters,
     on_frame: &mut dyn FnMut(&[u8]),
@@ -450,7 +456,7 @@ fn drain_nic_ring(
         filter,
         max_frame_len,
     } = policy;
-    let mut host_tx = host_tx.filter(|_| filter != Filter::RedirectAll);
+    let mut host_tx = host_tx.filter(|_| !matches!(filter, Filter::RedirectAll));
     let mut delivered = 0;
     let mut s = head;
     for _ in 0..take {
@@ -578,7 +584,7 @@ impl<P: NetmapPort> FrameIo for Netmap<P> {
                 budget,
                 self.host_tx.as_mut(),
                 RxPolicy {
-                    filter: self.filter,
+                    filter: &self.filter,
                     max_frame_len: self.caps.max_frame_len,
                 },
                 &mut self.counters,
