@@ -511,6 +511,29 @@ mod tests {
         }
         assert_eq!(prog.last().map(|i| i.code), Some(EXIT));
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+        // The verifier refuses a program with an instruction no path reaches.
+        let mut reached = vec![false; prog.len()];
+        let mut todo = vec![0usize];
+        while let Some(at) = todo.pop() {
+            if at >= prog.len() || std::mem::replace(&mut reached[at], true) {
+                continue;
+            }
+            let insn = prog[at];
+            let target = (at as isize + 1 + insn.off as isize) as usize;
+            match insn.code {
+                EXIT => {}
+                JA => todo.push(target),
+                JGT_X | JNE_K | JNE32_K => todo.extend([at + 1, target]),
+                LD_IMM64 => todo.push(at + 2),
+                _ => todo.push(at + 1),
+            }
+        }
+        for (at, reached) in reached.iter().enumerate() {
+            assert!(
+                *reached || second_halves.contains(&at),
+                "instruction {at} is unreachable"
+            );
+        }
     }
 
     #[test]
