@@ -706,11 +706,21 @@ mod tests {
         assert!(text.contains("frame count 16"), "{text}");
         let queue = AfXdpConfig {
             queue: u32::MAX,
-            ..base
+            ..base.clone()
         };
         let (kind, text) = failure(AfXdp::open(queue));
         assert_eq!(kind, DriverErrorKind::InvalidConfig);
         assert!(text.contains("queue"), "{text}");
+        let addresses = AfXdpConfig {
+            filter: Filter::Server(crate::ServerAddresses {
+                ipv4: None,
+                ipv6: vec![std::net::Ipv6Addr::LOCALHOST; crate::MAX_SERVER_IPV6 + 1],
+            }),
+            ..base.clone()
+        };
+        let (kind, text) = failure(AfXdp::open(addresses));
+        assert_eq!(kind, DriverErrorKind::InvalidConfig);
+        assert!(text.contains("5 IPv6 addresses"), "{text}");
         let twice = AfXdp::open_queues(AfXdpConfig::new("lo"), &[1, 2, 1]);
         let (kind, text) = match twice {
             Err(e) => (e.kind(), e.to_string()),

@@ -693,6 +693,24 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_without_addresses_is_refused_with_host_rings() {
+        let config = NetmapConfig {
+            filter: Filter::Server(crate::ServerAddresses::default()),
+            ..NetmapConfig::new("emu-a")
+        };
+        let without = NetmapConfig {
+            host_rings: false,
+            ..config.clone()
+        };
+        let err = EmulatedNetmap::pair_with(EmulatedConfig::default(), config, without.clone())
+            .expect_err("an empty filter is refused");
+        assert_eq!(err.kind(), crate::DriverErrorKind::InvalidConfig);
+        assert!(err.to_string().contains("no server address"), "{err}");
+        // Without host rings the filter is unused, and not checked.
+        EmulatedNetmap::pair_with(EmulatedConfig::default(), without.clone(), without).unwrap();
+    }
+
+    #[test]
     fn emulated_pair_reports_netmap_capabilities() {
         let (a, _b) = EmulatedNetmap::pair(EmulatedConfig::default()).unwrap();
         let caps = a.capabilities();
