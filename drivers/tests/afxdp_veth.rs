@@ -82,11 +82,7 @@ impl Lab {
         self.ping_address(&target.to_string(), count)
     }
 
-    /// Pings a link-local IPv6 address through veth-cli.
-    fn ping6(&self, target: Ipv6Addr, count: u32) -> Reaped {
-        self.ping_address(&format!("{target}%{CLIENT_IFACE}"), count)
-    }
-
+    /// Pings an address (of either family) from the client namespace.
     fn ping_address(&self, target: &str, count: u32) -> Reaped {
         let child = self
             .veth
@@ -98,25 +94,6 @@ impl Lab {
             .spawn()
             .expect("spawn ping");
         Reaped(child)
-    }
-
-    /// The link-local IPv6 address of each veth end, once duplicate address detection has
-    /// finished on both (before that the kernel neither uses nor answers them); panics after
-    /// `limit`.
-    fn link_locals(&self, limit: Duration) -> (Ipv6Addr, Ipv6Addr) {
-        let started = Instant::now();
-        loop {
-            let server = ready_link_local(self.veth.server_command("cat"), SERVER_IFACE);
-            let client = ready_link_local(self.veth.client_command("cat"), CLIENT_IFACE);
-            if let (Some(server), Some(client)) = (server, client) {
-                return (server, client);
-            }
-            assert!(
-                started.elapsed() < limit,
-                "no usable fe80:: address on both veth ends after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// The XDP program on the server end (id and how it is attached), if any.
@@ -155,32 +132,6 @@ impl Lab {
                 .expect("set the MTU");
         }
     }
-}
-
-/// The fe80:: address of `iface` from `/proc/net/if_inet6` (read by `cat`, a command that
-/// runs in the interface's namespace), if it is there and no longer tentative.
-fn ready_link_local(mut cat: Command, iface: &str) -> Option<Ipv6Addr> {
-    const IFA_F_TENTATIVE: u32 = 0x40;
-    const IFA_F_DADFAILED: u32 = 0x08;
-    let out = cat
-        .arg("/proc/net/if_inet6")
-        .output()
-        .expect("run cat in a lab namespace");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|line| {
-            // address, ifindex, prefix length, scope, flags, name.
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [hex, _, _, _, flags, name] = fields[..] else {
-                return None;
-            };
-            let flags = u32::from_str_radix(flags, 16).ok()?;
-            let addr = Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?);
-            (name == iface
-                && addr.segments()[0] == 0xfe80
-                && flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0)
-                .then_some(addr)
-        })
 }
 
 /// A child process, killed and reaped on drop.
@@ -421,49 +372,50 @@ fn filter_leaves_other_addresses_to_the_kernel() {
     lab.veth
         .add_kernel_server_address(KERNEL_IP)
         .expect("give veth-srv 198.18.0.3");
-    let (kernel_ll, client_ll) = lab.link_locals(Duration::from_secs(20));
-    // sirocco's IPv6 addresses, which the kernel does not hold: a global one, and a
-    // link-local one in the same solicited-node group as the kernel's (same low 24 bits), so
-    // only the target of a solicitation tells them apart.
-    let mut ours = kernel_ll.octets();
-    ours[8] ^= 0x80;
-    let ours_ll = Ipv6Addr::from(ours);
+    // The kernel's own IPv6 address on the same interface, and two of sirocco's that the
+    // kernel does not hold: 2001:2::2, and one in the same solicited-node group as the
+    // kernel's (same low 24 bits), so only the target of a solicitation tells them apart.
+    let kernel6 = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+    lab.veth
+        .add_kernel_server_address6(kernel6)
+        .expect("give veth-srv 2001:2::3");
+    let ours_same_group = Ipv6Addr::new(0x2001, 2, 0, 0, 0x8000, 0, 0, 3);
     let ours_global = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
     // Loading this program also shows the kernel verifier accepts the IPv6 rules.
     let mut driver = open_in(
         &lab,
         Filter::Server(ServerAddresses {
             ipv4: Some(SERVER_IP),
-            ipv6: vec![ours_global, ours_ll],
+            ipv6: vec![ours_global, ours_same_group],
         }),
     );
 
     let mut pings = [
         lab.ping(KERNEL_IP, 3),
         lab.ping(SERVER_IP, 3),
-        lab.ping6(kernel_ll, 3),
+        lab.ping_address(&kernel6.to_string(), 3),
         // Nobody answers this one: the driver only records the solicitations for it.
-        lab.ping6(ours_ll, 1),
+        lab.ping_address(&ours_same_group.to_string(), 1),
     ];
     let (ok, seen) = serve(&lab, &mut driver, &mut pings, Duration::from_secs(15));
     assert_eq!(
         ok,
         [true, true, true, false],
-        "the kernel answers .3 and {kernel_ll}, we answer .2 and not {ours_ll}; saw {seen:?}"
+        "the kernel answers .3 and {kernel6}, we answer .2 and not {ours_same_group}; saw {seen:?}"
     );
     assert!(seen.contains(&Seen::ArpFor(SERVER_IP)));
     assert!(seen.contains(&Seen::Ipv4To(SERVER_IP)));
     assert!(
-        seen.contains(&Seen::NeighborSolicitationFor(ours_ll)),
-        "{client_ll} asked for {ours_ll} through its solicited-node group; saw {seen:?}"
+        seen.contains(&Seen::NeighborSolicitationFor(ours_same_group)),
+        "the client asked for {ours_same_group} through its solicited-node group; saw {seen:?}"
     );
     assert!(
         seen.iter().all(
             |s| matches!(s, Seen::ArpFor(SERVER_IP) | Seen::Ipv4To(SERVER_IP))
-                || *s == Seen::NeighborSolicitationFor(ours_ll)
-                || *s == Seen::Ipv6To(ours_ll)
+                || *s == Seen::NeighborSolicitationFor(ours_same_group)
+                || *s == Seen::Ipv6To(ours_same_group)
         ),
-        "only traffic for 198.18.0.2 and {ours_ll} reaches the driver; saw {seen:?}"
+        "only traffic for 198.18.0.2 and {ours_same_group} reaches the driver; saw {seen:?}"
     );
     assert_eq!(CLIENT_ADDR.octets()[3], 1);
 }
