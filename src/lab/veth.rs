@@ -10,8 +10,9 @@
 //!
 //! IPv6 is on at both ends without duplicate address detection (`accept_dad=0`, addresses
 //! added `nodad`), so no address is ever held back as tentative, and [`VethLab::create`]
-//! returns once the client's addresses (2001:2::1 and its link-local one) are usable. The server end has no kernel link-local
-//! address (`addr_gen_mode=1`): the fe80:: address derived from its MAC is sirocco's.
+//! returns once the client's addresses (2001:2::1 and its link-local one) are usable. The
+//! server end has no kernel link-local address (`addr_gen_mode=1`): the fe80:: address
+//! derived from its MAC is sirocco's.
 //!
 //! Each end lives in its own namespace, so the interface names are the same in every lab and
 //! never collide; only the namespace names are unique. TX checksum offload is off on the client
