@@ -664,6 +664,16 @@ const DEFAULT_MSS: usize = 536;
 /// timestamps) so that every segment carries some payload.
 const MIN_REMOTE_MSS: usize = 48;
 
+/// The smallest path MTU an ICMPv4 Fragmentation Needed may lower an IPv4 connection to, as
+/// Linux's `min_pmtu` (552): a forged report cannot shrink segments below 512 octets of
+/// payload. RFC 1191 §3 allows 68, which only helps an attacker.
+const MIN_PATH_MTU_IPV4: usize = 552;
+
+/// The smallest path MTU for IPv6: every IPv6 link carries 1280 octets (RFC 8200 §5), and
+/// RFC 8201 §4 lets a node ignore a Packet Too Big below it.
+#[cfg(feature = "proto-ipv6")]
+const MIN_PATH_MTU_IPV6: usize = 1280;
+
 impl<'a> Socket<'a> {
     #[allow(unused_comparisons)] // small usize platforms always pass rx_capacity check
     /// Create a socket using the given buffers.
@@ -970,6 +980,54 @@ impl<'a> Socket<'a> {
     /// an unacceptable ACK, an out-of-window segment), over all its connections so far.
     pub fn challenge_acks(&self) -> u64 {
         self.challenge_acks
+    }
+
+    /// Lowers the sending MSS to what a path MTU of `mtu` octets allows, as an ICMPv4
+    /// Fragmentation Needed (RFC 1191) or an ICMPv6 Packet Too Big (RFC 8201) reported it for
+    /// this connection: the MTU less the IP header and the 20-octet TCP header (the options
+    /// then come out of that, as for the peer's MSS). An MTU below the minimum counts as the
+    /// minimum (1280 octets for IPv6; 552 for IPv4, as Linux's `min_pmtu`), and a report that
+    /// would not lower the MSS is ignored: the MSS never grows this way.
+    ///
+    /// Like Linux's `tcp_simple_retransmit`, what is in flight and not SACKed was sent in
+    /// segments the path now drops, so it is deemed lost and sent again at once, cut to the
+    /// new size. This is not a congestion event: the congestion window and the slow start
+    /// threshold stay as they are, only the segments are smaller. (The socket does not keep
+    /// segment boundaries, so segments that already fitted are resent too.)
+    ///
+    /// The caller should check the report first (RFC 5927 §4.1: the quoted segment's
+    /// sequence number is [in flight](#method.is_in_flight)). Returns `true` if the MSS was
+    /// lowered, `false` if the report was ignored or the connection is not synchronized.
+    pub fn lower_path_mtu(&mut self, cx: &Context, mtu: usize) -> bool {
+        if !self.is_synchronized() || self.tuple.is_none() {
+            return false;
+        }
+        let ip_header_len = self.ip_header_len();
+        let min_mtu = match self.tuple.map(|tuple| tuple.local.addr) {
+            #[cfg(feature = "proto-ipv6")]
+            Some(IpAddress::Ipv6(_)) => MIN_PATH_MTU_IPV6,
+            _ => MIN_PATH_MTU_IPV4,
+        };
+        let mss = mtu.max(min_mtu) - ip_header_len - TCP_HEADER_LEN;
+        let current = (cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN).min(self.remote_mss);
+        if mss >= current {
+            return false;
+        }
+        net_debug!("path MTU {}: MSS {} -> {}", mtu, current, mss);
+        self.remote_mss = mss;
+        self.congestion_controller.inner_mut().set_mss(mss);
+        if self.flight_size() > 0 {
+            self.recovery
+                .on_path_mtu(self.local_seq_no, self.remote_last_seq);
+        }
+        true
+    }
+
+    /// Whether `seq` was sent and is not acknowledged yet: SND.UNA <= `seq` < SND.NXT. An
+    /// ICMP error that quotes a segment of this connection is believable only if so
+    /// (RFC 5927 §4.1).
+    pub fn is_in_flight(&self, seq: TcpSeqNumber) -> bool {
+        self.is_synchronized() && self.local_seq_no <= seq && seq < self.remote_last_seq
     }
 
     /// What loss recovery did on this socket, over all its connections so far.
@@ -1743,14 +1801,7 @@ impl<'a> Socket<'a> {
     /// The largest payload a segment carries: the smaller of our MTU's and the peer's MSS, less
     /// the options every segment carries.
     fn send_mss(&self, cx: &Context) -> usize {
-        let ip_header_len = match self.tuple.map(|tuple| tuple.local.addr) {
-            #[cfg(feature = "proto-ipv6")]
-            Some(IpAddress::Ipv6(_)) => crate::wire::IPV6_HEADER_LEN,
-            #[cfg(feature = "proto-ipv4")]
-            _ => crate::wire::IPV4_HEADER_LEN,
-            #[cfg(not(feature = "proto-ipv4"))]
-            _ => crate::wire::IPV6_HEADER_LEN,
-        };
+        let ip_header_len = self.ip_header_len();
         let options_len = if self.tsval_generator.is_some() {
             12
         } else {
@@ -1761,6 +1812,19 @@ impl<'a> Socket<'a> {
             .min(self.remote_mss)
             .saturating_sub(options_len)
             .max(1)
+    }
+
+    /// The length of the IP header (without extension headers or options) of the
+    /// connection's segments.
+    fn ip_header_len(&self) -> usize {
+        match self.tuple.map(|tuple| tuple.local.addr) {
+            #[cfg(feature = "proto-ipv6")]
+            Some(IpAddress::Ipv6(_)) => crate::wire::IPV6_HEADER_LEN,
+            #[cfg(feature = "proto-ipv4")]
+            _ => crate::wire::IPV4_HEADER_LEN,
+            #[cfg(not(feature = "proto-ipv4"))]
+            _ => crate::wire::IPV6_HEADER_LEN,
+        }
     }
 
     /// RFC 9293 §3.8.6.2.1, the sender's side of silly window avoidance: send `usable` of the
@@ -11340,6 +11404,238 @@ mod test {
 
         s.set_congestion_control(CongestionControl::None);
         assert_eq!(s.congestion_control(), CongestionControl::None);
+    }
+
+    // =========================================================================================//
+    // Path MTU tests
+    // =========================================================================================//
+
+    /// An established socket whose peer offered `mss`, with SACK and wide-open windows, that
+    /// sent `n` segments of `mss` octets ("AAA...", "BBB...", ...) at time 0.
+    fn socket_with_full_segments_in_flight(n: usize, mss: usize) -> TestSocket {
+        let mut s = socket_established_with_buffer_sizes(8 * mss, 64);
+        s.remote_mss = mss;
+        s.remote_has_sack = true;
+        s.set_rack_enabled(false);
+        s.set_tlp_enabled(false);
+        s.set_nagle_enabled(false);
+        s.set_congestion_control(CongestionControl::None);
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 65535,
+            ..SEND_TEMPL
+        });
+        let data: Vec<u8> = (0..n).flat_map(|i| vec![b'A' + i as u8; mss]).collect();
+        s.send_slice(&data).unwrap();
+        for i in 0..n {
+            recv(&mut s, Instant::from_millis(0), |repr| {
+                let repr = repr.unwrap();
+                assert_eq!(repr.seq_number, LOCAL_SEQ + 1 + i * mss);
+                assert_eq!(repr.payload.len(), mss);
+            });
+        }
+        recv_nothing!(s, time 0);
+        s
+    }
+
+    /// The MSS a path MTU of `mtu` leaves on the test socket's connection.
+    fn mss_for_mtu(s: &TestSocket, mtu: usize) -> usize {
+        mtu - s.ip_header_len() - TCP_HEADER_LEN
+    }
+
+    /// An ACK from the peer of everything below `ack`, SACKing the octet ranges `blocks`.
+    fn ack_with_sack(ack: TcpSeqNumber, blocks: &[(TcpSeqNumber, TcpSeqNumber)]) -> TcpRepr<'static> {
+        let mut sack_ranges = [None; 3];
+        for (slot, &(from, to)) in sack_ranges.iter_mut().zip(blocks) {
+            *slot = Some((from.0 as u32, to.0 as u32));
+        }
+        TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(ack),
+            window_len: 65535,
+            sack_ranges,
+            ..SEND_TEMPL
+        }
+    }
+
+    /// Receives the segments the socket sends at `time`, until it sends nothing: their
+    /// sequence numbers and payload lengths.
+    fn recv_all(s: &mut TestSocket, time: i64) -> Vec<(TcpSeqNumber, usize)> {
+        let mut sent = Vec::new();
+        loop {
+            s.cx.set_now(Instant::from_millis(time));
+            let mut segment = None;
+            let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail)| {
+                segment = Some((repr.seq_number, repr.payload.len() + tail.len()));
+                Ok(())
+            });
+            assert_eq!(result, Ok(()));
+            match segment {
+                Some(segment) => sent.push(segment),
+                None => return sent,
+            }
+        }
+    }
+
+    #[test]
+    fn test_path_mtu_lowers_the_mss_and_resends_what_is_in_flight_at_once() {
+        // RFC 8201 / RFC 1191: the path carries 1400 octets. The three segments in flight
+        // were too big and are lost: they go again at once, cut to the new size; new data
+        // follows at that size too.
+        let mss = BASE_MSS as usize;
+        let mut s = socket_with_full_segments_in_flight(3, mss);
+        let new_mss = mss_for_mtu(&s, 1400);
+        assert!(new_mss < mss);
+        assert!(s.socket.lower_path_mtu(&s.cx, 1400));
+        assert_eq!(s.remote_mss, new_mss);
+        let flight = 3 * mss;
+        let start = LOCAL_SEQ + 1;
+        let mut expected = Vec::new();
+        let mut offset = 0;
+        while offset < flight {
+            let len = new_mss.min(flight - offset);
+            expected.push((start + offset, len));
+            offset += len;
+        }
+        assert_eq!(recv_all(&mut s, 1), expected);
+        assert_eq!(s.recovery_stats().retransmitted_segments, expected.len() as u64);
+        assert_eq!(s.recovery_stats().fast_recoveries, 0);
+        assert_eq!(s.recovery_stats().timeouts, 0);
+
+        // Everything is acknowledged; new data goes at the new size.
+        send!(s, time 20, ack_with_sack(start + flight, &[]));
+        assert!(!s.recovery.in_recovery());
+        s.send_slice(&vec![b'x'; 2 * mss]).unwrap();
+        let sent = recv_all(&mut s, 20);
+        assert_eq!(
+            sent,
+            vec![
+                (start + flight, new_mss),
+                (start + flight + new_mss, new_mss),
+                (start + flight + 2 * new_mss, 2 * mss - 2 * new_mss),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_path_mtu_resends_only_what_the_peer_does_not_hold() {
+        // The scoreboard copes with the smaller size: the SACKed segment is not resent, the
+        // holes on both sides of it are, in segments of the new size; the ACK that follows
+        // ends the episode without any fast recovery.
+        let mss = BASE_MSS as usize;
+        let mut s = socket_with_full_segments_in_flight(4, mss);
+        let start = LOCAL_SEQ + 1;
+        let seg = |n: usize| start + n * mss;
+        send!(s, time 10, ack_with_sack(seg(0), &[(seg(2), seg(3))]));
+        recv_nothing!(s, time 10);
+        assert!(s.socket.lower_path_mtu(&s.cx, 1400));
+        let new_mss = mss_for_mtu(&s, 1400);
+        assert_eq!(
+            recv_all(&mut s, 10),
+            vec![
+                (seg(0), new_mss),
+                (seg(0) + new_mss, new_mss),
+                (seg(0) + 2 * new_mss, 2 * mss - 2 * new_mss),
+                (seg(3), new_mss),
+                (seg(3) + new_mss, mss - new_mss),
+            ]
+        );
+        send!(s, time 20, ack_with_sack(seg(4), &[]));
+        assert!(!s.recovery.in_recovery());
+        assert_eq!(s.recovery_stats().fast_recoveries, 0);
+        recv_nothing!(s, time 20);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_path_mtu_is_not_a_congestion_event() {
+        // Like Linux's tcp_simple_retransmit: the units changed, not the congestion. The
+        // window stays, the resends go at once, and the ACK that follows grows the window
+        // in slow start (ssthresh untouched).
+        let mss = BASE_MSS as usize;
+        let mut s = socket_with_full_segments_in_flight(0, mss);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(mss);
+        s.congestion_controller.inner_mut().set_initial_window(4 * mss);
+        s.send_slice(&vec![b'x'; 4 * mss]).unwrap();
+        assert_eq!(recv_all(&mut s, 0).len(), 4);
+        let window = s.congestion_controller.inner().window();
+        assert_eq!(window, 4 * mss);
+        assert!(s.socket.lower_path_mtu(&s.cx, 1400));
+        assert_eq!(s.congestion_controller.inner().window(), window);
+        let resent: usize = recv_all(&mut s, 1).iter().map(|&(_, len)| len).sum();
+        assert_eq!(resent, 4 * mss);
+        assert_eq!(s.congestion_controller.inner().window(), window);
+        send!(s, time 20, ack_with_sack(LOCAL_SEQ + 1 + 4 * mss, &[]));
+        assert!(s.congestion_controller.inner().window() > window);
+        assert_eq!(s.recovery_stats().fast_recoveries, 0);
+    }
+
+    #[test]
+    fn test_path_mtu_report_that_would_not_lower_the_mss_is_ignored() {
+        let mss = 1000;
+        let mut s = socket_with_full_segments_in_flight(2, mss);
+        // Exactly the current size, then larger: nothing changes, nothing is resent.
+        let same = mss + s.ip_header_len() + TCP_HEADER_LEN;
+        assert!(!s.socket.lower_path_mtu(&s.cx, same));
+        assert!(!s.socket.lower_path_mtu(&s.cx, 9000));
+        assert_eq!(s.remote_mss, mss);
+        assert!(!s.recovery.in_recovery());
+        recv_nothing!(s, time 1);
+        // Nor when the interface's own MTU is the limit already.
+        let mut s = socket_with_full_segments_in_flight(1, BASE_MSS as usize);
+        s.remote_mss = 60000;
+        let local = s.cx.ip_mtu();
+        assert!(!s.socket.lower_path_mtu(&s.cx, local));
+        assert_eq!(s.remote_mss, 60000);
+        recv_nothing!(s, time 1);
+    }
+
+    #[test]
+    fn test_path_mtu_report_below_the_minimum_is_clamped() {
+        #[cfg(feature = "proto-ipv4")]
+        let min_mtu = MIN_PATH_MTU_IPV4;
+        #[cfg(not(feature = "proto-ipv4"))]
+        let min_mtu = MIN_PATH_MTU_IPV6;
+        let mss = BASE_MSS as usize;
+        let mut s = socket_with_full_segments_in_flight(1, mss);
+        // An old router's 68 octets, or a forged report: the MSS stops at the minimum MTU's.
+        assert!(s.socket.lower_path_mtu(&s.cx, 68));
+        assert_eq!(s.remote_mss, mss_for_mtu(&s, min_mtu));
+        // A second report below it changes nothing more.
+        assert!(!s.socket.lower_path_mtu(&s.cx, 0));
+        assert_eq!(s.remote_mss, mss_for_mtu(&s, min_mtu));
+        let sent = recv_all(&mut s, 1);
+        assert!(sent.iter().all(|&(_, len)| len <= mss_for_mtu(&s, min_mtu)));
+        assert_eq!(sent.iter().map(|&(_, len)| len).sum::<usize>(), mss);
+    }
+
+    #[test]
+    fn test_path_mtu_needs_a_synchronized_connection() {
+        let mut s = socket_listen();
+        assert!(!s.socket.lower_path_mtu(&s.cx, 1280));
+        assert_eq!(s.remote_mss, DEFAULT_MSS);
+    }
+
+    #[test]
+    fn test_is_in_flight() {
+        // RFC 5927 §4.1: SND.UNA <= seq < SND.NXT.
+        let mss = 100;
+        let mut s = socket_with_full_segments_in_flight(2, mss);
+        let una = LOCAL_SEQ + 1;
+        assert!(!s.is_in_flight(una - 1));
+        assert!(s.is_in_flight(una));
+        assert!(s.is_in_flight(una + mss));
+        assert!(s.is_in_flight(una + 2 * mss - 1));
+        assert!(!s.is_in_flight(una + 2 * mss));
+        assert!(!s.is_in_flight(una + 100_000));
+        // Once acknowledged, nothing is in flight.
+        send!(s, time 10, ack_with_sack(una + 2 * mss, &[]));
+        assert!(!s.is_in_flight(una + mss));
+        assert!(!s.is_in_flight(una + 2 * mss));
+        // Nor on a socket that is not synchronized.
+        assert!(!socket_listen().is_in_flight(LOCAL_SEQ));
     }
 
     // =========================================================================================//

@@ -341,6 +341,9 @@ pub(super) enum EpisodeKind {
     Fast,
     /// The retransmission timer expired (RFC 5681 §3.1, RFC 6298 (5.4)).
     Timeout,
+    /// The path MTU dropped: what was in flight is resent in smaller segments, with no
+    /// window reduction (RFC 8201, RFC 1191; Linux's `tcp_simple_retransmit`).
+    PathMtu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1057,6 +1060,35 @@ impl Recovery {
                 self.rack.reo_wnd_mult = 1;
             }
         }
+    }
+
+    /// The path MTU dropped below the segments in flight (RFC 8201, RFC 1191): everything in
+    /// flight and not SACKed is deemed lost, to be sent again at once in segments of the new
+    /// size. Unlike a loss, this is no sign of congestion, so the congestion controller is not
+    /// told (as Linux's `tcp_simple_retransmit`): an episode keeps a later ACK from starting a
+    /// fast recovery, with its window reduction, for these losses. An episode in progress
+    /// goes on until all now in flight is acknowledged; a tail loss probe in flight is
+    /// forgotten, so that its outcome does not count as a loss either.
+    pub fn on_path_mtu(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber) {
+        self.board.cover(una, snd_max);
+        for block in &mut self.board.blocks[..self.board.len] {
+            if !block.has(SACKED) {
+                block.flags = (block.flags & EVER_RETRANS) | LOST;
+            }
+        }
+        self.board.compact();
+        let episode = self.episode.get_or_insert(Episode {
+            kind: EpisodeKind::PathMtu,
+            point: snd_max,
+            dupacks: 0,
+            retransmitted: 0,
+            spurious: 0,
+            exempt: true,
+        });
+        episode.point = episode.point.max(snd_max);
+        episode.exempt = true;
+        self.probe = Probe::NEW;
+        self.rack.timer = None;
     }
 
     /// The lowest run that is lost and not yet retransmitted: its start, and its length up to
