@@ -452,9 +452,14 @@ pub fn drop_reasons(counters: &StackCounters) -> String {
 }
 
 /// What TCP loss recovery did, if anything, as ` (tcp_retransmits=... tcp_timeouts=...)`: a
-/// path that loses tails shows timeouts, one that loses inside windows fast recoveries.
+/// path that loses tails shows timeouts, one that loses inside windows fast recoveries, one
+/// with a smaller MTU than ours `pmtu_lowered`.
 pub fn loss_recovery(counters: &StackCounters) -> String {
-    nonzero(counters, "tcp_")
+    join_nonzero(
+        counters
+            .fields()
+            .filter(|(name, _)| name.starts_with("tcp_") || *name == "pmtu_lowered"),
+    )
 }
 
 /// What the SYN-flood and blind-attack defences did, if anything, as ` (syn_cache_entries=...
@@ -708,11 +713,12 @@ mod tests {
         let lossy = StackCounters {
             tcp_retransmits: 5,
             tcp_fast_recoveries: 2,
+            pmtu_lowered: 1,
             ..some
         };
         assert_eq!(
             loss_recovery(&lossy),
-            " (tcp_retransmits=5 tcp_fast_recoveries=2)"
+            " (tcp_retransmits=5 tcp_fast_recoveries=2 pmtu_lowered=1)"
         );
     }
 

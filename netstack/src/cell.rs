@@ -38,6 +38,17 @@ pub(crate) enum EgressStop {
     BudgetExhausted,
 }
 
+/// What a path MTU report did to a cell's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathMtuOutcome {
+    /// The MSS is lower; what was in flight waits to be resent.
+    Lowered,
+    /// The quoted sequence number is not in flight: nothing changed.
+    NotInFlight,
+    /// The report would not lower the MSS: nothing changed.
+    NotLower,
+}
+
 pub(crate) struct Cell<A> {
     iface: Interface,
     sockets: SocketSet<'static>,
@@ -197,6 +208,20 @@ impl<A> Cell<A> {
         self.sockets
             .get::<TcpSocket<'static>>(self.handle)
             .challenge_acks()
+    }
+
+    /// Applies a path MTU report quoting `seq` (RFC 8201, RFC 1191): if `seq` is in flight
+    /// (RFC 5927 §4.1), lowers the socket's MSS to what `mtu` allows, and what is in flight
+    /// goes again in smaller segments at the next egress (smoltcp patch 19).
+    pub fn lower_path_mtu(&mut self, seq: TcpSeqNumber, mtu: u16) -> PathMtuOutcome {
+        let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
+        if !socket.is_in_flight(seq) {
+            PathMtuOutcome::NotInFlight
+        } else if socket.lower_path_mtu(self.iface.context(), usize::from(mtu)) {
+            PathMtuOutcome::Lowered
+        } else {
+            PathMtuOutcome::NotLower
+        }
     }
 
     /// Remembers the sequence numbers a TIME-WAIT tombstone needs from a segment the peer

@@ -137,6 +137,9 @@ define_counters! {
         tcp_loss_probes,
         /// Fast recoveries undone because what they retransmitted had arrived (reordering).
         tcp_spurious_recoveries,
+        /// Path MTU reports (ICMPv4 Fragmentation Needed, ICMPv6 Packet Too Big) that lowered
+        /// a connection's MSS: what it had in flight was resent in smaller segments.
+        pmtu_lowered,
     }
     drops {
         /// Shorter than an Ethernet header.
@@ -169,10 +172,22 @@ define_counters! {
         drop_ip_protocol_unknown,
         /// ICMP that does not parse, or has a bad checksum.
         drop_icmp_malformed,
-        /// ICMP other than echo request.
+        /// ICMP other than echo request and Fragmentation Needed.
         drop_icmp_other,
         /// Echo request whose reply would not fit the MTU.
         drop_icmp_oversize,
+        /// Path MTU report whose quote is not a TCP segment from our address (too short, not
+        /// IPv4, another protocol or source), or that gives no usable MTU.
+        drop_pmtu_malformed,
+        /// Path MTU report quoting a segment of no connection we hold (another port, an
+        /// unknown peer, a half-open or TIME-WAIT flow).
+        drop_pmtu_no_flow,
+        /// Path MTU report whose quoted sequence number is not in flight (RFC 5927 §4.1):
+        /// forged, or too old to matter.
+        drop_pmtu_not_in_flight,
+        /// Valid path MTU report that would not lower the connection's MSS (at or above it, or
+        /// the MSS is already at the minimum).
+        drop_pmtu_not_lower,
         /// TCP header that does not parse (lengths, zero ports, impossible flags).
         drop_tcp_malformed,
         /// Bad TCP checksum.

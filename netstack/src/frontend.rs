@@ -2,16 +2,17 @@
 //!
 //! It turns untrusted frames into typed values once ("parse, don't validate"): Ethernet, ARP,
 //! IPv4, ICMP and TCP are checked here and every frame is either answered (ARP request for our
-//! address, ICMP echo), handed on as a validated [`TcpSegment`], or dropped and counted in
-//! exactly one `drop_*` counter. It also builds the RSTs the stack sends for segments no cell
+//! address, ICMP echo), handed on as a validated [`TcpSegment`] or [`PathMtuReport`], or
+//! dropped and counted in exactly one `drop_*` counter. It also builds the RSTs the stack sends for segments no cell
 //! owns. Invariants: no accessor is called on a wire view before `new_checked` succeeded, so no
 //! input can panic; replies go only to the reply queue; nothing is learned from ARP.
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
-    Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr,
+    Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
+    TcpSeqNumber,
 };
 
 use crate::StackCounters;
@@ -116,7 +117,34 @@ pub(crate) enum Verdict<'f> {
     Done,
     /// A TCP segment for the stack to route.
     Tcp(TcpSegment<'f>),
+    /// A path MTU report (ICMPv4 Fragmentation Needed, ICMPv6 Packet Too Big) quoting a
+    /// segment we sent, for the stack to check against the flow and apply.
+    PathMtu(PathMtuReport),
 }
+
+/// What an ICMP error says about one of our connections: the path to `peer_ip` carries
+/// packets of `mtu` octets at most. Taken from the quoted segment (its destination is the
+/// peer, its source port ours) and the ICMP header; nothing is checked against the flow yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathMtuReport {
+    pub peer_ip: IpAddress,
+    pub peer_port: u16,
+    pub local_port: u16,
+    /// The quoted segment's sequence number (RFC 5927 §4.1: must be in flight).
+    pub seq: TcpSeqNumber,
+    pub mtu: u16,
+}
+
+/// RFC 1191 §7 table 7-1's plateaus, highest first: a router that predates RFC 1191 sends a
+/// next-hop MTU of 0, and the largest plateau below the rejected datagram's length is the best
+/// guess.
+const MTU_PLATEAUS: [u16; 11] = [
+    65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68,
+];
+
+/// ICMPv4 Destination Unreachable code 4, "fragmentation needed and DF set" (RFC 792,
+/// RFC 1191 §4).
+const ICMP_CODE_FRAG_NEEDED: u8 = 4;
 
 /// A segment with no payload and no options from our port back to `seg`'s sender.
 fn bare_segment<'a>(
@@ -302,10 +330,7 @@ impl FrontEnd {
             return Verdict::Done;
         };
         match packet.next_header() {
-            IpProtocol::Icmp => {
-                self.icmp(peer_mac, src, ours, ip_payload, counters, replies);
-                Verdict::Done
-            }
+            IpProtocol::Icmp => self.icmp(peer_mac, src, ours, ip_payload, counters, replies),
             IpProtocol::Tcp => {
                 let (peer_ip, local) = (IpAddress::Ipv4(src), local);
                 self.tcp(peer_mac, peer_ip, local, ip_packet, ip_payload, counters)
@@ -317,7 +342,7 @@ impl FrontEnd {
         }
     }
 
-    fn icmp(
+    fn icmp<'f>(
         &self,
         peer_mac: EthernetAddress,
         peer_ip: Ipv4Address,
@@ -325,16 +350,83 @@ impl FrontEnd {
         ip_payload: &[u8],
         counters: &mut StackCounters,
         replies: &mut ReplyQueue,
-    ) {
+    ) -> Verdict<'f> {
         let Ok(packet) = Icmpv4Packet::new_checked(ip_payload) else {
             counters.drop_icmp_malformed += 1;
-            return;
+            return Verdict::Done;
         };
         if self.verify_rx && !packet.verify_checksum() {
             counters.drop_icmp_malformed += 1;
-            return;
+            return Verdict::Done;
         }
-        let repr = match Icmpv4Repr::parse(&packet, &ChecksumCapabilities::ignored()) {
+        if packet.msg_type() == Icmpv4Message::DstUnreachable
+            && packet.msg_code() == ICMP_CODE_FRAG_NEEDED
+        {
+            // (smoltcp's `Icmpv4Repr` wants the whole quoted datagram and drops the next-hop
+            // MTU; the quote is usually cut after 8 octets of TCP.)
+            return match Self::frag_needed(ours, ip_payload) {
+                Some(report) => Verdict::PathMtu(report),
+                None => {
+                    counters.drop_pmtu_malformed += 1;
+                    Verdict::Done
+                }
+            };
+        }
+        self.echo(peer_mac, peer_ip, ours, &packet, counters, replies);
+        Verdict::Done
+    }
+
+    /// RFC 1191 §4: a Fragmentation Needed quoting the IPv4 header and at least the first 8
+    /// octets of a TCP segment we sent (RFC 792). `None` if the quote is short, not IPv4 or
+    /// not TCP from `ours`, our address the ICMP message came to. `icmp` is the whole ICMP
+    /// message, at least its 8-octet header (checked by `Icmpv4Packet::new_checked`).
+    fn frag_needed(ours: Ipv4Address, icmp: &[u8]) -> Option<PathMtuReport> {
+        let be16 = |bytes: &[u8], at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+        };
+        // ICMP header: type, code, checksum, unused (2), next-hop MTU (2); then the quote.
+        let next_hop_mtu = be16(icmp, 6)?;
+        let quote = icmp.get(8..)?;
+        let (&version_ihl, &protocol) = (quote.first()?, quote.get(9)?);
+        let ihl = usize::from(version_ihl & 0x0f) * 4;
+        if version_ihl >> 4 != 4 || ihl < 20 || protocol != u8::from(IpProtocol::Tcp) {
+            return None;
+        }
+        let src: [u8; 4] = quote.get(12..16)?.try_into().ok()?;
+        let dst: [u8; 4] = quote.get(16..20)?.try_into().ok()?;
+        if Ipv4Address::from(src) != ours {
+            return None;
+        }
+        let tcp = quote.get(ihl..ihl + 8)?;
+        let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+        let mtu = match next_hop_mtu {
+            // A router older than RFC 1191: guess from the length of what it rejected.
+            0 => {
+                let rejected = be16(quote, 2)?;
+                *MTU_PLATEAUS.iter().find(|&&plateau| plateau < rejected)?
+            }
+            mtu => mtu,
+        };
+        Some(PathMtuReport {
+            peer_ip: IpAddress::Ipv4(Ipv4Address::from(dst)),
+            peer_port: be16(tcp, 2)?,
+            local_port: be16(tcp, 0)?,
+            seq: TcpSeqNumber(seq as i32),
+            mtu,
+        })
+    }
+
+    /// Answers an echo request (RFC 792); any other ICMP message is dropped.
+    fn echo(
+        &self,
+        peer_mac: EthernetAddress,
+        peer_ip: Ipv4Address,
+        ours: Ipv4Address,
+        packet: &Icmpv4Packet<&[u8]>,
+        counters: &mut StackCounters,
+        replies: &mut ReplyQueue,
+    ) {
+        let repr = match Icmpv4Repr::parse(packet, &ChecksumCapabilities::ignored()) {
             Ok(repr) => repr,
             // Unknown types and codes fail to parse: not an echo request either way.
             Err(_) => {
@@ -645,6 +737,74 @@ mod tests {
         let frame = ipv4_frame(OUR_IP, IpProtocol::Icmp, &icmp);
         fe.classify(&frame, &mut c, &mut s);
         assert_eq!(c.drop_icmp_other, 1);
+    }
+
+    /// A Fragmentation Needed from a router with next-hop `mtu`, quoting a TCP segment from
+    /// us (port 80) to the peer's port 40000 at sequence number 7, of `total_len` octets.
+    fn frag_needed(mtu: u16, total_len: u16) -> Vec<u8> {
+        let mut icmp = vec![3u8, 4, 0, 0, 0, 0, 0, 0];
+        icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+        let quoted = Ipv4Repr {
+            src_addr: OUR_IP,
+            dst_addr: PEER_IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: usize::from(total_len) - 20,
+            hop_limit: 64,
+        };
+        let mut header = [0u8; 20];
+        quoted.emit(
+            &mut Ipv4Packet::new_unchecked(&mut header[..]),
+            &ChecksumCapabilities::default(),
+        );
+        icmp.extend_from_slice(&header);
+        icmp.extend_from_slice(&[0, 80, 0x9c, 0x40, 0, 0, 0, 7]);
+        Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+        let mut frame = ipv4_frame(OUR_IP, IpProtocol::Icmp, &icmp);
+        // From a router, not the peer.
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+        ip.set_src_addr(Ipv4Address::new(198, 18, 0, 254));
+        ip.fill_checksum();
+        frame
+    }
+
+    #[test]
+    fn fragmentation_needed_becomes_a_path_mtu_report() {
+        let (fe, mut c, mut s) = (front(), StackCounters::default(), ReplyQueue::new(4, 1514));
+        let frame = frag_needed(1400, 1500);
+        let Verdict::PathMtu(report) = fe.classify(&frame, &mut c, &mut s) else {
+            panic!("not a path MTU report");
+        };
+        assert_eq!(
+            report,
+            PathMtuReport {
+                peer_ip: IpAddress::Ipv4(PEER_IP),
+                peer_port: 40000,
+                local_port: 80,
+                seq: TcpSeqNumber(7),
+                mtu: 1400,
+            }
+        );
+        assert_eq!(c.total_dropped(), 0);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_next_hop_mtu_of_zero_takes_the_plateau_below_the_rejected_length() {
+        // RFC 1191 §7: 1500 -> 1492, 1492 -> 1006, 4000 -> 2002; nothing below 68.
+        let fe = front();
+        for (total_len, plateau) in [(1500, 1492), (1492, 1006), (4000, 2002), (576, 508)] {
+            let (mut c, mut s) = (StackCounters::default(), ReplyQueue::new(4, 1514));
+            match fe.classify(&frag_needed(0, total_len), &mut c, &mut s) {
+                Verdict::PathMtu(report) => assert_eq!(report.mtu, plateau, "{total_len}"),
+                _ => panic!("{total_len}: no report"),
+            }
+        }
+        let (mut c, mut s) = (StackCounters::default(), ReplyQueue::new(4, 1514));
+        assert!(matches!(
+            fe.classify(&frag_needed(0, 68), &mut c, &mut s),
+            Verdict::Done
+        ));
+        assert_eq!(c.drop_pmtu_malformed, 1);
     }
 
     #[test]

@@ -28,10 +28,10 @@ use smoltcp::wire::{
     EthernetAddress, EthernetProtocol, IpAddress, IpEndpoint, Ipv6Address, TcpControl, TcpSeqNumber,
 };
 
-use crate::cell::{Cell, EgressDevice, EgressStop};
+use crate::cell::{Cell, EgressDevice, EgressStop, PathMtuOutcome};
 use crate::cookie::{CookieJar, SynOptions, Tuple};
 use crate::flow::{FlowEntry, FlowKey, FlowTable};
-use crate::frontend::{FrontEnd, Locals, MAX_IPV6, TcpSegment, Verdict, link_local};
+use crate::frontend::{FrontEnd, Locals, MAX_IPV6, PathMtuReport, TcpSegment, Verdict, link_local};
 use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
@@ -392,6 +392,51 @@ impl<A: ConnApp> Stack<A> {
         {
             Verdict::Done => {}
             Verdict::Tcp(seg) => self.handle_tcp(now, &seg),
+            Verdict::PathMtu(report) => self.handle_path_mtu(&report),
+        }
+    }
+
+    /// A path MTU report from the front end: only a connection a cell holds, whose quoted
+    /// sequence number is in flight (RFC 5927 §4.1), lowers its MSS. The cell is then run at
+    /// the next egress, which resends what was in flight in smaller segments.
+    fn handle_path_mtu(&mut self, report: &PathMtuReport) {
+        // The report names the peer, not which of our addresses the quoted segment left
+        // from: the flow is the peer's on whichever of our addresses of its family holds one.
+        let same_family =
+            |ours: IpAddress| !ours.is_unspecified() && ours.version() == report.peer_ip.version();
+        let found = (0..=MAX_IPV6 as u8 + 1)
+            .filter(|_| report.local_port == self.config.port)
+            .filter(|&local| same_family(self.front.locals.get(local)))
+            .find_map(|local| {
+                let key = FlowKey {
+                    peer_ip: report.peer_ip,
+                    peer_port: report.peer_port,
+                    local,
+                };
+                match self.flows.get(&key) {
+                    Some(FlowEntry::Cell(index)) => Some(index),
+                    _ => None,
+                }
+            });
+        let Some(index) = found else {
+            self.counters.drop_pmtu_no_flow += 1;
+            return;
+        };
+        let Some(cell) = self.cells.get_mut(index as usize) else {
+            self.counters.drop_pmtu_no_flow += 1;
+            return;
+        };
+        match cell.lower_path_mtu(report.seq, report.mtu) {
+            PathMtuOutcome::Lowered => {
+                self.counters.pmtu_lowered += 1;
+                let r = CellRef {
+                    index,
+                    generation: cell.generation,
+                };
+                mark_dirty(&mut self.dirty, cell, r);
+            }
+            PathMtuOutcome::NotInFlight => self.counters.drop_pmtu_not_in_flight += 1,
+            PathMtuOutcome::NotLower => self.counters.drop_pmtu_not_lower += 1,
         }
     }
 

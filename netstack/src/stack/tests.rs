@@ -1420,3 +1420,203 @@ fn a_stack_without_a_syn_cache_runs_on_cookies_alone() {
     assert_eq!(only_tcp(&pump(&mut stack, t(50))).payload, b"HELLO");
     assert_eq!(stack.counters().syncookies_valid, 1);
 }
+
+/// A router on the way to the peer.
+const ROUTER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 254);
+
+/// A connection whose server sent a 6000-octet answer the peer has not acknowledged: returns
+/// the peer and the data frames in flight.
+fn connection_with_data_in_flight(stack: &mut Stack<App>, port: u16) -> (Peer, Vec<Vec<u8>>) {
+    let mut peer = Peer::new(port);
+    connect(stack, &mut peer, t(0));
+    stack.handle_frame(t(1), &peer.data(b"GET / HTTP/1.1\r\n\r\n"));
+    stack.serve_ready(t(1), &mut |conn: Conn<'_, App>| {
+        let Conn { socket, state } = conn;
+        while socket.can_recv() {
+            let _ = socket.recv(|data| (data.len(), ()));
+        }
+        if !state.replied {
+            state.replied = true;
+            assert_eq!(socket.send_slice(&[b'x'; 6000]), Ok(6000));
+        }
+    });
+    let mut wire = Wire::new();
+    stack.poll_egress(t(1), &mut wire);
+    let sent: usize = wire.frames.iter().map(|f| parse_tcp(f).payload.len()).sum();
+    assert_eq!(sent, 6000, "the whole answer leaves in the first window");
+    // Four full-sized segments of 1460 octets, then 160.
+    assert_eq!(wire.frames.len(), 5);
+    assert!(wire.frames[..4].iter().all(|f| f.len() == 14 + 1500));
+    (peer, wire.frames)
+}
+
+/// An ICMPv4 Destination Unreachable / Fragmentation Needed from a router, with next-hop
+/// `mtu`, quoting `quote` (the start of a packet we sent: IPv4 header and more).
+fn frag_needed(mtu: u16, quote: &[u8]) -> Vec<u8> {
+    ipv4_frame(
+        GATEWAY_MAC,
+        ROUTER_IP,
+        IpProtocol::Icmp,
+        8 + quote.len(),
+        |buf| {
+            buf[0] = 3;
+            buf[1] = 4;
+            buf[6..8].copy_from_slice(&mtu.to_be_bytes());
+            buf[8..].copy_from_slice(quote);
+            Icmpv4Packet::new_unchecked(buf).fill_checksum();
+        },
+    )
+}
+
+/// The quote a router sends back (RFC 792): the IPv4 header and the first 8 octets of TCP.
+fn quote_of(frame: &[u8]) -> Vec<u8> {
+    frame[14..14 + 20 + 8].to_vec()
+}
+
+/// A quote of `frame` rewritten by `f` (IPv4 header bytes 0..20, then TCP).
+fn forged_quote(frame: &[u8], f: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut quote = quote_of(frame);
+    f(&mut quote);
+    quote
+}
+
+#[test]
+fn fragmentation_needed_lowers_the_mss_and_resends_in_smaller_frames() {
+    // RFC 1191: a router on the path carries 1280 octets. The report quotes the first data
+    // segment in flight; the stack resends everything in flight at once in frames that fit,
+    // and what follows fits too.
+    let mut stack = stack_with(config());
+    let (mut peer, in_flight) = connection_with_data_in_flight(&mut stack, 40100);
+    let first = parse_tcp(&in_flight[0]);
+    stack.handle_frame(t(2), &frag_needed(1280, &quote_of(&in_flight[0])));
+    assert_eq!(stack.counters().pmtu_lowered, 1);
+    assert_eq!(stack.counters().total_dropped(), 0);
+    let resent = pump(&mut stack, t(2));
+    assert!(
+        !resent.is_empty(),
+        "the resend goes at once, not after a timeout"
+    );
+    assert!(
+        resent.iter().all(|f| f.len() - 14 <= 1280),
+        "every frame fits the path"
+    );
+    let segs: Vec<Seg> = resent.iter().map(|f| parse_tcp(f)).collect();
+    assert_eq!(
+        segs[0].seq, first.seq,
+        "the resend starts at the oldest octet in flight"
+    );
+    let mut next = first.seq;
+    for seg in &segs {
+        assert_eq!(seg.seq, next, "the resends follow one another");
+        next += seg.payload.len() as u32;
+    }
+    assert_eq!(next, first.seq + 6000, "everything in flight is resent");
+    assert_eq!(stack.counters().tcp_timeouts, 0);
+    assert_eq!(stack.counters().tcp_fast_recoveries, 0);
+
+    // The peer acknowledges it all; the connection goes on with the smaller segments.
+    peer.ack = next;
+    stack.handle_frame(t(3), &peer.ack_now());
+    stack.serve_ready(t(3), &mut |conn: Conn<'_, App>| {
+        assert_eq!(conn.socket.send_slice(&[b'y'; 3000]), Ok(3000));
+    });
+    let mut wire = Wire::new();
+    stack.poll_egress(t(3), &mut wire);
+    assert!(wire.frames.len() >= 3);
+    assert!(wire.frames.iter().all(|f| f.len() - 14 <= 1280));
+}
+
+#[test]
+fn fragmentation_needed_from_an_old_router_uses_the_plateau_table() {
+    // A next-hop MTU of 0: RFC 1191's plateau below the rejected 1500 octets, 1492.
+    let mut stack = stack_with(config());
+    let (_, in_flight) = connection_with_data_in_flight(&mut stack, 40101);
+    stack.handle_frame(t(2), &frag_needed(0, &quote_of(&in_flight[1])));
+    assert_eq!(stack.counters().pmtu_lowered, 1);
+    let resent = pump(&mut stack, t(2));
+    assert!(!resent.is_empty());
+    assert!(resent.iter().all(|f| f.len() - 14 <= 1492));
+    assert!(resent.iter().any(|f| f.len() - 14 > 1400));
+}
+
+#[test]
+fn forged_or_useless_path_mtu_reports_change_nothing_and_are_counted() {
+    let mut stack = stack_with(config());
+    let (mut peer, in_flight) = connection_with_data_in_flight(&mut stack, 40102);
+    let frame = &in_flight[0];
+    let first_seq = parse_tcp(frame).seq;
+    let set_seq = |seq: u32| move |q: &mut [u8]| q[24..28].copy_from_slice(&seq.to_be_bytes());
+    let reports: Vec<(&str, Vec<u8>)> = vec![
+        // RFC 5927 §4.1: sequence numbers below SND.UNA and at or past SND.NXT.
+        (
+            "below the window",
+            frag_needed(1280, &forged_quote(frame, set_seq(first_seq - 1))),
+        ),
+        (
+            "past SND.NXT",
+            frag_needed(1280, &forged_quote(frame, set_seq(first_seq + 6000))),
+        ),
+        (
+            "far off",
+            frag_needed(1280, &forged_quote(frame, set_seq(first_seq ^ 0x8000_0000))),
+        ),
+        // Another local port (ours is 80), another peer port, another peer address.
+        (
+            "our port",
+            frag_needed(
+                1280,
+                &forged_quote(frame, |q| q[20..22].copy_from_slice(&81u16.to_be_bytes())),
+            ),
+        ),
+        (
+            "peer port",
+            frag_needed(
+                1280,
+                &forged_quote(frame, |q| {
+                    q[22..24].copy_from_slice(&40999u16.to_be_bytes())
+                }),
+            ),
+        ),
+        (
+            "peer address",
+            frag_needed(1280, &forged_quote(frame, |q| q[19] = 77)),
+        ),
+        // Not from our address, not TCP, too short to hold the sequence number.
+        (
+            "source",
+            frag_needed(1280, &forged_quote(frame, |q| q[15] = 9)),
+        ),
+        (
+            "protocol",
+            frag_needed(1280, &forged_quote(frame, |q| q[9] = 17)),
+        ),
+        ("short", frag_needed(1280, &quote_of(frame)[..24])),
+        // A valid report that would not lower the MSS.
+        ("not lower", frag_needed(1500, &quote_of(frame))),
+    ];
+    for (what, report) in &reports {
+        stack.handle_frame(t(2), report);
+        assert!(
+            pump(&mut stack, t(2)).is_empty(),
+            "{what}: nothing is resent"
+        );
+    }
+    let c = stack.counters();
+    assert_eq!(c.pmtu_lowered, 0);
+    assert_eq!(c.drop_pmtu_not_in_flight, 3);
+    assert_eq!(c.drop_pmtu_no_flow, 3);
+    assert_eq!(c.drop_pmtu_malformed, 3);
+    assert_eq!(c.drop_pmtu_not_lower, 1);
+    assert_eq!(c.total_dropped(), reports.len() as u64);
+
+    // The connection still sends full-sized segments: its MSS is untouched. The peer
+    // acknowledges everything; new data goes at 1460 octets.
+    peer.ack = first_seq + 6000;
+    stack.handle_frame(t(3), &peer.ack_now());
+    stack.serve_ready(t(3), &mut |conn: Conn<'_, App>| {
+        assert_eq!(conn.socket.send_slice(&[b'y'; 3000]), Ok(3000));
+    });
+    let mut wire = Wire::new();
+    stack.poll_egress(t(3), &mut wire);
+    assert!(wire.frames.iter().any(|f| f.len() == 14 + 1500));
+}
