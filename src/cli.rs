@@ -3,10 +3,10 @@
 //! Every mistake a user can make here gets a message that says what was wrong and what to do;
 //! clap reports syntax errors, and the value parsers below report bad addresses.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use sirocco_drivers::faults::FaultConfig;
 
 #[derive(Debug, Parser)]
@@ -177,12 +177,17 @@ pub struct ServeArgs {
     // The old names, hidden, for one release: --xdp-redirect-all and --netmap-nic-only.
     #[arg(long, aliases = ["xdp-redirect-all", "netmap-nic-only"])]
     pub dedicated_nic: bool,
-    /// The server's IPv4 address and prefix, e.g. 198.18.0.2/24.
-    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_ipv4_cidr)]
-    pub ip: Ipv4Cidr,
+    /// The server's address and prefix, IPv4 or IPv6, e.g. 198.18.0.2/24 or 2001:2::2/64.
+    /// Give it once per address, at most one IPv4 and three IPv6 addresses:
+    /// `--ip 198.18.0.2/24 --ip 2001:2::2/64`. With IPv6, the link-local address derived from
+    /// the MAC (fe80::/64, modified EUI-64) is served as well.
+    #[arg(long, value_name = "ADDR/PREFIX", required = true, action = ArgAction::Append, value_parser = parse_ip_cidr)]
+    pub ip: Vec<IpCidr>,
     #[command(flatten)]
     pub common: CommonArgs,
-    /// The server's MAC address (default: 02:00 followed by the IPv4 address).
+    /// The server's MAC address (default on a NIC: the NIC's; elsewhere 02:00 followed by the
+    /// IPv4 address, or without IPv4, 02:06 followed by the last four bytes of the first IPv6
+    /// address).
     #[arg(long, value_name = "MAC", value_parser = parse_mac)]
     pub mac: Option<[u8; 6]>,
     /// With --driver pcap: the trace whose frames are received.
@@ -552,30 +557,213 @@ impl std::fmt::Display for Ipv4Cidr {
     }
 }
 
+/// An IPv6 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+}
+
+impl std::fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// One `--ip`: an IPv4 or an IPv6 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpCidr {
+    V4(Ipv4Cidr),
+    V6(Ipv6Cidr),
+}
+
+impl IpCidr {
+    pub fn addr(&self) -> IpAddr {
+        match self {
+            IpCidr::V4(cidr) => IpAddr::V4(cidr.addr),
+            IpCidr::V6(cidr) => IpAddr::V6(cidr.addr),
+        }
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpCidr::V4(cidr) => cidr.fmt(f),
+            IpCidr::V6(cidr) => cidr.fmt(f),
+        }
+    }
+}
+
+/// Most IPv6 addresses `--ip` may give: the netstack serves at most three besides the
+/// link-local one (its `ConfigError::TooManyIpv6`).
+pub const MAX_IPV6: usize = 3;
+
+/// The addresses `serve` answers on: every `--ip`, checked together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIps {
+    pub ipv4: Option<Ipv4Cidr>,
+    /// Global or unique-local addresses, in the order given; the link-local one is not here.
+    pub ipv6: Vec<Ipv6Cidr>,
+}
+
+impl ServerIps {
+    /// Checks the `--ip` values together: at most one IPv4 and [`MAX_IPV6`] IPv6 addresses,
+    /// none twice, at least one.
+    pub fn from_list(list: &[IpCidr]) -> Result<ServerIps, String> {
+        let mut ips = ServerIps {
+            ipv4: None,
+            ipv6: Vec::new(),
+        };
+        for (i, cidr) in list.iter().enumerate() {
+            if let Some(first) = list[..i].iter().find(|c| c.addr() == cidr.addr()) {
+                return Err(format!(
+                    "{} is given twice (as {first} and {cidr}): give each address once",
+                    cidr.addr()
+                ));
+            }
+            match *cidr {
+                IpCidr::V4(v4) => {
+                    if let Some(first) = ips.ipv4 {
+                        return Err(format!(
+                            "two IPv4 addresses, {first} and {v4}: sirocco serves at most one IPv4 address (and up to {MAX_IPV6} IPv6 ones); give --ip once for IPv4"
+                        ));
+                    }
+                    ips.ipv4 = Some(v4);
+                }
+                IpCidr::V6(v6) => ips.ipv6.push(v6),
+            }
+        }
+        if ips.ipv6.len() > MAX_IPV6 {
+            let all: Vec<String> = ips.ipv6.iter().map(Ipv6Cidr::to_string).collect();
+            return Err(format!(
+                "{} IPv6 addresses ({}): sirocco serves at most {MAX_IPV6}, besides the link-local one it derives from the MAC; give fewer",
+                ips.ipv6.len(),
+                all.join(", ")
+            ));
+        }
+        if ips.ipv4.is_none() && ips.ipv6.is_empty() {
+            return Err(
+                "no address to serve: give --ip ADDR/PREFIX, e.g. --ip 198.18.0.2/24 or --ip 2001:2::2/64"
+                    .to_string(),
+            );
+        }
+        Ok(ips)
+    }
+
+    /// Every address, IPv4 first, as given.
+    pub fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ipv4
+            .iter()
+            .map(|c| IpAddr::V4(c.addr))
+            .chain(self.ipv6.iter().map(|c| IpAddr::V6(c.addr)))
+    }
+
+    /// Every address with its prefix, IPv4 first: `198.18.0.2/24, 2001:2::2/64`.
+    pub fn cidrs(&self) -> String {
+        let all: Vec<String> = self
+            .ipv4
+            .iter()
+            .map(Ipv4Cidr::to_string)
+            .chain(self.ipv6.iter().map(Ipv6Cidr::to_string))
+            .collect();
+        all.join(", ")
+    }
+
+    /// The server's URL on each address: `http://198.18.0.2:80/ and http://[2001:2::2]:80/`.
+    pub fn urls(&self, port: u16) -> String {
+        let all: Vec<String> = self
+            .addrs()
+            .map(|ip| format!("http://{}/", std::net::SocketAddr::new(ip, port)))
+            .collect();
+        all.join(" and ")
+    }
+}
+
+impl ServeArgs {
+    /// The `--ip` values, checked together (see [`ServerIps::from_list`]).
+    pub fn ips(&self) -> Result<ServerIps, String> {
+        ServerIps::from_list(&self.ip)
+    }
+}
+
+const IP_EXAMPLE: &str = "expected ADDR/PREFIX, e.g. 198.18.0.2/24 or 2001:2::2/64";
+
+/// One `--ip`: `198.18.0.2/24` or `2001:2::2/64`.
+pub fn parse_ip_cidr(text: &str) -> Result<IpCidr, String> {
+    let (addr, _) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}' has no prefix length: {IP_EXAMPLE}"))?;
+    if addr.contains(':') {
+        parse_ipv6_cidr(text).map(IpCidr::V6)
+    } else {
+        parse_ipv4_cidr(text).map(IpCidr::V4)
+    }
+}
+
 pub fn parse_ipv4_cidr(text: &str) -> Result<Ipv4Cidr, String> {
-    let example = "expected ADDR/PREFIX, e.g. 198.18.0.2/24";
     let (addr, prefix) = text
         .split_once('/')
-        .ok_or_else(|| format!("'{text}' has no prefix length: {example}"))?;
-    if addr.contains(':') {
-        return Err(format!(
-            "'{text}' is IPv6, which sirocco does not serve yet: give an IPv4 address, e.g. 198.18.0.2/24"
-        ));
-    }
+        .ok_or_else(|| format!("'{text}' has no prefix length: {IP_EXAMPLE}"))?;
     let addr: Ipv4Addr = addr
         .parse()
-        .map_err(|_| format!("'{addr}' is not an IPv4 address: {example}"))?;
+        .map_err(|_| format!("'{addr}' is not an IPv4 address: {IP_EXAMPLE}"))?;
     let prefix_len: u8 = prefix
         .parse()
         .ok()
         .filter(|p| (1..=32).contains(p))
-        .ok_or_else(|| format!("prefix length '{prefix}' must be a number from 1 to 32"))?;
+        .ok_or_else(|| {
+            format!("prefix length '{prefix}' must be a number from 1 to 32 for IPv4")
+        })?;
     if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
         return Err(format!(
             "{addr} cannot be a server address: use a unicast address, e.g. 198.18.0.2/24"
         ));
     }
     Ok(Ipv4Cidr { addr, prefix_len })
+}
+
+pub fn parse_ipv6_cidr(text: &str) -> Result<Ipv6Cidr, String> {
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}' has no prefix length: {IP_EXAMPLE}"))?;
+    // `[2001:2::2]/64`, as some people write it for URLs.
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let addr: Ipv6Addr = bare
+        .parse()
+        .map_err(|_| format!("'{addr}' is not an IPv6 address: {IP_EXAMPLE}"))?;
+    let prefix_len: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=128).contains(p))
+        .ok_or_else(|| {
+            format!("prefix length '{prefix}' must be a number from 1 to 128 for IPv6")
+        })?;
+    let example = "use a global or unique-local unicast address, e.g. 2001:2::2/64";
+    let what = if addr.is_unspecified() {
+        Some("the unspecified address")
+    } else if addr.is_loopback() {
+        Some("the loopback address")
+    } else if addr.is_multicast() {
+        Some("a multicast address")
+    } else if addr.is_unicast_link_local() {
+        return Err(format!(
+            "{addr} is a link-local address: sirocco derives its link-local address from the MAC (fe80::/64 and the modified EUI-64 of the MAC) and serves it by itself; {example}"
+        ));
+    } else if addr.to_ipv4_mapped().is_some() {
+        Some("an IPv4-mapped address (give the IPv4 address as it is, e.g. --ip 198.18.0.2/24)")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(format!(
+            "{addr} cannot be a server address: it is {what}; {example}"
+        ));
+    }
+    Ok(Ipv6Cidr { addr, prefix_len })
 }
 
 pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
@@ -601,11 +789,23 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// The default MAC for an address on a link without a hardware MAC of ours (tap, pcap):
-/// locally administered, unique per IPv4 address, and the same on every run.
-pub fn default_mac(addr: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = addr.octets();
-    [0x02, 0x00, a, b, c, d]
+/// The default MAC for a server on a link without a hardware MAC of ours (tap, pcap):
+/// locally administered and the same on every run. `02:00` and the IPv4 address when there is
+/// one; without IPv4, `02:06` and the last four bytes of the first IPv6 address (its interface
+/// identifier's low half, which usually tells hosts of one prefix apart).
+pub fn default_mac(ips: &ServerIps) -> [u8; 6] {
+    match (ips.ipv4, ips.ipv6.first()) {
+        (Some(v4), _) => {
+            let [a, b, c, d] = v4.addr.octets();
+            [0x02, 0x00, a, b, c, d]
+        }
+        (None, Some(v6)) => {
+            let o = v6.addr.octets();
+            [0x02, 0x06, o[12], o[13], o[14], o[15]]
+        }
+        // `ServerIps::from_list` refuses an empty list; any fixed local MAC will do.
+        (None, None) => [0x02, 0x00, 0, 0, 0, 1],
+    }
 }
 
 #[cfg(test)]
@@ -717,15 +917,106 @@ mod tests {
                 .contains("1 to 32")
         );
         assert!(
-            parse_ipv4_cidr("2001:2::1/64")
-                .unwrap_err()
-                .contains("IPv6")
-        );
-        assert!(
             parse_ipv4_cidr("0.0.0.0/8")
                 .unwrap_err()
                 .contains("unicast")
         );
+    }
+
+    /// `sirocco serve --ip A --ip B ...`: the `--ip` values, or clap's message.
+    fn ips_of(list: &[&str]) -> Result<Vec<IpCidr>, String> {
+        let mut args = vec!["sirocco", "serve"];
+        for ip in list {
+            args.extend(["--ip", ip]);
+        }
+        match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Serve(serve),
+            }) => Ok(serve.ip),
+            Ok(_) => unreachable!("serve parses as serve"),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn ip_takes_both_families_and_explains_each_mistake() {
+        let both = ips_of(&["198.18.0.2/24", "2001:2::2/64"]).unwrap();
+        let ips = ServerIps::from_list(&both).unwrap();
+        assert_eq!(ips.ipv4.unwrap().to_string(), "198.18.0.2/24");
+        assert_eq!(ips.ipv6.len(), 1);
+        assert_eq!(ips.ipv6[0].addr, "2001:2::2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(ips.ipv6[0].prefix_len, 64);
+        assert_eq!(ips.cidrs(), "198.18.0.2/24, 2001:2::2/64");
+        assert_eq!(
+            ips.urls(80),
+            "http://198.18.0.2:80/ and http://[2001:2::2]:80/"
+        );
+        // IPv6 alone, a /128, a unique-local address, brackets.
+        let only6 = ips_of(&["2001:2::2/128", "fd00::2/64", "[2001:db8::1]/48"]).unwrap();
+        let ips = ServerIps::from_list(&only6).unwrap();
+        assert_eq!(ips.ipv4, None);
+        assert_eq!(ips.ipv6.len(), 3);
+        assert_eq!(ips.urls(8080).matches("http://[").count(), 3);
+
+        for (bad, says) in [
+            ("2001:2::2", "has no prefix length"),
+            ("198.18.0.2", "has no prefix length"),
+            ("2001:2::2/129", "from 1 to 128"),
+            ("2001:2::2/0", "from 1 to 128"),
+            ("198.18.0.2/33", "from 1 to 32"),
+            ("2001:2::g/64", "not an IPv6 address"),
+            ("fe80::1/64", "derives its link-local address from the MAC"),
+            ("ff02::1/64", "multicast"),
+            ("::1/128", "loopback"),
+            ("::/64", "unspecified"),
+            ("::ffff:198.18.0.2/96", "IPv4-mapped"),
+            ("224.0.0.1/24", "unicast"),
+            ("255.255.255.255/24", "unicast"),
+            ("127.0.0.1/8", "unicast"),
+        ] {
+            let err = ips_of(&[bad]).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.contains("--ip"), "{bad}: clap names the flag: {err}");
+        }
+    }
+
+    #[test]
+    fn ip_addresses_are_checked_together() {
+        let together = |list: &[&str]| ServerIps::from_list(&ips_of(list).unwrap());
+        let err = together(&["198.18.0.2/24", "198.18.0.3/24"]).unwrap_err();
+        assert!(
+            err.contains("two IPv4 addresses, 198.18.0.2/24 and 198.18.0.3/24")
+                && err.contains("at most one IPv4"),
+            "{err}"
+        );
+        let err = together(&[
+            "2001:2::2/64",
+            "2001:2::3/64",
+            "2001:2::4/64",
+            "2001:2::5/64",
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("4 IPv6 addresses") && err.contains("at most 3"),
+            "{err}"
+        );
+        let err = together(&["2001:2::2/64", "2001:2::2/48"]).unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+        assert!(
+            ServerIps::from_list(&[])
+                .unwrap_err()
+                .contains("no address")
+        );
+        // One IPv4 and three IPv6 is the most.
+        together(&[
+            "2001:2::2/64",
+            "198.18.0.2/24",
+            "2001:2::3/64",
+            "2001:2::4/64",
+        ])
+        .unwrap();
+        // `--ip` stays required.
+        assert!(ips_of(&[]).unwrap_err().contains("--ip"));
     }
 
     #[test]
@@ -763,9 +1054,22 @@ mod tests {
                 .unwrap_err()
                 .contains("multicast")
         );
+        let ips = |list: &[&str]| {
+            let list: Vec<IpCidr> = list.iter().map(|t| parse_ip_cidr(t).unwrap()).collect();
+            ServerIps::from_list(&list).unwrap()
+        };
+        assert_eq!(default_mac(&ips(&["198.18.0.2/24"])), [2, 0, 198, 18, 0, 2]);
         assert_eq!(
-            default_mac(Ipv4Addr::new(198, 18, 0, 2)),
+            default_mac(&ips(&["2001:2::2/64", "198.18.0.2/24"])),
             [2, 0, 198, 18, 0, 2]
+        );
+        // No IPv4: locally administered, unicast, from the IPv6 address.
+        let mac = default_mac(&ips(&["2001:2::c0a8:102/64"]));
+        assert_eq!(mac, [2, 6, 0xc0, 0xa8, 1, 2]);
+        assert!(mac[0] & 0x02 != 0 && mac[0] & 0x01 == 0);
+        assert_ne!(
+            default_mac(&ips(&["2001:2::2/64"])),
+            default_mac(&ips(&["2001:2::3/64"]))
         );
     }
 

@@ -25,10 +25,13 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, Parser};
 use toml::de::{DeTable, DeValue};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command, IpCidr, ServerIps, parse_ip_cidr};
 
 /// The name of the `serve` flag that names the file (and which the file cannot set).
 const CONFIG_FLAG: &str = "config";
+
+/// The id of `serve --ip`, whose values are also checked together.
+const IP_FLAG: &str = "ip";
 
 /// What went wrong in turning the command line (and its configuration file) into a [`Cli`].
 #[derive(Debug)]
@@ -78,7 +81,11 @@ where
     T: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let plain = |args: &[OsString]| Cli::try_parse_from(args).map_err(CliError::Clap);
+    let plain = |args: &[OsString]| {
+        Cli::try_parse_from(args)
+            .map_err(CliError::Clap)
+            .and_then(|cli| check_ips(cli).map_err(CliError::Clap))
+    };
     // A first pass without required arguments (`--ip` may be in the file) finds the file and
     // which flags the command line gives. If even that fails, the plain parse says why.
     let Ok(matches) = relaxed_command().try_get_matches_from(&args) else {
@@ -107,7 +114,10 @@ where
     let mut combined = args[..2].to_vec();
     combined.extend(kept.iter().flat_map(|setting| setting.args.iter().cloned()));
     combined.extend(args[2..].iter().cloned());
-    Cli::try_parse_from(&combined).map_err(|error| {
+    // The file's `ip` was checked as a whole when it was read: a mistake here is the
+    // command line's.
+    let parsed = Cli::try_parse_from(&combined).and_then(check_ips);
+    parsed.map_err(|error| {
         if error.kind() == clap::error::ErrorKind::MissingRequiredArgument {
             CliError::Config(ConfigError {
                 file: file.path.clone(),
@@ -121,6 +131,25 @@ where
             CliError::Clap(error)
         }
     })
+}
+
+/// `serve --ip ... --ip ...` checked as a whole (see [`ServerIps::from_list`]), as clap
+/// reports a bad value: `invalid value for '--ip <ADDR/PREFIX>': ...`.
+fn check_ips(cli: Cli) -> Result<Cli, clap::Error> {
+    if let Command::Serve(serve) = &cli.command
+        && let Err(message) = serve.ips()
+    {
+        let mut serve = Cli::command()
+            .find_subcommand("serve")
+            .expect("sirocco has a serve command")
+            .clone()
+            .bin_name("sirocco serve");
+        return Err(serve.error(
+            clap::error::ErrorKind::ValueValidation,
+            format!("invalid value for '--ip <ADDR/PREFIX>': {message}"),
+        ));
+    }
+    Ok(cli)
 }
 
 /// The `sirocco` command with no argument of `serve` required: for reading parts of a command
@@ -237,8 +266,32 @@ impl ConfigFile {
         // at its line with clap's message.
         for setting in &file.settings {
             file.check_together(std::slice::from_ref(setting))?;
+            file.check_ips(setting)?;
         }
         Ok(file)
+    }
+
+    /// `ip = [...]` checked as a whole (one IPv4, at most three IPv6, none twice), reported
+    /// at its line: each value alone has passed `--ip`'s value parser already.
+    fn check_ips(&self, setting: &Setting) -> Result<(), ConfigError> {
+        if setting.id != IP_FLAG {
+            return Ok(());
+        }
+        // `--ip A --ip B ...`: every second argument is a value.
+        let list: Vec<IpCidr> = setting
+            .args
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .filter_map(|value| parse_ip_cidr(&value.to_string_lossy()).ok())
+            .collect();
+        ServerIps::from_list(&list)
+            .map(|_| ())
+            .map_err(|message| ConfigError {
+                file: self.path.clone(),
+                line: Some(setting.line),
+                message: format!("{}: {message}", setting.key),
+            })
     }
 
     /// The settings whose flags the command line does not give (`on_command_line`: clap ids)
@@ -504,7 +557,7 @@ mod tests {
                     max-connections = 20_000\nsleep-when-idle = true\ncompress = false\nsack = false\n";
         let args = serve_with("file", text, &[]).unwrap();
         assert_eq!(args.iface.as_deref(), Some("eth1"));
-        assert_eq!(args.ip.to_string(), "198.18.0.2/24");
+        assert_eq!(args.ips().unwrap().cidrs(), "198.18.0.2/24");
         assert_eq!(args.queue, Some(1));
         assert_eq!(args.common.port, 8080);
         assert_eq!(args.common.max_connections, 20_000);
@@ -702,6 +755,103 @@ mod tests {
         ));
         assert!(error.message.contains("tables are not allowed"), "{error}");
         assert_eq!(error.line, Some(1));
+    }
+
+    #[test]
+    fn ip_is_a_string_or_a_list_of_both_families() {
+        let args = serve_with(
+            "ip-list",
+            "ip = [\"198.18.0.2/24\", \"2001:2::2/64\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(args.ips().unwrap().cidrs(), "198.18.0.2/24, 2001:2::2/64");
+        let args = serve_with("ip-v6", "ip = \"2001:2::2/64\"\n", &[]).unwrap();
+        let ips = args.ips().unwrap();
+        assert_eq!((ips.ipv4, ips.ipv6.len()), (None, 1));
+        // The command line's --ip replaces the file's list as a whole.
+        let args = serve_with(
+            "ip-cli",
+            "ip = [\"198.18.0.2/24\", \"2001:2::2/64\"]\n",
+            &["--ip", "2001:2::9/64"],
+        )
+        .unwrap();
+        assert_eq!(args.ips().unwrap().cidrs(), "2001:2::9/64");
+
+        for (text, line, words) in [
+            (
+                "iface = \"eth1\"\nip = [\"198.18.0.2/24\", \"198.18.0.3/24\"]\n",
+                2,
+                "ip: two IPv4 addresses, 198.18.0.2/24 and 198.18.0.3/24",
+            ),
+            (
+                "\nip = [\"2001:2::2/64\", \"2001:2::3/64\", \"2001:2::4/64\", \"2001:2::5/64\"]\n",
+                2,
+                "ip: 4 IPv6 addresses",
+            ),
+            (
+                "port = 80\nip = [\"198.18.0.2/24\", \"fe80::2/64\"]\n",
+                2,
+                "link-local address from the MAC",
+            ),
+            ("\n\nip = \"2001:2::2\"\n", 3, "has no prefix length"),
+            ("ip = \"2001:2::2/129\"\n", 1, "from 1 to 128"),
+            (
+                "ip = [\"198.18.0.2/24\", 5]\n",
+                1,
+                "'5' has no prefix length",
+            ),
+        ] {
+            let error = config_error(serve_with("ip-bad", text, &[]));
+            assert_eq!(error.line, Some(line), "{text}: {error}");
+            assert!(error.message.contains(words), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn ip_mistakes_on_the_command_line_are_clap_errors() {
+        for (ips, words) in [
+            (
+                &["198.18.0.2/24", "198.18.0.3/24"][..],
+                "two IPv4 addresses",
+            ),
+            (
+                &[
+                    "2001:2::2/64",
+                    "2001:2::3/64",
+                    "2001:2::4/64",
+                    "2001:2::5/64",
+                ],
+                "at most 3",
+            ),
+            (&["::ffff:198.18.0.2/96"], "IPv4-mapped"),
+        ] {
+            let mut args = vec!["sirocco", "serve"];
+            for ip in ips {
+                args.extend(["--ip", ip]);
+            }
+            match parse_cli_from(args) {
+                Err(CliError::Clap(error)) => {
+                    assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+                    let message = clap_message(&error);
+                    assert!(
+                        message.contains("'--ip <ADDR/PREFIX>'") && message.contains(words),
+                        "{message}"
+                    );
+                }
+                other => panic!("{ips:?}: {other:?}"),
+            }
+        }
+        // Also with a file that does not set ip.
+        let error = serve_with(
+            "ip-cli-bad",
+            "port = 81\n",
+            &["--ip", "198.18.0.2/24", "--ip", "198.18.0.3/24"],
+        );
+        assert!(
+            matches!(&error, Err(CliError::Clap(e)) if clap_message(e).contains("two IPv4")),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -98,6 +98,14 @@ pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 
+/// The link-local IPv6 address the stack serves (besides [`StackConfig::ipv6`]) for an
+/// interface with this MAC: fe80::/64 with the modified EUI-64 interface identifier
+/// (RFC 4291 §2.5.1 and appendix A). Exported so that a packet filter in front of the stack
+/// can let the same address through.
+pub fn link_local(mac: EthernetAddress) -> Ipv6Address {
+    frontend::link_local(mac)
+}
+
 /// Where the stack writes outgoing frames. Implemented by the server loop over a driver.
 pub trait TxSink {
     /// `true` while at least one more frame can be sent now.

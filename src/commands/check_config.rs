@@ -103,10 +103,20 @@ fn check_serve_args(serve: &ServeArgs) -> anyhow::Result<String> {
         }
         (None, None) => String::new(),
     };
+    // `198.18.0.2/24:80 and [2001:2::2/64]:80`: each address with its prefix and the port.
+    let ips = serve
+        .ips()
+        .map_err(|message| anyhow::anyhow!("ip: {message}"))?;
+    let port = serve.common.port;
+    let addresses: Vec<String> = ips
+        .ipv4
+        .iter()
+        .map(|v4| format!("{v4}:{port}"))
+        .chain(ips.ipv6.iter().map(|v6| format!("[{v6}]:{port}")))
+        .collect();
     Ok(format!(
-        "serve {}:{}{on} (driver {driver}{queues}), {} files ({} bytes) from {}",
-        serve.ip,
-        serve.common.port,
+        "serve {}{on} (driver {driver}{queues}), {} files ({} bytes) from {}",
+        addresses.join(" and "),
         cache.file_count(),
         cache.total_bytes(),
         serve.common.root.display()

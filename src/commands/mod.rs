@@ -17,7 +17,7 @@ use anyhow::Context;
 use sirocco_netstack::{Duration, EthernetAddress, StackConfig, TcpTuning};
 
 use crate::cache::{ContentCache, LoadOptions, LoadProgress};
-use crate::cli::{CommonArgs, Ipv4Cidr};
+use crate::cli::{CommonArgs, ServerIps};
 use crate::http::HttpLimits;
 
 /// Loads the tree under `common.root` into memory with the user's cache options, drawing a
@@ -128,10 +128,20 @@ impl ProgressLine {
     }
 }
 
-/// The netstack settings for serving `ip` with `mac` under the user's common options.
-pub fn stack_config(ip: Ipv4Cidr, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
-    let ipv4 = sirocco_netstack::Ipv4Cidr::new(ip.addr, ip.prefix_len);
-    let mut config = StackConfig::new(EthernetAddress(mac), ipv4, common.port);
+/// The netstack settings for serving `ips` with `mac` under the user's common options. The
+/// stack adds the link-local IPv6 address derived from `mac` itself when `ips` has IPv6.
+pub fn stack_config(ips: &ServerIps, mac: [u8; 6], common: &CommonArgs) -> StackConfig {
+    // `StackConfig::new` wants an IPv4 address; it is replaced just below.
+    let placeholder = sirocco_netstack::Ipv4Cidr::new(std::net::Ipv4Addr::UNSPECIFIED, 32);
+    let mut config = StackConfig::new(EthernetAddress(mac), placeholder, common.port);
+    config.ipv4 = ips
+        .ipv4
+        .map(|v4| sirocco_netstack::Ipv4Cidr::new(v4.addr, v4.prefix_len));
+    config.ipv6 = ips
+        .ipv6
+        .iter()
+        .map(|v6| sirocco_netstack::Ipv6Cidr::new(v6.addr, v6.prefix_len))
+        .collect();
     config.max_connections = common.max_connections as usize;
     config.syn_cache_size = common.syn_cache_size as usize;
     config.max_connections_per_ip = common.max_connections_per_ip;

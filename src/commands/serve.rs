@@ -22,7 +22,9 @@ use sirocco_drivers::{FrameIo, host};
 
 use super::{drain_on_signals, http_limits, load_cache, load_options, stack_config};
 use crate::access_log::AccessLog;
-use crate::cli::{DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, XdpMode, default_mac};
+use crate::cli::{
+    DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, ServerIps, XdpMode, default_mac,
+};
 use crate::lab;
 use crate::metrics::{self, MetricsBoard};
 use crate::reload::Reloader;
@@ -33,6 +35,11 @@ use crate::server::{Server, ServerConfig, Stats, os_seeds};
 const NETMAP_DEVICE: &str = "/dev/netmap";
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // The command line's parser checked them already; a caller that built `args` otherwise
+    // gets the same message.
+    let ips = args
+        .ips()
+        .map_err(|message| anyhow::anyhow!("--ip: {message}"))?;
     // First, so that a wrong --user fails before anything is attached or loaded.
     let sandbox = Sandbox::plan(&args)?;
     let metrics = args.metrics_listen.map(metrics::bind).transpose()?;
@@ -60,13 +67,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let holders = lab::kernel_interfaces_with(args.ip.addr);
-    if !holders.is_empty() && driver != DriverKind::Pcap {
-        bail!(
-            "{} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
-            args.ip.addr,
-            holders.join(", ")
-        );
+    // IPv4 only for now: the kernel's IPv6 addresses are not listed yet.
+    if let Some(v4) = ips.ipv4 {
+        let holders = lab::kernel_interfaces_with(v4.addr);
+        if !holders.is_empty() && driver != DriverKind::Pcap {
+            bail!(
+                "{} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
+                v4.addr,
+                holders.join(", ")
+            );
+        }
     }
 
     let cache = load_cache(&args.common)?;
@@ -74,12 +84,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(mac), _) => mac,
         // On a NIC, answer with the NIC's own MAC, so switches and peers need no new entry.
         (None, DriverKind::Afxdp | DriverKind::Netmap) => {
-            lab::interface_mac(required_iface(&args, driver)?)
-                .unwrap_or_else(|| default_mac(args.ip.addr))
+            lab::interface_mac(required_iface(&args, driver)?).unwrap_or_else(|| default_mac(&ips))
         }
-        (None, _) => default_mac(args.ip.addr),
+        (None, _) => default_mac(&ips),
     };
-    let mut config = ServerConfig::new(stack_config(args.ip, mac, &args.common));
+    let mut config = ServerConfig::new(stack_config(&ips, mac, &args.common));
+    if !ips.ipv6.is_empty() {
+        let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+        eprintln!(
+            "IPv6 link-local address: {} (fe80::/64 and the modified EUI-64 of the MAC {})",
+            sirocco_netstack::link_local(sirocco_netstack::EthernetAddress(mac)),
+            hex.join(":")
+        );
+    }
     config.http = http_limits(&args.common);
     config.unix_time_at_zero = unix_now();
 
@@ -106,16 +123,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             xdp.filter = if args.dedicated_nic {
                 Filter::RedirectAll
             } else {
-                Filter::Server(ServerAddresses::ipv4(args.ip.addr))
+                server_filter(&ips, mac)
             };
             let drivers = AfXdp::open_queues(xdp, &queues)
                 .with_context(|| format!("opening AF_XDP on {name}"))?;
             eprintln!(
-                "serving {} on {name} ({}) at http://{}:{}/ {}",
+                "serving {} on {name} ({}) at {} {}",
                 args.common.root.display(),
                 drivers[0].mode_description(),
-                args.ip.addr,
-                args.common.port,
+                ips.urls(args.common.port),
                 describe(&engines)
             );
             serve_on(drivers, setup)
@@ -129,16 +145,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 nm.queue = (args.dedicated_nic || args.queue.is_some())
                     .then(|| u16::try_from(engine.queue).unwrap_or(u16::MAX));
                 nm.host_rings = !args.dedicated_nic;
-                nm.filter = Filter::Server(ServerAddresses::ipv4(args.ip.addr));
+                nm.filter = server_filter(&ips, mac);
                 nm.busy_poll = !args.common.sleep_when_idle;
                 drivers
                     .push(Netmap::open(nm).with_context(|| format!("opening netmap on {name}"))?);
             }
             eprintln!(
-                "serving {} on netmap:{name} at http://{}:{}/ {}",
+                "serving {} on netmap:{name} at {} {}",
                 args.common.root.display(),
-                args.ip.addr,
-                args.common.port,
+                ips.urls(args.common.port),
                 describe(&engines)
             );
             serve_on(drivers, setup)
@@ -157,13 +172,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             let tap = TapDevice::open(name).with_context(|| format!("opening tap {name}"))?;
             eprintln!(
-                "serving {} on tap {name} at http://{}:{}/ (the kernel side of {name} is the client: give it an address in {}, e.g. `ip addr add {}/{} dev {name}`)",
+                "serving {} on tap {name} at {} (the kernel side of {name} is the client: {})",
                 args.common.root.display(),
-                args.ip.addr,
-                args.common.port,
-                args.ip,
-                neighbour_of(args.ip.addr),
-                args.ip.prefix_len,
+                ips.urls(args.common.port),
+                tap_hint(&ips, name)
             );
             serve_on(vec![tap], setup)
         }
@@ -186,7 +198,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!(
                 "replaying {} against {} (answers to {})",
                 input.display(),
-                args.ip,
+                ips.cidrs(),
                 args.common
                     .capture
                     .as_deref()
@@ -195,6 +207,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             run_server(vec![PcapDriver::new(Some(source), sink)], setup)
         }
+    }
+}
+
+/// The frames the driver hands to sirocco when it shares the NIC with the kernel: ARP and IPv4
+/// for the IPv4 address, IPv6 and Neighbor Solicitations for every IPv6 address, the
+/// link-local one the stack derives from `mac` included.
+fn server_filter(ips: &ServerIps, mac: [u8; 6]) -> Filter {
+    Filter::Server(server_addresses(ips, mac))
+}
+
+/// The addresses of [`server_filter`].
+fn server_addresses(ips: &ServerIps, mac: [u8; 6]) -> ServerAddresses {
+    let mut ipv6: Vec<std::net::Ipv6Addr> = ips.ipv6.iter().map(|v6| v6.addr).collect();
+    if !ipv6.is_empty() {
+        ipv6.push(sirocco_netstack::link_local(
+            sirocco_netstack::EthernetAddress(mac),
+        ));
+    }
+    ServerAddresses {
+        ipv4: ips.ipv4.map(|v4| v4.addr),
+        ipv6,
     }
 }
 
@@ -579,6 +612,37 @@ impl Sandbox {
 fn neighbour_of(addr: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
     let [a, b, c, d] = addr.octets();
     std::net::Ipv4Addr::new(a, b, c, if d == 1 { 2 } else { 1 })
+}
+
+/// [`neighbour_of`] for IPv6: the same address with its last group 1, or 2 if it is 1.
+fn neighbour_of_v6(addr: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
+    let mut groups = addr.segments();
+    groups[7] = if groups[7] == 1 { 2 } else { 1 };
+    std::net::Ipv6Addr::from(groups)
+}
+
+/// What to give the kernel side of the tap, per family: "give it an address in
+/// 198.18.0.2/24, e.g. `ip addr add 198.18.0.1/24 dev tap0`, and one in 2001:2::2/64, e.g.
+/// `ip addr add 2001:2::1/64 dev tap0 nodad`". `nodad`: the kernel would otherwise wait for
+/// duplicate address detection before it may use the address.
+fn tap_hint(ips: &ServerIps, tap: &str) -> String {
+    let mut each: Vec<String> = Vec::new();
+    if let Some(v4) = ips.ipv4 {
+        each.push(format!(
+            "an address in {v4}, e.g. `ip addr add {}/{} dev {tap}`",
+            neighbour_of(v4.addr),
+            v4.prefix_len
+        ));
+    }
+    for v6 in &ips.ipv6 {
+        each.push(format!(
+            "{} in {v6}, e.g. `ip addr add {}/{} dev {tap} nodad`",
+            if each.is_empty() { "an address" } else { "one" },
+            neighbour_of_v6(v6.addr),
+            v6.prefix_len
+        ));
+    }
+    format!("give it {}", each.join(", and "))
 }
 
 pub fn unix_now() -> u64 {
