@@ -141,3 +141,137 @@ fn serve_reads_the_file_and_reports_its_mistakes_before_serving() {
     let out = sirocco(&["serve", "--config", file.to_str().unwrap(), "--port", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn check_config_prints_both_families_and_explains_ip_mistakes() {
+    let dir = Dir::new("ip");
+    let root_line = format!("root = \"{}\"\n", site().display());
+    let file = dir.file(
+        "both.toml",
+        &format!("iface = \"eth1\"\nip = [\"198.18.0.2/24\", \"2001:2::2/64\"]\n{root_line}"),
+    );
+    let out = sirocco(&["check-config", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with(&format!(
+            "{}: ok: serve 198.18.0.2/24:80 and [2001:2::2/64]:80 on eth1 (driver auto), ",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    let file = dir.file("v6.toml", &format!("ip = \"2001:2::2/64\"\n{root_line}"));
+    let out = sirocco(&["check-config", file.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains(": ok: serve [2001:2::2/64]:80 (driver auto), "),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    for (name, ip, expected) in [
+        (
+            "two4.toml",
+            "[\"198.18.0.2/24\", \"198.18.0.3/24\"]",
+            ":2: ip: two IPv4 addresses, 198.18.0.2/24 and 198.18.0.3/24",
+        ),
+        (
+            "four6.toml",
+            "[\"2001:2::2/64\", \"2001:2::3/64\", \"2001:2::4/64\", \"2001:2::5/64\"]",
+            ":2: ip: 4 IPv6 addresses",
+        ),
+        (
+            "linklocal.toml",
+            "\"fe80::2/64\"",
+            ":2: ip: invalid value 'fe80::2/64' for '--ip <ADDR/PREFIX>': fe80::2 is a link-local address: sirocco derives its link-local address from the MAC",
+        ),
+        (
+            "prefix.toml",
+            "\"2001:2::2/129\"",
+            ":2: ip: invalid value '2001:2::2/129' for '--ip <ADDR/PREFIX>': prefix length '129' must be a number from 1 to 128",
+        ),
+    ] {
+        let file = dir.file(name, &format!("{root_line}ip = {ip}\n"));
+        let out = sirocco(&["check-config", file.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {}{expected}", file.display())),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_set_of_ip_on_the_command_line_with_exit_2() {
+    for (ips, expected) in [
+        (
+            &["198.18.0.2/24", "198.18.0.3/24"][..],
+            "error: invalid value for '--ip <ADDR/PREFIX>': two IPv4 addresses",
+        ),
+        (
+            &[
+                "2001:2::2/64",
+                "2001:2::3/64",
+                "2001:2::4/64",
+                "2001:2::5/64",
+            ],
+            "sirocco serves at most 3, besides the link-local one",
+        ),
+        (&["2001:2::2"], "'2001:2::2' has no prefix length"),
+        (&["::1/128"], "it is the loopback address"),
+        (&["0.0.0.0/8"], "use a unicast address"),
+    ] {
+        let mut args = vec!["serve", "--driver", "pcap"];
+        for ip in ips {
+            args.extend(["--ip", ip]);
+        }
+        let out = sirocco(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{ips:?}: {stderr}");
+        assert!(stderr.contains(expected), "{ips:?}: {stderr}");
+        if ips.len() > 1 {
+            // Checked together after parsing, and still shown as clap shows its own errors.
+            assert!(stderr.contains("Usage: sirocco serve"), "{ips:?}: {stderr}");
+        }
+    }
+}
+
+/// `serve` with IPv6 alone, and with both families: the stack takes the addresses, the
+/// link-local one is derived from the default MAC, and a trace is served to its end.
+#[test]
+fn serve_runs_with_ipv6_alone_and_with_both_families() {
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("traces")
+        .join("curl-sizes.pcap");
+    let root = site();
+    for (ips, against, mac_line) in [
+        (
+            &["2001:2::2/64"][..],
+            "2001:2::2/64",
+            // 02:06 and the last four bytes of 2001:2::2; the link-local flips the U/L bit.
+            "IPv6 link-local address: fe80::6:ff:fe00:2 (fe80::/64 and the modified EUI-64 of the MAC 02:06:00:00:00:02)",
+        ),
+        (
+            &["2001:2::2/64", "198.18.0.2/24"],
+            "198.18.0.2/24, 2001:2::2/64",
+            "IPv6 link-local address: fe80::c6ff:fe12:2 (fe80::/64 and the modified EUI-64 of the MAC 02:00:c6:12:00:02)",
+        ),
+    ] {
+        let mut args = vec!["serve", "--driver", "pcap", "--stats-interval", "0"];
+        for ip in ips {
+            args.extend(["--ip", ip]);
+        }
+        args.extend(["--pcap-in", trace.to_str().unwrap()]);
+        args.extend(["--root", root.to_str().unwrap()]);
+        let out = sirocco(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{ips:?}: {stderr}");
+        assert!(stderr.contains(mac_line), "{ips:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("replaying {} against {against} ", trace.display())),
+            "{ips:?}: {stderr}"
+        );
+    }
+}
