@@ -651,3 +651,112 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use sirocco_netstack::{ConnApp, EthernetAddress, Stack};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::commands::stack_config;
+
+    fn serve_args(ips: &[&str]) -> ServeArgs {
+        let mut args = vec!["sirocco", "serve", "--max-connections", "1"];
+        for ip in ips {
+            args.extend(["--ip", ip]);
+        }
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Serve(serve) => *serve,
+            _ => unreachable!("serve parses as serve"),
+        }
+    }
+
+    #[derive(Default)]
+    struct NoApp;
+
+    impl ConnApp for NoApp {
+        fn reset(&mut self) {}
+    }
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    #[test]
+    fn the_most_addresses_fit_the_stack_and_the_filter() {
+        let args = serve_args(&[
+            "198.18.0.2/24",
+            "2001:2::2/64",
+            "2001:2::3/64",
+            "fd00::2/64",
+        ]);
+        let ips = args.ips().unwrap();
+        let config = stack_config(&ips, MAC, &args.common);
+        assert_eq!(
+            config.ipv4.map(|c| c.to_string()),
+            Some("198.18.0.2/24".into())
+        );
+        assert_eq!(config.ipv6.len(), 3);
+        assert_eq!(config.ipv6[2].to_string(), "fd00::2/64");
+        assert!(Stack::<NoApp>::new(config.clone(), Box::new(|| 7)).is_ok());
+        // One IPv6 more is what the stack refuses too: MAX_IPV6 matches it.
+        let mut more = config;
+        more.ipv6.push(sirocco_netstack::Ipv6Cidr::new(
+            "2001:2::9".parse().unwrap(),
+            64,
+        ));
+        assert!(Stack::<NoApp>::new(more, Box::new(|| 7)).is_err());
+
+        let addresses = server_addresses(&ips, MAC);
+        assert_eq!(addresses.ipv4, Some(std::net::Ipv4Addr::new(198, 18, 0, 2)));
+        let link_local: std::net::Ipv6Addr = "fe80::5054:ff:fe12:3456".parse().unwrap();
+        assert_eq!(addresses.ipv6.len(), 4);
+        assert_eq!(addresses.ipv6[3], link_local);
+        assert_eq!(
+            link_local,
+            sirocco_netstack::link_local(EthernetAddress(MAC))
+        );
+        addresses.check().unwrap();
+        assert!(matches!(server_filter(&ips, MAC), Filter::Server(a) if a == addresses));
+    }
+
+    #[test]
+    fn ipv6_alone_and_ipv4_alone() {
+        let args = serve_args(&["2001:2::2/64"]);
+        let ips = args.ips().unwrap();
+        let config = stack_config(&ips, default_mac(&ips), &args.common);
+        assert_eq!(config.ipv4, None);
+        assert!(Stack::<NoApp>::new(config, Box::new(|| 7)).is_ok());
+        let addresses = server_addresses(&ips, MAC);
+        assert_eq!(addresses.ipv4, None);
+        assert_eq!(
+            addresses.ipv6.len(),
+            2,
+            "the address and the link-local one"
+        );
+        addresses.check().unwrap();
+
+        // IPv4 alone: no IPv6, not even the link-local address.
+        let ips = serve_args(&["198.18.0.2/24"]).ips().unwrap();
+        assert_eq!(
+            server_addresses(&ips, MAC),
+            ServerAddresses::ipv4(std::net::Ipv4Addr::new(198, 18, 0, 2))
+        );
+    }
+
+    #[test]
+    fn the_tap_hint_gives_the_kernel_side_an_address_per_family() {
+        let ips = serve_args(&["198.18.0.2/24", "2001:2::2/64"])
+            .ips()
+            .unwrap();
+        assert_eq!(
+            tap_hint(&ips, "tap0"),
+            "give it an address in 198.18.0.2/24, e.g. `ip addr add 198.18.0.1/24 dev tap0`, \
+             and one in 2001:2::2/64, e.g. `ip addr add 2001:2::1/64 dev tap0 nodad`"
+        );
+        let ips = serve_args(&["2001:2::1/64"]).ips().unwrap();
+        assert_eq!(
+            tap_hint(&ips, "tap0"),
+            "give it an address in 2001:2::1/64, e.g. `ip addr add 2001:2::2/64 dev tap0 nodad`"
+        );
+    }
+}
