@@ -15,7 +15,9 @@
 //! then says it is not an integer). A boolean is a switch for flags that take no value
 //! (`sleep-when-idle = true` is `--sleep-when-idle`; `false` leaves it out), and `on`/`off` for flags
 //! whose values are `on` and `off` (`sack = false` is `--sack off`). An array is allowed only
-//! for a flag that may be given several times; nested tables are not allowed.
+//! for a flag that may be given several times (`ip = ["198.18.0.2/24", "2001:2::2/64"]`),
+//! one flag per element, and `ip`'s list is also checked as a whole at its line; nested tables
+//! are not allowed.
 
 use std::ffi::OsString;
 use std::fmt;
