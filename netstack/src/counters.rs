@@ -67,6 +67,16 @@ define_counters! {
         arp_replies,
         /// ICMP echo replies staged.
         icmp_echo_replies,
+        /// ICMPv6 echo replies staged.
+        icmpv6_echo_replies,
+        /// Neighbor Advertisements staged: answers to solicitations for our addresses,
+        /// defences against duplicate address detection probes, and the unsolicited ones sent
+        /// at start.
+        ndp_adverts_sent,
+        /// Neighbor Advertisements from another node for one of our IPv6 addresses: a
+        /// duplicate address on the link. Not answered; the frame is counted here, in no
+        /// `drop_*` counter.
+        ndp_address_conflicts,
         /// SYNs for new connections, answered with a SYN-ACK (from the SYN cache or a cookie).
         syn_received,
         /// Handshakes that completed and got a cell.
@@ -150,8 +160,28 @@ define_counters! {
         drop_eth_bad_source,
         /// Neither IPv4, ARP nor IPv6 (VLAN tags included).
         drop_ethertype_unknown,
-        /// IPv6 is not supported yet.
+        /// IPv6 frames while we serve no IPv6 address.
         drop_ipv6,
+        /// Bad IPv6 header: too short, version, payload length past the frame.
+        drop_ipv6_malformed,
+        /// IPv6 source is multicast, or ours (but on a Neighbor Advertisement), or unspecified
+        /// (but on a duplicate address detection probe).
+        drop_ipv6_bad_source,
+        /// IPv6 destination is a unicast address not ours, or the frame went to an Ethernet
+        /// group that does not match its IPv6 destination.
+        drop_ipv6_not_for_us,
+        /// IPv6 to a multicast group: one we do not listen to, or (for anything but neighbor
+        /// discovery) one we do, such as an echo request to a group.
+        drop_ipv6_multicast,
+        /// IPv6 extension headers we may not skip: malformed, an option whose type says
+        /// discard, a hop-by-hop header not first, routing type 0 (RFC 5095) or a routing
+        /// header with segments left.
+        drop_ipv6_ext_header,
+        /// TCP behind IPv6 extension headers other than one hop-by-hop header (the cells'
+        /// smoltcp skips no others).
+        drop_ipv6_ext_tcp,
+        /// IPv6 fragments (no reassembly).
+        drop_ipv6_fragment,
         /// ARP that does not parse as Ethernet/IPv4 or has a non-unicast sender.
         drop_arp_malformed,
         /// ARP request for another address.
@@ -168,14 +198,28 @@ define_counters! {
         drop_ipv4_not_for_us,
         /// IPv4 source is not a unicast address of someone else.
         drop_ipv4_bad_source,
-        /// Protocol other than ICMP and TCP.
+        /// Protocol other than ICMP, ICMPv6 and TCP, IPv6 no next header (59) included.
         drop_ip_protocol_unknown,
         /// ICMP that does not parse, or has a bad checksum.
         drop_icmp_malformed,
         /// ICMP other than echo request and Fragmentation Needed.
         drop_icmp_other,
-        /// Echo request whose reply would not fit the MTU.
+        /// Echo request (ICMP or ICMPv6) whose reply would not fit the MTU.
         drop_icmp_oversize,
+        /// ICMPv6 that does not parse, has a bad checksum, or an echo request with a code.
+        drop_icmpv6_malformed,
+        /// ICMPv6 other than echo request and neighbor discovery: errors, echo replies,
+        /// multicast listener discovery, unknown types.
+        drop_icmpv6_other,
+        /// Neighbor discovery that fails RFC 4861 §7.1: hop limit not 255, code not 0, a
+        /// multicast target, malformed options, a probe from `::` with a source link-layer
+        /// option or not to a solicited-node group, a Solicited advertisement to a group.
+        drop_ndp_invalid,
+        /// Neighbor Solicitations for an address not ours.
+        drop_ndp_not_for_us,
+        /// Router Solicitations and Advertisements, Redirects, and Neighbor Advertisements
+        /// that are no conflict: we learn nothing from neighbor discovery.
+        drop_ndp_other,
         /// Path MTU report whose quote is not a TCP segment from our address (too short, not
         /// IPv4, another protocol or source), or that gives no usable MTU.
         drop_pmtu_malformed,
@@ -247,7 +291,7 @@ mod tests {
         }
         assert_eq!(
             StackCounters::help("drop_ipv6").map(str::trim),
-            Some("IPv6 is not supported yet.")
+            Some("IPv6 frames while we serve no IPv6 address.")
         );
         assert_eq!(StackCounters::help("no_such_counter"), None);
     }

@@ -20,6 +20,8 @@ use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::SynAckShape;
 use crate::syncache::Pending;
 
+mod ipv6;
+
 /// Hop limit of packets we originate (RFC 1700 / IANA default).
 const HOP_LIMIT: u8 = 64;
 pub(crate) const IPV4_HEADER_LEN: usize = 20;
@@ -196,7 +198,10 @@ impl FrontEnd {
             return Verdict::Done;
         };
         let dst = eth.dst_addr();
-        if dst != self.mac && !dst.is_broadcast() {
+        // IPv6 groups map to 33:33:xx:xx:xx:xx (RFC 2464 §7); `ipv6` checks which.
+        let ipv6_group =
+            dst.0[..2] == [0x33, 0x33] && eth.ethertype() == EthernetProtocol::Ipv6;
+        if dst != self.mac && !dst.is_broadcast() && !ipv6_group {
             counters.drop_eth_not_for_us += 1;
             return Verdict::Done;
         }
@@ -213,10 +218,7 @@ impl FrontEnd {
                 Verdict::Done
             }
             EthernetProtocol::Ipv4 => self.ipv4(peer_mac, payload, counters, replies),
-            EthernetProtocol::Ipv6 => {
-                counters.drop_ipv6 += 1;
-                Verdict::Done
-            }
+            EthernetProtocol::Ipv6 => self.ipv6(peer_mac, dst, payload, counters, replies),
             _ => {
                 counters.drop_ethertype_unknown += 1;
                 Verdict::Done
@@ -624,6 +626,22 @@ impl FrontEnd {
         payload_len: usize,
         emit: impl FnOnce(&mut [u8], &ChecksumCapabilities),
     ) -> bool {
+        let protocol = (next_header, HOP_LIMIT);
+        self.stage_ip_hops(replies, peer_mac, ips, protocol, payload_len, emit)
+    }
+
+    /// [`FrontEnd::stage_ip`] with the hop limit given next to the protocol (`protocol.1`):
+    /// neighbor discovery sends 255.
+    fn stage_ip_hops(
+        &self,
+        replies: &mut ReplyQueue,
+        peer_mac: EthernetAddress,
+        ips: (IpAddress, IpAddress),
+        protocol: (IpProtocol, u8),
+        payload_len: usize,
+        emit: impl FnOnce(&mut [u8], &ChecksumCapabilities),
+    ) -> bool {
+        let (next_header, hop_limit) = protocol;
         let (ethertype, header_len) = match ips {
             (IpAddress::Ipv4(_), IpAddress::Ipv4(_)) => (EthernetProtocol::Ipv4, IPV4_HEADER_LEN),
             (IpAddress::Ipv6(_), IpAddress::Ipv6(_)) => (EthernetProtocol::Ipv6, IPV6_HEADER_LEN),
@@ -645,7 +663,7 @@ impl FrontEnd {
                 dst_addr,
                 next_header,
                 payload_len,
-                hop_limit: HOP_LIMIT,
+                hop_limit,
             }
             .emit(&mut Ipv4Packet::new_unchecked(ip_header), &self.tx_caps),
             (IpAddress::Ipv6(src_addr), IpAddress::Ipv6(dst_addr)) => Ipv6Repr {
@@ -653,7 +671,7 @@ impl FrontEnd {
                 dst_addr,
                 next_header,
                 payload_len,
-                hop_limit: HOP_LIMIT,
+                hop_limit,
             }
             .emit(&mut Ipv6Packet::new_unchecked(ip_header)),
             _ => {}

@@ -306,7 +306,7 @@ impl<A: ConnApp> Stack<A> {
         // Reversed, so the pool hands out cell 0 first and reuses the most recently freed
         // (warmest) cell next.
         let free = (0..max as u32).rev().collect();
-        Ok(Stack {
+        let mut stack = Stack {
             replies: ReplyQueue::new(STAGING_SLOTS, ETH_HEADER_LEN + config.mtu),
             front,
             caps,
@@ -329,7 +329,13 @@ impl<A: ConnApp> Stack<A> {
             now: Instant::ZERO,
             draining: false,
             config,
-        })
+        };
+        // RFC 4861 §7.2.6: announce every IPv6 address once; the first `poll_egress` sends
+        // the advertisements.
+        stack
+            .front
+            .stage_unsolicited_adverts(&mut stack.counters, &mut stack.replies);
+        Ok(stack)
     }
 
     pub fn config(&self) -> &StackConfig {
@@ -1131,3 +1137,5 @@ fn mark_dirty<A>(dirty: &mut VecDeque<CellRef>, cell: &mut Cell<A>, r: CellRef) 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v6;
