@@ -199,8 +199,7 @@ impl FrontEnd {
         };
         let dst = eth.dst_addr();
         // IPv6 groups map to 33:33:xx:xx:xx:xx (RFC 2464 §7); `ipv6` checks which.
-        let ipv6_group =
-            dst.0[..2] == [0x33, 0x33] && eth.ethertype() == EthernetProtocol::Ipv6;
+        let ipv6_group = dst.0[..2] == [0x33, 0x33] && eth.ethertype() == EthernetProtocol::Ipv6;
         if dst != self.mac && !dst.is_broadcast() && !ipv6_group {
             counters.drop_eth_not_for_us += 1;
             return Verdict::Done;

@@ -104,9 +104,7 @@ struct Chain {
 /// parse makes the header unskippable.
 fn options_skippable(data: &[u8]) -> bool {
     Ipv6OptionsIterator::new(data).all(|option| match option {
-        Ok(Ipv6OptionRepr::Pad1 | Ipv6OptionRepr::PadN(_) | Ipv6OptionRepr::RouterAlert(_)) => {
-            true
-        }
+        Ok(Ipv6OptionRepr::Pad1 | Ipv6OptionRepr::PadN(_) | Ipv6OptionRepr::RouterAlert(_)) => true,
         Ok(Ipv6OptionRepr::Unknown { type_, .. }) => {
             Ipv6OptionFailureType::from(type_) == Ipv6OptionFailureType::Skip
         }
@@ -235,8 +233,7 @@ impl FrontEnd {
             return Verdict::Done;
         }
 
-        let Some(chain) = skip_extension_headers(packet.next_header(), ip_payload, counters)
-        else {
+        let Some(chain) = skip_extension_headers(packet.next_header(), ip_payload, counters) else {
             return Verdict::Done;
         };
         let upper = ip_payload.get(chain.offset..).unwrap_or_default();
@@ -290,7 +287,9 @@ impl FrontEnd {
             return;
         }
         match packet.msg_type() {
-            Icmpv6Message::EchoRequest => self.echo6(peer_mac, src, dest, &packet, counters, replies),
+            Icmpv6Message::EchoRequest => {
+                self.echo6(peer_mac, src, dest, &packet, counters, replies)
+            }
             Icmpv6Message::NeighborSolicit
             | Icmpv6Message::NeighborAdvert
             | Icmpv6Message::RouterSolicit
