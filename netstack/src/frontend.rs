@@ -1,11 +1,13 @@
 //! The front end: layer 2 and everything that is not an established flow.
 //!
 //! It turns untrusted frames into typed values once ("parse, don't validate"): Ethernet, ARP,
-//! IPv4, ICMP and TCP are checked here and every frame is either answered (ARP request for our
-//! address, ICMP echo), handed on as a validated [`TcpSegment`] or [`PathMtuReport`], or
-//! dropped and counted in exactly one `drop_*` counter. It also builds the RSTs the stack sends for segments no cell
-//! owns. Invariants: no accessor is called on a wire view before `new_checked` succeeded, so no
-//! input can panic; replies go only to the reply queue; nothing is learned from ARP.
+//! IPv4, ICMP and TCP are checked here, IPv6, NDP and ICMPv6 in [`ipv6`], and every frame is
+//! either answered (ARP request for our address, ICMP echo, neighbor solicitation), handed on
+//! as a validated [`TcpSegment`] or [`PathMtuReport`], or dropped and counted in exactly one
+//! `drop_*` counter. It also builds the RSTs the stack sends for segments no cell owns.
+//! Invariants: no accessor is called on a wire view before `new_checked` succeeded, so no input
+//! can panic; replies go only to the reply queue; nothing is learned from ARP or neighbor
+//! discovery.
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{

@@ -7,7 +7,8 @@
 //! frames, were written to by the application, or have a due deadline are polled.
 //!
 //! The **front end** owns layer 2 and everything that is not an established flow: it validates
-//! Ethernet, ARP, IPv4, ICMP and TCP, answers ARP for our address and ICMP echo, answers SYNs
+//! Ethernet, ARP, IPv4, IPv6 (extension headers included), ICMP, ICMPv6 and TCP, answers ARP and
+//! IPv6 neighbor solicitations for our addresses and ICMP and ICMPv6 echo, answers SYNs
 //! from a SYN cache with SYN cookies behind it (a cell is taken only when the handshake
 //! completes), learns each peer's MAC from its SYN, writes the Ethernet header in front of each
 //! IP packet a cell emits, and answers segments for unknown flows with RST. Everything it drops
@@ -69,10 +70,19 @@
 //! - Timers: a hierarchical timer wheel with one node per cell (`timers.rs`). Only cells that
 //!   received segments, were written to, or whose deadline is due are polled; an idle
 //!   connection costs nothing per loop iteration.
-//! - IPv4 only; IPv6 frames, IP fragments and IP protocols other than ICMP and TCP are dropped
-//!   and counted (see [`StackCounters`]).
+//! - IPv4, IPv6 or both ([`StackConfig::ipv4`], [`StackConfig::ipv6`]); with IPv6, the
+//!   link-local address derived from the MAC answers too. Neighbor discovery (RFC 4861) is
+//!   answered, never initiated: every frame we send answers one the peer sent, and goes back
+//!   to its source MAC. Every IPv6 address is announced once by an unsolicited Neighbor
+//!   Advertisement, which [`Stack::new`] stages for the first [`Stack::poll_egress`]; another
+//!   node claiming one of them is counted (`ndp_address_conflicts`). IPv6 extension headers
+//!   are skipped when RFC 8200 allows it, but TCP reaches a connection behind one hop-by-hop
+//!   header at most (`frontend/ipv6.rs` says why).
+//! - IP fragments (both families), IP protocols other than ICMP, ICMPv6 and TCP, and IPv6
+//!   frames to a stack with no IPv6 address are dropped and counted (see [`StackCounters`]).
 //!
-//! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST, SYN-ACK), `flow` (flow table),
+//! Modules: `frontend` (L2/L3 validation, ARP, ICMP, RST, SYN-ACK; `frontend::ipv6` for IPv6,
+//! NDP and ICMPv6), `flow` (flow table),
 //! `syncache` (half-open connections), `cookie` (SYN cookies), `cell` (one smoltcp interface +
 //! socket per connection), `timers` (the timer wheel), `tombstone` (TIME-WAIT), `reply_queue`
 //! (replies made during receive), `counters`, and `stack` which joins them.

@@ -495,3 +495,177 @@ impl FrontEnd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::{Locals, link_local};
+    use crate::reply_queue::ETH_HEADER_LEN;
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv6Repr};
+
+    const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+    const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);
+    const OURS: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+    const PEER: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+
+    fn front(ipv6: &[Ipv6Address]) -> FrontEnd {
+        FrontEnd {
+            mac: OUR_MAC,
+            locals: Locals::new(None, ipv6),
+            subnet: None,
+            verify_rx: true,
+            tx_caps: ChecksumCapabilities::default(),
+            mtu: 1500,
+        }
+    }
+
+    fn frame(next_header: IpProtocol, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HEADER_LEN + IPV6_HEADER_LEN + payload.len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut f);
+        eth.set_dst_addr(OUR_MAC);
+        eth.set_src_addr(PEER_MAC);
+        eth.set_ethertype(EthernetProtocol::Ipv6);
+        Ipv6Repr {
+            src_addr: PEER,
+            dst_addr: OURS,
+            next_header,
+            payload_len: payload.len(),
+            hop_limit: 64,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut f[14..54]));
+        f[54..].copy_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn groups_and_their_ethernet_addresses() {
+        // RFC 4291 §2.7.1 and RFC 2464 §7.
+        let group = solicited_node(OURS);
+        assert_eq!(group, "ff02::1:ff00:2".parse::<Ipv6Address>().unwrap());
+        assert_eq!(
+            group_mac(group),
+            EthernetAddress([0x33, 0x33, 0xff, 0, 0, 2])
+        );
+        assert_eq!(
+            group_mac(ALL_NODES),
+            EthernetAddress([0x33, 0x33, 0, 0, 0, 1])
+        );
+        let fe = front(&[OURS, link_local(OUR_MAC)]);
+        assert!(fe.listens_to(group));
+        assert!(fe.listens_to(solicited_node(link_local(OUR_MAC))));
+        assert!(fe.listens_to(ALL_NODES));
+        // (::1 would share the link-local fe80::ff:fe00:1 group.)
+        let other = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 7);
+        assert!(!fe.listens_to(solicited_node(other)));
+    }
+
+    #[test]
+    fn options_are_skippable_only_with_action_00() {
+        assert!(options_skippable(&[0, 1, 4, 0, 0, 0, 0, 0][2..])); // PadN
+        assert!(options_skippable(&[0, 0, 0, 0, 0, 0])); // Pad1 x6
+        assert!(options_skippable(&[5, 2, 0, 0, 1, 0])); // Router Alert, PadN
+        assert!(options_skippable(&[0x3e, 0, 1, 2, 0, 0])); // unknown, action 00
+        for action in [0x40u8, 0x80, 0xc0] {
+            assert!(!options_skippable(&[action | 0x1e, 0, 1, 2, 0, 0]));
+        }
+        // An option running past the header, and a Router Alert of the wrong length.
+        assert!(!options_skippable(&[1, 9, 0, 0, 0, 0]));
+        assert!(!options_skippable(&[5, 4, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn routing_headers_are_skippable_with_no_segments_left_unless_type_0() {
+        assert!(routing_skippable(&[4, 0, 0, 0, 0, 0]));
+        assert!(!routing_skippable(&[4, 1, 0, 0, 0, 0]));
+        assert!(!routing_skippable(&[0, 0, 0, 0, 0, 0]));
+        // Type 2 (mobile IPv6) shorter than its home address.
+        assert!(!routing_skippable(&[2, 0, 0, 0, 0, 0]));
+        assert!(!routing_skippable(&[]));
+    }
+
+    #[test]
+    fn the_walk_finds_the_upper_layer_header() {
+        let mut c = StackCounters::default();
+        let hbh = [u8::from(IpProtocol::Ipv6Opts), 0, 1, 4, 0, 0, 0, 0];
+        let dst = [u8::from(IpProtocol::Tcp), 1, 1, 12, 0, 0, 0, 0];
+        let payload = [&hbh[..], &dst[..], &[0; 8], &[0xaa; 20]].concat();
+        let chain = skip_extension_headers(IpProtocol::HopByHop, &payload, &mut c).unwrap();
+        assert_eq!(chain.next_header, IpProtocol::Tcp);
+        assert_eq!((chain.offset, chain.headers), (24, 2));
+        let none = skip_extension_headers(IpProtocol::Tcp, &payload, &mut c).unwrap();
+        assert_eq!((none.offset, none.headers), (0, 0));
+        // Truncated: the destination options header says 16 bytes, 12 are there.
+        assert!(skip_extension_headers(IpProtocol::HopByHop, &payload[..20], &mut c).is_none());
+        assert_eq!(c.drop_ipv6_ext_header, 1);
+    }
+
+    #[test]
+    fn ipv6_without_an_ipv6_address_is_counted_as_before() {
+        let mut fe = front(&[]);
+        fe.locals = Locals::new(Some(smoltcp::wire::Ipv4Address::new(198, 18, 0, 1)), &[]);
+        let (mut c, mut q) = (StackCounters::default(), ReplyQueue::new(4, 1514));
+        let f = frame(IpProtocol::Tcp, &[0; 20]);
+        assert!(matches!(fe.classify(&f, &mut c, &mut q), Verdict::Done));
+        // A frame to an IPv6 Ethernet group too.
+        let mut group = f.clone();
+        group[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+        fe.classify(&group, &mut c, &mut q);
+        assert_eq!(c.drop_ipv6, 2);
+        assert_eq!(c.total_dropped(), 2);
+        // An IPv4 frame to an IPv6 group MAC is not for us.
+        let mut v4 = group.clone();
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        fe.classify(&v4, &mut c, &mut q);
+        assert_eq!(c.drop_eth_not_for_us, 1);
+    }
+
+    #[test]
+    fn every_truncation_and_byte_flip_is_counted_never_a_panic() {
+        use smoltcp::wire::{NdiscRepr, RawHardwareAddress};
+        let fe = front(&[OURS, link_local(OUR_MAC)]);
+        let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+            target_addr: OURS,
+            lladdr: Some(RawHardwareAddress::from(PEER_MAC)),
+        });
+        let mut icmp = vec![0u8; ns.buffer_len()];
+        ns.emit(
+            &PEER,
+            &OURS,
+            &mut Icmpv6Packet::new_unchecked(&mut icmp[..]),
+            &ChecksumCapabilities::default(),
+        );
+        let hbh = [u8::from(IpProtocol::Icmpv6), 0, 1, 4, 0, 0, 0, 0];
+        let mut seeds = [
+            frame(IpProtocol::Icmpv6, &icmp),
+            frame(IpProtocol::HopByHop, &[&hbh[..], &icmp].concat()),
+            frame(IpProtocol::Ipv6Route, &[4, 0, 4, 0, 0, 0, 0, 0, 1, 2, 3]),
+        ];
+        for seed in &mut seeds {
+            seed[ETH_HEADER_LEN + 7] = NDP_HOP_LIMIT;
+        }
+        let mut q = ReplyQueue::new(1024, 1514);
+        for seed in &seeds {
+            for len in 0..=seed.len() {
+                let mut c = StackCounters::default();
+                let _ = fe.classify(&seed[..len], &mut c, &mut q);
+                let answered = c.ndp_adverts_sent + c.tx_staging_full;
+                assert_eq!(c.total_dropped() + answered, 1, "length {len}");
+            }
+            for i in 14..seed.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut f = seed.clone();
+                    f[i] ^= bit;
+                    let mut c = StackCounters::default();
+                    let verdict = fe.classify(&f, &mut c, &mut q);
+                    let handed_on = matches!(verdict, Verdict::Tcp(_)) as u64;
+                    let events = c.ndp_adverts_sent
+                        + c.ndp_address_conflicts
+                        + c.icmpv6_echo_replies
+                        + c.tx_staging_full;
+                    assert_eq!(c.total_dropped() + events + handed_on, 1, "byte {i}");
+                }
+                while q.take_front().is_some() {}
+            }
+        }
+    }
+}
