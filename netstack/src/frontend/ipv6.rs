@@ -56,6 +56,12 @@ const ALL_NODES: Ipv6Address = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ICMPV6_NEIGHBOR_SOLICIT: u8 = 135;
 const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
 
+/// Checksums for the ICMPv6 we send: always filled, transmit offload or not (NICs offload
+/// TCP and UDP, not ICMPv6).
+fn fill() -> ChecksumCapabilities {
+    ChecksumCapabilities::default()
+}
+
 /// The solicited-node group of `addr` (RFC 4291 §2.7.1): `ff02::1:ff00:0/104` and its low 24
 /// bits.
 fn solicited_node(addr: Ipv6Address) -> Ipv6Address {
@@ -344,7 +350,7 @@ impl FrontEnd {
             (IpAddress::Ipv6(ours), IpAddress::Ipv6(src)),
             (IpProtocol::Icmpv6, HOP_LIMIT),
             len,
-            |buf, caps| reply.emit(&ours, &src, &mut Icmpv6Packet::new_unchecked(buf), caps),
+            |buf, _| reply.emit(&ours, &src, &mut Icmpv6Packet::new_unchecked(buf), &fill()),
         );
         match staged {
             true => counters.icmpv6_echo_replies += 1,
@@ -472,7 +478,14 @@ impl FrontEnd {
             (IpAddress::Ipv6(target), IpAddress::Ipv6(dst)),
             (IpProtocol::Icmpv6, NDP_HOP_LIMIT),
             advert.buffer_len(),
-            |buf, caps| advert.emit(&target, &dst, &mut Icmpv6Packet::new_unchecked(buf), caps),
+            |buf, _| {
+                advert.emit(
+                    &target,
+                    &dst,
+                    &mut Icmpv6Packet::new_unchecked(buf),
+                    &fill(),
+                )
+            },
         );
         match staged {
             true => counters.ndp_adverts_sent += 1,

@@ -1006,3 +1006,25 @@ fn ipv4_and_ipv6_side_by_side() {
     assert_eq!((c.icmp_echo_replies, c.icmpv6_echo_replies), (1, 1));
     assert_eq!(c.total_dropped(), 0);
 }
+
+#[test]
+fn icmpv6_checksums_are_filled_even_with_transmit_offload() {
+    let mut c = dual_config();
+    c.tx_checksum_offload = true;
+    let mut stack = Stack::<App>::new(c, seeds()).unwrap();
+    for frame in pump(&mut stack, t(0)) {
+        parse_icmp(&frame); // verifies the checksum
+    }
+    stack.handle_frame(t(1), &ns_frame(OUR_V6));
+    let echo = Icmpv6Repr::EchoRequest {
+        ident: 1,
+        seq_no: 1,
+        data: b"offload",
+    };
+    stack.handle_frame(t(1), &V6::to_us().icmp(&echo));
+    let frames = pump(&mut stack, t(1));
+    assert_eq!(frames.len(), 2);
+    for frame in &frames {
+        parse_icmp(frame);
+    }
+}
