@@ -208,8 +208,8 @@ define_counters! {
         drop_icmp_oversize,
         /// ICMPv6 that does not parse, has a bad checksum, or an echo request with a code.
         drop_icmpv6_malformed,
-        /// ICMPv6 other than echo request and neighbor discovery: errors, echo replies,
-        /// multicast listener discovery, unknown types.
+        /// ICMPv6 other than echo request, neighbor discovery and Packet Too Big: errors,
+        /// echo replies, multicast listener discovery, unknown types.
         drop_icmpv6_other,
         /// Neighbor discovery that fails RFC 4861 §7.1: hop limit not 255, code not 0, a
         /// multicast target, malformed options, a probe from `::` with a source link-layer
@@ -221,7 +221,8 @@ define_counters! {
         /// that are no conflict: we learn nothing from neighbor discovery.
         drop_ndp_other,
         /// Path MTU report whose quote is not a TCP segment from our address (too short, not
-        /// IPv4, another protocol or source), or that gives no usable MTU.
+        /// of the report's IP version, another protocol or source), or that gives no usable
+        /// MTU.
         drop_pmtu_malformed,
         /// Path MTU report quoting a segment of no connection we hold (another port, an
         /// unknown peer, a half-open or TIME-WAIT flow).

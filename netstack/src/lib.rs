@@ -54,13 +54,13 @@
 //!   initial window; [`TcpTuning`] sets them for every cell. What it did is counted per stack
 //!   (`tcp_retransmits`, `tcp_timeouts`, `tcp_fast_recoveries`, `tcp_loss_probes`,
 //!   `tcp_spurious_recoveries`).
-//! - Path MTU (RFC 1191, RFC 8201): an ICMPv4 Fragmentation Needed quoting one of our segments
-//!   becomes a path MTU report in the front end; if its flow is a live connection and the quoted
+//! - Path MTU (RFC 1191, RFC 8201): an ICMPv4 Fragmentation Needed or ICMPv6 Packet Too Big
+//!   quoting one of our segments becomes a path MTU report in the front end; if its flow is a live connection and the quoted
 //!   sequence number is in flight (RFC 5927 §4.1), the connection's MSS is lowered and what it
 //!   had in flight is resent at once in smaller segments, with no window reduction (smoltcp
 //!   patch 19; `pmtu_lowered`). Anything else is dropped and counted (`drop_pmtu_*`). A
 //!   next-hop MTU of 0 (a router older than RFC 1191) takes the plateau below the rejected
-//!   length (RFC 1191 §7).
+//!   length (RFC 1191 §7); an IPv6 MTU below 1280 is taken as 1280 (RFC 8201 §4).
 //! - Connections with no segment from the peer for `idle_timeout` are aborted with an RST.
 //! - TIME-WAIT does not hold a cell: when a connection we closed first reaches it, the cell goes
 //!   back to the pool and a tombstone of a few dozen bytes stays in the flow table for

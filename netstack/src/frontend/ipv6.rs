@@ -3,7 +3,9 @@
 //!
 //! Every IPv6 frame is parsed with smoltcp's wire views (`new_checked` first, accessors after)
 //! and either answered (a Neighbor Advertisement, an echo reply), handed on as a validated
-//! [`TcpSegment`], or dropped and counted in exactly one `drop_*` counter.
+//! [`TcpSegment`](super::TcpSegment) or, for a Packet Too Big quoting a TCP segment we sent
+//! (RFC 8201), a [`PathMtuReport`], or dropped and counted in exactly one `drop_*` counter.
+//! Other ICMPv6 errors are counted (`drop_icmpv6_other`).
 //!
 //! What is accepted:
 //! - the header: version 6, the payload length within the frame (Ethernet padding is trimmed);
@@ -42,10 +44,10 @@ use smoltcp::wire::{
     EthernetAddress, Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv6Address,
     Ipv6ExtHeader, Ipv6ExtHeaderRepr, Ipv6OptionFailureType, Ipv6OptionRepr, Ipv6OptionsIterator,
     Ipv6Packet, Ipv6RoutingHeader, Ipv6RoutingType, NdiscNeighborFlags, NdiscOption,
-    NdiscOptionType, NdiscRepr,
+    NdiscOptionType, NdiscRepr, TcpSeqNumber,
 };
 
-use super::{FrontEnd, HOP_LIMIT, IPV6_HEADER_LEN, Verdict};
+use super::{FrontEnd, HOP_LIMIT, IPV6_HEADER_LEN, PathMtuReport, Verdict};
 use crate::StackCounters;
 use crate::reply_queue::ReplyQueue;
 
@@ -171,6 +173,40 @@ fn skip_extension_headers(
     }
 }
 
+/// RFC 4443 §3.2 and RFC 8201 §4: a Packet Too Big (`icmp`, the whole message, at least its
+/// 8-octet header) quoting the IPv6 header and at least the first 8 octets of a TCP segment we
+/// sent from `ours`, the address the message came to. `None` when the quote is short, not
+/// IPv6, not TCP right after the header (we send no extension headers), or from another
+/// address. The MTU is passed on as given (clamped to 16 bits); the cell raises one below the
+/// IPv6 minimum of 1280.
+fn packet_too_big(ours: Ipv6Address, icmp: &[u8]) -> Option<PathMtuReport> {
+    let be16 = |bytes: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    };
+    // ICMPv6 header: type, code, checksum, MTU (4); then the quote.
+    let mtu = u32::from_be_bytes(icmp.get(4..8)?.try_into().ok()?);
+    let quote = icmp.get(8..)?;
+    // The quoted IPv6 header, read by offset: `Ipv6Packet::new_checked` would want its whole
+    // payload. Version (high nibble of octet 0), next header (6), source (8..24), destination
+    // (24..40).
+    let version = quote.first()? >> 4;
+    let next_header = IpProtocol::from(*quote.get(6)?);
+    let src: [u8; 16] = quote.get(8..24)?.try_into().ok()?;
+    let dst: [u8; 16] = quote.get(24..40)?.try_into().ok()?;
+    if version != 6 || next_header != IpProtocol::Tcp || Ipv6Address::from(src) != ours {
+        return None;
+    }
+    let tcp = quote.get(IPV6_HEADER_LEN..IPV6_HEADER_LEN + 8)?;
+    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+    Some(PathMtuReport {
+        peer_ip: IpAddress::Ipv6(Ipv6Address::from(dst)),
+        peer_port: be16(tcp, 2)?,
+        local_port: be16(tcp, 0)?,
+        seq: TcpSeqNumber(seq as i32),
+        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+    })
+}
+
 impl FrontEnd {
     /// `true` when `group` is one we listen to: all-nodes or a solicited-node group of ours.
     fn listens_to(&self, group: Ipv6Address) -> bool {
@@ -246,8 +282,7 @@ impl FrontEnd {
         match chain.next_header {
             IpProtocol::Icmpv6 => {
                 let hop_limit = packet.hop_limit();
-                self.icmpv6(peer_mac, src, dest, hop_limit, upper, counters, replies);
-                Verdict::Done
+                self.icmpv6(peer_mac, src, dest, hop_limit, upper, counters, replies)
             }
             IpProtocol::Tcp => {
                 let Dest::Local(local, _) = dest else {
@@ -271,8 +306,10 @@ impl FrontEnd {
         }
     }
 
+    /// Handles an ICMPv6 message: echo, neighbor discovery, Packet Too Big. A valid Packet Too
+    /// Big becomes a [`Verdict::PathMtu`]; everything else is answered or dropped here.
     #[allow(clippy::too_many_arguments)]
-    fn icmpv6(
+    fn icmpv6<'f>(
         &self,
         peer_mac: EthernetAddress,
         src: Ipv6Address,
@@ -281,16 +318,30 @@ impl FrontEnd {
         bytes: &[u8],
         counters: &mut StackCounters,
         replies: &mut ReplyQueue,
-    ) {
+    ) -> Verdict<'f> {
         let Ok(packet) = Icmpv6Packet::new_checked(bytes) else {
             counters.drop_icmpv6_malformed += 1;
-            return;
+            return Verdict::Done;
         };
         // Always verified, whatever the driver checked: drivers offload TCP and UDP checksums,
         // and neighbor discovery must not be spoofable by a corrupted frame.
         if !packet.verify_checksum(&src, &dest.addr()) {
             counters.drop_icmpv6_malformed += 1;
-            return;
+            return Verdict::Done;
+        }
+        if packet.msg_type() == Icmpv6Message::PktTooBig {
+            let Dest::Local(_, ours) = dest else {
+                counters.drop_ipv6_multicast += 1;
+                return Verdict::Done;
+            };
+            // (smoltcp's `Icmpv6Repr` wants the whole quoted packet; the quote is cut.)
+            return match packet_too_big(ours, bytes) {
+                Some(report) => Verdict::PathMtu(report),
+                None => {
+                    counters.drop_pmtu_malformed += 1;
+                    Verdict::Done
+                }
+            };
         }
         match packet.msg_type() {
             Icmpv6Message::EchoRequest => {
@@ -305,6 +356,7 @@ impl FrontEnd {
             }
             _ => counters.drop_icmpv6_other += 1,
         }
+        Verdict::Done
     }
 
     /// Answers an echo request (RFC 4443 §4.2) to one of our unicast addresses.
@@ -610,6 +662,49 @@ mod tests {
         // Truncated: the destination options header says 16 bytes, 12 are there.
         assert!(skip_extension_headers(IpProtocol::HopByHop, &payload[..20], &mut c).is_none());
         assert_eq!(c.drop_ipv6_ext_header, 1);
+    }
+
+    #[test]
+    fn a_packet_too_big_quoting_our_segment_is_a_report() {
+        let mut icmp = vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x00]; // MTU 1280
+        let quoted = Ipv6Repr {
+            src_addr: OURS,
+            dst_addr: PEER,
+            next_header: IpProtocol::Tcp,
+            payload_len: 1460,
+            hop_limit: 64,
+        };
+        let mut header = [0u8; 40];
+        quoted.emit(&mut Ipv6Packet::new_unchecked(&mut header[..]));
+        icmp.extend_from_slice(&header);
+        icmp.extend_from_slice(&[0, 80, 0x9c, 0x40, 0, 0, 0, 7]);
+        let report = packet_too_big(OURS, &icmp).unwrap();
+        assert_eq!(
+            report,
+            PathMtuReport {
+                peer_ip: IpAddress::Ipv6(PEER),
+                peer_port: 40000,
+                local_port: 80,
+                seq: TcpSeqNumber(7),
+                mtu: 1280,
+            }
+        );
+        // An MTU over 16 bits is clamped; the quote must be from the address it came to,
+        // TCP, IPv6, and hold 8 octets of TCP.
+        let mut jumbo = icmp.clone();
+        jumbo[4..8].copy_from_slice(&100_000u32.to_be_bytes());
+        assert_eq!(packet_too_big(OURS, &jumbo).map(|r| r.mtu), Some(u16::MAX));
+        assert_eq!(packet_too_big(PEER, &icmp), None);
+        assert_eq!(packet_too_big(OURS, &icmp[..8 + 40 + 7]), None);
+        let mut udp = icmp.clone();
+        udp[8 + 6] = 17;
+        assert_eq!(packet_too_big(OURS, &udp), None);
+        let mut v4 = icmp.clone();
+        v4[8] = 0x45;
+        assert_eq!(packet_too_big(OURS, &v4), None);
+        for len in 0..icmp.len() {
+            let _ = packet_too_big(OURS, &icmp[..len]);
+        }
     }
 
     #[test]

@@ -1028,3 +1028,128 @@ fn icmpv6_checksums_are_filled_even_with_transmit_offload() {
         parse_icmp(frame);
     }
 }
+
+/// A connected peer, and the 6000 octets the application answered with, in flight in five
+/// frames (four full ones of 1440 octets of TCP payload).
+fn ipv6_connection_with_data_in_flight(stack: &mut Stack<App>, port: u16) -> Vec<Vec<u8>> {
+    let mut peer = Peer::new(port);
+    stack.handle_frame(t(0), &peer.syn());
+    let synack = only_tcp(&pump(stack, t(0)));
+    stack.handle_frame(t(0), &peer.ack_syn(&synack));
+    stack.handle_frame(t(0), &peer.data(b"GET\r\n\r\n"));
+    stack.serve_ready(t(1), &mut |conn: Conn<'_, App>| {
+        conn.state.replied = true;
+        assert_eq!(conn.socket.send_slice(&[b'x'; 6000]), Ok(6000));
+    });
+    let mut wire = Wire(Vec::new());
+    stack.poll_egress(t(1), &mut wire);
+    assert_eq!(wire.0.len(), 5);
+    assert!(wire.0[..4].iter().all(|f| f.len() == 14 + 1500));
+    wire.0
+}
+
+const ROUTER_V6: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 0xfe);
+
+/// A Packet Too Big from a router on the path, reporting `mtu` and quoting `quote` (the start
+/// of an IPv6 packet we sent).
+fn packet_too_big(mtu: u32, quote: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![2u8, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let v6 = V6 {
+        src: ROUTER_V6,
+        ..V6::to_us()
+    };
+    Icmpv6Packet::new_unchecked(&mut icmp[..]).fill_checksum(&v6.src, &v6.dst);
+    v6.frame(IpProtocol::Icmpv6, &icmp)
+}
+
+/// What a router quotes: as much of the packet as fits in 1280 octets with its own headers.
+fn quote_of(frame: &[u8]) -> Vec<u8> {
+    frame[14..].iter().copied().take(1280 - 48).collect()
+}
+
+#[test]
+fn packet_too_big_lowers_the_mss_and_resends_in_smaller_frames() {
+    let mut stack = dual_stack(dual_config());
+    let in_flight = ipv6_connection_with_data_in_flight(&mut stack, 40100);
+    let first = parse_tcp(&in_flight[0]);
+    stack.handle_frame(t(2), &packet_too_big(1280, &quote_of(&in_flight[0])));
+    assert_eq!(stack.counters().pmtu_lowered, 1);
+    assert_eq!(stack.counters().total_dropped(), 0);
+    let resent = pump(&mut stack, t(2));
+    assert!(!resent.is_empty(), "the resend goes at once");
+    assert!(
+        resent.iter().all(|f| f.len() - 14 <= 1280),
+        "every frame fits"
+    );
+    let segs: Vec<Seg> = resent.iter().map(|f| parse_tcp(f)).collect();
+    let mut next = first.seq;
+    for seg in &segs {
+        assert_eq!(seg.seq, next, "the resends follow one another");
+        next += seg.payload.len() as u32;
+    }
+    assert_eq!(next, first.seq + 6000, "everything in flight is resent");
+
+    // RFC 8201 §4: an MTU below 1280 is taken as 1280.
+    let in_flight = ipv6_connection_with_data_in_flight(&mut stack, 40101);
+    stack.handle_frame(t(3), &packet_too_big(600, &quote_of(&in_flight[1])));
+    assert_eq!(stack.counters().pmtu_lowered, 2);
+    let resent = pump(&mut stack, t(3));
+    assert!(!resent.is_empty());
+    assert!(resent.iter().all(|f| f.len() - 14 <= 1280));
+    assert!(resent.iter().any(|f| f.len() - 14 > 1200), "not below 1280");
+}
+
+#[test]
+fn forged_or_useless_packet_too_big_changes_nothing_and_is_counted() {
+    let mut stack = dual_stack(dual_config());
+    let in_flight = ipv6_connection_with_data_in_flight(&mut stack, 40102);
+    let frame = &in_flight[0];
+    let first_seq = parse_tcp(frame).seq;
+    let forged = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut q = quote_of(frame);
+        f(&mut q);
+        q
+    };
+    let set_seq = |seq: u32| move |q: &mut Vec<u8>| q[44..48].copy_from_slice(&seq.to_be_bytes());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "before SND.UNA",
+            packet_too_big(1280, &forged(&set_seq(first_seq - 1))),
+        ),
+        (
+            "after SND.NXT",
+            packet_too_big(1280, &forged(&set_seq(first_seq + 6000))),
+        ),
+        // Another peer port: no such connection.
+        ("no flow", packet_too_big(1280, &forged(&|q| q[42] ^= 1))),
+        // Quoted from another source, another protocol, too short.
+        (
+            "not from us",
+            packet_too_big(1280, &forged(&|q| q[23] ^= 1)),
+        ),
+        ("not TCP", packet_too_big(1280, &forged(&|q| q[6] = 17))),
+        ("short", packet_too_big(1280, &quote_of(frame)[..44])),
+        ("not lower", packet_too_big(1500, &quote_of(frame))),
+    ];
+    for (what, report) in &cases {
+        stack.handle_frame(t(2), report);
+        assert!(pump(&mut stack, t(2)).is_empty(), "{what}");
+    }
+    // To a group: never.
+    let mut to_group = packet_too_big(1280, &quote_of(frame));
+    let group = solicited_node(OUR_V6);
+    to_group[..6].copy_from_slice(&group_mac(group).0);
+    to_group[14 + 24..14 + 40].copy_from_slice(&group.octets());
+    let mut icmp = Icmpv6Packet::new_unchecked(&mut to_group[54..]);
+    icmp.fill_checksum(&ROUTER_V6, &group);
+    stack.handle_frame(t(2), &to_group);
+    let c = stack.counters();
+    assert_eq!(c.pmtu_lowered, 0);
+    assert_eq!(c.drop_pmtu_not_in_flight, 2);
+    assert_eq!(c.drop_pmtu_no_flow, 1);
+    assert_eq!(c.drop_pmtu_malformed, 3);
+    assert_eq!(c.drop_pmtu_not_lower, 1);
+    assert_eq!(c.drop_ipv6_multicast, 1);
+}
