@@ -12,7 +12,7 @@
 //! Its stdout (the stats lines) and stderr pass straight through. The demo process keeps the
 //! lab: on SIGINT or SIGTERM it stops the child, waits for it, and then removes the lab.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use super::stop_on_signals;
 use crate::cli::DemoArgs;
 use crate::lab::fetch::{self, Response};
 use crate::lab::veth::{SERVER_IFACE, VethLab};
-use crate::lab::{PREFIX_LEN, SERVER_ADDR};
+use crate::lab::{PREFIX_LEN, PREFIX_LEN6, SERVER_ADDR, SERVER_ADDR6};
 
 /// How long the server gets to attach and answer before the demo gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +62,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .args(["serve", "--driver", "afxdp", "--iface", SERVER_IFACE])
         .arg("--ip")
         .arg(format!("{SERVER_ADDR}/{PREFIX_LEN}"))
+        .arg("--ip")
+        .arg(format!("{SERVER_ADDR6}/{PREFIX_LEN6}"))
         .arg("--root")
         .arg(&root)
         .arg("--sleep-when-idle")
@@ -78,8 +80,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let mut server = ServerChild(child);
 
     let url = format!("http://{SERVER_ADDR}/");
+    let url6 = format!("http://[{SERVER_ADDR6}]/");
     println!(
-        "sirocco demo: serving {} at {url} over AF_XDP",
+        "sirocco demo: serving {} at {url} and {url6} over AF_XDP",
         root.display()
     );
     println!(
@@ -89,6 +92,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     );
     println!("  client namespace: {}", lab.client_ns());
     println!("  fetch a page:     {}", lab.curl_hint(&url));
+    println!(
+        "  or over IPv6:     {}",
+        lab.curl_hint(&format!("-6 {url6}"))
+    );
     if !args.check {
         println!("  Ctrl-C stops the server and removes the lab");
     }
@@ -176,7 +183,9 @@ fn wait_until_serving(
             bail!("the server exited with {status} before serving (its messages are above)");
         }
         // Any HTTP answer will do (a site without index.html answers 404).
-        let answered = fetch_from_client(lab, "/", Duration::from_secs(1)).is_ok();
+        let answered = FAMILIES
+            .iter()
+            .all(|&server| fetch_from_client(lab, server, "/", Duration::from_secs(1)).is_ok());
         if answered {
             return Ok(());
         }
@@ -190,8 +199,12 @@ fn wait_until_serving(
     }
 }
 
-/// Fetches every file under `root` (and `/` for the index) from the lab's client side and
-/// compares the bytes. Prints one line per file; returns whether all matched.
+/// The server's address in each family, as `--check` fetches from it: IPv4, then IPv6.
+const FAMILIES: [IpAddr; 2] = [IpAddr::V4(SERVER_ADDR), IpAddr::V6(SERVER_ADDR6)];
+
+/// Fetches every file under `root` (and `/` for the index) from the lab's client side, over
+/// IPv4 and over IPv6, and compares the bytes. Prints one line per file and family; returns
+/// whether all matched.
 fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<bool> {
     let mut targets: Vec<(String, PathBuf)> = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
@@ -215,40 +228,57 @@ fn check_site(lab: &VethLab, root: &Path, stop: &AtomicBool) -> anyhow::Result<b
 
     let mut matched = 0;
     for (url_path, file) in &targets {
-        if stop.load(Ordering::Relaxed) {
-            bail!("interrupted during the check");
-        }
         let expected =
             std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let verdict = match fetch_from_client(lab, url_path, FETCH_TIMEOUT) {
-            Err(error) => format!("FAIL ({error})"),
-            Ok(response) if !(200..300).contains(&response.status) => {
-                format!("FAIL (HTTP status {})", response.status)
+        for server in FAMILIES {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted during the check");
             }
-            Ok(response) if response.body != expected => format!(
-                "FAIL (got {} bytes, expected {})",
-                response.body.len(),
+            let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
+            let verdict = check_one(lab, server, url_path, &expected);
+            if verdict == "ok" {
+                matched += 1;
+            }
+            println!(
+                "check {family} {url_path:<40} {:>9} bytes  {verdict}",
                 expected.len()
-            ),
-            Ok(_) => "ok".to_string(),
-        };
-        if verdict == "ok" {
-            matched += 1;
+            );
         }
-        println!(
-            "check {url_path:<40} {:>9} bytes  {verdict}",
-            expected.len()
-        );
     }
-    println!("check: {matched} of {} files byte-exact", targets.len());
-    Ok(matched == targets.len())
+    let total = targets.len() * FAMILIES.len();
+    println!(
+        "check: {matched} of {total} fetches byte-exact ({} files, over IPv4 and IPv6)",
+        targets.len()
+    );
+    Ok(matched == total)
+}
+
+/// Fetches `url_path` from `server` and says "ok" or why not.
+fn check_one(lab: &VethLab, server: IpAddr, url_path: &str, expected: &[u8]) -> String {
+    match fetch_from_client(lab, server, url_path, FETCH_TIMEOUT) {
+        Err(error) => format!("FAIL ({error})"),
+        Ok(response) if !(200..300).contains(&response.status) => {
+            format!("FAIL (HTTP status {})", response.status)
+        }
+        Ok(response) if response.body != expected => format!(
+            "FAIL (got {} bytes, expected {})",
+            response.body.len(),
+            expected.len()
+        ),
+        Ok(_) => "ok".to_string(),
+    }
 }
 
 /// `GET path` from the server, on a thread inside the lab's client namespace (so over the
 /// veth pair, as a client there would fetch it).
-fn fetch_from_client(lab: &VethLab, path: &str, timeout: Duration) -> anyhow::Result<Response> {
-    let server = SocketAddr::from((SERVER_ADDR, 80));
-    let host = SERVER_ADDR.to_string();
+fn fetch_from_client(
+    lab: &VethLab,
+    server: IpAddr,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Response> {
+    let server = SocketAddr::from((server, 80));
+    let host = fetch::host_for(server);
     let fetched = netns::in_namespace(lab.client_ns(), || fetch::get(server, &host, path, timeout))
         .with_context(|| format!("entering the client namespace {}", lab.client_ns()))?;
     Ok(fetched?)

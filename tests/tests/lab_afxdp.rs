@@ -537,10 +537,11 @@ fn demo_check_fetches_the_sample_site_and_exits_zero() {
         stdout.contains("over AF_XDP"),
         "the demo did not serve over AF_XDP: {stdout}"
     );
-    // Every file of www/, plus "/" for the index.
+    // Every file of www/, plus "/" for the index, over IPv4 and over IPv6.
+    let files = files_under(&sample_site()).len() + 1;
     let summary = format!(
-        "check: {0} of {0} files byte-exact",
-        files_under(&sample_site()).len() + 1
+        "check: {0} of {0} fetches byte-exact ({files} files, over IPv4 and IPv6)",
+        2 * files
     );
     assert!(
         stdout.contains(&summary),

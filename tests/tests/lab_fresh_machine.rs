@@ -101,7 +101,11 @@ fn demo_check_passes_without_ip_ethtool_or_curl() {
     let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
     let files = walk(&www).len() + usize::from(www.join("index.html").is_file());
     assert!(files > 1, "the sample site has files");
-    let summary = format!("check: {files} of {files} files byte-exact");
+    // Each file over IPv4 and over IPv6.
+    let summary = format!(
+        "check: {0} of {0} fetches byte-exact ({files} files, over IPv4 and IPv6)",
+        2 * files
+    );
     assert!(stdout.contains(&summary), "no `{summary}` in: {stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(stdout.contains("sirocco demo: serving"), "{stdout}");
