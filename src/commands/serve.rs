@@ -4,7 +4,7 @@
 //! busy address fails before anything is attached) and served from a thread of its own.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +67,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    // IPv4 only for now: the kernel's IPv6 addresses are not listed yet.
-    if let Some(v4) = ips.ipv4 {
-        let holders = lab::kernel_interfaces_with(v4.addr);
+    // An address the kernel also holds would be answered twice (or, behind the XDP filter,
+    // taken from the kernel): refuse it, except when replaying a trace.
+    let ours = ips
+        .ipv4
+        .iter()
+        .map(|v4| IpAddr::V4(v4.addr))
+        .chain(ips.ipv6.iter().map(|v6| IpAddr::V6(v6.addr)));
+    for addr in ours {
+        let holders = lab::kernel_interfaces_with(addr);
         if !holders.is_empty() && driver != DriverKind::Pcap {
             bail!(
-                "{} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
-                v4.addr,
+                "{addr} is already an address of this host's kernel (on {}): sirocco answers for its address itself, so give the kernel another one, or pick another --ip",
                 holders.join(", ")
             );
         }

@@ -382,3 +382,27 @@ fn every_address_is_served_and_a_kernel_owned_ipv6_address_keeps_answering() {
     let stopped = server.stop_cleanly();
     assert_eq!(stopped.requests(), urls.len() as u64, "{}", stopped.stdout);
 }
+
+#[test]
+fn an_ipv6_address_the_kernel_holds_is_refused_at_start() {
+    if !lab_available("ipv6_kernel_holds", &[]) {
+        return;
+    }
+    let kernel_addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+    let lab = VethLab::create_unique("v6held").expect("create the veth lab");
+    lab.add_kernel_server_address6(kernel_addr)
+        .expect("give veth-srv a kernel IPv6 address");
+    let output = run(
+        lab.server_command(sirocco_tests::lab::sirocco_binary())
+            .args(["serve", "--driver", "afxdp", "--iface", "veth-srv"])
+            .args(["--ip", "198.18.0.2/24", "--ip", "2001:2::3/64", "--root"])
+            .arg(sample_site()),
+        "sirocco serve",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2001:2::3 is already an address of this host's kernel (on veth-srv)"),
+        "{stderr}"
+    );
+}
