@@ -20,7 +20,7 @@ const PEER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 2);
 const FAR_IP: Ipv4Address = Ipv4Address::new(198, 19, 7, 9);
 const PORT: u16 = 80;
 
-fn t(ms: i64) -> Instant {
+pub(super) fn t(ms: i64) -> Instant {
     Instant::from_millis(ms)
 }
 
@@ -36,7 +36,7 @@ impl Prng {
     }
 }
 
-fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
+pub(super) fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
     let mut rng = Prng(seed);
     Box::new(move || rng.next())
 }
@@ -45,9 +45,9 @@ fn seeds(seed: u64) -> Box<dyn FnMut() -> u64> {
 /// ends with a blank line (and closes first if the request starts with "CLOSE"), and closes
 /// when the peer does.
 #[derive(Default)]
-struct App {
+pub(super) struct App {
     received: Vec<u8>,
-    replied: bool,
+    pub(super) replied: bool,
     /// A wake-up the application asked for (see `ConnApp::wake_at`).
     wake: Option<Instant>,
 }
@@ -90,13 +90,13 @@ fn serve(conn: Conn<'_, App>) {
 }
 
 /// A sink that keeps frames, with an optional room limit.
-struct Wire {
-    frames: Vec<Vec<u8>>,
+pub(super) struct Wire {
+    pub(super) frames: Vec<Vec<u8>>,
     room: usize,
 }
 
 impl Wire {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Wire {
             frames: Vec::new(),
             room: usize::MAX,
@@ -129,7 +129,7 @@ fn stack_with(config: StackConfig) -> Stack<App> {
 }
 
 /// One serve_ready + egress round; returns what was sent.
-fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
+pub(super) fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
     stack.serve_ready(now, &mut serve);
     let mut wire = Wire::new();
     stack.poll_egress(now, &mut wire);

@@ -11,6 +11,7 @@ use smoltcp::wire::{
     TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
+use super::tests::{App, Wire, pump, seeds, t};
 use super::*;
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -25,73 +26,6 @@ const ALL_NODES: Ipv6Address = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_NODES_MAC: EthernetAddress = EthernetAddress([0x33, 0x33, 0, 0, 0, 1]);
 const PORT: u16 = 80;
 
-fn t(ms: i64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-fn seeds() -> Box<dyn FnMut() -> u64> {
-    // xorshift64*: deterministic seeds.
-    let mut x = 0x5eed_u64;
-    Box::new(move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
-}
-
-/// Collects the request; answers "HELLO" to a blank line; closes when the peer does.
-#[derive(Default)]
-struct App {
-    received: Vec<u8>,
-    replied: bool,
-}
-
-impl ConnApp for App {
-    fn reset(&mut self) {
-        self.received.clear();
-        self.replied = false;
-    }
-}
-
-fn serve(conn: Conn<'_, App>) {
-    let Conn { socket, state } = conn;
-    while socket.can_recv() {
-        let _ = socket.recv(|data| {
-            state.received.extend_from_slice(data);
-            (data.len(), ())
-        });
-    }
-    if !state.replied && state.received.ends_with(b"\r\n\r\n") {
-        state.replied = true;
-        let _ = socket.send_slice(b"HELLO");
-    }
-    if socket.state() == TcpState::CloseWait {
-        socket.close();
-    }
-}
-
-struct Wire(Vec<Vec<u8>>);
-
-impl TxSink for Wire {
-    fn has_room(&self) -> bool {
-        true
-    }
-    fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        let mut buf = vec![0; len];
-        fill(&mut buf);
-        self.0.push(buf);
-        true
-    }
-}
-
-fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
-    stack.serve_ready(now, &mut serve);
-    let mut wire = Wire(Vec::new());
-    stack.poll_egress(now, &mut wire);
-    wire.0
-}
-
 /// IPv4 and IPv6 (2001:2::2/64 and the link-local).
 fn dual_config() -> StackConfig {
     let mut c = StackConfig::new(OUR_MAC, Ipv4Cidr::new(OUR_V4, 24), PORT);
@@ -101,7 +35,7 @@ fn dual_config() -> StackConfig {
 
 /// A dual stack with its start-up advertisements already sent.
 fn dual_stack(config: StackConfig) -> Stack<App> {
-    let mut stack = Stack::new(config, seeds()).unwrap();
+    let mut stack = Stack::new(config, seeds(0x5eed)).unwrap();
     let at_start = pump(&mut stack, t(0));
     assert_eq!(at_start.len(), 2, "one unsolicited NA per IPv6 address");
     stack
@@ -380,7 +314,7 @@ fn expected_advert(
 
 #[test]
 fn every_ipv6_address_is_announced_at_start() {
-    let mut stack = Stack::<App>::new(dual_config(), seeds()).unwrap();
+    let mut stack = Stack::<App>::new(dual_config(), seeds(0x5eed)).unwrap();
     let frames = pump(&mut stack, t(0));
     let flags = NdiscNeighborFlags::OVERRIDE;
     let to = (ALL_NODES_MAC, ALL_NODES);
@@ -395,7 +329,7 @@ fn every_ipv6_address_is_announced_at_start() {
     // Once only; and an IPv4-only stack announces nothing.
     assert!(pump(&mut stack, t(1000)).is_empty());
     let v4 = StackConfig::new(OUR_MAC, Ipv4Cidr::new(OUR_V4, 24), PORT);
-    let mut v4_only = Stack::<App>::new(v4, seeds()).unwrap();
+    let mut v4_only = Stack::<App>::new(v4, seeds(0x5eed)).unwrap();
     assert!(pump(&mut v4_only, t(0)).is_empty());
 }
 
@@ -1011,7 +945,7 @@ fn ipv4_and_ipv6_side_by_side() {
 fn icmpv6_checksums_are_filled_even_with_transmit_offload() {
     let mut c = dual_config();
     c.tx_checksum_offload = true;
-    let mut stack = Stack::<App>::new(c, seeds()).unwrap();
+    let mut stack = Stack::<App>::new(c, seeds(0x5eed)).unwrap();
     for frame in pump(&mut stack, t(0)) {
         parse_icmp(&frame); // verifies the checksum
     }
@@ -1041,11 +975,11 @@ fn ipv6_connection_with_data_in_flight(stack: &mut Stack<App>, port: u16) -> Vec
         conn.state.replied = true;
         assert_eq!(conn.socket.send_slice(&[b'x'; 6000]), Ok(6000));
     });
-    let mut wire = Wire(Vec::new());
+    let mut wire = Wire::new();
     stack.poll_egress(t(1), &mut wire);
-    assert_eq!(wire.0.len(), 5);
-    assert!(wire.0[..4].iter().all(|f| f.len() == 14 + 1500));
-    wire.0
+    assert_eq!(wire.frames.len(), 5);
+    assert!(wire.frames[..4].iter().all(|f| f.len() == 14 + 1500));
+    wire.frames
 }
 
 const ROUTER_V6: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 0xfe);
