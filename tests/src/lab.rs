@@ -690,3 +690,71 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// `timeout -k 5 SECS program`, in the client namespace: a hard bound on any client.
+pub fn client_bounded(lab: &VethLab, secs: u32, program: &str) -> Command {
+    let mut command = lab.client_command("timeout");
+    command.args(["-k", "5", &secs.to_string(), program]);
+    command
+}
+
+/// `wget --mirror` of `url` from the client namespace (with `extra` options, `-6` say), and
+/// asserts that what arrived is `site`, file by file and byte for byte. Returns the number of
+/// files.
+pub fn assert_wget_mirrors(lab: &VethLab, extra: &[&str], url: &str, site: &Path) -> usize {
+    let into = TempDir::new("wget");
+    // robots=off: wget would otherwise ask for /robots.txt, which the site does not have.
+    let output = run(
+        client_bounded(lab, 60, "wget")
+            .args(extra)
+            .args(["--mirror", "-nH", "-e", "robots=off", "--no-verbose"])
+            .args(["--timeout=10", "--tries=1", "--directory-prefix"])
+            .arg(into.path())
+            .arg(url),
+        "wget",
+    );
+    assert!(
+        output.status.success(),
+        "wget --mirror {url} exited with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = files_under(site);
+    let mirrored = files_under(into.path());
+    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
+        files.iter().map(|(p, _)| p.clone()).collect()
+    };
+    assert_eq!(
+        names(&mirrored),
+        names(&expected),
+        "wget mirrored other files than {} has",
+        site.display()
+    );
+    for ((path, got), (_, want)) in mirrored.iter().zip(&expected) {
+        assert_same_bytes(&path.display().to_string(), got, want);
+    }
+    expected.len()
+}
+
+/// Headless Chromium's `--dump-dom` of `url`, from the client namespace (bounded to 60 s, with
+/// a throwaway profile): its output, whatever its exit status.
+pub fn chromium_dump_dom(lab: &VethLab, url: &str) -> std::process::Output {
+    let profile = TempDir::new("chromium");
+    run(
+        client_bounded(lab, 60, "chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(url),
+        "chromium",
+    )
+}

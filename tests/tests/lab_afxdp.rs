@@ -22,9 +22,9 @@ use sirocco::lab::SERVER_ADDR;
 use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    ChildGuard, CollectedBytes, LabServer, TempDir, assert_same_bytes, collect_bytes,
-    collected_len, files_under, lab_available, poll_until, run, server_url, sirocco_binary, stat,
-    wrk,
+    ChildGuard, CollectedBytes, LabServer, TempDir, assert_same_bytes, assert_wget_mirrors,
+    chromium_dump_dom, client_bounded, collect_bytes, collected_len, files_under, lab_available,
+    poll_until, run, server_url, sirocco_binary, stat, wrk,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -39,13 +39,6 @@ fn heavy() -> MutexGuard<'static, ()> {
 /// The sample site, www/ at the top of the workspace.
 fn sample_site() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../www")
-}
-
-/// `timeout -k 5 SECS program`, in the client namespace: a hard bound on any client.
-fn client_bounded(lab: &VethLab, secs: u32, program: &str) -> Command {
-    let mut command = lab.client_command("timeout");
-    command.args(["-k", "5", &secs.to_string(), program]);
-    command
 }
 
 /// curl's body for `path`, asserting success.
@@ -111,43 +104,10 @@ fn wget_mirror_of_the_sample_site_matches_it_file_by_file() {
     let site = sample_site();
     let lab = VethLab::create_unique("xwget").expect("create the veth lab");
     let server = LabServer::start(&lab, &site, &["--stats-interval", "0"]);
-    let into = TempDir::new("wget");
-    // robots=off: wget would otherwise ask for /robots.txt, which the site does not have.
-    let output = run(
-        client_bounded(&lab, 60, "wget")
-            .args(["--mirror", "-nH", "-e", "robots=off", "--no-verbose"])
-            .args(["--timeout=10", "--tries=1", "--directory-prefix"])
-            .arg(into.path())
-            .arg(server_url("/")),
-        "wget",
-    );
-    assert!(
-        output.status.success(),
-        "wget --mirror exited with {}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let expected = files_under(&site);
-    let mirrored = files_under(into.path());
-    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
-        files.iter().map(|(p, _)| p.clone()).collect()
-    };
-    assert_eq!(
-        names(&mirrored),
-        names(&expected),
-        "wget mirrored other files than www/ has"
-    );
-    for ((path, got), (_, want)) in mirrored.iter().zip(&expected) {
-        assert_same_bytes(&path.display().to_string(), got, want);
-    }
-    println!("wget --mirror: {} files, all byte-exact", expected.len());
+    let files = assert_wget_mirrors(&lab, &[], &server_url("/"), &site);
+    println!("wget --mirror: {files} files, all byte-exact");
     let stopped = server.stop_cleanly();
-    assert_eq!(
-        stopped.requests(),
-        expected.len() as u64,
-        "{}",
-        stopped.stdout
-    );
+    assert_eq!(stopped.requests(), files as u64, "{}", stopped.stdout);
 }
 
 #[test]
@@ -342,24 +302,7 @@ fn headless_chromium_loads_the_page_and_runs_its_script() {
     let _turn = heavy();
     let lab = VethLab::create_unique("xchrome").expect("create the veth lab");
     let server = LabServer::start(&lab, &sample_site(), &["--stats-interval", "1"]);
-    let profile = TempDir::new("chromium");
-    let output = run(
-        client_bounded(&lab, 60, "chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--dump-dom")
-            .arg(server_url("/")),
-        "chromium",
-    );
+    let output = chromium_dump_dom(&lab, &server_url("/"));
     let dom = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         // Say whether the server was still there, and what it counted, to tell a browser

@@ -14,15 +14,14 @@
 
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use sirocco::lab::veth::{CLIENT_IFACE, VethLab};
 use sirocco::lab::{PREFIX_LEN6, SERVER_ADDR, SERVER_ADDR6};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    LabServer, TempDir, assert_same_bytes, files_under, lab_available, run, server_url, stat,
-    wrk_url,
+    LabServer, assert_same_bytes, assert_wget_mirrors, chromium_dump_dom, lab_available, run,
+    server_url, stat, wrk_url,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -76,13 +75,6 @@ fn ping6(lab: &VethLab, target: &str, count: u32) -> (bool, String) {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let all = format!("{count} packets transmitted, {count} received");
     (output.status.success() && text.contains(&all), text)
-}
-
-/// `timeout -k 5 SECS program`, in the client namespace.
-fn client_bounded(lab: &VethLab, secs: u32, program: &str) -> Command {
-    let mut command = lab.client_command("timeout");
-    command.args(["-k", "5", &secs.to_string(), program]);
-    command
 }
 
 /// curl's body for `url` over the family `flag` says (`-6` or `-4`), asserting success.
@@ -179,42 +171,10 @@ fn wget_mirror_over_ipv6_matches_the_site_file_by_file() {
     let site = sample_site();
     let lab = VethLab::create_unique("v6wget").expect("create the veth lab");
     let server = dual_stack(&lab, &site, &["--stats-interval", "0"]);
-    let into = TempDir::new("wget6");
-    let output = run(
-        client_bounded(&lab, 60, "wget")
-            .args(["-6", "--mirror", "-nH", "-e", "robots=off", "--no-verbose"])
-            .args(["--timeout=10", "--tries=1", "--directory-prefix"])
-            .arg(into.path())
-            .arg(url6("/")),
-        "wget",
-    );
-    assert!(
-        output.status.success(),
-        "wget -6 --mirror exited with {}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let expected = files_under(&site);
-    let mirrored = files_under(into.path());
-    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
-        files.iter().map(|(p, _)| p.clone()).collect()
-    };
-    assert_eq!(
-        names(&mirrored),
-        names(&expected),
-        "wget mirrored other files than www/ has"
-    );
-    for ((path, got), (_, want)) in mirrored.iter().zip(&expected) {
-        assert_same_bytes(&path.display().to_string(), got, want);
-    }
-    println!("wget -6 --mirror: {} files, all byte-exact", expected.len());
+    let files = assert_wget_mirrors(&lab, &["-6"], &url6("/"), &site);
+    println!("wget -6 --mirror: {files} files, all byte-exact");
     let stopped = server.stop_cleanly();
-    assert_eq!(
-        stopped.requests(),
-        expected.len() as u64,
-        "{}",
-        stopped.stdout
-    );
+    assert_eq!(stopped.requests(), files as u64, "{}", stopped.stdout);
 }
 
 #[test]
@@ -246,24 +206,7 @@ fn headless_chromium_loads_the_site_over_ipv6() {
     let _turn = heavy();
     let lab = VethLab::create_unique("v6chrome").expect("create the veth lab");
     let server = dual_stack(&lab, &sample_site(), &["--stats-interval", "1"]);
-    let profile = TempDir::new("chromium6");
-    let output = run(
-        client_bounded(&lab, 60, "chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--dump-dom")
-            .arg(url6("/")),
-        "chromium",
-    );
+    let output = chromium_dump_dom(&lab, &url6("/"));
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
