@@ -5,6 +5,8 @@
 //! sirocco-replay TRACE --target inprocess --root DIR          # virtual clock, deterministic
 //! sirocco-replay TRACE --target afxdp --iface veth-cli \
 //!     --client-ip 198.18.0.1 --server-ip 198.18.0.2          # a live server, AF_XDP
+//! sirocco-replay TRACE --target afxdp --iface veth-cli \
+//!     --client-ip 2001:2::1 --server-ip 2001:2::2            # the same over IPv6
 //! ```
 //!
 //! Prints a report per flow and a summary (or JSON with `--json`); exits 0 when every status
@@ -14,7 +16,7 @@
 // All unsafe code lives in the drivers crate (see its SAFETY notes).
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,12 +77,13 @@ struct Args {
     /// Live target: the interface to send and receive on.
     #[arg(long)]
     iface: Option<String>,
-    /// Live target: the address the replayed client uses.
+    /// Live target: the address the replayed client uses (IPv4 or IPv6, the family of
+    /// --server-ip).
     #[arg(long, default_value = "198.18.0.1")]
-    client_ip: Ipv4Addr,
-    /// Live target: the server's address.
+    client_ip: IpAddr,
+    /// Live target: the server's address (IPv4, or IPv6 such as 2001:2::2).
     #[arg(long, default_value = "198.18.0.2")]
-    server_ip: Ipv4Addr,
+    server_ip: IpAddr,
     /// Send client segments as fast as the target's answers allow (the default).
     #[arg(long, conflicts_with = "original_timing")]
     as_fast_as_possible: bool,
@@ -199,9 +202,8 @@ fn run(args: &Args) -> anyhow::Result<Report> {
                 first_client_port: 20_000,
             };
             let label = format!(
-                "{}:{} via AF_XDP on {iface} ({})",
-                args.server_ip,
-                args.port,
+                "{} via AF_XDP on {iface} ({})",
+                std::net::SocketAddr::from((args.server_ip, args.port)),
                 driver.mode_description()
             );
             Ok(replay_live(

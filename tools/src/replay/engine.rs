@@ -27,7 +27,7 @@
 //!   silence (a lost frame on a live link), a few times; a flow with no progress for
 //!   `stall_micros` is given up as stalled. A reset from the target ends its flow.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::http::{self, Boundary};
 use super::report::{ExchangeReport, FlowOutcome, FlowReport};
@@ -49,9 +49,9 @@ pub enum Pacing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addresses {
     pub client_mac: Mac,
-    pub client_ip: Ipv4Addr,
+    pub client_ip: IpAddr,
     pub server_mac: Mac,
-    pub server_ip: Ipv4Addr,
+    pub server_ip: IpAddr,
     pub server_port: u16,
     /// Flow `i` uses client port `first_client_port + i`.
     pub first_client_port: u16,

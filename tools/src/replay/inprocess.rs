@@ -1,6 +1,8 @@
 //! The in-process target: a sirocco [`Server`] built as a [`crate::sim`] simulation builds it
 //! ([`sim_server`]: same seeds, addresses and `Date` clock), on a [`MemoryLink`] and a
-//! [`VirtualClock`], with the [`Replayer`] on the other end of the link.
+//! [`VirtualClock`], with the [`Replayer`] on the other end of the link. The server speaks the
+//! family of the trace's first flow: a trace recorded over IPv6 is replayed against a server
+//! with only the simulation's IPv6 address ([`sim::SERVER_IP6`]).
 //!
 //! The loop (one [`event_loop::tick`] after another) polls the server, hands the replayer what
 //! reached the client port, lets it send, and when nothing moved jumps the clock to the next
@@ -12,6 +14,7 @@
 //! Once every flow has ended, the run goes on until the server holds no connection (or for
 //! [`InProcessOptions::settle_micros`]), so a capture includes the closing handshakes.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,7 +31,7 @@ use super::engine::{Addresses, ReplayOptions, Replayer};
 use super::report::Report;
 use super::trace::Trace;
 use crate::sim::event_loop::{self, Parties, Tick};
-use crate::sim::{self, SimConfig, SimPort, sim_server};
+use crate::sim::{self, Families, SimConfig, SimPort, sim_server};
 
 /// The replay client's MAC on the memory link.
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 198, 19, 0, 1];
@@ -70,15 +73,29 @@ pub fn replay_in_process(
     replay: ReplayOptions,
     options: &InProcessOptions,
 ) -> Result<Report, ReplayError> {
-    let mut config = SimConfig::new(options.seed, trace.flows.len());
+    let v6 = trace.flows.first().is_some_and(|f| f.server.0.is_ipv6());
+    let (families, client_ip, server_ip) = if v6 {
+        (
+            Families::Ipv6,
+            IpAddr::V6(sim::FIRST_CLIENT_IP6),
+            IpAddr::V6(sim::SERVER_IP6),
+        )
+    } else {
+        (
+            Families::Ipv4,
+            IpAddr::V4(sim::FIRST_CLIENT_IP),
+            IpAddr::V4(sim::SERVER_IP),
+        )
+    };
+    let mut config = SimConfig::new(options.seed, trace.flows.len()).with_families(families);
     config.server.stack.port = trace.port;
     let clock = VirtualClock::new();
     let (server_port, client_port) = MemoryLink::pair(config.link, clock.clone());
     let addresses = Addresses {
         client_mac: CLIENT_MAC,
-        client_ip: sim::FIRST_CLIENT_IP,
+        client_ip,
         server_mac: sim::SERVER_MAC.0,
-        server_ip: sim::SERVER_IP,
+        server_ip,
         server_port: trace.port,
         first_client_port: FIRST_CLIENT_PORT,
     };

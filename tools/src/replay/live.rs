@@ -1,13 +1,14 @@
 //! A live target: a server reached through a sirocco driver (AF_XDP on the client end of the
 //! lab's veth pair, say), on the wall clock.
 //!
-//! [`resolve_mac`] asks for the server's MAC with ARP (resent every 200 ms). [`replay_live`]
+//! [`resolve_mac`] asks for the server's MAC with ARP, or over IPv6 with a neighbor
+//! solicitation (resent every 200 ms). [`replay_live`]
 //! then runs the [`Replayer`] over the driver: receive a burst, let the replayer send, flush,
 //! and when nothing moved wait (the driver's idle wait, at most a millisecond) so the loop
 //! does not spin a shared core. A wall-clock deadline ends any run; flows still running are
 //! reported as stalled.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use sirocco_drivers::FrameIo;
@@ -18,15 +19,31 @@ use super::report::Report;
 use super::trace::Trace;
 use super::wire::{self, Mac};
 
-/// Asks for `server_ip`'s MAC with ARP from `client_mac`/`client_ip`, for up to `timeout`.
+/// Asks for `server_ip`'s MAC from `client_mac`/`client_ip`, for up to `timeout`: with ARP
+/// over IPv4, with neighbor discovery (RFC 4861) over IPv6. Both addresses must be of one
+/// family.
 pub fn resolve_mac<D: FrameIo>(
     driver: &mut D,
     client_mac: Mac,
-    client_ip: Ipv4Addr,
-    server_ip: Ipv4Addr,
+    client_ip: IpAddr,
+    server_ip: IpAddr,
     timeout: Duration,
 ) -> Result<Mac, ReplayError> {
-    let request = wire::arp_request(client_mac, client_ip, server_ip);
+    let (request, protocol) = match (client_ip, server_ip) {
+        (IpAddr::V4(client), IpAddr::V4(server)) => {
+            (wire::arp_request(client_mac, client, server), "ARP")
+        }
+        (IpAddr::V6(client), IpAddr::V6(server)) => (
+            wire::neighbor_solicitation(client_mac, client, server),
+            "neighbor solicitation",
+        ),
+        _ => {
+            return Err(ReplayError::Setup(format!(
+                "the client address {client_ip} and the server address {server_ip} are of \
+                 different families: give two IPv4 or two IPv6 addresses"
+            )));
+        }
+    };
     let started = Instant::now();
     let mut last_ask: Option<Instant> = None;
     loop {
@@ -38,7 +55,10 @@ pub fn resolve_mac<D: FrameIo>(
         let mut found = None;
         driver.rx_burst(64, &mut |frame| {
             if found.is_none() {
-                found = wire::arp_reply_from(frame, server_ip);
+                found = match server_ip {
+                    IpAddr::V4(ip) => wire::arp_reply_from(frame, ip),
+                    IpAddr::V6(ip) => wire::neighbor_advertisement_for(frame, ip),
+                };
             }
         })?;
         if let Some(mac) = found {
@@ -46,8 +66,8 @@ pub fn resolve_mac<D: FrameIo>(
         }
         if started.elapsed() >= timeout {
             return Err(ReplayError::Setup(format!(
-                "{server_ip} did not answer ARP within {} s: is the server running on the \
-                 other end of this link, with that address?",
+                "{server_ip} did not answer {protocol} within {} s: is the server running on \
+                 the other end of this link, with that address?",
                 timeout.as_secs()
             )));
         }

@@ -5,7 +5,7 @@
 //! legitimate reason; they are shown, never silently passed, but do not fail the run.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 
@@ -54,8 +54,8 @@ pub struct ExchangeReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowReport {
     pub index: usize,
-    pub traced_client: (Ipv4Addr, u16),
-    pub traced_server: (Ipv4Addr, u16),
+    pub traced_client: (IpAddr, u16),
+    pub traced_server: (IpAddr, u16),
     /// The client port the replay used.
     pub client_port: u16,
     pub outcome: FlowOutcome,
@@ -109,8 +109,8 @@ impl Report {
             .map(|f| {
                 json!({
                     "index": f.index,
-                    "traced_client": format!("{}:{}", f.traced_client.0, f.traced_client.1),
-                    "traced_server": format!("{}:{}", f.traced_server.0, f.traced_server.1),
+                    "traced_client": SocketAddr::from(f.traced_client).to_string(),
+                    "traced_server": SocketAddr::from(f.traced_server).to_string(),
                     "client_port": f.client_port,
                     "outcome": f.outcome.to_string(),
                     "failed": f.failed(),
@@ -203,12 +203,10 @@ impl fmt::Display for Report {
         for flow in &self.flows {
             writeln!(
                 f,
-                "flow {} {}:{} -> {}:{} (replayed from port {}): {}; {} segments sent, {} received{}",
+                "flow {} {} -> {} (replayed from port {}): {}; {} segments sent, {} received{}",
                 flow.index + 1,
-                flow.traced_client.0,
-                flow.traced_client.1,
-                flow.traced_server.0,
-                flow.traced_server.1,
+                SocketAddr::from(flow.traced_client),
+                SocketAddr::from(flow.traced_server),
                 flow.client_port,
                 flow.outcome,
                 flow.segments_sent,

@@ -9,10 +9,13 @@
 //!   that carries something new is kept, overlaps and out-of-window segments included, so a
 //!   hostile trace reaches the target as it was written.
 //! - **Junk** is every frame that does not parse as a valid TCP segment (see
-//!   [`TcpSegment::parse`]) and is not an ARP frame or sent by a traced server: the replay sends
-//!   it to the target at its place in the trace, to be counted and dropped.
+//!   [`TcpSegment::parse`]) and is not link housekeeping (ARP; IPv6 neighbor and router
+//!   discovery, multicast listener reports) or sent by a traced server: the replay sends it to
+//!   the target at its place in the trace, to be counted and dropped.
+//!
+//! Flows may be over IPv4 or IPv6 (a trace may hold both).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,8 +57,8 @@ pub struct TracedSegment {
 pub struct TracedFlow {
     pub client_mac: Mac,
     pub server_mac: Mac,
-    pub client: (Ipv4Addr, u16),
-    pub server: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
     pub client_isn: Option<u32>,
     /// From the server's SYN-ACK; without it the flow cannot be replayed.
     pub server_isn: Option<u32>,
@@ -179,7 +182,7 @@ impl Trace {
         Ok(trace)
     }
 
-    fn find(&self, client: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) -> Option<usize> {
+    fn find(&self, client: (IpAddr, u16), server: (IpAddr, u16)) -> Option<usize> {
         self.flows
             .iter()
             .rposition(|f| f.client == client && f.server == server)
@@ -245,32 +248,40 @@ impl Trace {
             .add(segment.seq, &segment.payload, segment.has(wire::FIN));
     }
 
-    /// Frames that did not parse: ARP and frames from a traced server are ignored, the rest is
-    /// junk, tied to a flow when its headers (read as far as they go) name one.
+    /// Frames that did not parse: link housekeeping and frames from a traced server are
+    /// ignored, the rest is junk, tied to a flow when its headers (read as far as they go)
+    /// name one.
     fn classify_junk(&mut self, unparsed: Vec<(usize, Duration, &[u8])>) {
-        let servers: Vec<(Mac, Ipv4Addr)> = self
+        let servers: Vec<(Mac, IpAddr)> = self
             .flows
             .iter()
             .map(|f| (f.server_mac, f.server.0))
             .collect();
         for (order, at, frame) in unparsed {
             let src_mac = wire::mac(frame, 6);
-            let src_ip = wire::ipv4(frame, ETHERNET_LEN + 12);
+            let (src_ip, dst_ip, tcp) = wire::ip_endpoints(frame);
+            // An IPv4 header is assumed when the ethertype names no IP (a damaged frame).
+            let (src_ip, dst_ip) = match (src_ip, dst_ip) {
+                (None, None) => (
+                    wire::ipv4(frame, ETHERNET_LEN + 12).map(IpAddr::V4),
+                    wire::ipv4(frame, ETHERNET_LEN + 16).map(IpAddr::V4),
+                ),
+                found => found,
+            };
+            let tcp = tcp.unwrap_or(ETHERNET_LEN + wire::IPV4_LEN);
             let from_server = servers
                 .iter()
                 .any(|(mac, ip)| src_mac == Some(*mac) || src_ip == Some(*ip));
-            if wire::be16(frame, 12) == Some(wire::ETHERTYPE_ARP) || from_server {
+            let housekeeping = wire::be16(frame, 12) == Some(wire::ETHERTYPE_ARP)
+                || wire::is_ipv6_housekeeping(frame);
+            if housekeeping || from_server {
                 self.ignored += 1;
                 continue;
             }
-            let ihl = frame
-                .get(ETHERNET_LEN)
-                .map_or(wire::IPV4_LEN, |b| usize::from(b & 0x0f) * 4);
-            let tcp = ETHERNET_LEN + ihl.max(wire::IPV4_LEN);
             let flow = match (
                 src_ip,
                 wire::be16(frame, tcp),
-                wire::ipv4(frame, ETHERNET_LEN + 16),
+                dst_ip,
                 wire::be16(frame, tcp + 2),
             ) {
                 (Some(cip), Some(cport), Some(sip), Some(sport)) => {

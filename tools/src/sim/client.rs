@@ -5,8 +5,17 @@
 //! holding one TCP socket. Incoming frames are demultiplexed by (client address, client port)
 //! through a flat table, in O(1); connection slots use consecutive addresses from
 //! [`FleetConfig::first_client_ip`] when one address's 64,512 ports are not enough. The fleet
-//! writes the Ethernet header itself (the server's MAC is configured, so there is no ARP) and
-//! talks through any [`FrameIo`], a memory port in practice.
+//! writes the Ethernet header itself and talks through any [`FrameIo`], a memory port in
+//! practice.
+//!
+//! # Address families
+//!
+//! Slots talk IPv4, IPv6 or, in a mixed fleet, alternately one and the other
+//! ([`FleetConfig::family`]); each family has its own demultiplexing table. Over IPv4 the
+//! server's MAC is configured, so there is no ARP. Over IPv6 the fleet asks for it once with a
+//! neighbor solicitation (RFC 4861 §7.2) from the first client address, sent again every second
+//! until the server's advertisement comes; IPv6 slots connect only then. The fleet also answers
+//! solicitations for its own IPv6 addresses.
 //!
 //! # Polling
 //!
@@ -36,8 +45,10 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
-    IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket,
+    IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket,
 };
+
+use crate::replay::wire as frames;
 
 use super::device::{ClientDevice, TxTally};
 use super::reader::{Completed, ResponseReader};
@@ -60,6 +71,48 @@ const MAX_EGRESS_PASSES: usize = 64;
 const READ_QUANTUM: usize = 1460;
 /// Rendered-but-unsent request bytes per connection before rendering more.
 const OUTBOX_SOFT_LIMIT: usize = 4096;
+/// Neighbor solicitations for the server's MAC before the IPv6 slots give up (RFC 4861 allows
+/// 3 a round; a test fleet on a lossy link is more patient).
+const MAX_SOLICITATIONS: u32 = 10;
+/// Between two neighbor solicitations (RFC 4861 §10, `RETRANS_TIMER`).
+const SOLICITATION_INTERVAL_MICROS: i64 = 1_000_000;
+
+/// The IPv6 side of a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Side {
+    pub server_ip: Ipv6Address,
+    /// The first client address; more consecutive ones are used as over IPv4.
+    pub first_client_ip: Ipv6Address,
+    pub prefix_len: u8,
+}
+
+/// Which address family the connection slots use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Ipv4,
+    /// Every slot over IPv6.
+    Ipv6(Ipv6Side),
+    /// Even slots (0, 2, ...) over IPv4, odd ones over IPv6.
+    Mixed(Ipv6Side),
+}
+
+impl Family {
+    /// Whether slot `idx` talks IPv6.
+    fn slot_is_v6(self, idx: usize) -> bool {
+        match self {
+            Family::Ipv4 => false,
+            Family::Ipv6(_) => true,
+            Family::Mixed(_) => idx % 2 == 1,
+        }
+    }
+
+    fn ipv6(self) -> Option<Ipv6Side> {
+        match self {
+            Family::Ipv4 => None,
+            Family::Ipv6(side) | Family::Mixed(side) => Some(side),
+        }
+    }
+}
 
 /// Addresses, buffers and TCP settings of a fleet.
 #[derive(Debug, Clone)]
@@ -98,6 +151,9 @@ pub struct FleetConfig {
     pub sack: bool,
     /// Keep copies of up to this many frames that matched no connection, for inspection.
     pub keep_unmatched: usize,
+    /// IPv4 (the default), IPv6, or both; `server_ip`, `first_client_ip` and `prefix_len`
+    /// are the IPv4 side.
+    pub family: Family,
 }
 
 impl FleetConfig {
@@ -129,6 +185,7 @@ impl FleetConfig {
             read_rate_bytes_per_sec: None,
             read_quantum: READ_QUANTUM,
             sack: true,
+            family: Family::Ipv4,
         }
     }
 }
@@ -138,7 +195,7 @@ impl FleetConfig {
 pub enum FleetError {
     /// The scripts need more ports than 16 client addresses give.
     TooManyConnections(usize),
-    /// The client addresses would run past the end of the IPv4 space.
+    /// The client addresses would run past the end of the IPv4 (or IPv6) space.
     AddressRange,
     /// A zero buffer size, batch or MTU.
     Setting(&'static str),
@@ -151,9 +208,10 @@ impl std::fmt::Display for FleetError {
                 f,
                 "{n} connections need more than {MAX_ADDRESSES} client addresses: use fewer"
             ),
-            FleetError::AddressRange => {
-                f.write_str("client addresses run past 255.255.255.255: pick a lower first address")
-            }
+            FleetError::AddressRange => f.write_str(
+                "client addresses run past the end of the address space: pick a lower first \
+                 address",
+            ),
             FleetError::Setting(what) => write!(f, "{what} must be at least 1"),
         }
     }
@@ -165,8 +223,13 @@ impl std::error::Error for FleetError {}
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FleetCounters {
     pub rx_frames: u64,
-    /// Received frames that matched no connection (bad headers, not IPv4/TCP, unknown port).
+    /// Received frames that matched no connection (bad headers, not TCP over IPv4 or IPv6,
+    /// unknown port) and are not neighbor discovery.
     pub rx_unmatched: u64,
+    /// Neighbor solicitations sent for the server's MAC.
+    pub solicitations_sent: u64,
+    /// Neighbor advertisements sent, answering the server's solicitations.
+    pub advertisements_sent: u64,
     pub tx_frames: u64,
     /// Frames smoltcp produced that the driver did not take.
     pub tx_dropped: u64,
@@ -216,6 +279,8 @@ enum Phase {
 
 /// One connection slot: a smoltcp cell plus its script's progress.
 struct Conn {
+    /// Talks IPv6 (else IPv4).
+    v6: bool,
     iface: Interface,
     sockets: SocketSet<'static>,
     handle: SocketHandle,
@@ -248,9 +313,13 @@ struct Conn {
 /// Everything but the connection slots, so a slot and the rest can be borrowed together.
 struct Shared {
     config: FleetConfig,
-    port_map: Vec<u32>,
+    /// Per family (IPv4, IPv6): slot + 1 by (address index << 16 | port); empty for a family
+    /// no slot uses.
+    port_maps: [Vec<u32>; 2],
     addresses: u32,
-    next_port: u32,
+    next_port: [u32; 2],
+    /// The server's MAC over IPv6, once neighbor discovery found it.
+    server_mac6: Option<EthernetAddress>,
     counters: FleetCounters,
     mismatches: Vec<Mismatch>,
     total_requests: u64,
@@ -263,10 +332,25 @@ struct Shared {
     hold: bool,
 }
 
+/// Neighbor discovery of the server's MAC, until it is known.
+struct Resolver {
+    server_ip: Ipv6Address,
+    /// The address solicitations come from.
+    client_ip: Ipv6Address,
+    sent: u32,
+    /// When the next solicitation is due (µs).
+    next_at: i64,
+}
+
 /// The fleet. See the module documentation.
 pub struct ClientFleet<D: FrameIo> {
     driver: D,
-    l2: [u8; ETHERNET_HEADER_LEN],
+    /// The Ethernet header of IPv4 slots, and of IPv6 ones (its destination is known once the
+    /// server's MAC is).
+    l2: [[u8; ETHERNET_HEADER_LEN]; 2],
+    resolver: Option<Resolver>,
+    /// Advertisements owed to the server's solicitations: (its MAC, its address, our target).
+    advertisements: Vec<(EthernetAddress, Ipv6Address, Ipv6Address)>,
     conns: Vec<Conn>,
     shared: Shared,
     /// Interface seeds for slots added later ([`ClientFleet::add_script`]).
@@ -320,11 +404,25 @@ impl<D: FrameIo> ClientFleet<D> {
         {
             return Err(FleetError::AddressRange);
         }
+        if let Some(side) = config.family.ipv6()
+            && u128::from(side.first_client_ip)
+                .checked_add(u128::from(addresses))
+                .is_none()
+        {
+            return Err(FleetError::AddressRange);
+        }
 
-        let mut l2 = [0u8; ETHERNET_HEADER_LEN];
-        l2[..6].copy_from_slice(config.server_mac.as_bytes());
-        l2[6..12].copy_from_slice(config.client_mac.as_bytes());
-        l2[12..].copy_from_slice(&u16::from(EthernetProtocol::Ipv4).to_be_bytes());
+        let header = |ethertype: EthernetProtocol| {
+            let mut l2 = [0u8; ETHERNET_HEADER_LEN];
+            l2[..6].copy_from_slice(config.server_mac.as_bytes());
+            l2[6..12].copy_from_slice(config.client_mac.as_bytes());
+            l2[12..].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+            l2
+        };
+        let l2 = [
+            header(EthernetProtocol::Ipv4),
+            header(EthernetProtocol::Ipv6),
+        ];
 
         let mut seeds = SplitMix64::new(config.seed);
         let mut tally = TxTally::default();
@@ -332,24 +430,41 @@ impl<D: FrameIo> ClientFleet<D> {
         let mut total_requests = 0u64;
         for script in scripts {
             total_requests += script.count as u64;
+            let v6 = config.family.slot_is_v6(conns.len());
             conns.push(new_conn(
                 &mut driver,
-                &l2,
+                &l2[usize::from(v6)],
                 &config,
                 &mut tally,
                 seeds.next_u64(),
                 script,
+                v6,
             ));
         }
         let ready = (0..conns.len() as u32).collect();
         let unfinished = conns.len();
+        let table = vec![0; (addresses as usize) << 16];
+        let port_maps = match config.family {
+            Family::Ipv4 => [table, Vec::new()],
+            Family::Ipv6(_) => [Vec::new(), table],
+            Family::Mixed(_) => [table.clone(), table],
+        };
+        let resolver = config.family.ipv6().map(|side| Resolver {
+            server_ip: side.server_ip,
+            client_ip: side.first_client_ip,
+            sent: 0,
+            next_at: 0,
+        });
         Ok(ClientFleet {
             driver,
             l2,
+            resolver,
+            advertisements: Vec::new(),
             shared: Shared {
-                port_map: vec![0; (addresses as usize) << 16],
+                port_maps,
                 addresses,
-                next_port: 0,
+                next_port: [0; 2],
+                server_mac6: None,
                 counters: FleetCounters::default(),
                 mismatches: Vec::new(),
                 total_requests,
@@ -375,6 +490,7 @@ impl<D: FrameIo> ClientFleet<D> {
     pub fn poll(&mut self, now: Instant) -> Result<bool, DriverError> {
         let received = self.receive_burst()?;
         let tx_before = self.tally.staged;
+        self.neighbor_discovery(now)?;
 
         let ClientFleet {
             driver,
@@ -397,7 +513,7 @@ impl<D: FrameIo> ClientFleet<D> {
             }
             let mut device = ClientDevice {
                 io: &mut *driver,
-                l2: &*l2,
+                l2: &l2[usize::from(conn.v6)],
                 mtu,
                 rx: rx_arena.get(start..start + len),
                 tally: &mut *tally,
@@ -478,7 +594,16 @@ impl<D: FrameIo> ClientFleet<D> {
         } = self;
         shared.total_requests += script.count as u64;
         shared.unfinished += 1;
-        let conn = new_conn(driver, l2, &shared.config, tally, seeds.next_u64(), script);
+        let v6 = shared.config.family.slot_is_v6(conns.len());
+        let conn = new_conn(
+            driver,
+            &l2[usize::from(v6)],
+            &shared.config,
+            tally,
+            seeds.next_u64(),
+            script,
+            v6,
+        );
         conns.push(conn);
         let idx = conns.len() - 1;
         ready.push(idx as u32);
@@ -487,9 +612,87 @@ impl<D: FrameIo> ClientFleet<D> {
 
     /// When the fleet next needs a poll even if no frame arrives.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.timers
-            .peek()
-            .map(|Reverse((at, _))| Instant::from_micros(*at))
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let solicitation = self.resolver.as_ref().map(|r| r.next_at);
+        [timer, solicitation]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Instant::from_micros)
+    }
+
+    /// The server's MAC over IPv6, once neighbor discovery found it.
+    pub fn server_mac6(&self) -> Option<EthernetAddress> {
+        self.shared.server_mac6
+    }
+
+    /// Neighbor discovery, once per poll: answers the server's solicitations, lets the IPv6
+    /// slots connect once the server's MAC is known, else solicits it (every second, a few
+    /// times, then fails the IPv6 slots' requests).
+    fn neighbor_discovery(&mut self, now: Instant) -> Result<(), DriverError> {
+        let client_mac = self.shared.config.client_mac.0;
+        for (mac, ip, target) in std::mem::take(&mut self.advertisements) {
+            let frame = frames::neighbor_advertisement(client_mac, target, mac.0, ip);
+            self.stage(&frame)?;
+            self.shared.counters.advertisements_sent += 1;
+        }
+        let Some(resolver) = self.resolver.as_mut() else {
+            return Ok(());
+        };
+        if let Some(mac) = self.shared.server_mac6 {
+            self.l2[1][..6].copy_from_slice(mac.as_bytes());
+            self.resolver = None;
+            for (idx, conn) in self.conns.iter_mut().enumerate() {
+                if conn.v6 && conn.phase == Phase::Connect && !conn.ready {
+                    conn.ready = true;
+                    self.ready.push(idx as u32);
+                }
+            }
+            return Ok(());
+        }
+        let now_micros = now.total_micros();
+        if now_micros < resolver.next_at {
+            return Ok(());
+        }
+        if resolver.sent >= MAX_SOLICITATIONS {
+            let why = format!(
+                "{} did not answer {MAX_SOLICITATIONS} neighbor solicitations",
+                resolver.server_ip
+            );
+            self.resolver = None;
+            let ClientFleet { conns, shared, .. } = self;
+            for (idx, conn) in conns.iter_mut().enumerate() {
+                if conn.v6 && conn.phase == Phase::Connect {
+                    shared.fail_rest(conn, idx, &why);
+                    conn.phase = Phase::Finished;
+                    shared.unfinished -= 1;
+                }
+            }
+            return Ok(());
+        }
+        let frame =
+            frames::neighbor_solicitation(client_mac, resolver.client_ip, resolver.server_ip);
+        resolver.sent += 1;
+        resolver.next_at = now_micros + SOLICITATION_INTERVAL_MICROS;
+        self.stage(&frame)?;
+        self.shared.counters.solicitations_sent += 1;
+        Ok(())
+    }
+
+    /// Stages a frame the fleet wrote itself (neighbor discovery: rare, not per packet).
+    fn stage(&mut self, frame: &[u8]) -> Result<(), DriverError> {
+        if self.driver.tx_room() == 0 {
+            self.driver.tx_flush()?;
+        }
+        if self
+            .driver
+            .tx_stage(frame.len(), &mut |buf| buf.copy_from_slice(frame))
+        {
+            self.tally.staged += 1;
+        } else {
+            self.tally.dropped += 1;
+        }
+        Ok(())
     }
 
     /// Every request of every script has been resolved.
@@ -556,10 +759,14 @@ impl<D: FrameIo> ClientFleet<D> {
             rx_arena,
             rx_frames,
             unmatched,
+            advertisements,
             ..
         } = self;
         let received = driver.rx_burst(shared.config.rx_batch, &mut |frame| {
             shared.counters.rx_frames += 1;
+            if shared.neighbor_discovery(frame, advertisements) {
+                return;
+            }
             match shared.demux(frame) {
                 Some((idx, packet)) => {
                     let start = rx_arena.len();
@@ -599,7 +806,7 @@ impl<D: FrameIo> ClientFleet<D> {
             shared.drive(conn, idx as usize, now);
             let mut device = ClientDevice {
                 io: &mut *driver,
-                l2: &*l2,
+                l2: &l2[usize::from(conn.v6)],
                 mtu,
                 rx: None,
                 tally: &mut *tally,
@@ -663,6 +870,7 @@ fn new_conn<D: FrameIo>(
     tally: &mut TxTally,
     seed: u64,
     script: Script,
+    v6: bool,
 ) -> Conn {
     let mut iface_config = Config::new(HardwareAddress::Ip);
     iface_config.random_seed = seed;
@@ -685,6 +893,7 @@ fn new_conn<D: FrameIo>(
     let mut sockets = SocketSet::new(Vec::with_capacity(1));
     let handle = sockets.add(socket);
     Conn {
+        v6,
         iface,
         sockets,
         handle,
@@ -708,36 +917,87 @@ fn new_conn<D: FrameIo>(
 }
 
 impl Shared {
+    /// Takes in a neighbor discovery frame: the server's advertisement of its MAC, or its
+    /// solicitation of one of our IPv6 addresses (answered at the next poll). `true` if it
+    /// was one.
+    fn neighbor_discovery(
+        &mut self,
+        frame: &[u8],
+        advertisements: &mut Vec<(EthernetAddress, Ipv6Address, Ipv6Address)>,
+    ) -> bool {
+        let Some(side) = self.config.family.ipv6() else {
+            return false;
+        };
+        if frames::be16(frame, 12) != Some(frames::ETHERTYPE_IPV6)
+            || frame.get(ETHERNET_HEADER_LEN + 6) != Some(&58)
+        {
+            return false;
+        }
+        if let Some(mac) = frames::neighbor_advertisement_for(frame, side.server_ip) {
+            self.server_mac6.get_or_insert(EthernetAddress(mac));
+            return true;
+        }
+        if let Some((target, mac, asker)) = frames::neighbor_solicitation_in(frame) {
+            let ours = u128::from(target)
+                .checked_sub(u128::from(side.first_client_ip))
+                .is_some_and(|k| k < u128::from(self.addresses));
+            if ours && advertisements.len() < 64 {
+                advertisements.push((EthernetAddress(mac), asker, target));
+            }
+            return ours;
+        }
+        false
+    }
+
     /// The connection slot a received frame belongs to, and its IP packet.
     fn demux<'f>(&self, frame: &'f [u8]) -> Option<(u32, &'f [u8])> {
         let eth = EthernetFrame::new_checked(frame).ok()?;
-        if eth.dst_addr() != self.config.client_mac || eth.ethertype() != EthernetProtocol::Ipv4 {
+        if eth.dst_addr() != self.config.client_mac {
             return None;
         }
         let ip_bytes = frame.get(ETHERNET_HEADER_LEN..)?;
-        let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
-        if ip.next_header() != IpProtocol::Tcp {
-            return None;
-        }
-        let address =
-            u32::from(ip.dst_addr()).checked_sub(u32::from(self.config.first_client_ip))?;
+        let (family, address, payload, packet) = match eth.ethertype() {
+            EthernetProtocol::Ipv4 => {
+                let ip = Ipv4Packet::new_checked(ip_bytes).ok()?;
+                if ip.next_header() != IpProtocol::Tcp {
+                    return None;
+                }
+                let address =
+                    u32::from(ip.dst_addr()).checked_sub(u32::from(self.config.first_client_ip))?;
+                let packet = ip_bytes.get(..usize::from(ip.total_len()))?;
+                (0, address, ip.payload(), packet)
+            }
+            EthernetProtocol::Ipv6 => {
+                let side = self.config.family.ipv6()?;
+                let ip = Ipv6Packet::new_checked(ip_bytes).ok()?;
+                if ip.next_header() != IpProtocol::Tcp {
+                    return None;
+                }
+                let address =
+                    u128::from(ip.dst_addr()).checked_sub(u128::from(side.first_client_ip))?;
+                let address = u32::try_from(address).ok()?;
+                let packet = ip_bytes.get(..ip.total_len())?;
+                (1, address, ip.payload(), packet)
+            }
+            _ => return None,
+        };
         if address >= self.addresses {
             return None;
         }
-        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+        let tcp = TcpPacket::new_checked(payload).ok()?;
         let key = (address << 16) | u32::from(tcp.dst_port());
-        let slot = *self.port_map.get(key as usize)?;
-        let packet = ip_bytes.get(..usize::from(ip.total_len()))?;
+        let slot = *self.port_maps[family].get(key as usize)?;
         slot.checked_sub(1).map(|idx| (idx, packet))
     }
 
-    fn allocate_port(&mut self, idx: usize) -> Option<u32> {
+    fn allocate_port(&mut self, idx: usize, v6: bool) -> Option<u32> {
+        let family = usize::from(v6);
         let total = self.addresses * PORTS_PER_ADDRESS;
         for _ in 0..total {
-            let n = self.next_port;
-            self.next_port = (n + 1) % total;
+            let n = self.next_port[family];
+            self.next_port[family] = (n + 1) % total;
             let key = ((n / PORTS_PER_ADDRESS) << 16) | (FIRST_PORT + n % PORTS_PER_ADDRESS);
-            if let Some(entry) = self.port_map.get_mut(key as usize)
+            if let Some(entry) = self.port_maps[family].get_mut(key as usize)
                 && *entry == 0
             {
                 *entry = idx as u32 + 1;
@@ -748,10 +1008,11 @@ impl Shared {
     }
 
     fn release_port(&mut self, conn: &mut Conn) {
+        let map = &mut self.port_maps[usize::from(conn.v6)];
         if let Some(entry) = conn
             .endpoint
             .take()
-            .and_then(|key| self.port_map.get_mut(key as usize))
+            .and_then(|key| map.get_mut(key as usize))
         {
             *entry = 0;
         }
@@ -788,6 +1049,10 @@ impl Shared {
             self.unfinished -= 1;
             return;
         }
+        if conn.v6 && self.server_mac6.is_none() {
+            // Neighbor discovery readies the slot once the server's MAC is known.
+            return;
+        }
         if conn.endpoint.is_some() && conn.resolved == conn.resolved_at_connect {
             conn.fruitless += 1;
         } else {
@@ -797,7 +1062,7 @@ impl Shared {
         let key = if conn.fruitless >= MAX_FRUITLESS_CONNECTIONS {
             None
         } else {
-            self.allocate_port(idx)
+            self.allocate_port(idx, conn.v6)
         };
         let Some(key) = key else {
             let why = if conn.fruitless >= MAX_FRUITLESS_CONNECTIONS {
@@ -811,23 +1076,35 @@ impl Shared {
             return;
         };
         conn.endpoint = Some(key);
-        let local = Ipv4Address::from(u32::from(self.config.first_client_ip) + (key >> 16));
+        let (local, prefix_len, server) = match self.config.family.ipv6().filter(|_| conn.v6) {
+            Some(side) => {
+                let local =
+                    Ipv6Address::from(u128::from(side.first_client_ip) + u128::from(key >> 16));
+                (
+                    IpAddress::Ipv6(local),
+                    side.prefix_len,
+                    IpAddress::Ipv6(side.server_ip),
+                )
+            }
+            None => {
+                let local = Ipv4Address::from(u32::from(self.config.first_client_ip) + (key >> 16));
+                (
+                    IpAddress::Ipv4(local),
+                    self.config.prefix_len,
+                    IpAddress::Ipv4(self.config.server_ip),
+                )
+            }
+        };
         let port = (key & 0xffff) as u16;
-        let prefix_len = self.config.prefix_len;
         conn.iface.update_ip_addrs(|addrs| {
             addrs.clear();
             // One address always fits (the list holds at least one).
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(local), prefix_len));
+            let _ = addrs.push(IpCidr::new(local, prefix_len));
         });
         let socket = conn.sockets.get_mut::<tcp::Socket>(conn.handle);
         socket.abort();
-        let remote = (
-            IpAddress::Ipv4(self.config.server_ip),
-            self.config.server_port,
-        );
-        if let Err(error) =
-            socket.connect(conn.iface.context(), remote, (IpAddress::Ipv4(local), port))
-        {
+        let remote = (server, self.config.server_port);
+        if let Err(error) = socket.connect(conn.iface.context(), remote, (local, port)) {
             self.fail_rest(conn, idx, &format!("connect failed: {error}"));
             conn.phase = Phase::Finished;
             self.unfinished -= 1;

@@ -57,11 +57,13 @@ use sirocco_drivers::memory::{FaultConfig, FaultCounters, LinkConfig, MemoryLink
 use sirocco_drivers::netmap::{EmulatedPort, Netmap};
 use sirocco_drivers::rss::{INDIRECTION_ENTRIES, Rss};
 use sirocco_drivers::{DriverError, FrameIo};
-use sirocco_netstack::{EthernetAddress, Instant, Ipv4Address, Ipv4Cidr, StackConfig};
+use sirocco_netstack::{
+    EthernetAddress, Instant, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr, StackConfig,
+};
 
 use event_loop::{Parties, Tick};
 
-pub use client::{ClientFleet, FleetConfig, FleetCounters, FleetError, Mismatch};
+pub use client::{ClientFleet, Family, FleetConfig, FleetCounters, FleetError, Ipv6Side, Mismatch};
 pub use impair::{Fate, Impaired, Logged, SegmentView};
 pub use script::{Expect, ExpectBody, Method, Mode, Request, Script};
 pub use seeds::SplitMix64;
@@ -74,6 +76,11 @@ pub const SERVER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 1);
 /// The first client address; clients and server share 198.18.0.0/15.
 pub const FIRST_CLIENT_IP: Ipv4Address = Ipv4Address::new(198, 19, 0, 1);
 pub const PREFIX_LEN: u8 = 15;
+/// The server's IPv6 address (RFC 5180 benchmarking prefix 2001:2::/48).
+pub const SERVER_IP6: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+/// The first IPv6 client address; clients and server share 2001:2::/64.
+pub const FIRST_CLIENT_IP6: Ipv6Address = Ipv6Address::new(0x2001, 2, 0, 0, 0, 0, 1, 1);
+pub const PREFIX_LEN6: u8 = 64;
 pub const HTTP_PORT: u16 = 80;
 /// `Date` headers in simulations start here (2023-11-14T22:13:20Z), so output is reproducible.
 pub const SIM_UNIX_TIME: u64 = 1_700_000_000;
@@ -195,11 +202,43 @@ impl SimConfig {
         self
     }
 
+    /// The same, with the server and the clients on `families`: over IPv6 the server has only
+    /// [`SERVER_IP6`] (no IPv4 address), and the clients come from [`FIRST_CLIENT_IP6`] and
+    /// find the server's MAC with neighbor discovery; a mixed run gives the server both
+    /// addresses and alternates the clients' family slot by slot.
+    pub fn with_families(mut self, families: Families) -> Self {
+        let side = Ipv6Side {
+            server_ip: SERVER_IP6,
+            first_client_ip: FIRST_CLIENT_IP6,
+            prefix_len: PREFIX_LEN6,
+        };
+        let stack = &mut self.server.stack;
+        let ipv4 = Some(Ipv4Cidr::new(SERVER_IP, PREFIX_LEN));
+        let ipv6 = vec![Ipv6Cidr::new(SERVER_IP6, PREFIX_LEN6)];
+        (stack.ipv4, stack.ipv6, self.fleet.family) = match families {
+            Families::Ipv4 => (ipv4, Vec::new(), Family::Ipv4),
+            Families::Ipv6 => (None, ipv6, Family::Ipv6(side)),
+            Families::Mixed => (ipv4, ipv6, Family::Mixed(side)),
+        };
+        self
+    }
+
     /// The same, with `faults` on both directions of the link.
     pub fn with_faults(mut self, faults: FaultConfig) -> Self {
         self.link.faults = faults;
         self
     }
+}
+
+/// The address families of a simulation ([`SimConfig::with_families`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Families {
+    /// The default.
+    #[default]
+    Ipv4,
+    Ipv6,
+    /// A dual-stack server; half the clients over IPv4, half over IPv6.
+    Mixed,
 }
 
 /// Bounds on one run call. Both are counted from the start of the call.
