@@ -224,7 +224,7 @@ impl std::error::Error for FleetError {}
 pub struct FleetCounters {
     pub rx_frames: u64,
     /// Received frames that matched no connection (bad headers, not TCP over IPv4 or IPv6,
-    /// unknown port) and are not neighbor discovery.
+    /// unknown port), IPv6 link housekeeping aside (neighbor discovery and the like).
     pub rx_unmatched: u64,
     /// Neighbor solicitations sent for the server's MAC.
     pub solicitations_sent: u64,
@@ -760,11 +760,13 @@ impl<D: FrameIo> ClientFleet<D> {
             rx_frames,
             unmatched,
             advertisements,
+            resolver,
             ..
         } = self;
+        let soliciting = resolver.as_ref().is_some_and(|r| r.sent > 0);
         let received = driver.rx_burst(shared.config.rx_batch, &mut |frame| {
             shared.counters.rx_frames += 1;
-            if shared.neighbor_discovery(frame, advertisements) {
+            if shared.neighbor_discovery(frame, soliciting, advertisements) {
                 return;
             }
             match shared.demux(frame) {
@@ -917,36 +919,36 @@ fn new_conn<D: FrameIo>(
 }
 
 impl Shared {
-    /// Takes in a neighbor discovery frame: the server's advertisement of its MAC, or its
-    /// solicitation of one of our IPv6 addresses (answered at the next poll). `true` if it
-    /// was one.
+    /// Takes in a neighbor discovery frame: an advertisement of the server's MAC (taken once
+    /// a solicitation went out, as RFC 4861 §7.2.5 has an INCOMPLETE entry take it), or a
+    /// solicitation of one of our IPv6 addresses (answered at the next poll). Other neighbor
+    /// and router discovery and multicast listener messages (the server's unsolicited
+    /// advertisements, say) are taken and ignored. `true` if the frame was one of those.
     fn neighbor_discovery(
         &mut self,
         frame: &[u8],
+        soliciting: bool,
         advertisements: &mut Vec<(EthernetAddress, Ipv6Address, Ipv6Address)>,
     ) -> bool {
         let Some(side) = self.config.family.ipv6() else {
             return false;
         };
-        if frames::be16(frame, 12) != Some(frames::ETHERTYPE_IPV6)
-            || frame.get(ETHERNET_HEADER_LEN + 6) != Some(&58)
-        {
+        if !frames::is_ipv6_housekeeping(frame) {
             return false;
         }
-        if let Some(mac) = frames::neighbor_advertisement_for(frame, side.server_ip) {
+        if let Some(mac) = frames::neighbor_advertisement_for(frame, side.server_ip)
+            && soliciting
+        {
             self.server_mac6.get_or_insert(EthernetAddress(mac));
-            return true;
-        }
-        if let Some((target, mac, asker)) = frames::neighbor_solicitation_in(frame) {
+        } else if let Some((target, mac, asker)) = frames::neighbor_solicitation_in(frame) {
             let ours = u128::from(target)
                 .checked_sub(u128::from(side.first_client_ip))
                 .is_some_and(|k| k < u128::from(self.addresses));
             if ours && advertisements.len() < 64 {
                 advertisements.push((EthernetAddress(mac), asker, target));
             }
-            return ours;
         }
-        false
+        true
     }
 
     /// The connection slot a received frame belongs to, and its IP packet.

@@ -911,6 +911,45 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_find_the_server_with_one_solicitation_or_report_its_silence() {
+        let (tree, cache) = site();
+        let scripts = || {
+            (0..4)
+                .map(|i| Script {
+                    requests: tree.get_all(),
+                    first: i,
+                    count: 2,
+                    mode: Mode::KeepAlive { pipeline: 1 },
+                })
+                .collect()
+        };
+        let config = SimConfig::new(4, 4).with_families(Families::Mixed);
+        let mut sim = Simulation::new(Arc::clone(&cache), config, scripts()).unwrap();
+        let report = sim.run_until_done(Limits::secs(10)).unwrap();
+        assert!(report.mismatches.is_empty(), "{report}");
+        assert_eq!(report.fleet.responses_ok, 8, "{report}");
+        assert_eq!(report.fleet.solicitations_sent, 1);
+        assert_eq!(sim.fleet().server_mac6(), Some(SERVER_MAC));
+
+        // A server without the IPv6 address never answers: the IPv6 half fails, named, after
+        // ten solicitations a second apart; the IPv4 half is served.
+        let mut config = SimConfig::new(4, 4).with_families(Families::Mixed);
+        config.server.stack.ipv6.clear();
+        let mut sim = Simulation::new(cache, config, scripts()).unwrap();
+        let report = sim.run_until_done(Limits::secs(60)).unwrap();
+        assert_eq!(report.fleet.responses_ok, 4, "{report}");
+        assert_eq!(report.fleet.requests_failed, 4, "{report}");
+        assert_eq!(report.fleet.solicitations_sent, 10);
+        assert!(report.virtual_micros >= 9_000_000, "{report}");
+        assert!(
+            report.mismatches[0]
+                .problem
+                .contains("2001:2::2 did not answer 10 neighbor solicitations"),
+            "{report}"
+        );
+    }
+
+    #[test]
     fn engine_counts_outside_the_table_are_refused() {
         let (_tree, cache) = site();
         for engines in [0, INDIRECTION_ENTRIES + 1] {
