@@ -15,13 +15,16 @@ use sirocco::cache::ContentCache;
 use sirocco_drivers::capture::CaptureDirection;
 use sirocco_drivers::pcap::PcapSource;
 use sirocco_tools::replay::{
-    FlowOutcome, InProcessOptions, ReplayOptions, Report, Trace, hostile, replay_in_process,
+    FlowOutcome, InProcessOptions, ReplayOptions, Report, Trace, hostile, replay_in_process, wire,
 };
 use sirocco_tools::sim::SIM_UNIX_TIME;
 
 /// Every fixture, with the number of HTTP exchanges its client made.
-const FIXTURES: [(&str, usize); 6] = [
+const FIXTURES: [(&str, usize); 7] = [
     ("curl-sizes", 9),
+    // The same curl commands against nginx over IPv6: replayed over IPv6, against a server
+    // with only the simulation's IPv6 address.
+    ("curl-sizes-ipv6", 9),
     ("wget-mirror", 12),
     ("ab-keepalive", 24),
     ("python-pipelining", 4),
@@ -30,7 +33,7 @@ const FIXTURES: [(&str, usize); 6] = [
 ];
 
 /// The fixtures whose server-TX capture is pinned by a golden file.
-const GOLDEN: [&str; 2] = ["python-pipelining", "chromium-index"];
+const GOLDEN: [&str; 3] = ["python-pipelining", "chromium-index", "curl-sizes-ipv6"];
 
 /// The fixture the hostile trace is derived from, and the generator's seed.
 const HOSTILE_SOURCE: &str = "curl-sizes";
@@ -133,6 +136,38 @@ fn every_fixture_replays_with_nginx_statuses_and_bodies() {
         assert_eq!(report.counters.junk_sent, 0, "{report}");
         assert_eq!(report.target_counter("parse_errors"), 0, "{report}");
     }
+}
+
+#[test]
+fn the_ipv6_fixture_is_replayed_over_ipv6() {
+    let trace = Trace::open(&trace_path("curl-sizes-ipv6"), 80).unwrap();
+    let v4 = Trace::open(&trace_path("curl-sizes"), 80).unwrap();
+    assert_eq!(trace.flows.len(), v4.flows.len());
+    // The recording's neighbor discovery is link housekeeping, not junk to send.
+    assert!(trace.junk.is_empty(), "{} junk frames", trace.junk.len());
+    let dir = tempdir("ipv6");
+    let out = dir.join("both.pcap");
+    let report = replay(&trace, Some((out.clone(), CaptureDirection::Both)));
+    assert_matches_trace(&report, 9);
+    for flow in &report.flows {
+        assert!(flow.traced_server.0.is_ipv6(), "{report}");
+    }
+    // Every TCP segment either way was IPv6: none parses as IPv4.
+    let frames = PcapSource::open(&out).unwrap();
+    let tcp: Vec<_> = frames
+        .frames()
+        .filter_map(|(_, f)| wire::TcpSegment::parse(f))
+        .collect();
+    assert!(
+        tcp.len() as u64 >= report.counters.segments_sent,
+        "{report}"
+    );
+    assert!(tcp.iter().all(|s| s.src_ip.is_ipv6() && s.dst_ip.is_ipv6()));
+    // The same bodies as over IPv4, byte for byte.
+    let over_v4 = replay(&v4, None);
+    let bodies = |r: &Report| -> Vec<_> { r.exchanges().map(|e| e.target_body_len).collect() };
+    assert_eq!(bodies(&report), bodies(&over_v4));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
