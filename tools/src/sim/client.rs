@@ -1427,6 +1427,93 @@ mod tests {
         assert!(fleet.shared.demux(&echo[..30]).is_none());
     }
 
+    /// A driver that hands out queued frames and keeps what is staged.
+    #[derive(Default)]
+    struct Queue {
+        incoming: Vec<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl FrameIo for Queue {
+        fn capabilities(&self) -> sirocco_drivers::Capabilities {
+            sirocco_drivers::Capabilities::ethernet(1500)
+        }
+        fn rx_burst(&mut self, _: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize, DriverError> {
+            let frames = std::mem::take(&mut self.incoming);
+            frames.iter().for_each(|frame| f(frame));
+            Ok(frames.len())
+        }
+        fn tx_room(&self) -> usize {
+            64
+        }
+        fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+            let mut frame = vec![0; len];
+            fill(&mut frame);
+            self.sent.push(frame);
+            true
+        }
+        fn tx_flush(&mut self) -> Result<(), DriverError> {
+            Ok(())
+        }
+        fn counters(&self) -> sirocco_drivers::DriverCounters {
+            Default::default()
+        }
+    }
+
+    #[test]
+    fn ipv6_slots_solicit_the_server_first_and_answer_its_solicitations() {
+        let server_ip: Ipv6Address = "2001:2::2".parse().unwrap();
+        let client_ip: Ipv6Address = "2001:2::1:1".parse().unwrap();
+        let server_mac = [2, 0, 0, 0, 0, 9];
+        let mut config = config(1);
+        config.family = Family::Ipv6(Ipv6Side {
+            server_ip,
+            first_client_ip: client_ip,
+            prefix_len: 64,
+        });
+        let client_mac = config.client_mac.0;
+        let mut fleet = ClientFleet::new(Queue::default(), config, scripts(1)).unwrap();
+        fleet.poll(Instant::ZERO).unwrap();
+        // A solicitation, and no SYN while the server's MAC is unknown.
+        let sent = std::mem::take(&mut fleet.driver_mut().sent);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            frames::neighbor_solicitation_in(&sent[0]),
+            Some((server_ip, client_mac, client_ip))
+        );
+        assert_eq!(fleet.poll_at(), Some(Instant::from_secs(1)));
+
+        // The server's advertisement, and its own solicitation of our address.
+        let advert = frames::neighbor_advertisement(server_mac, server_ip, client_mac, client_ip);
+        let mut asks = frames::neighbor_solicitation(server_mac, server_ip, client_ip);
+        fleet.driver_mut().incoming = vec![advert, asks.clone()];
+        fleet.poll(Instant::from_millis(1)).unwrap();
+        assert_eq!(fleet.server_mac6(), Some(EthernetAddress(server_mac)));
+        let sent = std::mem::take(&mut fleet.driver_mut().sent);
+        assert_eq!(sent.len(), 2, "an advertisement and a SYN");
+        assert_eq!(
+            frames::neighbor_advertisement_for(&sent[0], client_ip),
+            Some(client_mac)
+        );
+        let syn = frames::TcpSegment::parse(&sent[1]).expect("a TCP segment");
+        assert_eq!(syn.dst_mac, server_mac);
+        assert_eq!(
+            (syn.src_ip, syn.dst_ip),
+            (client_ip.into(), server_ip.into())
+        );
+        assert!(syn.has(frames::SYN));
+        assert_eq!(fleet.counters().solicitations_sent, 1);
+        assert_eq!(fleet.counters().advertisements_sent, 1);
+        assert_eq!(fleet.counters().rx_unmatched, 0);
+
+        // A solicitation of an address not ours is housekeeping, left unanswered.
+        asks = frames::neighbor_solicitation(server_mac, server_ip, "2001:2::99".parse().unwrap());
+        fleet.driver_mut().incoming = vec![asks];
+        fleet.poll(Instant::from_millis(2)).unwrap();
+        assert!(fleet.driver().sent.is_empty());
+        assert_eq!(fleet.counters().rx_unmatched, 0);
+    }
+
     #[test]
     fn many_one_request_connections_spread_over_addresses() {
         let list: Arc<[Request]> = Arc::from(vec![Request::get("/", Arc::from(&b"x"[..]))]);
