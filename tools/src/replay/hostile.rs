@@ -14,6 +14,10 @@
 //!   ignored), plus RSTs with bad checksums.
 //!
 //! The valid flows stay intact, so their answers must still equal the trace's byte for byte.
+//!
+//! The damage is placed for IPv4 headers (the committed hostile trace comes from an IPv4
+//! fixture); IPv6 segments get the same edits at the same offsets, which damages them too,
+//! only less precisely.
 
 use std::path::Path;
 use std::time::Duration;
