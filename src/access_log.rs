@@ -276,4 +276,33 @@ mod tests {
         );
         assert!(lines[2999].contains("\" 200 2999 \""));
     }
+
+    #[test]
+    fn an_ipv6_peer_is_written_as_nginx_writes_remote_addr() {
+        let path = std::env::temp_dir().join(format!("sirocco-access6-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut log = AccessLog::open(&path).expect("open log");
+            log.record(
+                951_832_536,
+                &LogEntry {
+                    peer: Some("2001:2::1".parse().expect("ip")),
+                    method: Some("GET"),
+                    target: Some("/"),
+                    version: Some(1),
+                    status: 200,
+                    body_bytes: 5,
+                    referer: None,
+                    user_agent: None,
+                },
+            );
+        }
+        let text = std::fs::read_to_string(&path).expect("read log");
+        let _ = std::fs::remove_file(&path);
+        // nginx's $remote_addr: the address alone, no brackets.
+        assert_eq!(
+            text,
+            "2001:2::1 - - [29/Feb/2000:13:55:36 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"-\"\n"
+        );
+    }
 }
