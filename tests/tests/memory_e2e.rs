@@ -2,6 +2,11 @@
 //! link, on a virtual clock. Every response must arrive byte-exact, on a clean link and on one
 //! that loses, reorders and duplicates 5% of the frames in both directions.
 //!
+//! The same scenarios run over IPv6 (the server on 2001:2::2/64 only, the clients finding its
+//! MAC with neighbor discovery) and with a mixed fleet (a dual-stack server, half the clients on
+//! each family). Their lossy runs take a few seeds, not a hundred: the hundred cover the TCP
+//! paths, which do not depend on the family; these show the IPv6 paths hold under faults.
+//!
 //! Each test checks what a user would notice: a file that arrives different, a connection that
 //! resets, a request the server never counted, or a connection it never let go of.
 
@@ -11,15 +16,25 @@ use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::memory::FaultConfig;
 use sirocco_drivers::pcap::{PcapSink, Timestamps};
 use sirocco_tests::{TestTree, assert_all_ok, run_to_completion, settle};
-use sirocco_tools::sim::{Limits, Mode, Script, SimConfig, SimReport, Simulation};
+use sirocco_tools::sim::{Families, Limits, Mode, Script, SimConfig, SimReport, Simulation};
 
 /// 5% loss, 5% reordering, 5% duplication, on both directions.
 fn lossy(seed: u64) -> FaultConfig {
     FaultConfig::lossy(seed, 0.05, 0.05, 0.05)
 }
 
-/// Server-side checks that hold on a clean link.
-fn assert_clean_server(report: &SimReport, requests: u64, connections: u64) {
+/// A fleet of `slots` clients of `families`, with `faults` on the link if any.
+fn config(families: Families, seed: u64, slots: usize, faults: Option<FaultConfig>) -> SimConfig {
+    let config = SimConfig::new(seed, slots).with_families(families);
+    match faults {
+        Some(faults) => config.with_faults(faults),
+        None => config,
+    }
+}
+
+/// Server-side checks that hold on a clean link; with IPv6 clients, also that their one
+/// solicitation was answered at once (nothing was lost).
+fn assert_clean_server(report: &SimReport, families: Families, requests: u64, connections: u64) {
     let server = &report.server;
     assert_eq!(server.http.requests, requests, "{report}");
     assert_eq!(server.http.responses_2xx, requests, "{report}");
@@ -30,45 +45,50 @@ fn assert_clean_server(report: &SimReport, requests: u64, connections: u64) {
     assert_eq!(server.driver.tx_dropped, 0, "{report}");
     assert_eq!(report.fleet.resets, 0, "{report}");
     assert_eq!(report.fleet.rx_unmatched, 0, "{report}");
+    if families != Families::Ipv4 {
+        assert_eq!(report.fleet.solicitations_sent, 1, "{report}");
+    }
 }
 
-fn every_file(faults: Option<FaultConfig>, seed: u64) {
+fn every_file(families: Families, faults: Option<FaultConfig>, seed: u64) -> SimReport {
     let tree = TestTree::standard();
     let get = tree.get_all();
     let n = get.len() as u64;
     // One keep-alive connection fetching everything, one pipelining everything 4 deep, one
-    // asking HEAD for everything, and one new connection per file.
+    // asking HEAD for everything, and one new connection per file. In a mixed run the slots
+    // alternate families, so each family gets two of the four.
     let scripts = vec![
         Script::each(get.clone(), Mode::KeepAlive { pipeline: 1 }),
         Script::each(get.clone(), Mode::KeepAlive { pipeline: 4 }),
         Script::each(tree.head_all(), Mode::KeepAlive { pipeline: 1 }),
         Script::each(get, Mode::NewConnection),
     ];
-    let mut config = SimConfig::new(seed, scripts.len());
-    if let Some(faults) = faults {
-        config = config.with_faults(faults);
-    }
-    let mut sim = tree.simulation(config, scripts);
+    let mut sim = tree.simulation(config(families, seed, scripts.len(), faults), scripts);
     let report = run_to_completion(&mut sim, Limits::secs(3600));
     assert_all_ok(&report, 4 * n);
+    if families != Families::Ipv4 {
+        assert!(sim.fleet().server_mac6().is_some(), "{report}");
+    }
     let settled = settle(&mut sim, Limits::secs(3600));
     assert_eq!(settled.server.connections, 0, "{settled}");
     assert_eq!(settled.server.http.requests, 4 * n, "{settled}");
     if faults.is_none() {
-        assert_clean_server(&settled, 4 * n, 3 + n);
+        assert_clean_server(&settled, families, 4 * n, 3 + n);
         assert_eq!(settled.fleet.connects, 3 + n);
     } else {
         assert!(settled.server_to_client.lost > 0 && settled.client_to_server.lost > 0);
         assert!(settled.server_to_client.duplicated > 0 && settled.server_to_client.reordered > 0);
     }
+    settled
 }
 
-fn thousand_connections(faults: Option<FaultConfig>, seed: u64) {
+fn thousand_connections(families: Families, faults: Option<FaultConfig>, seed: u64) -> SimReport {
     let tree = TestTree::standard();
     let small = tree.get_small();
     let per_connection = 6;
     // Half the slots fetch one file at a time, a quarter pipeline three deep, and a quarter
-    // open a new connection for every request.
+    // open a new connection for every request (the 4-slot pattern gives each family of a
+    // mixed run half of every mode).
     let mode = |i: usize| match i % 4 {
         0 | 1 => Mode::KeepAlive { pipeline: 1 },
         2 => Mode::KeepAlive { pipeline: 3 },
@@ -83,11 +103,7 @@ fn thousand_connections(faults: Option<FaultConfig>, seed: u64) {
         })
         .collect();
     let connections = 750 + 250 * per_connection as u64;
-    let mut config = SimConfig::new(seed, scripts.len());
-    if let Some(faults) = faults {
-        config = config.with_faults(faults);
-    }
-    let mut sim = tree.simulation(config, scripts);
+    let mut sim = tree.simulation(config(families, seed, scripts.len(), faults), scripts);
     let report = run_to_completion(&mut sim, Limits::secs(3600));
     let expected = 1000 * per_connection as u64;
     assert_all_ok(&report, expected);
@@ -95,10 +111,11 @@ fn thousand_connections(faults: Option<FaultConfig>, seed: u64) {
     let settled = settle(&mut sim, Limits::secs(3600));
     assert_eq!(settled.server.connections, 0, "{settled}");
     if faults.is_none() {
-        assert_clean_server(&settled, expected, connections);
+        assert_clean_server(&settled, families, expected, connections);
     } else {
         assert_eq!(settled.server.http.requests, expected, "{settled}");
     }
+    settled
 }
 
 fn hundred_sequential(faults: Option<FaultConfig>, seed: u64) {
@@ -109,11 +126,7 @@ fn hundred_sequential(faults: Option<FaultConfig>, seed: u64) {
         count: 100,
         mode: Mode::KeepAlive { pipeline: 1 },
     };
-    let mut config = SimConfig::new(seed, 1);
-    if let Some(faults) = faults {
-        config = config.with_faults(faults);
-    }
-    let mut sim = tree.simulation(config, vec![script]);
+    let mut sim = tree.simulation(config(Families::Ipv4, seed, 1, faults), vec![script]);
     let report = run_to_completion(&mut sim, Limits::secs(3600));
     assert_all_ok(&report, 100);
     // All on one connection: one handshake, a hundred requests.
@@ -122,18 +135,18 @@ fn hundred_sequential(faults: Option<FaultConfig>, seed: u64) {
     assert_eq!(report.server.http.requests, 100, "{report}");
     let settled = settle(&mut sim, Limits::secs(3600));
     if faults.is_none() {
-        assert_clean_server(&settled, 100, 1);
+        assert_clean_server(&settled, Families::Ipv4, 100, 1);
     }
 }
 
 #[test]
 fn every_file_byte_exact() {
-    every_file(None, 11);
+    every_file(Families::Ipv4, None, 11);
 }
 
 #[test]
 fn thousand_concurrent_connections_byte_exact() {
-    thousand_connections(None, 21);
+    thousand_connections(Families::Ipv4, None, 21);
 }
 
 #[test]
@@ -170,12 +183,16 @@ fn over_seeds(run: impl Fn(u64) + std::panic::RefUnwindSafe) {
 
 #[test]
 fn every_file_byte_exact_through_loss_reordering_and_duplication() {
-    over_seeds(|seed| every_file(Some(lossy(100 + seed)), seed));
+    over_seeds(|seed| {
+        every_file(Families::Ipv4, Some(lossy(100 + seed)), seed);
+    });
 }
 
 #[test]
 fn thousand_concurrent_connections_through_loss_reordering_and_duplication() {
-    over_seeds(|seed| thousand_connections(Some(lossy(100 + seed)), seed));
+    over_seeds(|seed| {
+        thousand_connections(Families::Ipv4, Some(lossy(100 + seed)), seed);
+    });
 }
 
 #[test]
@@ -274,4 +291,60 @@ fn a_fixed_seed_replays_bit_for_bit() {
     }
     // The comparison can tell runs apart: another seed draws other faults and ISNs.
     assert_ne!(a.0[0], other.0[0], "another seed gave the same frames");
+}
+
+/// The IPv6 and mixed lossy runs' seeds.
+const IPV6_SEEDS: std::ops::RangeInclusive<u64> = 1..=4;
+
+#[test]
+fn every_file_byte_exact_over_ipv6() {
+    let report = every_file(Families::Ipv6, None, 11);
+    // The fleet's one solicitation was answered by the server's advertisement.
+    let adverts = report
+        .server
+        .stack
+        .fields()
+        .find(|(name, _)| *name == "ndp_adverts_sent")
+        .map(|(_, n)| n);
+    assert!(
+        adverts.is_some_and(|n| n >= 1),
+        "{adverts:?} adverts: {report}"
+    );
+}
+
+#[test]
+fn thousand_concurrent_connections_byte_exact_over_ipv6() {
+    thousand_connections(Families::Ipv6, None, 21);
+}
+
+#[test]
+fn every_file_byte_exact_over_ipv6_through_loss_reordering_and_duplication() {
+    for seed in IPV6_SEEDS {
+        every_file(Families::Ipv6, Some(lossy(100 + seed)), seed);
+    }
+}
+
+#[test]
+fn thousand_concurrent_connections_over_ipv6_through_loss_reordering_and_duplication() {
+    for seed in IPV6_SEEDS {
+        thousand_connections(Families::Ipv6, Some(lossy(100 + seed)), seed);
+    }
+}
+
+#[test]
+fn a_mixed_fleet_is_served_on_both_families() {
+    let report = thousand_connections(Families::Mixed, None, 31);
+    // Both families carried connections: the IPv6 half needed the server's advertisement,
+    // and the server counted as many handshakes as both halves made.
+    assert_eq!(report.fleet.solicitations_sent, 1, "{report}");
+    assert_eq!(report.server.stack.syn_accepted, report.fleet.connects);
+    every_file(Families::Mixed, None, 12);
+}
+
+#[test]
+fn a_mixed_fleet_through_loss_reordering_and_duplication() {
+    for seed in IPV6_SEEDS {
+        every_file(Families::Mixed, Some(lossy(200 + seed)), seed);
+        thousand_connections(Families::Mixed, Some(lossy(300 + seed)), seed);
+    }
 }
