@@ -136,7 +136,7 @@ pub(super) fn pump(stack: &mut Stack<App>, now: Instant) -> Vec<Vec<u8>> {
     wire.frames
 }
 
-fn ipv4_frame(
+pub(super) fn ipv4_frame(
     src_mac: EthernetAddress,
     src_ip: Ipv4Address,
     proto: IpProtocol,

@@ -6,12 +6,12 @@
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet,
-    Icmpv6Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Address,
-    Ipv6Cidr, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress, TcpControl,
-    TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv6Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv6Address, Ipv6Cidr,
+    Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress, TcpControl, TcpPacket,
+    TcpRepr, TcpSeqNumber,
 };
 
-use super::tests::{App, Wire, pump, seeds, t};
+use super::tests::{App, Wire, ipv4_frame, pump, seeds, t};
 use super::*;
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -834,27 +834,20 @@ fn ipv4_and_ipv6_side_by_side() {
             payload,
         };
         let (src, dst) = (IpAddress::Ipv4(PEER_V4), IpAddress::Ipv4(OUR_V4));
-        let mut frame = vec![0u8; 14 + 20 + repr.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut frame);
-        eth.set_dst_addr(OUR_MAC);
-        eth.set_src_addr(PEER_MAC);
-        eth.set_ethertype(EthernetProtocol::Ipv4);
-        let caps = ChecksumCapabilities::default();
-        Ipv4Repr {
-            src_addr: PEER_V4,
-            dst_addr: OUR_V4,
-            next_header: IpProtocol::Tcp,
-            payload_len: repr.buffer_len(),
-            hop_limit: 64,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..34]), &caps);
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut frame[34..]),
-            &src,
-            &dst,
-            &caps,
-        );
-        frame
+        ipv4_frame(
+            PEER_MAC,
+            PEER_V4,
+            IpProtocol::Tcp,
+            repr.buffer_len(),
+            |buf| {
+                repr.emit(
+                    &mut TcpPacket::new_unchecked(buf),
+                    &src,
+                    &dst,
+                    &ChecksumCapabilities::default(),
+                )
+            },
+        )
     };
     stack.handle_frame(t(0), &v4_segment(TcpControl::Syn, 5000, None, &[]));
     stack.handle_frame(t(0), &v6.syn());
@@ -882,29 +875,18 @@ fn ipv4_and_ipv6_side_by_side() {
         seq_no: 4,
         data: b"four",
     };
-    let mut echo4_frame = vec![0u8; 14 + 20 + echo4.buffer_len()];
-    {
-        let mut eth = EthernetFrame::new_unchecked(&mut echo4_frame);
-        eth.set_dst_addr(OUR_MAC);
-        eth.set_src_addr(PEER_MAC);
-        eth.set_ethertype(EthernetProtocol::Ipv4);
-        let caps = ChecksumCapabilities::default();
-        Ipv4Repr {
-            src_addr: PEER_V4,
-            dst_addr: OUR_V4,
-            next_header: IpProtocol::Icmp,
-            payload_len: echo4.buffer_len(),
-            hop_limit: 64,
-        }
-        .emit(
-            &mut Ipv4Packet::new_unchecked(&mut echo4_frame[14..34]),
-            &caps,
-        );
-        echo4.emit(
-            &mut Icmpv4Packet::new_unchecked(&mut echo4_frame[34..]),
-            &caps,
-        );
-    }
+    let echo4_frame = ipv4_frame(
+        PEER_MAC,
+        PEER_V4,
+        IpProtocol::Icmp,
+        echo4.buffer_len(),
+        |buf| {
+            echo4.emit(
+                &mut Icmpv4Packet::new_unchecked(buf),
+                &ChecksumCapabilities::default(),
+            )
+        },
+    );
     stack.handle_frame(t(1), &echo4_frame);
     let echo6 = Icmpv6Repr::EchoRequest {
         ident: 6,
