@@ -329,20 +329,28 @@ impl Netlink {
         Ok(())
     }
 
+    /// Every address of `family` in the namespace (`ip addr show`), as the kernel describes it.
+    fn address_dump(
+        &mut self,
+        family: AddressFamily,
+        op: &str,
+    ) -> Result<Vec<AddressMessage>, LabError> {
+        let mut message = AddressMessage::default();
+        message.header.family = family;
+        let answers = self.request(op, RouteNetlinkMessage::GetAddress(message), NLM_F_DUMP)?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|answer| match answer {
+                RouteNetlinkMessage::NewAddress(address) => Some(address),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The IPv4 addresses of the namespace: (interface index, address, prefix length).
     pub fn ipv4_addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, LabError> {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet;
-        let answers = self.request(
-            "listing addresses",
-            RouteNetlinkMessage::GetAddress(message),
-            NLM_F_DUMP,
-        )?;
         let mut found = Vec::new();
-        for answer in answers {
-            let RouteNetlinkMessage::NewAddress(address) = answer else {
-                continue;
-            };
+        for address in self.address_dump(AddressFamily::Inet, "listing addresses")? {
             let local = address.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(std::net::IpAddr::V4(v4)) => Some(*v4),
                 _ => None,
@@ -383,18 +391,8 @@ impl Netlink {
 
     /// The IPv6 addresses of the namespace (link-local ones included), with their DAD state.
     pub fn ipv6_addresses(&mut self) -> Result<Vec<Ipv6Address>, LabError> {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet6;
-        let answers = self.request(
-            "listing IPv6 addresses",
-            RouteNetlinkMessage::GetAddress(message),
-            NLM_F_DUMP,
-        )?;
         let mut found = Vec::new();
-        for answer in answers {
-            let RouteNetlinkMessage::NewAddress(address) = answer else {
-                continue;
-            };
+        for address in self.address_dump(AddressFamily::Inet6, "listing IPv6 addresses")? {
             let addr = address.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(IpAddr::V6(v6))
                 | AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),

@@ -758,3 +758,22 @@ pub fn chromium_dump_dom(lab: &VethLab, url: &str) -> std::process::Output {
         "chromium",
     )
 }
+
+/// curl's body for `url` from the client namespace (with `extra` options, `-6` say; bounded to
+/// 60 s), asserting success.
+pub fn curl_body(lab: &VethLab, extra: &[&str], url: &str) -> Vec<u8> {
+    let output = run(
+        lab.client_command("curl")
+            .args(extra)
+            .args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+            .arg(url),
+        "curl",
+    );
+    assert!(
+        output.status.success(),
+        "curl {} {url} failed: {}",
+        extra.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}

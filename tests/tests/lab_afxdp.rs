@@ -23,8 +23,8 @@ use sirocco::lab::veth::VethLab;
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
     ChildGuard, CollectedBytes, LabServer, TempDir, assert_same_bytes, assert_wget_mirrors,
-    chromium_dump_dom, client_bounded, collect_bytes, collected_len, files_under, lab_available,
-    poll_until, run, server_url, sirocco_binary, stat, wrk,
+    chromium_dump_dom, client_bounded, collect_bytes, collected_len, curl_body, files_under,
+    lab_available, poll_until, run, server_url, sirocco_binary, stat, wrk,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -43,24 +43,7 @@ fn sample_site() -> PathBuf {
 
 /// curl's body for `path`, asserting success.
 fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
-    let url = server_url(path);
-    let output = run(
-        lab.client_command("curl").args([
-            "--silent",
-            "--show-error",
-            "--fail",
-            "--max-time",
-            "60",
-            &url,
-        ]),
-        "curl",
-    );
-    assert!(
-        output.status.success(),
-        "curl {url} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    curl_body(lab, &[], &server_url(path))
 }
 
 #[test]

@@ -20,8 +20,8 @@ use sirocco::lab::veth::{CLIENT_IFACE, VethLab};
 use sirocco::lab::{PREFIX_LEN6, SERVER_ADDR, SERVER_ADDR6};
 use sirocco_tests::TestTree;
 use sirocco_tests::lab::{
-    LabServer, assert_same_bytes, assert_wget_mirrors, chromium_dump_dom, lab_available, run,
-    server_url, stat, wrk_url,
+    LabServer, assert_same_bytes, assert_wget_mirrors, chromium_dump_dom, curl_body, lab_available,
+    run, server_url, stat, wrk_url,
 };
 
 /// The load tests hold this while they run, one at a time.
@@ -79,25 +79,7 @@ fn ping6(lab: &VethLab, target: &str, count: u32) -> (bool, String) {
 
 /// curl's body for `url` over the family `flag` says (`-6` or `-4`), asserting success.
 fn curl(lab: &VethLab, flag: &str, url: &str) -> Vec<u8> {
-    let output = run(
-        lab.client_command("curl").args([
-            flag,
-            "--globoff",
-            "--silent",
-            "--show-error",
-            "--fail",
-            "--max-time",
-            "60",
-            url,
-        ]),
-        "curl",
-    );
-    assert!(
-        output.status.success(),
-        "curl {flag} {url} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    curl_body(lab, &[flag, "--globoff"], url)
 }
 
 #[test]

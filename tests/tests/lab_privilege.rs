@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use sirocco::lab::veth::VethLab;
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_tests::lab::{
-    LabServer, Launch, Ready, Stopped, TempDir, assert_same_bytes, lab_available, poll_until,
-    server_url, sirocco_binary, stats_lines,
+    LabServer, Launch, Ready, Stopped, TempDir, assert_same_bytes, curl_body, lab_available,
+    poll_until, server_url, sirocco_binary, stats_lines,
 };
 
 /// The unprivileged user the server drops to.
@@ -103,20 +103,7 @@ fn wait_for_stderr(server: &mut LabServer, text: &str, count: usize) {
 
 /// curl's body for `path` from the client namespace, asserting success.
 fn curl(lab: &VethLab, path: &str) -> Vec<u8> {
-    let url = server_url(path);
-    let output = lab
-        .client_command("curl")
-        .args(["--silent", "--show-error", "--fail", "--max-time", "30"])
-        .arg(&url)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run curl");
-    assert!(
-        output.status.success(),
-        "curl {url} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    curl_body(lab, &[], &server_url(path))
 }
 
 /// The fields of one `/proc/.../status` line, e.g. `Uid:` gives the four uids.
