@@ -128,10 +128,13 @@ pub(crate) enum Verdict<'f> {
 
 /// What an ICMP error says about one of our connections: the path to `peer_ip` carries
 /// packets of `mtu` octets at most. Taken from the quoted segment (its destination is the
-/// peer, its source port ours) and the ICMP header; nothing is checked against the flow yet.
+/// peer, its source our address and port) and the ICMP header; nothing is checked against the
+/// flow yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PathMtuReport {
     pub peer_ip: IpAddress,
+    /// Our address the quoted segment left from (the one the ICMP message came to).
+    pub local_ip: IpAddress,
     pub peer_port: u16,
     pub local_port: u16,
     /// The quoted segment's sequence number (RFC 5927 §4.1: must be in flight).
@@ -412,6 +415,7 @@ impl FrontEnd {
         };
         Some(PathMtuReport {
             peer_ip: IpAddress::Ipv4(Ipv4Address::from(dst)),
+            local_ip: IpAddress::Ipv4(ours),
             peer_port: be16(tcp, 2)?,
             local_port: be16(tcp, 0)?,
             seq: TcpSeqNumber(seq as i32),
@@ -797,6 +801,7 @@ mod tests {
             report,
             PathMtuReport {
                 peer_ip: IpAddress::Ipv4(PEER_IP),
+                local_ip: IpAddress::Ipv4(OUR_IP),
                 peer_port: 40000,
                 local_port: 80,
                 seq: TcpSeqNumber(7),

@@ -406,25 +406,17 @@ impl<A: ConnApp> Stack<A> {
     /// sequence number is in flight (RFC 5927 §4.1), lowers its MSS. The cell is then run at
     /// the next egress, which resends what was in flight in smaller segments.
     fn handle_path_mtu(&mut self, report: &PathMtuReport) {
-        // The report names the peer, not which of our addresses the quoted segment left
-        // from: the flow is the peer's on whichever of our addresses of its family holds one.
-        let same_family =
-            |ours: IpAddress| !ours.is_unspecified() && ours.version() == report.peer_ip.version();
-        let found = (0..=MAX_IPV6 as u8 + 1)
+        let key = self
+            .front
+            .locals
+            .index_of(report.local_ip)
             .filter(|_| report.local_port == self.config.port)
-            .filter(|&local| same_family(self.front.locals.get(local)))
-            .find_map(|local| {
-                let key = FlowKey {
-                    peer_ip: report.peer_ip,
-                    peer_port: report.peer_port,
-                    local,
-                };
-                match self.flows.get(&key) {
-                    Some(FlowEntry::Cell(index)) => Some(index),
-                    _ => None,
-                }
+            .map(|local| FlowKey {
+                peer_ip: report.peer_ip,
+                peer_port: report.peer_port,
+                local,
             });
-        let Some(index) = found else {
+        let Some(FlowEntry::Cell(index)) = key.and_then(|key| self.flows.get(&key)) else {
             self.counters.drop_pmtu_no_flow += 1;
             return;
         };

@@ -200,6 +200,7 @@ fn packet_too_big(ours: Ipv6Address, icmp: &[u8]) -> Option<PathMtuReport> {
     let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
     Some(PathMtuReport {
         peer_ip: IpAddress::Ipv6(Ipv6Address::from(dst)),
+        local_ip: IpAddress::Ipv6(ours),
         peer_port: be16(tcp, 2)?,
         local_port: be16(tcp, 0)?,
         seq: TcpSeqNumber(seq as i32),
@@ -683,6 +684,7 @@ mod tests {
             report,
             PathMtuReport {
                 peer_ip: IpAddress::Ipv6(PEER),
+                local_ip: IpAddress::Ipv6(OURS),
                 peer_port: 40000,
                 local_port: 80,
                 seq: TcpSeqNumber(7),
