@@ -338,7 +338,7 @@ impl FrontEnd {
         match packet.next_header() {
             IpProtocol::Icmp => self.icmp(peer_mac, src, ours, ip_payload, counters, replies),
             IpProtocol::Tcp => {
-                let (peer_ip, local) = (IpAddress::Ipv4(src), local);
+                let peer_ip = IpAddress::Ipv4(src);
                 self.tcp(peer_mac, peer_ip, local, ip_packet, ip_payload, counters)
             }
             _ => {
