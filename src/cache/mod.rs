@@ -22,6 +22,7 @@
 
 mod encoding;
 pub mod pages;
+mod sums;
 
 /// gzip for tests elsewhere in the crate (building `.gz` fixtures).
 #[cfg(test)]
@@ -185,6 +186,8 @@ pub struct ContentCache {
     report: LoadReport,
     /// Files of the tree (the first records); the rest of `files` are variants.
     tree_files: usize,
+    /// Partial checksums of `arena`, for [`ContentCache::arena_sum`].
+    sums: sums::ArenaSums,
 }
 
 /// A file found by the walk, not yet read.
@@ -546,7 +549,9 @@ impl ContentCache {
             );
         }
 
+        let sums = sums::ArenaSums::new(&arena);
         Ok(ContentCache {
+            sums,
             arena,
             heads,
             files,
@@ -648,6 +653,13 @@ impl ContentCache {
     /// Bytes of file content held (the arena).
     pub fn total_bytes(&self) -> usize {
         self.arena.len()
+    }
+
+    /// The RFC 1071 ones-complement sum (not complemented) of arena bytes `start..start + len`,
+    /// taken as if `start` were even, in O(1) from sums built at load: smoltcp's
+    /// `checksum::data` of those bytes. A range past the arena is cut at its end.
+    pub fn arena_sum(&self, start: usize, len: usize) -> u16 {
+        self.sums.range_sum(&self.arena, start, len)
     }
 
     pub fn load_report(&self) -> &LoadReport {
@@ -877,6 +889,33 @@ pub(crate) mod tests {
         let last = seen.last().expect("progress reported");
         assert_eq!((last.files_done, last.files_total), (5, 5));
         assert_eq!((last.bytes_done, last.bytes_total), (33, 33));
+    }
+
+    #[test]
+    fn arena_sums_cover_every_body_and_built_variant() {
+        let tree = TempTree::new("sums");
+        let text = "checksum me, ".repeat(400);
+        tree.write("a.txt", text.as_bytes());
+        tree.write("odd.bin", &[0xFF; 1001]);
+        tree.write("zeros.bin", &[0; 777]);
+        let options = LoadOptions {
+            compress: true,
+            ..LoadOptions::default()
+        };
+        let cache = ContentCache::load_with(&tree.0, &options, &mut |_| {}).expect("load");
+        assert_eq!(cache.variant_count(), 1, "a.txt has a gzip variant");
+        for record in &cache.files {
+            let body = &cache.arena[record.body.clone()];
+            for (from, to) in [(0, body.len()), (1, body.len()), (3, body.len() / 2)] {
+                assert_eq!(
+                    cache.arena_sum(record.body.start + from, to - from),
+                    smoltcp::wire::checksum::data(&body[from..to]),
+                    "{record:?} {from}..{to}"
+                );
+            }
+        }
+        let whole = smoltcp::wire::checksum::data(&cache.arena);
+        assert_eq!(cache.arena_sum(0, cache.total_bytes()), whole);
     }
 
     #[test]
