@@ -87,7 +87,8 @@ impl ArenaSums {
     }
 
     /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.prefix.len() * 2 + self.nonzero.len() * 8 + self.rank.len() * 4
     }
 
