@@ -28,7 +28,11 @@
 //!   the raw growth. Each run is a child process of its own, so runs do not share a heap;
 //! - `slow-clients` adds `aggregate_bits_per_sec` (body bits ÷ virtual seconds until the last
 //!   body byte arrived, `transfer_secs`), `link_bits_per_sec` per client and
-//!   `fraction_of_link_rate`: the aggregate over N links' worth.
+//!   `fraction_of_link_rate`: the aggregate over N links' worth;
+//! - `keepalive-1m` adds a yardstick measured in the same process: `memcpy_ns_per_mib`, one warm
+//!   `copy_from_slice` of 1 MiB into another 1 MiB buffer (the median of several rounds of
+//!   many copies), `server_ns_per_mib`, the server's time per request scaled to 1 MiB of body,
+//!   and `cost_vs_memcpy`, their ratio: how many plain copies of the body one response costs.
 //!
 //! `--engines 1,2,...` runs N such simulations at once instead, one per thread pinned to its
 //! own CPU, sharing one content cache, and reports per-engine figures and the scaling
@@ -51,6 +55,8 @@ use crate::sim::{
 const FLEET_STATE_BYTES: usize = 2048;
 /// A slow client's link: 1 Mbit/s.
 const SLOW_LINK_BITS: u64 = 1_000_000;
+/// One MiB, the unit of the memcpy yardstick.
+const MIB: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -501,6 +507,8 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
     let rss_per = rss_after.saturating_sub(rss_before) as f64 / connections as f64;
     let fleet_nominal = work.fleet_bytes_per_connection() as f64;
     let body_bytes = measured.body_bytes;
+    // After the RSS reading: the yardstick's two buffers are not the server's.
+    let memcpy_ns = (scenario == Scenario::Keepalive1m).then(memcpy_ns_per_mib);
     let mut json = serde_json::json!({
         "scenario": scenario.name(),
         "connections": connections,
@@ -519,6 +527,15 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
             report.server.stack.cell_polls as f64 / report.progress.0.max(1) as f64
         ),
     });
+    if let (Some(memcpy_ns), Some(map)) = (memcpy_ns, json.as_object_mut()) {
+        let server_ns_per_mib = per(server_ns) * MIB as f64 / work.file_len.max(1) as f64;
+        map.insert("memcpy_ns_per_mib".into(), round2(memcpy_ns).into());
+        map.insert("server_ns_per_mib".into(), round2(server_ns_per_mib).into());
+        map.insert(
+            "cost_vs_memcpy".into(),
+            round2(server_ns_per_mib / memcpy_ns.max(1e-9)).into(),
+        );
+    }
     if scenario == Scenario::SlowClients {
         let transfer_secs = measured.transfer_secs.unwrap_or(virtual_secs);
         let aggregate = body_bytes as f64 * 8.0 / transfer_secs.max(1e-9);
@@ -534,3 +551,32 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
     }
     Ok(Row { json })
 }
+
+/// Nanoseconds one warm `copy_from_slice` of 1 MiB into another 1 MiB buffer takes on this
+/// core: the median over [`MEMCPY_ROUNDS`] rounds of [`MEMCPY_COPIES`] copies each, after a few
+/// copies that bring both buffers into the cache and the page tables.
+fn memcpy_ns_per_mib() -> f64 {
+    use std::hint::black_box;
+    let source: Vec<u8> = (0..MIB).map(|i| i as u8).collect();
+    let mut target = vec![0u8; MIB];
+    for _ in 0..8 {
+        black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+    }
+    let mut rounds: Vec<f64> = (0..MEMCPY_ROUNDS)
+        .map(|_| {
+            let started = WallInstant::now();
+            for _ in 0..MEMCPY_COPIES {
+                black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+            }
+            black_box(&target[..]);
+            started.elapsed().as_nanos() as f64 / MEMCPY_COPIES as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[MEMCPY_ROUNDS / 2]
+}
+
+/// Rounds of the memcpy yardstick (odd: the median is one of them).
+const MEMCPY_ROUNDS: usize = 9;
+/// 1 MiB copies per round: some tens of milliseconds in all.
+const MEMCPY_COPIES: usize = 64;
