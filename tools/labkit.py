@@ -399,6 +399,33 @@ class Lab:
 """
         run(self.in_cli(["nft", "-f", "-"]), input=ruleset)
 
+    def steer_rx(self, ns, dev, cpu):
+        """Steers the kernel's receive processing of `dev` in `ns` to CPU `cpu` (RPS on its one
+        queue, `rps_cpus`), whatever CPU the frame was sent from; the old mask is put back at
+        cleanup (before the lab goes). veth otherwise receives on the sending CPU."""
+        path = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
+        # /sys is the namespace's own under `ip netns exec`.
+        old = run(["ip", "netns", "exec", ns, "cat", path]).stdout.strip()
+        run(["ip", "netns", "exec", ns, "sh", "-ec", f"echo {1 << int(cpu):x} > {path}"])
+        CLEANUP.push(f"rps_cpus of {dev}", lambda: run(
+            ["ip", "netns", "exec", ns, "sh", "-ec", f"echo {old} > {path}"], check=False))
+
+    def thread_rx(self, ns, dev):
+        """Gives `dev` in `ns` a threaded NAPI (GRO on, `threaded` 1): its receive processing,
+        XDP included, then runs in a kernel thread `napi/<dev>-<id>` that can be pinned, instead
+        of in the softirq of the sending CPU. Returns the pids of the new threads."""
+        before = set(napi_threads())
+        run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"])
+        path = f"/sys/class/net/{dev}/threaded"
+        run(["ip", "netns", "exec", ns, "sh", "-ec", f"echo 1 > {path}"])
+        CLEANUP.push(f"threaded NAPI of {dev}", lambda: run(
+            ["ip", "netns", "exec", ns, "sh", "-ec", f"echo 0 > {path}"], check=False))
+        new = [pid for pid, comm in napi_threads().items()
+               if pid not in before and comm.startswith(f"napi/{dev}"[:15])]
+        if not new:
+            raise Abort(f"no NAPI thread appeared for {dev} after `echo 1 > {path}`")
+        return new
+
     def in_srv(self, cmd):
         return ["ip", "netns", "exec", self.srv] + cmd
 
@@ -464,6 +491,81 @@ def probe(lab, addr, names, proc, what, hashes=None):
         if status != "200" or digest != hashes[name]:
             raise Abort(f"{what} served /{name} wrong: status {status}, sha256 {digest}, "
                         f"expected 200 and {hashes[name]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU time, from /proc (clock ticks of CLK_TCK)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """`pid` and its descendants (nginx's master and its worker), those alive now."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def process_ticks(pids):
+    """utime + stime of the processes `pids` (each with all its threads, ended ones too)."""
+    ticks = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime (field 14), stime (field 15)
+    return ticks
+
+
+def napi_threads():
+    """pid -> name of the kernel's NAPI threads (`napi/<dev>-<id>`, cut to 15 characters)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if comm.startswith("napi/"):
+                out[int(entry)] = comm
+    return out
+
+
+def cpu_times(cpu):
+    """/proc/stat's line for CPU `cpu`: {user, nice, system, idle, iowait, irq, softirq, steal}
+    in ticks."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                return dict(zip(names, map(int, line.split()[1:9])))
+    raise Abort(f"no cpu{cpu} in /proc/stat")
+
+
+def softirq_counts(cpu, kinds=("NET_RX", "NET_TX", "TIMER")):
+    """How many softirqs of `kinds` CPU `cpu` ran so far (/proc/softirqs)."""
+    with open("/proc/softirqs") as f:
+        cpus = f.readline().split()
+        col = cpus.index(f"CPU{cpu}")
+        out = {}
+        for line in f:
+            name, *counts = line.split()
+            name = name.rstrip(":")
+            if name in kinds:
+                out[name] = int(counts[col])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
