@@ -1,0 +1,83 @@
+//! `tools/compare-nginx` in its throughput mode, short: one 2 s wrk run of keepalive-512-c10
+//! against sirocco (AF_XDP) and one against nginx, in its veth lab, with --json. Both must serve
+//! every request without error, and the server CPU figures (CPU time per request and per MiB,
+//! the share of the core, and the ratios sirocco/nginx) must be there and positive, with their
+//! parts adding up: the figures are a benchmark (`tools/compare-nginx --repeat 3`), not
+//! asserted beyond that.
+//!
+//! Needs root, ip, ethtool, python3, nginx, wrk and taskset; `tools/test` installs them. Runs the release
+//! binary (`lab::sirocco_binary` builds it if it is missing or stale).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use sirocco_tests::lab;
+
+fn positive(row: &Value, key: &str) -> f64 {
+    let x = row[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {key}: {row}"));
+    assert!(x > 0.0, "{key} = {x}, not positive: {row}");
+    x
+}
+
+#[test]
+fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
+    let tools = ["ip", "ethtool", "python3", "nginx", "wrk", "taskset"];
+    if !lab::runnable("lab_compare_nginx", &tools) {
+        return;
+    }
+    let binary = lab::sirocco_binary();
+    // compare-nginx takes sirocco from $CARGO_TARGET_DIR/release.
+    let target = binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release/sirocco");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/compare-nginx");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--no-build", "--json", "--quick", "--pause", "0.2"])
+        .args(["--scenarios", "keepalive-512-c10"])
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("run tools/compare-nginx");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "compare-nginx failed:\n{stderr}{stdout}"
+    );
+    // The set-up (RPS on the client, sirocco sleeping when idle) is said on stderr.
+    assert!(stderr.contains("RPS on veth-cli"), "{stderr}");
+    assert!(stderr.contains("--sleep-when-idle"), "{stderr}");
+    let line = stdout.lines().last().expect("one JSON row");
+    eprintln!("{line}");
+    let row: Value = serde_json::from_str(line).expect("compare-nginx prints JSON");
+    assert_eq!(row["scenario"], "keepalive-512-c10", "{row}");
+    for server in ["sirocco", "nginx"] {
+        positive(&row, &format!("{server}_rps"));
+        assert_eq!(row[format!("{server}_errors")].as_u64(), Some(0), "{row}");
+        positive(&row, &format!("{server}_cpu_per_req_us"));
+        positive(&row, &format!("{server}_cpu_per_mib_ms"));
+        let share = positive(&row, &format!("{server}_core_share"));
+        assert!(share <= 1.05, "{server} used {share} of one core: {row}");
+        let runs = row[format!("{server}_cpu_runs")]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {server}_cpu_runs: {row}"));
+        assert_eq!(runs.len(), 1, "{row}");
+        let run = &runs[0];
+        // server CPU = process + irq/softirq of its core, at most the core's busy time.
+        let cpu = positive(run, "server_cpu_s");
+        let process = positive(run, "server_process_cpu_s");
+        let irq = run["server_core_irq_softirq_s"].as_f64().expect("irq time");
+        let busy = positive(run, "server_core_busy_s");
+        assert!(
+            cpu <= process + irq + 0.002 && cpu <= busy + 0.002,
+            "{server}: {run}"
+        );
+        positive(run, "client_core_net_rx_per_req");
+    }
+    positive(&row, "cpu_per_req_ratio");
+    positive(&row, "cpu_per_mib_ratio");
+}
