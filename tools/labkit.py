@@ -515,8 +515,8 @@ def process_tree(pid):
 
 
 def process_ticks(pids):
-    """utime + stime of the processes `pids` (each with all its threads, ended ones too)."""
-    ticks = 0
+    """(utime, stime) of the processes `pids`, each with all its threads (ended ones too)."""
+    utime = stime = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -524,8 +524,9 @@ def process_ticks(pids):
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2:].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime (field 14), stime (field 15)
-    return ticks
+        utime += int(fields[11])  # field 14
+        stime += int(fields[12])  # field 15
+    return utime, stime
 
 
 def napi_threads():
