@@ -110,8 +110,18 @@ pub(crate) struct LoadError {
     pub(crate) log: String,
 }
 
-/// Loads an XDP program. On failure loads it again with the verifier log on, to say why.
-pub(crate) fn load_xdp_program(insns: &[Insn], name: &str) -> Result<Fd, LoadError> {
+/// `BPF_F_XDP_HAS_FRAGS` (linux/bpf.h, 5.18+): the program copes with multi-buffer frames
+/// (it reads only the first buffer's headers), so drivers may hand it frames longer than a
+/// page, and veth accepts native XDP above its single-buffer MTU limit.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
+/// Loads an XDP program, frags-aware if `has_frags`. On failure loads it again with the
+/// verifier log on, to say why.
+pub(crate) fn load_xdp_program(
+    insns: &[Insn],
+    name: &str,
+    has_frags: bool,
+) -> Result<Fd, LoadError> {
     let attempt = |log: Option<&mut [u8]>| -> io::Result<Fd> {
         let (log_level, log_size, log_buf) = match log {
             Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
@@ -127,7 +137,7 @@ pub(crate) fn load_xdp_program(insns: &[Insn], name: &str) -> Result<Fd, LoadErr
             log_size,
             log_buf,
             kern_version: 0,
-            prog_flags: 0,
+            prog_flags: if has_frags { BPF_F_XDP_HAS_FRAGS } else { 0 },
             prog_name: object_name(name),
             prog_ifindex: 0,
             expected_attach_type: BPF_XDP,

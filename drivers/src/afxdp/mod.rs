@@ -52,7 +52,10 @@ use queue::{Queue, Rings};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
 use umem::{CHUNK_SIZE, Umem};
 
-pub use probe::{MAX_FRAME_MTU, TrialError, VETH_NATIVE_MAX_MTU, trial_attach, trial_bind};
+pub use probe::{
+    MAX_FRAME_MTU, MAX_MULTI_BUFFER_MTU, TrialError, VETH_NATIVE_MAX_MTU, needs_multi_buffer,
+    trial_attach, trial_bind,
+};
 
 /// How the XDP program is attached to the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,6 +157,13 @@ pub struct XdpCounters {
     pub tx_kick_busy: u64,
     /// `recvfrom` wake-ups of a fill ring flagged need-wakeup.
     pub rx_wakeups: u64,
+    /// Frames received as a chain of descriptors (multi-buffer, longer than a chunk).
+    pub rx_chains: u64,
+    /// RX chains dropped whole: longer than the largest frame, or with a descriptor that did
+    /// not fit its chunk.
+    pub rx_chains_dropped: u64,
+    /// Frames sent as a chain of descriptors.
+    pub tx_chains: u64,
 }
 
 /// The kernel's counters for the socket (`XDP_STATISTICS`).
@@ -256,7 +266,7 @@ impl AfXdp {
         let (ifindex, mtu) = interface(iface)?;
 
         let map = create_map(highest + 1)?;
-        let prog = load_program(&config.filter, &map)?;
+        let prog = load_program(&config.filter, &map, mtu)?;
 
         let (link, attached, native_refused) = attach(&prog, &config, ifindex, mtu)?;
         let attachment = Arc::new(Attachment {
@@ -298,7 +308,7 @@ impl AfXdp {
                 umem_mib(config)
             ))
         })?;
-        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex)?;
+        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex, mtu)?;
 
         let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
         bpf::update_u32(attachment.map.as_fd(), config.queue, sock_fd).map_err(|e| {
@@ -308,13 +318,26 @@ impl AfXdp {
             ))
         })?;
 
-        let caps = Capabilities {
-            max_frame_len: (mtu + ETHERNET_HEADER_LEN)
-                .min((umem.chunk_size() - XDP_PACKET_HEADROOM) as usize),
-            zero_copy,
-            ..Capabilities::ethernet(mtu)
+        let multi_buffer = needs_multi_buffer(mtu);
+        // Single-buffer, a received frame must fit a chunk after the kernel's headroom; with
+        // multi-buffer, the netstack's largest MTU bounds it (longer chains are dropped).
+        let served_mtu = if multi_buffer {
+            mtu.min(MAX_MULTI_BUFFER_MTU)
+        } else {
+            mtu.min((umem.chunk_size() - XDP_PACKET_HEADROOM) as usize - ETHERNET_HEADER_LEN)
         };
-        let queue = Queue::new(rings, umem, socket, caps.max_frame_len, config.need_wakeup);
+        let caps = Capabilities {
+            zero_copy,
+            ..Capabilities::ethernet(served_mtu)
+        };
+        let queue = Queue::new(
+            rings,
+            umem,
+            socket,
+            caps.max_frame_len,
+            config.need_wakeup,
+            multi_buffer,
+        );
         Ok(AfXdp {
             _attachment: Arc::clone(attachment),
             data_path: queue,
@@ -337,6 +360,9 @@ impl AfXdp {
         };
         let copy = if self.zero_copy { "zero-copy" } else { "copy" };
         let mut text = format!("{attach}, {copy} mode, queue {}", self.queue);
+        if needs_multi_buffer(self.caps.mtu) {
+            text.push_str(&format!(", multi-buffer (MTU {})", self.caps.mtu));
+        }
         if self.need_wakeup {
             text.push_str(", need-wakeup");
         }
@@ -436,9 +462,10 @@ fn create_map(entries: u32) -> Result<Fd, DriverError> {
     })
 }
 
-/// Loads sirocco's XDP program for `filter`, redirecting into `map`; refusals explained, with
-/// the verifier's log when there is one.
-fn load_program(filter: &Filter, map: &Fd) -> Result<Fd, DriverError> {
+/// Loads sirocco's XDP program for `filter`, redirecting into `map`, frags-aware when the
+/// interface's `mtu` needs it ([`probe::needs_frags_program`]); refusals explained, with the
+/// verifier's log when there is one.
+fn load_program(filter: &Filter, map: &Fd, mtu: usize) -> Result<Fd, DriverError> {
     filter
         .check()
         .map_err(|e| DriverError::InvalidConfig(e.to_string()))?;
@@ -446,9 +473,32 @@ fn load_program(filter: &Filter, map: &Fd) -> Result<Fd, DriverError> {
         Filter::RedirectAll => program::redirect_all(map.as_raw_fd()),
         Filter::Server(addresses) => program::redirect_server(map.as_raw_fd(), addresses),
     };
-    bpf::load_xdp_program(&insns, "sirocco_xdp").map_err(|e| {
+    let frags = probe::needs_frags_program(mtu);
+    let loaded = match bpf::load_xdp_program(&insns, "sirocco_xdp", frags) {
+        // Kernels before 5.18 refuse the frags flag; below the single-buffer limit only
+        // veth's native mode wanted it, so a plain program still serves in SKB mode.
+        Err(e)
+            if frags
+                && !needs_multi_buffer(mtu)
+                && e.error.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            bpf::load_xdp_program(&insns, "sirocco_xdp", false)
+        }
+        other => other,
+    };
+    loaded.map_err(|e| {
         if is_permission(&e.error) && e.log.is_empty() {
             needs_privilege()
+        } else if frags && needs_multi_buffer(mtu) && e.error.raw_os_error() == Some(libc::EINVAL) {
+            DriverError::new(
+                DriverErrorKind::Unsupported,
+                format!(
+                    "MTU {mtu} needs a multi-buffer (frags-aware) XDP program, which this \
+                     kernel refused ({}; it needs Linux 5.18 or later): set an MTU of at most \
+                     {MAX_FRAME_MTU}",
+                    e.error
+                ),
+            )
         } else {
             setup(format!(
                 "the kernel refused sirocco's XDP program: {}; verifier log: {}",
@@ -550,14 +600,16 @@ fn attach_error(iface: &str, mode: AttachMode, mtu: usize, e: std::io::Error) ->
     DriverError::new(kind, message)
 }
 
-/// The socket settings of `config`'s queue, in zero-copy or copy mode.
-fn socket_config(config: &AfXdpConfig, ifindex: u32, zero_copy: bool) -> SocketConfig {
+/// The socket settings of `config`'s queue, in zero-copy or copy mode, multi-buffer if the
+/// interface's `mtu` needs it.
+fn socket_config(config: &AfXdpConfig, ifindex: u32, zero_copy: bool, mtu: usize) -> SocketConfig {
     SocketConfig {
         ifindex,
         queue: config.queue,
         ring_size: config.ring_size,
         zero_copy,
         need_wakeup: config.need_wakeup,
+        multi_buffer: needs_multi_buffer(mtu),
     }
 }
 
@@ -566,11 +618,12 @@ fn open_socket(
     umem: &Umem,
     config: &AfXdpConfig,
     ifindex: u32,
+    mtu: usize,
 ) -> Result<(XdpSocket, Rings, bool), DriverError> {
-    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy);
+    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy, mtu);
     let open = |zero_copy| {
         XdpSocket::open(umem, &socket_config(zero_copy))
-            .map_err(|e| socket_error(config, zero_copy, e))
+            .map_err(|e| socket_error(config, zero_copy, mtu, e))
     };
     match config.copy {
         CopyMode::ZeroCopy => open(true).map(|(s, r)| (s, r, true)),
@@ -581,16 +634,19 @@ fn open_socket(
             Err(e) if e.step == SocketStep::Bind && e.error.raw_os_error() != Some(libc::EBUSY) => {
                 open(false).map(|(s, r)| (s, r, false))
             }
-            Err(e) => Err(socket_error(config, true, e)),
+            Err(e) => Err(socket_error(config, true, mtu, e)),
         },
     }
 }
 
-fn socket_error(config: &AfXdpConfig, zero_copy: bool, e: SocketError) -> DriverError {
+/// What went wrong opening the socket of `config`'s queue on an interface of `mtu`, and what
+/// to do about it.
+fn socket_error(config: &AfXdpConfig, zero_copy: bool, mtu: usize, e: SocketError) -> DriverError {
     let iface = &config.iface;
     let queue = config.queue;
     let errno = e.error.raw_os_error();
-    let kind = probe::socket_failure(&e, zero_copy);
+    let multi_buffer = needs_multi_buffer(mtu);
+    let kind = probe::socket_failure(&e, zero_copy, multi_buffer);
     if kind == DriverErrorKind::Permission {
         return needs_privilege();
     }
@@ -612,6 +668,13 @@ fn socket_error(config: &AfXdpConfig, zero_copy: bool, e: SocketError) -> Driver
         (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => {
             format!("{iface} does not support zero-copy AF_XDP: use copy mode")
         }
+        (SocketStep::Bind, Some(libc::EOPNOTSUPP | libc::EINVAL)) if multi_buffer => format!(
+            "MTU {mtu} on {iface} needs AF_XDP multi-buffer support (bind with XDP_USE_SG, \
+             Linux 6.6 or later), which was refused: {}; set an MTU of at most \
+             {MAX_FRAME_MTU} with `ip link set dev {iface} mtu {MAX_FRAME_MTU}` (and on its \
+             peer)",
+            e.error
+        ),
         (SocketStep::Bind, Some(libc::EBUSY)) => format!(
             "queue {queue} of {iface} is still in use by another AF_XDP socket after 1 s: \
              stop the process that holds it"
@@ -778,7 +841,7 @@ mod tests {
                 step,
                 error: io::Error::from_raw_os_error(errno),
             };
-            let e = socket_error(&config, zero_copy, e);
+            let e = socket_error(&config, zero_copy, 1500, e);
             (e.kind(), e.to_string())
         };
         let (kind, text) = error(SocketStep::Create, false, libc::EAFNOSUPPORT);

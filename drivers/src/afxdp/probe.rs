@@ -30,9 +30,26 @@ use crate::{DriverError, DriverErrorKind, ETHERNET_HEADER_LEN};
 ///   socket's `rx_dropped`).
 pub const MAX_FRAME_MTU: usize = (CHUNK_SIZE - XDP_PACKET_HEADROOM) as usize - ETHERNET_HEADER_LEN;
 
-/// The largest MTU veth accepts for native XDP with single-buffer programs such as sirocco's:
-/// a page less the XDP headroom, the Ethernet header and `skb_shared_info`.
+/// The largest MTU veth accepts for native XDP with single-buffer programs: a page less the
+/// XDP headroom, the Ethernet header and `skb_shared_info`. Above it sirocco loads its program
+/// frags-aware (`BPF_F_XDP_HAS_FRAGS`), which veth accepts up to its own maximum MTU.
 pub const VETH_NATIVE_MAX_MTU: usize = 3506;
+
+/// The largest MTU served over AF_XDP multi-buffer: the netstack's largest MTU. Frames of an
+/// interface with a larger MTU still arrive; those longer than this are dropped and counted.
+pub const MAX_MULTI_BUFFER_MTU: usize = 9000;
+
+/// Whether frames of an interface with this MTU can exceed one UMEM chunk, so the socket must
+/// be bound with `XDP_USE_SG` and take chains of descriptors (Linux 6.6+).
+pub fn needs_multi_buffer(mtu: usize) -> bool {
+    mtu > MAX_FRAME_MTU
+}
+
+/// Whether the XDP program must be loaded frags-aware (`BPF_F_XDP_HAS_FRAGS`, Linux 5.18+):
+/// for multi-buffer, and for veth's native mode above its single-buffer limit.
+pub(super) fn needs_frags_program(mtu: usize) -> bool {
+    mtu > VETH_NATIVE_MAX_MTU
+}
 
 /// The UMEM and rings of a trial bind: as small as the driver accepts, 512 KiB.
 const TRIAL_FRAMES: u32 = 128;
@@ -68,12 +85,20 @@ pub(super) fn attach_failure(mode: AttachMode, e: &io::Error) -> DriverErrorKind
     }
 }
 
-/// The kind of a socket failure; `zero_copy` is the mode the bind asked for.
-pub(super) fn socket_failure(e: &SocketError, zero_copy: bool) -> DriverErrorKind {
+/// The kind of a socket failure; `zero_copy` is the mode the bind asked for, `multi_buffer`
+/// whether it asked for `XDP_USE_SG` (which older kernels refuse with `EINVAL`).
+pub(super) fn socket_failure(
+    e: &SocketError,
+    zero_copy: bool,
+    multi_buffer: bool,
+) -> DriverErrorKind {
     match (e.step, e.error.raw_os_error()) {
         _ if is_permission(&e.error) => DriverErrorKind::Permission,
         (SocketStep::Create, Some(libc::EAFNOSUPPORT)) => DriverErrorKind::Unsupported,
-        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy => DriverErrorKind::Unsupported,
+        (SocketStep::Bind, Some(libc::EOPNOTSUPP)) if zero_copy || multi_buffer => {
+            DriverErrorKind::Unsupported
+        }
+        (SocketStep::Bind, Some(libc::EINVAL)) if multi_buffer => DriverErrorKind::Unsupported,
         (SocketStep::Bind, Some(libc::EBUSY)) => DriverErrorKind::Busy,
         _ => DriverErrorKind::Setup,
     }
@@ -88,7 +113,7 @@ pub fn trial_attach(iface: &str, mode: AttachMode) -> Result<(), TrialError> {
     };
     let (ifindex, mtu) = interface(iface)?;
     let map = create_map(1)?;
-    let prog = load_program(&Filter::RedirectAll, &map)?;
+    let prog = load_program(&Filter::RedirectAll, &map, mtu)?;
     match attach_once(&prog, ifindex, mode) {
         // Dropping the link detaches the program.
         Ok(link) => {
@@ -100,9 +125,10 @@ pub fn trial_attach(iface: &str, mode: AttachMode) -> Result<(), TrialError> {
 }
 
 /// Opens an AF_XDP socket over a small UMEM and binds it to `queue` of `iface`, in zero-copy
-/// mode or copy mode, then closes it. No program needs to be attached for that.
+/// mode or copy mode, then closes it; multi-buffer (`XDP_USE_SG`) when the interface's MTU
+/// needs it, as `serve` would. No program needs to be attached for that.
 pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialError> {
-    let (ifindex, _) = interface(iface)?;
+    let (ifindex, mtu) = interface(iface)?;
     let config = AfXdpConfig {
         queue,
         copy: if zero_copy {
@@ -118,12 +144,12 @@ pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialE
         failure: DriverErrorKind::Setup,
         message: format!("cannot map a UMEM for the trial bind: {e}"),
     })?;
-    match XdpSocket::open(&umem, &socket_config(&config, ifindex, zero_copy)) {
+    match XdpSocket::open(&umem, &socket_config(&config, ifindex, zero_copy, mtu)) {
         Ok(socket) => {
             drop(socket);
             Ok(())
         }
-        Err(e) => Err(socket_error(&config, zero_copy, e).into()),
+        Err(e) => Err(socket_error(&config, zero_copy, mtu, e).into()),
     }
 }
 
@@ -168,7 +194,7 @@ mod tests {
                 step,
                 error: io::Error::from_raw_os_error(errno),
             };
-            socket_failure(&e, zero_copy)
+            socket_failure(&e, zero_copy, false)
         };
         assert_eq!(
             kind(SocketStep::Bind, true, libc::EOPNOTSUPP),

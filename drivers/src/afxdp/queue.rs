@@ -21,6 +21,21 @@
 //!   the doorbell (in copy mode always; with need-wakeup only when the kernel asks). `EAGAIN`,
 //!   `EBUSY`, `ENOBUFS` and `EINTR` are back-pressure, not errors: the frames stay on the ring
 //!   and the next flush kicks again.
+//!
+//! # Multi-buffer frames (jumbo MTUs)
+//!
+//! A frame longer than one chunk travels as a chain of descriptors, each but the last flagged
+//! `XDP_PKT_CONTD` (the socket is bound with `XDP_USE_SG`). A multi-buffer queue has two
+//! scratch buffers of `max_frame_len` bytes, allocated once in [`Queue::new`]:
+//!
+//! - RX gathers a chain into its scratch buffer and lends that as one frame; a frame in one
+//!   descriptor is still lent straight from the UMEM. A chain may straddle two bursts (the
+//!   gather goes on where it stopped). A chain longer than `max_frame_len`, or with a
+//!   descriptor that does not fit its chunk, is dropped whole when it ends and counted
+//!   (`rx_chains_dropped`), never delivered in part.
+//! - TX lets the caller write a frame longer than a chunk into its scratch buffer, then copies
+//!   it into as many chunks as it needs and claims one TX slot per chunk; the whole chain is
+//!   staged or none of it. Every chunk comes back on the completion ring on its own.
 
 use std::io;
 
@@ -56,9 +71,24 @@ pub(crate) struct Queue<D> {
     need_wakeup: bool,
     counters: DriverCounters,
     xdp: XdpCounters,
-    /// TX slots claimed and written since the last flush.
+    /// TX slots claimed and written since the last flush, and the frames they make up.
     staged: u32,
+    staged_frames: u32,
     staged_bytes: u64,
+    /// Multi-buffer only (else empty): where RX gathers a chain, and where TX lets the caller
+    /// write a frame longer than a chunk. `max_frame_len` bytes each.
+    rx_scratch: Box<[u8]>,
+    tx_scratch: Box<[u8]>,
+    /// The RX chain being gathered, if its last descriptor has not come yet.
+    rx_chain: Option<Chain>,
+}
+
+/// An RX chain in progress: bytes gathered so far, and whether it is already doomed (too long
+/// for the scratch buffer, or a descriptor that did not fit its chunk).
+#[derive(Debug, Clone, Copy, Default)]
+struct Chain {
+    len: usize,
+    broken: bool,
 }
 
 impl<D> std::fmt::Debug for Queue<D> {
@@ -76,14 +106,24 @@ impl<D> std::fmt::Debug for Queue<D> {
 
 impl<D: Doorbell> Queue<D> {
     /// A queue over `rings` and `umem`, with up to a ring's worth (at most half the UMEM) of
-    /// chunks handed to the fill ring for the kernel to receive into.
+    /// chunks handed to the fill ring for the kernel to receive into. `multi_buffer` (the
+    /// socket is bound with `XDP_USE_SG`) allocates the two scratch buffers for frames longer
+    /// than a chunk; without it `max_frame_len` must fit one chunk.
     pub(crate) fn new(
         rings: Rings,
         umem: Umem,
         doorbell: D,
         max_frame_len: usize,
         need_wakeup: bool,
+        multi_buffer: bool,
     ) -> Self {
+        let scratch = || {
+            if multi_buffer {
+                vec![0u8; max_frame_len].into_boxed_slice()
+            } else {
+                Box::default()
+            }
+        };
         let mut queue = Queue {
             rings,
             doorbell,
@@ -93,7 +133,11 @@ impl<D: Doorbell> Queue<D> {
             counters: DriverCounters::default(),
             xdp: XdpCounters::default(),
             staged: 0,
+            staged_frames: 0,
             staged_bytes: 0,
+            rx_scratch: scratch(),
+            tx_scratch: scratch(),
+            rx_chain: None,
         };
         queue.prime_fill_ring();
         queue
@@ -147,19 +191,51 @@ impl<D: Doorbell> Queue<D> {
             let Some(desc) = rx.read(i) else {
                 break;
             };
+            let continued = desc.options & libc::XDP_PKT_CONTD != 0;
             // SAFETY: the descriptor came off the RX ring, so its chunk is ours until it goes
             // back on the fill ring below, after the last use of `frame`.
-            match unsafe { self.umem.frame(desc.addr, desc.len) } {
-                Some(frame) if frame.len() <= self.max_frame_len => {
-                    self.counters.rx_frames += 1;
-                    self.counters.rx_bytes += frame.len() as u64;
-                    delivered += 1;
-                    on_frame(frame);
+            let frame = unsafe { self.umem.frame(desc.addr, desc.len) };
+            if frame.is_none() {
+                self.xdp.rx_invalid_descs += 1;
+            }
+            if self.rx_chain.is_none() && !continued {
+                // A whole frame in one descriptor: lent straight from the UMEM.
+                match frame {
+                    Some(frame) if frame.len() <= self.max_frame_len => {
+                        self.counters.rx_frames += 1;
+                        self.counters.rx_bytes += frame.len() as u64;
+                        delivered += 1;
+                        on_frame(frame);
+                    }
+                    _ => self.counters.rx_dropped += 1,
                 }
-                Some(_) => self.counters.rx_dropped += 1,
-                None => {
-                    self.counters.rx_dropped += 1;
-                    self.xdp.rx_invalid_descs += 1;
+            } else {
+                let chain = self.rx_chain.get_or_insert_with(Chain::default);
+                match frame {
+                    Some(part) if !chain.broken => {
+                        match self.rx_scratch.get_mut(chain.len..chain.len + part.len()) {
+                            Some(to) => {
+                                to.copy_from_slice(part);
+                                chain.len += part.len();
+                            }
+                            None => chain.broken = true,
+                        }
+                    }
+                    _ => chain.broken = true,
+                }
+                if !continued {
+                    let chain = self.rx_chain.take().unwrap_or_default();
+                    if chain.broken {
+                        self.counters.rx_dropped += 1;
+                        self.xdp.rx_chains_dropped += 1;
+                    } else {
+                        let frame = &self.rx_scratch[..chain.len];
+                        self.counters.rx_frames += 1;
+                        self.counters.rx_bytes += frame.len() as u64;
+                        self.xdp.rx_chains += 1;
+                        delivered += 1;
+                        on_frame(frame);
+                    }
                 }
             }
             if let Some(base) = self.umem.chunk_base(desc.addr) {
@@ -180,11 +256,18 @@ impl<D: Doorbell> Queue<D> {
         delivered
     }
 
-    /// Frames `tx_stage` will take before the next flush: free chunks (counting those waiting
-    /// on the completion ring) and TX slots, whichever runs out first.
+    /// Frames `tx_stage` will take before the next flush, however long: free chunks (counting
+    /// those waiting on the completion ring) and TX slots, whichever runs out first, divided by
+    /// the descriptors the longest frame needs.
     pub(crate) fn tx_room(&self) -> usize {
         let chunks = self.umem.free_count() + self.rings.completion.ready() as usize;
-        chunks.min(self.rings.tx.room() as usize)
+        let descriptors = chunks.min(self.rings.tx.room() as usize);
+        descriptors / self.descriptors_for(self.max_frame_len).max(1)
+    }
+
+    /// Descriptors (and chunks) a TX frame of `len` bytes takes.
+    fn descriptors_for(&self, len: usize) -> usize {
+        len.div_ceil(self.umem.chunk_size() as usize)
     }
 
     /// See the module documentation and [`FrameIo::tx_stage`](crate::FrameIo::tx_stage).
@@ -196,6 +279,9 @@ impl<D: Doorbell> Queue<D> {
         if len > self.max_frame_len {
             self.counters.tx_dropped += 1;
             return false;
+        }
+        if len > self.umem.chunk_size() as usize {
+            return self.tx_stage_chain(len, fill);
         }
         if self.umem.free_count() == 0 {
             self.reclaim_completions();
@@ -226,7 +312,63 @@ impl<D: Doorbell> Queue<D> {
         };
         tx.write(self.staged, desc);
         self.staged += 1;
+        self.staged_frames += 1;
         self.staged_bytes += len as u64;
+        true
+    }
+
+    /// `tx_stage` for a frame longer than a chunk: written into the TX scratch buffer, then
+    /// copied into a chain of chunks, one TX slot each, `XDP_PKT_CONTD` on all but the last.
+    /// All or nothing: if chunks or slots run short, nothing is claimed and `fill` is not
+    /// called.
+    fn tx_stage_chain(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        if len > self.tx_scratch.len() {
+            // Not a multi-buffer queue.
+            self.counters.tx_dropped += 1;
+            return false;
+        }
+        let descs = len.div_ceil(self.umem.chunk_size() as usize);
+        if self.umem.free_count() < descs {
+            self.reclaim_completions();
+        }
+        // At most `max_frame_len / 4096 + 1` descriptors: a u32.
+        let descs32 = descs as u32;
+        let tx = &mut self.rings.tx;
+        if self.umem.free_count() < descs {
+            self.counters.tx_ring_full += 1;
+            return false;
+        }
+        let claimed = tx.reserve(descs32);
+        if claimed < descs32 {
+            tx.cancel(claimed);
+            self.counters.tx_ring_full += 1;
+            return false;
+        }
+        fill(&mut self.tx_scratch[..len]);
+        let chunk = self.umem.chunk_size() as usize;
+        for (i, part) in self.tx_scratch[..len].chunks(chunk).enumerate() {
+            // Cannot fail: `free_count() >= descs` was checked above.
+            let Some(addr) = self.umem.alloc() else {
+                break;
+            };
+            // `part` is at most one chunk: a u32.
+            let part_len = part.len() as u32;
+            // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
+            if let Some(to) = unsafe { self.umem.frame_mut(addr, part_len) } {
+                to.copy_from_slice(part);
+            }
+            let last = i + 1 == descs;
+            let desc = libc::xdp_desc {
+                addr,
+                len: part_len,
+                options: if last { 0 } else { libc::XDP_PKT_CONTD },
+            };
+            tx.write(self.staged + i as u32, desc);
+        }
+        self.staged += descs32;
+        self.staged_frames += 1;
+        self.staged_bytes += len as u64;
+        self.xdp.tx_chains += 1;
         true
     }
 
@@ -236,9 +378,10 @@ impl<D: Doorbell> Queue<D> {
         let tx = &mut self.rings.tx;
         if self.staged > 0 {
             tx.submit(self.staged);
-            self.counters.tx_frames += u64::from(self.staged);
+            self.counters.tx_frames += u64::from(self.staged_frames);
             self.counters.tx_bytes += self.staged_bytes;
             self.staged = 0;
+            self.staged_frames = 0;
             self.staged_bytes = 0;
         }
         // Kick while the kernel has frames left on the ring: a kick sends at most the TX
@@ -334,6 +477,25 @@ mod tests {
     /// start at `start` (close to `u32::MAX` to test the wrap-around), and the fake kernel
     /// across from it.
     fn queue(ring: u32, chunks: u32, start: u32, need_wakeup: bool) -> (Queue<Bell>, FakeKernel) {
+        queue_with(ring, chunks, start, need_wakeup, MAX_FRAME, false)
+    }
+
+    /// A jumbo frame: Ethernet header and an MTU of 9000.
+    const JUMBO: usize = 9014;
+
+    /// A multi-buffer queue for frames up to `JUMBO` bytes, and the fake kernel.
+    fn jumbo_queue(ring: u32, chunks: u32) -> (Queue<Bell>, FakeKernel) {
+        queue_with(ring, chunks, 0, false, JUMBO, true)
+    }
+
+    fn queue_with(
+        ring: u32,
+        chunks: u32,
+        start: u32,
+        need_wakeup: bool,
+        max_frame: usize,
+        multi_buffer: bool,
+    ) -> (Queue<Bell>, FakeKernel) {
         let (rx_kernel, rx) = ring_pair(ring, start);
         let (tx, tx_kernel) = ring_pair(ring, start);
         let (fill, fill_kernel) = ring_pair(ring, start);
@@ -345,7 +507,14 @@ mod tests {
             completion,
         };
         let umem = Umem::new(chunks, CHUNK_SIZE).unwrap();
-        let queue = Queue::new(rings, umem, Bell::default(), MAX_FRAME, need_wakeup);
+        let queue = Queue::new(
+            rings,
+            umem,
+            Bell::default(),
+            max_frame,
+            need_wakeup,
+            multi_buffer,
+        );
         let kernel = FakeKernel {
             rx: rx_kernel,
             tx: tx_kernel,
@@ -383,6 +552,31 @@ mod tests {
             n as usize
         }
 
+        /// Receives `frame` as a multi-buffer NIC would: cut into pieces of `piece` bytes, each
+        /// written 256 bytes into a chunk taken off the fill ring (the kernel's headroom),
+        /// posted as one chain with `XDP_PKT_CONTD` on all but the last descriptor.
+        fn receive_chain(&mut self, queue: &mut Queue<Bell>, frame: &[u8], piece: usize) {
+            let pieces: Vec<&[u8]> = frame.chunks(piece).collect();
+            let n = pieces.len() as u32;
+            assert_eq!(self.fill.peek(n), n, "fill ring short");
+            assert_eq!(self.rx.reserve(n), n, "RX ring full");
+            for (i, part) in pieces.iter().enumerate() {
+                let addr = self.fill.read(i as u32).unwrap() + 256;
+                // SAFETY: as in `receive`.
+                let buf = unsafe { queue.umem.frame_mut(addr, part.len() as u32) }.unwrap();
+                buf.copy_from_slice(part);
+                let last = i + 1 == pieces.len();
+                let desc = libc::xdp_desc {
+                    addr,
+                    len: part.len() as u32,
+                    options: if last { 0 } else { libc::XDP_PKT_CONTD },
+                };
+                assert!(self.rx.write(i as u32, desc));
+            }
+            self.fill.release(n);
+            self.rx.submit(n);
+        }
+
         /// Posts one raw descriptor on the RX ring (a buggy or hostile kernel).
         fn post_rx(&mut self, desc: libc::xdp_desc) {
             assert_eq!(self.rx.reserve(1), 1);
@@ -390,19 +584,30 @@ mod tests {
             self.rx.submit(1);
         }
 
-        /// Sends what is on the TX ring and returns the frames; with `complete`, posts every
-        /// chunk sent so far on the completion ring.
+        /// Sends what is on the TX ring and returns the frames (a chain of descriptors joined
+        /// into one); with `complete`, posts every chunk sent so far on the completion ring.
         fn send(&mut self, queue: &Queue<Bell>, complete: bool) -> Vec<Vec<u8>> {
             let n = self.tx.peek(u32::MAX);
             let mut frames = Vec::new();
+            let mut open: Option<Vec<u8>> = None;
             for i in 0..n {
                 let desc = self.tx.read(i).unwrap();
                 // SAFETY: the descriptor is on the TX ring: the queue handed the chunk over
                 // and does not write it until it comes back on the completion ring.
-                let frame = unsafe { queue.umem.frame(desc.addr, desc.len) }.unwrap();
-                frames.push(frame.to_vec());
+                let part = unsafe { queue.umem.frame(desc.addr, desc.len) }.unwrap();
+                let mut frame = open.take().unwrap_or_default();
+                frame.extend_from_slice(part);
+                if desc.options & libc::XDP_PKT_CONTD != 0 {
+                    open = Some(frame);
+                } else {
+                    frames.push(frame);
+                }
                 self.sent.push(desc.addr);
             }
+            assert!(
+                open.is_none(),
+                "a chain ends past the descriptors submitted"
+            );
             self.tx.release(n);
             if complete {
                 self.complete();
@@ -671,5 +876,160 @@ mod tests {
         assert_eq!(queue.umem.free_count() + kernel.fill.ready() as usize, 32);
         let c = queue.counters();
         assert_eq!((c.rx_dropped, c.tx_dropped, c.tx_ring_full), (0, 0, 0));
+    }
+
+    /// A frame of `len` bytes whose every byte depends on `tag` and its position.
+    fn patterned(tag: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag))
+            .collect()
+    }
+
+    #[test]
+    fn a_received_chain_is_gathered_into_one_frame_and_its_chunks_refilled() {
+        let (mut queue, mut kernel) = jumbo_queue(16, 64);
+        let small = frame(1, 60);
+        let jumbo = patterned(7, JUMBO);
+        assert_eq!(kernel.receive(&mut queue, &[&small]), 1);
+        // 3840 bytes a descriptor, as copy mode fills a 4096-byte chunk after its headroom.
+        kernel.receive_chain(&mut queue, &jumbo, 3840);
+        assert_eq!(kernel.receive(&mut queue, &[&small]), 1);
+        assert_eq!(kernel.fill.ready(), 16 - 5);
+        let got = collect(&mut queue, 64);
+        assert_eq!(got, vec![small.clone(), jumbo, small]);
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (3, 0));
+        assert_eq!(c.rx_bytes, 60 + JUMBO as u64 + 60);
+        assert_eq!(queue.xdp_counters().rx_chains, 1);
+        // Every chunk of the chain went back on the fill ring.
+        assert_eq!(kernel.fill.ready(), 16);
+        assert_eq!(queue.umem.free_count(), 64 - 16);
+    }
+
+    #[test]
+    fn a_chain_cut_by_the_burst_limit_is_finished_by_the_next_burst() {
+        let (mut queue, mut kernel) = jumbo_queue(16, 64);
+        let jumbo = patterned(3, 8000);
+        kernel.receive_chain(&mut queue, &jumbo, 1000);
+        // Eight descriptors; a burst of 5 stops inside the chain and delivers nothing.
+        assert!(collect(&mut queue, 5).is_empty());
+        // The five gathered chunks are back on the fill ring already.
+        assert_eq!(kernel.fill.ready(), 16 - 8 + 5);
+        assert_eq!(collect(&mut queue, 5), vec![jumbo]);
+        assert_eq!(kernel.fill.ready(), 16);
+        assert_eq!(queue.counters().rx_frames, 1);
+    }
+
+    #[test]
+    fn chains_too_long_or_broken_are_dropped_whole_and_counted() {
+        let (mut queue, mut kernel) = jumbo_queue(32, 64);
+        let good = patterned(9, 5000);
+        // One byte over the largest frame.
+        kernel.receive_chain(&mut queue, &patterned(1, JUMBO + 1), 3840);
+        kernel.receive_chain(&mut queue, &good, 3840);
+        assert_eq!(collect(&mut queue, 64), vec![good.clone()]);
+        // A chain with a descriptor that runs past its chunk.
+        kernel.post_rx(libc::xdp_desc {
+            addr: 256,
+            len: 3840,
+            options: libc::XDP_PKT_CONTD,
+        });
+        kernel.post_rx(libc::xdp_desc {
+            addr: 2 * u64::from(CHUNK_SIZE) + 4000,
+            len: 200,
+            options: libc::XDP_PKT_CONTD,
+        });
+        kernel.post_rx(libc::xdp_desc {
+            addr: 4 * u64::from(CHUNK_SIZE),
+            len: 100,
+            options: 0,
+        });
+        kernel.receive_chain(&mut queue, &good, 2000);
+        assert_eq!(collect(&mut queue, 64), vec![good]);
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (2, 2));
+        let x = queue.xdp_counters();
+        assert_eq!((x.rx_chains, x.rx_chains_dropped), (2, 2));
+        assert_eq!(x.rx_invalid_descs, 1);
+    }
+
+    #[test]
+    fn a_single_buffer_queue_drops_chains() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        kernel.receive_chain(&mut queue, &patterned(2, 1200), 1000);
+        let small = frame(5, 60);
+        assert_eq!(kernel.receive(&mut queue, &[&small]), 1);
+        assert_eq!(collect(&mut queue, 64), vec![small]);
+        assert_eq!(queue.counters().rx_dropped, 1);
+        assert_eq!(queue.xdp_counters().rx_chains_dropped, 1);
+        assert!(!queue.tx_stage(4097, &mut |_| panic!("no multi-buffer")));
+    }
+
+    #[test]
+    fn a_jumbo_frame_is_sent_as_a_chain_and_every_chunk_comes_back() {
+        let (mut queue, mut kernel) = jumbo_queue(16, 64);
+        let bell = queue.doorbell().clone();
+        // 16 slots, 3 descriptors for the longest frame.
+        assert_eq!(queue.tx_room(), 5);
+        let jumbo = patterned(4, JUMBO);
+        let exact = patterned(5, 2 * CHUNK_SIZE as usize);
+        let small = frame(6, 100);
+        assert!(queue.tx_stage(jumbo.len(), &mut |buf| buf.copy_from_slice(&jumbo)));
+        assert!(queue.tx_stage(small.len(), &mut |buf| buf.copy_from_slice(&small)));
+        assert!(queue.tx_stage(exact.len(), &mut |buf| buf.copy_from_slice(&exact)));
+        assert_eq!(queue.rings.tx.claimed(), 3 + 1 + 2);
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.tx.ready(), 6);
+        assert_eq!(kernel.send(&queue, true), vec![jumbo.clone(), small, exact]);
+        let c = queue.counters();
+        assert_eq!((c.tx_frames, c.tx_bytes), (3, JUMBO as u64 + 100 + 8192));
+        assert_eq!(queue.xdp_counters().tx_chains, 2);
+        queue.tx_flush().unwrap();
+        assert_eq!(queue.xdp_counters().tx_completed, 6);
+        assert_eq!(queue.umem.free_count(), 64 - 16);
+        assert!(!queue.tx_stage(JUMBO + 1, &mut |_| panic!("too long")));
+    }
+
+    #[test]
+    fn a_chain_that_does_not_fit_the_ring_claims_nothing() {
+        let (mut queue, mut kernel) = jumbo_queue(8, 64);
+        let jumbo = patterned(8, JUMBO);
+        assert_eq!(queue.tx_room(), 2);
+        for _ in 0..2 {
+            assert!(queue.tx_stage(JUMBO, &mut |buf| buf.copy_from_slice(&jumbo)));
+        }
+        assert_eq!(queue.tx_room(), 0);
+        // Two slots left: not enough for three descriptors, and `fill` is not called.
+        let free = queue.umem.free_count();
+        assert!(!queue.tx_stage(JUMBO, &mut |_| panic!("no room for the chain")));
+        assert_eq!(queue.counters().tx_ring_full, 1);
+        assert_eq!(queue.umem.free_count(), free);
+        assert_eq!(queue.rings.tx.claimed(), 6);
+        // A small frame still fits.
+        assert!(queue.tx_stage(60, &mut |buf| buf.fill(1)));
+        queue.tx_flush().unwrap();
+        let sent = kernel.send(&queue, true);
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[0], jumbo);
+        assert_eq!(sent[1], jumbo);
+        queue.tx_flush().unwrap();
+        assert_eq!(queue.tx_room(), 2);
+    }
+
+    #[test]
+    fn running_out_of_chunks_for_a_chain_reclaims_completions() {
+        // 16 chunks: 8 on the fill ring, 8 for TX: two chains of three, then two spare.
+        let (mut queue, mut kernel) = jumbo_queue(64, 16);
+        let jumbo = patterned(2, JUMBO);
+        for _ in 0..2 {
+            assert!(queue.tx_stage(JUMBO, &mut |buf| buf.copy_from_slice(&jumbo)));
+        }
+        queue.tx_flush().unwrap();
+        assert_eq!(kernel.send(&queue, false).len(), 2);
+        assert!(!queue.tx_stage(JUMBO, &mut |_| panic!("two chunks free")));
+        kernel.complete();
+        assert!(queue.tx_stage(JUMBO, &mut |buf| buf.copy_from_slice(&jumbo)));
+        assert_eq!(queue.xdp_counters().tx_completed, 6);
     }
 }

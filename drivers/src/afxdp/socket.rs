@@ -34,6 +34,8 @@ pub(crate) struct SocketConfig {
     pub(crate) ring_size: u32,
     pub(crate) zero_copy: bool,
     pub(crate) need_wakeup: bool,
+    /// Bind with `XDP_USE_SG`: frames longer than a chunk come and go as descriptor chains.
+    pub(crate) multi_buffer: bool,
 }
 
 /// The setup step that failed, for the caller's error message.
@@ -140,6 +142,9 @@ impl XdpSocket {
         };
         if config.need_wakeup {
             flags |= libc::XDP_USE_NEED_WAKEUP;
+        }
+        if config.multi_buffer {
+            flags |= libc::XDP_USE_SG;
         }
         let started = Instant::now();
         loop {
