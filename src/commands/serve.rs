@@ -109,6 +109,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let queues: Vec<u32> = engines.iter().map(|e| e.queue).collect();
     let setup = Setup {
         engines: &engines,
+        interface_mtu: matches!(
+            driver,
+            DriverKind::Afxdp | DriverKind::Netmap | DriverKind::Tap
+        ),
         config,
         cache,
         args: &args,
@@ -400,6 +404,9 @@ fn required_iface(args: &ServeArgs, driver: DriverKind) -> anyhow::Result<&str> 
 /// configuration, the tree, the flags, the sandbox to enter and the metrics socket.
 struct Setup<'a> {
     engines: &'a [EnginePlan],
+    /// The driver serves an interface (AF_XDP, netmap, tap): without --mtu, serve with the
+    /// interface's MTU.
+    interface_mtu: bool,
     config: ServerConfig,
     cache: std::sync::Arc<crate::cache::ContentCache>,
     args: &'a ServeArgs,
@@ -407,10 +414,41 @@ struct Setup<'a> {
     metrics: Option<TcpListener>,
 }
 
+/// The IP MTU to serve with: `--mtu` if given (refused above what the driver carries), else
+/// the interface's (`driver_mtu`, at most the netstack's 9000) for a driver on an interface,
+/// else 1500.
+fn served_mtu(asked: Option<u32>, driver_mtu: usize, interface: bool) -> anyhow::Result<usize> {
+    const NETSTACK_MAX: usize = 9000;
+    match asked {
+        Some(mtu) if mtu as usize > driver_mtu => bail!(
+            "--mtu {mtu} is above the {driver_mtu} bytes the interface carries: raise its MTU \
+             (`ip link set dev IFACE mtu {mtu}`, on both ends of the link) or ask for less"
+        ),
+        Some(mtu) => Ok(mtu as usize),
+        None if interface => {
+            if driver_mtu < 576 {
+                bail!(
+                    "the interface's MTU of {driver_mtu} is below the 576 bytes sirocco needs: \
+                     raise it, e.g. `ip link set dev IFACE mtu 1500`"
+                );
+            }
+            Ok(driver_mtu.min(NETSTACK_MAX))
+        }
+        None => Ok(1500.min(driver_mtu)),
+    }
+}
+
 /// Wraps each driver in fault injection (`--tx-faults`) and a capture if asked, builds one
 /// server per driver and runs them. The capture sits outside the faults, so it records what
 /// the server sent, before the faults decide what the link carries.
-fn serve_on<D: FrameIo + Send>(drivers: Vec<D>, setup: Setup<'_>) -> anyhow::Result<()> {
+fn serve_on<D: FrameIo + Send>(drivers: Vec<D>, mut setup: Setup<'_>) -> anyhow::Result<()> {
+    if let Some(driver) = drivers.first() {
+        setup.config.stack.mtu = served_mtu(
+            setup.args.common.mtu,
+            driver.capabilities().mtu,
+            setup.interface_mtu,
+        )?;
+    }
     match &setup.args.common.tx_faults {
         Some(faults) => {
             // One seed per queue, so two engines do not lose the same frames in step.
@@ -472,6 +510,7 @@ fn run_server<D: FrameIo + Send>(drivers: Vec<D>, setup: Setup<'_>) -> anyhow::R
         args,
         sandbox,
         metrics,
+        interface_mtu: _,
     } = setup;
     let mut engines = Vec::with_capacity(drivers.len());
     for (driver, engine) in drivers.into_iter().zip(plan) {
@@ -679,6 +718,42 @@ mod tests {
 
     #[derive(Default)]
     struct NoApp;
+
+    #[test]
+    fn the_mtu_is_the_interfaces_unless_asked_and_never_above_it() {
+        // An interface driver serves with the interface's MTU, up to the netstack's 9000.
+        assert_eq!(served_mtu(None, 1500, true).unwrap(), 1500);
+        assert_eq!(served_mtu(None, 9000, true).unwrap(), 9000);
+        assert_eq!(served_mtu(None, 65536, true).unwrap(), 9000);
+        let low = served_mtu(None, 500, true).unwrap_err().to_string();
+        assert!(low.contains("MTU of 500 is below the 576"), "{low}");
+        // Other drivers keep 1500.
+        assert_eq!(served_mtu(None, 65535, false).unwrap(), 1500);
+        // --mtu runs below the interface, never above.
+        assert_eq!(served_mtu(Some(1500), 9000, true).unwrap(), 1500);
+        assert_eq!(served_mtu(Some(9000), 9000, true).unwrap(), 9000);
+        let high = served_mtu(Some(9000), 1500, true).unwrap_err().to_string();
+        assert!(
+            high.starts_with("--mtu 9000 is above the 1500 bytes the interface carries"),
+            "{high}"
+        );
+    }
+
+    #[test]
+    fn mtu_option_is_checked_at_parse_time() {
+        let parse = |mtu: &str| {
+            Cli::try_parse_from(["sirocco", "serve", "--ip", "198.18.0.2/24", "--mtu", mtu])
+        };
+        let Command::Serve(args) = parse("9000").unwrap().command else {
+            unreachable!("serve parses as serve")
+        };
+        assert_eq!(args.common.mtu, Some(9000));
+        for bad in ["575", "9001", "jumbo"] {
+            let e = parse(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("--mtu"), "{bad}: {e}");
+        }
+        assert_eq!(serve_args(&["198.18.0.2/24"]).common.mtu, None);
+    }
 
     impl ConnApp for NoApp {
         fn reset(&mut self) {}
