@@ -15,7 +15,8 @@ use std::path::Path;
 
 use sirocco_drivers::DriverErrorKind;
 use sirocco_drivers::afxdp::{
-    self, AfXdpConfig, AttachMode, MAX_FRAME_MTU, TrialError, VETH_NATIVE_MAX_MTU,
+    self, AfXdpConfig, AttachMode, MAX_FRAME_MTU, MAX_MULTI_BUFFER_MTU, TrialError,
+    VETH_NATIVE_MAX_MTU,
 };
 use sirocco_drivers::host::{self, Channels, Offload};
 use sirocco_drivers::netmap::NetmapStatus;
@@ -632,31 +633,57 @@ fn trial_checks(f: &Facts) -> Vec<Check> {
 fn mtu_check(f: &Facts) -> Check {
     let mtu = f.interface.mtu as usize;
     let iface = &f.iface;
-    if mtu > MAX_FRAME_MTU {
-        Check::fail(
+    if mtu <= MAX_FRAME_MTU {
+        return Check::ok(
+            "mtu",
+            format!("MTU {mtu} fits a UMEM chunk (up to {MAX_FRAME_MTU})"),
+        );
+    }
+    // Longer frames span several 4096-byte chunks: the socket must be multi-buffer, which the
+    // copy-mode trial bind asks for at this MTU, as serve does.
+    let multi_buffer = f.trials.as_ref().map(|t| &t.copy);
+    let check = match multi_buffer {
+        Some(Err(e)) if e.failure == DriverErrorKind::Unsupported => {
+            return Check::fail(
+                "mtu",
+                format!(
+                    "MTU {mtu} is above {MAX_FRAME_MTU}, so frames span several UMEM chunks, \
+                     and AF_XDP multi-buffer is refused here: {}",
+                    e.message
+                ),
+            )
+            .fix(format!(
+                "ip link set dev {iface} mtu {MAX_FRAME_MTU} (and on its peer)"
+            ));
+        }
+        Some(Ok(())) => Check::ok(
             "mtu",
             format!(
-                "MTU {mtu} is above {MAX_FRAME_MTU}: longer frames do not fit a 4096-byte UMEM \
-                 chunk after the XDP headroom, and the kernel drops them"
+                "MTU {mtu}: frames above {MAX_FRAME_MTU} bytes span several UMEM chunks, and \
+                 the AF_XDP socket binds multi-buffer (XDP_USE_SG)"
             ),
-        )
-        .fix(format!("ip link set dev {iface} mtu 1500"))
-    } else if f.driver.as_deref() == Some("veth") && mtu > VETH_NATIVE_MAX_MTU {
+        ),
+        _ => Check::warn(
+            "mtu",
+            format!(
+                "MTU {mtu} is above {MAX_FRAME_MTU}: serve needs AF_XDP multi-buffer \
+                 (XDP_USE_SG, Linux 6.6+), not tried (see af-xdp)"
+            ),
+        ),
+    };
+    if mtu > MAX_MULTI_BUFFER_MTU {
         Check::warn(
             "mtu",
             format!(
-                "MTU {mtu} is above veth's native XDP limit of {VETH_NATIVE_MAX_MTU}: serve \
-                 falls back to generic XDP"
+                "MTU {mtu} is above {MAX_MULTI_BUFFER_MTU}, the largest sirocco serves: it \
+                 serves with {MAX_MULTI_BUFFER_MTU} and drops longer frames"
             ),
         )
         .fix(format!(
-            "ip link set dev {iface} mtu {VETH_NATIVE_MAX_MTU} (and on its peer)"
+            "ip link set dev {iface} mtu {MAX_MULTI_BUFFER_MTU} (and on its peer)"
         ))
     } else {
-        Check::ok(
-            "mtu",
-            format!("MTU {mtu} fits a UMEM chunk (up to {MAX_FRAME_MTU})"),
-        )
+        check
     }
 }
 
@@ -968,16 +995,47 @@ mod tests {
             check(&checks, "lro").fix.as_deref(),
             Some("ethtool -K veth-srv lro off")
         );
+        // The copy-mode bind (multi-buffer at this MTU) works: jumbo frames are fine.
+        let mtu = check(&checks, "mtu");
+        assert_eq!(mtu.status, Status::Ok);
+        assert!(
+            mtu.detail.contains("MTU 9000") && mtu.detail.contains("XDP_USE_SG"),
+            "{}",
+            mtu.detail
+        );
+        // Multi-buffer refused: the MTU fails, with the largest one a chunk holds as the fix.
+        f.trials.as_mut().unwrap().copy = trial_error(
+            DriverErrorKind::Unsupported,
+            "MTU 9000 on veth-srv needs AF_XDP multi-buffer support",
+        );
+        let checks = evaluate(&f);
         let mtu = check(&checks, "mtu");
         assert_eq!(mtu.status, Status::Fail);
-        assert!(mtu.detail.contains("MTU 9000"), "{}", mtu.detail);
+        assert!(
+            mtu.detail.contains("needs AF_XDP multi-buffer"),
+            "{}",
+            mtu.detail
+        );
         assert_eq!(
             mtu.fix.as_deref(),
-            Some("ip link set dev veth-srv mtu 1500")
+            Some("ip link set dev veth-srv mtu 3826 (and on its peer)")
         );
-        // Between veth's native limit and the chunk limit: generic XDP still works.
-        f.interface.mtu = 3600;
+        // Not tried: a warning.
+        f.trials = None;
         assert_eq!(status(&f, "mtu"), Status::Warn);
+        // Above the netstack's 9000: a warning with a fix, even though the bind works.
+        f.trials = healthy().trials;
+        f.interface.mtu = 65536;
+        let checks = evaluate(&f);
+        let mtu = check(&checks, "mtu");
+        assert_eq!(mtu.status, Status::Warn);
+        assert_eq!(
+            mtu.fix.as_deref(),
+            Some("ip link set dev veth-srv mtu 9000 (and on its peer)")
+        );
+        // Within one chunk: fine on any driver.
+        f.interface.mtu = 3600;
+        assert_eq!(status(&f, "mtu"), Status::Ok);
         f.driver = Some("ixgbe".into());
         assert_eq!(status(&f, "mtu"), Status::Ok);
     }
