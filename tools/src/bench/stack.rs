@@ -158,6 +158,10 @@ pub struct StackArgs {
     /// with the median efficiency of each engine count over the rounds.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// IP MTU of the simulated link, for the server and the client fleet alike: 576 to 9000
+    /// (9000: jumbo frames).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
+    pub mtu: u16,
     /// Run exactly one scenario and connection count in this process (used by the parent).
     #[arg(long, hide = true)]
     pub child: bool,
@@ -243,7 +247,8 @@ pub(super) fn spawn_child(
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["stack", "--child", "--json", "--scenarios", scenario.name()])
         .args(["--connections", &connections.to_string()])
-        .args(["--seed", &args.seed.to_string()]);
+        .args(["--seed", &args.seed.to_string()])
+        .args(["--mtu", &args.mtu.to_string()]);
     if let Some(n) = engines {
         cmd.args(["--engines", &n.to_string()]);
     }
@@ -314,6 +319,8 @@ pub(super) struct Workload {
     mode: Mode,
     pub(super) client_rx: usize,
     pub(super) client_tx: usize,
+    /// IP MTU of the link, the server and the clients.
+    pub(super) mtu: usize,
     /// The document root on disk, kept for as long as the run.
     _tree: SiteTree,
 }
@@ -363,6 +370,7 @@ impl Workload {
             mode,
             client_rx,
             client_tx,
+            mtu: usize::from(args.mtu),
             _tree: tree,
         })
     }
@@ -396,7 +404,7 @@ impl Workload {
                 mode: self.mode,
             })
             .collect();
-        let mut config = SimConfig::new(seed, connections);
+        let mut config = SimConfig::new(seed, connections).with_mtu(self.mtu);
         config.server.stack.max_connections = connections + 64;
         config.fleet.rx_buffer = self.client_rx;
         config.fleet.tx_buffer = self.client_tx;
@@ -519,6 +527,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
         "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
         "rss_bytes_per_connection": rss_per.round(),
         "file_bytes": work.file_len,
+        "mtu": work.mtu,
         "body_bits_per_sec": (body_bytes as f64 * 8e9 / server_ns.max(1) as f64).round(),
         "iterations": report.timing.iterations,
         "virtual_secs": virtual_secs,

@@ -223,6 +223,14 @@ impl SimConfig {
         self
     }
 
+    /// The same, with IP MTU `mtu` (576 ..= 9000) on the link, the server and every client.
+    pub fn with_mtu(mut self, mtu: usize) -> Self {
+        self.link.mtu = mtu;
+        self.server.stack.mtu = mtu;
+        self.fleet.mtu = mtu;
+        self
+    }
+
     /// The same, with `faults` on both directions of the link.
     pub fn with_faults(mut self, faults: FaultConfig) -> Self {
         self.link.faults = faults;
