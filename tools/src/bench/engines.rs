@@ -573,6 +573,7 @@ fn row(
         "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
         "rss_bytes_per_connection": rss_per.round(),
         "file_bytes": work.file_len,
+        "mtu": work.mtu,
     });
     Row { json }
 }

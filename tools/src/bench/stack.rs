@@ -34,6 +34,9 @@
 //!   many copies), `server_ns_per_mib`, the server's time per request scaled to 1 MiB of body,
 //!   and `cost_vs_memcpy`, their ratio: how many plain copies of the body one response costs.
 //!
+//! `--mtu` (default 1500, up to 9000) sets the IP MTU of the simulated link, the server and
+//! every client alike (reported as `mtu`): `--mtu 9000` serves in jumbo frames.
+//!
 //! `--engines 1,2,...` runs N such simulations at once instead, one per thread pinned to its
 //! own CPU, sharing one content cache, and reports per-engine figures and the scaling
 //! efficiency against one engine: see [`super::engines`]. Without it the rows are the ones

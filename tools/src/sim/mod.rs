@@ -828,6 +828,31 @@ mod tests {
     }
 
     #[test]
+    fn a_jumbo_mtu_serves_byte_exact_in_fewer_longer_frames() {
+        let frames = |mtu: usize| {
+            let mut tree = SiteTree::new("sim-jumbo").unwrap();
+            tree.add("big.bin", seeds::bytes(3, 256 << 10)).unwrap();
+            let cache = Arc::new(ContentCache::load(tree.root()).unwrap());
+            let script = Script::each(tree.get_all(), Mode::KeepAlive { pipeline: 1 });
+            let config = SimConfig::new(4, 1).with_mtu(mtu);
+            let mut sim = Simulation::new(cache, config, vec![script]).unwrap();
+            let report = sim.run_until_done(Limits::secs(10)).unwrap();
+            assert!(report.mismatches.is_empty(), "{report}");
+            assert_eq!(report.fleet.responses_ok, 1, "{report}");
+            let d = report.server.driver;
+            (d.tx_frames, d.tx_bytes / d.tx_frames.max(1))
+        };
+        let (standard, standard_len) = frames(1500);
+        let (jumbo, jumbo_len) = frames(9000);
+        assert!(standard_len <= 1514, "{standard_len}");
+        assert!(jumbo_len > 4096, "{jumbo_len}");
+        assert!(
+            jumbo * 3 < standard,
+            "{jumbo} frames at 9000, {standard} at 1500"
+        );
+    }
+
+    #[test]
     fn a_fixed_seed_gives_the_same_run() {
         let mode = Mode::KeepAlive { pipeline: 1 };
         assert_eq!(run(3, mode).1, run(3, mode).1);
