@@ -17,8 +17,8 @@ use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
 use sirocco_drivers::pcap::{PcapDriver, PcapSink, PcapSource, Timestamps};
 use sirocco_drivers::sandbox::{self, User};
 use sirocco_drivers::tap::TapDevice;
+use sirocco_drivers::{ETHERNET_HEADER_LEN, FrameIo, host};
 use sirocco_drivers::{Filter, ServerAddresses};
-use sirocco_drivers::{FrameIo, host};
 
 use super::{drain_on_signals, http_limits, load_cache, load_options, stack_config};
 use crate::access_log::AccessLog;
@@ -443,11 +443,11 @@ fn served_mtu(asked: Option<u32>, driver_mtu: usize, interface: bool) -> anyhow:
 /// the server sent, before the faults decide what the link carries.
 fn serve_on<D: FrameIo + Send>(drivers: Vec<D>, mut setup: Setup<'_>) -> anyhow::Result<()> {
     if let Some(driver) = drivers.first() {
-        setup.config.stack.mtu = served_mtu(
-            setup.args.common.mtu,
-            driver.capabilities().mtu,
-            setup.interface_mtu,
-        )?;
+        let caps = driver.capabilities();
+        let carried = caps
+            .mtu
+            .min(caps.max_frame_len.saturating_sub(ETHERNET_HEADER_LEN));
+        setup.config.stack.mtu = served_mtu(setup.args.common.mtu, carried, setup.interface_mtu)?;
     }
     match &setup.args.common.tx_faults {
         Some(faults) => {
