@@ -859,5 +859,44 @@ mod tests {
         let (kind, text) = error(SocketStep::RegisterUmem, false, libc::ENOMEM);
         assert_eq!(kind, DriverErrorKind::Setup);
         assert!(text.contains("ulimit -l"), "{text}");
+        let (kind, text) = error(SocketStep::Bind, false, libc::EOPNOTSUPP);
+        assert_eq!(
+            kind,
+            DriverErrorKind::Setup,
+            "no multi-buffer asked at MTU 1500"
+        );
+        assert!(!text.contains("multi-buffer"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_multi_buffer_bind_says_the_mtu_needs_it() {
+        let config = AfXdpConfig::new("eth9");
+        let error = |mtu, zero_copy, errno| {
+            let e = SocketError {
+                step: SocketStep::Bind,
+                error: io::Error::from_raw_os_error(errno),
+            };
+            let e = socket_error(&config, zero_copy, mtu, e);
+            (e.kind(), e.to_string())
+        };
+        // Kernels with XDP_USE_SG but a driver without it answer EOPNOTSUPP; kernels before
+        // 6.6 do not know the flag and answer EINVAL.
+        for errno in [libc::EOPNOTSUPP, libc::EINVAL] {
+            let (kind, text) = error(9000, false, errno);
+            assert_eq!(kind, DriverErrorKind::Unsupported, "{text}");
+            assert!(
+                text.starts_with("MTU 9000 on eth9 needs AF_XDP multi-buffer support"),
+                "{text}"
+            );
+            assert!(text.contains("`ip link set dev eth9 mtu 3826`"), "{text}");
+        }
+        // Zero-copy refused is still a zero-copy matter (Auto retries in copy mode).
+        let (_, text) = error(9000, true, libc::EOPNOTSUPP);
+        assert!(text.contains("use copy mode"), "{text}");
+        // At 3826 one chunk holds a frame: no multi-buffer, so EINVAL is a plain bind error.
+        let (kind, text) = error(MAX_FRAME_MTU, false, libc::EINVAL);
+        assert_eq!(kind, DriverErrorKind::Setup);
+        assert!(text.contains("does the queue exist"), "{text}");
+        assert!(!needs_multi_buffer(MAX_FRAME_MTU) && needs_multi_buffer(MAX_FRAME_MTU + 1));
     }
 }
