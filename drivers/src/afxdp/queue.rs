@@ -347,7 +347,8 @@ impl<D: Doorbell> Queue<D> {
         fill(&mut self.tx_scratch[..len]);
         let chunk = self.umem.chunk_size() as usize;
         for (i, part) in self.tx_scratch[..len].chunks(chunk).enumerate() {
-            // Cannot fail: `free_count() >= descs` was checked above.
+            // Cannot fail: `free_count() >= descs` was checked above and nothing took a
+            // chunk since; the `else` only keeps a broken invariant from panicking.
             let Some(addr) = self.umem.alloc() else {
                 break;
             };
