@@ -3,15 +3,21 @@
 //!
 //! Our port is fixed, so a flow is identified by the peer's address and port and by which of our
 //! addresses it reached (an IPv4 address, a global IPv6 address, or the link-local one).
-//! The table is an `ahash` map keyed from a seed given at construction (no OS reads here), so a
+//! The table is keyed by an `ahash` hasher seeded at construction (no OS reads here), so a
 //! peer cannot choose 4-tuples that collide (hash flooding). Invariant: a key maps to at most
 //! one cell or tombstone, and a cell (tombstone) is in the table exactly while it owns that
-//! flow. Twice the largest number of entries (cells, SYN-cache entries and tombstones) is
-//! reserved up front:
-//! hashbrown rehashes in place, without allocating, only while at most half its capacity is in
-//! use, so the headroom keeps deletions from ever forcing a reallocation.
+//! flow.
+//!
+//! Layout: one flat array of 32-byte slots, key and entry side by side, two to a cache line,
+//! with linear probing and backward-shift deletion (no deletion markers, so probe lengths stay
+//! those of the live entries). At 100,000 connections the table is far larger than the caches,
+//! and a lookup is one cache miss, where `hashbrown` (control bytes in one array, buckets in
+//! another) takes two dependent ones. Twice the largest number of entries (cells, SYN-cache
+//! entries and tombstones) is reserved up front, rounded up to a power of two, so the load
+//! stays at most one half and a probe ends at an empty slot within a slot or two on average;
+//! the table only grows (doubles, allocating) if ever asked to hold more than that.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use smoltcp::wire::IpAddress;
 
@@ -46,8 +52,29 @@ pub(crate) enum FlowEntry {
     Pending(u32),
 }
 
+/// One slot: a key and, if the slot is in use, what it maps to.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: FlowKey,
+    entry: Option<FlowEntry>,
+}
+
+const EMPTY: Slot = Slot {
+    key: FlowKey::BLANK,
+    entry: None,
+};
+
+/// Two slots in one cache line, so no slot straddles two lines.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([Slot; 2]);
+
 pub(crate) struct FlowTable {
-    map: HashMap<FlowKey, FlowEntry, ahash::RandomState>,
+    lines: Vec<Line>,
+    /// Slots − 1 (a power of two minus one).
+    mask: usize,
+    len: usize,
+    hasher: ahash::RandomState,
 }
 
 impl FlowTable {
@@ -55,33 +82,112 @@ impl FlowTable {
     pub fn new(capacity: usize, keys: [u64; 4]) -> Self {
         let [k0, k1, k2, k3] = keys;
         let hasher = ahash::RandomState::with_seeds(k0, k1, k2, k3);
+        let slots = capacity.saturating_mul(2).max(4).next_power_of_two();
         FlowTable {
-            map: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2), hasher),
+            lines: vec![Line([EMPTY; 2]); slots / 2],
+            mask: slots - 1,
+            len: 0,
+            hasher,
+        }
+    }
+
+    fn home(&self, key: &FlowKey) -> usize {
+        // Truncating the hash is the point: its low bits pick the slot.
+        (self.hasher.hash_one(key) as usize) & self.mask
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        &self.lines[i >> 1].0[i & 1]
+    }
+
+    fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.lines[i >> 1].0[i & 1]
+    }
+
+    /// Where `key` is, or the empty slot that ends its probe.
+    fn find(&self, key: &FlowKey) -> (usize, Option<FlowEntry>) {
+        let mut i = self.home(key);
+        loop {
+            let slot = self.slot(i);
+            match slot.entry {
+                None => return (i, None),
+                Some(entry) if slot.key == *key => return (i, Some(entry)),
+                Some(_) => i = (i + 1) & self.mask,
+            }
         }
     }
 
     pub fn get(&self, key: &FlowKey) -> Option<FlowEntry> {
-        self.map.get(key).copied()
+        self.find(key).1
     }
 
     pub fn insert(&mut self, key: FlowKey, entry: FlowEntry) {
-        self.map.insert(key, entry);
+        let (i, old) = self.find(&key);
+        *self.slot_mut(i) = Slot {
+            key,
+            entry: Some(entry),
+        };
+        if old.is_none() {
+            self.len += 1;
+            if self.len * 2 > self.mask + 1 {
+                self.grow();
+            }
+        }
     }
 
     pub fn remove(&mut self, key: &FlowKey) {
-        self.map.remove(key);
+        if let (i, Some(_)) = self.find(key) {
+            self.remove_at(i);
+        }
     }
 
     /// Removes `key` only if it still maps to `entry`.
     pub fn remove_if(&mut self, key: &FlowKey, entry: FlowEntry) {
-        if self.map.get(key) == Some(&entry) {
-            self.map.remove(key);
+        if let (i, Some(found)) = self.find(key)
+            && found == entry
+        {
+            self.remove_at(i);
+        }
+    }
+
+    /// Empties slot `hole` and shifts back every entry of the run after it that may move
+    /// there (one whose home is not between the hole and itself), so that no probe for a key
+    /// still in the table crosses an empty slot before reaching it.
+    fn remove_at(&mut self, mut hole: usize) {
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let slot = *self.slot(j);
+            if slot.entry.is_none() {
+                break;
+            }
+            let home = self.home(&slot.key);
+            if j.wrapping_sub(home) & self.mask >= j.wrapping_sub(hole) & self.mask {
+                *self.slot_mut(hole) = slot;
+                hole = j;
+            }
+        }
+        *self.slot_mut(hole) = EMPTY;
+        self.len -= 1;
+    }
+
+    /// Doubles the slots and re-inserts everything: only past the capacity reserved up front.
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.lines);
+        let slots = (self.mask + 1) * 2;
+        self.lines = vec![Line([EMPTY; 2]); slots / 2];
+        self.mask = slots - 1;
+        self.len = 0;
+        for slot in old.iter().flat_map(|line| line.0) {
+            if let Some(entry) = slot.entry {
+                self.insert(slot.key, entry);
+            }
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 }
 
@@ -123,7 +229,7 @@ mod tests {
         };
         let a = FlowTable::new(1, [1, 2, 3, 4]);
         let b = FlowTable::new(1, [5, 6, 7, 8]);
-        assert_ne!(a.map.hasher().hash_one(key), b.map.hasher().hash_one(key));
+        assert_ne!(a.hasher.hash_one(key), b.hasher.hash_one(key));
     }
 
     #[test]
@@ -140,5 +246,62 @@ mod tests {
         t.insert(other, FlowEntry::Cell(2));
         assert_eq!(t.get(&global), Some(FlowEntry::Cell(1)));
         assert_eq!(t.get(&other), Some(FlowEntry::Cell(2)));
+    }
+
+    #[test]
+    fn a_slot_is_half_a_cache_line() {
+        assert!(std::mem::size_of::<Slot>() <= 32);
+        assert_eq!(std::mem::size_of::<Line>(), 64);
+    }
+
+    fn key(n: u32) -> FlowKey {
+        let [a, b, c, d] = n.to_be_bytes();
+        FlowKey {
+            peer_ip: IpAddress::Ipv4(Ipv4Address::new(10, b, c, d)),
+            peer_port: 1024 + u16::from(a),
+            local: 0,
+        }
+    }
+
+    /// Inserts and removes in a pseudo-random order against a `HashMap`, in a table small
+    /// enough that probe runs collide and wrap around, and past its reserved capacity so it
+    /// grows: every key still present is found, every removed one is not.
+    #[test]
+    fn matches_a_hash_map_through_collisions_removals_and_growth() {
+        let mut t = FlowTable::new(8, [9, 8, 7, 6]);
+        let mut model = std::collections::HashMap::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Up to 48 keys live at once: more than the 16 slots made at first.
+            let k = key((x % 48) as u32);
+            match x % 5 {
+                0 | 1 => {
+                    t.insert(k, FlowEntry::Cell(step % 4));
+                    model.insert(k, FlowEntry::Cell(step % 4));
+                }
+                2 => {
+                    t.remove(&k);
+                    model.remove(&k);
+                }
+                3 => {
+                    let e = FlowEntry::Cell((x >> 8) as u32 % 4);
+                    t.remove_if(&k, e);
+                    if model.get(&k) == Some(&e) {
+                        model.remove(&k);
+                    }
+                }
+                _ => {}
+            }
+            assert_eq!(t.len(), model.len(), "step {step}");
+            if step % 64 == 0 {
+                for n in 0..48 {
+                    assert_eq!(t.get(&key(n)), model.get(&key(n)).copied(), "step {step} key {n}");
+                }
+            }
+        }
+        assert!(t.mask + 1 > 16, "the table grew");
     }
 }
