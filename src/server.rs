@@ -1,7 +1,8 @@
 //! The server loop: one driver, one netstack, the HTTP layer and one content cache.
 //!
 //! [`Server::poll`] is one iteration of the data path in DESIGN.md:
-//! receive a burst → [`Stack::handle_frame`] per frame → let HTTP serve the cells that became
+//! receive a burst → [`Stack::handle_burst`] (each frame in turn, with a look-ahead that
+//! brings the burst's connections into cache first) → let HTTP serve the cells that became
 //! ready → [`Stack::poll_egress`] into the driver's TX slots → one flush. Time is a parameter,
 //! so the same loop runs on the wall clock (`sirocco serve`) and on a virtual clock (tests and
 //! `sirocco-bench`). Nothing here allocates, logs or makes a syscall per packet; the driver's
@@ -135,8 +136,8 @@ impl<D: FrameIo> Server<D> {
     /// or sent, so callers can decide whether to wait.
     pub fn poll(&mut self, now: Instant) -> Result<bool, DriverError> {
         let stack = &mut self.stack;
-        let received = self.driver.rx_burst(self.config.rx_batch, &mut |frame| {
-            stack.handle_frame(now, frame)
+        let received = self.driver.rx_batch(self.config.rx_batch, &mut |frames| {
+            stack.handle_burst(now, frames)
         })?;
 
         let unix_secs = self

@@ -72,6 +72,9 @@ impl Capabilities {
     }
 }
 
+/// The most frames one call of [`FrameIo::rx_batch`]'s closure is lent.
+pub const RX_LEND_MAX: usize = 64;
+
 /// Length of an Ethernet II header (no VLAN tag).
 pub const ETHERNET_HEADER_LEN: usize = 14;
 
@@ -247,6 +250,19 @@ pub trait FrameIo {
         on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DriverError>;
 
+    /// Receives up to `max` frames like [`FrameIo::rx_burst`], but lends them several at a
+    /// time, in order, as one slice (at most [`RX_LEND_MAX`] frames a call), so the caller
+    /// can look ahead across a burst: find every frame's connection and bring its state into
+    /// cache before processing the first. Returns how many frames were lent. The default lends
+    /// each frame of [`FrameIo::rx_burst`] alone.
+    fn rx_batch(
+        &mut self,
+        max: usize,
+        on_frames: &mut dyn FnMut(&[&[u8]]),
+    ) -> Result<usize, DriverError> {
+        self.rx_burst(max, &mut |frame| on_frames(&[frame]))
+    }
+
     /// How many more frames `tx_stage` will accept before the next `tx_flush`.
     fn tx_room(&self) -> usize;
 
@@ -283,6 +299,13 @@ impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
         on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DriverError> {
         (**self).rx_burst(max, on_frame)
+    }
+    fn rx_batch(
+        &mut self,
+        max: usize,
+        on_frames: &mut dyn FnMut(&[&[u8]]),
+    ) -> Result<usize, DriverError> {
+        (**self).rx_batch(max, on_frames)
     }
     fn tx_room(&self) -> usize {
         (**self).tx_room()

@@ -156,6 +156,14 @@ impl<A> Cell<A> {
         self.sockets.get::<TcpSocket<'static>>(self.handle).state()
     }
 
+    /// Reads a little of the state a segment for this cell touches first (the cell, its socket
+    /// and the socket's receive-buffer bookkeeping), to bring it into cache ahead of the
+    /// segment: see `Stack::handle_burst`. The value means nothing; it only keeps the reads.
+    pub fn touch(&self) -> usize {
+        let socket = self.sockets.get::<TcpSocket<'static>>(self.handle);
+        self.generation as usize ^ socket.recv_queue() ^ socket.state() as usize
+    }
+
     /// Takes a pooled cell into service for a connection whose handshake the front end
     /// completed: the socket goes straight to ESTABLISHED with what the handshake agreed.
     /// `false` if the socket refused (a zero port; ruled out by config validation).

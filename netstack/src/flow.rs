@@ -17,7 +17,6 @@
 //! stays at most one half and a probe ends at an empty slot within a slot or two on average;
 //! the table only grows (doubles, allocating) if ever asked to hold more than that.
 
-use std::hash::BuildHasher;
 
 use smoltcp::wire::IpAddress;
 

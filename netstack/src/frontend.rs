@@ -18,6 +18,7 @@ use smoltcp::wire::{
 };
 
 use crate::StackCounters;
+use crate::flow::FlowKey;
 use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
 use crate::synack::SynAckShape;
 use crate::syncache::Pending;
@@ -191,6 +192,44 @@ pub(crate) struct FrontEnd {
 }
 
 impl FrontEnd {
+    /// The flow a frame seems to belong to, from a quick look at its headers (an Ethernet
+    /// frame carrying TCP in IPv4, or in IPv6 with no extension header, to one of our
+    /// addresses): nothing is checked beyond that. Only a hint for looking ahead across a
+    /// burst ([`crate::Stack::handle_burst`]); [`FrontEnd::classify`] decides.
+    pub fn flow_hint(&self, frame: &[u8]) -> Option<FlowKey> {
+        const TCP: u8 = 6;
+        let ip = frame.get(ETH_HEADER_LEN..)?;
+        let (peer_ip, local_ip, tcp) = match frame.get(12..14)? {
+            [0x08, 0x00] => {
+                let header_len = usize::from(ip.first()? & 0x0f) * 4;
+                if *ip.get(9)? != TCP {
+                    return None;
+                }
+                let addr = |at: usize| -> Option<IpAddress> {
+                    let bytes: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+                    Some(IpAddress::Ipv4(Ipv4Address::from(bytes)))
+                };
+                (addr(12)?, addr(16)?, ip.get(header_len..)?)
+            }
+            [0x86, 0xdd] => {
+                if *ip.get(6)? != TCP {
+                    return None;
+                }
+                let addr = |at: usize| -> Option<IpAddress> {
+                    let bytes: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+                    Some(IpAddress::Ipv6(Ipv6Address::from(bytes)))
+                };
+                (addr(8)?, addr(24)?, ip.get(40..)?)
+            }
+            _ => return None,
+        };
+        Some(FlowKey {
+            peer_ip,
+            peer_port: u16::from_be_bytes(tcp.get(..2)?.try_into().ok()?),
+            local: self.locals.index_of(local_ip)?,
+        })
+    }
+
     /// Classifies one received frame. Replies are staged; drops are counted.
     pub fn classify<'f>(
         &self,
@@ -925,5 +964,63 @@ mod tests {
         assert!(tcp.rst() && tcp.ack());
         assert_eq!(tcp.ack_number(), TcpSeqNumber(6));
         assert!(tcp.verify_checksum(&v6.into(), &peer.into()));
+    }
+
+    #[test]
+    fn the_flow_hint_is_the_flow_classify_finds() {
+        let v6 = "2001:2::2".parse::<Ipv6Address>().unwrap();
+        let peer6 = "2001:2::1".parse::<Ipv6Address>().unwrap();
+        let mut fe = front();
+        fe.locals = Locals::new(Some(OUR_IP), &[v6]);
+        // The peer's side: a front end with the peer's addresses, answering a segment of ours
+        // with an RST, which is a frame from the peer to us.
+        let mut peer = front();
+        peer.mac = PEER_MAC;
+        peer.locals = Locals::new(Some(PEER_IP), &[peer6]);
+        let pairs: [(IpAddress, IpAddress, u8); 2] =
+            [(OUR_IP.into(), PEER_IP.into(), 0), (v6.into(), peer6.into(), 1)];
+        for (ours, theirs, local) in pairs {
+            let (mut c, mut s) = (StackCounters::default(), ReplyQueue::new(4, 1514));
+            let seg = TcpSegment {
+                peer_mac: OUR_MAC,
+                peer_ip: ours,
+                local: peer.locals.index_of(theirs).unwrap(),
+                ip_packet: &[],
+                repr: TcpRepr {
+                    src_port: 80,
+                    dst_port: 40000,
+                    control: TcpControl::None,
+                    seq_number: TcpSeqNumber(5),
+                    ack_number: Some(TcpSeqNumber(9)),
+                    window_len: 0,
+                    window_scale: None,
+                    max_seg_size: None,
+                    sack_permitted: false,
+                    sack_ranges: [None; 3],
+                    timestamp: None,
+                    payload: &[],
+                },
+            };
+            peer.stage_rst(&seg, &mut c, &mut s);
+            let frame = s.take_front().unwrap();
+            let hint = fe.flow_hint(&frame).expect("a TCP frame has a hint");
+            let Verdict::Tcp(got) = fe.classify(&frame, &mut c, &mut s) else {
+                panic!("the frame is a TCP segment for us: {c:?}");
+            };
+            let key = FlowKey {
+                peer_ip: got.peer_ip,
+                peer_port: got.repr.src_port,
+                local: got.local,
+            };
+            assert_eq!(hint, key);
+            assert_eq!((hint.peer_ip, hint.peer_port, hint.local), (theirs, 40000, local));
+        }
+        let udp = ipv4_frame(OUR_IP, IpProtocol::Udp, &[0; 8]);
+        assert_eq!(fe.flow_hint(&udp), None);
+        let elsewhere = ipv4_frame(Ipv4Address::new(198, 18, 0, 9), IpProtocol::Tcp, &[0; 20]);
+        assert_eq!(fe.flow_hint(&elsewhere), None);
+        let tcp = ipv4_frame(OUR_IP, IpProtocol::Tcp, &[0; 20]);
+        assert!(fe.flow_hint(&tcp).is_some());
+        assert_eq!(fe.flow_hint(&tcp[..35]), None, "truncated in the TCP port");
     }
 }

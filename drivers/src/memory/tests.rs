@@ -245,6 +245,30 @@ fn rx_burst_respects_max() {
 }
 
 #[test]
+fn rx_batch_lends_frames_in_order_in_bursts_of_at_most_the_lend_limit() {
+    let (clock, mut a, mut b) = link(LinkConfig::default());
+    send_tags(&mut a, 0..150, 60);
+    clock.advance_micros(10);
+    let mut bursts = Vec::new();
+    let mut got = Vec::new();
+    let n = b
+        .rx_batch(140, &mut |frames| {
+            bursts.push(frames.len());
+            got.extend(frames.iter().map(|f| tag_of(f)));
+            // No borrow of the link is held: the other end can send from inside.
+            send_tags(&mut a, 0..1, 60);
+        })
+        .unwrap();
+    assert_eq!(n, 140);
+    assert_eq!(bursts, [64, 64, 12]);
+    assert_eq!(got, (0..140).collect::<Vec<_>>());
+    assert_eq!(b.counters().rx_frames, 140);
+    assert_eq!(b.counters().rx_bytes, 140 * 60);
+    assert_eq!(tags(&receive_all(&mut b)), (140..150).collect::<Vec<_>>());
+    assert_eq!(b.rx_batch(8, &mut |_| panic!("nothing is due")).unwrap(), 0);
+}
+
+#[test]
 fn next_arrival_micros_reports_the_earliest_frame_in_flight() {
     let (clock, mut a, mut b) = link(LinkConfig {
         latency_us: 25,
