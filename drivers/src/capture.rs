@@ -113,6 +113,10 @@ impl<D: FrameIo> FrameIo for Capture<D> {
         })
     }
 
+    fn rx_pending(&self) -> bool {
+        self.inner.rx_pending()
+    }
+
     fn tx_room(&self) -> usize {
         self.inner.tx_room()
     }

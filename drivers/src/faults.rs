@@ -252,6 +252,18 @@ impl<D: FrameIo> FrameIo for Faults<D> {
         self.inner.rx_burst(max, on_frame)
     }
 
+    fn rx_batch(
+        &mut self,
+        max: usize,
+        on_frames: &mut dyn FnMut(&[&[u8]]),
+    ) -> Result<usize, DriverError> {
+        self.inner.rx_batch(max, on_frames)
+    }
+
+    fn rx_pending(&self) -> bool {
+        self.inner.rx_pending()
+    }
+
     fn tx_room(&self) -> usize {
         self.inner.tx_room()
     }

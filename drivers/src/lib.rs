@@ -263,6 +263,14 @@ pub trait FrameIo {
         self.rx_burst(max, &mut |frame| on_frames(&[frame]))
     }
 
+    /// Whether a frame may be waiting for [`FrameIo::rx_burst`]: a look at the RX ring with
+    /// no syscall, for a busy-polling loop to spin on while idle instead of running whole
+    /// iterations (each reading the clock). `false` only when the backend knows nothing is
+    /// ready; the default, for backends that cannot tell, is `true`.
+    fn rx_pending(&self) -> bool {
+        true
+    }
+
     /// How many more frames `tx_stage` will accept before the next `tx_flush`.
     fn tx_room(&self) -> usize;
 
@@ -306,6 +314,9 @@ impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
         on_frames: &mut dyn FnMut(&[&[u8]]),
     ) -> Result<usize, DriverError> {
         (**self).rx_batch(max, on_frames)
+    }
+    fn rx_pending(&self) -> bool {
+        (**self).rx_pending()
     }
     fn tx_room(&self) -> usize {
         (**self).tx_room()

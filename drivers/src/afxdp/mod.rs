@@ -705,6 +705,10 @@ impl FrameIo for AfXdp {
         Ok(self.data_path.rx_burst(max, on_frame))
     }
 
+    fn rx_pending(&self) -> bool {
+        self.data_path.rx_pending()
+    }
+
     fn tx_room(&self) -> usize {
         self.data_path.tx_room()
     }

@@ -174,6 +174,12 @@ impl<D: Doorbell> Queue<D> {
         self.rings.rx.ready() > 0
     }
 
+    /// Frames are ready, or the kernel asks to be woken to fill the ring (which the next
+    /// `rx_burst` does): either way the caller should poll. No syscall.
+    pub(crate) fn rx_pending(&self) -> bool {
+        self.rx_ready() || (self.need_wakeup && self.rings.fill.needs_wakeup())
+    }
+
     /// See the module documentation. Returns how many frames `on_frame` saw.
     pub(crate) fn rx_burst(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> usize {
         self.reclaim_completions();

@@ -394,6 +394,12 @@ impl FrameIo for MemoryPort {
         Ok(received)
     }
 
+    fn rx_pending(&self) -> bool {
+        self.shared.borrow().inboxes[self.end]
+            .next_arrival_ns()
+            .is_some_and(|at| at <= self.now_ns())
+    }
+
     fn tx_room(&self) -> usize {
         TX_STAGING_FRAMES - self.staged.len()
     }

@@ -269,6 +269,19 @@ fn rx_batch_lends_frames_in_order_in_bursts_of_at_most_the_lend_limit() {
 }
 
 #[test]
+fn rx_pending_says_whether_a_frame_has_arrived() {
+    let (clock, mut a, mut b) = link(LinkConfig::default());
+    assert!(!b.rx_pending());
+    send_tags(&mut a, 0..1, 60);
+    assert!(!b.rx_pending(), "still on the wire");
+    clock.advance_micros(10);
+    assert!(b.rx_pending());
+    assert!(!a.rx_pending(), "nothing travels the other way");
+    assert_eq!(tags(&receive_all(&mut b)), [0]);
+    assert!(!b.rx_pending());
+}
+
+#[test]
 fn next_arrival_micros_reports_the_earliest_frame_in_flight() {
     let (clock, mut a, mut b) = link(LinkConfig {
         latency_us: 25,
