@@ -116,7 +116,8 @@ impl<D: FrameIo> Server<D> {
         config.stack.mtu = config.stack.mtu.min(caps.mtu);
         config.stack.rx_checksum_verified = caps.rx_checksum_verified;
         config.stack.tx_checksum_offload = caps.tx_checksum_offload;
-        let stack = Stack::new(config.stack.clone(), seeds)?;
+        let mut stack = Stack::new(config.stack.clone(), seeds)?;
+        stack.set_prefetch(sirocco_drivers::prefetch::prefetch);
         Ok(Server {
             driver,
             stack,

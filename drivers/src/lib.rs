@@ -33,6 +33,7 @@ pub mod memory;
 pub mod netmap;
 pub mod netns;
 pub mod pcap;
+pub mod prefetch;
 pub mod rng;
 pub mod rss;
 pub mod sandbox;

@@ -24,7 +24,7 @@ use smoltcp::wire::{
 
 use crate::flow::FlowKey;
 use crate::reply_queue::{ETH_HEADER_LEN, EthHeader, ReplyQueue};
-use crate::{StackConfig, StackCounters, TxSink};
+use crate::{Prefetch, StackConfig, StackCounters, TxSink};
 use crate::{TcpSocket, TcpState};
 
 /// Why a cell's egress loop stopped.
@@ -156,12 +156,17 @@ impl<A> Cell<A> {
         self.sockets.get::<TcpSocket<'static>>(self.handle).state()
     }
 
-    /// Reads a little of the state a segment for this cell touches first (the cell, its socket
-    /// and the socket's receive-buffer bookkeeping), to bring it into cache ahead of the
-    /// segment: see `Stack::handle_burst`. The value means nothing; it only keeps the reads.
-    pub fn touch(&self) -> usize {
+    /// Hints the cell's own cache lines (its first KiB): the first step of bringing it into
+    /// cache ahead of a segment (see `Stack::handle_burst`).
+    pub fn prefetch(&self, prefetch: Prefetch) {
+        crate::prefetch_value(self, 256, prefetch);
+    }
+
+    /// Hints the socket's cache lines (its first KiB): the next step, once the cell's own
+    /// lines (which say where the socket is) have arrived.
+    pub fn prefetch_socket(&self, prefetch: Prefetch) {
         let socket = self.sockets.get::<TcpSocket<'static>>(self.handle);
-        self.generation as usize ^ socket.recv_queue() ^ socket.state() as usize
+        crate::prefetch_value(socket, 512, prefetch);
     }
 
     /// Takes a pooled cell into service for a connection whose handshake the front end

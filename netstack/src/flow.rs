@@ -17,8 +17,9 @@
 //! stays at most one half and a probe ends at an empty slot within a slot or two on average;
 //! the table only grows (doubles, allocating) if ever asked to hold more than that.
 
-
 use smoltcp::wire::IpAddress;
+
+use crate::Prefetch;
 
 /// A connection to our port: the peer's address and port, and which of our addresses it
 /// reached, as an index into the front end's list of them ([`crate::frontend::Locals`]; always
@@ -91,8 +92,27 @@ impl FlowTable {
     }
 
     fn home(&self, key: &FlowKey) -> usize {
+        self.home_of(self.hash(key))
+    }
+
+    /// The key's hash, for [`FlowTable::prefetch`] and [`FlowTable::get_hashed`].
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn home_of(&self, hash: u64) -> usize {
         // Truncating the hash is the point: its low bits pick the slot.
-        (self.hasher.hash_one(key) as usize) & self.mask
+        (hash as usize) & self.mask
+    }
+
+    /// Hints the cache line where a lookup of the key with this hash starts.
+    pub fn prefetch(&self, hash: u64, prefetch: Prefetch) {
+        prefetch(std::ptr::from_ref(&self.lines[self.home_of(hash) >> 1]).cast());
+    }
+
+    /// [`FlowTable::get`] with the key's hash already at hand.
+    pub fn get_hashed(&self, key: &FlowKey, hash: u64) -> Option<FlowEntry> {
+        self.find_from(key, self.home_of(hash)).1
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -105,7 +125,11 @@ impl FlowTable {
 
     /// Where `key` is, or the empty slot that ends its probe.
     fn find(&self, key: &FlowKey) -> (usize, Option<FlowEntry>) {
-        let mut i = self.home(key);
+        self.find_from(key, self.home(key))
+    }
+
+    fn find_from(&self, key: &FlowKey, home: usize) -> (usize, Option<FlowEntry>) {
+        let mut i = home;
         loop {
             let slot = self.slot(i);
             match slot.entry {
@@ -297,7 +321,11 @@ mod tests {
             assert_eq!(t.len(), model.len(), "step {step}");
             if step % 64 == 0 {
                 for n in 0..48 {
-                    assert_eq!(t.get(&key(n)), model.get(&key(n)).copied(), "step {step} key {n}");
+                    assert_eq!(
+                        t.get(&key(n)),
+                        model.get(&key(n)).copied(),
+                        "step {step} key {n}"
+                    );
                 }
             }
         }

@@ -977,8 +977,10 @@ mod tests {
         let mut peer = front();
         peer.mac = PEER_MAC;
         peer.locals = Locals::new(Some(PEER_IP), &[peer6]);
-        let pairs: [(IpAddress, IpAddress, u8); 2] =
-            [(OUR_IP.into(), PEER_IP.into(), 0), (v6.into(), peer6.into(), 1)];
+        let pairs: [(IpAddress, IpAddress, u8); 2] = [
+            (OUR_IP.into(), PEER_IP.into(), 0),
+            (v6.into(), peer6.into(), 1),
+        ];
         for (ours, theirs, local) in pairs {
             let (mut c, mut s) = (StackCounters::default(), ReplyQueue::new(4, 1514));
             let seg = TcpSegment {
@@ -1013,7 +1015,10 @@ mod tests {
                 local: got.local,
             };
             assert_eq!(hint, key);
-            assert_eq!((hint.peer_ip, hint.peer_port, hint.local), (theirs, 40000, local));
+            assert_eq!(
+                (hint.peer_ip, hint.peer_port, hint.local),
+                (theirs, 40000, local)
+            );
         }
         let udp = ipv4_frame(OUR_IP, IpProtocol::Udp, &[0; 8]);
         assert_eq!(fe.flow_hint(&udp), None);

@@ -104,6 +104,18 @@ mod tombstone;
 pub use counters::StackCounters;
 pub use stack::Stack;
 
+/// A cache prefetch hint for the line holding an address: it must never fault and never
+/// change memory, whatever the address. See [`Stack::set_prefetch`].
+pub type Prefetch = fn(*const u8);
+
+/// Hints every cache line of `value`, up to its first `cap` bytes.
+pub(crate) fn prefetch_value<T>(value: &T, cap: usize, prefetch: Prefetch) {
+    let start = std::ptr::from_ref(value).cast::<u8>();
+    for offset in (0..std::mem::size_of::<T>().min(cap)).step_by(64) {
+        prefetch(start.wrapping_add(offset));
+    }
+}
+
 pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};

@@ -37,15 +37,20 @@ use crate::synack::{SynAckShape, SynAcks};
 use crate::syncache::{Due, Pending, SynCache};
 use crate::timers::TimerWheel;
 use crate::tombstone::{Tombstone, Tombstones};
-use crate::{ConfigError, Conn, ConnApp, StackConfig, StackCounters, TcpState, TxSink};
+use crate::{ConfigError, Conn, ConnApp, Prefetch, StackConfig, StackCounters, TcpState, TxSink};
 
 /// Frames one cell may emit per `poll_egress` turn before the others get theirs.
 const CELL_EGRESS_BUDGET: usize = 64;
 /// Replies the front end can hold between two `poll_egress` calls.
 const STAGING_SLOTS: usize = 256;
-/// Frames of a burst whose flow entries and cells are brought into cache together, before the
-/// first of them is processed (see [`Stack::handle_burst`]).
-const LOOKAHEAD: usize = 16;
+/// How many frames ahead of the one being processed [`Stack::handle_burst`] prefetches a
+/// frame's flow-table slot, then its cell, then its socket: each step needs the line the
+/// one before brought, and a frame's processing takes longer than a miss.
+const SLOT_AHEAD: usize = 6;
+const CELL_AHEAD: usize = 4;
+const SOCKET_AHEAD: usize = 2;
+/// A ring of the look-ahead's findings, by frame index: larger than `SLOT_AHEAD`.
+const AHEAD_RING: usize = 8;
 /// Smallest socket buffer accepted: a few segments.
 const MIN_BUFFER: usize = 1024;
 /// smoltcp refuses receive windows over 1 GiB (RFC 7323 §2.3 caps the scale at 14).
@@ -92,6 +97,8 @@ pub struct Stack<A: ConnApp> {
     now: Instant,
     /// Stopping: new connections are refused ([`Stack::begin_drain`]).
     draining: bool,
+    /// The cache prefetch hint of [`Stack::handle_burst`]'s look-ahead; none, no look-ahead.
+    prefetch: Option<Prefetch>,
 }
 
 /// An intrusive doubly linked list of cell indexes, in the order they joined: O(1) to add at
@@ -331,6 +338,7 @@ impl<A: ConnApp> Stack<A> {
             counters: StackCounters::default(),
             now: Instant::ZERO,
             draining: false,
+            prefetch: None,
             config,
         };
         // RFC 4861 §7.2.6: announce every IPv6 address once; the first `poll_egress` sends
@@ -391,39 +399,86 @@ impl<A: ConnApp> Stack<A> {
         self.draining
     }
 
-    /// Handles a burst of received frames, in order, as [`Stack::handle_frame`] on each. With
-    /// many connections, every frame's flow entry, cell and socket is a cache miss (and a TLB
-    /// miss) of its own; one frame after another, they come one after another. So the frames
-    /// go in groups of [`LOOKAHEAD`]: first each one's flow is looked up from a quick look at
-    /// its headers ([`FrontEnd::flow_hint`]) and its cell read, reads that do not depend on each
-    /// other, so the CPU overlaps their misses; then the group is processed, from cache. The
-    /// look-ahead only reads: a frame that changes the table (a SYN, an RST) changes nothing
-    /// for the frames after it, which are looked up again when their turn comes.
+    /// Handles a burst of received frames, in order, as [`Stack::handle_frame`] on each, with
+    /// a look-ahead. With many connections, every frame's flow-table slot, cell and socket is
+    /// a cache miss (and a TLB miss) of its own, and one frame after another they add up. So
+    /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the slot of
+    /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, [`FrontEnd::flow_hint`]),
+    /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket of frame
+    /// `i + SOCKET_AHEAD` (its cell is). The look-ahead only reads and hints: a frame that
+    /// changes the table (a SYN, an RST) at worst makes a later frame's hint useless, never
+    /// wrong, as each frame is looked up again when its turn comes. Bursts of one or two frames
+    /// have nothing to overlap and go straight through.
     pub fn handle_burst(&mut self, now: Instant, frames: &[&[u8]]) {
-        for group in frames.chunks(LOOKAHEAD) {
-            if group.len() > 1 {
-                self.warm(group);
-            }
-            for frame in group {
+        let Some(prefetch) = self.prefetch.filter(|_| frames.len() > 2) else {
+            for frame in frames {
                 self.handle_frame(now, frame);
             }
+            return;
+        };
+        let mut keys = [None; AHEAD_RING];
+        let mut cells = [u32::MAX; AHEAD_RING];
+        for i in 0..SLOT_AHEAD {
+            self.ahead_slot(prefetch, frames, i, &mut keys);
+        }
+        for i in 0..CELL_AHEAD {
+            self.ahead_cell(prefetch, i, &keys, &mut cells);
+        }
+        for i in 0..SOCKET_AHEAD {
+            self.ahead_socket(prefetch, i, &cells);
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            self.ahead_slot(prefetch, frames, i + SLOT_AHEAD, &mut keys);
+            self.ahead_cell(prefetch, i + CELL_AHEAD, &keys, &mut cells);
+            self.ahead_socket(prefetch, i + SOCKET_AHEAD, &cells);
+            self.handle_frame(now, frame);
         }
     }
 
-    /// The look-ahead of [`Stack::handle_burst`].
-    fn warm(&self, frames: &[&[u8]]) {
-        let mut reads = 0;
-        for frame in frames {
-            if let Some(FlowEntry::Cell(index)) = self
-                .front
-                .flow_hint(frame)
-                .and_then(|key| self.flows.get(&key))
-                && let Some(cell) = self.cells.get(index as usize)
-            {
-                reads ^= cell.touch();
-            }
+    fn ahead_slot(
+        &self,
+        prefetch: Prefetch,
+        frames: &[&[u8]],
+        i: usize,
+        keys: &mut [Option<(FlowKey, u64)>],
+    ) {
+        let key = frames.get(i).and_then(|frame| self.front.flow_hint(frame));
+        keys[i % AHEAD_RING] = key.map(|key| {
+            let hash = self.flows.hash(&key);
+            self.flows.prefetch(hash, prefetch);
+            (key, hash)
+        });
+    }
+
+    fn ahead_cell(
+        &self,
+        prefetch: Prefetch,
+        i: usize,
+        keys: &[Option<(FlowKey, u64)>],
+        cells: &mut [u32],
+    ) {
+        let slot = i % AHEAD_RING;
+        cells[slot] = u32::MAX;
+        if let Some((key, hash)) = &keys[slot]
+            && let Some(FlowEntry::Cell(index)) = self.flows.get_hashed(key, *hash)
+            && let Some(cell) = self.cells.get(index as usize)
+        {
+            cell.prefetch(prefetch);
+            cells[slot] = index;
         }
-        std::hint::black_box(reads);
+    }
+
+    fn ahead_socket(&self, prefetch: Prefetch, i: usize, cells: &[u32]) {
+        if let Some(cell) = self.cells.get(cells[i % AHEAD_RING] as usize) {
+            cell.prefetch_socket(prefetch);
+        }
+    }
+
+    /// Sets the cache prefetch hint [`Stack::handle_burst`] uses (by default none, and then
+    /// no look-ahead). The server passes the driver crate's, the one place that may use the
+    /// CPU's prefetch instruction.
+    pub fn set_prefetch(&mut self, prefetch: Prefetch) {
+        self.prefetch = Some(prefetch);
     }
 
     /// Handles one received Ethernet frame. Never panics, whatever the bytes.

@@ -40,7 +40,11 @@ impl InFlightQueue {
             frame,
         };
         // `seq` only grows, so a frame arriving no earlier than the FIFO's last sorts after it.
-        if self.fifo.back().is_none_or(|last| last.arrival_ns <= arrival_ns) {
+        if self
+            .fifo
+            .back()
+            .is_none_or(|last| last.arrival_ns <= arrival_ns)
+        {
             self.fifo.push_back(item);
         } else {
             self.heap.push(item);
@@ -187,7 +191,10 @@ mod tests {
         for (at, id) in pushes {
             q.push(at, vec![id]);
         }
-        assert!(!q.heap.is_empty() && !q.fifo.is_empty(), "both paths are used");
+        assert!(
+            !q.heap.is_empty() && !q.fifo.is_empty(),
+            "both paths are used"
+        );
         let mut expected: Vec<(u64, usize, u8)> = pushes
             .iter()
             .enumerate()
