@@ -17,6 +17,8 @@
 //! stays at most one half and a probe ends at an empty slot within a slot or two on average;
 //! the table only grows (doubles, allocating) if ever asked to hold more than that.
 
+use std::hash::{Hash, Hasher};
+
 use smoltcp::wire::IpAddress;
 
 use crate::Prefetch;
@@ -25,11 +27,24 @@ use crate::Prefetch;
 /// reached, as an index into the front end's list of them ([`crate::frontend::Locals`]; always
 /// of the peer's family). An index, not the address, keeps the key at 22 bytes, so a SYN-cache
 /// entry still fits in 64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FlowKey {
     pub peer_ip: IpAddress,
     pub peer_port: u16,
     pub local: u8,
+}
+
+/// Hashed as two words (the address, then family, port and local index together) rather
+/// than field by field: a lookup hashes every received frame's key, twice with the look-ahead.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (family, addr) = match self.peer_ip {
+            IpAddress::Ipv4(a) => (4u32, u128::from(u32::from_be_bytes(a.octets()))),
+            IpAddress::Ipv6(a) => (6u32, u128::from_be_bytes(a.octets())),
+        };
+        state.write_u128(addr);
+        state.write_u32(family << 24 | u32::from(self.peer_port) << 8 | u32::from(self.local));
+    }
 }
 
 impl FlowKey {
