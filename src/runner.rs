@@ -450,6 +450,7 @@ pub fn stats_line(elapsed: StdDuration, before: &Stats, now: &Stats) -> String {
     line.push_str(&http_timeouts(&now.http));
     line.push_str(&loss_recovery(&now.stack));
     line.push_str(&defences(&now.stack));
+    line.push_str(&address_conflicts(&now.stack));
     line.push_str(&drop_reasons(&now.stack));
     line
 }
@@ -500,6 +501,16 @@ pub fn defences(counters: &StackCounters) -> String {
         "idle_evicted",
     ];
     join_nonzero(counters.fields().filter(|(name, _)| NAMES.contains(name)))
+}
+
+/// Another host claiming one of our addresses, if one did, as ` (ndp_address_conflicts=...)`:
+/// an operator must hear of it, since that host's replies then steal our clients.
+pub fn address_conflicts(counters: &StackCounters) -> String {
+    join_nonzero(
+        counters
+            .fields()
+            .filter(|(name, _)| *name == "ndp_address_conflicts"),
+    )
 }
 
 fn nonzero(counters: &StackCounters, prefix: &str) -> String {
@@ -776,6 +787,12 @@ mod tests {
         assert_eq!(drop_reasons(&some), " (drop_ipv6=1 drop_tcp_checksum=3)");
         assert_eq!(loss_recovery(&some), "");
         assert_eq!(defences(&some), "");
+        assert_eq!(address_conflicts(&some), "");
+        let claimed = StackCounters {
+            ndp_address_conflicts: 2,
+            ..some.clone()
+        };
+        assert_eq!(address_conflicts(&claimed), " (ndp_address_conflicts=2)");
         let flooded = StackCounters {
             syn_cache_entries: 16384,
             syncookies_sent: 7,
