@@ -144,7 +144,7 @@ impl<'p> Packet<'p> {
                 &caps.checksum,
             ),
             #[cfg(feature = "socket-tcp")]
-            &IpPayload::Tcp(mut tcp_repr, tail) => {
+            &IpPayload::Tcp(mut tcp_repr, ref tail) => {
                 // This is a terrible hack to make TCP performance more acceptable on systems
                 // where the TCP buffers are significantly larger than network buffers,
                 // e.g. a 64 kB TCP receive buffer (and so, when empty, a 64k window)
@@ -221,10 +221,10 @@ pub(crate) enum IpPayload<'p> {
     Raw(&'p [u8]),
     #[cfg(any(feature = "socket-udp", feature = "socket-dns"))]
     Udp(UdpRepr, &'p [u8]),
-    /// A TCP segment, and the part of its payload that follows `payload` (empty unless the
-    /// payload wraps around the end of the socket's transmit ring buffer).
+    /// A TCP segment, and the parts of its payload that follow `payload` (none unless the
+    /// payload wraps around the end of the socket's transmit ring buffer or spans buffers).
     #[cfg(feature = "socket-tcp")]
-    Tcp(TcpRepr<'p>, &'p [u8]),
+    Tcp(TcpRepr<'p>, TcpPayloadTail<'p>),
     #[cfg(feature = "socket-dhcpv4")]
     Dhcpv4(UdpRepr, DhcpRepr<'p>),
 }

@@ -15,13 +15,17 @@ use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     IpAddress, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
-    TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
+    TcpPayloadTail, TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
 };
 
 mod congestion;
 mod recovery;
+mod shared;
 
 use recovery::Recovery;
+use shared::SharedChunks;
+#[cfg(feature = "alloc")]
+pub use shared::SharedPayload;
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -558,6 +562,8 @@ pub struct Socket<'a> {
     rx_buffer: SocketBuffer<'a>,
     rx_fin_received: bool,
     tx_buffer: SocketBuffer<'a>,
+    /// The ranges of shared buffers in the transmit stream, among the octets of `tx_buffer`.
+    shared: SharedChunks,
     /// Interval after which, if no inbound packets are received, the connection is aborted.
     timeout: Option<Duration>,
     /// Interval at which keep-alive packets will be sent.
@@ -700,6 +706,7 @@ impl<'a> Socket<'a> {
             rtte: RttEstimator::default(),
             assembler: Assembler::new(),
             tx_buffer,
+            shared: SharedChunks::default(),
             rx_buffer,
             rx_fin_received: false,
             timeout: None,
@@ -1181,6 +1188,7 @@ impl<'a> Socket<'a> {
         self.rtte = RttEstimator::new(self.rtte.min_rto);
         self.assembler = Assembler::new();
         self.tx_buffer.clear();
+        self.shared.clear();
         self.rx_buffer.clear();
         self.rx_fin_received = false;
         self.listen_endpoint = IpListenEndpoint::default();
@@ -1586,14 +1594,14 @@ impl<'a> Socket<'a> {
 
     fn send_impl<'b, F, R>(&'b mut self, f: F) -> Result<R, SendError>
     where
-        F: FnOnce(&'b mut SocketBuffer<'a>) -> (usize, R),
+        F: FnOnce(&'b mut SocketBuffer<'a>, &'b mut SharedChunks) -> (usize, R),
     {
         if !self.may_send() {
             return Err(SendError::InvalidState);
         }
 
-        let old_length = self.tx_buffer.len();
-        let (size, result) = f(&mut self.tx_buffer);
+        let old_length = self.tx_len();
+        let (size, result) = f(&mut self.tx_buffer, &mut self.shared);
         if size > 0 {
             // The connection might have been idle for a long time, and so remote_last_ts
             // would be far in the past. Unless we clear it here, we'll abort the connection
@@ -1632,7 +1640,7 @@ impl<'a> Socket<'a> {
     where
         F: FnOnce(&'b mut [u8]) -> (usize, R),
     {
-        self.send_impl(|tx_buffer| tx_buffer.enqueue_many_with(f))
+        self.send_impl(|tx_buffer, _| tx_buffer.enqueue_many_with(f))
     }
 
     /// Enqueue a sequence of octets to be sent, and fill it from a slice.
@@ -1642,10 +1650,45 @@ impl<'a> Socket<'a> {
     ///
     /// See also [send](#method.send).
     pub fn send_slice(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        self.send_impl(|tx_buffer| {
+        self.send_impl(|tx_buffer, _| {
             let size = tx_buffer.enqueue_slice(data);
             (size, size)
         })
+    }
+
+    /// Enqueue `payload.bytes()[start..start + len]` to be sent after what is queued, without
+    /// copying it: the socket keeps `payload` (a reference to it) until those octets are
+    /// acknowledged, reads them from it each time it sends them, and drops it then, or when
+    /// the connection is reset or aborted.
+    ///
+    /// The transmit stream is what [send_slice](#method.send_slice) and its kin put in the
+    /// transmit buffer and what this function queues, in the order they were queued; segments
+    /// are cut from it as from the buffer alone. The socket holds up to eight such ranges at
+    /// once; this function returns the amount of octets enqueued: `len`, less what `payload`
+    /// does not have past `start`, or zero when eight ranges are queued already. Queuing
+    /// allocates nothing. [send_queue](#method.send_queue) counts these octets;
+    /// [send_capacity](#method.send_capacity) and [can_send](#method.can_send) are about the
+    /// transmit buffer only.
+    ///
+    /// This function returns `Err(Error::Illegal)` if the transmit half of
+    /// the connection is not open; see [may_send](#method.may_send).
+    #[cfg(feature = "alloc")]
+    pub fn send_shared(
+        &mut self,
+        payload: alloc::sync::Arc<dyn SharedPayload>,
+        start: usize,
+        len: usize,
+    ) -> Result<usize, SendError> {
+        self.send_impl(|tx_buffer, shared| {
+            let size = shared.push(tx_buffer.len(), payload, start, len);
+            (size, size)
+        })
+    }
+
+    /// Octets in the transmit stream: queued and not acknowledged, sent or not.
+    #[inline]
+    fn tx_len(&self) -> usize {
+        self.tx_buffer.len() + self.shared.len()
     }
 
     fn recv_error_check(&mut self) -> Result<(), RecvError> {
@@ -1739,7 +1782,7 @@ impl<'a> Socket<'a> {
     ///
     /// Note that the Berkeley sockets interface does not have an equivalent of this API.
     pub fn send_queue(&self) -> usize {
-        self.tx_buffer.len()
+        self.tx_len()
     }
 
     /// Number of octets transmitted but not yet ACKed.
@@ -1845,7 +1888,7 @@ impl<'a> Socket<'a> {
         if self.flight_size() != 0 || !self.may_send() {
             return false;
         }
-        let unsent = self.tx_buffer.len();
+        let unsent = self.tx_len();
         let usable = self.remote_win_len.min(unsent);
         unsent > 0 && !self.sws_allows(usable, unsent, self.send_mss(cx), Instant::ZERO)
     }
@@ -1889,7 +1932,7 @@ impl<'a> Socket<'a> {
         {
             return false;
         }
-        let sent = self.flight_size().min(self.tx_buffer.len());
+        let sent = self.flight_size().min(self.tx_len());
         let window_end = self.local_seq_no + self.remote_win_len;
         // The last segment lies in the window the peer advertised (a FIN, always).
         sent == 0 || self.remote_last_seq - sent <= window_end
@@ -1912,7 +1955,7 @@ impl<'a> Socket<'a> {
         let (seq, len) = self.recovery.next_retransmission(mss)?;
         // Never beyond the peer's receive window (RFC 9293 §3.8.6); a FIN, which carries no
         // data, may always be retransmitted.
-        let data_end = self.local_seq_no + self.tx_buffer.len();
+        let data_end = self.local_seq_no + self.tx_len();
         let window_end = self.local_seq_no + self.remote_win_len;
         let len = if seq >= data_end {
             len
@@ -1944,6 +1987,13 @@ impl<'a> Socket<'a> {
         }
 
         self.state = state;
+
+        // A closed connection sends nothing more: let go of the shared buffers it was to send
+        // from at once, and of the ring's octets, which come between them.
+        if state == State::Closed && !self.shared.is_empty() {
+            self.shared.clear();
+            self.tx_buffer.clear();
+        }
 
         #[cfg(feature = "async")]
         {
@@ -2226,7 +2276,7 @@ impl<'a> Socket<'a> {
             }
             // Every acknowledgement must be for transmitted but unacknowledged data.
             (_, _, Some(ack_number)) => {
-                let unacknowledged = self.tx_buffer.len() + control_len;
+                let unacknowledged = self.tx_len() + control_len;
 
                 // Acceptable ACK range (both inclusive)
                 let mut ack_min = self.local_seq_no;
@@ -2441,7 +2491,7 @@ impl<'a> Socket<'a> {
 
                 // We could've sent data before the FIN, so only remove FIN from the sequence
                 // space if all of that data is acknowledged.
-                if sent_fin && self.tx_buffer.len() + 1 == ack_len {
+                if sent_fin && self.tx_len() + 1 == ack_len {
                     ack_len -= 1;
                     tcp_trace!("received ACK of FIN");
                     ack_of_fin = true;
@@ -2684,13 +2734,13 @@ impl<'a> Socket<'a> {
 
         if ack_len > 0 {
             // Dequeue acknowledged octets.
-            debug_assert!(self.tx_buffer.len() >= ack_len);
+            debug_assert!(self.tx_len() >= ack_len);
             tcp_trace!(
                 "tx buffer: dequeueing {} octets (now {})",
                 ack_len,
-                self.tx_buffer.len() - ack_len
+                self.tx_len() - ack_len
             );
-            self.tx_buffer.dequeue_allocated(ack_len);
+            self.shared.dequeue(&mut self.tx_buffer, ack_len);
 
             // There's new room available in tx_buffer, wake the waiting task if any.
             #[cfg(feature = "async")]
@@ -2811,7 +2861,7 @@ impl<'a> Socket<'a> {
         // start/stop the Zero Window Probe timer. It is also the override timer of the sender's
         // silly window avoidance (RFC 9293 §3.8.6.2.1): data held back because the window is
         // too small to be worth a segment goes out when it expires.
-        let zero_window = self.remote_win_len == 0 && !self.tx_buffer.is_empty();
+        let zero_window = self.remote_win_len == 0 && self.tx_len() != 0;
         let silly_window = self.remote_win_len != 0 && self.silly_window_holds(cx);
         if (zero_window || silly_window) && (self.timer.is_idle() || ack_len > 0) {
             let delay = self.rtte.retransmission_timeout();
@@ -2950,7 +3000,7 @@ impl<'a> Socket<'a> {
 
         // max sequence number we can send.
         let max_send_seq =
-            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_buffer.len());
+            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_len());
 
         // Max amount of octets we can send.
         let capped_send_seq = if max_send_seq >= self.remote_last_seq {
@@ -2968,7 +3018,7 @@ impl<'a> Socket<'a> {
         let can_send_full = max_send >= effective_mss;
 
         // Is it worth a segment? (Silly window avoidance.)
-        let data_end = self.local_seq_no + self.tx_buffer.len();
+        let data_end = self.local_seq_no + self.tx_len();
         let unsent = if data_end > self.remote_last_seq {
             data_end - self.remote_last_seq
         } else {
@@ -2999,7 +3049,7 @@ impl<'a> Socket<'a> {
         // 1. We have unsent data that fits in the remote window.
         // 2. We have no unsent data.
         // This condition matches only if #2, because #1 is already covered by can_data and we're ORing them.
-        let can_fin = want_fin && self.remote_last_seq == self.local_seq_no + self.tx_buffer.len();
+        let can_fin = want_fin && self.remote_last_seq == self.local_seq_no + self.tx_len();
 
         can_send || can_fin
     }
@@ -3067,7 +3117,7 @@ impl<'a> Socket<'a> {
     /// around the end of the transmit ring buffer.
     pub(crate) fn dispatch<F, E>(&mut self, cx: &mut Context, emit: F) -> Result<(), E>
     where
-        F: FnOnce(&mut Context, PacketMeta, (IpRepr, TcpRepr, &[u8])) -> Result<(), E>,
+        F: FnOnce(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
     {
         if self.tuple.is_none() {
             return Ok(());
@@ -3235,8 +3285,9 @@ impl<'a> Socket<'a> {
             payload: &[],
         };
 
-        // The part of the payload past the end of the transmit ring buffer, if it wraps.
-        let mut payload_tail: &[u8] = &[];
+        // The parts of the payload after `repr.payload`: past the end of the transmit ring
+        // buffer, if it wraps, and in other buffers (see `send_shared`).
+        let mut payload_tail = TcpPayloadTail::default();
         // This segment is a tail loss probe (a copy of the last segment sent).
         let mut probe = false;
 
@@ -3305,17 +3356,17 @@ impl<'a> Socket<'a> {
                     let offset = seq - self.local_seq_no;
                     let size = len
                         .min(effective_mss)
-                        .min(self.tx_buffer.len().saturating_sub(offset));
+                        .min(self.tx_len().saturating_sub(offset));
                     repr.seq_number = seq;
-                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
                     offset
                 } else if probe {
                     // A tail loss probe resends the last segment sent (and the FIN after it).
-                    let sent = self.flight_size().min(self.tx_buffer.len());
+                    let sent = self.flight_size().min(self.tx_len());
                     let size = effective_mss.min(sent);
                     let offset = sent - size;
                     repr.seq_number = self.local_seq_no + offset;
-                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
                     offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
@@ -3383,7 +3434,7 @@ impl<'a> Socket<'a> {
                         let size = win_limit
                             .min(device_limit)
                             .min(self.cwnd_remaining(effective_mss));
-                        let unsent = self.tx_buffer.len().saturating_sub(self.flight_size());
+                        let unsent = self.tx_len().saturating_sub(self.flight_size());
                         if self.sws_allows(size.min(unsent), unsent, effective_mss, cx.now()) {
                             size
                         } else {
@@ -3394,7 +3445,7 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
-                    (repr.payload, payload_tail) = tx_segment(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
 
                     #[cfg(feature = "segmentation-offload")]
                     if repr.payload.len() + payload_tail.len() > effective_mss {
@@ -3409,7 +3460,7 @@ impl<'a> Socket<'a> {
 
                 // If we've sent everything we had in the buffer, follow it with the PSH or FIN
                 // flags, depending on whether the transmit half of the connection is open.
-                if offset + repr.payload.len() + payload_tail.len() == self.tx_buffer.len() {
+                if offset + repr.payload.len() + payload_tail.len() == self.tx_len() {
                     match self.state {
                         State::FinWait1 | State::LastAck | State::Closing => {
                             repr.control = TcpControl::Fin
@@ -3636,19 +3687,6 @@ impl<'a> Socket<'a> {
     }
 }
 
-/// The `size` octets at `offset` in the transmit buffer, as the part up to the end of the
-/// ring buffer's storage and the part that wraps around to its start (empty if none does), so
-/// that a segment is as long as the window and MSS allow wherever it lies in the ring.
-fn tx_segment<'b>(buffer: &'b SocketBuffer<'_>, offset: usize, size: usize) -> (&'b [u8], &'b [u8]) {
-    let head = buffer.get_allocated(offset, size);
-    let tail = if head.len() < size {
-        buffer.get_allocated(offset + head.len(), size - head.len())
-    } else {
-        &[]
-    };
-    (head, tail)
-}
-
 impl<'a> fmt::Write for Socket<'a> {
     fn write_str(&mut self, slice: &str) -> fmt::Result {
         let slice = slice.as_bytes();
@@ -3839,11 +3877,11 @@ mod test {
                 assert_eq!(ip_repr.dst_addr(), REMOTE_ADDR.into());
                 assert_eq!(ip_repr.payload_len(), tcp_repr.buffer_len() + tail.len());
 
-                // A payload that wraps around the ring buffer comes in two parts: check it
-                // as the one segment it becomes on the wire.
+                // A payload that wraps around the ring buffer, or spans buffers, comes in
+                // parts: check it as the one segment it becomes on the wire.
                 let joined: Vec<u8>;
-                if !tail.is_empty() {
-                    joined = [tcp_repr.payload, tail].concat();
+                if tail.len() > 0 {
+                    joined = [&[tcp_repr.payload][..], tail.parts()].concat().concat();
                     tcp_repr.payload = &joined;
                 }
                 net_trace!("recv: {}", tcp_repr);
@@ -10717,6 +10755,347 @@ mod test {
             );
         }
         recv_nothing!(s);
+    }
+
+    // =========================================================================================//
+    // Tests for sending from shared buffers
+    // =========================================================================================//
+
+    /// A shared buffer as a test holds it.
+    struct TestPayload(Vec<u8>);
+
+    impl SharedPayload for TestPayload {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    fn shared_payload(bytes: &[u8]) -> alloc::sync::Arc<TestPayload> {
+        alloc::sync::Arc::new(TestPayload(bytes.to_vec()))
+    }
+
+    /// The parts the next segment's payload is gathered from.
+    fn recv_parts(s: &mut TestSocket) -> Vec<Vec<u8>> {
+        let mut parts = Vec::new();
+        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail)| {
+            parts.push(repr.payload.to_vec());
+            parts.extend(tail.parts().iter().map(|part| part.to_vec()));
+            Ok(())
+        });
+        assert_eq!(result, Ok(()));
+        parts
+    }
+
+    #[test]
+    fn test_send_shared_sends_and_resends_without_a_copy() {
+        let mut s = socket_established();
+        s.remote_mss = 4;
+        let payload = shared_payload(b"..abcdefgh..");
+        assert_eq!(s.send_shared(payload.clone(), 2, 8), Ok(8));
+        assert_eq!(s.send_queue(), 8);
+        assert!(s.tx_buffer.is_empty());
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 2);
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"abcd"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 4,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"efgh"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 0);
+        // Both are lost: the timeout resends the first from the shared buffer.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"abcd"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 1010, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 4),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.send_queue(), 4);
+        recv!(s, time 1010, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 4,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"efgh"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 1020, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 8),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.send_queue(), 0);
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
+    }
+
+    #[test]
+    fn test_send_shared_ring_and_shared_data_share_a_segment() {
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 13;
+        s.tx_buffer = SocketBuffer::new(vec![b'.'; 10]);
+        // Move the ring's start to offset 5: "abcde" below wraps after 3 octets.
+        assert_eq!(s.send_slice(b"0123456"), Ok(7));
+        assert_eq!(s.tx_buffer.dequeue_many(5).len(), 5);
+        assert_eq!(s.send_slice(b"abcde"), Ok(5));
+        assert_eq!(s.send_shared(shared_payload(b"XYZ"), 0, 3), Ok(3));
+        assert_eq!(s.send_slice(b"fg"), Ok(2));
+        assert_eq!(s.send_shared(shared_payload(b"UVW"), 1, 2), Ok(2));
+        assert_eq!(s.send_queue(), 14);
+        // Adjacent ring octets are one part, unless they wrap.
+        assert_eq!(
+            recv_parts(&mut s),
+            [&b"56abc"[..], b"de", b"XYZ", b"fg", b"V"].map(<[u8]>::to_vec)
+        );
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 13,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"W"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 0);
+    }
+
+    #[test]
+    fn test_send_shared_segments_are_cut_as_from_the_ring() {
+        // The same stream, from the ring alone and from the ring and shared buffers, goes in
+        // the same segments.
+        let stream = b"GET / HTTP/1.1 200 OK ... a body of some length, and the next head";
+        let mut segments = Vec::new();
+        for with_shared in [false, true] {
+            let mut s = socket_established_with_buffer_sizes(128, 64);
+            s.set_nagle_enabled(false);
+            s.remote_mss = 7;
+            s.remote_win_len = 1000;
+            if with_shared {
+                let payload = shared_payload(stream);
+                assert_eq!(s.send_slice(&stream[..20]), Ok(20));
+                assert_eq!(s.send_shared(payload.clone(), 20, 30), Ok(30));
+                assert_eq!(s.send_slice(&stream[50..55]), Ok(5));
+                assert_eq!(s.send_shared(payload, 55, 100), Ok(stream.len() - 55));
+            } else {
+                assert_eq!(s.send_slice(stream), Ok(stream.len()));
+            }
+            let mut sent = Vec::new();
+            while s.send_queue() > sent.iter().map(Vec::len).sum::<usize>() {
+                recv(&mut s, Instant::from_millis(0), |repr| {
+                    sent.push(repr.unwrap().payload.to_vec())
+                });
+            }
+            recv_nothing!(s, time 0);
+            segments.push(sent);
+        }
+        assert_eq!(segments[0].concat(), stream);
+        assert_eq!(segments[0], segments[1]);
+    }
+
+    #[test]
+    fn test_send_shared_acks_across_chunk_boundaries() {
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        let first = shared_payload(b"cdef");
+        let second = shared_payload(b"ij");
+        assert_eq!(s.send_slice(b"ab"), Ok(2));
+        assert_eq!(s.send_shared(first.clone(), 0, 4), Ok(4));
+        assert_eq!(s.send_slice(b"gh"), Ok(2));
+        assert_eq!(s.send_shared(second.clone(), 0, 2), Ok(2));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"abcdefghij"[..],
+            ..RECV_TEMPL
+        }));
+        // Into the first chunk: it stays.
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 3),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.send_queue(), 7);
+        assert_eq!(alloc::sync::Arc::strong_count(&first), 2);
+        // Past it and into the ring octets after it: it goes.
+        send!(s, time 20, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 7),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.send_queue(), 3);
+        assert_eq!(alloc::sync::Arc::strong_count(&first), 1);
+        assert_eq!(alloc::sync::Arc::strong_count(&second), 2);
+        // New data queued now follows what is left.
+        assert_eq!(s.send_slice(b"kl"), Ok(2));
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 10,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"kl"[..],
+            ..RECV_TEMPL
+        }));
+        // The timeout resends the rest of the stream, across the last chunk.
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 7,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"hijkl"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 1110, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.send_queue(), 0);
+        assert!(s.tx_buffer.is_empty());
+        assert_eq!(alloc::sync::Arc::strong_count(&second), 1);
+    }
+
+    #[test]
+    fn test_send_shared_references_are_dropped_on_abort_and_reset() {
+        let payload = shared_payload(b"abcdef");
+        // Aborted by the application.
+        let mut s = socket_established();
+        assert_eq!(s.send_slice(b"head"), Ok(4));
+        assert_eq!(s.send_shared(payload.clone(), 0, 6), Ok(6));
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 2);
+        s.abort();
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
+        assert_eq!(s.send_queue(), 0);
+        // Reset by the peer.
+        let mut s = socket_established();
+        assert_eq!(s.send_shared(payload.clone(), 0, 6), Ok(6));
+        send!(s, TcpRepr {
+            control: TcpControl::Rst,
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: None,
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.state, State::Closed);
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
+        // Reset for reuse.
+        let mut s = socket_established();
+        assert_eq!(s.send_shared(payload.clone(), 0, 6), Ok(6));
+        s.reset();
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
+        assert_eq!(s.send_queue(), 0);
+    }
+
+    #[test]
+    fn test_send_shared_takes_no_more_chunks_than_it_holds() {
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        let payload = shared_payload(b"0123456789");
+        // Backwards, so that no range continues the one before.
+        for n in (0..8).rev() {
+            assert_eq!(s.send_shared(payload.clone(), n, 1), Ok(1));
+        }
+        assert_eq!(s.send_shared(payload.clone(), 8, 1), Ok(0));
+        // The ring still takes data.
+        assert_eq!(s.send_slice(b"r"), Ok(1));
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 9);
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"76543210r"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 2),
+            ..SEND_TEMPL
+        });
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 7);
+        assert_eq!(s.send_shared(payload.clone(), 8, 2), Ok(2));
+        assert_eq!(s.send_shared(payload.clone(), 0, 1), Ok(1));
+        assert_eq!(s.send_shared(payload.clone(), 0, 1), Ok(0));
+        recv!(s, time 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 9,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"890"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_send_shared_ranges_that_continue_the_last_one_extend_it() {
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        let payload = shared_payload(b"0123456789abcdef");
+        for n in 0..8 {
+            assert_eq!(s.send_shared(payload.clone(), n, 1), Ok(1));
+        }
+        // One chunk so far: a ninth range that does not continue it takes another.
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 2);
+        assert_eq!(s.send_shared(payload.clone(), 12, 2), Ok(2));
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 3);
+        // Ring octets in between, or another buffer with the same octets, break the run.
+        assert_eq!(s.send_slice(b"r"), Ok(1));
+        assert_eq!(s.send_shared(payload.clone(), 14, 1), Ok(1));
+        let other = shared_payload(b"0123456789abcdef");
+        assert_eq!(s.send_shared(other.clone(), 15, 1), Ok(1));
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 4);
+        assert_eq!(alloc::sync::Arc::strong_count(&other), 2);
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"01234567cdref"[..],
+            ..RECV_TEMPL
+        }));
+        // The ACK of the first eight octets drops the merged chunk.
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 8),
+            ..SEND_TEMPL
+        });
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 3);
+        assert_eq!(s.send_queue(), 5);
+    }
+
+    #[test]
+    fn test_send_shared_takes_what_the_buffer_has() {
+        let mut s = socket_established();
+        let payload = shared_payload(b"abc");
+        assert_eq!(s.send_shared(payload.clone(), 1, 10), Ok(2));
+        assert_eq!(s.send_shared(payload.clone(), 3, 1), Ok(0));
+        assert_eq!(s.send_shared(payload.clone(), 7, 1), Ok(0));
+        assert_eq!(s.send_shared(payload.clone(), 0, 0), Ok(0));
+        assert_eq!(s.send_queue(), 2);
+        assert_eq!(alloc::sync::Arc::strong_count(&payload), 2);
+        s.close();
+        assert_eq!(
+            s.send_shared(payload.clone(), 0, 1),
+            Err(SendError::InvalidState)
+        );
+    }
+
+    #[test]
+    fn test_send_shared_fin_follows_shared_data() {
+        let mut s = socket_established();
+        assert_eq!(s.send_slice(b"ab"), Ok(2));
+        assert_eq!(s.send_shared(shared_payload(b"cdef"), 0, 4), Ok(4));
+        s.close();
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6 + 1),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.state, State::FinWait2);
+        assert_eq!(s.send_queue(), 0);
     }
 
     // =========================================================================================//

@@ -276,6 +276,8 @@ pub use self::tcp::{
     Control as TcpControl, HEADER_LEN as TCP_HEADER_LEN, Packet as TcpPacket, Repr as TcpRepr,
     SeqNumber as TcpSeqNumber, TcpOption, TcpTimestampGenerator, TcpTimestampRepr,
 };
+#[cfg(feature = "socket-tcp")]
+pub(crate) use self::tcp::{MAX_TAIL_PARTS as TCP_MAX_TAIL_PARTS, PayloadTail as TcpPayloadTail};
 
 #[cfg(feature = "proto-dhcpv4")]
 pub use self::dhcpv4::{

@@ -1038,16 +1038,22 @@ impl<'a> Repr<'a> {
     ) where
         T: AsRef<[u8]> + AsMut<[u8]> + ?Sized,
     {
-        self.emit_with_tail(packet, &[], src_addr, dst_addr, checksum_caps)
+        self.emit_with_tail(
+            packet,
+            &PayloadTail::default(),
+            src_addr,
+            dst_addr,
+            checksum_caps,
+        )
     }
 
-    /// Like [`emit`](#method.emit), with `tail` following `self.payload` in the segment's
-    /// payload: a socket whose data wraps around the end of its ring buffer sends it as one
-    /// segment, in one copy.
+    /// Like [`emit`](#method.emit), with the parts of `tail` following `self.payload` in the
+    /// segment's payload: a socket whose data wraps around the end of its ring buffer, or lies
+    /// in several buffers, sends it as one segment, in one copy.
     pub(crate) fn emit_with_tail<T>(
         &self,
         packet: &mut Packet<&mut T>,
-        tail: &[u8],
+        tail: &PayloadTail,
         src_addr: &IpAddress,
         dst_addr: &IpAddress,
         checksum_caps: &ChecksumCapabilities,
@@ -1100,9 +1106,13 @@ impl<'a> Repr<'a> {
             }
         }
         packet.set_urgent_at(0);
-        let (head, rest) = packet.payload_mut().split_at_mut(self.payload.len());
+        let (head, mut rest) = packet.payload_mut().split_at_mut(self.payload.len());
         head.copy_from_slice(self.payload);
-        rest[..tail.len()].copy_from_slice(tail);
+        for part in tail.parts() {
+            let (to, after) = rest.split_at_mut(part.len());
+            to.copy_from_slice(part);
+            rest = after;
+        }
 
         if checksum_caps.tcp.tx() {
             packet.fill_checksum(src_addr, dst_addr)
@@ -1230,6 +1240,44 @@ impl<'a> defmt::Format for Repr<'a> {
         if let Some(max_seg_size) = self.max_seg_size {
             defmt::write!(fmt, " mss={}", max_seg_size);
         }
+    }
+}
+
+/// The most parts [`PayloadTail`] holds.
+pub(crate) const MAX_TAIL_PARTS: usize = 17;
+
+/// The parts of a segment's payload that follow [`Repr::payload`], in order: where the data
+/// wraps around the end of a socket's transmit ring buffer, or continues in another buffer.
+/// Empty for a payload in one piece.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(crate) struct PayloadTail<'a> {
+    parts: [&'a [u8]; MAX_TAIL_PARTS],
+    count: usize,
+    len: usize,
+}
+
+impl<'a> PayloadTail<'a> {
+    /// Appends `part`. Empty parts are not kept.
+    ///
+    /// # Panics
+    /// If [`MAX_TAIL_PARTS`] parts are held already.
+    pub(crate) fn push(&mut self, part: &'a [u8]) {
+        if !part.is_empty() {
+            self.parts[self.count] = part;
+            self.count += 1;
+            self.len += part.len();
+        }
+    }
+
+    /// The octets of every part.
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The parts, in order.
+    pub(crate) fn parts(&self) -> &[&'a [u8]] {
+        &self.parts[..self.count]
     }
 }
 
@@ -1393,13 +1441,18 @@ mod test {
     fn test_emit_with_tail() {
         // The payload in two parts gives the same packet, checksum included.
         let mut repr = packet_repr();
-        let (head, tail) = PAYLOAD_BYTES.split_at(1);
+        let (head, rest) = PAYLOAD_BYTES.split_at(1);
         repr.payload = head;
+        let mut tail = PayloadTail::default();
+        tail.push(&rest[..1]);
+        tail.push(&[]);
+        tail.push(&rest[1..]);
+        assert_eq!(tail.parts().len(), 2);
         let mut bytes = vec![0xa5; repr.buffer_len() + tail.len()];
         let mut packet = Packet::new_unchecked(&mut bytes);
         repr.emit_with_tail(
             &mut packet,
-            tail,
+            &tail,
             &SRC_ADDR.into(),
             &DST_ADDR.into(),
             &ChecksumCapabilities::default(),

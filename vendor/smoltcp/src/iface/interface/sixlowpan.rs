@@ -539,7 +539,7 @@ impl InterfaceInner {
                     &mut TcpPacket::new_unchecked(
                         &mut buffer[..tcp_repr.buffer_len() + tail.len()],
                     ),
-                    tail,
+                    &tail,
                     &packet.header.src_addr.into(),
                     &packet.header.dst_addr.into(),
                     checksum_caps,

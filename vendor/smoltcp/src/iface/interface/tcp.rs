@@ -36,7 +36,9 @@ impl InterfaceInner {
             if tcp_socket.accepts(self, &ip_repr, &tcp_repr) {
                 return tcp_socket
                     .process(self, &ip_repr, &tcp_repr)
-                    .map(|(ip, tcp)| Packet::new(ip, IpPayload::Tcp(tcp, &[])));
+                    .map(|(ip, tcp)| {
+                        Packet::new(ip, IpPayload::Tcp(tcp, TcpPayloadTail::default()))
+                    });
             }
         }
 
@@ -52,7 +54,7 @@ impl InterfaceInner {
         } else {
             // The packet wasn't handled by a socket, send a TCP RST packet.
             let (ip, tcp) = tcp::Socket::rst_reply(&ip_repr, &tcp_repr);
-            Some(Packet::new(ip, IpPayload::Tcp(tcp, &[])))
+            Some(Packet::new(ip, IpPayload::Tcp(tcp, TcpPayloadTail::default())))
         }
     }
 }

@@ -218,7 +218,7 @@ pub fn tcp_not_accepted() {
                 sack_ranges: [None, None, None],
                 timestamp: None,
                 payload: &[],
-            }, &[])
+            }, TcpPayloadTail::default())
         ))
     );
     // Unspecified destination address.
