@@ -459,14 +459,19 @@ pub struct CommonArgs {
     /// TCP receive buffer per connection, bytes.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub rx_buffer: u32,
-    /// TCP send buffer per connection, bytes (also its retransmission queue).
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    /// TCP send buffer per connection, bytes (also its retransmission queue). It holds the
+    /// response heads only: bodies are sent from the cache by reference.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub tx_buffer: u32,
     /// IP MTU to serve with, from 576 to 9000: at most the interface's MTU. By default, the
     /// interface's own MTU with --driver afxdp, netmap and tap (up to 9000: jumbo frames over
     /// AF_XDP use multi-buffer sockets, Linux 6.6+), else 1500.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(576..=9000))]
     pub mtu: Option<u32>,
+    /// Most bytes of responses a connection has unacknowledged (in flight or waiting to be
+    /// sent), bodies included: what the send buffer bounded when bodies were copied into it.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
+    pub send_window: u32,
     /// Reset connections that send nothing at all for this many seconds: the outer bound
     /// under the HTTP timers (--keepalive-timeout and lingering close).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]

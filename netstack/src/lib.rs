@@ -116,7 +116,7 @@ pub(crate) fn prefetch_value<T>(value: &T, cap: usize, prefetch: Prefetch) {
     }
 }
 
-pub use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
+pub use smoltcp::socket::tcp::{SharedPayload, Socket as TcpSocket, State as TcpState};
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 
@@ -196,7 +196,10 @@ pub struct StackConfig {
     pub challenge_ack_limit: u32,
     /// TCP receive buffer per connection, bytes.
     pub rx_buffer: usize,
-    /// TCP transmit buffer (and retransmission queue) per connection, bytes.
+    /// TCP transmit buffer (and retransmission queue) per connection, bytes: what the
+    /// application copies in. Octets queued from shared buffers (`TcpSocket::send_shared`,
+    /// sirocco's bodies) are sent by reference and take none of it. The default, 2 KiB, holds
+    /// a few response heads; a head that does not fit waits for ACKs to free room.
     pub tx_buffer: usize,
     /// IP MTU of the link.
     pub mtu: usize,
@@ -265,7 +268,7 @@ impl StackConfig {
             max_connections_per_ip: None,
             challenge_ack_limit: 1000,
             rx_buffer: 4 * 1024,
-            tx_buffer: 16 * 1024,
+            tx_buffer: 2 * 1024,
             mtu: 1500,
             rx_checksum_verified: false,
             tx_checksum_offload: false,

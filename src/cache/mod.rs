@@ -23,6 +23,7 @@
 mod encoding;
 pub mod pages;
 mod sums;
+mod shared;
 
 /// gzip for tests elsewhere in the crate (building `.gz` fixtures).
 #[cfg(test)]
@@ -37,6 +38,8 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+pub use shared::TreeBytes;
 
 pub use pages::{SERVER_NAME, Status, StatusPage, http_date};
 
@@ -203,15 +206,19 @@ struct Found {
 /// first request, dropped when the connection ends), and those clones write only this
 /// handle's count, a cache line no other engine touches. The shared tree's own count changes
 /// once per engine and reload, so engines serving new connections on different cores do not
-/// bounce one line between them.
+/// bounce one line between them. The handle is also what sockets send bodies from
+/// ([`EngineTree::payload`]).
 #[derive(Debug, Clone)]
-// The second allocation is the point: its count lives on a line of this engine's own.
-#[allow(clippy::redundant_allocation)]
-pub struct EngineTree(std::sync::Arc<std::sync::Arc<ContentCache>>);
+pub struct EngineTree(std::sync::Arc<TreeBytes>);
 
 impl EngineTree {
     pub fn new(tree: std::sync::Arc<ContentCache>) -> EngineTree {
-        EngineTree(std::sync::Arc::new(tree))
+        EngineTree(std::sync::Arc::new(TreeBytes(tree)))
+    }
+
+    /// Another reference to the handle, as the buffer a socket sends bodies from.
+    pub fn payload(&self) -> std::sync::Arc<dyn sirocco_netstack::SharedPayload> {
+        self.0.clone()
     }
 
     /// Whether both handles are the same engine's handle on the same tree.
@@ -221,7 +228,7 @@ impl EngineTree {
 
     /// The shared tree behind the handle.
     pub fn shared(&self) -> &std::sync::Arc<ContentCache> {
-        &self.0
+        &self.0.0
     }
 }
 
@@ -229,7 +236,7 @@ impl std::ops::Deref for EngineTree {
     type Target = ContentCache;
 
     fn deref(&self) -> &ContentCache {
-        &self.0
+        &self.0.0
     }
 }
 
@@ -660,6 +667,12 @@ impl ContentCache {
     /// `checksum::data` of those bytes. A range past the arena is cut at its end.
     pub fn arena_sum(&self, start: usize, len: usize) -> u16 {
         self.sums.range_sum(&self.arena, start, len)
+    }
+
+    /// Where `bytes` starts in the arena, if it is a slice of it (a body, or part of one).
+    pub fn arena_offset(&self, bytes: &[u8]) -> Option<usize> {
+        let start = (bytes.as_ptr() as usize).checked_sub(self.arena.as_ptr() as usize)?;
+        (start + bytes.len() <= self.arena.len()).then_some(start)
     }
 
     pub fn load_report(&self) -> &LoadReport {

@@ -67,6 +67,7 @@ pub fn http_limits(common: &CommonArgs) -> HttpLimits {
         keepalive_timeout: Duration::from_secs(common.keepalive_timeout),
         lingering_time: Duration::from_secs(common.lingering_time),
         lingering_timeout: Duration::from_secs(common.lingering_timeout),
+        send_window: common.send_window as usize,
         ..HttpLimits::default()
     }
 }

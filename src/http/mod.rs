@@ -108,13 +108,19 @@ pub struct HttpLimits {
     /// How long a closed connection waits for more input before it is reset (nginx's
     /// `lingering_timeout`).
     pub lingering_timeout: Duration,
+    /// Most bytes of responses a connection has in its socket unacknowledged, sent or not:
+    /// what it may have in flight. Bodies go to the socket by reference, so the socket's own
+    /// send buffer (`--tx-buffer`, the heads) no longer bounds it; this does, as the send
+    /// buffer did when the bodies were copied into it.
+    pub send_window: usize,
 }
 
 impl Default for HttpLimits {
     /// nginx-like: an 8 KiB header buffer (`large_client_header_buffers 4 8k` per line),
     /// 64 headers, 16 pipelined requests, 64 KiB of discarded body, 60 s to send a head
     /// (`client_header_timeout 60s`), `keepalive_timeout 75s`, `lingering_time 30s`,
-    /// `lingering_timeout 5s`. No limit on requests per connection here; the CLI sets
+    /// `lingering_timeout 5s`, a 16 KiB send window. No limit on requests per connection here;
+    /// the CLI sets
     /// nginx's `keepalive_requests 1000`.
     fn default() -> Self {
         HttpLimits {
@@ -127,6 +133,7 @@ impl Default for HttpLimits {
             keepalive_timeout: Duration::from_secs(75),
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
+            send_window: 16 * 1024,
         }
     }
 }
@@ -248,7 +255,7 @@ impl HttpConn {
     fn exchange<S: ByteStream + ?Sized>(
         &mut self,
         stream: &mut S,
-        cache: &ContentCache,
+        cache: &EngineTree,
         cx: &mut HttpContext<'_>,
     ) {
         let max_pipelined = cx.limits.max_pipelined.max(1);
@@ -320,10 +327,12 @@ impl HttpConn {
     fn send<S: ByteStream + ?Sized>(
         &mut self,
         stream: &mut S,
-        cache: &ContentCache,
+        cache: &EngineTree,
         cx: &mut HttpContext<'_>,
     ) -> Sent {
-        self.queue.send(stream, cache, cx.date, cx.now, cx.counters)
+        let window = cx.limits.send_window;
+        self.queue
+            .send(stream, cache, cx.date, cx.now, window, cx.counters)
     }
 
     /// Starts the head timer when the first bytes of a head are buffered and nothing is owed

@@ -14,7 +14,7 @@ use sirocco_netstack::Instant;
 use super::response::{self, Response};
 use super::stream::ByteStream;
 use super::{DateHeader, HttpCounters};
-use crate::cache::ContentCache;
+use crate::cache::{ContentCache, EngineTree};
 
 /// A response in the queue, with how many of its bytes the socket has taken.
 #[derive(Debug, Clone, Copy)]
@@ -81,13 +81,15 @@ impl ResponseQueue {
         }
     }
 
-    /// Writes queued responses in order, as far as the socket takes them.
+    /// Writes queued responses in order, as far as the socket takes them. Bodies (slices of
+    /// the arena) go by reference to the tree; the heads are copied.
     pub(super) fn send<S: ByteStream + ?Sized>(
         &mut self,
         stream: &mut S,
-        cache: &ContentCache,
+        cache: &EngineTree,
         date: &DateHeader,
         now: Instant,
+        window: usize,
         counters: &mut HttpCounters,
     ) -> Sent {
         while let Some(front) = self.queue.front_mut() {
@@ -105,7 +107,15 @@ impl ResponseQueue {
                     continue;
                 };
                 skip = 0;
-                let taken = stream.send(rest).min(rest.len());
+                // At most `window` bytes unacknowledged in the socket.
+                let room = window.saturating_sub(stream.unacked());
+                let part = &rest[..rest.len().min(room)];
+                let taken = match cache.arena_offset(part) {
+                    _ if part.is_empty() => 0,
+                    Some(start) => stream.send_cached(cache, start, part),
+                    None => stream.send(part),
+                }
+                .min(part.len());
                 if front.sent == 0
                     && taken > 0
                     && let Some(arrived) = front.arrived

@@ -5,12 +5,20 @@ use std::net::IpAddr;
 
 use sirocco_netstack::{TcpSocket, TcpState};
 
+use crate::cache::EngineTree;
+
 /// The byte-stream side of a connection, as [`serve`](super::serve) uses it.
 pub trait ByteStream {
     /// Copies received bytes into `buf`; 0 when nothing is available.
     fn recv(&mut self, buf: &mut [u8]) -> usize;
     /// Queues as much of `data` as the send buffer takes; returns how much.
     fn send(&mut self, data: &[u8]) -> usize;
+    /// Queues `body`, the bytes at `start` in `tree`'s arena, as [`send`](Self::send) does;
+    /// a socket queues a reference to the tree instead of a copy. This default copies.
+    fn send_cached(&mut self, tree: &EngineTree, start: usize, body: &[u8]) -> usize {
+        let _ = (tree, start);
+        self.send(body)
+    }
     /// `false` once the peer has closed its side and every received byte has been read.
     fn may_recv(&self) -> bool;
     /// Closes our side after everything queued has been sent.
@@ -50,6 +58,18 @@ impl ByteStream for TcpSocket<'_> {
 
     fn send(&mut self, data: &[u8]) -> usize {
         self.send_slice(data).unwrap_or(0)
+    }
+
+    fn send_cached(&mut self, tree: &EngineTree, start: usize, body: &[u8]) -> usize {
+        match self.send_shared(tree.payload(), start, body.len()) {
+            Ok(0) => {
+                // Every shared range the socket holds is in use (a run of small pipelined
+                // answers): copy, as far as the send buffer takes it.
+                self.send_slice(body).unwrap_or(0)
+            }
+            Ok(taken) => taken,
+            Err(_) => 0,
+        }
     }
 
     fn may_recv(&self) -> bool {

@@ -26,6 +26,8 @@ struct FakeStream {
     /// The handshake is complete.
     established: bool,
     aborted: bool,
+    /// What `send_cached` took: (arena offset, bytes).
+    cached: Vec<(usize, usize)>,
 }
 
 impl FakeStream {
@@ -40,6 +42,7 @@ impl FakeStream {
             closed: false,
             established: true,
             aborted: false,
+            cached: Vec::new(),
         }
     }
 
@@ -62,6 +65,18 @@ impl ByteStream for FakeStream {
         let n = data.len().min(self.window - self.in_flight);
         self.out.extend_from_slice(&data[..n]);
         self.in_flight += n;
+        n
+    }
+
+    fn send_cached(&mut self, tree: &EngineTree, start: usize, body: &[u8]) -> usize {
+        let arena = tree.payload();
+        assert_eq!(
+            arena.bytes().get(start..start + body.len()),
+            Some(body),
+            "the body is the arena's bytes at its offset"
+        );
+        let n = self.send(body);
+        self.cached.push((start, n));
         n
     }
 
@@ -527,6 +542,52 @@ fn large_file_streams_through_a_small_window_byte_exact() {
     // The connection is still usable afterwards.
     let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+}
+
+#[test]
+fn bodies_go_by_reference_and_heads_are_copied() {
+    let mut h = Harness::new(64 * 1024);
+    let body = h.file("/hello.txt").body;
+    let at = h.cache.arena_offset(body).expect("bodies are in the arena");
+    let out = h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, text(&h.full("/hello.txt", "", true)));
+    assert_eq!(h.stream.cached, [(at, 13)]);
+    // A range, and each range of a multipart answer.
+    h.stream.cached.clear();
+    h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=2-4\r\n\r\n");
+    assert_eq!(h.stream.cached, [(at + 2, 3)]);
+    h.stream.cached.clear();
+    h.request("GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1,5-7\r\n\r\n");
+    assert_eq!(h.stream.cached, [(at, 2), (at + 5, 3)]);
+    // Heads, HEAD answers and status pages are copied.
+    h.stream.cached.clear();
+    h.request("HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.request("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.stream.cached, []);
+}
+
+#[test]
+fn the_send_window_bounds_what_is_unacknowledged() {
+    // The socket would take everything; the window lets 1000 bytes out per ACK.
+    let mut h = Harness::new(1 << 20);
+    h.limits.send_window = 1000;
+    h.stream.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.serve_once();
+    assert_eq!(h.stream.out.len(), 1000);
+    h.serve_once();
+    assert_eq!(h.stream.out.len(), 1000, "nothing more until an ACK");
+    h.stream.in_flight = 400;
+    h.serve_once();
+    assert_eq!(h.stream.out.len(), 1600);
+    h.stream.in_flight = 0;
+    h.run();
+    let full = h.full("/big.bin", "", true);
+    assert!(
+        h.stream.out == full,
+        "{} of {} bytes",
+        h.stream.out.len(),
+        full.len()
+    );
 }
 
 #[test]

@@ -288,11 +288,11 @@ fn a_lost_tail_is_found_by_the_probe_not_a_timeout() {
 
 #[test]
 fn a_lost_retransmission_is_sent_again_without_a_timeout() {
-    // RACK finds a lost retransmission from data sent after it, so the send buffer holds more
+    // RACK finds a lost retransmission from data sent after it, so the send window holds more
     // than the window in flight when the first copy was lost. (With nothing new to send, the
     // retransmission probe of smoltcp patch 12 finds it instead; smoltcp's own
     // `test_buffer_limited_lost_retransmission_goes_again_without_a_timeout` covers that.)
-    let big_buffer = |config: &mut SimConfig| config.server.stack.tx_buffer = 64 * 1024;
+    let big_buffer = |config: &mut SimConfig| config.server.http.send_window = 64 * 1024;
     let clean = Setup::new(FILE).adjust(big_buffer).run();
     let lossy = Setup::new(FILE)
         .adjust(big_buffer)

@@ -120,6 +120,18 @@ impl TxSink for Wire {
     }
 }
 
+/// `len` copies of `byte`, as a buffer a socket sends from by reference: answers larger than
+/// the default send buffer.
+pub(super) fn repeated(byte: u8, len: usize) -> std::sync::Arc<dyn crate::SharedPayload> {
+    struct Repeated(Vec<u8>);
+    impl crate::SharedPayload for Repeated {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    std::sync::Arc::new(Repeated(vec![byte; len]))
+}
+
 fn config() -> StackConfig {
     StackConfig::new(OUR_MAC, Ipv4Cidr::new(OUR_IP, 24), PORT)
 }
@@ -1437,7 +1449,7 @@ fn connection_with_data_in_flight(stack: &mut Stack<App>, port: u16) -> (Peer, V
         }
         if !state.replied {
             state.replied = true;
-            assert_eq!(socket.send_slice(&[b'x'; 6000]), Ok(6000));
+            assert_eq!(socket.send_shared(repeated(b'x', 6000), 0, 6000), Ok(6000));
         }
     });
     let mut wire = Wire::new();
@@ -1518,7 +1530,10 @@ fn fragmentation_needed_lowers_the_mss_and_resends_in_smaller_frames() {
     peer.ack = next;
     stack.handle_frame(t(3), &peer.ack_now());
     stack.serve_ready(t(3), &mut |conn: Conn<'_, App>| {
-        assert_eq!(conn.socket.send_slice(&[b'y'; 3000]), Ok(3000));
+        assert_eq!(
+            conn.socket.send_shared(repeated(b'y', 3000), 0, 3000),
+            Ok(3000)
+        );
     });
     let mut wire = Wire::new();
     stack.poll_egress(t(3), &mut wire);
@@ -1614,7 +1629,10 @@ fn forged_or_useless_path_mtu_reports_change_nothing_and_are_counted() {
     peer.ack = first_seq + 6000;
     stack.handle_frame(t(3), &peer.ack_now());
     stack.serve_ready(t(3), &mut |conn: Conn<'_, App>| {
-        assert_eq!(conn.socket.send_slice(&[b'y'; 3000]), Ok(3000));
+        assert_eq!(
+            conn.socket.send_shared(repeated(b'y', 3000), 0, 3000),
+            Ok(3000)
+        );
     });
     let mut wire = Wire::new();
     stack.poll_egress(t(3), &mut wire);

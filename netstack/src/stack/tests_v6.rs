@@ -11,7 +11,7 @@ use smoltcp::wire::{
     TcpRepr, TcpSeqNumber,
 };
 
-use super::tests::{App, Wire, ipv4_frame, pump, seeds, t};
+use super::tests::{App, Wire, ipv4_frame, pump, repeated, seeds, t};
 use super::*;
 
 const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -955,7 +955,10 @@ fn ipv6_connection_with_data_in_flight(stack: &mut Stack<App>, port: u16) -> Vec
     stack.handle_frame(t(0), &peer.data(b"GET\r\n\r\n"));
     stack.serve_ready(t(1), &mut |conn: Conn<'_, App>| {
         conn.state.replied = true;
-        assert_eq!(conn.socket.send_slice(&[b'x'; 6000]), Ok(6000));
+        assert_eq!(
+            conn.socket.send_shared(repeated(b'x', 6000), 0, 6000),
+            Ok(6000)
+        );
     });
     let mut wire = Wire::new();
     stack.poll_egress(t(1), &mut wire);

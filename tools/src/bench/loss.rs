@@ -21,9 +21,9 @@
 //!
 //! The server's send buffer is `--tx-buffer` (default 1 MiB) and the client's receive buffer
 //! `--rx-buffer` (default 1 MiB), both far above the Mathis window (MSS × 1.22 / √p: 56 KB at
-//! 0.1% loss), so that the sweep measures loss recovery, not buffers. With sirocco's default
-//! 16 KiB send buffer, a connection carries at most 16 KiB per round trip: 2.6 Mbit/s at 50 ms,
-//! a third of the Mathis bound at 0.1% loss.
+//! 0.1% loss), so that the sweep measures loss recovery, not buffers. (Bodies are sent from
+//! the cache by reference, so the send buffer, 2 KiB by default, holds only the heads and no
+//! longer bounds what is in flight.)
 
 use std::sync::Arc;
 
@@ -198,6 +198,7 @@ fn download(
     config.link.latency_us = rtt_ms * 500;
     config.link.rate_bits_per_sec = Some(args.rate_mbps * 1_000_000);
     config.server.stack.tx_buffer = args.tx_buffer;
+    config.server.http.send_window = args.tx_buffer;
     config.fleet.rx_buffer = args.rx_buffer;
     let script = Script::each(
         vec![request.clone()].into(),

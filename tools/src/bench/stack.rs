@@ -1,7 +1,7 @@
 //! `sirocco-bench stack`: the real server loop in memory, one core, no kernel and no NIC.
 //!
 //! Each run builds a [`Simulation`]: a `Server<MemoryPort>` with default settings (4 KiB
-//! receive and 16 KiB send buffer per connection) and a fleet of smoltcp clients on the other
+//! receive and 2 KiB send buffer per connection) and a fleet of smoltcp clients on the other
 //! end of the memory link, on a virtual clock.
 //!
 //! Scenarios (Kegel's two tests, and von Leitner's check that cost stays flat as N grows):
