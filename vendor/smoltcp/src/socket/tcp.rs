@@ -3348,6 +3348,8 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+                // Shared buffers' known sums save reading them for a software checksum.
+                let sums = cx.checksum_caps().tcp.tx();
                 let retransmission = self.retransmission(cx);
                 probe = retransmission.is_none() && self.probe_to_send(cx);
                 let offset = if let Some((seq, len)) = retransmission {
@@ -3358,7 +3360,8 @@ impl<'a> Socket<'a> {
                         .min(effective_mss)
                         .min(self.tx_len().saturating_sub(offset));
                     repr.seq_number = seq;
-                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) =
+                        self.shared.gather(&self.tx_buffer, offset, size, sums);
                     offset
                 } else if probe {
                     // A tail loss probe resends the last segment sent (and the FIN after it).
@@ -3366,7 +3369,8 @@ impl<'a> Socket<'a> {
                     let size = effective_mss.min(sent);
                     let offset = sent - size;
                     repr.seq_number = self.local_seq_no + offset;
-                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) =
+                        self.shared.gather(&self.tx_buffer, offset, size, sums);
                     offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
@@ -3445,7 +3449,8 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
-                    (repr.payload, payload_tail) = self.shared.gather(&self.tx_buffer, offset, size);
+                    (repr.payload, payload_tail) =
+                        self.shared.gather(&self.tx_buffer, offset, size, sums);
 
                     #[cfg(feature = "segmentation-offload")]
                     if repr.payload.len() + payload_tail.len() > effective_mss {
@@ -3705,7 +3710,7 @@ impl<'a> fmt::Write for Socket<'a> {
 mod test {
     use super::*;
     use crate::config::IFACE_MAX_ADDR_COUNT;
-    use crate::wire::{IpCidr, IpRepr};
+    use crate::wire::{IpCidr, IpRepr, TcpPacket};
     use std::ops::{Deref, DerefMut};
     use std::vec::Vec;
 
@@ -11054,6 +11059,74 @@ mod test {
         });
         assert_eq!(alloc::sync::Arc::strong_count(&payload), 3);
         assert_eq!(s.send_queue(), 5);
+    }
+
+    /// A shared buffer that knows its sums: summed naively, word by word, or wrong on purpose.
+    struct SummedPayload {
+        bytes: Vec<u8>,
+        lie: bool,
+    }
+
+    impl SharedPayload for SummedPayload {
+        fn bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+
+        fn sum(&self, start: usize, len: usize) -> Option<u16> {
+            let mut sum = 0u32;
+            for pair in self.bytes[start..start + len].chunks(2) {
+                sum += u32::from(pair[0]) << 8 | u32::from(pair.get(1).copied().unwrap_or(0));
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            Some(if self.lie { !sum as u16 } else { sum as u16 })
+        }
+    }
+
+    /// The next segment as it goes on the wire, and whether its checksum verifies.
+    fn recv_emitted(s: &mut TestSocket) -> (Vec<u8>, bool) {
+        let mut emitted = None;
+        let caps = s.cx.checksum_caps();
+        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (ip, repr, tail)| {
+            let mut bytes = vec![0; repr.buffer_len() + tail.len()];
+            let mut packet = TcpPacket::new_unchecked(&mut bytes);
+            repr.emit_with_tail(&mut packet, &tail, &ip.src_addr(), &ip.dst_addr(), &caps);
+            let valid = packet.verify_checksum(&ip.src_addr(), &ip.dst_addr());
+            let payload = packet.payload_mut().to_vec();
+            emitted = Some((payload, valid));
+            Ok(())
+        });
+        assert_eq!(result, Ok(()));
+        emitted.expect("a segment")
+    }
+
+    #[test]
+    fn test_send_shared_checksums_use_the_known_sums() {
+        let bytes: Vec<u8> = (0..64u8).map(|n| n.wrapping_mul(29) ^ 0xc3).collect();
+        for lie in [false, true] {
+            let payload = alloc::sync::Arc::new(SummedPayload {
+                bytes: bytes.clone(),
+                lie,
+            });
+            let mut s = socket_established();
+            s.set_nagle_enabled(false);
+            assert!(s.cx.checksum_caps().tcp.tx());
+            // Shared ranges at odd and even offsets of the segment and of the buffer, of odd
+            // and even lengths.
+            let mut stream = Vec::new();
+            assert_eq!(s.send_slice(b"a"), Ok(1));
+            stream.extend_from_slice(b"a");
+            let ranges = [(1, 7, &b"bc"[..]), (10, 6, b"d"), (17, 9, b""), (31, 4, b"")];
+            for (start, len, ring) in ranges {
+                assert_eq!(s.send_shared(payload.clone(), start, len), Ok(len));
+                stream.extend_from_slice(&bytes[start..start + len]);
+                assert_eq!(s.send_slice(ring), Ok(ring.len()));
+                stream.extend_from_slice(ring);
+            }
+            let (sent, valid) = recv_emitted(&mut s);
+            assert_eq!(sent, stream);
+            // A buffer's sum is taken on trust: a wrong one gives a wrong checksum.
+            assert_eq!(valid, !lie);
+        }
     }
 
     #[test]

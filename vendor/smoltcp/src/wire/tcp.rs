@@ -625,6 +625,43 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(checksum)
     }
 
+    /// Like [`fill_checksum`](#method.fill_checksum), for a packet whose payload is `payload`
+    /// then the parts of `tail`: a part whose sum is known is not read. A part that starts at
+    /// an odd offset of the payload has its sum byte-swapped (RFC 1071 §2(B)).
+    pub(crate) fn fill_checksum_with_sums(
+        &mut self,
+        src_addr: &IpAddress,
+        dst_addr: &IpAddress,
+        payload: &[u8],
+        tail: &PayloadTail,
+    ) {
+        self.set_checksum(0);
+        let checksum = {
+            let data = self.buffer.as_ref();
+            let header_len = self.header_len() as usize;
+            let mut sum = checksum::combine(&[
+                checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Tcp, data.len() as u32),
+                checksum::data(&data[..header_len]),
+            ]);
+            // The header is a whole number of 32-bit words: the payload starts even.
+            let mut offset = 0;
+            let first = (payload, tail.payload_sum);
+            let rest = tail.parts().iter().copied().zip(tail.sums);
+            for (part, known) in core::iter::once(first).chain(rest) {
+                let part_sum = known.unwrap_or_else(|| checksum::data(part));
+                let part_sum = if offset % 2 == 1 {
+                    part_sum.swap_bytes()
+                } else {
+                    part_sum
+                };
+                sum = checksum::combine(&[sum, part_sum]);
+                offset += part.len();
+            }
+            !sum
+        };
+        self.set_checksum(checksum)
+    }
+
     /// Return a pointer to the options.
     #[inline]
     pub fn options_mut(&mut self) -> &mut [u8] {
@@ -1114,7 +1151,9 @@ impl<'a> Repr<'a> {
             rest = after;
         }
 
-        if checksum_caps.tcp.tx() {
+        if checksum_caps.tcp.tx() && tail.has_sums() {
+            packet.fill_checksum_with_sums(src_addr, dst_addr, self.payload, tail)
+        } else if checksum_caps.tcp.tx() {
             packet.fill_checksum(src_addr, dst_addr)
         } else {
             // make sure we get a consistently zeroed checksum,
@@ -1249,12 +1288,19 @@ pub(crate) const MAX_TAIL_PARTS: usize = 17;
 /// The parts of a segment's payload that follow [`Repr::payload`], in order: where the data
 /// wraps around the end of a socket's transmit ring buffer, or continues in another buffer.
 /// Empty for a payload in one piece.
+///
+/// A part may come with its ones-complement sum (as [`checksum::data`] gives it), known in
+/// advance; the first part, `Repr::payload`, too (`payload_sum`). A checksum computed in
+/// software then uses these sums instead of reading the parts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) struct PayloadTail<'a> {
     parts: [&'a [u8]; MAX_TAIL_PARTS],
+    sums: [Option<u16>; MAX_TAIL_PARTS],
     count: usize,
     len: usize,
+    /// The sum of `Repr::payload`, if known.
+    pub(crate) payload_sum: Option<u16>,
 }
 
 impl<'a> PayloadTail<'a> {
@@ -1263,11 +1309,25 @@ impl<'a> PayloadTail<'a> {
     /// # Panics
     /// If [`MAX_TAIL_PARTS`] parts are held already.
     pub(crate) fn push(&mut self, part: &'a [u8]) {
+        self.push_with_sum(part, None)
+    }
+
+    /// Appends `part`, whose ones-complement sum is `sum` if known. Empty parts are not kept.
+    ///
+    /// # Panics
+    /// If [`MAX_TAIL_PARTS`] parts are held already.
+    pub(crate) fn push_with_sum(&mut self, part: &'a [u8], sum: Option<u16>) {
         if !part.is_empty() {
             self.parts[self.count] = part;
+            self.sums[self.count] = sum;
             self.count += 1;
             self.len += part.len();
         }
+    }
+
+    /// Whether a part's sum is known.
+    fn has_sums(&self) -> bool {
+        self.payload_sum.is_some() || self.sums[..self.count].iter().any(Option::is_some)
     }
 
     /// The octets of every part.
@@ -1458,6 +1518,76 @@ mod test {
             &ChecksumCapabilities::default(),
         );
         assert_eq!(&*packet.into_inner(), &SYN_PACKET_BYTES[..]);
+    }
+
+    /// The ones-complement sum of `bytes`, word by word, as a buffer that knows it would give
+    /// it.
+    fn naive_sum(bytes: &[u8]) -> u16 {
+        let mut sum = 0u32;
+        for pair in bytes.chunks(2) {
+            sum += u32::from(pair[0]) << 8 | u32::from(pair.get(1).copied().unwrap_or(0));
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// `repr` emitted with its payload cut at `cuts` into parts whose sums are given by `sum`.
+    #[cfg(feature = "proto-ipv4")]
+    fn emit_in_parts(repr: &Repr, cuts: &[usize], sum: impl Fn(&[u8]) -> Option<u16>) -> Vec<u8> {
+        let whole = repr.payload;
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(whole.len());
+        let mut head = *repr;
+        head.payload = &whole[..bounds[1]];
+        let mut tail = PayloadTail {
+            payload_sum: sum(head.payload),
+            ..PayloadTail::default()
+        };
+        for range in bounds[1..].windows(2) {
+            let part = &whole[range[0]..range[1]];
+            tail.push_with_sum(part, sum(part));
+        }
+        let mut bytes = vec![0xa5; head.buffer_len() + tail.len()];
+        head.emit_with_tail(
+            &mut Packet::new_unchecked(&mut bytes),
+            &tail,
+            &SRC_ADDR.into(),
+            &DST_ADDR.into(),
+            &ChecksumCapabilities::default(),
+        );
+        bytes
+    }
+
+    #[test]
+    #[cfg(feature = "proto-ipv4")]
+    fn test_emit_with_known_part_sums() {
+        let payload: Vec<u8> = (0..=100u8).map(|n| n.wrapping_mul(37) ^ 0x5a).collect();
+        let mut repr = packet_repr();
+        repr.payload = &payload;
+        let mut expected = vec![0; repr.buffer_len()];
+        repr.emit(
+            &mut Packet::new_unchecked(&mut expected),
+            &SRC_ADDR.into(),
+            &DST_ADDR.into(),
+            &ChecksumCapabilities::default(),
+        );
+        // Parts at odd and even offsets, of odd and even lengths, with every sum known, some,
+        // or none.
+        for cuts in [&[1][..], &[2], &[1, 2], &[3, 4, 7, 20], &[1, 3, 6, 50, 51, 99, 100]] {
+            assert_eq!(emit_in_parts(&repr, cuts, |part| Some(naive_sum(part))), expected);
+            assert_eq!(emit_in_parts(&repr, cuts, |_| None), expected);
+            let odd = |part: &[u8]| (part.len() % 2 == 1).then(|| naive_sum(part));
+            assert_eq!(emit_in_parts(&repr, cuts, odd), expected);
+        }
+        // A known sum is used instead of the part's octets: one that is off by one gives a
+        // checksum off by one.
+        let off = emit_in_parts(&repr, &[1, 2], |part| {
+            Some(naive_sum(part).wrapping_add((part.len() == 1) as u16))
+        });
+        let checksum = |bytes: &[u8]| Packet::new_unchecked(bytes).checksum();
+        assert_eq!(off[field::CHECKSUM.end..], expected[field::CHECKSUM.end..]);
+        assert_ne!(checksum(&off), checksum(&expected));
     }
 
     #[test]

@@ -52,10 +52,16 @@ struct Gather<'b> {
 
 impl<'b> Gather<'b> {
     fn push(&mut self, part: &'b [u8]) {
+        self.push_with_sum(part, None)
+    }
+
+    /// Appends `part`, with its ones-complement sum if known.
+    fn push_with_sum(&mut self, part: &'b [u8], sum: Option<u16>) {
         if self.payload.is_empty() {
             self.payload = part;
+            self.tail.payload_sum = sum;
         } else {
-            self.tail.push(part);
+            self.tail.push_with_sum(part, sum);
         }
     }
 
@@ -205,12 +211,14 @@ impl SharedChunks {
     }
 
     /// The `size` octets of the stream at `offset` (fewer if it ends before), as the parts of
-    /// one segment's payload.
+    /// one segment's payload; with `sums`, those of shared buffers come with their sums when
+    /// the buffers know them (for a checksum computed in software).
     pub(super) fn gather<'b>(
         &'b self,
         ring: &'b SocketBuffer<'_>,
         offset: usize,
         size: usize,
+        sums: bool,
     ) -> (&'b [u8], TcpPayloadTail<'b>) {
         let mut gather = Gather::default();
         if self.count == 0 {
@@ -229,8 +237,13 @@ impl SharedChunks {
             ring_pos += chunk.ring_before;
             let (start, end) = (range.0.max(pos), range.1.min(pos + chunk.len));
             if start < end {
-                let at = chunk.start + (start - pos);
-                gather.push(&chunk.payload.bytes()[at..at + (end - start)]);
+                let (at, len) = (chunk.start + (start - pos), end - start);
+                let sum = if sums {
+                    chunk.payload.sum(at, len)
+                } else {
+                    None
+                };
+                gather.push_with_sum(&chunk.payload.bytes()[at..at + len], sum);
             }
             pos += chunk.len;
         }
@@ -268,6 +281,7 @@ impl SharedChunks {
         ring: &'b SocketBuffer<'_>,
         offset: usize,
         size: usize,
+        _sums: bool,
     ) -> (&'b [u8], TcpPayloadTail<'b>) {
         let mut gather = Gather::default();
         gather.ring(ring, offset, size);
