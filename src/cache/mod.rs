@@ -22,8 +22,8 @@
 
 mod encoding;
 pub mod pages;
-mod sums;
 mod shared;
+mod sums;
 
 /// gzip for tests elsewhere in the crate (building `.gz` fixtures).
 #[cfg(test)]
