@@ -18,4 +18,10 @@ impl SharedPayload for TreeBytes {
     fn bytes(&self) -> &[u8] {
         &self.0.arena
     }
+
+    /// From the partial sums kept since load ([`ContentCache::arena_sum`]): a segment's
+    /// checksum costs O(1) in the body bytes it carries.
+    fn sum(&self, start: usize, len: usize) -> Option<u16> {
+        Some(self.0.arena_sum(start, len))
+    }
 }
