@@ -403,7 +403,7 @@ impl<A: ConnApp> Stack<A> {
     /// a look-ahead. With many connections, every frame's flow-table slot, cell and socket is
     /// a cache miss (and a TLB miss) of its own, and one frame after another they add up. So
     /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the slot of
-    /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, [`FrontEnd::flow_hint`]),
+    /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
     /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket of frame
     /// `i + SOCKET_AHEAD` (its cell is). The look-ahead only reads and hints: a frame that
     /// changes the table (a SYN, an RST) at worst makes a later frame's hint useless, never
