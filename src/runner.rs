@@ -23,7 +23,7 @@
 //!
 //! The clock is read once per iteration (a vDSO call, not a syscall), from one start instant
 //! shared by all engines. An iteration that moved no frame is followed, when busy-polling, by
-//! up to [`IDLE_SPINS`] cheap looks at the driver's RX ring ([`FrameIo::rx_pending`], no
+//! up to `IDLE_SPINS` cheap looks at the driver's RX ring ([`FrameIo::rx_pending`], no
 //! syscall) before the next iteration and its clock read: so an idle engine reads the clock
 //! every few microseconds rather than on every turn, a burst is taken as soon as it lands, and
 //! a timer fires at most those few microseconds late. In idle mode an engine sleeps in its

@@ -2,7 +2,7 @@
 //!
 //! `_mm_prefetch` takes a raw pointer and so is an `unsafe fn`, which `sirocco-netstack`
 //! (`forbid(unsafe_code)`) cannot call. The netstack takes this function as a plain `fn`
-//! pointer instead ([`sirocco_netstack::Stack::set_prefetch`] in the server), and uses it to
+//! pointer instead (`sirocco_netstack::Stack::set_prefetch` in the server), and uses it to
 //! bring the flow entries and cells of a received burst into cache ahead of processing them.
 
 /// Asks the CPU to bring the cache line holding `addr` into all cache levels. A hint only:
