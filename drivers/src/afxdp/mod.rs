@@ -19,8 +19,9 @@
 //!
 //! # Data path
 //!
-//! `queue` holds it, apart from all of the above: [`FrameIo::rx_burst`], [`FrameIo::tx_stage`]
-//! and [`FrameIo::tx_flush`] forward to its `Queue`, whose only system calls are the socket's
+//! `queue` holds it, apart from all of the above: [`FrameIo::rx_burst`],
+//! [`FrameIo::rx_batch`], [`FrameIo::tx_stage`] and [`FrameIo::tx_flush`] forward to its
+//! `Queue`, whose only system calls are the socket's
 //! TX kick and RX wake-up, and whose unit tests run it over anonymous-memory rings with a fake
 //! kernel on the other side.
 //!
@@ -703,6 +704,14 @@ impl FrameIo for AfXdp {
         on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DriverError> {
         Ok(self.data_path.rx_burst(max, on_frame))
+    }
+
+    fn rx_batch(
+        &mut self,
+        max: usize,
+        on_frames: &mut dyn FnMut(&[&[u8]]),
+    ) -> Result<usize, DriverError> {
+        Ok(self.data_path.rx_batch(max, on_frames))
     }
 
     fn rx_pending(&self) -> bool {

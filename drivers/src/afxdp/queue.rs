@@ -1,7 +1,7 @@
-//! The AF_XDP data path of one queue: the four rings, the UMEM, and what `rx_burst`,
-//! `tx_stage` and `tx_flush` do with them. No setup and no system call lives here: the two
-//! notifications the kernel may need go through a [`Doorbell`], which the socket rings with
-//! `sendto`/`recvfrom` and the tests with a counter.
+//! The AF_XDP data path of one queue: the four rings, the UMEM, and what `rx_batch`,
+//! `rx_burst`, `tx_stage` and `tx_flush` do with them. No setup and no system call lives
+//! here: the two notifications the kernel may need go through a [`Doorbell`], which the socket
+//! rings with `sendto`/`recvfrom` and the tests with a counter.
 //!
 //! A [`Queue`] does not care where its rings live. [`AfXdp`](super::AfXdp) builds them over the
 //! socket's mappings; the tests below build them over anonymous memory and play the kernel's
@@ -10,10 +10,13 @@
 //!
 //! # The frame path
 //!
-//! - [`Queue::rx_burst`] takes finished TX chunks off the completion ring, peeks up to `max`
-//!   RX descriptors with one Acquire load, lends each frame straight from the UMEM (checked to
-//!   lie inside one chunk, else counted and dropped), then releases the whole burst and gives
-//!   the same chunks back to the fill ring: one Release store each.
+//! - [`Queue::rx_batch`] takes finished TX chunks off the completion ring, then works through
+//!   up to `max` RX descriptors in batches of at most [`RX_LEND_MAX`]: it peeks a batch with
+//!   one Acquire load, lends its frames straight from the UMEM (checked to lie inside one
+//!   chunk, else counted and dropped) to the caller's closure all at once, as one slice, and
+//!   only once the closure has returned releases the batch and gives the same chunks back to
+//!   the fill ring: one Release store each. No allocation: the slice array is on the stack.
+//!   [`Queue::rx_burst`] is the same walk, lending the frames one by one.
 //! - [`Queue::tx_stage`] takes a free chunk (reclaiming completions only when it runs out), lets
 //!   the caller write the frame into it and claims a TX slot, so staging touches no shared
 //!   cache line but the TX ring's.
@@ -29,8 +32,9 @@
 //! scratch buffers of `max_frame_len` bytes, allocated once in [`Queue::new`]:
 //!
 //! - RX gathers a chain into its scratch buffer and lends that as one frame; a frame in one
-//!   descriptor is still lent straight from the UMEM. A chain may straddle two bursts (the
-//!   gather goes on where it stopped). A chain longer than `max_frame_len`, or with a
+//!   descriptor is still lent straight from the UMEM. The buffer holds one chain at a time, so
+//!   a gathered chain ends its batch: the descriptors after it stay on the ring for the next
+//!   batch. A chain may straddle two batches or bursts (the gather goes on where it stopped). A chain longer than `max_frame_len`, or with a
 //!   descriptor that does not fit its chunk, is dropped whole when it ends and counted
 //!   (`rx_chains_dropped`), never delivered in part.
 //! - TX lets the caller write a frame longer than a chunk into its scratch buffer, then copies
@@ -42,7 +46,7 @@ use std::io;
 use super::XdpCounters;
 use super::ring::{ConsumerRing, ProducerRing};
 use super::umem::Umem;
-use crate::{DriverCounters, DriverError};
+use crate::{DriverCounters, DriverError, RX_LEND_MAX};
 
 /// The four rings of one AF_XDP socket, seen from our side.
 pub(crate) struct Rings {
@@ -81,6 +85,15 @@ pub(crate) struct Queue<D> {
     tx_scratch: Box<[u8]>,
     /// The RX chain being gathered, if its last descriptor has not come yet.
     rx_chain: Option<Chain>,
+}
+
+/// What one [`Queue::rx_lend`] did: descriptors walked and released, frames lent, and whether
+/// it stopped after a chain before the descriptors it peeked ran out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lent {
+    descs: u32,
+    frames: usize,
+    cut: bool,
 }
 
 /// An RX chain in progress: bytes gathered so far, and whether it is already doomed (too long
@@ -180,86 +193,161 @@ impl<D: Doorbell> Queue<D> {
         self.rx_ready() || (self.need_wakeup && self.rings.fill.needs_wakeup())
     }
 
-    /// See the module documentation. Returns how many frames `on_frame` saw.
+    /// [`Queue::rx_batch`] lending the frames one at a time. Returns how many `on_frame` saw.
     pub(crate) fn rx_burst(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> usize {
+        self.rx_batch(max, &mut |frames| {
+            for frame in frames {
+                on_frame(frame);
+            }
+        })
+    }
+
+    /// See the module documentation. Takes up to `max` descriptors off the RX ring (`max`
+    /// frames at most, fewer if some are chains) and lends their frames to `on_frames` in
+    /// batches of at most [`RX_LEND_MAX`]. Returns how many frames `on_frames` saw.
+    pub(crate) fn rx_batch(&mut self, max: usize, on_frames: &mut dyn FnMut(&[&[u8]])) -> usize {
         self.reclaim_completions();
-        let max = u32::try_from(max).unwrap_or(u32::MAX);
-        let Rings { rx, fill, .. } = &mut self.rings;
-        let n = rx.peek(max);
-        if n == 0 {
-            self.wake_rx_if_asked();
-            return 0;
-        }
-        let granted = fill.reserve(n);
-        let mut refilled = 0;
+        let mut budget = u32::try_from(max).unwrap_or(u32::MAX);
+        let mut taken = 0;
         let mut delivered = 0;
+        while budget > 0 {
+            // `RX_LEND_MAX` is 64: a u32.
+            let want = budget.min(RX_LEND_MAX as u32);
+            let batch = self.rx_lend(want, on_frames);
+            taken += batch.descs;
+            budget -= batch.descs;
+            delivered += batch.frames;
+            // The ring ran dry, unless the batch stopped early after a chain.
+            if batch.descs == 0 || (batch.descs < want && !batch.cut) {
+                break;
+            }
+        }
+        if taken == 0 {
+            self.wake_rx_if_asked();
+        }
+        delivered
+    }
+
+    /// One batch: walks up to `want` (at most [`RX_LEND_MAX`]) RX descriptors, lends their
+    /// frames to `on_frames` in one call, then releases the descriptors it walked and gives
+    /// their chunks back to the fill ring (or, if it is short of room, the free stack).
+    ///
+    /// A frame in one descriptor is lent straight from the UMEM. A chain is gathered into
+    /// `rx_scratch`; since that holds one chain at a time, a completed chain is the last frame
+    /// of its batch: the walk stops after it, and the descriptors peeked past it are left on
+    /// the ring, unreleased, for the next batch.
+    fn rx_lend(&mut self, want: u32, on_frames: &mut dyn FnMut(&[&[u8]])) -> Lent {
+        let Queue {
+            rings: Rings { rx, fill, .. },
+            umem,
+            max_frame_len,
+            counters,
+            xdp,
+            rx_scratch,
+            rx_chain,
+            ..
+        } = self;
+        let n = rx.peek(want.min(RX_LEND_MAX as u32));
+        if n == 0 {
+            return Lent::default();
+        }
+        let mut slices: [&[u8]; RX_LEND_MAX] = [&[]; RX_LEND_MAX];
+        let mut lent = 0;
+        let mut walked = n;
+        let mut chain_done = None;
         for i in 0..n {
             let Some(desc) = rx.read(i) else {
+                // Unreachable: `i < n`, all peeked.
+                walked = i;
                 break;
             };
             let continued = desc.options & libc::XDP_PKT_CONTD != 0;
             // SAFETY: the descriptor came off the RX ring, so its chunk is ours until it goes
-            // back on the fill ring below, after the last use of `frame`.
-            let frame = unsafe { self.umem.frame(desc.addr, desc.len) };
+            // back on the fill ring or the free stack, which happens below only after
+            // `on_frames` has returned, when no slice of `slices` is alive any more.
+            let frame = unsafe { umem.frame(desc.addr, desc.len) };
             if frame.is_none() {
-                self.xdp.rx_invalid_descs += 1;
+                xdp.rx_invalid_descs += 1;
             }
-            if self.rx_chain.is_none() && !continued {
+            if rx_chain.is_none() && !continued {
                 // A whole frame in one descriptor: lent straight from the UMEM.
                 match frame {
-                    Some(frame) if frame.len() <= self.max_frame_len => {
-                        self.counters.rx_frames += 1;
-                        self.counters.rx_bytes += frame.len() as u64;
-                        delivered += 1;
-                        on_frame(frame);
+                    Some(frame) if frame.len() <= *max_frame_len => {
+                        counters.rx_frames += 1;
+                        counters.rx_bytes += frame.len() as u64;
+                        // `lent <= i < n <= RX_LEND_MAX`.
+                        slices[lent] = frame;
+                        lent += 1;
                     }
-                    _ => self.counters.rx_dropped += 1,
+                    _ => counters.rx_dropped += 1,
                 }
-            } else {
-                let chain = self.rx_chain.get_or_insert_with(Chain::default);
-                match frame {
-                    Some(part) if !chain.broken => {
-                        match self.rx_scratch.get_mut(chain.len..chain.len + part.len()) {
-                            Some(to) => {
-                                to.copy_from_slice(part);
-                                chain.len += part.len();
-                            }
-                            None => chain.broken = true,
-                        }
-                    }
-                    _ => chain.broken = true,
-                }
-                if !continued {
-                    let chain = self.rx_chain.take().unwrap_or_default();
-                    if chain.broken {
-                        self.counters.rx_dropped += 1;
-                        self.xdp.rx_chains_dropped += 1;
-                    } else {
-                        let frame = &self.rx_scratch[..chain.len];
-                        self.counters.rx_frames += 1;
-                        self.counters.rx_bytes += frame.len() as u64;
-                        self.xdp.rx_chains += 1;
-                        delivered += 1;
-                        on_frame(frame);
-                    }
-                }
+                continue;
             }
-            if let Some(base) = self.umem.chunk_base(desc.addr) {
+            let chain = rx_chain.get_or_insert_with(Chain::default);
+            match frame {
+                Some(part) if !chain.broken => {
+                    match rx_scratch.get_mut(chain.len..chain.len + part.len()) {
+                        Some(to) => {
+                            to.copy_from_slice(part);
+                            chain.len += part.len();
+                        }
+                        None => chain.broken = true,
+                    }
+                }
+                _ => chain.broken = true,
+            }
+            if continued {
+                continue;
+            }
+            let chain = rx_chain.take().unwrap_or_default();
+            if chain.broken {
+                counters.rx_dropped += 1;
+                xdp.rx_chains_dropped += 1;
+            } else {
+                counters.rx_frames += 1;
+                counters.rx_bytes += chain.len as u64;
+                xdp.rx_chains += 1;
+                chain_done = Some(chain.len);
+                walked = i + 1;
+                break;
+            }
+        }
+        if let Some(len) = chain_done {
+            slices[lent] = &rx_scratch[..len];
+            lent += 1;
+        }
+        if lent > 0 {
+            on_frames(&slices[..lent]);
+        }
+        // Every slice lent is dead from here on: the chunks may go back to the kernel.
+        let granted = fill.reserve(walked);
+        let mut refilled = 0;
+        for i in 0..walked {
+            let Some(desc) = rx.read(i) else {
+                break;
+            };
+            if let Some(base) = umem.chunk_base(desc.addr) {
                 if refilled < granted {
                     fill.write(refilled, base);
                     refilled += 1;
                 } else {
-                    self.umem.release(base);
+                    umem.release(base);
                 }
             }
         }
-        rx.release(n);
+        rx.release(walked);
+        // Descriptors peeked past a lent chain: the next batch takes them again.
+        rx.unpeek();
         if fill.in_flight() == 0 {
-            self.xdp.fill_ring_empty += 1;
+            xdp.fill_ring_empty += 1;
         }
         fill.cancel(granted - refilled);
         fill.submit(refilled);
-        delivered
+        Lent {
+            descs: walked,
+            frames: lent,
+            cut: walked < n,
+        }
     }
 
     /// Frames `tx_stage` will take before the next flush, however long: free chunks (counting

@@ -353,6 +353,12 @@ impl<T: Copy> ConsumerRing<T> {
         self.mem.consumer().store(self.released, Ordering::Release);
     }
 
+    /// Forgets the entries peeked and not released: the next `peek` takes them again. No
+    /// load or store of a shared index.
+    pub(crate) fn unpeek(&mut self) {
+        self.peeked = self.released;
+    }
+
     /// Sets the ring's flags word, as the kernel does on the rings we produce into.
     #[cfg(test)]
     pub(crate) fn set_flags(&self, flags: u32) {
@@ -507,6 +513,28 @@ pub(crate) mod tests {
         rx.release(10);
         assert_eq!(rx.peeked(), 0);
         assert_eq!(rx.released, 3);
+    }
+
+    #[test]
+    fn unpeeked_entries_are_peeked_again_and_release_stays_put() {
+        let (mut kernel, mut ours) = ring_pair::<u64>(8, u32::MAX - 2);
+        assert_eq!(kernel.reserve(6), 6);
+        for i in 0..6 {
+            assert!(kernel.write(i, 10 + u64::from(i)));
+        }
+        kernel.submit(6);
+        assert_eq!(ours.peek(5), 5);
+        ours.release(2);
+        ours.unpeek();
+        assert_eq!(ours.peeked(), 0);
+        assert_eq!(ours.read(0), None, "nothing peeked");
+        assert_eq!(kernel.in_flight(), 4, "unpeek hands nothing back");
+        // The three unreleased entries come again, then the one never peeked.
+        assert_eq!(ours.peek(64), 4);
+        let again: Vec<u64> = (0..4).map(|i| ours.read(i).unwrap()).collect();
+        assert_eq!(again, vec![12, 13, 14, 15]);
+        ours.release(4);
+        assert_eq!(kernel.in_flight(), 0);
     }
 
     #[test]
