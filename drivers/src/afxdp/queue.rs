@@ -672,6 +672,19 @@ mod tests {
             self.rx.submit(n);
         }
 
+        /// Takes a chunk off the fill ring and posts a descriptor for it that runs 50 bytes
+        /// past the chunk's end (a buggy or hostile kernel), flagged `options`.
+        fn receive_across_chunk_end(&mut self, options: u32) {
+            assert_eq!(self.fill.peek(1), 1, "fill ring empty");
+            let base = self.fill.read(0).unwrap();
+            self.fill.release(1);
+            self.post_rx(libc::xdp_desc {
+                addr: base + u64::from(CHUNK_SIZE) - 10,
+                len: 60,
+                options,
+            });
+        }
+
         /// Posts one raw descriptor on the RX ring (a buggy or hostile kernel).
         fn post_rx(&mut self, desc: libc::xdp_desc) {
             assert_eq!(self.rx.reserve(1), 1);
@@ -739,6 +752,18 @@ mod tests {
         let mut got = Vec::new();
         let n = queue.rx_burst(max, &mut |f| got.push(f.to_vec()));
         assert_eq!(n, got.len());
+        got
+    }
+
+    /// `rx_batch`'s frames, one `Vec` for each call of its closure.
+    fn batches(queue: &mut Queue<Bell>, max: usize) -> Vec<Vec<Vec<u8>>> {
+        let mut got = Vec::new();
+        let n = queue.rx_batch(max, &mut |frames| {
+            assert!(!frames.is_empty(), "an empty batch was lent");
+            assert!(frames.len() <= RX_LEND_MAX);
+            got.push(frames.iter().map(|f| f.to_vec()).collect::<Vec<_>>());
+        });
+        assert_eq!(n, got.iter().map(Vec::len).sum::<usize>());
         got
     }
 
@@ -1126,5 +1151,209 @@ mod tests {
         kernel.complete();
         assert!(queue.tx_stage(JUMBO, &mut |buf| buf.copy_from_slice(&jumbo)));
         assert_eq!(queue.xdp_counters().tx_completed, 6);
+    }
+
+    #[test]
+    fn rx_batch_lends_a_burst_at_once_in_order_and_refills_after_it_returns() {
+        let (mut queue, mut kernel) = queue(128, 256, 0, false);
+        let frames: Vec<Vec<u8>> = (0..100).map(|i| frame(i, 60 + i as usize)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(kernel.receive(&mut queue, &refs), 100);
+        assert_eq!(kernel.fill.ready(), 28);
+        // While the batch is lent its chunks are not back on the fill ring, nor its
+        // descriptors off the RX ring.
+        let mut calls = 0;
+        let n = queue.rx_batch(64, &mut |lent| {
+            calls += 1;
+            assert_eq!(kernel.fill.ready(), 28, "chunks refilled while still lent");
+            assert_eq!(
+                kernel.rx.room(),
+                28,
+                "descriptors released while still lent"
+            );
+            assert_eq!(lent.len(), 64, "the first batch is the lend limit");
+            for (got, want) in lent.iter().zip(&frames) {
+                assert_eq!(got, want);
+            }
+        });
+        assert_eq!((n, calls), (64, 1));
+        assert_eq!(kernel.fill.ready(), 28 + 64);
+        // The rest, in one batch; `max` above the lend limit lends the rest in more calls.
+        assert_eq!(batches(&mut queue, 1000), vec![frames[64..].to_vec()]);
+        assert_eq!(kernel.fill.ready(), 128);
+        assert_eq!(kernel.receive(&mut queue, &refs), 100);
+        let got = batches(&mut queue, 1000);
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![64, 36]);
+        assert_eq!(got.concat(), frames);
+        // `max` counts: 10 of 100, then the rest.
+        assert_eq!(kernel.receive(&mut queue, &refs), 100);
+        assert_eq!(batches(&mut queue, 10), vec![frames[..10].to_vec()]);
+        assert_eq!(batches(&mut queue, 1000).concat(), frames[10..]);
+        assert!(batches(&mut queue, 64).is_empty());
+
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (300, 0));
+        assert_eq!(c.rx_bytes, 3 * (60..160).sum::<u64>());
+        assert_eq!(kernel.fill.ready(), 128);
+        assert_eq!(queue.umem.free_count(), 128);
+        assert_eq!(queue.xdp_counters().fill_ring_empty, 0);
+    }
+
+    #[test]
+    fn a_chain_ends_its_batch_and_the_rest_comes_in_the_next() {
+        let (mut queue, mut kernel) = jumbo_queue(32, 64);
+        let small: Vec<Vec<u8>> = (0..6).map(|i| frame(i, 60)).collect();
+        let jumbo = patterned(7, JUMBO);
+        let other = patterned(8, 6000);
+        assert_eq!(kernel.receive(&mut queue, &[&small[0], &small[1]]), 2);
+        kernel.receive_chain(&mut queue, &jumbo, 3840);
+        assert_eq!(kernel.receive(&mut queue, &[&small[2], &small[3]]), 2);
+        // Two chains back to back: one batch each.
+        kernel.receive_chain(&mut queue, &other, 3840);
+        kernel.receive_chain(&mut queue, &jumbo, 3840);
+        assert_eq!(kernel.receive(&mut queue, &[&small[4]]), 1);
+        assert_eq!(
+            batches(&mut queue, 64),
+            vec![
+                vec![small[0].clone(), small[1].clone(), jumbo.clone()],
+                vec![small[2].clone(), small[3].clone(), other.clone()],
+                vec![jumbo.clone()],
+                vec![small[4].clone()],
+            ]
+        );
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (8, 0));
+        assert_eq!(c.rx_bytes, 5 * 60 + 2 * JUMBO as u64 + 6000);
+        assert_eq!(queue.xdp_counters().rx_chains, 3);
+        assert_eq!(kernel.fill.ready(), 32);
+
+        // When the budget runs out with the chain, what follows it stays on the RX ring,
+        // unreleased, until the next call.
+        assert_eq!(kernel.receive(&mut queue, &[&small[0]]), 1);
+        kernel.receive_chain(&mut queue, &jumbo, 3840);
+        assert_eq!(kernel.receive(&mut queue, &[&small[1], &small[2]]), 2);
+        assert_eq!(
+            batches(&mut queue, 4),
+            vec![vec![small[0].clone(), jumbo.clone()]]
+        );
+        assert_eq!(kernel.rx.room(), 32 - 2);
+        assert_eq!(kernel.fill.ready(), 32 - 2);
+        assert_eq!(
+            batches(&mut queue, 4),
+            vec![vec![small[1].clone(), small[2].clone()]]
+        );
+        assert_eq!(kernel.rx.room(), 32);
+        assert_eq!(kernel.fill.ready(), 32);
+
+        // A chain cut by the budget lends nothing, and is finished by the next call.
+        kernel.receive_chain(&mut queue, &other, 1000);
+        assert!(batches(&mut queue, 5).is_empty());
+        assert_eq!(batches(&mut queue, 5), vec![vec![other]]);
+        assert_eq!(queue.counters().rx_frames, 8 + 4 + 1);
+        assert_eq!(queue.umem.free_count(), 64 - 32);
+    }
+
+    #[test]
+    fn broken_chains_and_bad_descriptors_are_dropped_inside_a_batch() {
+        let (mut queue, mut kernel) = jumbo_queue(64, 128);
+        let small: Vec<Vec<u8>> = (0..5).map(|i| frame(i, 60)).collect();
+        let good = patterned(9, 5000);
+        assert_eq!(kernel.receive(&mut queue, &[&small[0]]), 1);
+        // Outside the UMEM: no chunk to refill.
+        kernel.post_rx(libc::xdp_desc {
+            addr: 128 * u64::from(CHUNK_SIZE),
+            len: 60,
+            options: 0,
+        });
+        // Longer than the largest frame.
+        kernel.receive_chain(&mut queue, &patterned(1, JUMBO + 1), 3840);
+        assert_eq!(kernel.receive(&mut queue, &[&small[1]]), 1);
+        // A single descriptor across its chunk's end, then one inside a chain.
+        kernel.receive_across_chunk_end(0);
+        kernel.receive_across_chunk_end(libc::XDP_PKT_CONTD);
+        assert_eq!(kernel.receive(&mut queue, &[&small[2]]), 1);
+        assert_eq!(kernel.receive(&mut queue, &[&small[3]]), 1);
+        kernel.receive_chain(&mut queue, &good, 2000);
+        assert_eq!(kernel.receive(&mut queue, &[&small[4]]), 1);
+        // Dropped chains never reach the scratch buffer's reader, so they do not end a batch;
+        // the broken chain swallowed `small[2]`, its last descriptor.
+        assert_eq!(
+            batches(&mut queue, 64),
+            vec![
+                vec![
+                    small[0].clone(),
+                    small[1].clone(),
+                    small[3].clone(),
+                    good.clone()
+                ],
+                vec![small[4].clone()],
+            ]
+        );
+        let c = queue.counters();
+        assert_eq!((c.rx_frames, c.rx_dropped), (5, 4));
+        let x = queue.xdp_counters();
+        assert_eq!((x.rx_chains, x.rx_chains_dropped), (1, 2));
+        assert_eq!(x.rx_invalid_descs, 3);
+        // Every descriptor was released and every chunk the kernel took came back.
+        assert_eq!(kernel.rx.room(), 64);
+        assert_eq!(kernel.fill.ready(), 64);
+        assert_eq!(queue.umem.free_count(), 128 - 64);
+    }
+
+    #[test]
+    fn a_single_buffer_queue_drops_a_chain_without_ending_the_batch() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        let small: Vec<Vec<u8>> = (0..2).map(|i| frame(i, 60)).collect();
+        assert_eq!(kernel.receive(&mut queue, &[&small[0]]), 1);
+        kernel.receive_chain(&mut queue, &patterned(2, 1200), 1000);
+        assert_eq!(kernel.receive(&mut queue, &[&small[1]]), 1);
+        assert_eq!(
+            batches(&mut queue, 64),
+            vec![vec![small[0].clone(), small[1].clone()]]
+        );
+        assert_eq!(queue.xdp_counters().rx_chains_dropped, 1);
+    }
+
+    #[test]
+    fn rx_batch_and_rx_burst_see_the_same_frames_and_count_them_alike() {
+        let traffic = |kernel: &mut FakeKernel, queue: &mut Queue<Bell>| {
+            let small: Vec<Vec<u8>> = (0..4).map(|i| frame(i, 60 + i as usize)).collect();
+            assert_eq!(kernel.receive(queue, &[&small[0], &small[1]]), 2);
+            kernel.receive_chain(queue, &patterned(1, JUMBO), 3840);
+            kernel.post_rx(libc::xdp_desc {
+                addr: 256 * u64::from(CHUNK_SIZE),
+                len: 60,
+                options: 0,
+            });
+            kernel.receive_chain(queue, &patterned(2, JUMBO + 1), 3840);
+            kernel.receive_across_chunk_end(0);
+            assert_eq!(kernel.receive(queue, &[&small[2]]), 1);
+            kernel.receive_chain(queue, &patterned(3, 7000), 1000);
+            assert_eq!(kernel.receive(queue, &[&small[3]]), 1);
+        };
+        let (mut burst_queue, mut burst_kernel) = jumbo_queue(64, 128);
+        let (mut batch_queue, mut batch_kernel) = jumbo_queue(64, 128);
+        let mut by_burst = Vec::new();
+        let mut by_batch = Vec::new();
+        for max in [3, 64, 5, 64] {
+            traffic(&mut burst_kernel, &mut burst_queue);
+            traffic(&mut batch_kernel, &mut batch_queue);
+            // 17 descriptors: at most 17 calls drain them.
+            for _ in 0..17 {
+                let got = collect(&mut burst_queue, max);
+                let lent = batches(&mut batch_queue, max).concat();
+                assert_eq!(got, lent, "burst of {max}");
+                by_burst.extend(got);
+                by_batch.extend(lent);
+            }
+            assert_eq!(burst_kernel.rx.room(), 64, "rx_burst left descriptors");
+            assert_eq!(batch_kernel.rx.room(), 64, "rx_batch left descriptors");
+        }
+        assert_eq!(by_burst.len(), 4 * 6);
+        assert_eq!(by_burst, by_batch);
+        assert_eq!(burst_queue.counters(), batch_queue.counters());
+        assert_eq!(burst_queue.xdp_counters(), batch_queue.xdp_counters());
+        assert_eq!(batch_kernel.fill.ready(), 64);
+        assert_eq!(batch_kernel.rx.room(), 64);
     }
 }
