@@ -1330,18 +1330,21 @@ mod tests {
     use super::*;
     use crate::sim::script::{Mode, Request};
 
-    /// A driver with no peer: frames staged are counted and vanish.
+    /// A driver that hands out queued frames and keeps what is staged.
     #[derive(Default)]
-    struct Void {
+    struct Queue {
+        incoming: Vec<Vec<u8>>,
         sent: Vec<Vec<u8>>,
     }
 
-    impl FrameIo for Void {
+    impl FrameIo for Queue {
         fn capabilities(&self) -> sirocco_drivers::Capabilities {
             sirocco_drivers::Capabilities::ethernet(1500)
         }
-        fn rx_burst(&mut self, _: usize, _: &mut dyn FnMut(&[u8])) -> Result<usize, DriverError> {
-            Ok(0)
+        fn rx_burst(&mut self, _: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize, DriverError> {
+            let frames = std::mem::take(&mut self.incoming);
+            frames.iter().for_each(|frame| f(frame));
+            Ok(frames.len())
         }
         fn tx_room(&self) -> usize {
             64
@@ -1381,7 +1384,7 @@ mod tests {
     #[test]
     fn first_poll_sends_one_syn_per_slot_from_distinct_ports_deterministically() {
         let run = |seed| {
-            let mut fleet = ClientFleet::new(Void::default(), config(seed), scripts(3)).unwrap();
+            let mut fleet = ClientFleet::new(Queue::default(), config(seed), scripts(3)).unwrap();
             assert!(fleet.poll(Instant::ZERO).unwrap());
             assert_eq!(fleet.counters().connects, 3);
             fleet.driver().sent.clone()
@@ -1406,7 +1409,7 @@ mod tests {
 
     #[test]
     fn demux_ignores_frames_for_other_ports_and_addresses() {
-        let mut fleet = ClientFleet::new(Void::default(), config(1), scripts(1)).unwrap();
+        let mut fleet = ClientFleet::new(Queue::default(), config(1), scripts(1)).unwrap();
         fleet.poll(Instant::ZERO).unwrap();
         let syn = fleet.driver().sent[0].clone();
         // Swap the SYN's addresses around, as if the server echoed it back.
@@ -1425,39 +1428,6 @@ mod tests {
         other_address[33] = 200;
         assert!(fleet.shared.demux(&other_address).is_none());
         assert!(fleet.shared.demux(&echo[..30]).is_none());
-    }
-
-    /// A driver that hands out queued frames and keeps what is staged.
-    #[derive(Default)]
-    struct Queue {
-        incoming: Vec<Vec<u8>>,
-        sent: Vec<Vec<u8>>,
-    }
-
-    impl FrameIo for Queue {
-        fn capabilities(&self) -> sirocco_drivers::Capabilities {
-            sirocco_drivers::Capabilities::ethernet(1500)
-        }
-        fn rx_burst(&mut self, _: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize, DriverError> {
-            let frames = std::mem::take(&mut self.incoming);
-            frames.iter().for_each(|frame| f(frame));
-            Ok(frames.len())
-        }
-        fn tx_room(&self) -> usize {
-            64
-        }
-        fn tx_stage(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-            let mut frame = vec![0; len];
-            fill(&mut frame);
-            self.sent.push(frame);
-            true
-        }
-        fn tx_flush(&mut self) -> Result<(), DriverError> {
-            Ok(())
-        }
-        fn counters(&self) -> sirocco_drivers::DriverCounters {
-            Default::default()
-        }
     }
 
     #[test]
@@ -1523,7 +1493,7 @@ mod tests {
             count: 70_000,
             mode: Mode::NewConnection,
         };
-        let fleet = ClientFleet::new(Void::default(), config(1), vec![script]).unwrap();
+        let fleet = ClientFleet::new(Queue::default(), config(1), vec![script]).unwrap();
         assert_eq!(fleet.shared.addresses, 2);
     }
 }
