@@ -157,6 +157,36 @@ pub fn sirocco_binary() -> PathBuf {
     release_binary("sirocco")
 }
 
+/// Runs `tools/compare-nginx --no-build --json --pause 0.2` with `args`, on the release
+/// `sirocco` ([`sirocco_binary`]), and asserts it succeeded. Returns its last JSON row and its
+/// stderr (where it says how the lab was set up).
+pub fn compare_nginx(args: &[&str]) -> (serde_json::Value, String) {
+    let binary = sirocco_binary();
+    // compare-nginx takes sirocco from $CARGO_TARGET_DIR/release.
+    let target = binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release/sirocco");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/compare-nginx");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--no-build", "--json", "--pause", "0.2"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("run tools/compare-nginx");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "compare-nginx {args:?} failed:\n{stderr}{stdout}"
+    );
+    let line = stdout.lines().last().expect("one JSON row");
+    eprintln!("compare-nginx {args:?}: {line}");
+    let row = serde_json::from_str(line).expect("compare-nginx prints JSON");
+    (row, stderr)
+}
+
 /// Kills the child on drop, so a failed assertion never leaves a server running.
 pub struct ChildGuard(pub Child);
 

@@ -8,9 +8,6 @@
 //! Needs root, ip, ethtool, python3, nginx, wrk and taskset; `tools/test` installs them. Runs the release
 //! binary (`lab::sirocco_binary` builds it if it is missing or stale).
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 use sirocco_tests::lab;
 
@@ -28,32 +25,10 @@ fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
     if !lab::runnable("lab_compare_nginx", &tools) {
         return;
     }
-    let binary = lab::sirocco_binary();
-    // compare-nginx takes sirocco from $CARGO_TARGET_DIR/release.
-    let target = binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/release/sirocco");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/compare-nginx");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["--no-build", "--json", "--quick", "--pause", "0.2"])
-        .args(["--scenarios", "keepalive-512-c10"])
-        .env("CARGO_TARGET_DIR", target)
-        .output()
-        .expect("run tools/compare-nginx");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "compare-nginx failed:\n{stderr}{stdout}"
-    );
+    let (row, stderr) = lab::compare_nginx(&["--quick", "--scenarios", "keepalive-512-c10"]);
     // The set-up (RPS on the client, sirocco sleeping when idle) is said on stderr.
     assert!(stderr.contains("RPS on veth-cli"), "{stderr}");
     assert!(stderr.contains("--sleep-when-idle"), "{stderr}");
-    let line = stdout.lines().last().expect("one JSON row");
-    eprintln!("{line}");
-    let row: Value = serde_json::from_str(line).expect("compare-nginx prints JSON");
     assert_eq!(row["scenario"], "keepalive-512-c10", "{row}");
     for server in ["sirocco", "nginx"] {
         positive(&row, &format!("{server}_rps"));

@@ -9,35 +9,10 @@
 //! Needs root, python3, nginx, nft, curl and taskset; `tools/test` installs them. Runs the
 //! release binary (`lab::sirocco_binary` builds it if it is missing or stale).
 
-use std::path::Path;
-use std::process::Command;
-
 use sirocco_tests::lab;
 
 fn compare(loss: &str, downloads: &str) -> serde_json::Value {
-    let binary = lab::sirocco_binary();
-    // compare-nginx takes sirocco from $CARGO_TARGET_DIR/release.
-    let target = binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/release/sirocco");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/compare-nginx");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["--no-build", "--json", "--pause", "0.2"])
-        .args(["--loss", loss, "--downloads", downloads])
-        .env("CARGO_TARGET_DIR", target)
-        .output()
-        .expect("run tools/compare-nginx");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "compare-nginx --loss {loss} failed:\n{stderr}{stdout}"
-    );
-    let line = stdout.lines().last().expect("one JSON row");
-    eprintln!("loss {loss}%: {line}");
-    serde_json::from_str(line).expect("compare-nginx prints JSON")
+    lab::compare_nginx(&["--loss", loss, "--downloads", downloads]).0
 }
 
 fn assert_byte_exact(row: &serde_json::Value, downloads: u64) {
