@@ -120,8 +120,7 @@ impl Default for HttpLimits {
     /// 64 headers, 16 pipelined requests, 64 KiB of discarded body, 60 s to send a head
     /// (`client_header_timeout 60s`), `keepalive_timeout 75s`, `lingering_time 30s`,
     /// `lingering_timeout 5s`, a 16 KiB send window. No limit on requests per connection here;
-    /// the CLI sets
-    /// nginx's `keepalive_requests 1000`.
+    /// the CLI sets nginx's `keepalive_requests 1000`.
     fn default() -> Self {
         HttpLimits {
             max_request_head: 8 * 1024,
