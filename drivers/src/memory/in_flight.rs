@@ -16,6 +16,8 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
+use crate::alloc_count::uncounted;
+
 /// Frames in flight, earliest arrival first. Times are nanoseconds of virtual time.
 /// Invariant: `fifo` is sorted by (arrival, seq), and so is every frame in it relative to the
 /// frames pushed after it into `fifo`; frames in `heap` may be anywhere in between.
@@ -31,7 +33,13 @@ impl InFlightQueue {
         self.fifo.len() + self.heap.len()
     }
 
+    /// The queue is the wire's memory, like the frame pool's: grown outside any heap
+    /// measurement.
     pub fn push(&mut self, arrival_ns: u64, frame: Vec<u8>) {
+        uncounted(|| self.push_frame(arrival_ns, frame));
+    }
+
+    fn push_frame(&mut self, arrival_ns: u64, frame: Vec<u8>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let item = InFlight {
@@ -135,18 +143,24 @@ impl FramePool {
     }
 
     /// A zeroed buffer of exactly `len` bytes, reused when one is free.
+    ///
+    /// The pool's buffers are the wire's, not the heap of whichever party's poll happens to
+    /// send or receive: they are allocated and freed outside any heap measurement
+    /// ([`crate::alloc_count`]).
     pub fn take(&mut self, len: usize) -> Vec<u8> {
-        let mut buf = self
-            .free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.frame_capacity));
-        buf.clear();
-        buf.resize(len, 0);
-        buf
+        uncounted(|| {
+            let mut buf = self
+                .free
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(self.frame_capacity));
+            buf.clear();
+            buf.resize(len, 0);
+            buf
+        })
     }
 
     pub fn give(&mut self, buf: Vec<u8>) {
-        self.free.push(buf);
+        uncounted(|| self.free.push(buf));
     }
 }
 

@@ -62,9 +62,9 @@
 //! - `cpus` (the CPU each engine was pinned to), `allowed_cpus`, `oversubscribed` (more
 //!   engines than allowed CPUs), `connections_per_engine`, `requests_per_engine`,
 //!   `iterations_per_engine`, `setup_ms`;
-//! - `bytes_per_connection` and `rss_bytes_per_connection` as in the classic rows, over all
-//!   engines' connections (thread stacks included), sampled when every engine has finished
-//!   its measured phase and none has dropped its simulation.
+//! - `bytes_per_connection` as in the classic rows, all engines' server heaps over all their
+//!   connections, and `rss_bytes_per_connection` likewise (thread stacks included), sampled
+//!   when every engine has finished its measured phase and none has dropped its simulation.
 //!
 //! With more engines than CPUs, threads share cores and the OS time-slices them. The in-poll
 //! wall time is then inflated whenever a thread is descheduled in the middle of a poll, so
@@ -302,6 +302,8 @@ struct EngineRun {
     setup_ms: f64,
     /// The process's RSS with every engine measured and none dropped (one engine samples it).
     rss_after: Option<u64>,
+    /// The engine's heap at the end of its measured phase.
+    server_heap: i64,
 }
 
 /// The child's side: one run of `engines` engines at once, in this process.
@@ -427,6 +429,7 @@ impl Engine<'_> {
                 ended,
                 setup_ms,
                 rss_after: None,
+                server_heap: sim.server_heap_bytes(),
             };
             Ok((sim, run))
         });
@@ -503,7 +506,7 @@ impl Parties for Measured<'_> {
         // in neither poll.
         let cpu_started = thread_cpu_ns()?;
         let started = WallInstant::now();
-        let server_moved = sim.server_mut().poll(now)?;
+        let server_moved = sim.poll_server(now)?;
         let server_ended = WallInstant::now();
         let cpu_ended = thread_cpu_ns()?;
         let fleet_started = WallInstant::now();
@@ -548,7 +551,8 @@ fn row(
     };
     let longest = runs.iter().map(wall_ns).fold(0.0, f64::max);
     let rss_per = rss_after.saturating_sub(rss_before) as f64 / connections as f64;
-    let fleet_nominal = work.fleet_bytes_per_connection() as f64;
+    let server_heap_per =
+        runs.iter().map(|r| r.server_heap).sum::<i64>() as f64 / connections as f64;
     let json = serde_json::json!({
         "scenario": work.scenario.name(),
         "connections": connections,
@@ -570,7 +574,7 @@ fn row(
         "requests_per_engine": each(&|r| r.requests.into()),
         "iterations_per_engine": each(&|r| r.polls.iterations.into()),
         "setup_ms": each(&|r| round2(r.setup_ms).into()),
-        "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
+        "bytes_per_connection": server_heap_per.round(),
         "rss_bytes_per_connection": rss_per.round(),
         "file_bytes": work.file_len,
         "mtu": work.mtu,

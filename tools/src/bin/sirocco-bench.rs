@@ -20,11 +20,17 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sirocco_drivers::alloc_count::CountingAllocator;
 use sirocco_tools::bench::driver::{self, DriverArgs};
 use sirocco_tools::bench::loss::{self, LossArgs};
 use sirocco_tools::bench::stack::{self, StackArgs};
 use sirocco_tools::bench::synflood::{self, SynfloodArgs};
 use sirocco_tools::bench::{Row, plot};
+
+/// Counts the heap the server holds (`bytes_per_connection`); it forwards every call to the
+/// system allocator.
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -50,6 +50,7 @@ use std::sync::Arc;
 
 use sirocco::cache::ContentCache;
 use sirocco::server::{Server, ServerConfig, ServerError, Stats};
+use sirocco_drivers::alloc_count::heap_growth_in;
 use sirocco_drivers::capture::Capture;
 use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::faults::Faults;
@@ -415,6 +416,9 @@ pub struct Simulation<D: SimPort = MemoryPort> {
     timing: Timing,
     /// Real nanoseconds inside each engine's `Server::poll`.
     engine_ns: Vec<u64>,
+    /// Bytes the engines hold on the heap: allocated less freed inside `Server::new` and
+    /// `Server::poll`. See [`Simulation::server_heap_bytes`].
+    server_heap: i64,
 }
 
 impl Simulation {
@@ -455,6 +459,17 @@ pub fn sim_server<P: FrameIo>(
     let mut config = config.clone();
     let server_seed = draw_seeds(&mut config)?[0];
     seeded_server(port, cache, config.server, server_seed)
+}
+
+/// `server.poll(now)`, adding what it left allocated to `heap`.
+fn poll_counting_heap<P: FrameIo>(
+    server: &mut Server<P>,
+    now: Instant,
+    heap: &mut i64,
+) -> Result<bool, SimError> {
+    let (moved, grown) = heap_growth_in(|| server.poll(now));
+    *heap += grown;
+    Ok(moved?)
 }
 
 fn seeded_server<P: FrameIo>(
@@ -551,13 +566,16 @@ impl<D: SimPort> Simulation<D> {
         if server_ports.is_empty() || server_ports.len() != engine_seeds.len() {
             return Err(SimError::Engines(server_ports.len()));
         }
-        let servers = server_ports
-            .into_iter()
-            .zip(engine_seeds)
-            .map(|(port, seed)| {
-                seeded_server(port, Arc::clone(&cache), config.server.clone(), seed)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (servers, server_heap) = heap_growth_in(|| {
+            server_ports
+                .into_iter()
+                .zip(engine_seeds)
+                .map(|(port, seed)| {
+                    seeded_server(port, Arc::clone(&cache), config.server.clone(), seed)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let servers = servers?;
         let fleet =
             ClientFleet::new(client_port, config.fleet, scripts).map_err(SimError::Fleet)?;
         Ok(Simulation {
@@ -566,6 +584,7 @@ impl<D: SimPort> Simulation<D> {
             servers,
             fleet,
             timing: Timing::default(),
+            server_heap,
         })
     }
 
@@ -585,7 +604,7 @@ impl<D: SimPort> Simulation<D> {
         let mut moved = false;
         let mut started = std::time::Instant::now();
         for (server, spent) in self.servers.iter_mut().zip(&mut self.engine_ns) {
-            moved |= server.poll(now)?;
+            moved |= poll_counting_heap(server, now, &mut self.server_heap)?;
             let ended = std::time::Instant::now();
             let ns = nanos(ended - started);
             *spent += ns;
@@ -597,6 +616,12 @@ impl<D: SimPort> Simulation<D> {
         self.timing.client_ns += nanos(started.elapsed());
         self.timing.iterations += 1;
         Ok(moved)
+    }
+
+    /// One `Server::poll` of the first engine at `now`, alone (for callers that drive the
+    /// parties themselves, timing each), its heap counted in [`Simulation::server_heap_bytes`].
+    pub fn poll_server(&mut self, now: Instant) -> Result<bool, SimError> {
+        poll_counting_heap(&mut self.servers[0], now, &mut self.server_heap)
     }
 
     /// Runs until `done` holds (checked before every iteration). See the module documentation.
@@ -715,6 +740,15 @@ impl<D: SimPort> Simulation<D> {
 
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// The bytes the engines hold on the heap now: what `Server::new` and every
+    /// `Server::poll` of this simulation allocated, less what they freed (requested sizes,
+    /// without the allocator's overhead; the shared content cache is not in it). Measured only
+    /// in a program whose global allocator is `sirocco_drivers::alloc_count::CountingAllocator`
+    /// (`sirocco-bench` is one); otherwise 0.
+    pub fn server_heap_bytes(&self) -> i64 {
+        self.server_heap
     }
 
     /// Zeroes the timing sums, the engines' too (after a warm-up phase, say).
