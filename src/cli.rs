@@ -456,8 +456,9 @@ pub struct CommonArgs {
     /// tcp_challenge_ack_limit.
     #[arg(long, default_value_t = 1000, value_name = "PER_SEC")]
     pub challenge_ack_limit: u32,
-    /// TCP receive buffer per connection, bytes.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    /// TCP receive buffer per connection, bytes: the window a request arrives through (the
+    /// HTTP layer gathers a longer request head, up to its 8 KiB limit).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub rx_buffer: u32,
     /// TCP send buffer per connection, bytes (also its retransmission queue). It holds the
     /// response heads only: bodies are sent from the cache by reference.

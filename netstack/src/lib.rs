@@ -267,7 +267,7 @@ impl StackConfig {
             syn_cache_size: 16_384,
             max_connections_per_ip: None,
             challenge_ack_limit: 1000,
-            rx_buffer: 4 * 1024,
+            rx_buffer: 2 * 1024,
             tx_buffer: 2 * 1024,
             mtu: 1500,
             rx_checksum_verified: false,

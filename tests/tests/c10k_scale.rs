@@ -1,7 +1,7 @@
 //! C10K and beyond: 100,000 concurrent connections in memory, each completing a request
 //! byte-exact, all open at the same time on the server.
 //!
-//! The server runs at its default buffer sizes (4 KiB receive, 2 KiB send per connection);
+//! The server runs at its default buffer sizes (2 KiB receive, 2 KiB send per connection);
 //! the client fleet uses small buffers so the whole test stays within a CI machine's memory.
 //! The fleet holds every connection open after its response ([`ClientFleet::set_hold`]), so
 //! the server provably holds all 100,000 at once, then releases them and checks that the

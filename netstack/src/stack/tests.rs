@@ -858,13 +858,14 @@ fn the_synack_offers_what_the_cells_use() {
         synack_options(&frames[0]),
         (Some(1460), Some(5), true, 65535)
     );
-    // No scale offered: none back; SACK off in the config: not offered.
+    // No scale offered: none back; SACK off in the config: not offered. The window is the
+    // whole (default, 2 KiB) receive buffer.
     let mut c = config();
     c.tcp.sack = false;
     let mut stack = stack_with(c);
     stack.handle_frame(t(0), &syn_with(&peer, 536, None, true));
     let frames = pump(&mut stack, t(0));
-    assert_eq!(synack_options(&frames[0]), (Some(1460), None, false, 4096));
+    assert_eq!(synack_options(&frames[0]), (Some(1460), None, false, 2048));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `sirocco-bench stack`: the real server loop in memory, one core, no kernel and no NIC.
 //!
-//! Each run builds a [`Simulation`]: a `Server<MemoryPort>` with default settings (4 KiB
+//! Each run builds a [`Simulation`]: a `Server<MemoryPort>` with default settings (2 KiB
 //! receive and 2 KiB send buffer per connection) and a fleet of smoltcp clients on the other
 //! end of the memory link, on a virtual clock.
 //!
@@ -22,10 +22,13 @@
 //! - `requests_per_sec` = measured requests ÷ real time inside `Server::poll`: what one server
 //!   core sustains when clients and wire are free (the fleet's own cost is left out);
 //! - `server_ns_per_request`, its inverse, and `client_ns_per_request` for the fleet;
-//! - `bytes_per_connection`: the server's resident memory per connection, estimated as the
-//!   process's RSS growth over the run per connection, minus the fleet's nominal per-connection
-//!   memory (its two buffers and about 2 KiB of smoltcp state); `rss_bytes_per_connection` is
-//!   the raw growth. Each run is a child process of its own, so runs do not share a heap;
+//! - `bytes_per_connection`: the server's heap per connection at the end of the run, with
+//!   every connection open and idle between keep-alive requests: what `Server::new` and every
+//!   `Server::poll` allocated less what they freed, counted by the bench's allocator
+//!   ([`Simulation::server_heap_bytes`]; requested sizes, the shared content cache and the
+//!   simulated wire's frame buffers left out). `rss_bytes_per_connection` is the process's RSS
+//!   growth over the run per connection, fleet and wire included. Each run is a child process
+//!   of its own, so runs do not share a heap;
 //! - `slow-clients` adds `aggregate_bits_per_sec` (body bits ÷ virtual seconds until the last
 //!   body byte arrived, `transfer_secs`), `link_bits_per_sec` per client and
 //!   `fraction_of_link_rate`: the aggregate over N links' worth;
@@ -54,8 +57,6 @@ use crate::sim::{
     Limits, Mode, Request, Script, SimConfig, SimReport, Simulation, SiteTree, seeds,
 };
 
-/// Nominal smoltcp state per fleet connection besides its buffers (interface + socket).
-const FLEET_STATE_BYTES: usize = 2048;
 /// A slow client's link: 1 Mbit/s.
 const SLOW_LINK_BITS: u64 = 1_000_000;
 /// One MiB, the unit of the memcpy yardstick.
@@ -419,11 +420,6 @@ impl Workload {
         Ok(sim)
     }
 
-    /// The fleet's nominal memory per connection: its two buffers and its smoltcp state.
-    pub(super) fn fleet_bytes_per_connection(&self) -> usize {
-        self.client_rx + self.client_tx + FLEET_STATE_BYTES
-    }
-
     /// The warm-up: every connection completes one request (handshakes and the first touch
     /// of every buffer). Slow clients have no warm-up: their one download is the run.
     pub(super) fn warm_up(&self, sim: &mut Simulation, connections: usize) -> anyhow::Result<()> {
@@ -516,7 +512,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
     let server_ns = report.timing.server_ns;
     let virtual_secs = measured.virtual_secs;
     let rss_per = rss_after.saturating_sub(rss_before) as f64 / connections as f64;
-    let fleet_nominal = work.fleet_bytes_per_connection() as f64;
+    let server_heap_per = sim.server_heap_bytes() as f64 / connections as f64;
     let body_bytes = measured.body_bytes;
     // After the RSS reading: the yardstick's two buffers are not the server's.
     let memcpy_ns = (scenario == Scenario::Keepalive1m).then(memcpy_ns_per_mib);
@@ -527,7 +523,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
         "requests_per_sec": (requests as f64 * 1e9 / server_ns.max(1) as f64).round(),
         "server_ns_per_request": round2(per(server_ns)),
         "client_ns_per_request": round2(per(report.timing.client_ns)),
-        "bytes_per_connection": (rss_per - fleet_nominal).max(0.0).round(),
+        "bytes_per_connection": server_heap_per.round(),
         "rss_bytes_per_connection": rss_per.round(),
         "file_bytes": work.file_len,
         "mtu": work.mtu,
