@@ -292,17 +292,19 @@ class Lab:
     """Namespaces `<name>-srv` and `<name>-cli`, joined by SERVER_IFACE/CLIENT_IFACE. The
     client end has CLIENT_ADDR and CLIENT_ADDR6; the server end carries `kernel_addrs`
     (addresses the kernel answers, e.g. nginx's, of either family) beside sirocco's (which
-    sirocco answers itself over AF_XDP).
+    sirocco answers itself over AF_XDP). Both ends have the IP MTU `mtu` (sirocco takes the
+    interface's MTU unless told otherwise).
 
     IPv6 is on at both ends without duplicate address detection (accept_dad=0, addresses
     added `nodad`), and `create` returns once no address is tentative, as the Rust labs do
     (src/lab/veth.rs). The server end has no kernel link-local address (addr_gen_mode=1):
     the fe80:: address of its MAC is sirocco's."""
 
-    def __init__(self, name, kernel_addrs=(NGINX_ADDR,)):
+    def __init__(self, name, kernel_addrs=(NGINX_ADDR,), mtu=MTU):
         self.srv = f"{name}-srv"
         self.cli = f"{name}-cli"
         self.kernel_addrs = list(kernel_addrs)
+        self.mtu = str(mtu)
 
     def _ipv6_setup(self, ns, dev, link_local):
         """IPv6 sysctls of `dev` in `ns`, before the link comes up (see the class comment)."""
@@ -342,8 +344,8 @@ class Lab:
         CLEANUP.push(f"netns {self.cli}", lambda: run(["ip", "netns", "del", self.cli], check=False))
         for ns in (self.srv, self.cli):
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        run(["ip", "-n", self.srv, "link", "add", SERVER_IFACE, "mtu", MTU, "type", "veth",
-             "peer", "name", CLIENT_IFACE, "mtu", MTU, "netns", self.cli])
+        run(["ip", "-n", self.srv, "link", "add", SERVER_IFACE, "mtu", self.mtu, "type", "veth",
+             "peer", "name", CLIENT_IFACE, "mtu", self.mtu, "netns", self.cli])
         self._ipv6_setup(self.srv, SERVER_IFACE, link_local=False)
         run(["ip", "-n", self.srv, "link", "set", SERVER_IFACE, "up"])
         self._ipv6_setup(self.cli, CLIENT_IFACE, link_local=True)
