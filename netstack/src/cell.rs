@@ -162,11 +162,21 @@ impl<A> Cell<A> {
         crate::prefetch_value(self, 256, prefetch);
     }
 
-    /// Hints the socket's cache lines (its first KiB): the next step, once the cell's own
-    /// lines (which say where the socket is) have arrived.
-    pub fn prefetch_socket(&self, prefetch: Prefetch) {
-        let socket = self.sockets.get::<TcpSocket<'static>>(self.handle);
-        crate::prefetch_value(socket, 512, prefetch);
+    /// The address of the cell's socket, fixed for the cell's life (its set's storage is
+    /// allocated once, with room for it alone): for [`Cell::prefetch_socket`].
+    pub fn socket_address(&self) -> usize {
+        std::ptr::from_ref(self.sockets.get::<TcpSocket<'static>>(self.handle)).addr()
+    }
+
+    /// Hints the socket's first 512 bytes, at `socket` ([`Cell::socket_address`]: finding it
+    /// through the socket set would read the socket's own storage, the miss to avoid), and the
+    /// first lines of the application state, which lie past the cell's first lines.
+    pub fn prefetch_socket(&self, socket: usize, prefetch: Prefetch) {
+        let lines = std::ptr::without_provenance::<u8>(socket);
+        for offset in (0..512).step_by(64) {
+            prefetch(lines.wrapping_add(offset));
+        }
+        crate::prefetch_value(&self.app, 128, prefetch);
     }
 
     /// Takes a pooled cell into service for a connection whose handshake the front end

@@ -75,6 +75,10 @@ pub struct Stack<A: ConnApp> {
     replies: ReplyQueue,
     flows: FlowTable,
     cells: Vec<Cell<A>>,
+    /// Where each cell's socket lives (its address in the socket set's storage, which never
+    /// moves): for the look-ahead's prefetch only, which must not read the cell or the storage
+    /// to find it. Never dereferenced.
+    socket_at: Vec<usize>,
     free: Vec<u32>,
     ready: Vec<CellRef>,
     dirty: VecDeque<CellRef>,
@@ -300,6 +304,7 @@ impl<A: ConnApp> Stack<A> {
         let cells: Vec<Cell<A>> = (0..max)
             .map(|_| Cell::new(&config, &caps, seeds(), placeholder, Instant::ZERO))
             .collect();
+        let socket_at = cells.iter().map(Cell::socket_address).collect();
         let synack_shape = SynAckShape {
             port: config.port,
             window: u16::try_from(config.rx_buffer).unwrap_or(u16::MAX),
@@ -322,6 +327,7 @@ impl<A: ConnApp> Stack<A> {
             caps,
             flows,
             cells,
+            socket_at,
             free,
             ready: Vec::with_capacity(max),
             dirty: VecDeque::with_capacity(max),
@@ -404,8 +410,8 @@ impl<A: ConnApp> Stack<A> {
     /// a cache miss (and a TLB miss) of its own, and one frame after another they add up. So
     /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the slot of
     /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
-    /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket of frame
-    /// `i + SOCKET_AHEAD` (its cell is). The look-ahead only reads and hints: a frame that
+    /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket and
+    /// application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a frame that
     /// changes the table (a SYN, an RST) at worst makes a later frame's hint useless, never
     /// wrong, as each frame is looked up again when its turn comes. Bursts of one or two frames
     /// have nothing to overlap and go straight through.
@@ -469,8 +475,9 @@ impl<A: ConnApp> Stack<A> {
     }
 
     fn ahead_socket(&self, prefetch: Prefetch, i: usize, cells: &[u32]) {
-        if let Some(cell) = self.cells.get(cells[i % AHEAD_RING] as usize) {
-            cell.prefetch_socket(prefetch);
+        let index = cells[i % AHEAD_RING] as usize;
+        if let (Some(cell), Some(&socket)) = (self.cells.get(index), self.socket_at.get(index)) {
+            cell.prefetch_socket(socket, prefetch);
         }
     }
 
