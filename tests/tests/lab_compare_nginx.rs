@@ -3,13 +3,19 @@
 //! every request without error, and the server CPU figures (CPU time per request and per MiB,
 //! the share of the core, and the ratios sirocco/nginx) must be there and positive, with their
 //! parts adding up: the figures are a benchmark (`tools/compare-nginx --repeat 3`), not
-//! asserted beyond that.
+//! asserted beyond that. Then the same on a jumbo link (`--mtu 9000`), with the 1 MiB file.
+//! The two labs run one after the other: both pin their servers to the same core.
 //!
 //! Needs root, ip, ethtool, python3, nginx, wrk and taskset; `tools/test` installs them. Runs the release
 //! binary (`lab::sirocco_binary` builds it if it is missing or stale).
 
+use std::sync::Mutex;
+
 use serde_json::Value;
 use sirocco_tests::lab;
+
+/// Held by each test for its whole lab: one lab at a time.
+static ONE_LAB: Mutex<()> = Mutex::new(());
 
 fn positive(row: &Value, key: &str) -> f64 {
     let x = row[key]
@@ -25,6 +31,9 @@ fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
     if !lab::runnable("lab_compare_nginx", &tools) {
         return;
     }
+    let _one = ONE_LAB
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (row, stderr) = lab::compare_nginx(&["--quick", "--scenarios", "keepalive-512-c10"]);
     // The set-up (RPS on the client, sirocco sleeping when idle) is said on stderr.
     assert!(stderr.contains("RPS on veth-cli"), "{stderr}");
@@ -55,4 +64,26 @@ fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
     }
     positive(&row, "cpu_per_req_ratio");
     positive(&row, "cpu_per_mib_ratio");
+}
+
+/// `--mtu 9000`: the same lab on a jumbo link. Both servers serve the 1 MiB file without
+/// error (sirocco in jumbo frames, over AF_XDP multi-buffer) and the set-up says the MTU.
+#[test]
+fn compare_nginx_runs_on_a_jumbo_link() {
+    let tools = ["ip", "ethtool", "python3", "nginx", "wrk", "taskset"];
+    if !lab::runnable("lab_compare_nginx_jumbo", &tools) {
+        return;
+    }
+    let _one = ONE_LAB
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (row, stderr) =
+        lab::compare_nginx(&["--quick", "--scenarios", "file-1m-c10", "--mtu", "9000"]);
+    assert!(stderr.contains("IP MTU 9000 on both ends"), "{stderr}");
+    assert_eq!(row["scenario"], "file-1m-c10", "{row}");
+    for server in ["sirocco", "nginx"] {
+        positive(&row, &format!("{server}_rps"));
+        assert_eq!(row[format!("{server}_errors")].as_u64(), Some(0), "{row}");
+        positive(&row, &format!("{server}_cpu_per_mib_ms"));
+    }
 }
