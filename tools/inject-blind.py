@@ -13,7 +13,7 @@ side of a lab:
      sequence number), its SND.NXT, its receive window and the timestamps in use.
   2. For each case it forges one segment on that 4-tuple and sends it on the interface, as a
      blind attacker who guessed the ports and a sequence number in the window would:
-       rst              RST at RCV.NXT+2048 (in the window, not exact)
+       rst              RST at RCV.NXT+1536 (in the window, not exact)
        syn              SYN at RCV.NXT+1024 (in the window), no ACK
        ack-ahead        pure ACK, acknowledgment SND.NXT+2^30 (data never sent)
        ack-behind       pure ACK, acknowledgment SND.NXT-2^30 (far below SND.UNA)
@@ -230,7 +230,7 @@ def forge(case, st, server_ip, client_ip):
                 ("Timestamp", (add(st["client_tsval"], 1), st["server_tsval"] or 0))]
     payload = b""
     if case == "rst":
-        seq, ack, flags = add(rcv_nxt, 2048), 0, "R"
+        seq, ack, flags = add(rcv_nxt, 1536), 0, "R"
     elif case == "rst-exact":
         seq, ack, flags = rcv_nxt, 0, "R"
     elif case == "syn":

@@ -4,7 +4,7 @@
 //!
 //! The script fetches `/window-64k.bin` on one connection and keeps it open, follows it with a
 //! sniffer (4-tuple, the server's RCV.NXT, SND.NXT and receive window), then forges one segment
-//! per case: an RST at RCV.NXT+2048 (in the window, not exact), a SYN in the window, pure ACKs
+//! per case: an RST at RCV.NXT+1536 (in the window, not exact), a SYN in the window, pure ACKs
 //! and data whose acknowledgment number is far outside the acceptable range (ahead and
 //! behind), and last an RST at exactly RCV.NXT as the control. After each one it fetches the
 //! file again on the same connection. Asserted:
@@ -12,7 +12,7 @@
 //!   byte-exact (injected data the server took would corrupt it);
 //! - the server answers the in-window RST and the SYN with a challenge ACK
 //!   (<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>), seen on the client's interface;
-//! - and, so that a pass means something: the RST at +2048 was inside the window the server
+//! - and, so that a pass means something: the RST at +1536 was inside the window the server
 //!   advertised, and the exact RST did reset the connection (forged segments reach it as
 //!   valid ones).
 //!
@@ -33,7 +33,7 @@ use sirocco_tests::lab::lab_available;
 
 const URL: &str = "/window-64k.bin";
 /// The in-window RST is forged this far above RCV.NXT (the script's `rst` case).
-const RST_OFFSET: u64 = 2048;
+const RST_OFFSET: u64 = 1536;
 
 #[test]
 fn blind_in_window_rst_syn_and_unacceptable_acks_leave_a_keepalive_connection_serving() {
