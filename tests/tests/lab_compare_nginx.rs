@@ -9,13 +9,26 @@
 //! Needs root, ip, ethtool, python3, nginx, wrk and taskset; `tools/test` installs them. Runs the release
 //! binary (`lab::sirocco_binary` builds it if it is missing or stale).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use sirocco_tests::lab;
 
 /// Held by each test for its whole lab: one lab at a time.
 static ONE_LAB: Mutex<()> = Mutex::new(());
+
+/// The lab's turn for test `name`: `None` if the lab cannot run here (see `lab::runnable`).
+fn lab_turn(name: &str) -> Option<MutexGuard<'static, ()>> {
+    let tools = ["ip", "ethtool", "python3", "nginx", "wrk", "taskset"];
+    if !lab::runnable(name, &tools) {
+        return None;
+    }
+    Some(
+        ONE_LAB
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
 
 fn positive(row: &Value, key: &str) -> f64 {
     let x = row[key]
@@ -25,25 +38,30 @@ fn positive(row: &Value, key: &str) -> f64 {
     x
 }
 
+/// Checks that `row` is `scenario`'s and that both servers served it without an error and
+/// have a CPU time per MiB; returns the two servers' names.
+fn served_cleanly(row: &Value, scenario: &str) -> [&'static str; 2] {
+    assert_eq!(row["scenario"], scenario, "{row}");
+    let servers = ["sirocco", "nginx"];
+    for server in servers {
+        positive(row, &format!("{server}_rps"));
+        assert_eq!(row[format!("{server}_errors")].as_u64(), Some(0), "{row}");
+        positive(row, &format!("{server}_cpu_per_mib_ms"));
+    }
+    servers
+}
+
 #[test]
 fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
-    let tools = ["ip", "ethtool", "python3", "nginx", "wrk", "taskset"];
-    if !lab::runnable("lab_compare_nginx", &tools) {
+    let Some(_turn) = lab_turn("lab_compare_nginx") else {
         return;
-    }
-    let _one = ONE_LAB
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    };
     let (row, stderr) = lab::compare_nginx(&["--quick", "--scenarios", "keepalive-512-c10"]);
     // The set-up (RPS on the client, sirocco sleeping when idle) is said on stderr.
     assert!(stderr.contains("RPS on veth-cli"), "{stderr}");
     assert!(stderr.contains("--sleep-when-idle"), "{stderr}");
-    assert_eq!(row["scenario"], "keepalive-512-c10", "{row}");
-    for server in ["sirocco", "nginx"] {
-        positive(&row, &format!("{server}_rps"));
-        assert_eq!(row[format!("{server}_errors")].as_u64(), Some(0), "{row}");
+    for server in served_cleanly(&row, "keepalive-512-c10") {
         positive(&row, &format!("{server}_cpu_per_req_us"));
-        positive(&row, &format!("{server}_cpu_per_mib_ms"));
         let share = positive(&row, &format!("{server}_core_share"));
         assert!(share <= 1.05, "{server} used {share} of one core: {row}");
         let runs = row[format!("{server}_cpu_runs")]
@@ -70,20 +88,11 @@ fn compare_nginx_reports_server_cpu_per_request_and_per_mib() {
 /// error (sirocco in jumbo frames, over AF_XDP multi-buffer) and the set-up says the MTU.
 #[test]
 fn compare_nginx_runs_on_a_jumbo_link() {
-    let tools = ["ip", "ethtool", "python3", "nginx", "wrk", "taskset"];
-    if !lab::runnable("lab_compare_nginx_jumbo", &tools) {
+    let Some(_turn) = lab_turn("lab_compare_nginx_jumbo") else {
         return;
-    }
-    let _one = ONE_LAB
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    };
     let (row, stderr) =
         lab::compare_nginx(&["--quick", "--scenarios", "file-1m-c10", "--mtu", "9000"]);
     assert!(stderr.contains("IP MTU 9000 on both ends"), "{stderr}");
-    assert_eq!(row["scenario"], "file-1m-c10", "{row}");
-    for server in ["sirocco", "nginx"] {
-        positive(&row, &format!("{server}_rps"));
-        assert_eq!(row[format!("{server}_errors")].as_u64(), Some(0), "{row}");
-        positive(&row, &format!("{server}_cpu_per_mib_ms"));
-    }
+    served_cleanly(&row, "file-1m-c10");
 }
