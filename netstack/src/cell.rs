@@ -156,7 +156,7 @@ impl<A> Cell<A> {
         self.sockets.get::<TcpSocket<'static>>(self.handle).state()
     }
 
-    /// Hints the cell's own cache lines (its first KiB): the first step of bringing it into
+    /// Hints the cell's own first cache lines (256 bytes): the first step of bringing it into
     /// cache ahead of a segment (see `Stack::handle_burst`).
     pub fn prefetch(&self, prefetch: Prefetch) {
         crate::prefetch_value(self, 256, prefetch);

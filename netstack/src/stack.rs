@@ -44,8 +44,9 @@ const CELL_EGRESS_BUDGET: usize = 64;
 /// Replies the front end can hold between two `poll_egress` calls.
 const STAGING_SLOTS: usize = 256;
 /// How many frames ahead of the one being processed [`Stack::handle_burst`] prefetches a
-/// frame's flow-table slot, then its cell, then its socket: each step needs the line the
-/// one before brought, and a frame's processing takes longer than a miss.
+/// frame's flow-table slot, then its cell, then its socket: the cell step needs the slot's
+/// line, the socket step the cell index the slot gave, and a frame's processing takes longer
+/// than a miss.
 const SLOT_AHEAD: usize = 6;
 const CELL_AHEAD: usize = 4;
 const SOCKET_AHEAD: usize = 2;
@@ -411,10 +412,10 @@ impl<A: ConnApp> Stack<A> {
     /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the slot of
     /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
     /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket and
-    /// application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a frame that
-    /// changes the table (a SYN, an RST) at worst makes a later frame's hint useless, never
-    /// wrong, as each frame is looked up again when its turn comes. Bursts of one or two frames
-    /// have nothing to overlap and go straight through.
+    /// application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a
+    /// frame that changes the table (a SYN, an RST) at worst makes a later frame's hint
+    /// useless, never wrong, as each frame is looked up again when its turn comes. Bursts of
+    /// one or two frames have nothing to overlap and go straight through.
     pub fn handle_burst(&mut self, now: Instant, frames: &[&[u8]]) {
         let Some(prefetch) = self.prefetch.filter(|_| frames.len() > 2) else {
             for frame in frames {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sirocco_drivers::alloc_count::CountingAllocator;
 use sirocco_tests::{TestTree, assert_all_ok, count_server_allocations};
-use sirocco_tools::sim::{Mode, Script, SimConfig, Simulation};
+use sirocco_tools::sim::{Limits, Mode, Script, SimConfig, Simulation};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -26,6 +26,19 @@ fn run_counting(sim: &mut Simulation, resolved: u64) -> (u64, u64) {
 }
 
 fn simulation(tree: &TestTree, connections: usize, count: usize, mode: Mode) -> Simulation {
+    let mut config = SimConfig::new(7, connections);
+    config.fleet.rx_buffer = 4096;
+    simulation_with(tree, config, connections, count, mode)
+}
+
+/// `connections` clients, each making `count` requests for the tree's one file.
+fn simulation_with(
+    tree: &TestTree,
+    config: SimConfig,
+    connections: usize,
+    count: usize,
+    mode: Mode,
+) -> Simulation {
     // The tree holds one file: a GET of it, expecting its exact bytes.
     let requests = tree.get_all();
     let scripts = (0..connections)
@@ -36,8 +49,6 @@ fn simulation(tree: &TestTree, connections: usize, count: usize, mode: Mode) -> 
             mode,
         })
         .collect();
-    let mut config = SimConfig::new(7, connections);
-    config.fleet.rx_buffer = 4096;
     tree.simulation(config, scripts)
 }
 
@@ -79,4 +90,40 @@ fn new_connections_allocate_nothing_after_warm_up() {
     let report = sim.report();
     assert_all_ok(&report, total);
     assert!(report.server.stack.time_wait_entered >= total - connections as u64);
+}
+
+/// The server's heap as the simulation counts it (what `sirocco-bench` reports per connection
+/// as `bytes_per_connection`) holds every pooled connection's two socket buffers, and not the
+/// client fleet's: the fleet's receive buffers here are 64 KiB each, so counting them would
+/// put the figure far above the bound. Measured as the growth from 200 to 600 connections,
+/// which leaves out what the server allocates whatever their number.
+#[test]
+fn the_server_heap_counts_the_servers_buffers_and_not_the_fleets() {
+    let tree = TestTree::with_sizes(&[512]);
+    let heap = |connections: usize| {
+        let mut config = SimConfig::new(7, connections);
+        config.fleet.rx_buffer = 64 * 1024;
+        config.server.stack.max_connections = connections;
+        let mut sim = simulation_with(
+            &tree,
+            config,
+            connections,
+            3,
+            Mode::KeepAlive { pipeline: 1 },
+        );
+        let total = (connections * 3) as u64;
+        sim.run_until(Limits::secs(600), |sim| sim.fleet().progress().0 >= total)
+            .expect("the run");
+        assert_all_ok(&sim.report(), total);
+        sim.server_heap_bytes()
+    };
+    let stack = SimConfig::new(7, 1).server.stack;
+    let buffers = (stack.rx_buffer + stack.tx_buffer) as i64;
+    let (few, many) = (heap(200), heap(600));
+    let per_connection = (many - few) / 400;
+    assert!(
+        per_connection >= buffers && per_connection <= 16 * 1024,
+        "{per_connection} bytes per connection ({few} at 200, {many} at 600; the socket \
+         buffers alone are {buffers})"
+    );
 }
