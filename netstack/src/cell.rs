@@ -179,6 +179,22 @@ impl<A> Cell<A> {
         crate::prefetch_value(&self.app, 128, prefetch);
     }
 
+    /// Hints the first lines of the socket's free send space, where the next response head
+    /// will be written, and of the application state. The send space is found by a send of
+    /// nothing: smoltcp lends the free space and takes no octet (a socket that cannot send
+    /// refuses, and nothing is hinted).
+    pub fn prefetch_send_room(&mut self, prefetch: Prefetch) {
+        let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
+        let _ = socket.send(|room: &mut [u8]| {
+            let start = room.as_ptr();
+            for offset in (0..room.len().min(256)).step_by(64) {
+                prefetch(start.wrapping_add(offset));
+            }
+            (0, ())
+        });
+        crate::prefetch_value(&self.app, 512, prefetch);
+    }
+
     /// Takes a pooled cell into service for a connection whose handshake the front end
     /// completed: the socket goes straight to ESTABLISHED with what the handshake agreed.
     /// `false` if the socket refused (a zero port; ruled out by config validation).

@@ -50,6 +50,10 @@ const STAGING_SLOTS: usize = 256;
 const SLOT_AHEAD: usize = 6;
 const CELL_AHEAD: usize = 4;
 const SOCKET_AHEAD: usize = 2;
+/// How many ready connections ahead of the one being served [`Stack::serve_ready`] prefetches
+/// where its response head will be written (and its application state): with many
+/// connections those are lines no frame has touched, and the head's stores would miss.
+const SERVE_AHEAD: usize = 2;
 /// A ring of the look-ahead's findings, by frame index: larger than `SLOT_AHEAD`.
 const AHEAD_RING: usize = 8;
 /// Smallest socket buffer accepted: a few segments.
@@ -999,7 +1003,16 @@ impl<A: ConnApp> Stack<A> {
     /// recycled by `poll_egress`.
     pub fn serve_ready(&mut self, now: Instant, f: &mut dyn FnMut(Conn<'_, A>)) {
         self.now = now;
-        for r in self.ready.drain(..) {
+        // Taken out to look ahead in it while serving; put back (with its capacity) after.
+        let ready = std::mem::take(&mut self.ready);
+        let prefetch = self.prefetch.filter(|_| ready.len() > SERVE_AHEAD);
+        for (k, &r) in ready.iter().enumerate() {
+            // A stale entry (a recycled cell) only makes the hint useless.
+            if let (Some(prefetch), Some(ahead)) = (prefetch, ready.get(k + SERVE_AHEAD))
+                && let Some(cell) = self.cells.get_mut(ahead.index as usize)
+            {
+                cell.prefetch_send_room(prefetch);
+            }
             let Some(cell) = self.cells.get_mut(r.index as usize) else {
                 continue;
             };
@@ -1020,6 +1033,8 @@ impl<A: ConnApp> Stack<A> {
             }
             mark_dirty(&mut self.dirty, cell, r);
         }
+        self.ready = ready;
+        self.ready.clear();
     }
 
     /// Emits: first the front end's pending replies (ARP, ICMP echo, RST), then every dirty
