@@ -172,10 +172,7 @@ impl<A> Cell<A> {
     /// through the socket set would read the socket's own storage, the miss to avoid), and the
     /// first lines of the application state, which lie past the cell's first lines.
     pub fn prefetch_socket(&self, socket: usize, prefetch: Prefetch) {
-        let lines = std::ptr::without_provenance::<u8>(socket);
-        for offset in (0..512).step_by(64) {
-            prefetch(lines.wrapping_add(offset));
-        }
+        crate::prefetch_lines(std::ptr::without_provenance(socket), 512, prefetch);
         crate::prefetch_value(&self.app, 128, prefetch);
     }
 
@@ -186,10 +183,7 @@ impl<A> Cell<A> {
     pub fn prefetch_send_room(&mut self, prefetch: Prefetch) {
         let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
         let _ = socket.send(|room: &mut [u8]| {
-            let start = room.as_ptr();
-            for offset in (0..room.len().min(256)).step_by(64) {
-                prefetch(start.wrapping_add(offset));
-            }
+            crate::prefetch_lines(room.as_ptr(), room.len().min(256), prefetch);
             (0, ())
         });
         crate::prefetch_value(&self.app, 512, prefetch);

@@ -111,7 +111,12 @@ pub type Prefetch = fn(*const u8);
 /// Hints every cache line of `value`, up to its first `cap` bytes.
 pub(crate) fn prefetch_value<T>(value: &T, cap: usize, prefetch: Prefetch) {
     let start = std::ptr::from_ref(value).cast::<u8>();
-    for offset in (0..std::mem::size_of::<T>().min(cap)).step_by(64) {
+    prefetch_lines(start, std::mem::size_of::<T>().min(cap), prefetch);
+}
+
+/// Hints the cache lines of the `len` bytes at `start` (an address only: never read).
+pub(crate) fn prefetch_lines(start: *const u8, len: usize, prefetch: Prefetch) {
+    for offset in (0..len).step_by(64) {
         prefetch(start.wrapping_add(offset));
     }
 }
