@@ -54,7 +54,8 @@ pub struct Capabilities {
     pub max_frame_len: usize,
     /// The backend (or NIC) has already verified IPv4/TCP checksums of received frames.
     pub rx_checksum_verified: bool,
-    /// The backend (or NIC) fills in IPv4/TCP checksums of transmitted frames.
+    /// The backend (or NIC) fills in the TCP checksums of transmitted frames, whatever their
+    /// checksum field holds; IPv4 header, ICMP and UDP checksums stay the stack's.
     pub tx_checksum_offload: bool,
     /// Frames are lent straight from the device's ring, without a copy.
     pub zero_copy: bool,

@@ -329,13 +329,17 @@ fn ping_is_answered_through_af_xdp() {
     let lab = Lab::new();
     let mut driver = open_in(&lab, Filter::RedirectAll);
     eprintln!("AF_XDP on veth: {}", driver.mode_description());
-    // veth has native XDP and no zero-copy (DESIGN.md): Auto must pick native + copy.
+    // veth has native XDP and no zero-copy (DESIGN.md): Auto must pick native + copy. Its
+    // `tx-checksumming` is on, and this kernel takes TX metadata: TCP checksums go to it.
     assert_eq!(driver.attach_mode(), AttachMode::Native);
     assert!(!driver.zero_copy());
-    assert_eq!(driver.mode_description(), "native XDP, copy mode, queue 0");
+    assert_eq!(
+        driver.mode_description(),
+        "native XDP, copy mode, queue 0, TCP checksums offloaded"
+    );
     let caps = driver.capabilities();
     assert_eq!((caps.mtu, caps.max_frame_len), (1500, 1514));
-    assert!(!caps.zero_copy && !caps.tx_checksum_offload);
+    assert!(!caps.zero_copy && caps.tx_checksum_offload);
     assert!(
         matches!(lab.server_program(), Some((_, "native"))),
         "{:?}",
@@ -487,7 +491,7 @@ fn skb_mode_and_need_wakeup_also_answer_pings() {
     let mut driver = open_with(&lab, config);
     assert_eq!(
         driver.mode_description(),
-        "SKB (generic) XDP, copy mode, queue 0, need-wakeup"
+        "SKB (generic) XDP, copy mode, queue 0, need-wakeup, TCP checksums offloaded"
     );
     assert!(
         matches!(lab.server_program(), Some((_, "generic"))),
@@ -523,7 +527,7 @@ fn unsupported_modes_say_what_to_do() {
     };
     assert_eq!(
         open(native).expect("a frags-aware program attaches natively at MTU 4000"),
-        "native XDP, copy mode, queue 0, multi-buffer (MTU 4000)"
+        "native XDP, copy mode, queue 0, multi-buffer (MTU 4000), TCP checksums offloaded"
     );
 }
 
@@ -539,11 +543,12 @@ fn jumbo_pings_are_answered_over_multi_buffer() {
     for (mode, description) in [
         (
             AttachMode::Native,
-            "native XDP, copy mode, queue 0, multi-buffer (MTU 9000)",
+            "native XDP, copy mode, queue 0, multi-buffer (MTU 9000), TCP checksums offloaded",
         ),
         (
             AttachMode::Skb,
-            "SKB (generic) XDP, copy mode, queue 0, multi-buffer (MTU 9000)",
+            "SKB (generic) XDP, copy mode, queue 0, multi-buffer (MTU 9000), TCP checksums \
+             offloaded",
         ),
     ] {
         let config = AfXdpConfig {

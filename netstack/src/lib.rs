@@ -210,7 +210,8 @@ pub struct StackConfig {
     pub mtu: usize,
     /// The driver verified RX checksums: the front end need not.
     pub rx_checksum_verified: bool,
-    /// The driver fills TX checksums: cells need not.
+    /// The driver fills in the TCP checksums of what the stack sends: the stack leaves them
+    /// zero. IPv4 header, ICMP and UDP checksums are the stack's whatever this says.
     pub tx_checksum_offload: bool,
     /// A connection that has not completed its handshake within this is dropped. The default,
     /// 63 s, lets the SYN-ACK be sent on Linux's schedule (after 1, 2, 4, 8 and 16 s more) and

@@ -266,17 +266,17 @@ impl<A: ConnApp> Stack<A> {
         mut seeds: Box<dyn FnMut() -> u64>,
     ) -> Result<Self, ConfigError> {
         validate(&config)?;
-        let tx_caps = if config.tx_checksum_offload {
-            ChecksumCapabilities::ignored()
-        } else {
-            ChecksumCapabilities::default()
-        };
+        // The driver's offload covers TCP alone: IPv4 header, ICMP and UDP checksums are ours.
+        let mut tx_caps = ChecksumCapabilities::default();
+        if config.tx_checksum_offload {
+            tx_caps.tcp = smoltcp::phy::Checksum::Rx;
+        }
         // Cells never verify: the front end already did (or the driver did).
         let mut cell_checksums = tx_caps.clone();
-        cell_checksums.ipv4 = tx_only(config.tx_checksum_offload);
+        cell_checksums.ipv4 = smoltcp::phy::Checksum::Tx;
         cell_checksums.tcp = tx_only(config.tx_checksum_offload);
-        cell_checksums.icmpv4 = tx_only(config.tx_checksum_offload);
-        cell_checksums.icmpv6 = tx_only(config.tx_checksum_offload);
+        cell_checksums.icmpv4 = smoltcp::phy::Checksum::Tx;
+        cell_checksums.icmpv6 = smoltcp::phy::Checksum::Tx;
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = config.mtu;

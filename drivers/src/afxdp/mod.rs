@@ -36,6 +36,7 @@ mod program;
 mod queue;
 mod ring;
 mod socket;
+mod tx_meta;
 mod umem;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -49,7 +50,7 @@ use crate::{
     Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
 };
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
-use queue::{Queue, Rings};
+use queue::{Queue, Rings, TxChecksum};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
 use umem::{CHUNK_SIZE, Umem};
 
@@ -80,6 +81,27 @@ pub enum CopyMode {
     Copy,
 }
 
+/// Who completes the TCP checksums of the frames sent ([`AfXdpConfig::tx_checksum`]). The
+/// stack always fills in IPv4 header, ICMP and UDP checksums itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxChecksumOffload {
+    /// The device, through TX metadata, where that is known to work: copy mode, an interface
+    /// with `tx-checksumming` on, a kernel that takes TX metadata (Linux 6.11+). Otherwise the
+    /// stack. Zero-copy stays with the stack: a NIC driver without the checksum request would
+    /// ignore it, and AF_XDP cannot tell.
+    #[default]
+    Auto,
+    /// The stack computes every checksum.
+    Off,
+    /// The device, through TX metadata; opening fails where the kernel refuses it. In
+    /// zero-copy mode the NIC driver must implement the request (`tx-checksum` among the
+    /// netdev's `xsk-features`).
+    On,
+    /// TX metadata with `XDP_UMEM_TX_SW_CSUM`: the kernel completes each checksum in software.
+    /// Its debugging aid, and how to check the requests where no device completes them.
+    KernelSoftware,
+}
+
 /// Settings for [`AfXdp::open`]. [`AfXdpConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfXdpConfig {
@@ -96,6 +118,8 @@ pub struct AfXdpConfig {
     /// Bind with `XDP_USE_NEED_WAKEUP`: kick only when the kernel asks. Helps zero-copy
     /// drivers; in copy mode TX always asks, so it changes little.
     pub need_wakeup: bool,
+    /// Who completes TCP checksums; see [`TxChecksumOffload`].
+    pub tx_checksum: TxChecksumOffload,
 }
 
 impl AfXdpConfig {
@@ -110,6 +134,7 @@ impl AfXdpConfig {
             ring_size: 2048,
             frame_count: 4096,
             need_wakeup: false,
+            tx_checksum: TxChecksumOffload::Auto,
         }
     }
 
@@ -165,6 +190,9 @@ pub struct XdpCounters {
     pub rx_chains_dropped: u64,
     /// Frames sent as a chain of descriptors.
     pub tx_chains: u64,
+    /// TCP frames sent with a TX-metadata checksum request, for the device (or the kernel) to
+    /// complete (see [`TxChecksumOffload`]).
+    pub tx_checksum_requests: u64,
 }
 
 /// The kernel's counters for the socket (`XDP_STATISTICS`).
@@ -205,6 +233,7 @@ pub struct AfXdp {
     native_refused: Option<String>,
     zero_copy: bool,
     need_wakeup: bool,
+    tx_checksum: TxChecksum,
     caps: Capabilities,
 }
 
@@ -309,7 +338,22 @@ impl AfXdp {
                 umem_mib(config)
             ))
         })?;
-        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex, mtu)?;
+        let tx_metadata = match config.tx_checksum {
+            TxChecksumOffload::Off => None,
+            TxChecksumOffload::On => Some(false),
+            TxChecksumOffload::KernelSoftware => Some(true),
+            TxChecksumOffload::Auto => (config.copy != CopyMode::ZeroCopy
+                && host::offload(&config.iface, host::Offload::TxChecksum).unwrap_or(false)
+                && socket::takes_tx_metadata())
+            .then_some(false),
+        };
+        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex, mtu, tx_metadata)?;
+        let tx_checksum = match (config.tx_checksum, tx_metadata) {
+            (_, None) => TxChecksum::Stack,
+            (TxChecksumOffload::Auto, Some(_)) if zero_copy => TxChecksum::Stack,
+            (_, Some(false)) => TxChecksum::Device,
+            (_, Some(true)) => TxChecksum::KernelSoftware,
+        };
 
         let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
         bpf::update_u32(attachment.map.as_fd(), config.queue, sock_fd).map_err(|e| {
@@ -329,9 +373,10 @@ impl AfXdp {
         };
         let caps = Capabilities {
             zero_copy,
+            tx_checksum_offload: tx_checksum != TxChecksum::Stack,
             ..Capabilities::ethernet(served_mtu)
         };
-        let queue = Queue::new(
+        let mut queue = Queue::new(
             rings,
             umem,
             socket,
@@ -339,6 +384,9 @@ impl AfXdp {
             config.need_wakeup,
             multi_buffer,
         );
+        if tx_metadata.is_some() {
+            queue.set_tx_metadata(tx_checksum);
+        }
         Ok(AfXdp {
             _attachment: Arc::clone(attachment),
             data_path: queue,
@@ -349,6 +397,7 @@ impl AfXdp {
             native_refused: native_refused.clone(),
             zero_copy,
             need_wakeup: config.need_wakeup,
+            tx_checksum,
             caps,
         })
     }
@@ -366,6 +415,13 @@ impl AfXdp {
         }
         if self.need_wakeup {
             text.push_str(", need-wakeup");
+        }
+        match self.tx_checksum {
+            TxChecksum::Stack => {}
+            TxChecksum::Device => text.push_str(", TCP checksums offloaded"),
+            TxChecksum::KernelSoftware => {
+                text.push_str(", TCP checksums by the kernel in software")
+            }
         }
         if let Some(why) = &self.native_refused {
             text.push_str(&format!(" (native XDP refused: {why})"));
@@ -603,7 +659,13 @@ fn attach_error(iface: &str, mode: AttachMode, mtu: usize, e: std::io::Error) ->
 
 /// The socket settings of `config`'s queue, in zero-copy or copy mode, multi-buffer if the
 /// interface's `mtu` needs it.
-fn socket_config(config: &AfXdpConfig, ifindex: u32, zero_copy: bool, mtu: usize) -> SocketConfig {
+fn socket_config(
+    config: &AfXdpConfig,
+    ifindex: u32,
+    zero_copy: bool,
+    mtu: usize,
+    tx_metadata: Option<bool>,
+) -> SocketConfig {
     SocketConfig {
         ifindex,
         queue: config.queue,
@@ -611,6 +673,7 @@ fn socket_config(config: &AfXdpConfig, ifindex: u32, zero_copy: bool, mtu: usize
         zero_copy,
         need_wakeup: config.need_wakeup,
         multi_buffer: needs_multi_buffer(mtu),
+        tx_metadata,
     }
 }
 
@@ -620,8 +683,9 @@ fn open_socket(
     config: &AfXdpConfig,
     ifindex: u32,
     mtu: usize,
+    tx_metadata: Option<bool>,
 ) -> Result<(XdpSocket, Rings, bool), DriverError> {
-    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy, mtu);
+    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy, mtu, tx_metadata);
     let open = |zero_copy| {
         XdpSocket::open(umem, &socket_config(zero_copy))
             .map_err(|e| socket_error(config, zero_copy, mtu, e))

@@ -144,7 +144,10 @@ pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialE
         failure: DriverErrorKind::Setup,
         message: format!("cannot map a UMEM for the trial bind: {e}"),
     })?;
-    match XdpSocket::open(&umem, &socket_config(&config, ifindex, zero_copy, mtu)) {
+    match XdpSocket::open(
+        &umem,
+        &socket_config(&config, ifindex, zero_copy, mtu, None),
+    ) {
         Ok(socket) => {
             drop(socket);
             Ok(())

@@ -45,6 +45,7 @@ use std::io;
 
 use super::XdpCounters;
 use super::ring::{ConsumerRing, ProducerRing};
+use super::tx_meta::{self, TX_METADATA_LEN};
 use super::umem::Umem;
 use crate::{DriverCounters, DriverError, RX_LEND_MAX};
 
@@ -85,6 +86,45 @@ pub(crate) struct Queue<D> {
     tx_scratch: Box<[u8]>,
     /// The RX chain being gathered, if its last descriptor has not come yet.
     rx_chain: Option<Chain>,
+    /// Bytes in front of each TX frame in its chunk: [`TX_METADATA_LEN`] for a UMEM
+    /// registered with TX metadata (the kernel then wants them before every descriptor), else
+    /// none.
+    tx_headroom: u32,
+    /// Who completes the TCP checksums of what this queue sends.
+    tx_checksum: TxChecksum,
+}
+
+/// Who completes the TCP checksums of the frames a queue sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxChecksum {
+    /// The stack filled in every checksum: frames go as they are.
+    Stack,
+    /// Each TCP frame goes with a checksum request in its TX metadata
+    /// ([`tx_meta`](super::tx_meta)) that the device completes.
+    Device,
+    /// As `Device`, on a UMEM registered with `XDP_UMEM_TX_SW_CSUM`: the kernel completes the
+    /// checksums in software.
+    KernelSoftware,
+}
+
+/// With a checksum request wanted (`tx_checksum` not `Stack`): prepares `frame` and writes its
+/// request into `meta` (the bytes in front of it) if it is TCP, counting it in `xdp`. Returns
+/// the descriptor option that goes with it.
+fn request_checksum(
+    tx_checksum: TxChecksum,
+    meta: &mut [u8],
+    frame: &mut [u8],
+    xdp: &mut XdpCounters,
+) -> u32 {
+    if tx_checksum == TxChecksum::Stack {
+        return 0;
+    }
+    let Some((start, offset)) = tx_meta::prepare_tcp(frame) else {
+        return 0;
+    };
+    tx_meta::write_request(meta, start, offset);
+    xdp.tx_checksum_requests += 1;
+    libc::XDP_TX_METADATA
 }
 
 /// What one [`Queue::rx_lend`] did: descriptors walked and released, frames lent, and whether
@@ -151,6 +191,8 @@ impl<D: Doorbell> Queue<D> {
             rx_scratch: scratch(),
             tx_scratch: scratch(),
             rx_chain: None,
+            tx_headroom: 0,
+            tx_checksum: TxChecksum::Stack,
         };
         queue.prime_fill_ring();
         queue
@@ -168,6 +210,19 @@ impl<D: Doorbell> Queue<D> {
         }
         fill.cancel(granted - filled);
         fill.submit(filled);
+    }
+
+    /// For a UMEM registered with [`TX_METADATA_LEN`] bytes of TX metadata, before anything
+    /// is staged: keeps those bytes in front of every TX frame, and leaves TCP checksums to
+    /// `tx_checksum` (anything but [`TxChecksum::Stack`] needs the metadata).
+    pub(crate) fn set_tx_metadata(&mut self, tx_checksum: TxChecksum) {
+        self.tx_headroom = TX_METADATA_LEN;
+        self.tx_checksum = tx_checksum;
+    }
+
+    /// Longest part of a TX frame one chunk holds, after the metadata in front of it.
+    fn tx_part_len(&self) -> usize {
+        (self.umem.chunk_size() - self.tx_headroom) as usize
     }
 
     pub(crate) fn doorbell(&self) -> &D {
@@ -361,7 +416,7 @@ impl<D: Doorbell> Queue<D> {
 
     /// Descriptors (and chunks) a TX frame of `len` bytes takes.
     fn descriptors_for(&self, len: usize) -> usize {
-        len.div_ceil(self.umem.chunk_size() as usize)
+        len.div_ceil(self.tx_part_len())
     }
 
     /// See the module documentation and [`FrameIo::tx_stage`](crate::FrameIo::tx_stage).
@@ -374,7 +429,7 @@ impl<D: Doorbell> Queue<D> {
             self.counters.tx_dropped += 1;
             return false;
         }
-        if len > self.umem.chunk_size() as usize {
+        if len > self.tx_part_len() {
             return self.tx_stage_chain(len, fill);
         }
         if self.umem.free_count() == 0 {
@@ -390,19 +445,22 @@ impl<D: Doorbell> Queue<D> {
             self.counters.tx_ring_full += 1;
             return false;
         }
+        let headroom = self.tx_headroom;
         // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
-        let Some(buf) = (unsafe { self.umem.frame_mut(addr, len32) }) else {
-            // Unreachable: `len <= max_frame_len < chunk size`. Undo rather than panic.
+        let Some(buf) = (unsafe { self.umem.frame_mut(addr, headroom + len32) }) else {
+            // Unreachable: `len <= tx_part_len()`. Undo rather than panic.
             tx.cancel(1);
             self.umem.release(addr);
             self.counters.tx_dropped += 1;
             return false;
         };
-        fill(buf);
+        let (meta, frame) = buf.split_at_mut(headroom as usize);
+        fill(frame);
+        let options = request_checksum(self.tx_checksum, meta, frame, &mut self.xdp);
         let desc = libc::xdp_desc {
-            addr,
+            addr: addr + u64::from(headroom),
             len: len32,
-            options: 0,
+            options,
         };
         tx.write(self.staged, desc);
         self.staged += 1;
@@ -421,7 +479,7 @@ impl<D: Doorbell> Queue<D> {
             self.counters.tx_dropped += 1;
             return false;
         }
-        let descs = len.div_ceil(self.umem.chunk_size() as usize);
+        let descs = self.descriptors_for(len);
         if self.umem.free_count() < descs {
             self.reclaim_completions();
         }
@@ -439,8 +497,21 @@ impl<D: Doorbell> Queue<D> {
             return false;
         }
         fill(&mut self.tx_scratch[..len]);
-        let chunk = self.umem.chunk_size() as usize;
-        for (i, part) in self.tx_scratch[..len].chunks(chunk).enumerate() {
+        let headroom = self.tx_headroom;
+        let mut checksum = None;
+        if self.tx_checksum != TxChecksum::Stack
+            && let Some((start, offset)) = tx_meta::prepare_tcp(&mut self.tx_scratch[..len])
+        {
+            if self.tx_checksum == TxChecksum::KernelSoftware {
+                // The kernel's software completion runs on the first descriptor alone, before
+                // the rest of the chain joins the packet: complete a chain here instead.
+                tx_meta::complete(&mut self.tx_scratch[..len], start, offset);
+            } else {
+                checksum = Some((start, offset));
+            }
+        }
+        let part_len = (self.umem.chunk_size() - headroom) as usize;
+        for (i, part) in self.tx_scratch[..len].chunks(part_len).enumerate() {
             // Cannot fail: `free_count() >= descs` was checked above and nothing took a
             // chunk since; the `else` only keeps a broken invariant from panicking.
             let Some(addr) = self.umem.alloc() else {
@@ -448,15 +519,28 @@ impl<D: Doorbell> Queue<D> {
             };
             // `part` is at most one chunk: a u32.
             let part_len = part.len() as u32;
+            let mut options = if i + 1 == descs {
+                0
+            } else {
+                libc::XDP_PKT_CONTD
+            };
             // SAFETY: `addr` came off the free stack: no descriptor the kernel holds names it.
-            if let Some(to) = unsafe { self.umem.frame_mut(addr, part_len) } {
+            if let Some(to) = unsafe { self.umem.frame_mut(addr, headroom + part_len) } {
+                let (meta, to) = to.split_at_mut(headroom as usize);
                 to.copy_from_slice(part);
+                // The request goes with the first descriptor, as the kernel reads it.
+                if i == 0
+                    && let Some((start, offset)) = checksum
+                {
+                    tx_meta::write_request(meta, start, offset);
+                    options |= libc::XDP_TX_METADATA;
+                    self.xdp.tx_checksum_requests += 1;
+                }
             }
-            let last = i + 1 == descs;
             let desc = libc::xdp_desc {
-                addr,
+                addr: addr + u64::from(headroom),
                 len: part_len,
-                options: if last { 0 } else { libc::XDP_PKT_CONTD },
+                options,
             };
             tx.write(self.staged + i as u32, desc);
         }
@@ -866,6 +950,95 @@ mod tests {
         assert!(!queue.tx_stage(MAX_FRAME + 1, &mut |_| panic!("oversize frame")));
         assert_eq!(queue.counters().tx_dropped, 2);
         assert_eq!(queue.tx_room(), 8);
+    }
+
+    /// Takes what is on the TX ring: each descriptor with the metadata in front of its frame,
+    /// and the frames (a chain joined into one).
+    fn take_tx(
+        queue: &Queue<Bell>,
+        kernel: &mut FakeKernel,
+    ) -> (Vec<(libc::xdp_desc, Vec<u8>)>, Vec<Vec<u8>>) {
+        let n = kernel.tx.peek(u32::MAX);
+        let mut descs = Vec::new();
+        let mut frames = Vec::new();
+        let mut open = Vec::new();
+        for i in 0..n {
+            let desc = kernel.tx.read(i).unwrap();
+            let meta_at = desc.addr - u64::from(TX_METADATA_LEN);
+            // SAFETY: the chunk is on the TX ring: the queue does not write it until it
+            // comes back on the completion ring.
+            let meta = unsafe { queue.umem.frame(meta_at, TX_METADATA_LEN) }.unwrap();
+            // SAFETY: as above.
+            let part = unsafe { queue.umem.frame(desc.addr, desc.len) }.unwrap();
+            open.extend_from_slice(part);
+            if desc.options & libc::XDP_PKT_CONTD == 0 {
+                frames.push(std::mem::take(&mut open));
+            }
+            descs.push((desc, meta.to_vec()));
+        }
+        kernel.tx.release(n);
+        (descs, frames)
+    }
+
+    #[test]
+    fn with_tx_metadata_tcp_frames_go_with_a_checksum_request_and_the_rest_as_they_are() {
+        let (mut queue, mut kernel) = queue(8, 32, 0, false);
+        queue.set_tx_metadata(TxChecksum::Device);
+        let tcp = tx_meta::tests::frame(false, b"payload");
+        let other = frame(1, 100);
+        for f in [&tcp, &other] {
+            assert!(queue.tx_stage(f.len(), &mut |buf| buf.copy_from_slice(f)));
+        }
+        queue.tx_flush().unwrap();
+        let (descs, mut sent) = take_tx(&queue, &mut kernel);
+        assert_eq!(descs.len(), 2);
+        for (desc, _) in &descs {
+            assert_eq!(
+                desc.addr % u64::from(CHUNK_SIZE),
+                u64::from(TX_METADATA_LEN)
+            );
+        }
+        let (tcp_desc, meta) = &descs[0];
+        assert_eq!(tcp_desc.options, libc::XDP_TX_METADATA);
+        let mut request = vec![0; TX_METADATA_LEN as usize];
+        tx_meta::write_request(&mut request, 34, 16);
+        assert_eq!(meta, &request);
+        assert_eq!(descs[1].0.options, 0, "not TCP: no request");
+        assert_eq!(queue.xdp_counters().tx_checksum_requests, 1);
+        // The frame went with the pseudo-header sum in its field; completing it gives back
+        // smoltcp's checksum.
+        assert_eq!(sent[1], other);
+        tx_meta::complete(&mut sent[0], 34, 16);
+        assert_eq!(sent[0], tcp);
+    }
+
+    #[test]
+    fn with_tx_metadata_a_chain_asks_on_its_first_descriptor_or_is_completed_here() {
+        for (mode, flagged) in [
+            (TxChecksum::Device, libc::XDP_TX_METADATA),
+            (TxChecksum::KernelSoftware, 0),
+        ] {
+            let (mut queue, mut kernel) = jumbo_queue(16, 64);
+            queue.set_tx_metadata(mode);
+            let tcp = tx_meta::tests::frame(false, &[7u8; 8_948]);
+            assert!(queue.tx_stage(tcp.len(), &mut |buf| buf.copy_from_slice(&tcp)));
+            queue.tx_flush().unwrap();
+            let (descs, mut sent) = take_tx(&queue, &mut kernel);
+            // 9002 bytes in parts of at most 4096 - 24.
+            let parts: Vec<u32> = descs.iter().map(|(d, _)| d.len).collect();
+            assert_eq!(parts, [4072, 4072, 858], "{mode:?}");
+            assert_eq!(
+                descs[0].0.options,
+                libc::XDP_PKT_CONTD | flagged,
+                "{mode:?}"
+            );
+            assert_eq!(descs[1].0.options, libc::XDP_PKT_CONTD);
+            assert_eq!(descs[2].0.options, 0);
+            if mode == TxChecksum::Device {
+                tx_meta::complete(&mut sent[0], 34, 16);
+            }
+            assert_eq!(sent[0], tcp, "{mode:?}");
+        }
     }
 
     #[test]

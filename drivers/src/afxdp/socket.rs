@@ -36,6 +36,9 @@ pub(crate) struct SocketConfig {
     pub(crate) need_wakeup: bool,
     /// Bind with `XDP_USE_SG`: frames longer than a chunk come and go as descriptor chains.
     pub(crate) multi_buffer: bool,
+    /// Register the UMEM with TX metadata ([`Umem::registration`]): `Some(true)` for the
+    /// kernel's software checksums.
+    pub(crate) tx_metadata: Option<bool>,
 }
 
 /// The setup step that failed, for the caller's error message.
@@ -58,6 +61,22 @@ pub(crate) struct SocketError {
 
 fn at(step: SocketStep) -> impl Fn(io::Error) -> SocketError {
     move |error| SocketError { step, error }
+}
+
+/// Whether this kernel registers a UMEM with TX metadata (Linux 6.11+), tried on a throwaway
+/// socket and a UMEM of one chunk of its own, so the real one is registered once.
+pub(crate) fn takes_tx_metadata() -> bool {
+    let Ok(umem) = Umem::new(1, 4096) else {
+        return false;
+    };
+    xdp_socket().is_ok_and(|fd| {
+        set_xdp_option(
+            fd.as_fd(),
+            libc::XDP_UMEM_REG,
+            &umem.registration(Some(false)),
+        )
+        .is_ok()
+    })
 }
 
 /// The socket's descriptor; its rings go to the [`Queue`](super::queue::Queue) that uses it
@@ -85,8 +104,12 @@ impl XdpSocket {
         config: &SocketConfig,
     ) -> Result<(XdpSocket, Rings), SocketError> {
         let fd = xdp_socket().map_err(at(SocketStep::Create))?;
-        set_xdp_option(fd.as_fd(), libc::XDP_UMEM_REG, &umem.registration())
-            .map_err(at(SocketStep::RegisterUmem))?;
+        set_xdp_option(
+            fd.as_fd(),
+            libc::XDP_UMEM_REG,
+            &umem.registration(config.tx_metadata),
+        )
+        .map_err(at(SocketStep::RegisterUmem))?;
         for ring in [
             libc::XDP_UMEM_FILL_RING,
             libc::XDP_UMEM_COMPLETION_RING,

@@ -1639,3 +1639,66 @@ fn forged_or_useless_path_mtu_reports_change_nothing_and_are_counted() {
     stack.poll_egress(t(3), &mut wire);
     assert!(wire.frames.iter().any(|f| f.len() == 14 + 1500));
 }
+
+/// With the driver's TCP checksum offload, every TCP frame the stack sends (the front end's
+/// SYN-ACK and a cell's data alike) leaves the TCP checksum zero for the driver, and still
+/// carries a good IPv4 header checksum; ICMP stays the stack's.
+#[test]
+fn with_tcp_checksum_offload_only_the_tcp_checksum_is_left_to_the_driver() {
+    let mut c = config();
+    c.tx_checksum_offload = true;
+    let mut stack = stack_with(c);
+    let mut peer = Peer::new(40000);
+    stack.handle_frame(t(0), &peer.syn());
+    let mut frames = pump(&mut stack, t(0));
+    let fill_checksums = |frames: &mut Vec<Vec<u8>>| {
+        for frame in frames.iter_mut() {
+            let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+            assert!(ip.verify_checksum(), "IPv4 header checksum");
+            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+            let mut tcp = TcpPacket::new_checked(&mut frame[34..]).unwrap();
+            assert_eq!(tcp.checksum(), 0, "left to the driver");
+            tcp.fill_checksum(&src, &dst);
+        }
+    };
+    fill_checksums(&mut frames);
+    let synack = only_tcp(&frames);
+    stack.handle_frame(t(0), &peer.ack_syn(&synack));
+    stack.handle_frame(t(1), &peer.data(b"GET / HTTP/1.1\r\n\r\n"));
+    stack.serve_ready(t(1), &mut |conn: Conn<'_, App>| {
+        assert_eq!(
+            conn.socket.send_shared(repeated(b'y', 3000), 0, 3000),
+            Ok(3000)
+        );
+    });
+    let mut wire = Wire::new();
+    stack.poll_egress(t(1), &mut wire);
+    fill_checksums(&mut wire.frames);
+    let sent: usize = wire.frames.iter().map(|f| parse_tcp(f).payload.len()).sum();
+    assert_eq!(sent, 3000);
+
+    let mut ping = peer.syn();
+    ping.truncate(34);
+    let echo = Icmpv4Repr::EchoRequest {
+        ident: 1,
+        seq_no: 1,
+        data: b"offload",
+    };
+    let mut body = vec![0; echo.buffer_len()];
+    echo.emit(
+        &mut Icmpv4Packet::new_unchecked(&mut body[..]),
+        &ChecksumCapabilities::default(),
+    );
+    let mut ip = Ipv4Packet::new_unchecked(&mut ping[14..]);
+    ip.set_next_header(IpProtocol::Icmp);
+    ip.set_total_len((20 + body.len()) as u16);
+    ip.fill_checksum();
+    ping.extend_from_slice(&body);
+    stack.handle_frame(t(2), &ping);
+    let reply = pump(&mut stack, t(2));
+    assert_eq!(reply.len(), 1);
+    let ip = Ipv4Packet::new_checked(&reply[0][14..]).unwrap();
+    assert!(ip.verify_checksum());
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(), "ICMP checksums are the stack's");
+}
