@@ -170,6 +170,14 @@ pub struct ServeArgs {
     /// back to SKB.
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
     pub xdp_mode: XdpMode,
+    /// AF_XDP: who computes the TCP checksums of what sirocco sends. `auto`: the NIC, through
+    /// TX metadata (Linux 6.11+), in copy mode on an interface with `tx-checksumming` on,
+    /// unless --capture or --tx-faults is given; else sirocco. `on`: the NIC, or fail at
+    /// start (in zero-copy mode the NIC driver must support the request). `off`: sirocco.
+    /// `kernel-software`: the kernel, in software (a test aid). IPv4 header checksums are
+    /// always sirocco's.
+    #[arg(long, value_enum, default_value_t = TxChecksumMode::Auto)]
+    pub tx_checksum_offload: TxChecksumMode,
     /// The NIC belongs to sirocco alone: take every frame of its queues. With AF_XDP every
     /// frame is redirected to sirocco; with netmap only the NIC rings are bound, which allows
     /// one engine per ring. By default only ARP for the server's address and IPv4 to it are
@@ -420,6 +428,14 @@ pub enum XdpMode {
     Auto,
     Native,
     Skb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TxChecksumMode {
+    Auto,
+    On,
+    Off,
+    KernelSoftware,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode};
+use sirocco_drivers::afxdp::{AfXdp, AfXdpConfig, AttachMode, TxChecksumOffload};
 use sirocco_drivers::capture::{Capture, CaptureDirection};
 use sirocco_drivers::faults::{FaultConfig, Faults};
 use sirocco_drivers::netmap::{self, Netmap, NetmapConfig};
@@ -23,7 +23,8 @@ use sirocco_drivers::{Filter, ServerAddresses};
 use super::{drain_on_signals, http_limits, load_cache, load_options, stack_config};
 use crate::access_log::AccessLog;
 use crate::cli::{
-    DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, ServerIps, XdpMode, default_mac,
+    DriverKind, MAX_ENGINES, SeccompMode, ServeArgs, ServerIps, TxChecksumMode, XdpMode,
+    default_mac,
 };
 use crate::lab;
 use crate::metrics::{self, MetricsBoard};
@@ -57,6 +58,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Fail fast, before loading a large tree, on what can be checked without the device.
     if driver == DriverKind::Netmap && !Path::new(NETMAP_DEVICE).exists() {
         bail!("{}", netmap::real::NO_NETMAP_MESSAGE);
+    }
+    let offload = match args.tx_checksum_offload {
+        TxChecksumMode::On => Some("on"),
+        TxChecksumMode::KernelSoftware => Some("kernel-software"),
+        TxChecksumMode::Auto | TxChecksumMode::Off => None,
+    };
+    if let Some(offload) = offload
+        && driver != DriverKind::Afxdp
+    {
+        bail!(
+            "--tx-checksum-offload {offload} needs --driver afxdp: the other drivers take \
+             whole checksums from sirocco"
+        );
     }
     if matches!(driver, DriverKind::Afxdp | DriverKind::Netmap) {
         let name = required_iface(&args, driver)?;
@@ -128,6 +142,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 XdpMode::Auto => AttachMode::Auto,
                 XdpMode::Native => AttachMode::Native,
                 XdpMode::Skb => AttachMode::Skb,
+            };
+            xdp.tx_checksum = match args.tx_checksum_offload {
+                // A capture (or the fault injector's corruption) must see whole checksums.
+                TxChecksumMode::Auto
+                    if args.common.capture.is_some() || args.common.tx_faults.is_some() =>
+                {
+                    TxChecksumOffload::Off
+                }
+                TxChecksumMode::Auto => TxChecksumOffload::Auto,
+                TxChecksumMode::On => TxChecksumOffload::On,
+                TxChecksumMode::Off => TxChecksumOffload::Off,
+                TxChecksumMode::KernelSoftware => TxChecksumOffload::KernelSoftware,
             };
             xdp.filter = if args.dedicated_nic {
                 Filter::RedirectAll
