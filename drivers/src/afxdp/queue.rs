@@ -952,12 +952,12 @@ mod tests {
         assert_eq!(queue.tx_room(), 8);
     }
 
+    /// A TX descriptor and the metadata in front of its frame.
+    type DescAndMeta = (libc::xdp_desc, Vec<u8>);
+
     /// Takes what is on the TX ring: each descriptor with the metadata in front of its frame,
     /// and the frames (a chain joined into one).
-    fn take_tx(
-        queue: &Queue<Bell>,
-        kernel: &mut FakeKernel,
-    ) -> (Vec<(libc::xdp_desc, Vec<u8>)>, Vec<Vec<u8>>) {
+    fn take_tx(queue: &Queue<Bell>, kernel: &mut FakeKernel) -> (Vec<DescAndMeta>, Vec<Vec<u8>>) {
         let n = kernel.tx.peek(u32::MAX);
         let mut descs = Vec::new();
         let mut frames = Vec::new();
