@@ -75,6 +75,17 @@ pub(crate) struct Cell<A> {
     recovery_counted: RecoveryStats,
 }
 
+/// `len` zero bytes whose pages are in memory: written here, at start-up, instead of being
+/// faulted in on the data path by the first segment that lands in them. (`vec![0; len]` alone
+/// asks the allocator for zeroed memory, which it may hand out as fresh pages that the kernel
+/// maps only at their first write.)
+fn touched_zeroes(len: usize) -> Vec<u8> {
+    let mut buffer = vec![0u8; len];
+    // `black_box`: the optimiser knows the allocation is zero and would drop the fill.
+    std::hint::black_box(&mut buffer[..]).fill(0);
+    buffer
+}
+
 impl<A: Default> Cell<A> {
     /// Builds a pooled cell: interface, socket with its buffers, no flow yet.
     pub fn new(
@@ -100,8 +111,8 @@ impl<A: Default> Cell<A> {
         let _ = routes.add_default_ipv6_route(Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
 
         let mut socket = TcpSocket::new(
-            smoltcp::socket::tcp::SocketBuffer::new(vec![0; config.rx_buffer]),
-            smoltcp::socket::tcp::SocketBuffer::new(vec![0; config.tx_buffer]),
+            smoltcp::socket::tcp::SocketBuffer::new(touched_zeroes(config.rx_buffer)),
+            smoltcp::socket::tcp::SocketBuffer::new(touched_zeroes(config.tx_buffer)),
         );
         // A static server writes whole responses at once: Nagle would only hold back the tail.
         socket.set_nagle_enabled(false);

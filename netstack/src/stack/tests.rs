@@ -1702,3 +1702,41 @@ fn with_tcp_checksum_offload_only_the_tcp_checksum_is_left_to_the_driver() {
     let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
     assert!(icmp.verify_checksum(), "ICMP checksums are the stack's");
 }
+
+/// Minor page faults of the calling thread so far (`/proc/thread-self/stat`, field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read the thread's stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    // State is field 3; minflt is field 10.
+    after_name
+        .split(' ')
+        .nth(7)
+        .expect("minflt")
+        .parse()
+        .expect("a count")
+}
+
+/// The pools are in memory once the stack is built: its socket buffers' pages were written
+/// then, so no connection's first segment takes a page fault on the data path.
+#[test]
+fn the_socket_buffers_are_paged_in_when_the_stack_is_built() {
+    // Buffers above glibc's largest mmap threshold (32 MiB): each is fresh memory, mapped only
+    // where written, whatever this process allocated and freed before.
+    const CELLS: usize = 2;
+    const BUFFER: usize = 40 << 20;
+    let mut c = config();
+    c.max_connections = CELLS;
+    (c.rx_buffer, c.tx_buffer) = (BUFFER, BUFFER);
+    let before = minor_faults();
+    let stack = stack_with(c);
+    let faults = minor_faults() - before;
+    drop(stack);
+    // Two buffers per cell, 4 KiB pages (fewer faults only with huge pages, which the heap
+    // does not get unless asked).
+    let pages = (CELLS * 2 * BUFFER / 4096) as u64;
+    assert!(
+        faults >= pages * 9 / 10,
+        "building {pages} pages of socket buffers took {faults} page faults: not all written"
+    );
+}
