@@ -171,7 +171,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
     pub xdp_mode: XdpMode,
     /// AF_XDP: who computes the TCP checksums of what sirocco sends. `auto`: the NIC, through
-    /// TX metadata (Linux 6.11+), in copy mode on an interface with `tx-checksumming` on,
+    /// TX metadata (Linux 6.11+), in copy mode on a NIC (not veth) with `tx-checksumming` on,
     /// unless --capture or --tx-faults is given; else sirocco. `on`: the NIC, or fail at
     /// start (in zero-copy mode the NIC driver must support the request). `off`: sirocco.
     /// `kernel-software`: the kernel, in software (a test aid). IPv4 header checksums are

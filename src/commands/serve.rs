@@ -64,13 +64,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         TxChecksumMode::KernelSoftware => Some("kernel-software"),
         TxChecksumMode::Auto | TxChecksumMode::Off => None,
     };
-    if let Some(offload) = offload
-        && driver != DriverKind::Afxdp
-    {
-        bail!(
-            "--tx-checksum-offload {offload} needs --driver afxdp: the other drivers take \
-             whole checksums from sirocco"
-        );
+    if let Some(offload) = offload {
+        if driver != DriverKind::Afxdp {
+            bail!(
+                "--tx-checksum-offload {offload} needs --driver afxdp: the other drivers take \
+                 whole checksums from sirocco"
+            );
+        }
+        // Both wrap the driver: they would see (and the faults corrupt) frames whose TCP
+        // checksum the device has yet to fill in.
+        for (given, flag) in [
+            (args.common.capture.is_some(), "--capture"),
+            (args.common.tx_faults.is_some(), "--tx-faults"),
+        ] {
+            if given {
+                bail!(
+                    "--tx-checksum-offload {offload} does not go with {flag}, which needs \
+                     whole checksums: leave the offload to auto (which keeps them with \
+                     {flag}) or off"
+                );
+            }
+        }
     }
     if matches!(driver, DriverKind::Afxdp | DriverKind::Netmap) {
         let name = required_iface(&args, driver)?;
@@ -143,18 +157,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 XdpMode::Native => AttachMode::Native,
                 XdpMode::Skb => AttachMode::Skb,
             };
-            xdp.tx_checksum = match args.tx_checksum_offload {
-                // A capture (or the fault injector's corruption) must see whole checksums.
-                TxChecksumMode::Auto
-                    if args.common.capture.is_some() || args.common.tx_faults.is_some() =>
-                {
-                    TxChecksumOffload::Off
-                }
-                TxChecksumMode::Auto => TxChecksumOffload::Auto,
-                TxChecksumMode::On => TxChecksumOffload::On,
-                TxChecksumMode::Off => TxChecksumOffload::Off,
-                TxChecksumMode::KernelSoftware => TxChecksumOffload::KernelSoftware,
-            };
+            xdp.tx_checksum = tx_checksum_offload(
+                args.tx_checksum_offload,
+                args.common.capture.is_some() || args.common.tx_faults.is_some(),
+            );
             xdp.filter = if args.dedicated_nic {
                 Filter::RedirectAll
             } else {
@@ -722,6 +728,19 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The driver's TX checksum setting for `--tx-checksum-offload`. With a wrapper that needs
+/// whole checksums (`--capture`, `--tx-faults`: they see, and the faults corrupt, the frames
+/// before the driver), `auto` keeps them with sirocco; `on` with one is refused earlier.
+fn tx_checksum_offload(mode: TxChecksumMode, wrapped: bool) -> TxChecksumOffload {
+    match mode {
+        TxChecksumMode::Auto if wrapped => TxChecksumOffload::Off,
+        TxChecksumMode::Auto => TxChecksumOffload::Auto,
+        TxChecksumMode::On => TxChecksumOffload::On,
+        TxChecksumMode::Off => TxChecksumOffload::Off,
+        TxChecksumMode::KernelSoftware => TxChecksumOffload::KernelSoftware,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -864,5 +883,19 @@ mod tests {
             tap_hint(&ips, "tap0"),
             "give it an address in 2001:2::1/64, e.g. `ip addr add 2001:2::2/64 dev tap0 nodad`"
         );
+    }
+
+    #[test]
+    fn auto_keeps_tcp_checksums_with_sirocco_under_a_capture_or_faults() {
+        use super::{TxChecksumMode as Mode, TxChecksumOffload as Driver, tx_checksum_offload};
+        assert_eq!(tx_checksum_offload(Mode::Auto, false), Driver::Auto);
+        assert_eq!(tx_checksum_offload(Mode::Auto, true), Driver::Off);
+        for (mode, driver) in [
+            (Mode::On, Driver::On),
+            (Mode::Off, Driver::Off),
+            (Mode::KernelSoftware, Driver::KernelSoftware),
+        ] {
+            assert_eq!(tx_checksum_offload(mode, false), driver);
+        }
     }
 }

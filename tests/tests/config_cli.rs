@@ -275,3 +275,43 @@ fn serve_runs_with_ipv6_alone_and_with_both_families() {
         );
     }
 }
+
+#[test]
+fn serve_refuses_a_tx_checksum_offload_it_cannot_honour() {
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("traces")
+        .join("curl-sizes.pcap");
+    let root = site();
+    let dir = Dir::new("txsum");
+    let capture = dir.0.join("out.pcap");
+    let afxdp = ["--driver", "afxdp", "--iface", "sirocco-none0"];
+    for (extra, expected) in [
+        (
+            vec!["--driver", "pcap", "--pcap-in", trace.to_str().unwrap()],
+            "--tx-checksum-offload on needs --driver afxdp",
+        ),
+        (
+            [&afxdp[..], &["--capture", capture.to_str().unwrap()]].concat(),
+            "--tx-checksum-offload on does not go with --capture",
+        ),
+        (
+            [&afxdp[..], &["--tx-faults", "loss=0.1"]].concat(),
+            "--tx-checksum-offload on does not go with --tx-faults",
+        ),
+    ] {
+        let mut args = vec!["serve", "--ip", "198.18.0.2/24", "--stats-interval", "0"];
+        args.extend([
+            "--root",
+            root.to_str().unwrap(),
+            "--tx-checksum-offload",
+            "on",
+        ]);
+        args.extend(&extra);
+        let out = sirocco(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!capture.exists(), "nothing was opened");
+    }
+}

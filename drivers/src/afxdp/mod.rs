@@ -85,10 +85,12 @@ pub enum CopyMode {
 /// stack always fills in IPv4 header, ICMP and UDP checksums itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TxChecksumOffload {
-    /// The device, through TX metadata, where that is known to work: copy mode, an interface
-    /// with `tx-checksumming` on, a kernel that takes TX metadata (Linux 6.11+). Otherwise the
+    /// The device, through TX metadata, where that is known to work: copy mode, a NIC with
+    /// `tx-checksumming` on, a kernel that takes TX metadata (Linux 6.11+). Otherwise the
     /// stack. Zero-copy stays with the stack: a NIC driver without the checksum request would
-    /// ignore it, and AF_XDP cannot tell.
+    /// ignore it, and AF_XDP cannot tell. So does veth: it hands the packet to its peer with
+    /// the checksum still partial, which the peer's TCP accepts but an XDP program or AF_XDP
+    /// socket there (`sirocco replay`, another sirocco) sees as it is.
     #[default]
     Auto,
     /// The stack computes every checksum.
@@ -344,6 +346,7 @@ impl AfXdp {
             TxChecksumOffload::KernelSoftware => Some(true),
             TxChecksumOffload::Auto => (config.copy != CopyMode::ZeroCopy
                 && host::offload(&config.iface, host::Offload::TxChecksum).unwrap_or(false)
+                && host::driver_info(&config.iface).is_ok_and(|info| info.driver != "veth")
                 && socket::takes_tx_metadata())
             .then_some(false),
         };
