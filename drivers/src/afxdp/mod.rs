@@ -730,6 +730,19 @@ fn socket_error(config: &AfXdpConfig, zero_copy: bool, mtu: usize, e: SocketErro
             umem_mib(config),
             e.error
         ),
+        // Only asked for TX metadata (`On`, `KernelSoftware`: `Auto` checked first), which a
+        // kernel before 6.11 refuses as an unknown UMEM flag.
+        (SocketStep::RegisterUmem, Some(libc::EINVAL))
+            if matches!(
+                config.tx_checksum,
+                TxChecksumOffload::On | TxChecksumOffload::KernelSoftware
+            ) =>
+        {
+            "this kernel does not take AF_XDP TX metadata (UMEM registration with \
+             XDP_UMEM_TX_METADATA_LEN refused: it needs Linux 6.11 or later), so it cannot \
+             offload TCP checksums: use --tx-checksum-offload auto or off"
+                .into()
+        }
         (SocketStep::ReadOffsets, Some(libc::ENOPROTOOPT)) => {
             "this kernel's AF_XDP rings have no flags word: it needs Linux 5.4 or later".into()
         }
@@ -939,6 +952,20 @@ mod tests {
         let (kind, text) = error(SocketStep::RegisterUmem, false, libc::ENOMEM);
         assert_eq!(kind, DriverErrorKind::Setup);
         assert!(text.contains("ulimit -l"), "{text}");
+        // EINVAL on registration is the TX metadata only when it was asked for.
+        let (_, text) = error(SocketStep::RegisterUmem, false, libc::EINVAL);
+        assert!(!text.contains("TX metadata"), "{text}");
+        let asked = AfXdpConfig {
+            tx_checksum: TxChecksumOffload::On,
+            ..AfXdpConfig::new("eth9")
+        };
+        let e = SocketError {
+            step: SocketStep::RegisterUmem,
+            error: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        let text = socket_error(&asked, false, 1500, e).to_string();
+        assert!(text.contains("Linux 6.11 or later"), "{text}");
+        assert!(text.contains("--tx-checksum-offload auto or off"), "{text}");
         let (kind, text) = error(SocketStep::Bind, false, libc::EOPNOTSUPP);
         assert_eq!(
             kind,
