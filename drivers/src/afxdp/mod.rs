@@ -50,8 +50,9 @@ use crate::{
     Capabilities, DriverCounters, DriverError, DriverErrorKind, ETHERNET_HEADER_LEN, FrameIo,
 };
 use if_xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM};
-use queue::{Queue, Rings, TxChecksum};
+use queue::{Queue, Rings};
 use socket::{SocketConfig, SocketError, SocketStep, XdpSocket};
+use tx_meta::TxChecksum;
 use umem::{CHUNK_SIZE, Umem};
 
 pub use probe::{
@@ -340,22 +341,28 @@ impl AfXdp {
                 umem_mib(config)
             ))
         })?;
-        let tx_metadata = match config.tx_checksum {
-            TxChecksumOffload::Off => None,
-            TxChecksumOffload::On => Some(false),
-            TxChecksumOffload::KernelSoftware => Some(true),
-            TxChecksumOffload::Auto => (config.copy != CopyMode::ZeroCopy
-                && host::offload(&config.iface, host::Offload::TxChecksum).unwrap_or(false)
-                && host::driver_info(&config.iface).is_ok_and(|info| info.driver != "veth")
-                && socket::takes_tx_metadata())
-            .then_some(false),
+        // What the UMEM is registered for.
+        let registered = match config.tx_checksum {
+            TxChecksumOffload::Off => TxChecksum::Stack,
+            TxChecksumOffload::On => TxChecksum::Device,
+            TxChecksumOffload::KernelSoftware => TxChecksum::KernelSoftware,
+            TxChecksumOffload::Auto
+                if config.copy != CopyMode::ZeroCopy
+                    && host::offload(&config.iface, host::Offload::TxChecksum).unwrap_or(false)
+                    && host::driver_info(&config.iface).is_ok_and(|info| info.driver != "veth")
+                    && socket::takes_tx_metadata() =>
+            {
+                TxChecksum::Device
+            }
+            TxChecksumOffload::Auto => TxChecksum::Stack,
         };
-        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex, mtu, tx_metadata)?;
-        let tx_checksum = match (config.tx_checksum, tx_metadata) {
-            (_, None) => TxChecksum::Stack,
-            (TxChecksumOffload::Auto, Some(_)) if zero_copy => TxChecksum::Stack,
-            (_, Some(false)) => TxChecksum::Device,
-            (_, Some(true)) => TxChecksum::KernelSoftware,
+        let (socket, rings, zero_copy) = open_socket(&umem, config, ifindex, mtu, registered)?;
+        // Auto never offloads in zero-copy mode (see `TxChecksumOffload::Auto`), which its
+        // copy-or-zero-copy bind may only now have chosen.
+        let tx_checksum = if config.tx_checksum == TxChecksumOffload::Auto && zero_copy {
+            TxChecksum::Stack
+        } else {
+            registered
         };
 
         let sock_fd = socket.fd().as_raw_fd().unsigned_abs();
@@ -387,7 +394,7 @@ impl AfXdp {
             config.need_wakeup,
             multi_buffer,
         );
-        if tx_metadata.is_some() {
+        if registered != TxChecksum::Stack {
             queue.set_tx_metadata(tx_checksum);
         }
         Ok(AfXdp {
@@ -667,7 +674,7 @@ fn socket_config(
     ifindex: u32,
     zero_copy: bool,
     mtu: usize,
-    tx_metadata: Option<bool>,
+    tx_checksum: TxChecksum,
 ) -> SocketConfig {
     SocketConfig {
         ifindex,
@@ -676,7 +683,7 @@ fn socket_config(
         zero_copy,
         need_wakeup: config.need_wakeup,
         multi_buffer: needs_multi_buffer(mtu),
-        tx_metadata,
+        tx_checksum,
     }
 }
 
@@ -686,9 +693,9 @@ fn open_socket(
     config: &AfXdpConfig,
     ifindex: u32,
     mtu: usize,
-    tx_metadata: Option<bool>,
+    tx_checksum: TxChecksum,
 ) -> Result<(XdpSocket, Rings, bool), DriverError> {
-    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy, mtu, tx_metadata);
+    let socket_config = |zero_copy| socket_config(config, ifindex, zero_copy, mtu, tx_checksum);
     let open = |zero_copy| {
         XdpSocket::open(umem, &socket_config(zero_copy))
             .map_err(|e| socket_error(config, zero_copy, mtu, e))

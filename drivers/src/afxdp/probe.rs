@@ -18,6 +18,7 @@ use std::io;
 
 use super::if_xdp::XDP_PACKET_HEADROOM;
 use super::socket::{SocketError, SocketStep, XdpSocket};
+use super::tx_meta::TxChecksum;
 use super::umem::{CHUNK_SIZE, Umem};
 use super::{
     AfXdpConfig, AttachMode, CopyMode, Filter, attach_error, attach_once, create_map, interface,
@@ -146,7 +147,7 @@ pub fn trial_bind(iface: &str, queue: u32, zero_copy: bool) -> Result<(), TrialE
     })?;
     match XdpSocket::open(
         &umem,
-        &socket_config(&config, ifindex, zero_copy, mtu, None),
+        &socket_config(&config, ifindex, zero_copy, mtu, TxChecksum::Stack),
     ) {
         Ok(socket) => {
             drop(socket);

@@ -45,7 +45,7 @@ use std::io;
 
 use super::XdpCounters;
 use super::ring::{ConsumerRing, ProducerRing};
-use super::tx_meta::{self, TX_METADATA_LEN};
+use super::tx_meta::{self, TX_METADATA_LEN, TxChecksum};
 use super::umem::Umem;
 use crate::{DriverCounters, DriverError, RX_LEND_MAX};
 
@@ -92,19 +92,6 @@ pub(crate) struct Queue<D> {
     tx_headroom: u32,
     /// Who completes the TCP checksums of what this queue sends.
     tx_checksum: TxChecksum,
-}
-
-/// Who completes the TCP checksums of the frames a queue sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TxChecksum {
-    /// The stack filled in every checksum: frames go as they are.
-    Stack,
-    /// Each TCP frame goes with a checksum request in its TX metadata
-    /// ([`tx_meta`](super::tx_meta)) that the device completes.
-    Device,
-    /// As `Device`, on a UMEM registered with `XDP_UMEM_TX_SW_CSUM`: the kernel completes the
-    /// checksums in software.
-    KernelSoftware,
 }
 
 /// With a checksum request wanted (`tx_checksum` not `Stack`): prepares `frame` and writes its
@@ -498,18 +485,24 @@ impl<D: Doorbell> Queue<D> {
         }
         fill(&mut self.tx_scratch[..len]);
         let headroom = self.tx_headroom;
-        let mut checksum = None;
-        if self.tx_checksum != TxChecksum::Stack
-            && let Some((start, offset)) = tx_meta::prepare_tcp(&mut self.tx_scratch[..len])
-        {
-            if self.tx_checksum == TxChecksum::KernelSoftware {
-                // The kernel's software completion runs on the first descriptor alone, before
-                // the rest of the chain joins the packet: complete a chain here instead.
+        // The request goes with the first descriptor, as the kernel reads it: written here,
+        // copied in front of the first part below.
+        let mut first_meta = [0u8; TX_METADATA_LEN as usize];
+        let first_options = if self.tx_checksum == TxChecksum::KernelSoftware {
+            // The kernel's software completion runs on the first descriptor alone, before the
+            // rest of the chain joins the packet: complete a chain here instead.
+            if let Some((start, offset)) = tx_meta::prepare_tcp(&mut self.tx_scratch[..len]) {
                 tx_meta::complete(&mut self.tx_scratch[..len], start, offset);
-            } else {
-                checksum = Some((start, offset));
             }
-        }
+            0
+        } else {
+            request_checksum(
+                self.tx_checksum,
+                &mut first_meta,
+                &mut self.tx_scratch[..len],
+                &mut self.xdp,
+            )
+        };
         let part_len = (self.umem.chunk_size() - headroom) as usize;
         for (i, part) in self.tx_scratch[..len].chunks(part_len).enumerate() {
             // Cannot fail: `free_count() >= descs` was checked above and nothing took a
@@ -528,13 +521,9 @@ impl<D: Doorbell> Queue<D> {
             if let Some(to) = unsafe { self.umem.frame_mut(addr, headroom + part_len) } {
                 let (meta, to) = to.split_at_mut(headroom as usize);
                 to.copy_from_slice(part);
-                // The request goes with the first descriptor, as the kernel reads it.
-                if i == 0
-                    && let Some((start, offset)) = checksum
-                {
-                    tx_meta::write_request(meta, start, offset);
-                    options |= libc::XDP_TX_METADATA;
-                    self.xdp.tx_checksum_requests += 1;
+                if i == 0 && first_options != 0 {
+                    meta.copy_from_slice(&first_meta);
+                    options |= first_options;
                 }
             }
             let desc = libc::xdp_desc {

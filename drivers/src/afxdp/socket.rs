@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::if_xdp::{DEFAULT_TX_BUDGET, XDP_MAX_TX_SKB_BUDGET};
 use super::queue::{Doorbell, Rings};
 use super::ring::{ConsumerRing, ProducerRing, RingLayout};
+use super::tx_meta::TxChecksum;
 use super::umem::Umem;
 use crate::sys::Mmap;
 use crate::sys::xdp::{bind_xdp, get_xdp_option, kick_tx, set_xdp_option, wake_rx, xdp_socket};
@@ -36,9 +37,9 @@ pub(crate) struct SocketConfig {
     pub(crate) need_wakeup: bool,
     /// Bind with `XDP_USE_SG`: frames longer than a chunk come and go as descriptor chains.
     pub(crate) multi_buffer: bool,
-    /// Register the UMEM with TX metadata ([`Umem::registration`]): `Some(true)` for the
-    /// kernel's software checksums.
-    pub(crate) tx_metadata: Option<bool>,
+    /// Who completes TCP checksums, which decides the UMEM's TX metadata
+    /// ([`Umem::registration`]).
+    pub(crate) tx_checksum: TxChecksum,
 }
 
 /// The setup step that failed, for the caller's error message.
@@ -73,7 +74,7 @@ pub(crate) fn takes_tx_metadata() -> bool {
         set_xdp_option(
             fd.as_fd(),
             libc::XDP_UMEM_REG,
-            &umem.registration(Some(false)),
+            &umem.registration(TxChecksum::Device),
         )
         .is_ok()
     })
@@ -107,7 +108,7 @@ impl XdpSocket {
         set_xdp_option(
             fd.as_fd(),
             libc::XDP_UMEM_REG,
-            &umem.registration(config.tx_metadata),
+            &umem.registration(config.tx_checksum),
         )
         .map_err(at(SocketStep::RegisterUmem))?;
         for ring in [

@@ -18,6 +18,20 @@
 /// 8 as the kernel requires.
 pub(crate) const TX_METADATA_LEN: u32 = 24;
 
+/// Who completes the TCP checksums of the frames a queue sends, and so how its UMEM is
+/// registered ([`Umem::registration`](super::umem::Umem::registration)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxChecksum {
+    /// The stack filled in every checksum: frames go as they are.
+    Stack,
+    /// Each TCP frame goes with a checksum request in its TX metadata that the device
+    /// completes.
+    Device,
+    /// As `Device`, on a UMEM registered with `XDP_UMEM_TX_SW_CSUM`: the kernel completes the
+    /// checksums in software.
+    KernelSoftware,
+}
+
 const ETHERNET_HEADER_LEN: usize = crate::ETHERNET_HEADER_LEN;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -29,6 +43,9 @@ const TCP_HEADER_MIN: usize = 20;
 fn be16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
+
+// The sums are written here rather than taken from smoltcp's `wire::checksum`: the drivers
+// do not depend on the TCP/IP stack, and these few lines are all they need of it.
 
 /// Ones-complement sum of `bytes` as big-endian 16-bit words (an odd last byte is the high
 /// half of a word), added to `sum`, not folded.

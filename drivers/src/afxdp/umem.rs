@@ -14,7 +14,7 @@
 
 use std::io;
 
-use super::tx_meta::TX_METADATA_LEN;
+use super::tx_meta::{TX_METADATA_LEN, TxChecksum};
 use crate::sys::Mmap;
 
 /// Chunk size used by the driver: one page, so a chunk never straddles pages.
@@ -68,15 +68,16 @@ impl Umem {
         })
     }
 
-    /// The registration the kernel needs: base address, length, chunk size, no headroom; with
-    /// `tx_metadata`, [`TX_METADATA_LEN`] bytes of TX metadata in front of each TX frame
-    /// (`XDP_UMEM_TX_METADATA_LEN`, Linux 6.11+; an older kernel refuses the flag), which the
-    /// kernel completes in software when `Some(true)` (`XDP_UMEM_TX_SW_CSUM`).
-    pub(crate) fn registration(&self, tx_metadata: Option<bool>) -> libc::xdp_umem_reg {
-        let (flags, tx_metadata_len) = match tx_metadata {
-            None => (0, 0),
-            Some(false) => (libc::XDP_UMEM_TX_METADATA_LEN, TX_METADATA_LEN),
-            Some(true) => (
+    /// The registration the kernel needs: base address, length, chunk size, no headroom; for
+    /// TCP checksums completed by anyone but the stack, [`TX_METADATA_LEN`] bytes of TX
+    /// metadata in front of each TX frame (`XDP_UMEM_TX_METADATA_LEN`, Linux 6.11+; an older
+    /// kernel refuses the flag), and for the kernel's software completion
+    /// `XDP_UMEM_TX_SW_CSUM`.
+    pub(crate) fn registration(&self, tx_checksum: TxChecksum) -> libc::xdp_umem_reg {
+        let (flags, tx_metadata_len) = match tx_checksum {
+            TxChecksum::Stack => (0, 0),
+            TxChecksum::Device => (libc::XDP_UMEM_TX_METADATA_LEN, TX_METADATA_LEN),
+            TxChecksum::KernelSoftware => (
                 libc::XDP_UMEM_TX_METADATA_LEN | libc::XDP_UMEM_TX_SW_CSUM,
                 TX_METADATA_LEN,
             ),
@@ -229,12 +230,12 @@ mod tests {
         buf.copy_from_slice(b"abcd");
         // SAFETY: as above.
         assert_eq!(unsafe { umem.frame(addr + 10, 4) }, Some(&b"abcd"[..]));
-        let reg = umem.registration(None);
+        let reg = umem.registration(TxChecksum::Stack);
         assert_eq!((reg.len, reg.chunk_size, reg.headroom), (8192, 4096, 0));
         assert_eq!((reg.flags, reg.tx_metadata_len), (0, 0));
-        let reg = umem.registration(Some(false));
+        let reg = umem.registration(TxChecksum::Device);
         assert_eq!((reg.flags, reg.tx_metadata_len), (1 << 2, 24));
-        let reg = umem.registration(Some(true));
+        let reg = umem.registration(TxChecksum::KernelSoftware);
         assert_eq!((reg.flags, reg.tx_metadata_len), (1 << 2 | 1 << 1, 24));
     }
 
