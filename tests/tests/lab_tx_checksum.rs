@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, checksum,
 };
 
 use sirocco::lab::SERVER_ADDR;
@@ -46,27 +46,6 @@ struct Seen {
     correct: usize,
     pseudo_header_only: usize,
     wrong: usize,
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// The folded IPv4 pseudo-header sum of a TCP segment of `len` bytes.
-fn pseudo_header_sum(ip: &Ipv4Packet<&[u8]>, len: usize) -> u16 {
-    let mut sum = u32::from(u8::from(IpProtocol::Tcp)) + len as u32;
-    for half in ip
-        .src_addr()
-        .octets()
-        .chunks(2)
-        .chain(ip.dst_addr().octets().chunks(2))
-    {
-        sum += u32::from(u16::from_be_bytes([half[0], half[1]]));
-    }
-    fold(sum)
 }
 
 /// Reads the capture and sorts sirocco's TCP segments (from `server`) by their checksum.
@@ -103,7 +82,14 @@ fn sort_segments(capture: &Path, server: IpAddr) -> Seen {
         );
         if tcp.verify_checksum(&src, &dst) {
             seen.correct += 1;
-        } else if tcp.checksum() == pseudo_header_sum(&ip, segment.len()) {
+        } else if tcp.checksum()
+            == checksum::pseudo_header_v4(
+                &ip.src_addr(),
+                &ip.dst_addr(),
+                IpProtocol::Tcp,
+                segment.len() as u32,
+            )
+        {
             seen.pseudo_header_only += 1;
         } else {
             seen.wrong += 1;
