@@ -553,28 +553,35 @@ pub struct RecoveryStats {
 /// Note that, for listening sockets, there is no "backlog"; to be able to simultaneously
 /// accept several connections, as many sockets must be allocated, or any new connection
 /// attempts will be reset.
+///
+/// The fields are laid out in declaration order (`repr(C)`), hot first: what every segment
+/// reads or writes, in and out, comes before `recovery_stats`; the scoreboard's and the shared
+/// chunks' arrays, used from their first entries, end their structures; configuration that
+/// only `listen` and `connect` read comes last. A server with many connections then brings a
+/// socket into cache with a few adjacent lines instead of lines spread over the whole socket.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Socket<'a> {
     state: State,
-    timer: Timer,
-    rtte: RttEstimator,
-    assembler: Assembler,
-    rx_buffer: SocketBuffer<'a>,
     rx_fin_received: bool,
-    tx_buffer: SocketBuffer<'a>,
-    /// The ranges of shared buffers in the transmit stream, among the octets of `tx_buffer`.
-    shared: SharedChunks,
-    /// Interval after which, if no inbound packets are received, the connection is aborted.
-    timeout: Option<Duration>,
-    /// Interval at which keep-alive packets will be sent.
-    keep_alive: Option<Duration>,
+    /// The sending window scaling factor advertised to remotes which support RFC 1323.
+    /// It is zero if the window <= 64KiB and/or the remote does not support it.
+    remote_win_shift: u8,
+    /// Whether or not the remote supports selective ACK as described in RFC 2018.
+    remote_has_sack: bool,
+    /// Nagle's Algorithm enabled.
+    nagle: bool,
+    /// Whether to offer and accept selective acknowledgements (RFC 2018).
+    sack_enabled: bool,
+    /// The number of packets received directly after
+    /// each other which have the same ACK number.
+    local_rx_dup_acks: u8,
     /// The time-to-live (IPv4) or hop limit (IPv6) value used in outgoing packets.
     hop_limit: Option<u8>,
-    /// Address passed to listen(). Listen address is set when listen() is called and
-    /// used every time the socket is reset back to the LISTEN state.
-    listen_endpoint: IpListenEndpoint,
-    /// Current 4-tuple (local and remote endpoints).
-    tuple: Option<Tuple>,
+    /// The receive window scaling factor for remotes which support RFC 1323, None if unsupported.
+    remote_win_scale: Option<u8>,
+    /// The last window length sent.
+    remote_last_win: u16,
     /// The sequence number corresponding to the beginning of the transmit buffer.
     /// I.e. an ACK(local_seq_no+n) packet removes n bytes from the transmit buffer.
     local_seq_no: TcpSeqNumber,
@@ -584,76 +591,65 @@ pub struct Socket<'a> {
     /// The last sequence number sent.
     /// I.e. in an idle socket, local_seq_no+tx_buffer.len().
     remote_last_seq: TcpSeqNumber,
+    /// 0 if not seen or timestamp not enabled
+    last_remote_tsval: u32,
     /// The last acknowledgement number sent.
     /// I.e. in an idle socket, remote_seq_no+rx_buffer.len().
     remote_last_ack: Option<TcpSeqNumber>,
-    /// The last window length sent.
-    remote_last_win: u16,
-    /// The sending window scaling factor advertised to remotes which support RFC 1323.
-    /// It is zero if the window <= 64KiB and/or the remote does not support it.
-    remote_win_shift: u8,
+    /// The sequence number of the last packet received, used for sACK
+    local_rx_last_seq: Option<TcpSeqNumber>,
+    /// The ACK number of the last packet received.
+    local_rx_last_ack: Option<TcpSeqNumber>,
+    /// tsval generator - if some, tcp timestamp is enabled
+    tsval_generator: Option<TcpTimestampGenerator>,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
     /// The largest window the remote has advertised (RFC 9293 §3.8.6.2.1 Max(SND.WND)).
     remote_max_win_len: usize,
-    /// The receive window scaling factor for remotes which support RFC 1323, None if unsupported.
-    remote_win_scale: Option<u8>,
-    /// Whether or not the remote supports selective ACK as described in RFC 2018.
-    remote_has_sack: bool,
     /// The maximum number of data octets that the remote side may receive.
     remote_mss: usize,
-    /// The timestamp of the last packet received.
-    remote_last_ts: Option<Instant>,
-    /// The sequence number of the last packet received, used for sACK
-    local_rx_last_seq: Option<TcpSeqNumber>,
-    /// The SACK blocks sent last, most recent first (RFC 2018 §4): later ACKs repeat them.
-    local_sack_report: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3],
-    /// The ACK number of the last packet received.
-    local_rx_last_ack: Option<TcpSeqNumber>,
-    /// The number of packets received directly after
-    /// each other which have the same ACK number.
-    local_rx_dup_acks: u8,
-    /// Loss recovery: the SACK scoreboard and the current recovery episode.
-    recovery: Recovery,
-    /// What loss recovery did, since the socket was created.
-    recovery_stats: RecoveryStats,
-
+    timer: Timer,
+    /// Interval after which, if no inbound packets are received, the connection is aborted.
+    timeout: Option<Duration>,
+    /// Interval at which keep-alive packets will be sent.
+    keep_alive: Option<Duration>,
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
     /// Delayed ack timer. If set, packets containing exclusively
     /// ACK or window updates (ie, no data) won't be sent until expiry.
     ack_delay_timer: AckDelayTimer,
-
-    /// Used for rate-limiting: No more challenge ACKs will be sent until this instant.
-    challenge_ack_timer: Instant,
-
-    /// Challenge ACKs sent (RFC 5961), over the socket's whole life.
-    challenge_acks: u64,
-
-    /// Nagle's Algorithm enabled.
-    nagle: bool,
-
+    /// The timestamp of the last packet received.
+    remote_last_ts: Option<Instant>,
+    rx_buffer: SocketBuffer<'a>,
+    tx_buffer: SocketBuffer<'a>,
+    /// Current 4-tuple (local and remote endpoints).
+    tuple: Option<Tuple>,
+    rtte: RttEstimator,
+    assembler: Assembler,
+    /// The SACK blocks sent last, most recent first (RFC 2018 §4): later ACKs repeat them.
+    local_sack_report: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3],
     /// The congestion control algorithm.
     congestion_controller: congestion::AnyController,
-
+    /// The ranges of shared buffers in the transmit stream, among the octets of `tx_buffer`.
+    shared: SharedChunks,
+    /// Loss recovery: the SACK scoreboard and the current recovery episode.
+    recovery: Recovery,
+    /// What loss recovery did, since the socket was created.
+    recovery_stats: RecoveryStats,
+    /// Used for rate-limiting: No more challenge ACKs will be sent until this instant.
+    challenge_ack_timer: Instant,
+    /// Challenge ACKs sent (RFC 5961), over the socket's whole life.
+    challenge_acks: u64,
     /// The initial congestion window in segments, if not the controller's own (RFC 6928).
     initial_window: Option<u16>,
-
-    /// Whether to offer and accept selective acknowledgements (RFC 2018).
-    sack_enabled: bool,
-
-    /// tsval generator - if some, tcp timestamp is enabled
-    tsval_generator: Option<TcpTimestampGenerator>,
-
-    /// 0 if not seen or timestamp not enabled
-    last_remote_tsval: u32,
-
+    /// Address passed to listen(). Listen address is set when listen() is called and
+    /// used every time the socket is reset back to the LISTEN state.
+    listen_endpoint: IpListenEndpoint,
     #[cfg(feature = "async")]
     rx_waker: WakerRegistration,
     #[cfg(feature = "async")]
     tx_waker: WakerRegistration,
-
     /// If this is set, we will not send a SYN|ACK until this is unset.
     #[cfg(feature = "socket-tcp-pause-synack")]
     synack_paused: bool,
@@ -10988,6 +10984,49 @@ mod test {
         s.reset();
         assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
         assert_eq!(s.send_queue(), 0);
+    }
+
+    #[test]
+    fn test_hot_fields_lead_the_socket() {
+        use core::mem::{offset_of, size_of};
+        type S = Socket<'static>;
+        let hot = [
+            offset_of!(S, state),
+            offset_of!(S, timer),
+            offset_of!(S, rtte),
+            offset_of!(S, assembler),
+            offset_of!(S, rx_buffer),
+            offset_of!(S, tx_buffer),
+            offset_of!(S, tuple),
+            offset_of!(S, local_seq_no),
+            offset_of!(S, remote_seq_no),
+            offset_of!(S, remote_last_seq),
+            offset_of!(S, remote_last_ack),
+            offset_of!(S, remote_win_len),
+            offset_of!(S, remote_mss),
+            offset_of!(S, remote_last_ts),
+            offset_of!(S, local_rx_last_ack),
+            offset_of!(S, local_sack_report),
+            offset_of!(S, ack_delay_timer),
+            offset_of!(S, congestion_controller),
+            offset_of!(S, tsval_generator),
+        ];
+        // The fixed-size hot fields fit in eleven cache lines; the shared chunks and the loss
+        // recovery state follow, each with its array last.
+        let shared = offset_of!(S, shared);
+        assert!(hot.iter().all(|&field| field < shared));
+        assert!(shared <= 11 * 64);
+        assert_eq!(offset_of!(S, recovery), shared + size_of::<SharedChunks>());
+        let cold = offset_of!(S, recovery) + size_of::<Recovery>();
+        for field in [
+            offset_of!(S, recovery_stats),
+            offset_of!(S, challenge_ack_timer),
+            offset_of!(S, challenge_acks),
+            offset_of!(S, initial_window),
+            offset_of!(S, listen_endpoint),
+        ] {
+            assert!(field >= cold);
+        }
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub enum PollIngressSingleResult {
 /// The network interface logically owns a number of other data structures; to avoid
 /// a dependency on heap allocation, it instead owns a `BorrowMut<[T]>`, which can be
 /// a `&mut [T]`, or `Vec<T>` if a heap is available.
+#[repr(C)]
 pub struct Interface {
     pub(crate) inner: InterfaceInner,
     fragments: FragmentsBuffer,
@@ -125,36 +126,38 @@ pub struct Interface {
 /// the `device` mutably until they're used, which makes it impossible to call other
 /// methods on the `Interface` in this time (since its `device` field is borrowed
 /// exclusively). However, it is still possible to call methods on its `inner` field.
+#[repr(C)]
 pub struct InterfaceInner {
+    // What every packet uses comes first, so that it shares a few cache lines; the neighbor
+    // cache, which a `Medium::Ip` interface never reads, and the multicast state come last.
     caps: DeviceCapabilities,
     now: Instant,
     rand: Rand,
-
-    #[cfg(any(feature = "medium-ethernet", feature = "medium-ieee802154"))]
-    neighbor_cache: NeighborCache,
     hardware_addr: HardwareAddress,
+    any_ip: bool,
     #[cfg(feature = "medium-ieee802154")]
     sequence_no: u8,
-    #[cfg(feature = "medium-ieee802154")]
-    pan_id: Option<Ieee802154Pan>,
     #[cfg(feature = "proto-ipv4-fragmentation")]
     ipv4_id: u16,
+    #[cfg(feature = "proto-sixlowpan-fragmentation")]
+    tag: u16,
+    #[cfg(feature = "medium-ieee802154")]
+    pan_id: Option<Ieee802154Pan>,
+    ip_addrs: Vec<IpCidr, IFACE_MAX_ADDR_COUNT>,
+    routes: Routes,
     #[cfg(feature = "proto-sixlowpan")]
     sixlowpan_address_context:
         Vec<SixlowpanAddressContext, IFACE_MAX_SIXLOWPAN_ADDRESS_CONTEXT_COUNT>,
-    #[cfg(feature = "proto-sixlowpan-fragmentation")]
-    tag: u16,
-    ip_addrs: Vec<IpCidr, IFACE_MAX_ADDR_COUNT>,
-    any_ip: bool,
     #[cfg(feature = "proto-ipv6-slaac")]
     slaac_enabled: bool,
     #[cfg(feature = "proto-ipv6-slaac")]
     slaac: Slaac,
     #[cfg(feature = "proto-ipv6-slaac")]
     slaac_updated: Instant,
-    routes: Routes,
     #[cfg(feature = "multicast")]
     multicast: multicast::State,
+    #[cfg(any(feature = "medium-ethernet", feature = "medium-ieee802154"))]
+    neighbor_cache: NeighborCache,
 }
 
 /// Configuration structure used for creating a network interface.

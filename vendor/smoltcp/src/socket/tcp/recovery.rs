@@ -80,11 +80,13 @@ pub(super) struct Delivered {
 /// The blocks from SND.UNA to SND.MAX. See the module documentation.
 #[derive(Clone)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(C)]
 pub(super) struct Scoreboard {
     /// Where the first block starts.
     start: TcpSeqNumber,
-    blocks: [Block; SCOREBOARD_BLOCKS],
     len: usize,
+    /// Last: blocks are used from the first, so those past the few in use stay out of cache.
+    blocks: [Block; SCOREBOARD_BLOCKS],
 }
 
 impl core::fmt::Debug for Scoreboard {
@@ -471,8 +473,8 @@ impl Probe {
 /// Loss-recovery state of one connection. See the module documentation.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(C)]
 pub(super) struct Recovery {
-    board: Scoreboard,
     episode: Option<Episode>,
     /// RFC 6582 `recover`: the RecoveryPoint of the last episode. A new fast recovery
     /// triggered by duplicate ACKs starts only once the cumulative ACK is past it, so the
@@ -487,6 +489,8 @@ pub(super) struct Recovery {
     pub rack_enabled: bool,
     /// Configuration, kept across connections: tail loss probes (with SACK).
     pub tlp_enabled: bool,
+    /// Last: only its first blocks are in use while the path is clean.
+    board: Scoreboard,
 }
 
 impl Recovery {
@@ -1129,6 +1133,27 @@ mod test {
     use super::*;
 
     const MSS: usize = 10;
+
+    #[test]
+    fn the_scoreboard_blocks_end_the_recovery_state() {
+        use core::mem::{offset_of, size_of};
+        let blocks = offset_of!(Recovery, board) + offset_of!(Scoreboard, blocks);
+        for field in [
+            offset_of!(Recovery, episode),
+            offset_of!(Recovery, recover),
+            offset_of!(Recovery, rack),
+            offset_of!(Recovery, probe),
+            offset_of!(Recovery, undo_pending),
+            offset_of!(Recovery, board) + offset_of!(Scoreboard, start),
+            offset_of!(Recovery, board) + offset_of!(Scoreboard, len),
+        ] {
+            assert!(field < blocks);
+        }
+        assert_eq!(
+            blocks + size_of::<[Block; SCOREBOARD_BLOCKS]>(),
+            size_of::<Recovery>()
+        );
+    }
 
     fn seq(n: usize) -> TcpSeqNumber {
         TcpSeqNumber(1000) + n

@@ -105,14 +105,17 @@ struct Chunk {
 /// The shared chunks of a socket's transmit stream, oldest first.
 #[cfg(feature = "alloc")]
 #[derive(Default)]
+#[repr(C)]
 pub(super) struct SharedChunks {
-    chunks: [Option<Chunk>; SHARED_CHUNKS],
     first: usize,
     count: usize,
     /// Octets in the chunks.
     len: usize,
     /// The sum of the chunks' `ring_before`.
     ring_before: usize,
+    /// Last: a queue that empties starts again at the first chunk, so a connection that
+    /// sends one range at a time keeps using the same one.
+    chunks: [Option<Chunk>; SHARED_CHUNKS],
 }
 
 #[cfg(feature = "alloc")]
@@ -204,8 +207,12 @@ impl SharedChunks {
             count -= from_chunk;
             if chunk.len == 0 {
                 self.chunks[self.first] = None;
-                self.first = (self.first + 1) % SHARED_CHUNKS;
                 self.count -= 1;
+                self.first = if self.count == 0 {
+                    0
+                } else {
+                    (self.first + 1) % SHARED_CHUNKS
+                };
             }
         }
     }
@@ -289,4 +296,56 @@ impl SharedChunks {
     }
 
     pub(super) fn clear(&mut self) {}
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod test {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    struct Bytes(Vec<u8>);
+
+    impl SharedPayload for Bytes {
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_queue_that_empties_starts_again_at_the_first_chunk() {
+        let payload: Arc<dyn SharedPayload> = Arc::new(Bytes(vec![7; 100]));
+        let mut ring = SocketBuffer::new(vec![0; 16]);
+        let mut chunks = SharedChunks::default();
+        for round in 0..3 {
+            // Two ranges that do not continue each other take two chunks.
+            assert_eq!(chunks.push(0, payload.clone(), 50, 10), 10);
+            assert_eq!(chunks.push(0, payload.clone(), 0, 10), 10);
+            assert!(chunks.chunks[0].is_some(), "round {round}");
+            assert!(chunks.chunks[1].is_some(), "round {round}");
+            chunks.dequeue(&mut ring, 15);
+            assert_eq!((chunks.first, chunks.count), (1, 1));
+            chunks.dequeue(&mut ring, 5);
+            assert_eq!((chunks.first, chunks.count, chunks.len), (0, 0, 0));
+            assert!(chunks.chunks.iter().all(Option::is_none));
+        }
+        assert_eq!(Arc::strong_count(&payload), 1);
+    }
+
+    #[test]
+    fn the_chunks_end_the_structure() {
+        let chunks = core::mem::offset_of!(SharedChunks, chunks);
+        for field in [
+            core::mem::offset_of!(SharedChunks, first),
+            core::mem::offset_of!(SharedChunks, count),
+            core::mem::offset_of!(SharedChunks, len),
+            core::mem::offset_of!(SharedChunks, ring_before),
+        ] {
+            assert!(field < chunks);
+        }
+        assert_eq!(
+            chunks + core::mem::size_of::<[Option<Chunk>; SHARED_CHUNKS]>(),
+            core::mem::size_of::<SharedChunks>()
+        );
+    }
 }

@@ -299,3 +299,21 @@ pub fn tcp_listen_drops_unspecified_src() {
     assert_eq!(reply, None);
     assert!(sockets.get_mut::<tcp::Socket>(handle).is_listening());
 }
+
+#[test]
+#[cfg(feature = "medium-ethernet")]
+fn test_per_packet_fields_lead_the_interface() {
+    use core::mem::offset_of;
+    let neighbor_cache = offset_of!(Interface, inner) + offset_of!(InterfaceInner, neighbor_cache);
+    for field in [
+        offset_of!(InterfaceInner, caps),
+        offset_of!(InterfaceInner, now),
+        offset_of!(InterfaceInner, rand),
+        offset_of!(InterfaceInner, hardware_addr),
+        offset_of!(InterfaceInner, any_ip),
+        offset_of!(InterfaceInner, ip_addrs),
+        offset_of!(InterfaceInner, routes),
+    ] {
+        assert!(offset_of!(Interface, inner) + field < neighbor_cache);
+    }
+}
