@@ -49,27 +49,44 @@ pub(crate) enum PathMtuOutcome {
     NotLower,
 }
 
+/// What a segment uses of a cell: the cell's own fields (120 bytes) and the interface's
+/// per-packet fields, which lead it (360 bytes; the neighbor cache, unused on `Medium::Ip`,
+/// follows). A prefetch hint only costs time when it is wrong, so these are measured figures,
+/// not guarantees (patch 22 in vendor/smoltcp/PATCHES.md; `sirocco-bench stack` shows the
+/// effect at 100,000 connections).
+const CELL_HOT_BYTES: usize = 512;
+
+/// What a segment uses of a smoltcp TCP socket (patch 22 lays it out hot first): the fixed
+/// fields (under 704 bytes), then the shared chunks (their head and first chunk), then the
+/// loss-recovery state (its head and first scoreboard blocks), about 1,230 bytes in all; the
+/// unused chunks between them cost four wasted lines, fewer than two separate hints would.
+const SOCKET_HOT_BYTES: usize = 1280;
+
+/// Laid out in declaration order (`repr(C)`): the fields every segment uses first, then the
+/// interface (whose own hot fields lead it, see vendor/smoltcp/PATCHES.md), then the
+/// application state; [`Cell::prefetch`] hints the leading lines.
+#[repr(C)]
 pub(crate) struct Cell<A> {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    handle: SocketHandle,
-    pub app: A,
     /// Bumped on every recycle.
     pub generation: u32,
-    /// The flow this cell serves; `None` while pooled.
-    pub flow: Option<FlowKey>,
-    /// Ethernet header for everything the cell emits (dst = the peer MAC from the SYN).
-    pub eth: EthHeader,
-    /// When the last segment from the peer arrived.
-    pub last_rx: Instant,
     pub in_ready: bool,
     pub in_dirty: bool,
+    handle: SocketHandle,
+    /// The flow this cell serves; `None` while pooled.
+    pub flow: Option<FlowKey>,
+    /// When the last segment from the peer arrived.
+    pub last_rx: Instant,
     /// Deadline of this cell's timer-wheel entry, if any.
     pub armed: Option<Instant>,
     /// The latest acknowledgment number the peer sent: once we are in TIME-WAIT, our SND.NXT.
     pub peer_ack: Option<TcpSeqNumber>,
     /// Just past the peer's FIN, once one arrived: in TIME-WAIT, our RCV.NXT.
     pub peer_fin_end: Option<TcpSeqNumber>,
+    /// Ethernet header for everything the cell emits (dst = the peer MAC from the SYN).
+    pub eth: EthHeader,
+    sockets: SocketSet<'static>,
+    iface: Interface,
+    pub app: A,
     /// The socket's loss-recovery counters already added to the stack's (they count over the
     /// socket's whole life, across the connections the pooled cell serves).
     recovery_counted: RecoveryStats,
@@ -167,10 +184,10 @@ impl<A> Cell<A> {
         self.sockets.get::<TcpSocket<'static>>(self.handle).state()
     }
 
-    /// Hints the cell's own first cache lines (256 bytes): the first step of bringing it into
-    /// cache ahead of a segment (see `Stack::handle_burst`).
+    /// Hints the cell's first [`CELL_HOT_BYTES`]: the first step of bringing it into cache
+    /// ahead of a segment (see `Stack::handle_burst`).
     pub fn prefetch(&self, prefetch: Prefetch) {
-        crate::prefetch_value(self, 256, prefetch);
+        crate::prefetch_value(self, CELL_HOT_BYTES, prefetch);
     }
 
     /// The address of the cell's socket, fixed for the cell's life (its set's storage is
@@ -179,11 +196,16 @@ impl<A> Cell<A> {
         std::ptr::from_ref(self.sockets.get::<TcpSocket<'static>>(self.handle)).addr()
     }
 
-    /// Hints the socket's first 512 bytes, at `socket` ([`Cell::socket_address`]: finding it
-    /// through the socket set would read the socket's own storage, the miss to avoid), and the
-    /// first lines of the application state, which lie past the cell's first lines.
+    /// Hints the socket's first [`SOCKET_HOT_BYTES`], at `socket` ([`Cell::socket_address`]:
+    /// finding it through the socket set would read the socket's own storage, the miss to
+    /// avoid), and the first lines of the application state, which lie past the cell's first
+    /// lines.
     pub fn prefetch_socket(&self, socket: usize, prefetch: Prefetch) {
-        crate::prefetch_lines(std::ptr::without_provenance(socket), 512, prefetch);
+        crate::prefetch_lines(
+            std::ptr::without_provenance(socket),
+            SOCKET_HOT_BYTES,
+            prefetch,
+        );
         crate::prefetch_value(&self.app, 128, prefetch);
     }
 
