@@ -111,64 +111,76 @@ pub struct Stack<A: ConnApp> {
 }
 
 /// An intrusive doubly linked list of cell indexes, in the order they joined: O(1) to add at
-/// the back, to unlink anywhere and to take the front. `NIL` ends it.
+/// the back, to unlink anywhere and to take the front. `NIL` ends it. A cell's links and its
+/// membership share one entry (one cache line to miss per cell, not three: at 100,000
+/// connections every request unlinks its cell and links it again).
 struct IdleList {
-    prev: Vec<u32>,
-    next: Vec<u32>,
-    member: Vec<bool>,
+    links: Vec<Link>,
     head: u32,
     tail: u32,
     /// Members, for [`Stack::idle_connections`].
     len: usize,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+    member: bool,
+}
+
 const NIL: u32 = u32::MAX;
 
 impl IdleList {
     fn new(cells: usize) -> Self {
+        let out = Link {
+            prev: NIL,
+            next: NIL,
+            member: false,
+        };
         IdleList {
-            prev: vec![NIL; cells],
-            next: vec![NIL; cells],
-            member: vec![false; cells],
+            links: vec![out; cells],
             head: NIL,
             tail: NIL,
             len: 0,
         }
     }
 
-    fn contains(&self, i: u32) -> bool {
-        self.member.get(i as usize).copied().unwrap_or(false)
-    }
-
     fn push_back(&mut self, i: u32) {
-        if self.contains(i) || i as usize >= self.member.len() {
+        let tail = self.tail;
+        let Some(link) = self.links.get_mut(i as usize) else {
+            return;
+        };
+        if link.member {
             return;
         }
-        self.member[i as usize] = true;
+        *link = Link {
+            prev: tail,
+            next: NIL,
+            member: true,
+        };
         self.len += 1;
-        self.prev[i as usize] = self.tail;
-        self.next[i as usize] = NIL;
-        match self.tail {
+        match tail {
             NIL => self.head = i,
-            t => self.next[t as usize] = i,
+            t => self.links[t as usize].next = i,
         }
         self.tail = i;
     }
 
     fn remove(&mut self, i: u32) {
-        if !self.contains(i) {
+        let Some(link) = self.links.get_mut(i as usize).filter(|link| link.member) else {
             return;
-        }
-        let (p, n) = (self.prev[i as usize], self.next[i as usize]);
+        };
+        let (p, n) = (link.prev, link.next);
+        link.member = false;
         match p {
             NIL => self.head = n,
-            p => self.next[p as usize] = n,
+            p => self.links[p as usize].next = n,
         }
         match n {
             NIL => self.tail = p,
-            n => self.prev[n as usize] = p,
+            n => self.links[n as usize].prev = p,
         }
-        self.member[i as usize] = false;
         self.len -= 1;
     }
 
