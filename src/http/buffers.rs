@@ -5,12 +5,17 @@
 //! Buffers are allocated when the pool is empty and never freed, so the pool grows to the
 //! largest number of connections that were ever mid-request at once and then allocates
 //! nothing. A buffer of another size (limits changed) is dropped instead of kept.
+//!
+//! The pool also holds the one scratch buffer every request's target is normalised into: a
+//! request is answered in one call, so one buffer per server serves every connection, stays
+//! in cache, and grows only to the longest path ever asked for.
 
 /// Request buffers of one size, lent to connections.
 #[derive(Debug, Default)]
 pub struct RequestBuffers {
     free: Vec<Vec<u8>>,
     size: usize,
+    path: Vec<u8>,
 }
 
 impl RequestBuffers {
@@ -19,6 +24,7 @@ impl RequestBuffers {
         RequestBuffers {
             free: (0..count).map(|_| vec![0; size]).collect(),
             size,
+            path: Vec::new(),
         }
     }
 
@@ -36,6 +42,11 @@ impl RequestBuffers {
         if buffer.len() == self.size {
             self.free.push(buffer);
         }
+    }
+
+    /// The scratch buffer a request's normalised path is built in (see the module docs).
+    pub fn path_scratch(&mut self) -> &mut Vec<u8> {
+        &mut self.path
     }
 
     /// Buffers waiting in the pool.

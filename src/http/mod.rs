@@ -180,8 +180,6 @@ pub struct HttpConn {
     phase: Phase,
     /// When the connection is closed if no byte of a next request has come.
     keepalive_deadline: Option<Instant>,
-    /// Scratch for the normalized request path.
-    path: Vec<u8>,
     /// The tree this connection's queued responses come from (see [`HttpContext::cache`]).
     cache: Option<EngineTree>,
     /// Requests parsed on this connection.
@@ -194,7 +192,6 @@ impl ConnApp for HttpConn {
         self.queue.clear();
         self.phase = Phase::Open;
         self.keepalive_deadline = None;
-        self.path.clear();
         // A pooled cell must not keep an old tree alive after a reload.
         self.cache = None;
         self.requests = 0;
@@ -406,7 +403,8 @@ impl HttpConn {
         let mut logged = false;
         let (outcome, consumed) = match request.parse_with_uninit_headers(available, slots) {
             Ok(httparse::Status::Complete(head_len)) => {
-                let outcome = request::respond(&request, &mut self.path, ranges, cache, cx.limits);
+                let path = cx.buffers.path_scratch();
+                let outcome = request::respond(&request, path, ranges, cache, cx.limits);
                 if let Some(log) = cx.log.as_deref_mut() {
                     let body = response::body_len(&outcome.response, cache, ranges);
                     log_request(log, cx.unix_secs, peer, Some(&request), &outcome, body);
