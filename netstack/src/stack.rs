@@ -48,6 +48,10 @@ const STAGING_SLOTS: usize = 256;
 /// line, the socket step the cell index the slot gave, and a frame's processing takes longer
 /// than a miss.
 const SLOT_AHEAD: usize = 6;
+/// And, before all that, the frame itself (its first [`FRAME_HINT_BYTES`]): the slot step
+/// reads its headers, and the frame's processing its payload.
+const FRAME_AHEAD: usize = 8;
+const FRAME_HINT_BYTES: usize = 256;
 const CELL_AHEAD: usize = 4;
 const SOCKET_AHEAD: usize = 2;
 /// How many ready connections ahead of the one being served [`Stack::serve_ready`] prefetches
@@ -425,8 +429,9 @@ impl<A: ConnApp> Stack<A> {
     /// Handles a burst of received frames, in order, as [`Stack::handle_frame`] on each, with
     /// a look-ahead. With many connections, every frame's flow-table slot, cell and socket is
     /// a cache miss (and a TLB miss) of its own, and one frame after another they add up. So
-    /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the slot of
-    /// frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
+    /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the first
+    /// lines of frame `i + FRAME_AHEAD` (written by the NIC, or the simulated wire, long
+    /// before), the slot of frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
     /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket and
     /// application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a
     /// frame that changes the table (a SYN, an RST) at worst makes a later frame's hint
@@ -441,6 +446,9 @@ impl<A: ConnApp> Stack<A> {
         };
         let mut keys = [None; AHEAD_RING];
         let mut cells = [u32::MAX; AHEAD_RING];
+        for frame in frames.iter().take(FRAME_AHEAD) {
+            crate::prefetch_lines(frame.as_ptr(), frame.len().min(FRAME_HINT_BYTES), prefetch);
+        }
         for i in 0..SLOT_AHEAD {
             self.ahead_slot(prefetch, frames, i, &mut keys);
         }
@@ -451,6 +459,9 @@ impl<A: ConnApp> Stack<A> {
             self.ahead_socket(prefetch, i, &cells);
         }
         for (i, frame) in frames.iter().enumerate() {
+            if let Some(ahead) = frames.get(i + FRAME_AHEAD) {
+                crate::prefetch_lines(ahead.as_ptr(), ahead.len().min(FRAME_HINT_BYTES), prefetch);
+            }
             self.ahead_slot(prefetch, frames, i + SLOT_AHEAD, &mut keys);
             self.ahead_cell(prefetch, i + CELL_AHEAD, &keys, &mut cells);
             self.ahead_socket(prefetch, i + SOCKET_AHEAD, &cells);
