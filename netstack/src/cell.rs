@@ -49,7 +49,7 @@ pub(crate) enum PathMtuOutcome {
     NotLower,
 }
 
-/// What a segment uses of a cell: the cell's own fields (120 bytes) and the interface's
+/// What a segment uses of a cell: the cell's own fields (128 bytes) and the interface's
 /// per-packet fields, which lead it (360 bytes; the neighbor cache, unused on `Medium::Ip`,
 /// follows). A prefetch hint only costs time when it is wrong, so these are measured figures,
 /// not guarantees (patch 22 in vendor/smoltcp/PATCHES.md; `sirocco-bench stack` shows the
@@ -72,6 +72,10 @@ pub(crate) struct Cell<A> {
     pub in_ready: bool,
     pub in_dirty: bool,
     handle: SocketHandle,
+    /// Where the socket lives (its set's storage is allocated once, with room for it alone,
+    /// and never moves): for [`Cell::prefetch_socket`], which must not read the set's storage
+    /// to find it. Never dereferenced.
+    socket_at: usize,
     /// The flow this cell serves; `None` while pooled.
     pub flow: Option<FlowKey>,
     /// When the last segment from the peer arrived.
@@ -148,10 +152,12 @@ impl<A: Default> Cell<A> {
         socket.set_tlp_enabled(tcp.tail_loss_probe);
         let mut sockets = SocketSet::new(Vec::with_capacity(1));
         let handle = sockets.add(socket);
+        let socket_at = std::ptr::from_ref(sockets.get::<TcpSocket<'static>>(handle)).addr();
         Cell {
             iface,
             sockets,
             handle,
+            socket_at,
             app: A::default(),
             generation: 0,
             flow: None,
@@ -190,19 +196,13 @@ impl<A> Cell<A> {
         crate::prefetch_value(self, CELL_HOT_BYTES, prefetch);
     }
 
-    /// The address of the cell's socket, fixed for the cell's life (its set's storage is
-    /// allocated once, with room for it alone): for [`Cell::prefetch_socket`].
-    pub fn socket_address(&self) -> usize {
-        std::ptr::from_ref(self.sockets.get::<TcpSocket<'static>>(self.handle)).addr()
-    }
-
-    /// Hints the socket's first [`SOCKET_HOT_BYTES`], at `socket` ([`Cell::socket_address`]:
-    /// finding it through the socket set would read the socket's own storage, the miss to
-    /// avoid), and the first lines of the application state, which lie past the cell's first
-    /// lines.
-    pub fn prefetch_socket(&self, socket: usize, prefetch: Prefetch) {
+    /// Hints the socket's first [`SOCKET_HOT_BYTES`] (found from the cell's first line, which
+    /// [`Cell::prefetch`] brought in: finding it through the socket set would read the set's
+    /// storage, one more miss), and the first lines of the application state, which lie past
+    /// the cell's first lines.
+    pub fn prefetch_socket(&self, prefetch: Prefetch) {
         crate::prefetch_lines(
-            std::ptr::without_provenance(socket),
+            std::ptr::without_provenance(self.socket_at),
             SOCKET_HOT_BYTES,
             prefetch,
         );

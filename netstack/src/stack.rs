@@ -84,10 +84,6 @@ pub struct Stack<A: ConnApp> {
     replies: ReplyQueue,
     flows: FlowTable,
     cells: Vec<Cell<A>>,
-    /// Where each cell's socket lives (its address in the socket set's storage, which never
-    /// moves): for the look-ahead's prefetch only, which must not read the cell or the storage
-    /// to find it. Never dereferenced.
-    socket_at: Vec<usize>,
     free: Vec<u32>,
     ready: Vec<CellRef>,
     dirty: VecDeque<CellRef>,
@@ -325,7 +321,6 @@ impl<A: ConnApp> Stack<A> {
         let cells: Vec<Cell<A>> = (0..max)
             .map(|_| Cell::new(&config, &caps, seeds(), placeholder, Instant::ZERO))
             .collect();
-        let socket_at = cells.iter().map(Cell::socket_address).collect();
         let synack_shape = SynAckShape {
             port: config.port,
             window: u16::try_from(config.rx_buffer).unwrap_or(u16::MAX),
@@ -348,7 +343,6 @@ impl<A: ConnApp> Stack<A> {
             caps,
             flows,
             cells,
-            socket_at,
             free,
             ready: Vec::with_capacity(max),
             dirty: VecDeque::with_capacity(max),
@@ -504,8 +498,8 @@ impl<A: ConnApp> Stack<A> {
 
     fn ahead_socket(&self, prefetch: Prefetch, i: usize, cells: &[u32]) {
         let index = cells[i % AHEAD_RING] as usize;
-        if let (Some(cell), Some(&socket)) = (self.cells.get(index), self.socket_at.get(index)) {
-            cell.prefetch_socket(socket, prefetch);
+        if let Some(cell) = self.cells.get(index) {
+            cell.prefetch_socket(prefetch);
         }
     }
 
