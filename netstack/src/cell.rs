@@ -49,7 +49,7 @@ pub(crate) enum PathMtuOutcome {
     NotLower,
 }
 
-/// What a segment uses of a cell: the cell's own fields (128 bytes) and the interface's
+/// What a segment uses of a cell: its own fields (at most 128 bytes, tested) and the interface's
 /// per-packet fields, which lead it (360 bytes; the neighbor cache, unused on `Medium::Ip`,
 /// follows). A prefetch hint only costs time when it is wrong, so these are measured figures,
 /// not guarantees (patch 22 in vendor/smoltcp/PATCHES.md; `sirocco-bench stack` shows the
@@ -580,5 +580,34 @@ impl<'d> Device for EgressDevice<'d> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         self.caps.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn the_cells_own_fields_then_the_interface_lead_the_cell() {
+        type C = Cell<[u8; 64]>;
+        let iface = offset_of!(C, iface);
+        for field in [
+            offset_of!(C, generation),
+            offset_of!(C, in_ready),
+            offset_of!(C, handle),
+            offset_of!(C, socket_at),
+            offset_of!(C, flow),
+            offset_of!(C, last_rx),
+            offset_of!(C, armed),
+            offset_of!(C, peer_ack),
+            offset_of!(C, eth),
+            offset_of!(C, sockets),
+        ] {
+            assert!(field < iface);
+        }
+        // The interface's per-packet fields (patch 22) end well inside the hinted span.
+        assert!(iface <= 128);
+        assert!(offset_of!(C, app) > iface && offset_of!(C, recovery_counted) > iface);
     }
 }

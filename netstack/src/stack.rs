@@ -425,9 +425,9 @@ impl<A: ConnApp> Stack<A> {
     /// a cache miss (and a TLB miss) of its own, and one frame after another they add up. So
     /// while processing frame `i`, the stack prefetches ([`Stack::set_prefetch`]) the first
     /// lines of frame `i + FRAME_AHEAD` (written by the NIC, or the simulated wire, long
-    /// before), the slot of frame `i + SLOT_AHEAD` (found from a quick look at its headers, `FrontEnd::flow_hint`),
-    /// the cell of frame `i + CELL_AHEAD` (its slot is in cache by then) and the socket and
-    /// application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a
+    /// before), the slot of frame `i + SLOT_AHEAD` (found from a quick look at its headers,
+    /// `FrontEnd::flow_hint`), the cell of frame `i + CELL_AHEAD` (its slot is in cache by
+    /// then) and the socket and application state of frame `i + SOCKET_AHEAD`. The look-ahead only reads and hints: a
     /// frame that changes the table (a SYN, an RST) at worst makes a later frame's hint
     /// useless, never wrong, as each frame is looked up again when its turn comes. Bursts of
     /// one or two frames have nothing to overlap and go straight through.
