@@ -1732,11 +1732,13 @@ fn the_socket_buffers_are_paged_in_when_the_stack_is_built() {
     let stack = stack_with(c);
     let faults = minor_faults() - before;
     drop(stack);
-    // Two buffers per cell, 4 KiB pages (fewer faults only with huge pages, which the heap
-    // does not get unless asked).
+    // Two buffers per cell, 4 KiB pages. Buffers left unwritten take almost no fault here;
+    // written ones take one per page, or fewer where the kernel maps more than a page per
+    // fault (huge or multi-size pages: one CI run counted three faults for four pages), so
+    // half the pages is the line.
     let pages = (CELLS * 2 * BUFFER / 4096) as u64;
     assert!(
-        faults >= pages * 9 / 10,
+        faults >= pages / 2,
         "building {pages} pages of socket buffers took {faults} page faults: not all written"
     );
 }
