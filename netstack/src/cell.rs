@@ -201,10 +201,9 @@ impl<A> Cell<A> {
     /// storage, one more miss), and the first lines of the application state, which lie past
     /// the cell's first lines.
     pub fn prefetch_socket(&self, prefetch: Prefetch) {
-        crate::prefetch_lines(
+        prefetch(
             std::ptr::without_provenance(self.socket_at),
             SOCKET_HOT_BYTES,
-            prefetch,
         );
         crate::prefetch_value(&self.app, 128, prefetch);
     }
@@ -216,7 +215,7 @@ impl<A> Cell<A> {
     pub fn prefetch_send_room(&mut self, prefetch: Prefetch) {
         let socket = self.sockets.get_mut::<TcpSocket<'static>>(self.handle);
         let _ = socket.send(|room: &mut [u8]| {
-            crate::prefetch_lines(room.as_ptr(), room.len().min(256), prefetch);
+            prefetch(room.as_ptr(), room.len().min(256));
             (0, ())
         });
         crate::prefetch_value(&self.app, 512, prefetch);

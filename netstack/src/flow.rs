@@ -122,7 +122,10 @@ impl FlowTable {
 
     /// Hints the cache line where a lookup of the key with this hash starts.
     pub fn prefetch(&self, hash: u64, prefetch: Prefetch) {
-        prefetch(std::ptr::from_ref(&self.lines[self.home_of(hash) >> 1]).cast());
+        prefetch(
+            std::ptr::from_ref(&self.lines[self.home_of(hash) >> 1]).cast(),
+            1,
+        );
     }
 
     /// [`FlowTable::get`] with the key's hash already at hand.

@@ -104,21 +104,15 @@ mod tombstone;
 pub use counters::StackCounters;
 pub use stack::Stack;
 
-/// A cache prefetch hint for the line holding an address: it must never fault and never
-/// change memory, whatever the address. See [`Stack::set_prefetch`].
-pub type Prefetch = fn(*const u8);
+/// A cache prefetch hint for every cache line that the `len` bytes at an address touch: it
+/// must never fault and never change memory, whatever the address and length. One call per
+/// range, not per line: the hook is called through a pointer. See [`Stack::set_prefetch`].
+pub type Prefetch = fn(*const u8, usize);
 
 /// Hints every cache line of `value`, up to its first `cap` bytes.
 pub(crate) fn prefetch_value<T>(value: &T, cap: usize, prefetch: Prefetch) {
     let start = std::ptr::from_ref(value).cast::<u8>();
-    prefetch_lines(start, std::mem::size_of::<T>().min(cap), prefetch);
-}
-
-/// Hints the cache lines of the `len` bytes at `start` (an address only: never read).
-pub(crate) fn prefetch_lines(start: *const u8, len: usize, prefetch: Prefetch) {
-    for offset in (0..len).step_by(64) {
-        prefetch(start.wrapping_add(offset));
-    }
+    prefetch(start, std::mem::size_of::<T>().min(cap));
 }
 
 pub use smoltcp::socket::tcp::{SharedPayload, Socket as TcpSocket, State as TcpState};

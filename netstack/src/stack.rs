@@ -441,7 +441,7 @@ impl<A: ConnApp> Stack<A> {
         let mut keys = [None; AHEAD_RING];
         let mut cells = [u32::MAX; AHEAD_RING];
         for frame in frames.iter().take(FRAME_AHEAD) {
-            crate::prefetch_lines(frame.as_ptr(), frame.len().min(FRAME_HINT_BYTES), prefetch);
+            prefetch(frame.as_ptr(), frame.len().min(FRAME_HINT_BYTES));
         }
         for i in 0..SLOT_AHEAD {
             self.ahead_slot(prefetch, frames, i, &mut keys);
@@ -454,7 +454,7 @@ impl<A: ConnApp> Stack<A> {
         }
         for (i, frame) in frames.iter().enumerate() {
             if let Some(ahead) = frames.get(i + FRAME_AHEAD) {
-                crate::prefetch_lines(ahead.as_ptr(), ahead.len().min(FRAME_HINT_BYTES), prefetch);
+                prefetch(ahead.as_ptr(), ahead.len().min(FRAME_HINT_BYTES));
             }
             self.ahead_slot(prefetch, frames, i + SLOT_AHEAD, &mut keys);
             self.ahead_cell(prefetch, i + CELL_AHEAD, &keys, &mut cells);
