@@ -12,8 +12,8 @@ const LINE: usize = 64;
 /// netstack never asks for more than a few lines.
 const MAX_HINT: usize = 4096;
 
-/// Asks the CPU to bring every cache line that the `len` bytes at `addr` touch (the first
-/// [`MAX_HINT`] of them) into all cache levels, the first line first. A hint only: it never
+/// Asks the CPU to bring every cache line that the `len` bytes at `addr` touch (in the first
+/// 4 KiB of them) into all cache levels, the first line first. A hint only: it never
 /// faults and has no effect on memory, whatever the address and length. A no-op on targets
 /// other than x86_64.
 ///
