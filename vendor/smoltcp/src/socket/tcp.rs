@@ -643,6 +643,8 @@ pub struct Socket<'a> {
     challenge_acks: u64,
     /// The initial congestion window in segments, if not the controller's own (RFC 6928).
     initial_window: Option<u16>,
+    /// The most segments of new data one `dispatch` sends back to back (at least 1).
+    segment_train: u16,
     /// Address passed to listen(). Listen address is set when listen() is called and
     /// used every time the socket is reset back to the LISTEN state.
     listen_endpoint: IpListenEndpoint,
@@ -656,6 +658,17 @@ pub struct Socket<'a> {
 }
 
 const DEFAULT_MSS: usize = 536;
+
+/// What the further segments of a train (see `Socket::set_segment_train`) take from the
+/// first: its MSS, whether known sums are wanted, and the header fields that do not change.
+struct Train {
+    mss: usize,
+    sums: bool,
+    ip_repr: IpRepr,
+    meta: PacketMeta,
+    sack_ranges: [Option<(u32, u32)>; 3],
+    timestamp: Option<TcpTimestampRepr>,
+}
 
 /// Minimum MSS we accept from the remote, same value as Linux's `TCP_MIN_SND_MSS`.
 /// Without it, a peer advertising a tiny MSS could force segments to carry little
@@ -737,6 +750,7 @@ impl<'a> Socket<'a> {
             last_remote_tsval: 0,
             congestion_controller: congestion::AnyController::new(),
             initial_window: None,
+            segment_train: 1,
             sack_enabled: true,
 
             #[cfg(feature = "async")]
@@ -839,6 +853,28 @@ impl<'a> Socket<'a> {
     /// set (see [set_congestion_control](#method.set_congestion_control)) for this to matter.
     pub fn set_initial_window(&mut self, segments: Option<u16>) {
         self.initial_window = segments;
+    }
+
+    /// Return the most segments of new data one egress pass sends.
+    ///
+    /// See also the [set_segment_train](#method.set_segment_train) method.
+    pub fn segment_train(&self) -> u16 {
+        self.segment_train
+    }
+
+    /// Set the most segments of new data one egress pass sends back to back; 1, the
+    /// default, sends one segment per pass.
+    ///
+    /// When the windows allow several segments of queued data, a longer train builds them
+    /// one after the other in a single `dispatch`: the timers, loss recovery and the choice
+    /// of what to send are settled once for the train instead of once for each segment, and
+    /// each further segment only takes its payload and the header fields that differ (like a
+    /// software segmentation offload, but with every segment checksummed on its own). What
+    /// goes on the wire is the same as with one segment per pass. A train stops at the
+    /// first segment the device does not take, and never carries a retransmission, a loss
+    /// probe or a zero-window probe.
+    pub fn set_segment_train(&mut self, segments: u16) {
+        self.segment_train = segments.max(1);
     }
 
     /// Starts the congestion window of a connection whose MSS was just learned.
@@ -1876,6 +1912,48 @@ impl<'a> Socket<'a> {
             || usable >= unsent
             || usable.saturating_mul(2) >= self.remote_max_win_len
             || self.timer.should_zero_window_probe(now)
+    }
+
+    /// The octets of new data the peer's receive window still allows.
+    fn window_limit(&self) -> usize {
+        // Right edge of window, ie the max sequence number we're allowed to send.
+        let win_right_edge = self.local_seq_no + self.remote_win_len;
+        if win_right_edge >= self.remote_last_seq {
+            win_right_edge - self.remote_last_seq
+        } else {
+            // This can happen if we've sent some data and later the remote side
+            // has shrunk its window so that data is no longer inside the window.
+            // This should be very rare and is strongly discouraged by the RFCs,
+            // but it does happen in practice.
+            // http://www.tcpipguide.com/free/t_TCPWindowManagementIssues.htm
+            0
+        }
+    }
+
+    /// The octets of new data the next segment carries, of at most `limit` (the window and
+    /// the device allow): less if the congestion window says so, none if that is too small
+    /// to be worth a segment (an ACK, if one is due, then goes without data).
+    fn new_data_size(&self, cx: &Context, limit: usize, mss: usize) -> usize {
+        let size = limit.min(self.cwnd_remaining(mss));
+        let unsent = self.tx_len().saturating_sub(self.flight_size());
+        if self.sws_allows(size.min(unsent), unsent, mss, cx.now()) {
+            size
+        } else {
+            0
+        }
+    }
+
+    /// The flags of a segment whose data ends at `end` octets into the transmit queue: if it
+    /// ends the queue, PSH (if it carries data), or FIN once the transmit half is closed.
+    fn end_control(&self, end: usize, has_data: bool) -> TcpControl {
+        if end != self.tx_len() {
+            return TcpControl::None;
+        }
+        match self.state {
+            State::FinWait1 | State::LastAck | State::Closing => TcpControl::Fin,
+            State::Established | State::CloseWait if has_data => TcpControl::Psh,
+            _ => TcpControl::None,
+        }
     }
 
     /// Data waits only because the peer's window is too small to be worth a segment, with
@@ -3108,12 +3186,13 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// Emits at most one segment through `emit`. The segment's payload is `repr.payload`
-    /// followed by the third element of the tuple, which is empty unless the payload wraps
-    /// around the end of the transmit ring buffer.
-    pub(crate) fn dispatch<F, E>(&mut self, cx: &mut Context, emit: F) -> Result<(), E>
+    /// Emits one segment through `emit`, or with a segment train (see `set_segment_train`)
+    /// up to that many segments of new data. A segment's payload is `repr.payload` followed
+    /// by the third element of the tuple, which is empty unless the payload wraps around the
+    /// end of the transmit ring buffer or goes on in shared buffers.
+    pub(crate) fn dispatch<F, E>(&mut self, cx: &mut Context, mut emit: F) -> Result<(), E>
     where
-        F: FnOnce(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
+        F: FnMut(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
     {
         if self.tuple.is_none() {
             return Ok(());
@@ -3297,6 +3376,8 @@ impl<'a> Socket<'a> {
             )
         )]
         let mut packet_meta = PacketMeta::default();
+        // Set if this segment carries new data that further segments of a train may follow.
+        let mut train = None;
 
         match self.state {
             // We transmit an RST in the CLOSED state. If we ended up in the CLOSED state
@@ -3369,20 +3450,7 @@ impl<'a> Socket<'a> {
                         self.shared.gather(&self.tx_buffer, offset, size, sums);
                     offset
                 } else {
-                    // Right edge of window, ie the max sequence number we're allowed to send.
-                    let win_right_edge = self.local_seq_no + self.remote_win_len;
-
-                    // Max amount of octets we're allowed to send according to the remote window.
-                    let mut win_limit = if win_right_edge >= self.remote_last_seq {
-                        win_right_edge - self.remote_last_seq
-                    } else {
-                        // This can happen if we've sent some data and later the remote side
-                        // has shrunk its window so that data is no longer inside the window.
-                        // This should be very rare and is strongly discouraged by the RFCs,
-                        // but it does happen in practice.
-                        // http://www.tcpipguide.com/free/t_TCPWindowManagementIssues.htm
-                        0
-                    };
+                    let mut win_limit = self.window_limit();
 
                     // To send a zero-window-probe, force the window limit to at least 1 byte.
                     if win_limit == 0 && self.timer.should_zero_window_probe(cx.now()) {
@@ -3431,17 +3499,7 @@ impl<'a> Socket<'a> {
                         // the remote got lost.
                         win_limit.min(device_limit)
                     } else {
-                        let size = win_limit
-                            .min(device_limit)
-                            .min(self.cwnd_remaining(effective_mss));
-                        let unsent = self.tx_len().saturating_sub(self.flight_size());
-                        if self.sws_allows(size.min(unsent), unsent, effective_mss, cx.now()) {
-                            size
-                        } else {
-                            // Too small to be worth a segment: send none (an ACK, if one is
-                            // due, goes without data).
-                            0
-                        }
+                        self.new_data_size(cx, win_limit.min(device_limit), effective_mss)
                     };
 
                     let offset = self.flight_size();
@@ -3456,22 +3514,19 @@ impl<'a> Socket<'a> {
                                 .into();
                     }
 
+                    // More segments may follow this one in the same pass, unless the device
+                    // segments it or it probes a closed window.
+                    if !is_zero_window_probe && device_limit == effective_mss {
+                        train = Some((effective_mss, sums));
+                    }
+
                     offset
                 };
 
-                // If we've sent everything we had in the buffer, follow it with the PSH or FIN
-                // flags, depending on whether the transmit half of the connection is open.
-                if offset + repr.payload.len() + payload_tail.len() == self.tx_len() {
-                    match self.state {
-                        State::FinWait1 | State::LastAck | State::Closing => {
-                            repr.control = TcpControl::Fin
-                        }
-                        State::Established | State::CloseWait if !repr.payload.is_empty() => {
-                            repr.control = TcpControl::Psh
-                        }
-                        _ => (),
-                    }
-                }
+                repr.control = self.end_control(
+                    offset + repr.payload.len() + payload_tail.len(),
+                    !repr.payload.is_empty(),
+                );
             }
 
             // In FIN-WAIT-2 and TIME-WAIT states we may only transmit ACKs for incoming data or FIN
@@ -3528,6 +3583,18 @@ impl<'a> Socket<'a> {
         // to not waste time waiting for the retransmit timer on packets that we know
         // for sure will not be successfully transmitted.
         ip_repr.set_payload_len(repr.buffer_len() + payload_tail.len());
+        // The setting is a cold field: a segment that ends the queue (all of a short response)
+        // does not read it.
+        let train = train
+            .filter(|_| repr.control == TcpControl::None && self.segment_train > 1)
+            .map(|(mss, sums)| Train {
+                mss,
+                sums,
+                ip_repr: ip_repr.clone(),
+                meta: packet_meta,
+                sack_ranges: repr.sack_ranges,
+                timestamp: repr.timestamp,
+            });
         emit(cx, packet_meta, (ip_repr, repr, payload_tail))?;
         let segment_len = repr.segment_len() + payload_tail.len();
 
@@ -3559,45 +3626,16 @@ impl<'a> Socket<'a> {
             return Ok(());
         }
 
-        // Record the transmission on the scoreboard (data and FIN; a SYN is retransmitted by
-        // its own timer).
-        if segment_len > 0 && repr.control != TcpControl::Syn {
-            if repr.seq_number < self.remote_last_seq {
-                // Karn: no RTT sample from a segment sent twice.
-                self.rtte.on_retransmit();
-                self.recovery_stats.retransmitted_segments += 1;
-            }
-            self.recovery.on_sent(
-                self.local_seq_no,
-                repr.seq_number,
-                repr.seq_number + segment_len,
-                cx.now(),
-                self.rtte.srtt(),
-            );
-        }
-
-        // We've sent a packet successfully, so we can update the internal state now.
-        // Use max() so a retransmitted segment (whose seq_number is well behind the
-        // current frontier) doesn't rewind the tracked "highest sent" sequence.
-        self.remote_last_seq = self
-            .remote_last_seq
-            .max(repr.seq_number + segment_len);
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
-
-        if segment_len > 0 {
-            self.rtte.on_send(cx.now(), repr.seq_number + segment_len);
-            self.congestion_controller
-                .inner_mut()
-                .post_transmit(cx.now(), segment_len);
-        }
-
-        if segment_len > 0 && !self.timer.is_retransmit() {
-            // RFC 6298 (5.1) Every time a packet containing data is sent (including a
-            // retransmission), if the timer is not running, start it running
-            // so that it will expire after RTO seconds.
-            let rto = self.rtte.retransmission_timeout();
-            self.timer.set_for_retransmit(cx.now(), rto);
+        self.record_sent(
+            cx.now(),
+            repr.seq_number,
+            segment_len,
+            repr.control == TcpControl::Syn,
+        );
+        if let Some(train) = train.filter(|_| segment_len > 0) {
+            self.send_train(cx, train, &mut emit);
         }
 
         if probe {
@@ -3630,6 +3668,106 @@ impl<'a> Socket<'a> {
         }
 
         Ok(())
+    }
+
+    /// Updates the sender's state for a segment the device just took: the scoreboard (data
+    /// and FIN; a SYN is retransmitted by its own timer), the highest sequence number sent,
+    /// the RTT estimator, the congestion controller and the retransmission timer.
+    fn record_sent(&mut self, now: Instant, seq: TcpSeqNumber, segment_len: usize, syn: bool) {
+        if segment_len > 0 && !syn {
+            if seq < self.remote_last_seq {
+                // Karn: no RTT sample from a segment sent twice.
+                self.rtte.on_retransmit();
+                self.recovery_stats.retransmitted_segments += 1;
+            }
+            self.recovery.on_sent(
+                self.local_seq_no,
+                seq,
+                seq + segment_len,
+                now,
+                self.rtte.srtt(),
+            );
+        }
+
+        // Use max() so a retransmitted segment (whose seq_number is well behind the
+        // current frontier) doesn't rewind the tracked "highest sent" sequence.
+        self.remote_last_seq = self.remote_last_seq.max(seq + segment_len);
+
+        if segment_len > 0 {
+            self.rtte.on_send(now, seq + segment_len);
+            self.congestion_controller
+                .inner_mut()
+                .post_transmit(now, segment_len);
+            if !self.timer.is_retransmit() {
+                // RFC 6298 (5.1) Every time a packet containing data is sent (including a
+                // retransmission), if the timer is not running, start it running
+                // so that it will expire after RTO seconds.
+                let rto = self.rtte.retransmission_timeout();
+                self.timer.set_for_retransmit(now, rto);
+            }
+        }
+    }
+
+    /// Sends up to `segment_train - 1` more segments of new data behind the one `dispatch`
+    /// just sent, each only if a pass of its own would have sent it (the same checks of the
+    /// windows, silly window avoidance and Nagle, and no lost data or probe due first), with
+    /// the same header apart from the sequence number, payload and flags. Stops at the first
+    /// segment the device does not take; that one goes in a later pass.
+    fn send_train<F, E>(&mut self, cx: &mut Context, train: Train, emit: &mut F)
+    where
+        F: FnMut(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
+    {
+        let Some(tuple) = self.tuple else { return };
+        let Train {
+            mss,
+            sums,
+            mut ip_repr,
+            meta,
+            sack_ranges,
+            timestamp,
+        } = train;
+        for _ in 1..self.segment_train {
+            if self.retransmission(cx).is_some()
+                || self.probe_to_send(cx)
+                || !self.seq_to_transmit(cx)
+            {
+                break;
+            }
+            let size = self.new_data_size(cx, self.window_limit().min(mss), mss);
+            let offset = self.flight_size();
+            let (payload, tail) = self.shared.gather(&self.tx_buffer, offset, size, sums);
+            let len = payload.len() + tail.len();
+            if len == 0 {
+                break;
+            }
+            let repr = TcpRepr {
+                src_port: tuple.local.port,
+                dst_port: tuple.remote.port,
+                control: self.end_control(offset + len, true),
+                seq_number: self.remote_last_seq,
+                ack_number: self.remote_last_ack,
+                window_len: self.remote_last_win,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges,
+                timestamp,
+                payload,
+            };
+            let (seq, segment_len, control) = (
+                repr.seq_number,
+                repr.segment_len() + tail.len(),
+                repr.control,
+            );
+            ip_repr.set_payload_len(repr.buffer_len() + tail.len());
+            if emit(cx, meta, (ip_repr.clone(), repr, tail)).is_err() {
+                break;
+            }
+            self.record_sent(cx.now(), seq, segment_len, false);
+            if control != TcpControl::None {
+                break;
+            }
+        }
     }
 
     #[allow(clippy::if_same_then_else)]
@@ -10984,6 +11122,154 @@ mod test {
         s.reset();
         assert_eq!(alloc::sync::Arc::strong_count(&payload), 1);
         assert_eq!(s.send_queue(), 0);
+    }
+
+    // =========================================================================================//
+    // Tests for segment trains
+    // =========================================================================================//
+
+    /// One segment as the tests compare them: sequence number, flags, ACK, window, payload.
+    type Sent = (TcpSeqNumber, TcpControl, Option<TcpSeqNumber>, u16, Vec<u8>);
+
+    /// Runs `dispatch` until it sends nothing (at most 100 times); with `refuse_after`, the
+    /// device takes that many segments in each call and refuses the next. Returns every
+    /// segment sent, and the calls that sent something.
+    fn dispatch_all(s: &mut TestSocket, refuse_after: Option<usize>) -> (Vec<Sent>, usize) {
+        let (mut all, mut calls) = (Vec::new(), 0);
+        for _ in 0..100 {
+            let before = all.len();
+            let mut taken = 0;
+            let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (ip, repr, tail)| {
+                if refuse_after == Some(taken) {
+                    return Err(());
+                }
+                taken += 1;
+                assert_eq!(ip.payload_len(), repr.buffer_len() + tail.len());
+                let payload = [&[repr.payload][..], tail.parts()].concat().concat();
+                all.push((
+                    repr.seq_number,
+                    repr.control,
+                    repr.ack_number,
+                    repr.window_len,
+                    payload,
+                ));
+                Ok(())
+            });
+            if all.len() == before {
+                return (all, calls);
+            }
+            calls += 1;
+        }
+        panic!("dispatch never stopped sending");
+    }
+
+    /// An established socket with `queued` octets to send (wrapping around its ring) and a
+    /// shared buffer behind them, segments of 8 octets, and trains of `train` segments.
+    fn socket_with_queue(train: u16, queued: &[u8]) -> TestSocket {
+        let mut s = socket_established_with_buffer_sizes(40, 64);
+        s.set_nagle_enabled(false);
+        s.set_segment_train(train);
+        s.remote_mss = 8;
+        // Move the ring's start, so that the queued data wraps.
+        assert_eq!(s.tx_buffer.enqueue_slice(&[b'.'; 25]), 25);
+        assert_eq!(s.tx_buffer.dequeue_many(25).len(), 25);
+        assert_eq!(s.send_slice(queued), Ok(queued.len()));
+        s.send_shared(shared_payload(b"SHARED-BYTES-FROM-A-CACHE"), 0, 25)
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn test_segment_train_sends_what_single_passes_send() {
+        let queued = b"abcdefghijklmnopqrstuvwxyz0123";
+        for close in [false, true] {
+            let mut one = socket_with_queue(1, queued);
+            let mut train = socket_with_queue(16, queued);
+            assert_eq!(train.segment_train(), 16);
+            if close {
+                one.close();
+                train.close();
+            }
+            let (sent_one, calls_one) = dispatch_all(&mut one, None);
+            let (sent_train, calls_train) = dispatch_all(&mut train, None);
+            // 55 octets in segments of 8; the PSH, or the FIN, rides on the last one.
+            assert_eq!(sent_one.len(), 7, "close: {close}");
+            assert_eq!(sent_one, sent_train, "close: {close}");
+            assert_eq!(calls_one, 7);
+            assert_eq!(calls_train, 1);
+            let last = sent_train.last().unwrap();
+            let want = if close {
+                TcpControl::Fin
+            } else {
+                TcpControl::Psh
+            };
+            assert_eq!(last.1, want);
+            assert!(sent_train[..6].iter().all(|seg| seg.1 == TcpControl::None));
+            let stream: Vec<u8> = sent_train.iter().flat_map(|seg| seg.4.clone()).collect();
+            assert_eq!(stream, [&queued[..], b"SHARED-BYTES-FROM-A-CACHE"].concat());
+            // The sender's state is the same as after single passes.
+            assert_eq!(one.remote_last_seq, train.remote_last_seq);
+            assert_eq!(one.timer, train.timer);
+            assert_eq!(one.flight_size(), train.flight_size());
+            assert_eq!(
+                one.recovery.pipe(one.flight_size(), 8),
+                train.recovery.pipe(train.flight_size(), 8)
+            );
+        }
+    }
+
+    #[test]
+    fn test_segment_train_stops_at_the_peer_window() {
+        let mut s = socket_with_queue(16, b"abcdefghijklmnopqrstuvwxyz0123");
+        s.remote_win_len = 20;
+        let (sent, calls) = dispatch_all(&mut s, None);
+        // Two full segments and the 4 octets left of the window.
+        let lens: Vec<usize> = sent.iter().map(|seg| seg.4.len()).collect();
+        assert_eq!((lens, calls), (vec![8, 8, 4], 1));
+        assert_eq!(s.flight_size(), 20);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_segment_train_stops_at_the_congestion_window() {
+        let mut s = socket_with_queue(16, b"abcdefghijklmnopqrstuvwxyz0123");
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(8);
+        s.congestion_controller.inner_mut().set_initial_window(24);
+        let (sent, calls) = dispatch_all(&mut s, None);
+        assert_eq!((sent.len(), calls), (3, 1));
+        assert_eq!(s.flight_size(), 24);
+    }
+
+    #[test]
+    fn test_segment_train_resumes_where_the_device_refused() {
+        let queued = b"abcdefghijklmnopqrstuvwxyz0123";
+        let mut one = socket_with_queue(1, queued);
+        let mut train = socket_with_queue(16, queued);
+        let (sent_one, _) = dispatch_all(&mut one, None);
+        // The device takes three segments per call: each call's train stops at the fourth,
+        // which leads the next call's train.
+        let (sent_train, calls) = dispatch_all(&mut train, Some(3));
+        assert_eq!(sent_one, sent_train);
+        assert_eq!(calls, 3);
+        assert_eq!(one.remote_last_seq, train.remote_last_seq);
+    }
+
+    #[test]
+    fn test_segment_train_leaves_lost_data_to_its_own_pass() {
+        let mut s = socket_with_queue(16, b"abcdefghijklmnopqrstuvwxyz0123");
+        let (sent, _) = dispatch_all(&mut s, None);
+        assert_eq!(sent.len(), 7);
+        // The retransmission timer fires: the first segment goes again alone, never as part
+        // of a train.
+        s.cx.set_now(Instant::from_secs(2));
+        let mut count = 0;
+        let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, _)| {
+            assert_eq!(repr.seq_number, LOCAL_SEQ + 1);
+            count += 1;
+            Ok(())
+        });
+        assert_eq!(count, 1);
     }
 
     #[test]
