@@ -127,40 +127,66 @@ impl PartialEq for InFlight {
 impl Eq for InFlight {}
 
 /// Free frame buffers, shared by both directions of a link.
+///
+/// Like a NIC's or an AF_XDP UMEM's frames, a reused buffer is not cleared: it holds what the
+/// last frame left in it, and the sender writes every byte of the new one. The free buffers
+/// are kept in two lists by the length of the frame they last held, so that a full-sized
+/// frame takes a buffer that last held a full-sized one and has nothing to zero.
 #[derive(Debug)]
 pub(super) struct FramePool {
-    free: Vec<Vec<u8>>,
+    /// Free buffers that last held a frame of at most `SMALL_FRAME` bytes (ACKs, requests).
+    small: Vec<Vec<u8>>,
+    /// Free buffers that last held a longer frame.
+    large: Vec<Vec<u8>>,
     /// Capacity of each new buffer: the largest frame either direction accepts.
     frame_capacity: usize,
 }
 
+/// The longest frame the pool counts as small: an ACK with options, a short request.
+const SMALL_FRAME: usize = 256;
+
 impl FramePool {
     pub fn new(frame_capacity: usize) -> Self {
         FramePool {
-            free: Vec::new(),
+            small: Vec::new(),
+            large: Vec::new(),
             frame_capacity,
         }
     }
 
-    /// A zeroed buffer of exactly `len` bytes, reused when one is free.
+    /// A buffer of exactly `len` bytes, reused when one is free. Its bytes are stale, as in
+    /// a NIC ring: whatever an earlier frame left there, and zeros only where no frame has
+    /// been yet.
     ///
     /// The pool's buffers are the wire's, not the heap of whichever party's poll happens to
     /// send or receive: they are allocated and freed outside any heap measurement
     /// ([`crate::alloc_count`]).
     pub fn take(&mut self, len: usize) -> Vec<u8> {
         uncounted(|| {
-            let mut buf = self
-                .free
+            let (first, second) = if len > SMALL_FRAME {
+                (&mut self.large, &mut self.small)
+            } else {
+                (&mut self.small, &mut self.large)
+            };
+            let mut buf = first
                 .pop()
+                .or_else(|| second.pop())
                 .unwrap_or_else(|| Vec::with_capacity(self.frame_capacity));
-            buf.clear();
+            // `resize` zeroes only what the buffer's last frame did not reach.
+            buf.truncate(len);
             buf.resize(len, 0);
             buf
         })
     }
 
     pub fn give(&mut self, buf: Vec<u8>) {
-        uncounted(|| self.free.push(buf));
+        uncounted(|| {
+            if buf.len() > SMALL_FRAME {
+                self.large.push(buf);
+            } else {
+                self.small.push(buf);
+            }
+        });
     }
 }
 
@@ -225,15 +251,42 @@ mod tests {
     }
 
     #[test]
-    fn pool_reuses_buffers_and_hands_them_out_zeroed() {
+    fn pool_reuses_buffers_with_their_stale_bytes() {
         let mut pool = FramePool::new(1514);
         let mut a = pool.take(4);
         assert_eq!(a.capacity(), 1514);
+        assert_eq!(a, [0; 4], "a new buffer is zeroed");
         a.copy_from_slice(&[9, 9, 9, 9]);
         let ptr = a.as_ptr();
         pool.give(a);
         let b = pool.take(6);
         assert_eq!(b.as_ptr(), ptr, "the freed buffer is reused");
-        assert_eq!(b, [0; 6]);
+        assert_eq!(
+            b,
+            [9, 9, 9, 9, 0, 0],
+            "stale where a frame was, zero beyond"
+        );
+    }
+
+    #[test]
+    fn pool_gives_full_sized_frames_the_buffers_of_full_sized_frames() {
+        let mut pool = FramePool::new(1514);
+        let mut full = pool.take(1514);
+        full.fill(7);
+        let ack = pool.take(66);
+        let (full_at, ack_at) = (full.as_ptr(), ack.as_ptr());
+        pool.give(full);
+        pool.give(ack);
+        // The ACK went back last, but the next full-sized frame takes the full-sized buffer:
+        // nothing to zero, every byte the last frame's.
+        let next = pool.take(1514);
+        assert_eq!(next.as_ptr(), full_at);
+        assert!(next.iter().all(|&b| b == 7));
+        let small = pool.take(66);
+        assert_eq!(small.as_ptr(), ack_at);
+        // With one list empty, the other serves.
+        pool.give(small);
+        let other = pool.take(1514);
+        assert_eq!((other.as_ptr(), other.len()), (ack_at, 1514));
     }
 }
