@@ -36,6 +36,9 @@
 //!   `copy_from_slice` of 1 MiB into another 1 MiB buffer (the median of several rounds of
 //!   many copies), `server_ns_per_mib`, the server's time per request scaled to 1 MiB of body,
 //!   and `cost_vs_memcpy`, their ratio: how many plain copies of the body one response costs.
+//!   `frame_copy_ns_per_mib` is a second yardstick: the same warm copy, but one segment's
+//!   payload at a time into frame buffers of their own, the least any server that copies the
+//!   body into its frames pays.
 //!
 //! `--mtu` (default 1500, up to 9000) sets the IP MTU of the simulated link, the server and
 //! every client alike (reported as `mtu`): `--mtu 9000` serves in jumbo frames.
@@ -515,7 +518,8 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
     let server_heap_per = sim.server_heap_bytes() as f64 / connections as f64;
     let body_bytes = measured.body_bytes;
     // After the RSS reading: the yardstick's two buffers are not the server's.
-    let memcpy_ns = (scenario == Scenario::Keepalive1m).then(memcpy_ns_per_mib);
+    let memcpy_ns = (scenario == Scenario::Keepalive1m)
+        .then(|| (memcpy_ns_per_mib(), frame_copy_ns_per_mib(work.mtu)));
     let mut json = serde_json::json!({
         "scenario": scenario.name(),
         "connections": connections,
@@ -535,9 +539,10 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
             report.server.stack.cell_polls as f64 / report.progress.0.max(1) as f64
         ),
     });
-    if let (Some(memcpy_ns), Some(map)) = (memcpy_ns, json.as_object_mut()) {
+    if let (Some((memcpy_ns, frame_copy_ns)), Some(map)) = (memcpy_ns, json.as_object_mut()) {
         let server_ns_per_mib = per(server_ns) * MIB as f64 / work.file_len.max(1) as f64;
         map.insert("memcpy_ns_per_mib".into(), round2(memcpy_ns).into());
+        map.insert("frame_copy_ns_per_mib".into(), round2(frame_copy_ns).into());
         map.insert("server_ns_per_mib".into(), round2(server_ns_per_mib).into());
         map.insert(
             "cost_vs_memcpy".into(),
@@ -561,22 +566,57 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
 }
 
 /// Nanoseconds one warm `copy_from_slice` of 1 MiB into another 1 MiB buffer takes on this
-/// core: the median over [`MEMCPY_ROUNDS`] rounds of [`MEMCPY_COPIES`] copies each, after a few
-/// copies that bring both buffers into the cache and the page tables.
+/// core (timed by [`median_copy_ns`]).
 fn memcpy_ns_per_mib() -> f64 {
-    use std::hint::black_box;
     let source: Vec<u8> = (0..MIB).map(|i| i as u8).collect();
     let mut target = vec![0u8; MIB];
+    median_copy_ns(|| target.copy_from_slice(std::hint::black_box(&source[..])))
+}
+
+/// Nanoseconds one warm copy of 1 MiB into frames takes: in pieces of one segment's payload at
+/// `mtu` (the MTU less 40 octets of IPv4 and TCP headers, and 12 of timestamps), each into its
+/// own buffer behind 66 octets of headers, as a server that copies each segment into its
+/// frame does at best. The buffers are allocated one by one, like the simulated wire's frames.
+/// A floor for the server's `server_ns_per_mib` with no TCP work at all.
+fn frame_copy_ns_per_mib(mtu: usize) -> f64 {
+    let piece = mtu.saturating_sub(52).max(1);
+    let source: Vec<u8> = (0..MIB).map(|i| i as u8).collect();
+    let mut frames = frame_buffers(MIB, piece);
+    median_copy_ns(|| copy_into_frames(&source, &mut frames, piece))
+}
+
+/// Octets of Ethernet, IPv4 and TCP headers with timestamps in front of a frame's payload.
+const FRAME_HEADERS: usize = 14 + 40 + 12;
+
+/// One buffer per `piece` octets of a body of `len`, each with room for the headers.
+fn frame_buffers(len: usize, piece: usize) -> Vec<Vec<u8>> {
+    (0..len.div_ceil(piece))
+        .map(|_| vec![0u8; FRAME_HEADERS + piece])
+        .collect()
+}
+
+/// Copies `source` into `frames`, `piece` octets each, behind the headers.
+fn copy_into_frames(source: &[u8], frames: &mut [Vec<u8>], piece: usize) {
+    for (frame, part) in frames.iter_mut().zip(source.chunks(piece)) {
+        frame[FRAME_HEADERS..FRAME_HEADERS + part.len()]
+            .copy_from_slice(std::hint::black_box(part));
+    }
+}
+
+/// The median over [`MEMCPY_ROUNDS`] rounds of the time one `copy` takes, each round the mean of
+/// [`MEMCPY_COPIES`] copies, after a few copies that bring the buffers into the cache and the
+/// page tables.
+fn median_copy_ns(mut copy: impl FnMut()) -> f64 {
     for _ in 0..8 {
-        black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+        copy();
     }
     let mut rounds: Vec<f64> = (0..MEMCPY_ROUNDS)
         .map(|_| {
             let started = WallInstant::now();
             for _ in 0..MEMCPY_COPIES {
-                black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+                copy();
+                std::hint::black_box(&mut copy);
             }
-            black_box(&target[..]);
             started.elapsed().as_nanos() as f64 / MEMCPY_COPIES as f64
         })
         .collect();
@@ -588,3 +628,28 @@ fn memcpy_ns_per_mib() -> f64 {
 const MEMCPY_ROUNDS: usize = 9;
 /// 1 MiB copies per round: some tens of milliseconds in all.
 const MEMCPY_COPIES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_copy_yardstick_copies_the_whole_body_in_order_behind_the_headers() {
+        let source: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let piece = 1448;
+        let mut frames = frame_buffers(source.len(), piece);
+        assert_eq!(frames.len(), 7);
+        copy_into_frames(&source, &mut frames, piece);
+        let joined: Vec<u8> = frames
+            .iter()
+            .zip(source.chunks(piece))
+            .flat_map(|(frame, part)| frame[FRAME_HEADERS..FRAME_HEADERS + part.len()].to_vec())
+            .collect();
+        assert_eq!(joined, source);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f[..FRAME_HEADERS].iter().all(|&b| b == 0))
+        );
+    }
+}
