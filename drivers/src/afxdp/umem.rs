@@ -119,6 +119,17 @@ impl Umem {
         Some(addr)
     }
 
+    /// Hints the cache to bring in `len` bytes at `offset` into the chunk that the next
+    /// `alloc` returns (if any): a transmit path calls it after staging a frame, so that
+    /// the next frame's headers are not a store miss on a chunk the ring left cold.
+    pub(crate) fn hint_next(&self, offset: u32, len: usize) {
+        if let Some(&next) = self.free.last()
+            && let Some(range) = self.frame_range(next + u64::from(offset), 1)
+        {
+            crate::prefetch::prefetch(self.area.as_ptr().wrapping_add(range.start), len);
+        }
+    }
+
     /// Puts the chunk holding `addr` back on the free stack. Returns `false` (and changes
     /// nothing) if `addr` is outside the UMEM or the chunk is already free.
     pub(crate) fn release(&mut self, addr: u64) -> bool {

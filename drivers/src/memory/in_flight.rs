@@ -145,6 +145,10 @@ pub(super) struct FramePool {
 /// The longest frame the pool counts as small: an ACK with options, a short request.
 const SMALL_FRAME: usize = 256;
 
+/// Bytes of the next free buffer hinted into the cache at each `take`: the headers and the
+/// start of the payload.
+const NEXT_FRAME_HINT_BYTES: usize = 256;
+
 impl FramePool {
     pub fn new(frame_capacity: usize) -> Self {
         FramePool {
@@ -172,6 +176,11 @@ impl FramePool {
                 .pop()
                 .or_else(|| second.pop())
                 .unwrap_or_else(|| Vec::with_capacity(self.frame_capacity));
+            // The next frame of this size likely takes the next buffer of this list: bring
+            // its start into the cache now, as the AF_XDP driver does with its next chunk.
+            if let Some(next) = first.last() {
+                crate::prefetch::prefetch(next.as_ptr(), NEXT_FRAME_HINT_BYTES);
+            }
             // `resize` zeroes only what the buffer's last frame did not reach.
             buf.truncate(len);
             buf.resize(len, 0);
