@@ -159,8 +159,7 @@ impl FramePool {
     }
 
     /// A buffer of exactly `len` bytes, reused when one is free. Its bytes are stale, as in
-    /// a NIC ring: whatever an earlier frame left there, and zeros only where no frame has
-    /// been yet.
+    /// a NIC ring: what the buffer's last frame left there, and zeros past that frame's end.
     ///
     /// The pool's buffers are the wire's, not the heap of whichever party's poll happens to
     /// send or receive: they are allocated and freed outside any heap measurement
