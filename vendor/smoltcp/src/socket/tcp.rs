@@ -3043,10 +3043,12 @@ impl<'a> Socket<'a> {
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
         // Lost data goes first, as far as the windows allow (RFC 6675 NextSeg rule 1); then a
         // tail loss probe, whatever the congestion window (RFC 8985 §7.3).
-        if self.retransmission(cx).is_some() || self.probe_to_send(cx) {
-            return true;
-        }
+        self.retransmission(cx).is_some() || self.probe_to_send(cx) || self.frontier_to_transmit(cx)
+    }
 
+    /// Whether new data or flags are to be sent at the send frontier (`remote_last_seq`): the
+    /// part of `seq_to_transmit` past lost data and probes.
+    fn frontier_to_transmit(&self, cx: &mut Context) -> bool {
         let ip_header_len = match self.tuple.unwrap().local.addr {
             #[cfg(feature = "proto-ipv4")]
             IpAddress::Ipv4(_) => crate::wire::IPV4_HEADER_LEN,
@@ -3727,9 +3729,10 @@ impl<'a> Socket<'a> {
             timestamp,
         } = train;
         for _ in 1..self.segment_train {
+            // What a pass of its own would send first goes in a pass of its own.
             if self.retransmission(cx).is_some()
                 || self.probe_to_send(cx)
-                || !self.seq_to_transmit(cx)
+                || !self.frontier_to_transmit(cx)
             {
                 break;
             }
