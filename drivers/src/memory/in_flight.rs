@@ -1,9 +1,9 @@
 //! Frames on the wire in one direction of a memory link, and the pool their buffers live in.
 //!
 //! Owns [`InFlightQueue`], which hands frames out in order of arrival time, ties broken by the
-//! order they were pushed, and never before their arrival time; and [`FramePool`], the free
-//! list that lets buffers go round staging → in flight → receive → staging without allocating
-//! once the link has warmed up.
+//! order they were pushed, and never before their arrival time; [`FramePool`], the free list
+//! that lets buffers go round staging → in flight → receive → staging without allocating once
+//! the link has warmed up; and [`Frame`], one frame in one of those buffers.
 //!
 //! Arrival times are monotone in push order on a plain wire (fixed latency, serialization in
 //! send order), so frames go into a FIFO while they are; only a frame that would arrive
@@ -15,6 +15,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
+use std::ops::{Deref, DerefMut};
 
 use crate::alloc_count::uncounted;
 
@@ -35,11 +36,11 @@ impl InFlightQueue {
 
     /// The queue is the wire's memory, like the frame pool's: grown outside any heap
     /// measurement.
-    pub fn push(&mut self, arrival_ns: u64, frame: Vec<u8>) {
+    pub fn push(&mut self, arrival_ns: u64, frame: Frame) {
         uncounted(|| self.push_frame(arrival_ns, frame));
     }
 
-    fn push_frame(&mut self, arrival_ns: u64, frame: Vec<u8>) {
+    fn push_frame(&mut self, arrival_ns: u64, frame: Frame) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let item = InFlight {
@@ -79,7 +80,7 @@ impl InFlightQueue {
     }
 
     /// The next frame, if it has arrived by `now_ns`.
-    pub fn pop_due(&mut self, now_ns: u64) -> Option<Vec<u8>> {
+    pub fn pop_due(&mut self, now_ns: u64) -> Option<Frame> {
         if self.next_arrival_ns()? > now_ns {
             return None;
         }
@@ -96,7 +97,7 @@ impl InFlightQueue {
 struct InFlight {
     arrival_ns: u64,
     seq: u64,
-    frame: Vec<u8>,
+    frame: Frame,
 }
 
 impl InFlight {
@@ -126,24 +127,51 @@ impl PartialEq for InFlight {
 
 impl Eq for InFlight {}
 
-/// Free frame buffers, shared by both directions of a link.
-///
-/// Like a NIC's or an AF_XDP UMEM's frames, a reused buffer is not cleared: it holds what the
-/// last frame left in it, and the sender writes every byte of the new one. The free buffers
-/// are kept in two lists by the length of the frame they last held, so that a full-sized
-/// frame takes a buffer that last held a full-sized one and has nothing to zero.
+/// One frame: the first `len` bytes of a buffer that keeps its whole size for life, as a NIC
+/// ring's or an AF_XDP UMEM's frame does. Reads as the frame's bytes.
 #[derive(Debug)]
-pub(super) struct FramePool {
-    /// Free buffers that last held a frame of at most `SMALL_FRAME` bytes (ACKs, requests).
-    small: Vec<Vec<u8>>,
-    /// Free buffers that last held a longer frame.
-    large: Vec<Vec<u8>>,
-    /// Capacity of each new buffer: the largest frame either direction accepts.
-    frame_capacity: usize,
+pub(super) struct Frame {
+    /// Every byte initialised once, when the pool made the buffer; never shrunk.
+    buf: Vec<u8>,
+    len: usize,
 }
 
-/// The longest frame the pool counts as small: an ACK with options, a short request.
-const SMALL_FRAME: usize = 256;
+impl Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl DerefMut for Frame {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+impl From<Vec<u8>> for Frame {
+    fn from(buf: Vec<u8>) -> Frame {
+        let len = buf.len();
+        Frame { buf, len }
+    }
+}
+
+/// Free frame buffers, shared by both directions of a link.
+///
+/// Like a NIC's or an AF_XDP UMEM's frames, a buffer has one size for life and a reused one is
+/// not cleared: it holds what its earlier frames left in it, and the sender writes every byte
+/// of the new frame. A buffer is zeroed once, when it is made, so taking one never writes to
+/// it: a memset of every frame would be charged to whichever party's poll sends it, and no
+/// NIC has one.
+#[derive(Debug)]
+pub(super) struct FramePool {
+    /// Free buffers, the most recently freed (warmest) last.
+    free: Vec<Vec<u8>>,
+    /// Size of each new buffer: the largest frame either direction accepts.
+    frame_capacity: usize,
+}
 
 /// Bytes of the next free buffer hinted into the cache at each `take`: the headers and the
 /// start of the payload.
@@ -152,49 +180,39 @@ const NEXT_FRAME_HINT_BYTES: usize = 256;
 impl FramePool {
     pub fn new(frame_capacity: usize) -> Self {
         FramePool {
-            small: Vec::new(),
-            large: Vec::new(),
+            free: Vec::new(),
             frame_capacity,
         }
     }
 
-    /// A buffer of exactly `len` bytes, reused when one is free. Its bytes are stale, as in
-    /// a NIC ring: what the buffer's last frame left there, and zeros past that frame's end.
+    /// A frame of exactly `len` bytes, in a reused buffer when one is free. Its bytes are
+    /// stale, as in a NIC ring: what the buffer's earlier frames left there (zeros in a new
+    /// buffer).
     ///
     /// The pool's buffers are the wire's, not the heap of whichever party's poll happens to
     /// send or receive: they are allocated and freed outside any heap measurement
     /// ([`crate::alloc_count`]).
-    pub fn take(&mut self, len: usize) -> Vec<u8> {
+    pub fn take(&mut self, len: usize) -> Frame {
         uncounted(|| {
-            let (first, second) = if len > SMALL_FRAME {
-                (&mut self.large, &mut self.small)
-            } else {
-                (&mut self.small, &mut self.large)
-            };
-            let mut buf = first
+            let mut buf = self
+                .free
                 .pop()
-                .or_else(|| second.pop())
-                .unwrap_or_else(|| Vec::with_capacity(self.frame_capacity));
-            // The next frame of this size likely takes the next buffer of this list: bring
-            // its start into the cache now, as the AF_XDP driver does with its next chunk.
-            if let Some(next) = first.last() {
+                .unwrap_or_else(|| vec![0; self.frame_capacity]);
+            // The next frame likely takes the next buffer: bring its start into the cache
+            // now, as the AF_XDP driver does with its next chunk.
+            if let Some(next) = self.free.last() {
                 crate::prefetch::prefetch(next.as_ptr(), NEXT_FRAME_HINT_BYTES);
             }
-            // `resize` zeroes only what the buffer's last frame did not reach.
-            buf.truncate(len);
-            buf.resize(len, 0);
-            buf
+            // Only a frame longer than any the pool was sized for grows its buffer, once.
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            Frame { buf, len }
         })
     }
 
-    pub fn give(&mut self, buf: Vec<u8>) {
-        uncounted(|| {
-            if buf.len() > SMALL_FRAME {
-                self.large.push(buf);
-            } else {
-                self.small.push(buf);
-            }
-        });
+    pub fn give(&mut self, frame: Frame) {
+        uncounted(|| self.free.push(frame.buf));
     }
 }
 
@@ -205,18 +223,18 @@ mod tests {
     #[test]
     fn pops_by_arrival_then_push_order_and_never_early() {
         let mut q = InFlightQueue::default();
-        q.push(300, vec![3]);
-        q.push(100, vec![1]);
-        q.push(300, vec![4]);
-        q.push(200, vec![2]);
+        q.push(300, vec![3].into());
+        q.push(100, vec![1].into());
+        q.push(300, vec![4].into());
+        q.push(200, vec![2].into());
         assert_eq!(q.next_arrival_ns(), Some(100));
-        assert_eq!(q.pop_due(99), None);
-        assert_eq!(q.pop_due(100), Some(vec![1]));
-        assert_eq!(q.pop_due(299), Some(vec![2]));
-        assert_eq!(q.pop_due(299), None);
-        assert_eq!(q.pop_due(1000), Some(vec![3]));
-        assert_eq!(q.pop_due(1000), Some(vec![4]));
-        assert_eq!(q.pop_due(1000), None);
+        assert!(q.pop_due(99).is_none());
+        assert_eq!(q.pop_due(100).as_deref(), Some(&[1][..]));
+        assert_eq!(q.pop_due(299).as_deref(), Some(&[2][..]));
+        assert!(q.pop_due(299).is_none());
+        assert_eq!(q.pop_due(1000).as_deref(), Some(&[3][..]));
+        assert_eq!(q.pop_due(1000).as_deref(), Some(&[4][..]));
+        assert!(q.pop_due(1000).is_none());
         assert_eq!(q.next_arrival_ns(), None);
         assert_eq!(q.len(), 0);
     }
@@ -237,7 +255,7 @@ mod tests {
         ];
         let mut q = InFlightQueue::default();
         for (at, id) in pushes {
-            q.push(at, vec![id]);
+            q.push(at, vec![id].into());
         }
         assert!(
             !q.heap.is_empty() && !q.fifo.is_empty(),
@@ -262,39 +280,38 @@ mod tests {
     fn pool_reuses_buffers_with_their_stale_bytes() {
         let mut pool = FramePool::new(1514);
         let mut a = pool.take(4);
-        assert_eq!(a.capacity(), 1514);
-        assert_eq!(a, [0; 4], "a new buffer is zeroed");
+        assert_eq!(*a, [0; 4], "a new buffer is zeroed");
         a.copy_from_slice(&[9, 9, 9, 9]);
         let ptr = a.as_ptr();
         pool.give(a);
-        let b = pool.take(6);
+        let mut b = pool.take(6);
         assert_eq!(b.as_ptr(), ptr, "the freed buffer is reused");
-        assert_eq!(
-            b,
-            [9, 9, 9, 9, 0, 0],
-            "stale where a frame was, zero beyond"
-        );
+        assert_eq!(*b, [9, 9, 9, 9, 0, 0], "stale where a frame was");
+        b.fill(7);
+        pool.give(b);
+        // A shorter frame and then a longer one: the bytes past the short one are still the
+        // long one's, as in a NIC ring, and nothing was zeroed in between.
+        let short = pool.take(2);
+        assert_eq!(short.as_ptr(), ptr);
+        pool.give(short);
+        let long = pool.take(8);
+        assert_eq!(long.as_ptr(), ptr);
+        assert_eq!(*long, [7, 7, 7, 7, 7, 7, 0, 0]);
     }
 
     #[test]
-    fn pool_gives_full_sized_frames_the_buffers_of_full_sized_frames() {
+    fn pool_buffers_keep_their_size_and_grow_only_for_a_longer_frame() {
         let mut pool = FramePool::new(1514);
-        let mut full = pool.take(1514);
-        full.fill(7);
         let ack = pool.take(66);
-        let (full_at, ack_at) = (full.as_ptr(), ack.as_ptr());
-        pool.give(full);
+        let at = ack.as_ptr();
         pool.give(ack);
-        // The ACK went back last, but the next full-sized frame takes the full-sized buffer:
-        // nothing to zero, every byte the last frame's.
-        let next = pool.take(1514);
-        assert_eq!(next.as_ptr(), full_at);
-        assert!(next.iter().all(|&b| b == 7));
-        let small = pool.take(66);
-        assert_eq!(small.as_ptr(), ack_at);
-        // With one list empty, the other serves.
-        pool.give(small);
-        let other = pool.take(1514);
-        assert_eq!((other.as_ptr(), other.len()), (ack_at, 1514));
+        // A full-sized frame fits the buffer an ACK used: no new allocation.
+        let full = pool.take(1514);
+        assert_eq!((full.as_ptr(), full.len()), (at, 1514));
+        pool.give(full);
+        // Longer than the pool was sized for: the buffer grows, zeros past its old end.
+        let jumbo = pool.take(2000);
+        assert_eq!(jumbo.len(), 2000);
+        assert!(jumbo[1514..].iter().all(|&b| b == 0));
     }
 }

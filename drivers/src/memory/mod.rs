@@ -57,7 +57,7 @@ use crate::clock::VirtualClock;
 use crate::faults::FaultInjector;
 use crate::rss::Rss;
 use crate::{Capabilities, DriverCounters, DriverError, FrameIo, RX_LEND_MAX};
-use in_flight::{FramePool, InFlightQueue};
+use in_flight::{Frame, FramePool, InFlightQueue};
 
 /// Frames [`FrameIo::tx_stage`] accepts between two flushes; what `tx_room` starts from.
 pub const TX_STAGING_FRAMES: usize = 256;
@@ -264,9 +264,9 @@ pub struct MemoryPort {
     clock: VirtualClock,
     /// Reports the transmit direction's MTU: that is what the netstack sizes segments from.
     capabilities: Capabilities,
-    staged: Vec<Vec<u8>>,
+    staged: Vec<Frame>,
     /// Frames taken off the inbox for one `rx_batch`, lent together, then back to the pool.
-    lent: Vec<Vec<u8>>,
+    lent: Vec<Frame>,
     counters: DriverCounters,
     fault_counters: FaultCounters,
 }
