@@ -1,6 +1,7 @@
 //! `sirocco-bench stack --engines 1,2 --json`, and `--rounds`: one engine and two at once,
 //! each on its own pinned thread with its own server and client fleet on one shared content
-//! cache. Checks the shape and sanity of the rows (every request served, one entry per
+//! cache; and `--rounds` of the classic one-engine rows, with their ratio to the fewest
+//! connections. Checks the shape and sanity of the rows (every request served, one entry per
 //! engine, a finite positive efficiency, medians within their ranges), never a performance
 //! threshold: the bench reports, tests do not time. Runs the release binary
 //! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
@@ -194,4 +195,84 @@ fn rounds_repeat_the_list_and_end_with_the_median_of_each_engine_count() {
             );
         }
     }
+}
+
+#[test]
+fn classic_rounds_alternate_the_counts_and_end_with_medians_of_cost_and_flatness() {
+    // Given most first: the bench runs the fewest first, its baseline.
+    let rows = bench_rows(&[
+        "--scenarios",
+        "keepalive-512",
+        "--connections",
+        "40,20",
+        "--requests",
+        "1000",
+        "--rounds",
+        "3",
+    ]);
+    let shape: Vec<(f64, Option<f64>, bool)> = rows
+        .iter()
+        .map(|row| {
+            (
+                number(row, "connections"),
+                row["round"].as_f64(),
+                row["median"] == Value::Bool(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (20.0, Some(1.0), false),
+            (40.0, Some(1.0), false),
+            (20.0, Some(2.0), false),
+            (40.0, Some(2.0), false),
+            (20.0, Some(3.0), false),
+            (40.0, Some(3.0), false),
+            (20.0, None, true),
+            (40.0, None, true),
+        ],
+        "{rows:?}"
+    );
+    for pair in rows[..6].chunks(2) {
+        let (fewest, most) = (&pair[0], &pair[1]);
+        assert_eq!(number(fewest, "cost_vs_fewest"), 1.0, "{fewest}");
+        let ratio = number(most, "server_ns_per_request") / number(fewest, "server_ns_per_request");
+        assert!(
+            (number(most, "cost_vs_fewest") - ratio).abs() < 0.001,
+            "the ratio to the same round's fewest: {pair:?}"
+        );
+    }
+    let median = &rows[7];
+    assert_eq!(number(median, "rounds"), 3.0, "{median}");
+    for key in [
+        "server_ns_per_request",
+        "requests_per_sec",
+        "cost_vs_fewest",
+    ] {
+        // The median of three is one of them, rounded to three decimals.
+        let mut values: Vec<f64> = [1, 3, 5].iter().map(|&i| number(&rows[i], key)).collect();
+        values.sort_by(f64::total_cmp);
+        assert!(
+            (number(median, key) - values[1]).abs() < 0.001,
+            "{key}: {median} from {values:?}"
+        );
+        assert_eq!(
+            numbers(median, &format!("{key}_range")),
+            [values[0], values[2]],
+            "{key} in {median}"
+        );
+    }
+    assert!(median.get("cost_vs_memcpy").is_none(), "{median}");
+}
+
+#[test]
+fn rounds_of_zero_are_refused() {
+    let out = Command::new(sirocco_tests::lab::release_binary("sirocco-bench"))
+        .args(["stack", "--scenarios", "keepalive-512", "--rounds", "0"])
+        .output()
+        .expect("run sirocco-bench stack");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--rounds must be at least 1"), "{stderr}");
 }

@@ -80,7 +80,7 @@ use sirocco_drivers::clock::VirtualClock;
 use sirocco_drivers::host;
 
 use super::stack::{Scenario, StackArgs, Workload, check_served, spawn_child};
-use super::{Row, round2, rss_bytes};
+use super::{Row, round2, round3, rss_bytes};
 use crate::sim::event_loop::{self, Parties, Tick};
 use crate::sim::{Limits, Request, Simulation};
 
@@ -155,42 +155,26 @@ pub(super) fn run_all(args: &StackArgs, scenarios: &[Scenario]) -> anyhow::Resul
     Ok(rows)
 }
 
-/// The medians over rounds of the `engines`-engine rows in `runs`: a row with `"median":
-/// true`, `rounds`, and for each efficiency its median and its `[least, most]` range.
+/// The medians over rounds of the `engines`-engine rows in `runs`.
 fn median_row(scenario: Scenario, connections: usize, engines: usize, runs: &[Row]) -> Row {
     let these: Vec<&Row> = runs
         .iter()
         .filter(|r| r.get_f64("engines") == Some(engines as f64))
         .collect();
-    let mut json = serde_json::json!({
+    let fields = serde_json::json!({
         "scenario": scenario.name(),
         "connections": connections,
         "engines": engines,
-        "median": true,
-        "rounds": these.len(),
     });
-    for key in [
-        "scaling_efficiency",
-        "scaling_efficiency_cpu",
-        "requests_per_sec",
-    ] {
-        let mut values: Vec<f64> = these.iter().filter_map(|r| r.get_f64(key)).collect();
-        values.sort_by(f64::total_cmp);
-        let Some((&least, &most)) = values.first().zip(values.last()) else {
-            continue;
-        };
-        let middle = values.len() / 2;
-        let median = if values.len() % 2 == 1 {
-            values[middle]
-        } else {
-            (values[middle - 1] + values[middle]) / 2.0
-        };
-        if let Some(map) = json.as_object_mut() {
-            map.insert(key.into(), round3(median).into());
-            map.insert(format!("{key}_range"), serde_json::json!([least, most]));
-        }
-    }
-    Row { json }
+    super::median_row(
+        fields,
+        &these,
+        &[
+            "scaling_efficiency",
+            "scaling_efficiency_cpu",
+            "requests_per_sec",
+        ],
+    )
 }
 
 fn print_summary(json: bool, row: &Row) {
@@ -580,11 +564,6 @@ fn row(
         "mtu": work.mtu,
     });
     Row { json }
-}
-
-/// `x` rounded to three decimals, for ratios.
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The CPUs this process may run on (its affinity mask), in increasing order. Read on the

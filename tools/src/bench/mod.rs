@@ -54,6 +54,37 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// `x` rounded to three decimals, for ratios.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The summary of repeated runs: `fields` (which say what was repeated) with `"median":
+/// true` and `rounds`, and for each of `keys` the runs report, its median over `runs` and its
+/// `[least, most]` range in `<key>_range`. A key no run reports is left out.
+pub fn median_row(mut fields: serde_json::Value, runs: &[&Row], keys: &[&str]) -> Row {
+    if let Some(map) = fields.as_object_mut() {
+        map.insert("median".into(), true.into());
+        map.insert("rounds".into(), runs.len().into());
+        for &key in keys {
+            let mut values: Vec<f64> = runs.iter().filter_map(|r| r.get_f64(key)).collect();
+            values.sort_by(f64::total_cmp);
+            let Some((&least, &most)) = values.first().zip(values.last()) else {
+                continue;
+            };
+            let middle = values.len() / 2;
+            let median = if values.len() % 2 == 1 {
+                values[middle]
+            } else {
+                (values[middle - 1] + values[middle]) / 2.0
+            };
+            map.insert(key.into(), round3(median).into());
+            map.insert(format!("{key}_range"), serde_json::json!([least, most]));
+        }
+    }
+    Row { json: fields }
+}
+
 /// See `outln!`.
 pub fn emit(line: std::fmt::Arguments<'_>) {
     use std::io::Write as _;

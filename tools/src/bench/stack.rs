@@ -40,6 +40,17 @@
 //!   payload at a time into frame buffers of their own, the least any server that copies the
 //!   body into its frames pays.
 //!
+//! - `cost_vs_fewest`, when a scenario runs more than one connection count:
+//!   `server_ns_per_request` ÷ the same figure at the fewest connections, in the same round
+//!   (the counts run fewest first): how far the cost per request is from flat.
+//!
+//! `--rounds K` runs each scenario's list of connection counts K times, one round after
+//! another (rows gain `round`), then prints one row per connection count with `"median":
+//! true` and `rounds`: the median over the rounds of `server_ns_per_request`,
+//! `requests_per_sec`, `cost_vs_fewest` and, for `keepalive-1m`, `server_ns_per_mib` and
+//! `cost_vs_memcpy`, each with its `[least, most]` range in `<key>_range`. Alternating the
+//! counts within each round lets a shared machine's drift hit them alike.
+//!
 //! `--mtu` (default 1500, up to 9000) sets the IP MTU of the simulated link, the server and
 //! every client alike (reported as `mtu`): `--mtu 9000` serves in jumbo frames.
 //!
@@ -55,7 +66,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sirocco::cache::ContentCache;
 
-use super::{Row, engines, round2, rss_bytes};
+use super::{Row, engines, round2, round3, rss_bytes};
 use crate::sim::{
     Limits, Mode, Request, Script, SimConfig, SimReport, Simulation, SiteTree, seeds,
 };
@@ -161,8 +172,9 @@ pub struct StackArgs {
     /// against one engine (which always runs). Without it: the classic one-core rows.
     #[arg(long, value_delimiter = ',')]
     pub engines: Vec<usize>,
-    /// With --engines: run the whole list this many times, one round after another, and end
-    /// with the median efficiency of each engine count over the rounds.
+    /// Run the whole list this many times, one round after another, and end with median rows:
+    /// per connection count (and, with --engines, per engine count), the median over the
+    /// rounds of each cost and ratio, with its range. On a noisy machine one run says little.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// IP MTU of the simulated link, for the server and the client fleet alike: 576 to 9000
@@ -204,8 +216,8 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
     if !args.engines.is_empty() {
         return engines::run_all(args, &scenarios);
     }
-    if args.rounds != 1 {
-        bail!("--rounds repeats --engines runs; give --engines too");
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
     }
     if !args.json {
         outln!(
@@ -222,13 +234,108 @@ pub fn run_all(args: &StackArgs) -> anyhow::Result<Vec<Row>> {
     }
     let mut rows = Vec::new();
     for scenario in scenarios {
-        for connections in args.connection_counts(scenario) {
-            let row = spawn_child(args, scenario, connections, None)?;
-            print_row(args.json, &row);
+        // Fewest first: each round's run at the fewest connections is its baseline.
+        let mut counts = args.connection_counts(scenario);
+        counts.sort_unstable();
+        counts.dedup();
+        let mut runs = Vec::new();
+        for round in 1..=args.rounds {
+            let mut fewest = None;
+            for &connections in &counts {
+                let mut row = spawn_child(args, scenario, connections, None)?;
+                let ns = row
+                    .get_f64("server_ns_per_request")
+                    .filter(|ns| ns.is_finite() && *ns > 0.0)
+                    .with_context(|| format!("a run reported no server time: {}", row.json))?;
+                let base = *fewest.get_or_insert(ns);
+                if let Some(map) = row.json.as_object_mut() {
+                    if counts.len() > 1 {
+                        map.insert("cost_vs_fewest".into(), round3(ns / base).into());
+                    }
+                    if args.rounds > 1 {
+                        map.insert("round".into(), round.into());
+                    }
+                }
+                print_row(args.json, &row);
+                runs.push(row);
+            }
+        }
+        let medians: Vec<Row> = if args.rounds > 1 {
+            counts
+                .iter()
+                .map(|&connections| median_row(scenario, connections, &runs))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        rows.extend(runs);
+        for row in medians {
+            print_summary(args.json, &row);
             rows.push(row);
         }
     }
     Ok(rows)
+}
+
+/// The medians over rounds of the runs of `scenario` at `connections`.
+fn median_row(scenario: Scenario, connections: usize, runs: &[Row]) -> Row {
+    let these: Vec<&Row> = runs
+        .iter()
+        .filter(|r| {
+            r.get_str("scenario") == Some(scenario.name())
+                && r.get_f64("connections") == Some(connections as f64)
+        })
+        .collect();
+    let fields = serde_json::json!({
+        "scenario": scenario.name(),
+        "connections": connections,
+    });
+    super::median_row(
+        fields,
+        &these,
+        &[
+            "server_ns_per_request",
+            "requests_per_sec",
+            "cost_vs_fewest",
+            "server_ns_per_mib",
+            "cost_vs_memcpy",
+        ],
+    )
+}
+
+fn print_summary(json: bool, row: &Row) {
+    if json {
+        outln!("{}", row.json);
+        return;
+    }
+    let range = |key: &str, decimals: usize| match row.json.get(format!("{key}_range")) {
+        Some(serde_json::Value::Array(pair)) => match (pair.first(), pair.get(1)) {
+            (Some(least), Some(most)) => format!(
+                " ({:.decimals$}..{:.decimals$})",
+                least.as_f64().unwrap_or(f64::NAN),
+                most.as_f64().unwrap_or(f64::NAN)
+            ),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "{:<19} {:>11} median of {} rounds: {:.1} server ns/req{}",
+        row.get_str("scenario").unwrap_or("?"),
+        row.get_f64("connections").unwrap_or(0.0),
+        row.get_f64("rounds").unwrap_or(0.0),
+        row.get_f64("server_ns_per_request").unwrap_or(f64::NAN),
+        range("server_ns_per_request", 1),
+    );
+    for (key, what) in [
+        ("cost_vs_fewest", "x the fewest connections' cost"),
+        ("cost_vs_memcpy", "x a 1 MiB memcpy"),
+    ] {
+        if let Some(ratio) = row.get_f64(key) {
+            line.push_str(&format!("; {ratio:.3}{what}{}", range(key, 3)));
+        }
+    }
+    outln!("{line}");
 }
 
 impl StackArgs {

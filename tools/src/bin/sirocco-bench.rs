@@ -90,7 +90,15 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.plot
         && !args.child
     {
-        write_plot(path, plot::stack_svg(&rows))?;
+        // With --rounds, one point per connection count: the medians.
+        let plotted: Vec<Row> = if args.rounds > 1 {
+            rows.into_iter()
+                .filter(|r| r.json.get("median") == Some(&serde_json::Value::Bool(true)))
+                .collect()
+        } else {
+            rows
+        };
+        write_plot(path, plot::stack_svg(&plotted))?;
     }
     Ok(())
 }
