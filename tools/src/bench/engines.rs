@@ -182,13 +182,6 @@ fn print_summary(json: bool, row: &Row) {
         outln!("{}", row.json);
         return;
     }
-    let range = |key: &str| {
-        let values = f64_array(row, key);
-        match values[..] {
-            [least, most] => format!("{least:.3}..{most:.3}"),
-            _ => String::new(),
-        }
-    };
     outln!(
         "{:<19} {:>11} {:>7} {:>10} {:>13.0} {:>10.3} {:>10.3} median of {} rounds; \
          efficiency {}, (cpu) {}",
@@ -200,8 +193,8 @@ fn print_summary(json: bool, row: &Row) {
         row.get_f64("scaling_efficiency").unwrap_or(f64::NAN),
         row.get_f64("scaling_efficiency_cpu").unwrap_or(f64::NAN),
         row.get_f64("rounds").unwrap_or(0.0),
-        range("scaling_efficiency_range"),
-        range("scaling_efficiency_cpu_range"),
+        row.range_text("scaling_efficiency", 3),
+        row.range_text("scaling_efficiency_cpu", 3),
     );
 }
 

@@ -39,6 +39,22 @@ impl Row {
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.json.get(key).and_then(serde_json::Value::as_str)
     }
+
+    /// A median row's `[least, most]` of `key` (its `<key>_range`) as `least..most`, with
+    /// `decimals` decimals; empty when the row has none.
+    pub fn range_text(&self, key: &str, decimals: usize) -> String {
+        let pair = self
+            .json
+            .get(format!("{key}_range"))
+            .and_then(serde_json::Value::as_array);
+        match pair.map(|p| p.iter().map(serde_json::Value::as_f64).collect::<Vec<_>>()) {
+            Some(values) => match values[..] {
+                [Some(least), Some(most)] => format!("{least:.decimals$}..{most:.decimals$}"),
+                _ => String::new(),
+            },
+            None => String::new(),
+        }
+    }
 }
 
 /// The process's resident set size in bytes (Linux `/proc/self/statm`), or 0 elsewhere.

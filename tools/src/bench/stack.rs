@@ -308,16 +308,9 @@ fn print_summary(json: bool, row: &Row) {
         outln!("{}", row.json);
         return;
     }
-    let range = |key: &str, decimals: usize| match row.json.get(format!("{key}_range")) {
-        Some(serde_json::Value::Array(pair)) => match (pair.first(), pair.get(1)) {
-            (Some(least), Some(most)) => format!(
-                " ({:.decimals$}..{:.decimals$})",
-                least.as_f64().unwrap_or(f64::NAN),
-                most.as_f64().unwrap_or(f64::NAN)
-            ),
-            _ => String::new(),
-        },
-        _ => String::new(),
+    let range = |key: &str, decimals: usize| match row.range_text(key, decimals) {
+        text if text.is_empty() => text,
+        text => format!(" ({text})"),
     };
     let mut line = format!(
         "{:<19} {:>11} median of {} rounds: {:.1} server ns/req{}",
