@@ -1,7 +1,7 @@
 //! `sirocco-bench stack --engines 1,2 --json`, and `--rounds`: one engine and two at once,
 //! each on its own pinned thread with its own server and client fleet on one shared content
-//! cache; and `--rounds` of the classic one-engine rows, with their ratio to the fewest
-//! connections. Checks the shape and sanity of the rows (every request served, one entry per
+//! cache; `--rounds` of the classic one-engine rows, with their ratio to the fewest
+//! connections; and the slow clients' transfer time, in virtual time. Checks the shape and sanity of the rows (every request served, one entry per
 //! engine, a finite positive efficiency, medians within their ranges), never a performance
 //! threshold: the bench reports, tests do not time. Runs the release binary
 //! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
@@ -275,4 +275,30 @@ fn rounds_of_zero_are_refused() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--rounds must be at least 1"), "{stderr}");
+}
+
+#[test]
+fn slow_clients_are_timed_to_their_last_byte_not_to_the_next_event_after_it() {
+    // 50 clients each read a 256 KiB body at 1 Mbit/s: in virtual time the transfer takes
+    // 2.1 s, whatever this machine is doing. A read driven by the reader's own timer moves no
+    // frame when it opens no window worth announcing; the loop once took that for "nothing
+    // happened" and jumped the clock to the next event (a keep-alive timer 70 s on) before
+    // looking, and reported 3% of the link rate.
+    let rows = bench_rows(&[
+        "--scenarios",
+        "slow-clients",
+        "--connections",
+        "50",
+        "--quick",
+    ]);
+    let [row] = &rows[..] else {
+        panic!("one row: {rows:?}")
+    };
+    let ideal = number(row, "file_bytes") * 8.0 / number(row, "link_bits_per_sec");
+    let took = number(row, "transfer_secs");
+    assert!(
+        ideal <= took && took <= ideal * 1.02,
+        "the last byte {took} s after the start, for {ideal} s of link time: {row}"
+    );
+    assert!(number(row, "fraction_of_link_rate") >= 0.98, "{row}");
 }

@@ -486,10 +486,14 @@ impl<D: FrameIo> ClientFleet<D> {
     }
 
     /// One round at `now`: receive a burst, feed it to the connections, service the ready ones,
-    /// flush. `Ok(true)` if any frame was received or sent.
+    /// flush. `Ok(true)` if any frame was received or sent, or any connection read bytes: a
+    /// rate-limited reader's timed read moves no frame when it opens no window worth
+    /// announcing, yet it is progress that the loop must see at the time it happened, not at
+    /// the next event the clock would jump to.
     pub fn poll(&mut self, now: Instant) -> Result<bool, DriverError> {
         let received = self.receive_burst()?;
         let tx_before = self.tally.staged;
+        let read_before = self.shared.counters.rx_bytes;
         self.neighbor_discovery(now)?;
 
         let ClientFleet {
@@ -560,7 +564,8 @@ impl<D: FrameIo> ClientFleet<D> {
         self.driver.tx_flush()?;
         self.shared.counters.tx_frames = self.tally.staged;
         self.shared.counters.tx_dropped = self.tally.dropped;
-        Ok(received > 0 || sent > 0)
+        let read = self.shared.counters.rx_bytes - read_before;
+        Ok(received > 0 || sent > 0 || read > 0)
     }
 
     /// With `hold`, a keep-alive connection whose script is done stays open instead of
