@@ -522,3 +522,288 @@ fn corrupted_frames_are_caught_by_checksums_and_transfers_still_complete() {
     assert!(report.server.stack.drop_tcp_checksum > 0, "{report}");
     assert_eq!(report.server.http.requests, expected, "{report}");
 }
+
+/// One hostile flow of [`checksummed_segments_on_live_flows_never_hurt_the_server`]: our next
+/// sequence number, and the server's, once its SYN-ACK has been seen.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    port: u16,
+    next: u32,
+    server_next: Option<u32>,
+    /// The round of the last SYN, while no SYN-ACK has answered it.
+    syn_round: Option<usize>,
+}
+
+/// A segment from `port` with every field drawn from `rng`, near the flow's sequence space most
+/// of the time, with any options; emitted with a valid checksum (so it passes every check a
+/// real peer's segment passes), then its flag bits, urgent pointer and window bent at random
+/// and the checksum filled again.
+fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u8> {
+    let mut pick = |n: u64| rng.next_u64() % n;
+    let near = |base: u32, draw: u64| -> u32 {
+        match draw % 8 {
+            0 => draw as u32,
+            1 => base.wrapping_add((draw >> 8) as u32 % 200_000),
+            2 => base.wrapping_sub((draw >> 8) as u32 % 200_000),
+            _ => base
+                .wrapping_add((draw >> 8) as u32 % 3000)
+                .wrapping_sub(1500),
+        }
+    };
+    let seq = near(probe.next, pick(u64::MAX));
+    let ack = probe.server_next.map(|s| near(s, pick(u64::MAX)));
+    let control = match pick(16) {
+        0 => TcpControl::Syn,
+        1 => TcpControl::Fin,
+        2 => TcpControl::Rst,
+        3..=8 => TcpControl::Psh,
+        _ => TcpControl::None,
+    };
+    let sack = |rng: &mut SplitMix64| {
+        let base = probe.server_next.unwrap_or(0);
+        let a = near(base, rng.next_u64());
+        Some((a, a.wrapping_add((rng.next_u64() % 20_000) as u32)))
+    };
+    let sack_ranges =
+        [sack(rng), sack(rng), sack(rng)].map(|r| r.filter(|_| rng.next_u64().is_multiple_of(3)));
+    let mut pick = |n: u64| rng.next_u64() % n;
+    let mut repr = TcpRepr {
+        src_port: probe.port,
+        dst_port: HTTP_PORT,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: match pick(4) {
+            0 => 0,
+            1 => 1,
+            _ => pick(65_536) as u16,
+        },
+        window_scale: (pick(4) == 0).then(|| pick(20) as u8),
+        max_seg_size: (pick(4) == 0).then(|| pick(70_000) as u16),
+        sack_permitted: pick(2) == 0,
+        sack_ranges,
+        timestamp: (pick(2) == 0).then(|| {
+            smoltcp::wire::TcpTimestampRepr::new(pick(u64::MAX) as u32, pick(u64::MAX) as u32)
+        }),
+        payload,
+    };
+    // A TCP header holds 40 octets of options: drop SACK blocks until they fit.
+    for k in (0..3).rev() {
+        if repr.header_len() > 60 {
+            repr.sack_ranges[k] = None;
+        }
+    }
+    let mut segment = vec![0u8; repr.buffer_len()];
+    let (src, dst) = (IpAddress::Ipv4(FIRST_CLIENT_IP), IpAddress::Ipv4(SERVER_IP));
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut segment),
+        &src,
+        &dst,
+        &ChecksumCapabilities::default(),
+    );
+    let mut packet = TcpPacket::new_unchecked(&mut segment);
+    if pick(4) == 0 {
+        // Any combination of the flag bits, URG, ECE, CWR and NS included.
+        let flags = pick(512) as u16;
+        packet.set_fin(flags & 1 != 0);
+        packet.set_syn(flags & 2 != 0);
+        packet.set_rst(flags & 4 != 0);
+        packet.set_psh(flags & 8 != 0);
+        packet.set_ack(flags & 16 != 0);
+        packet.set_urg(flags & 32 != 0);
+        packet.set_ece(flags & 64 != 0);
+        packet.set_cwr(flags & 128 != 0);
+        packet.set_ns(flags & 256 != 0);
+        packet.set_urgent_at(pick(65_536) as u16);
+    }
+    packet.fill_checksum(&src, &dst);
+    segment
+}
+
+/// What the server sent one of our probes.
+struct Answer {
+    port: u16,
+    syn_ack: bool,
+    rst: bool,
+    /// The sequence number just past the segment.
+    end: u32,
+}
+
+/// The server's segments to our probes, from the frames that matched no client, starting at
+/// `seen`.
+fn server_segments(sim: &Simulation, seen: usize) -> Vec<Answer> {
+    sim.fleet().unmatched_frames()[seen..]
+        .iter()
+        .filter_map(|frame| {
+            let eth = EthernetFrame::new_checked(&frame[..]).ok()?;
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            if tcp.src_port() != HTTP_PORT {
+                return None;
+            }
+            let len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
+            Some(Answer {
+                port: tcp.dst_port(),
+                syn_ack: tcp.syn() && tcp.ack(),
+                rst: tcp.rst(),
+                end: (tcp.seq_number().0 as u32).wrapping_add(len),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn checksummed_segments_on_live_flows_never_hurt_the_server() {
+    // Noise and bit flips stop at the checksum. These segments pass it: hostile peers open
+    // real connections, then send segments whose every field is drawn at random (sequence
+    // and acknowledgment numbers near the flow's or anywhere, any flags, window, options,
+    // SACK blocks, and pieces of HTTP or garbage as payload), so the TCP state machine, loss
+    // recovery, the SYN cookies and the HTTP parser all see them. The valid clients must be
+    // served byte-exact throughout, and nothing may panic.
+    //
+    // SIROCCO_FUZZ_ROUNDS and SIROCCO_FUZZ_SEED run it longer or elsewhere; a debug build
+    // (`cargo test -p sirocco-tests --test malformed checksummed`) adds overflow checks and
+    // smoltcp's debug assertions to what must not fire.
+    let tree = TestTree::standard();
+    let scripts = valid_scripts(&tree);
+    let mut config = SimConfig::new(35, scripts.len() + 4);
+    // Every answer to the probes is kept: the flows' sequence numbers are read from them.
+    config.fleet.keep_unmatched = 1 << 20;
+    config.server.stack.max_connections = 64;
+    let mut sim = tree.simulation(config, scripts);
+    let rounds: usize = std::env::var("SIROCCO_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = std::env::var("SIROCCO_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0xf00d);
+    let mac = client_mac(&sim);
+    let mut rng = SplitMix64::new(seed);
+    let payloads: [&[u8]; 6] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\nGET / HT",
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n\r\n",
+        b"\r\n\r\n\r\n",
+        &[0xff; 1400],
+    ];
+    let mut probes: Vec<Probe> = (0..8)
+        .map(|i| Probe {
+            port: PROBE_PORT - 1 - i,
+            next: 1000,
+            server_next: None,
+            syn_round: None,
+        })
+        .collect();
+    let mut seen = 0;
+    let mut next_port = PROBE_PORT - 20;
+    for round in 0..rounds {
+        let i = (rng.next_u64() % probes.len() as u64) as usize;
+        let probe = probes[i];
+        let handshaking = probe.syn_round.is_some_and(|r| round - r < 64);
+        let segment = match probe.server_next {
+            // While the SYN-ACK is on its way: anything, as a peer that does not wait.
+            None if handshaking => {
+                let payload = payloads[(rng.next_u64() % payloads.len() as u64) as usize];
+                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
+                hostile_segment(&mut rng, &probe, &payload[..cut])
+            }
+            // Open (or reopen) the flow with a plain SYN from a fresh initial sequence number.
+            None => {
+                probes[i].syn_round = Some(round);
+                // A port of its own, so the old flow's close does not get in the way.
+                next_port = if next_port <= 100 {
+                    PROBE_PORT - 20
+                } else {
+                    next_port - 1
+                };
+                probes[i].port = next_port;
+                let probe = probes[i];
+                let isn = rng.next_u64() as u32;
+                probes[i].next = isn.wrapping_add(1);
+                let mut segment = tcp(probe.port, HTTP_PORT, TcpControl::Syn, None, &[]);
+                let mut packet = TcpPacket::new_unchecked(&mut segment);
+                packet.set_seq_number(TcpSeqNumber(isn as i32));
+                packet.fill_checksum(
+                    &IpAddress::Ipv4(FIRST_CLIENT_IP),
+                    &IpAddress::Ipv4(SERVER_IP),
+                );
+                segment
+            }
+            Some(server_next) if rng.next_u64().is_multiple_of(2) => {
+                // A well-formed segment: the next piece of a request, or a plain ACK.
+                let payload = payloads[(rng.next_u64() % 5) as usize];
+                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
+                let mut segment = tcp(
+                    probe.port,
+                    HTTP_PORT,
+                    TcpControl::Psh,
+                    Some(server_next),
+                    &payload[..cut],
+                );
+                let mut packet = TcpPacket::new_unchecked(&mut segment);
+                packet.set_seq_number(TcpSeqNumber(probe.next as i32));
+                packet.fill_checksum(
+                    &IpAddress::Ipv4(FIRST_CLIENT_IP),
+                    &IpAddress::Ipv4(SERVER_IP),
+                );
+                probes[i].next = probe.next.wrapping_add(cut as u32);
+                segment
+            }
+            Some(_) => {
+                let payload = payloads[(rng.next_u64() % payloads.len() as u64) as usize];
+                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
+                hostile_segment(&mut rng, &probe, &payload[..cut])
+            }
+        };
+        inject(&mut sim, &to_server(mac, IpProtocol::Tcp, &segment));
+        if round % 4 == 0 {
+            run_a_bit(&mut sim);
+            for answer in server_segments(&sim, seen) {
+                let Some(p) = probes.iter_mut().find(|p| p.port == answer.port) else {
+                    continue;
+                };
+                if answer.rst {
+                    // The flow is gone (or never was): start a new one.
+                    p.server_next = None;
+                } else if answer.syn_ack {
+                    p.server_next = Some(answer.end);
+                    p.syn_round = None;
+                } else if let Some(s) = p.server_next.as_mut() {
+                    // Later of the two, in sequence space.
+                    if (answer.end.wrapping_sub(*s) as i32) > 0 {
+                        *s = answer.end;
+                    }
+                }
+            }
+            seen = sim.fleet().unmatched_frames().len();
+        }
+        // Now and then time passes, so that retransmission, probe, keep-alive and TIME-WAIT
+        // timers fire in the middle of it all, and the challenge-ACK allowance renews.
+        if round % 500 == 499 {
+            sim.run_steps(2_000, 300_000).expect("simulation step");
+        }
+        // Now and then a flow starts over, as a peer that gave up would.
+        if rng.next_u64().is_multiple_of(50) {
+            probes[i].server_next = None;
+        }
+    }
+    let report = run_to_completion(&mut sim, Limits::secs(300));
+    assert_all_ok(
+        &report,
+        (tree.get_all().len() + tree.get_small().len()) as u64,
+    );
+    // The hostile flows did get through TCP to HTTP: the server answered them, and parsed
+    // requests beyond the valid clients' ones.
+    let valid = (tree.get_all().len() + tree.get_small().len()) as u64;
+    assert!(
+        seen > 100,
+        "only {seen} frames back for {rounds} segments: {report}"
+    );
+    assert!(
+        report.server.http.requests > valid,
+        "no hostile request reached HTTP: {report}"
+    );
+}
