@@ -1,9 +1,10 @@
 //! `sirocco-bench stack --engines 1,2 --json`, and `--rounds`: one engine and two at once,
 //! each on its own pinned thread with its own server and client fleet on one shared content
 //! cache; `--rounds` of the classic one-engine rows, with their ratio to the fewest
-//! connections; and the slow clients' transfer time, in virtual time. Checks the shape and sanity of the rows (every request served, one entry per
-//! engine, a finite positive efficiency, medians within their ranges), never a performance
-//! threshold: the bench reports, tests do not time. Runs the release binary
+//! connections; and the slow clients' transfer time, in virtual time. Checks the shape and
+//! sanity of the rows (every request served, one entry per engine, a finite positive
+//! efficiency, medians within their ranges), never a performance threshold: the bench
+//! reports, tests do not time. Runs the release binary
 //! (`sirocco_tests::lab::release_binary` builds it if it is missing or stale).
 
 use std::process::Command;
