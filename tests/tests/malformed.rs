@@ -539,7 +539,7 @@ struct Probe {
 /// real peer's segment passes), then its flag bits, urgent pointer and window bent at random
 /// and the checksum filled again.
 fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u8> {
-    let mut pick = |n: u64| rng.next_u64() % n;
+    let pick = |rng: &mut SplitMix64, n: u64| rng.next_u64() % n;
     let near = |base: u32, draw: u64| -> u32 {
         match draw % 8 {
             0 => draw as u32,
@@ -550,9 +550,9 @@ fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u
                 .wrapping_sub(1500),
         }
     };
-    let seq = near(probe.next, pick(u64::MAX));
-    let ack = probe.server_next.map(|s| near(s, pick(u64::MAX)));
-    let control = match pick(16) {
+    let seq = near(probe.next, pick(rng, u64::MAX));
+    let ack = probe.server_next.map(|s| near(s, pick(rng, u64::MAX)));
+    let control = match pick(rng, 16) {
         0 => TcpControl::Syn,
         1 => TcpControl::Fin,
         2 => TcpControl::Rst,
@@ -566,24 +566,26 @@ fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u
     };
     let sack_ranges =
         [sack(rng), sack(rng), sack(rng)].map(|r| r.filter(|_| rng.next_u64().is_multiple_of(3)));
-    let mut pick = |n: u64| rng.next_u64() % n;
     let mut repr = TcpRepr {
         src_port: probe.port,
         dst_port: HTTP_PORT,
         control,
         seq_number: TcpSeqNumber(seq as i32),
         ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: match pick(4) {
+        window_len: match pick(rng, 4) {
             0 => 0,
             1 => 1,
-            _ => pick(65_536) as u16,
+            _ => pick(rng, 65_536) as u16,
         },
-        window_scale: (pick(4) == 0).then(|| pick(20) as u8),
-        max_seg_size: (pick(4) == 0).then(|| pick(70_000) as u16),
-        sack_permitted: pick(2) == 0,
+        window_scale: (pick(rng, 4) == 0).then(|| pick(rng, 20) as u8),
+        max_seg_size: (pick(rng, 4) == 0).then(|| pick(rng, 70_000) as u16),
+        sack_permitted: pick(rng, 2) == 0,
         sack_ranges,
-        timestamp: (pick(2) == 0).then(|| {
-            smoltcp::wire::TcpTimestampRepr::new(pick(u64::MAX) as u32, pick(u64::MAX) as u32)
+        timestamp: (pick(rng, 2) == 0).then(|| {
+            smoltcp::wire::TcpTimestampRepr::new(
+                pick(rng, u64::MAX) as u32,
+                pick(rng, u64::MAX) as u32,
+            )
         }),
         payload,
     };
@@ -602,9 +604,9 @@ fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u
         &ChecksumCapabilities::default(),
     );
     let mut packet = TcpPacket::new_unchecked(&mut segment);
-    if pick(4) == 0 {
+    if pick(rng, 4) == 0 {
         // Any combination of the flag bits, URG, ECE, CWR and NS included.
-        let flags = pick(512) as u16;
+        let flags = pick(rng, 512) as u16;
         packet.set_fin(flags & 1 != 0);
         packet.set_syn(flags & 2 != 0);
         packet.set_rst(flags & 4 != 0);
@@ -614,10 +616,27 @@ fn hostile_segment(rng: &mut SplitMix64, probe: &Probe, payload: &[u8]) -> Vec<u
         packet.set_ece(flags & 64 != 0);
         packet.set_cwr(flags & 128 != 0);
         packet.set_ns(flags & 256 != 0);
-        packet.set_urgent_at(pick(65_536) as u16);
+        packet.set_urgent_at(pick(rng, 65_536) as u16);
     }
     packet.fill_checksum(&src, &dst);
     segment
+}
+
+/// `segment` (from [`tcp`]) with its sequence number set to `seq`, checksummed again.
+fn at_seq(mut segment: Vec<u8>, seq: u32) -> Vec<u8> {
+    let mut packet = TcpPacket::new_unchecked(&mut segment);
+    packet.set_seq_number(TcpSeqNumber(seq as i32));
+    packet.fill_checksum(
+        &IpAddress::Ipv4(FIRST_CLIENT_IP),
+        &IpAddress::Ipv4(SERVER_IP),
+    );
+    segment
+}
+
+/// A piece of one of `payloads`, from its start: the whole of it, nothing, or anything between.
+fn piece<'a>(rng: &mut SplitMix64, payloads: &[&'a [u8]]) -> &'a [u8] {
+    let payload = payloads[(rng.next_u64() % payloads.len() as u64) as usize];
+    &payload[..(rng.next_u64() as usize) % (payload.len() + 1)]
 }
 
 /// What the server sent one of our probes.
@@ -706,9 +725,8 @@ fn checksummed_segments_on_live_flows_never_hurt_the_server() {
         let segment = match probe.server_next {
             // While the SYN-ACK is on its way: anything, as a peer that does not wait.
             None if handshaking => {
-                let payload = payloads[(rng.next_u64() % payloads.len() as u64) as usize];
-                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
-                hostile_segment(&mut rng, &probe, &payload[..cut])
+                let payload = piece(&mut rng, &payloads);
+                hostile_segment(&mut rng, &probe, payload)
             }
             // Open (or reopen) the flow with a plain SYN from a fresh initial sequence number.
             None => {
@@ -723,39 +741,24 @@ fn checksummed_segments_on_live_flows_never_hurt_the_server() {
                 let probe = probes[i];
                 let isn = rng.next_u64() as u32;
                 probes[i].next = isn.wrapping_add(1);
-                let mut segment = tcp(probe.port, HTTP_PORT, TcpControl::Syn, None, &[]);
-                let mut packet = TcpPacket::new_unchecked(&mut segment);
-                packet.set_seq_number(TcpSeqNumber(isn as i32));
-                packet.fill_checksum(
-                    &IpAddress::Ipv4(FIRST_CLIENT_IP),
-                    &IpAddress::Ipv4(SERVER_IP),
-                );
-                segment
+                at_seq(tcp(probe.port, HTTP_PORT, TcpControl::Syn, None, &[]), isn)
             }
             Some(server_next) if rng.next_u64().is_multiple_of(2) => {
                 // A well-formed segment: the next piece of a request, or a plain ACK.
-                let payload = payloads[(rng.next_u64() % 5) as usize];
-                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
-                let mut segment = tcp(
+                let payload = piece(&mut rng, &payloads[..5]);
+                probes[i].next = probe.next.wrapping_add(payload.len() as u32);
+                let segment = tcp(
                     probe.port,
                     HTTP_PORT,
                     TcpControl::Psh,
                     Some(server_next),
-                    &payload[..cut],
+                    payload,
                 );
-                let mut packet = TcpPacket::new_unchecked(&mut segment);
-                packet.set_seq_number(TcpSeqNumber(probe.next as i32));
-                packet.fill_checksum(
-                    &IpAddress::Ipv4(FIRST_CLIENT_IP),
-                    &IpAddress::Ipv4(SERVER_IP),
-                );
-                probes[i].next = probe.next.wrapping_add(cut as u32);
-                segment
+                at_seq(segment, probe.next)
             }
             Some(_) => {
-                let payload = payloads[(rng.next_u64() % payloads.len() as u64) as usize];
-                let cut = (rng.next_u64() as usize) % (payload.len() + 1);
-                hostile_segment(&mut rng, &probe, &payload[..cut])
+                let payload = piece(&mut rng, &payloads);
+                hostile_segment(&mut rng, &probe, payload)
             }
         };
         inject(&mut sim, &to_server(mac, IpProtocol::Tcp, &segment));
