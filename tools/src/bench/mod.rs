@@ -43,16 +43,17 @@ impl Row {
     /// A median row's `[least, most]` of `key` (its `<key>_range`) as `least..most`, with
     /// `decimals` decimals; empty when the row has none.
     pub fn range_text(&self, key: &str, decimals: usize) -> String {
-        let pair = self
+        let values: Vec<f64> = self
             .json
             .get(format!("{key}_range"))
-            .and_then(serde_json::Value::as_array);
-        match pair.map(|p| p.iter().map(serde_json::Value::as_f64).collect::<Vec<_>>()) {
-            Some(values) => match values[..] {
-                [Some(least), Some(most)] => format!("{least:.decimals$}..{most:.decimals$}"),
-                _ => String::new(),
-            },
-            None => String::new(),
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        match values[..] {
+            [least, most] => format!("{least:.decimals$}..{most:.decimals$}"),
+            _ => String::new(),
         }
     }
 }
