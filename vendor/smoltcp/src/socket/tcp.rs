@@ -15,7 +15,7 @@ use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     IpAddress, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
-    TcpPayloadTail, TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
+    TcpPayloadTail, TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr, TcpTrainPlace,
 };
 
 mod congestion;
@@ -3191,10 +3191,16 @@ impl<'a> Socket<'a> {
     /// Emits one segment through `emit`, or with a segment train (see `set_segment_train`)
     /// up to that many segments of new data. A segment's payload is `repr.payload` followed
     /// by the third element of the tuple, which is empty unless the payload wraps around the
-    /// end of the transmit ring buffer or goes on in shared buffers.
+    /// end of the transmit ring buffer or goes on in shared buffers. The fourth says where the
+    /// segment stands in a train: a segment that follows another in one call has the header
+    /// of the train's first segment but for its lengths, sequence number, PSH and FIN.
     pub(crate) fn dispatch<F, E>(&mut self, cx: &mut Context, mut emit: F) -> Result<(), E>
     where
-        F: FnMut(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
+        F: FnMut(
+            &mut Context,
+            PacketMeta,
+            (IpRepr, TcpRepr, TcpPayloadTail, TcpTrainPlace),
+        ) -> Result<(), E>,
     {
         if self.tuple.is_none() {
             return Ok(());
@@ -3597,7 +3603,11 @@ impl<'a> Socket<'a> {
                 sack_ranges: repr.sack_ranges,
                 timestamp: repr.timestamp,
             });
-        emit(cx, packet_meta, (ip_repr, repr, payload_tail))?;
+        let place = match train {
+            Some(_) => TcpTrainPlace::Head,
+            None => TcpTrainPlace::Alone,
+        };
+        emit(cx, packet_meta, (ip_repr, repr, payload_tail, place))?;
         let segment_len = repr.segment_len() + payload_tail.len();
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
@@ -3717,7 +3727,11 @@ impl<'a> Socket<'a> {
     /// segment the device does not take; that one goes in a later pass.
     fn send_train<F, E>(&mut self, cx: &mut Context, train: Train, emit: &mut F)
     where
-        F: FnMut(&mut Context, PacketMeta, (IpRepr, TcpRepr, TcpPayloadTail)) -> Result<(), E>,
+        F: FnMut(
+            &mut Context,
+            PacketMeta,
+            (IpRepr, TcpRepr, TcpPayloadTail, TcpTrainPlace),
+        ) -> Result<(), E>,
     {
         let Some(tuple) = self.tuple else { return };
         let Train {
@@ -3763,7 +3777,8 @@ impl<'a> Socket<'a> {
                 repr.control,
             );
             ip_repr.set_payload_len(repr.buffer_len() + tail.len());
-            if emit(cx, meta, (ip_repr.clone(), repr, tail)).is_err() {
+            let segment = (ip_repr.clone(), repr, tail, TcpTrainPlace::Follows);
+            if emit(cx, meta, segment).is_err() {
                 break;
             }
             self.record_sent(cx.now(), seq, segment_len, false);
@@ -4011,25 +4026,24 @@ mod test {
         socket.cx.set_now(timestamp);
 
         let mut sent = 0;
-        let result = socket
-            .socket
-            .dispatch(&mut socket.cx, |_, _, (ip_repr, mut tcp_repr, tail)| {
-                assert_eq!(ip_repr.next_header(), IpProtocol::Tcp);
-                assert_eq!(ip_repr.src_addr(), LOCAL_ADDR.into());
-                assert_eq!(ip_repr.dst_addr(), REMOTE_ADDR.into());
-                assert_eq!(ip_repr.payload_len(), tcp_repr.buffer_len() + tail.len());
+        let result = socket.socket.dispatch(&mut socket.cx, |_, _, segment| {
+            let (ip_repr, mut tcp_repr, tail, _) = segment;
+            assert_eq!(ip_repr.next_header(), IpProtocol::Tcp);
+            assert_eq!(ip_repr.src_addr(), LOCAL_ADDR.into());
+            assert_eq!(ip_repr.dst_addr(), REMOTE_ADDR.into());
+            assert_eq!(ip_repr.payload_len(), tcp_repr.buffer_len() + tail.len());
 
-                // A payload that wraps around the ring buffer, or spans buffers, comes in
-                // parts: check it as the one segment it becomes on the wire.
-                let joined: Vec<u8>;
-                if tail.len() > 0 {
-                    joined = [&[tcp_repr.payload][..], tail.parts()].concat().concat();
-                    tcp_repr.payload = &joined;
-                }
-                net_trace!("recv: {}", tcp_repr);
-                sent += 1;
-                Ok(f(Ok(tcp_repr)))
-            });
+            // A payload that wraps around the ring buffer, or spans buffers, comes in
+            // parts: check it as the one segment it becomes on the wire.
+            let joined: Vec<u8>;
+            if tail.len() > 0 {
+                joined = [&[tcp_repr.payload][..], tail.parts()].concat().concat();
+                tcp_repr.payload = &joined;
+            }
+            net_trace!("recv: {}", tcp_repr);
+            sent += 1;
+            Ok(f(Ok(tcp_repr)))
+        });
         match result {
             Ok(()) => assert_eq!(sent, 1, "Exactly one packet should be sent"),
             Err(e) => f(Err(e)),
@@ -10751,7 +10765,7 @@ mod test {
 
         s.set_hop_limit(Some(0x2a));
         assert_eq!(
-            s.socket.dispatch(&mut s.cx, |_, _, (ip_repr, _, _)| {
+            s.socket.dispatch(&mut s.cx, |_, _, (ip_repr, _, _, _)| {
                 assert_eq!(ip_repr.hop_limit(), 0x2a);
                 Ok::<_, ()>(())
             }),
@@ -10919,7 +10933,7 @@ mod test {
     /// The parts the next segment's payload is gathered from.
     fn recv_parts(s: &mut TestSocket) -> Vec<Vec<u8>> {
         let mut parts = Vec::new();
-        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail)| {
+        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail, _)| {
             parts.push(repr.payload.to_vec());
             parts.extend(tail.parts().iter().map(|part| part.to_vec()));
             Ok(())
@@ -11142,12 +11156,32 @@ mod test {
         for _ in 0..100 {
             let before = all.len();
             let mut taken = 0;
-            let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (ip, repr, tail)| {
+            let mut head = None;
+            let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, segment| {
+                let (ip, repr, tail, place) = segment;
                 if refuse_after == Some(taken) {
                     return Err(());
                 }
                 taken += 1;
                 assert_eq!(ip.payload_len(), repr.buffer_len() + tail.len());
+                // The first segment of a call leads a train or stands alone; every later one
+                // follows it, with its header but for sequence number, flags and payload.
+                let header = |ip: &IpRepr, repr: &TcpRepr| {
+                    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                    let options = (repr.window_scale, repr.max_seg_size, repr.sack_permitted);
+                    let ports = (repr.src_port, repr.dst_port);
+                    let fields = (ports, repr.ack_number, repr.window_len);
+                    (src, dst, options, fields, repr.sack_ranges, repr.timestamp)
+                };
+                match (taken, place) {
+                    (1, TcpTrainPlace::Head) => head = Some(header(&ip, &repr)),
+                    (1, TcpTrainPlace::Alone) => {}
+                    (_, TcpTrainPlace::Follows) => {
+                        assert_eq!(Some(header(&ip, &repr)), head, "a follower's header");
+                        assert!(!matches!(repr.control, TcpControl::Syn | TcpControl::Rst));
+                    }
+                    (n, place) => panic!("segment {n} of a call is {place:?}"),
+                }
                 let payload = [&[repr.payload][..], tail.parts()].concat().concat();
                 all.push((
                     repr.seq_number,
@@ -11267,7 +11301,7 @@ mod test {
         // of a train.
         s.cx.set_now(Instant::from_secs(2));
         let mut count = 0;
-        let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, _)| {
+        let _: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, _, _)| {
             assert_eq!(repr.seq_number, LOCAL_SEQ + 1);
             count += 1;
             Ok(())
@@ -11414,7 +11448,7 @@ mod test {
     fn recv_emitted(s: &mut TestSocket) -> (Vec<u8>, bool) {
         let mut emitted = None;
         let caps = s.cx.checksum_caps();
-        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (ip, repr, tail)| {
+        let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (ip, repr, tail, _)| {
             let mut bytes = vec![0; repr.buffer_len() + tail.len()];
             let mut packet = TcpPacket::new_unchecked(&mut bytes);
             repr.emit_with_tail(&mut packet, &tail, &ip.src_addr(), &ip.dst_addr(), &caps);
@@ -12246,7 +12280,7 @@ mod test {
         loop {
             s.cx.set_now(Instant::from_millis(time));
             let mut segment = None;
-            let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail)| {
+            let result: Result<(), ()> = s.socket.dispatch(&mut s.cx, |_, _, (_, repr, tail, _)| {
                 segment = Some((repr.seq_number, repr.payload.len() + tail.len()));
                 Ok(())
             });

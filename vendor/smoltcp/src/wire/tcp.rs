@@ -1143,6 +1143,46 @@ impl<'a> Repr<'a> {
             }
         }
         packet.set_urgent_at(0);
+        self.emit_payload_and_checksum(packet, tail, src_addr, dst_addr, checksum_caps)
+    }
+
+    /// Emits a segment that follows another in a segment train over a copy of that segment's
+    /// header: the same ports, acknowledgment number, window and options, and an IP header
+    /// of the same source and destination. Writes what differs: the sequence number, the
+    /// flags PSH and FIN (`self.control` must be none of SYN and RST), the payload and the
+    /// checksum. The result is what [`emit_with_tail`](Self::emit_with_tail) gives.
+    pub(crate) fn emit_over_header<T>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        tail: &PayloadTail,
+        src_addr: &IpAddress,
+        dst_addr: &IpAddress,
+        checksum_caps: &ChecksumCapabilities,
+    ) where
+        T: AsRef<[u8]> + AsMut<[u8]> + ?Sized,
+    {
+        debug_assert!(matches!(
+            self.control,
+            Control::None | Control::Psh | Control::Fin
+        ));
+        packet.set_seq_number(self.seq_number);
+        packet.set_psh(self.control == Control::Psh);
+        packet.set_fin(self.control == Control::Fin);
+        self.emit_payload_and_checksum(packet, tail, src_addr, dst_addr, checksum_caps)
+    }
+
+    /// Copies the payload, `self.payload` then the parts of `tail`, behind the header, and
+    /// fills the checksum (or zeroes it, if the device computes it).
+    fn emit_payload_and_checksum<T>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        tail: &PayloadTail,
+        src_addr: &IpAddress,
+        dst_addr: &IpAddress,
+        checksum_caps: &ChecksumCapabilities,
+    ) where
+        T: AsRef<[u8]> + AsMut<[u8]> + ?Sized,
+    {
         let (head, mut rest) = packet.payload_mut().split_at_mut(self.payload.len());
         head.copy_from_slice(self.payload);
         for part in tail.parts() {
@@ -1280,6 +1320,22 @@ impl<'a> defmt::Format for Repr<'a> {
             defmt::write!(fmt, " mss={}", max_seg_size);
         }
     }
+}
+
+/// Where a segment stands in a segment train (several segments of new data sent in one pass),
+/// for an interface that copies the header of the train's first segment to the ones after it
+/// instead of building each anew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(crate) enum TrainPlace {
+    /// Not in a train: no segment follows this one in the pass.
+    Alone,
+    /// The first segment of a train: segments may follow it in the same pass.
+    Head,
+    /// A segment after the first of its train, sent right after the segment before it in the
+    /// same pass. Its IP and TCP headers are the train's first segment's apart from the
+    /// lengths, the sequence number, the flags PSH and FIN, and the checksums.
+    Follows,
 }
 
 /// The most parts [`PayloadTail`] holds.

@@ -734,15 +734,24 @@ impl Interface {
             }
 
             let mut neighbor_addr = None;
-            let mut respond = |inner: &mut InterfaceInner, meta: PacketMeta, response: Packet| {
+            // The headers of the first segment of a TCP segment train, for the ones after it.
+            let mut train_header = TrainHeader::new();
+            let mut respond = |inner: &mut InterfaceInner,
+                               meta: PacketMeta,
+                               response: Packet,
+                               place: TcpTrainPlace| {
                 neighbor_addr = Some(response.ip_repr().dst_addr());
                 let t = device.transmit(inner.now).ok_or_else(|| {
                     net_debug!("failed to transmit IP: device exhausted");
                     EgressError::Exhausted
                 })?;
 
+                let header = match place {
+                    TcpTrainPlace::Alone => None,
+                    TcpTrainPlace::Head | TcpTrainPlace::Follows => Some(&mut train_header),
+                };
                 inner
-                    .dispatch_ip(t, meta, response, &mut self.fragmenter)
+                    .dispatch_ip_in_train(t, meta, response, &mut self.fragmenter, place, header)
                     .map_err(|_| EgressError::Dispatch)?;
 
                 result = PollResult::SocketStateChanged;
@@ -757,6 +766,7 @@ impl Interface {
                         inner,
                         PacketMeta::default(),
                         Packet::new(ip, IpPayload::Raw(raw)),
+                        TcpTrainPlace::Alone,
                     )
                 }),
                 #[cfg(feature = "socket-icmp")]
@@ -767,12 +777,14 @@ impl Interface {
                             inner,
                             PacketMeta::default(),
                             Packet::new_ipv4(ipv4_repr, IpPayload::Icmpv4(icmpv4_repr)),
+                            TcpTrainPlace::Alone,
                         ),
                         #[cfg(feature = "proto-ipv6")]
                         (IpRepr::Ipv6(ipv6_repr), IcmpRepr::Ipv6(icmpv6_repr)) => respond(
                             inner,
                             PacketMeta::default(),
                             Packet::new_ipv6(ipv6_repr, IpPayload::Icmpv6(icmpv6_repr)),
+                            TcpTrainPlace::Alone,
                         ),
                         #[allow(unreachable_patterns)]
                         _ => unreachable!(),
@@ -781,13 +793,15 @@ impl Interface {
                 #[cfg(feature = "socket-udp")]
                 Socket::Udp(socket) => {
                     socket.dispatch(&mut self.inner, |inner, meta, (ip, udp, payload)| {
-                        respond(inner, meta, Packet::new(ip, IpPayload::Udp(udp, payload)))
+                        let packet = Packet::new(ip, IpPayload::Udp(udp, payload));
+                        respond(inner, meta, packet, TcpTrainPlace::Alone)
                     })
                 }
                 #[cfg(feature = "socket-tcp")]
                 Socket::Tcp(socket) => {
-                    socket.dispatch(&mut self.inner, |inner, meta, (ip, tcp, tail)| {
-                        respond(inner, meta, Packet::new(ip, IpPayload::Tcp(tcp, tail)))
+                    socket.dispatch(&mut self.inner, |inner, meta, (ip, tcp, tail, place)| {
+                        let packet = Packet::new(ip, IpPayload::Tcp(tcp, tail));
+                        respond(inner, meta, packet, place)
                     })
                 }
                 #[cfg(feature = "socket-dhcpv4")]
@@ -797,6 +811,7 @@ impl Interface {
                             inner,
                             PacketMeta::default(),
                             Packet::new_ipv4(ip, IpPayload::Dhcpv4(udp, dhcp)),
+                            TcpTrainPlace::Alone,
                         )
                     })
                 }
@@ -806,6 +821,7 @@ impl Interface {
                         inner,
                         PacketMeta::default(),
                         Packet::new(ip, IpPayload::Udp(udp, dns)),
+                        TcpTrainPlace::Alone,
                     )
                 }),
             };
@@ -1216,13 +1232,56 @@ impl InterfaceInner {
 
     fn dispatch_ip<Tx: TxToken>(
         &mut self,
+        tx_token: Tx,
+        meta: PacketMeta,
+        packet: Packet,
+        frag: &mut Fragmenter,
+    ) -> Result<(), DispatchError> {
+        self.dispatch_ip_in_train(tx_token, meta, packet, frag, TcpTrainPlace::Alone, None)
+    }
+
+    /// [`dispatch_ip`](Self::dispatch_ip) for a segment of a TCP segment train (see
+    /// [`TcpTrainPlace`]), with the train's `header`: a segment that follows the first one is
+    /// sent over a copy of the headers recorded there, if they were and it fits the MTU; any
+    /// other segment built from its representation leaves its headers there for the ones
+    /// that follow it.
+    fn dispatch_ip_in_train<Tx: TxToken>(
+        &mut self,
         // NOTE(unused_mut): tx_token isn't always mutated, depending on
         // the feature set that is used.
         #[allow(unused_mut)] mut tx_token: Tx,
         meta: PacketMeta,
         packet: Packet,
         frag: &mut Fragmenter,
+        place: TcpTrainPlace,
+        header: Option<&mut TrainHeader>,
     ) -> Result<(), DispatchError> {
+        #[cfg(feature = "socket-tcp")]
+        if place == TcpTrainPlace::Follows
+            && let Some(header) = header.as_deref()
+            && header.len > 0
+            && let IpPayload::Tcp(tcp, tail) = packet.payload()
+        {
+            let ip_len = header.len - header.ip_at + tcp.payload.len() + tail.len();
+            if ip_len <= self.caps.ip_mtu() {
+                let ip_repr = packet.ip_repr();
+                self.emit_follower(tx_token, meta, &ip_repr, (tcp, tail), header, ip_len);
+                return Ok(());
+            }
+        }
+        #[cfg(not(feature = "socket-tcp"))]
+        let _ = place;
+        // What a recording needs to know of a TCP segment: its header and payload lengths.
+        #[cfg(feature = "socket-tcp")]
+        let record = match packet.payload() {
+            IpPayload::Tcp(tcp, tail) => {
+                header.map(|h| (h, tcp.header_len(), tcp.payload.len() + tail.len()))
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "socket-tcp"))]
+        let record: Option<(&mut TrainHeader, usize, usize)> = header.and(None);
+
         let mut ip_repr = packet.ip_repr();
         assert!(!ip_repr.dst_addr().is_unspecified());
 
@@ -1392,14 +1451,20 @@ impl InterfaceInner {
                     tx_token.set_meta(meta);
 
                     // No fragmentation is required.
-                    tx_token.consume(total_len, |mut tx_buffer| {
+                    tx_token.consume(total_len, |frame| {
+                        let frame_len = frame.len();
+                        let mut tx_buffer = &mut *frame;
                         #[cfg(feature = "medium-ethernet")]
                         if matches!(self.caps.medium, Medium::Ethernet) {
                             emit_ethernet(&ip_repr, tx_buffer);
                             tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
                         }
+                        let ip_at = frame_len - tx_buffer.len();
 
                         emit_ip(&ip_repr, tx_buffer);
+                        if let Some((header, tcp_header_len, payload_len)) = record {
+                            header.record(frame, ip_at, tcp_header_len, payload_len);
+                        }
                     });
 
                     Ok(())
@@ -1413,19 +1478,117 @@ impl InterfaceInner {
                     net_debug!("IPv6 fragmentation support is unimplemented. Dropping.");
                     Ok(())
                 } else {
-                    tx_token.consume(total_len, |mut tx_buffer| {
+                    tx_token.consume(total_len, |frame| {
+                        let frame_len = frame.len();
+                        let mut tx_buffer = &mut *frame;
                         #[cfg(feature = "medium-ethernet")]
                         if matches!(self.caps.medium, Medium::Ethernet) {
                             emit_ethernet(&ip_repr, tx_buffer);
                             tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
                         }
+                        let ip_at = frame_len - tx_buffer.len();
 
                         emit_ip(&ip_repr, tx_buffer);
+                        if let Some((header, tcp_header_len, payload_len)) = record {
+                            header.record(frame, ip_at, tcp_header_len, payload_len);
+                        }
                     });
                     Ok(())
                 }
             }
         }
+    }
+}
+
+impl InterfaceInner {
+    /// Sends a segment that follows the first of its train over a copy of that one's `header`,
+    /// as `ip_len` octets of IP packet: what [`dispatch_ip`](Self::dispatch_ip) would send,
+    /// without building the headers again (see [`TcpRepr::emit_over_header`]).
+    #[cfg(feature = "socket-tcp")]
+    fn emit_follower<Tx: TxToken>(
+        &self,
+        mut tx_token: Tx,
+        meta: PacketMeta,
+        ip_repr: &IpRepr,
+        (tcp, tail): (&TcpRepr, &TcpPayloadTail),
+        header: &TrainHeader,
+        ip_len: usize,
+    ) {
+        tx_token.set_meta(meta);
+        tx_token.consume(header.ip_at + ip_len, |frame| {
+            frame[..header.len].copy_from_slice(&header.bytes[..header.len]);
+            let (ip, segment) = frame[header.ip_at..].split_at_mut(header.tcp_at - header.ip_at);
+            match ip_repr {
+                #[cfg(feature = "proto-ipv4")]
+                IpRepr::Ipv4(_) => {
+                    let mut packet = Ipv4Packet::new_unchecked(ip);
+                    // Only the train's last segment is usually shorter than the first.
+                    if usize::from(packet.total_len()) != ip_len {
+                        packet.set_total_len(ip_len as u16);
+                        if self.caps.checksum.ipv4.tx() {
+                            packet.fill_checksum();
+                        }
+                    }
+                }
+                #[cfg(feature = "proto-ipv6")]
+                IpRepr::Ipv6(_) => {
+                    Ipv6Packet::new_unchecked(ip).set_payload_len((ip_len - IPV6_HEADER_LEN) as u16)
+                }
+            }
+            let mut segment = TcpPacket::new_unchecked(segment);
+            debug_assert_eq!(
+                (segment.src_port(), segment.dst_port()),
+                (tcp.src_port, tcp.dst_port),
+                "a follower of another connection's train"
+            );
+            let (src, dst) = (ip_repr.src_addr(), ip_repr.dst_addr());
+            tcp.emit_over_header(&mut segment, tail, &src, &dst, &self.caps.checksum);
+        });
+    }
+}
+
+/// The most octets of headers a [`TrainHeader`] holds: Ethernet, IPv6 (IPv4's 20 are fewer)
+/// and the longest TCP header.
+const TRAIN_HEADER_MAX: usize = 14 + 40 + 60;
+
+/// The link, IP and TCP headers of the first segment of a TCP segment train, as it was
+/// emitted. The segments that follow it in the same pass are sent over a copy, changing only
+/// the IP length (and IPv4 header checksum), the sequence number, PSH, FIN and the TCP
+/// checksum (see [`TcpTrainPlace`]), instead of building every header anew.
+struct TrainHeader {
+    bytes: [u8; TRAIN_HEADER_MAX],
+    /// Octets recorded; none yet if 0.
+    len: usize,
+    /// Where the IP header starts (after the link header, if any).
+    ip_at: usize,
+    /// Where the TCP header starts.
+    tcp_at: usize,
+}
+
+impl TrainHeader {
+    fn new() -> Self {
+        TrainHeader {
+            bytes: [0; TRAIN_HEADER_MAX],
+            len: 0,
+            ip_at: 0,
+            tcp_at: 0,
+        }
+    }
+
+    /// Records the headers of `frame`, a TCP segment whose IP header starts at `ip_at`: all
+    /// but its last `payload_len` octets, of which the last `tcp_header_len` are TCP's. Headers
+    /// too long to hold are not recorded (their followers are built like any segment).
+    #[cfg_attr(not(feature = "socket-tcp"), allow(dead_code))]
+    fn record(&mut self, frame: &[u8], ip_at: usize, tcp_header_len: usize, payload_len: usize) {
+        let len = frame.len().saturating_sub(payload_len);
+        if len > TRAIN_HEADER_MAX || len < ip_at + tcp_header_len {
+            self.len = 0;
+            return;
+        }
+        self.bytes[..len].copy_from_slice(&frame[..len]);
+        self.len = len;
+        self.ip_at = ip_at;
+        self.tcp_at = len - tcp_header_len;
     }
 }
 

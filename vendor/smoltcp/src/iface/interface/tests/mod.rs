@@ -317,3 +317,132 @@ fn test_per_packet_fields_lead_the_interface() {
         assert!(offset_of!(Interface, inner) + field < neighbor_cache);
     }
 }
+
+/// A segment that follows the first of its train is sent over a copy of that one's recorded
+/// headers. The frame must be, octet for octet, the one `dispatch_ip` builds for the same
+/// segment: of the first one's length or shorter (new IP length and header checksum), with
+/// PSH or FIN, a payload in parts with known sums or not, checksums in software or offloaded.
+#[cfg(feature = "socket-tcp")]
+#[rstest]
+#[case::ip_v4(
+    Medium::Ip,
+    IpAddress::v4(192, 168, 1, 1),
+    IpAddress::v4(192, 168, 1, 2)
+)]
+#[cfg(all(feature = "medium-ip", feature = "proto-ipv4"))]
+#[case::ip_v6(
+    Medium::Ip,
+    IpAddress::v6(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+    IpAddress::v6(0xfe80, 0, 0, 0, 0, 0, 0, 2)
+)]
+#[cfg(all(feature = "medium-ip", feature = "proto-ipv6"))]
+#[case::ethernet_v4(
+    Medium::Ethernet,
+    IpAddress::v4(192, 168, 1, 1),
+    IpAddress::v4(192, 168, 1, 2)
+)]
+#[cfg(all(feature = "medium-ethernet", feature = "proto-ipv4"))]
+#[case::ethernet_v6(
+    Medium::Ethernet,
+    IpAddress::v6(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+    IpAddress::v6(0xfe80, 0, 0, 0, 0, 0, 0, 2)
+)]
+#[cfg(all(feature = "medium-ethernet", feature = "proto-ipv6"))]
+fn test_train_followers_are_the_frames_dispatch_ip_builds(
+    #[case] medium: Medium,
+    #[case] src: IpAddress,
+    #[case] dst: IpAddress,
+) {
+    use crate::phy::Checksum;
+    use crate::wire::{TcpPayloadTail, TcpTimestampRepr};
+
+    let data: Vec<u8> = (0..3000u32).map(|n| (n * 7 + n / 251) as u8).collect();
+    let sum = |part: &[u8]| Some(crate::wire::ip::checksum::data(part));
+    let offloaded = ChecksumCapabilities {
+        ipv4: Checksum::Rx,
+        tcp: Checksum::Rx,
+        ..ChecksumCapabilities::default()
+    };
+    for checksums in [ChecksumCapabilities::default(), offloaded] {
+        let (mut iface, _, mut device) = setup(medium);
+        iface.inner.caps.checksum = checksums.clone();
+        #[cfg(feature = "medium-ethernet")]
+        if medium == Medium::Ethernet {
+            let mac = HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 0x02]));
+            iface.inner.neighbor_cache.fill(dst, mac, Instant::ZERO);
+        }
+        // Sends `repr` (its payload then `tail`) as `place` in the train of `header`.
+        let mut send = |iface: &mut Interface,
+                        repr: TcpRepr,
+                        tail: TcpPayloadTail,
+                        place: TcpTrainPlace,
+                        header: Option<&mut TrainHeader>| {
+            let len = repr.buffer_len() + tail.len();
+            let ip = IpRepr::new(src, dst, IpProtocol::Tcp, len, 64);
+            let token = device.transmit(Instant::ZERO).unwrap();
+            let packet = Packet::new(ip, IpPayload::Tcp(repr, tail));
+            let meta = PacketMeta::default();
+            iface
+                .inner
+                .dispatch_ip_in_train(token, meta, packet, &mut iface.fragmenter, place, header)
+                .unwrap();
+            device.tx_queue.pop_back().unwrap()
+        };
+        let segment = |seq: usize, len: usize, control: TcpControl| TcpRepr {
+            src_port: 80,
+            dst_port: 49500,
+            control,
+            seq_number: TcpSeqNumber(1000 + seq as i32),
+            ack_number: Some(TcpSeqNumber(5000)),
+            window_len: 4000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: Some(TcpTimestampRepr::new(0x0102_0304, 0x0a0b_0c0d)),
+            payload: &data[seq..seq + len],
+        };
+
+        let mut header = TrainHeader::new();
+        let head = segment(0, 1000, TcpControl::None);
+        let whole = TcpPayloadTail::default();
+        let leads = TcpTrainPlace::Head;
+        let first = send(&mut iface, head, whole, leads, Some(&mut header));
+        assert!(header.len > 0, "the first segment's headers are recorded");
+        let alone = send(&mut iface, head, whole, TcpTrainPlace::Alone, None);
+        assert_eq!(first, alone, "recording changes nothing");
+
+        // (offset, length, control, where the payload is cut into parts, whether their sums
+        // are known)
+        let followers: [(usize, usize, TcpControl, &[usize], bool); 6] = [
+            (1000, 1000, TcpControl::None, &[], false),
+            (2000, 1000, TcpControl::None, &[1, 500, 999], true),
+            (2000, 1000, TcpControl::Psh, &[333], false),
+            (2000, 333, TcpControl::Psh, &[], true),
+            (2000, 333, TcpControl::Fin, &[2, 7, 300], true),
+            (2999, 1, TcpControl::Fin, &[], false),
+        ];
+        for (offset, len, control, cuts, known) in followers {
+            let mut repr = segment(offset, len, control);
+            let mut tail = TcpPayloadTail::default();
+            let payload = repr.payload;
+            let mut at = cuts.first().copied().unwrap_or(len);
+            repr.payload = &payload[..at];
+            for &cut in cuts.iter().skip(1).chain([len].iter()) {
+                let part = &payload[at..cut];
+                tail.push_with_sum(part, if known { sum(part) } else { None });
+                at = cut;
+            }
+            if known {
+                tail.payload_sum = sum(repr.payload);
+            }
+            let built = send(&mut iface, repr, tail, TcpTrainPlace::Alone, None);
+            let follows = TcpTrainPlace::Follows;
+            let copied = send(&mut iface, repr, tail, follows, Some(&mut header));
+            assert_eq!(
+                copied, built,
+                "{medium:?} {checksums:?}: {len} octets at {offset}, {control:?}, cut at {cuts:?}"
+            );
+        }
+    }
+}
