@@ -222,9 +222,11 @@ pub(crate) enum IpPayload<'p> {
     #[cfg(any(feature = "socket-udp", feature = "socket-dns"))]
     Udp(UdpRepr, &'p [u8]),
     /// A TCP segment, and the parts of its payload that follow `payload` (none unless the
-    /// payload wraps around the end of the socket's transmit ring buffer or spans buffers).
+    /// payload wraps around the end of the socket's transmit ring buffer or spans buffers),
+    /// by reference: they are a few hundred octets, and a packet is moved several times on
+    /// its way to the device.
     #[cfg(feature = "socket-tcp")]
-    Tcp(TcpRepr<'p>, TcpPayloadTail<'p>),
+    Tcp(TcpRepr<'p>, &'p TcpPayloadTail<'p>),
     #[cfg(feature = "socket-dhcpv4")]
     Dhcpv4(UdpRepr, DhcpRepr<'p>),
 }

@@ -3199,7 +3199,7 @@ impl<'a> Socket<'a> {
         F: FnMut(
             &mut Context,
             PacketMeta,
-            (IpRepr, TcpRepr, TcpPayloadTail, TcpTrainPlace),
+            (IpRepr, TcpRepr, &TcpPayloadTail, TcpTrainPlace),
         ) -> Result<(), E>,
     {
         if self.tuple.is_none() {
@@ -3445,8 +3445,9 @@ impl<'a> Socket<'a> {
                         .min(effective_mss)
                         .min(self.tx_len().saturating_sub(offset));
                     repr.seq_number = seq;
-                    (repr.payload, payload_tail) =
-                        self.shared.gather(&self.tx_buffer, offset, size, sums);
+                    repr.payload =
+                        self.shared
+                            .gather(&self.tx_buffer, offset, size, sums, &mut payload_tail);
                     offset
                 } else if probe {
                     // A tail loss probe resends the last segment sent (and the FIN after it).
@@ -3454,8 +3455,9 @@ impl<'a> Socket<'a> {
                     let size = effective_mss.min(sent);
                     let offset = sent - size;
                     repr.seq_number = self.local_seq_no + offset;
-                    (repr.payload, payload_tail) =
-                        self.shared.gather(&self.tx_buffer, offset, size, sums);
+                    repr.payload =
+                        self.shared
+                            .gather(&self.tx_buffer, offset, size, sums, &mut payload_tail);
                     offset
                 } else {
                     let mut win_limit = self.window_limit();
@@ -3511,8 +3513,9 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
-                    (repr.payload, payload_tail) =
-                        self.shared.gather(&self.tx_buffer, offset, size, sums);
+                    repr.payload =
+                        self.shared
+                            .gather(&self.tx_buffer, offset, size, sums, &mut payload_tail);
 
                     #[cfg(feature = "segmentation-offload")]
                     if repr.payload.len() + payload_tail.len() > effective_mss {
@@ -3607,7 +3610,7 @@ impl<'a> Socket<'a> {
             Some(_) => TcpTrainPlace::Head,
             None => TcpTrainPlace::Alone,
         };
-        emit(cx, packet_meta, (ip_repr, repr, payload_tail, place))?;
+        emit(cx, packet_meta, (ip_repr, repr, &payload_tail, place))?;
         let segment_len = repr.segment_len() + payload_tail.len();
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
@@ -3730,7 +3733,7 @@ impl<'a> Socket<'a> {
         F: FnMut(
             &mut Context,
             PacketMeta,
-            (IpRepr, TcpRepr, TcpPayloadTail, TcpTrainPlace),
+            (IpRepr, TcpRepr, &TcpPayloadTail, TcpTrainPlace),
         ) -> Result<(), E>,
     {
         let Some(tuple) = self.tuple else { return };
@@ -3752,7 +3755,10 @@ impl<'a> Socket<'a> {
             }
             let size = self.new_data_size(cx, self.window_limit().min(mss), mss);
             let offset = self.flight_size();
-            let (payload, tail) = self.shared.gather(&self.tx_buffer, offset, size, sums);
+            let mut tail = TcpPayloadTail::default();
+            let payload = self
+                .shared
+                .gather(&self.tx_buffer, offset, size, sums, &mut tail);
             let len = payload.len() + tail.len();
             if len == 0 {
                 break;
@@ -3777,7 +3783,7 @@ impl<'a> Socket<'a> {
                 repr.control,
             );
             ip_repr.set_payload_len(repr.buffer_len() + tail.len());
-            let segment = (ip_repr.clone(), repr, tail, TcpTrainPlace::Follows);
+            let segment = (ip_repr.clone(), repr, &tail, TcpTrainPlace::Follows);
             if emit(cx, meta, segment).is_err() {
                 break;
             }

@@ -1359,6 +1359,17 @@ pub(crate) struct PayloadTail<'a> {
     pub(crate) payload_sum: Option<u16>,
 }
 
+impl PayloadTail<'static> {
+    /// No parts: a payload in one piece.
+    pub(crate) const EMPTY: PayloadTail<'static> = PayloadTail {
+        parts: [&[]; MAX_TAIL_PARTS],
+        sums: [None; MAX_TAIL_PARTS],
+        count: 0,
+        len: 0,
+        payload_sum: None,
+    };
+}
+
 impl<'a> PayloadTail<'a> {
     /// Appends `part`. Empty parts are not kept.
     ///
@@ -1379,6 +1390,13 @@ impl<'a> PayloadTail<'a> {
             self.count += 1;
             self.len += part.len();
         }
+    }
+
+    /// Drops every part, and the sum of `Repr::payload`.
+    pub(crate) fn clear(&mut self) {
+        self.count = 0;
+        self.len = 0;
+        self.payload_sum = None;
     }
 
     /// Whether a part's sum is known.

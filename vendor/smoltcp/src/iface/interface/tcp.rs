@@ -37,7 +37,7 @@ impl InterfaceInner {
                 return tcp_socket
                     .process(self, &ip_repr, &tcp_repr)
                     .map(|(ip, tcp)| {
-                        Packet::new(ip, IpPayload::Tcp(tcp, TcpPayloadTail::default()))
+                        Packet::new(ip, IpPayload::Tcp(tcp, &TcpPayloadTail::EMPTY))
                     });
             }
         }
@@ -54,7 +54,7 @@ impl InterfaceInner {
         } else {
             // The packet wasn't handled by a socket, send a TCP RST packet.
             let (ip, tcp) = tcp::Socket::rst_reply(&ip_repr, &tcp_repr);
-            Some(Packet::new(ip, IpPayload::Tcp(tcp, TcpPayloadTail::default())))
+            Some(Packet::new(ip, IpPayload::Tcp(tcp, &TcpPayloadTail::EMPTY)))
         }
     }
 }

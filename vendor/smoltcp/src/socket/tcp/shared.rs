@@ -43,14 +43,19 @@ pub trait SharedPayload: Send + Sync {
     }
 }
 
-/// A segment's payload being gathered: its first part, then the tail.
-#[derive(Default)]
-struct Gather<'b> {
+/// A segment's payload being gathered: its first part, then the tail (the caller's, so that
+/// the few hundred octets of a tail are not copied on the way).
+struct Gather<'b, 't> {
     payload: &'b [u8],
-    tail: TcpPayloadTail<'b>,
+    tail: &'t mut TcpPayloadTail<'b>,
 }
 
-impl<'b> Gather<'b> {
+impl<'b, 't> Gather<'b, 't> {
+    fn new(tail: &'t mut TcpPayloadTail<'b>) -> Self {
+        tail.clear();
+        Gather { payload: &[], tail }
+    }
+
     fn push(&mut self, part: &'b [u8]) {
         self.push_with_sum(part, None)
     }
@@ -218,19 +223,21 @@ impl SharedChunks {
     }
 
     /// The `size` octets of the stream at `offset` (fewer if it ends before), as the parts of
-    /// one segment's payload; with `sums`, those of shared buffers come with their sums when
-    /// the buffers know them (for a checksum computed in software).
+    /// one segment's payload: the first one returned, the others in `tail` (cleared first).
+    /// With `sums`, those of shared buffers come with their sums when the buffers know them
+    /// (for a checksum computed in software).
     pub(super) fn gather<'b>(
         &'b self,
         ring: &'b SocketBuffer<'_>,
         offset: usize,
         size: usize,
         sums: bool,
-    ) -> (&'b [u8], TcpPayloadTail<'b>) {
-        let mut gather = Gather::default();
+        tail: &mut TcpPayloadTail<'b>,
+    ) -> &'b [u8] {
+        let mut gather = Gather::new(tail);
         if self.count == 0 {
             gather.ring(ring, offset, size);
-            return (gather.payload, gather.tail);
+            return gather.payload;
         }
         let range = (offset, offset + size);
         // The stream offset and the ring offset of the run of ring octets being looked at.
@@ -255,7 +262,7 @@ impl SharedChunks {
             pos += chunk.len;
         }
         gather.ring_run(ring, (ring_pos, pos, ring.len() - ring_pos), range);
-        (gather.payload, gather.tail)
+        gather.payload
     }
 
     /// Drops every chunk (the caller empties the ring).
@@ -289,10 +296,11 @@ impl SharedChunks {
         offset: usize,
         size: usize,
         _sums: bool,
-    ) -> (&'b [u8], TcpPayloadTail<'b>) {
-        let mut gather = Gather::default();
+        tail: &mut TcpPayloadTail<'b>,
+    ) -> &'b [u8] {
+        let mut gather = Gather::new(tail);
         gather.ring(ring, offset, size);
-        (gather.payload, gather.tail)
+        gather.payload
     }
 
     pub(super) fn clear(&mut self) {}

@@ -218,7 +218,7 @@ pub fn tcp_not_accepted() {
                 sack_ranges: [None, None, None],
                 timestamp: None,
                 payload: &[],
-            }, TcpPayloadTail::default())
+            }, &TcpPayloadTail::EMPTY)
         ))
     );
     // Unspecified destination address.
@@ -380,7 +380,7 @@ fn test_train_followers_are_the_frames_dispatch_ip_builds(
             let len = repr.buffer_len() + tail.len();
             let ip = IpRepr::new(src, dst, IpProtocol::Tcp, len, 64);
             let token = device.transmit(Instant::ZERO).unwrap();
-            let packet = Packet::new(ip, IpPayload::Tcp(repr, tail));
+            let packet = Packet::new(ip, IpPayload::Tcp(repr, &tail));
             let meta = PacketMeta::default();
             iface
                 .inner
