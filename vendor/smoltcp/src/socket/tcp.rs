@@ -3689,12 +3689,23 @@ impl<'a> Socket<'a> {
     /// and FIN; a SYN is retransmitted by its own timer), the highest sequence number sent,
     /// the RTT estimator, the congestion controller and the retransmission timer.
     fn record_sent(&mut self, now: Instant, seq: TcpSeqNumber, segment_len: usize, syn: bool) {
+        if segment_len > 0 && !syn && seq < self.remote_last_seq {
+            // Karn: no RTT sample from a segment sent twice.
+            self.rtte.on_retransmit();
+            self.recovery_stats.retransmitted_segments += 1;
+        }
+
+        // Use max() so a retransmitted segment (whose seq_number is well behind the
+        // current frontier) doesn't rewind the tracked "highest sent" sequence.
+        self.remote_last_seq = self.remote_last_seq.max(seq + segment_len);
+        self.record_in_flight(now, seq, segment_len, syn);
+    }
+
+    /// What `record_sent` updates besides the highest sequence number sent, for `segment_len`
+    /// octets sent from `seq` at `now`: the scoreboard (not for a SYN), the RTT estimator,
+    /// the congestion controller and the retransmission timer.
+    fn record_in_flight(&mut self, now: Instant, seq: TcpSeqNumber, segment_len: usize, syn: bool) {
         if segment_len > 0 && !syn {
-            if seq < self.remote_last_seq {
-                // Karn: no RTT sample from a segment sent twice.
-                self.rtte.on_retransmit();
-                self.recovery_stats.retransmitted_segments += 1;
-            }
             self.recovery.on_sent(
                 self.local_seq_no,
                 seq,
@@ -3703,10 +3714,6 @@ impl<'a> Socket<'a> {
                 self.rtte.srtt(),
             );
         }
-
-        // Use max() so a retransmitted segment (whose seq_number is well behind the
-        // current frontier) doesn't rewind the tracked "highest sent" sequence.
-        self.remote_last_seq = self.remote_last_seq.max(seq + segment_len);
 
         if segment_len > 0 {
             self.rtte.on_send(now, seq + segment_len);
@@ -3745,6 +3752,7 @@ impl<'a> Socket<'a> {
             sack_ranges,
             timestamp,
         } = train;
+        let start = self.remote_last_seq;
         for _ in 1..self.segment_train {
             // What a pass of its own would send first goes in a pass of its own.
             if self.retransmission(cx).is_some()
@@ -3787,10 +3795,22 @@ impl<'a> Socket<'a> {
             if emit(cx, meta, segment).is_err() {
                 break;
             }
-            self.record_sent(cx.now(), seq, segment_len, false);
+            // Only the send frontier moves with each segment: the checks of the next one read
+            // it, and nothing else `record_sent` updates (the windows count the network's
+            // octets from it and from the scoreboard's SACKed and lost runs, which new data
+            // does not add to).
+            self.remote_last_seq = seq + segment_len;
             if control != TcpControl::None {
                 break;
             }
+        }
+        // The segments left back to back at one time, in one run of new data: recorded as
+        // one, they leave the state recording each would (the scoreboard merges runs sent
+        // together into one block, the first segment of the pass started the RTT sample and
+        // the retransmission timer, and the congestion controller notes only the time).
+        let sent = self.remote_last_seq - start;
+        if sent > 0 {
+            self.record_in_flight(cx.now(), start, sent, false);
         }
     }
 
@@ -11258,6 +11278,13 @@ mod test {
                 one.recovery.pipe(one.flight_size(), 8),
                 train.recovery.pipe(train.flight_size(), 8)
             );
+            // So are the scoreboard, the RTT estimator and the congestion controller, which
+            // a train updates once for all the segments after its first.
+            let state = |s: &TestSocket| {
+                let s = &s.socket;
+                format!("{:?} {:?} {:?}", s.recovery, s.rtte, s.congestion_controller)
+            };
+            assert_eq!(state(&one), state(&train), "close: {close}");
         }
     }
 
