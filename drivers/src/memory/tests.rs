@@ -501,3 +501,20 @@ fn buffers_are_reused_in_steady_state() {
         buffers.len()
     );
 }
+
+#[test]
+fn only_flushes_that_put_frames_on_the_wire_count_as_wire_time() {
+    let (_clock, mut a, b) = link(LinkConfig::default());
+    assert_eq!(a.wire_ns(), 0);
+    // Staging is the driver's work, not the network's.
+    assert!(a.tx_stage(64, &mut |buf| buf.fill(1)));
+    assert_eq!(a.wire_ns(), 0);
+    a.tx_flush().unwrap();
+    let after_one = a.wire_ns();
+    assert!(after_one > 0, "a flush of a frame takes the wire some time");
+    // A flush with nothing staged hands nothing over, and the other end has sent nothing.
+    a.tx_flush().unwrap();
+    assert_eq!((a.wire_ns(), b.wire_ns()), (after_one, 0));
+    send_tags(&mut a, 0..100, 200);
+    assert!(a.wire_ns() > after_one);
+}

@@ -481,16 +481,19 @@ impl Parties for Measured<'_> {
         // Each CPU-clock read is a system call, at whose return the kernel may switch the
         // thread out: the wall-clock windows leave both reads out, so that switch is counted
         // in neither poll.
+        let wire_before = sim.server_wire_ns();
         let cpu_started = thread_cpu_ns()?;
         let started = WallInstant::now();
         let server_moved = sim.poll_server(now)?;
         let server_ended = WallInstant::now();
         let cpu_ended = thread_cpu_ns()?;
+        // The simulated network's share of the poll (see `SimPort::wire_ns`) is no server's.
+        let wire = sim.server_wire_ns().saturating_sub(wire_before);
         let fleet_started = WallInstant::now();
         let fleet_moved = sim.fleet_mut().poll(now)?;
         let fleet_ended = WallInstant::now();
-        times.server_ns += nanos(server_ended - started);
-        times.server_cpu_ns += cpu_ended.saturating_sub(cpu_started);
+        times.server_ns += nanos(server_ended - started).saturating_sub(wire);
+        times.server_cpu_ns += cpu_ended.saturating_sub(cpu_started).saturating_sub(wire);
         times.client_ns += nanos(fleet_ended - fleet_started);
         times.iterations += 1;
         Ok(server_moved || fleet_moved)

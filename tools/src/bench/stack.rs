@@ -22,6 +22,9 @@
 //! - `requests_per_sec` = measured requests ÷ real time inside `Server::poll`: what one server
 //!   core sustains when clients and wire are free (the fleet's own cost is left out);
 //! - `server_ns_per_request`, its inverse, and `client_ns_per_request` for the fleet;
+//!   `wire_ns_per_request` is the time the simulated network took inside the server's poll
+//!   (at each flush of its memory link: routing each frame, the wire's timing, faults, the
+//!   in-flight queue), which a NIC does and `server_ns_per_request` leaves out;
 //! - `bytes_per_connection`: the server's heap per connection at the end of the run, with
 //!   every connection open and idle between keep-alive requests: what `Server::new` and every
 //!   `Server::poll` allocated less what they freed, counted by the bench's allocator
@@ -624,6 +627,7 @@ fn run_one(args: &StackArgs, scenario: Scenario, connections: usize) -> anyhow::
         "requests_per_sec": (requests as f64 * 1e9 / server_ns.max(1) as f64).round(),
         "server_ns_per_request": round2(per(server_ns)),
         "client_ns_per_request": round2(per(report.timing.client_ns)),
+        "wire_ns_per_request": round2(per(report.timing.wire_ns)),
         "bytes_per_connection": server_heap_per.round(),
         "rss_bytes_per_connection": rss_per.round(),
         "file_bytes": work.file_len,

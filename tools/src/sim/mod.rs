@@ -101,6 +101,12 @@ pub trait SimPort: FrameIo {
     fn fault_counters(&self) -> FaultCounters {
         FaultCounters::default()
     }
+
+    /// Wall-clock nanoseconds this port's flushes spent being the simulated network, which its
+    /// owner's poll time leaves out (see [`MemoryPort::wire_ns`]). The default is none.
+    fn wire_ns(&self) -> u64 {
+        0
+    }
 }
 
 impl SimPort for MemoryPort {
@@ -110,6 +116,10 @@ impl SimPort for MemoryPort {
 
     fn fault_counters(&self) -> FaultCounters {
         MemoryPort::fault_counters(self)
+    }
+
+    fn wire_ns(&self) -> u64 {
+        MemoryPort::wire_ns(self)
     }
 }
 
@@ -121,6 +131,10 @@ impl<D: SimPort> SimPort for Capture<D> {
 
     fn fault_counters(&self) -> FaultCounters {
         self.inner().fault_counters()
+    }
+
+    fn wire_ns(&self) -> u64 {
+        self.inner().wire_ns()
     }
 }
 
@@ -270,8 +284,13 @@ impl Limits {
 /// Where the time went. Nanoseconds are real (wall-clock) time, summed around each call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timing {
-    /// Inside `Server::poll`, every engine's summed: the server CPU time of the run.
+    /// Inside `Server::poll`, every engine's summed: the server CPU time of the run. Leaves out
+    /// `wire_ns`.
     pub server_ns: u64,
+    /// Inside `Server::poll`, spent by the engines' memory links being the network (routing,
+    /// the wire's timing, faults, the in-flight queues; see [`MemoryPort::wire_ns`]): no
+    /// server's work, so in no engine's time.
+    pub wire_ns: u64,
     /// Inside the busiest engine's `Server::poll`: with one core per engine, the time the
     /// server side needed. Equal to `server_ns` with one engine.
     pub busiest_engine_ns: u64,
@@ -604,9 +623,12 @@ impl<D: SimPort> Simulation<D> {
         let mut moved = false;
         let mut started = std::time::Instant::now();
         for (server, spent) in self.servers.iter_mut().zip(&mut self.engine_ns) {
+            let wire_before = server.driver().wire_ns();
             moved |= poll_counting_heap(server, now, &mut self.server_heap)?;
             let ended = std::time::Instant::now();
-            let ns = nanos(ended - started);
+            let wire = server.driver().wire_ns().saturating_sub(wire_before);
+            self.timing.wire_ns += wire;
+            let ns = nanos(ended - started).saturating_sub(wire);
             *spent += ns;
             self.timing.server_ns += ns;
             self.timing.busiest_engine_ns = self.timing.busiest_engine_ns.max(*spent);
@@ -622,6 +644,12 @@ impl<D: SimPort> Simulation<D> {
     /// parties themselves, timing each), its heap counted in [`Simulation::server_heap_bytes`].
     pub fn poll_server(&mut self, now: Instant) -> Result<bool, SimError> {
         poll_counting_heap(&mut self.servers[0], now, &mut self.server_heap)
+    }
+
+    /// The first engine's [`SimPort::wire_ns`]: a caller timing [`Simulation::poll_server`]
+    /// leaves out what this grew by meanwhile.
+    pub fn server_wire_ns(&self) -> u64 {
+        self.servers[0].driver().wire_ns()
     }
 
     /// Runs until `done` holds (checked before every iteration). See the module documentation.
@@ -1066,6 +1094,8 @@ mod tests {
         assert_eq!(report.server.driver.rx_frames, rx);
         let spent: u64 = report.engines.iter().map(|e| e.server_ns).sum();
         assert_eq!(report.timing.server_ns, spent);
+        // The engines' links put their frames on the simulated wire, in no engine's time.
+        assert!(report.timing.wire_ns > 0, "{report}");
         let busiest = report.engines.iter().map(|e| e.server_ns).max();
         assert_eq!(Some(report.timing.busiest_engine_ns), busiest);
         let fingerprint = |r: &SimReport| {
