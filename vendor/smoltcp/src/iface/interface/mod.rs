@@ -1350,6 +1350,25 @@ impl InterfaceInner {
             packet.emit_payload(repr, payload, &caps)
         };
 
+        // Emit function for a whole unfragmented frame, which leaves a TCP segment's headers
+        // in the train's `record`.
+        let mut record = record;
+        let mut emit_frame = |repr: &IpRepr, frame: &mut [u8]| {
+            let frame_len = frame.len();
+            let mut tx_buffer = &mut *frame;
+            #[cfg(feature = "medium-ethernet")]
+            if matches!(self.caps.medium, Medium::Ethernet) {
+                emit_ethernet(repr, tx_buffer);
+                tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
+            }
+            let ip_at = frame_len - tx_buffer.len();
+
+            emit_ip(repr, tx_buffer);
+            if let Some((header, tcp_header_len, payload_len)) = record.take() {
+                header.record(frame, ip_at, tcp_header_len, payload_len);
+            }
+        };
+
         let total_ip_len = ip_repr.buffer_len();
 
         match &mut ip_repr {
@@ -1451,21 +1470,7 @@ impl InterfaceInner {
                     tx_token.set_meta(meta);
 
                     // No fragmentation is required.
-                    tx_token.consume(total_len, |frame| {
-                        let frame_len = frame.len();
-                        let mut tx_buffer = &mut *frame;
-                        #[cfg(feature = "medium-ethernet")]
-                        if matches!(self.caps.medium, Medium::Ethernet) {
-                            emit_ethernet(&ip_repr, tx_buffer);
-                            tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
-                        }
-                        let ip_at = frame_len - tx_buffer.len();
-
-                        emit_ip(&ip_repr, tx_buffer);
-                        if let Some((header, tcp_header_len, payload_len)) = record {
-                            header.record(frame, ip_at, tcp_header_len, payload_len);
-                        }
-                    });
+                    tx_token.consume(total_len, |frame| emit_frame(&ip_repr, frame));
 
                     Ok(())
                 }
@@ -1478,29 +1483,13 @@ impl InterfaceInner {
                     net_debug!("IPv6 fragmentation support is unimplemented. Dropping.");
                     Ok(())
                 } else {
-                    tx_token.consume(total_len, |frame| {
-                        let frame_len = frame.len();
-                        let mut tx_buffer = &mut *frame;
-                        #[cfg(feature = "medium-ethernet")]
-                        if matches!(self.caps.medium, Medium::Ethernet) {
-                            emit_ethernet(&ip_repr, tx_buffer);
-                            tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
-                        }
-                        let ip_at = frame_len - tx_buffer.len();
-
-                        emit_ip(&ip_repr, tx_buffer);
-                        if let Some((header, tcp_header_len, payload_len)) = record {
-                            header.record(frame, ip_at, tcp_header_len, payload_len);
-                        }
-                    });
+                    tx_token.consume(total_len, |frame| emit_frame(&ip_repr, frame));
                     Ok(())
                 }
             }
         }
     }
-}
 
-impl InterfaceInner {
     /// Sends a segment that follows the first of its train over a copy of that one's `header`,
     /// as `ip_len` octets of IP packet: what [`dispatch_ip`](Self::dispatch_ip) would send,
     /// without building the headers again (see [`TcpRepr::emit_over_header`]).
