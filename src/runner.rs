@@ -42,7 +42,7 @@ use crate::cache::ContentCache;
 use crate::http::HttpCounters;
 use crate::metrics::{self, MetricsBoard, Snapshot};
 use crate::reload::{Reloaded, Reloader};
-use crate::server::{Server, Stats};
+use crate::server::{Flush, Server, Stats};
 
 /// Longest single sleep in idle mode, and of the supervisor, so a stop request is noticed
 /// promptly.
@@ -375,6 +375,14 @@ fn engine_loop<D: FrameIo>(
     let mut next_publish = PUBLISH_INTERVAL;
     let mut exhausted_at: Option<StdDuration> = None;
     let mut drain_until: Option<StdDuration> = None;
+    // Sleeping when idle, a pass may leave its TX kick to the next pass or to the `poll()` of
+    // the wait: the passes of one wake-up then share one system call (see
+    // `FrameIo::tx_flush_lazy`). Busy-polling never waits, so it kicks every pass.
+    let flush = if options.sleep_when_idle {
+        Flush::Lazy
+    } else {
+        Flush::Now
+    };
     while !options.stop.load(Ordering::Relaxed) {
         let elapsed = start.elapsed();
         let now = Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
@@ -385,7 +393,7 @@ fn engine_loop<D: FrameIo>(
             server.begin_drain();
             drain_until = Some(elapsed + options.shutdown_timeout);
         }
-        let moved = server.poll(now)?;
+        let moved = server.poll_with(now, flush)?;
         if let Some(until) = drain_until
             && (server.connections() == 0 || elapsed >= until)
         {
@@ -415,7 +423,8 @@ fn engine_loop<D: FrameIo>(
             spin_for_rx(server.driver());
         }
     }
-    Ok(())
+    // A kick a lazy pass left owed.
+    server.driver_mut().tx_flush()
 }
 
 /// Busy-polling while idle: up to [`IDLE_SPINS`] looks at the RX ring, returning as soon as a
@@ -670,6 +679,86 @@ mod tests {
         fn counters(&self) -> DriverCounters {
             DriverCounters::default()
         }
+    }
+
+    /// Records how the loop flushes and waits, and asks it to stop after a few passes.
+    struct Recorder {
+        calls: Vec<&'static str>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Recorder {
+        fn record(&mut self, call: &'static str) {
+            self.calls.push(call);
+            if self.calls.len() >= 6 {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl FrameIo for Recorder {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::ethernet(1500)
+        }
+        fn rx_burst(
+            &mut self,
+            _max: usize,
+            _on_frame: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DriverError> {
+            Ok(0)
+        }
+        fn tx_room(&self) -> usize {
+            64
+        }
+        fn tx_stage(&mut self, _len: usize, _fill: &mut dyn FnMut(&mut [u8])) -> bool {
+            true
+        }
+        fn tx_flush(&mut self) -> Result<(), DriverError> {
+            self.record("flush");
+            Ok(())
+        }
+        fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+            self.record("lazy");
+            Ok(())
+        }
+        fn wait_rx(&mut self, _timeout: StdDuration) -> Result<(), DriverError> {
+            self.record("wait");
+            Ok(())
+        }
+        fn counters(&self) -> DriverCounters {
+            DriverCounters::default()
+        }
+    }
+
+    /// The calls `engine_loop` makes on a [`Recorder`], sleeping when idle or not.
+    fn loop_calls(sleep_when_idle: bool) -> Vec<&'static str> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut options = options(&stop);
+        options.sleep_when_idle = sleep_when_idle;
+        let recorder = Recorder {
+            calls: Vec::new(),
+            stop: Arc::clone(&stop),
+        };
+        let mut engine = engine(0, recorder);
+        let mailbox = Mailbox::default();
+        engine_loop(
+            &mut engine.server,
+            &mailbox,
+            &options,
+            std::time::Instant::now(),
+        )
+        .unwrap();
+        std::mem::take(&mut engine.server.driver_mut().calls)
+    }
+
+    #[test]
+    fn sleeping_when_idle_passes_flush_lazily_and_the_loop_ends_with_a_real_flush() {
+        assert_eq!(
+            loop_calls(true),
+            ["lazy", "wait", "lazy", "wait", "lazy", "wait", "flush"]
+        );
+        // Busy-polling never waits, so every pass kicks.
+        assert_eq!(loop_calls(false), ["flush"; 7]);
     }
 
     #[test]

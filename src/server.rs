@@ -49,6 +49,17 @@ impl ServerConfig {
     }
 }
 
+/// How a pass of [`Server::poll_with`] hands its frames to the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// [`FrameIo::tx_flush`]: the frames are on their way when the pass ends.
+    Now,
+    /// [`FrameIo::tx_flush_lazy`]: a driver whose kick is a system call may share it with the
+    /// next pass, or leave it to the `poll()` of the next wait. For a caller that waits when
+    /// idle.
+    Lazy,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("invalid stack settings: {0}")]
@@ -136,6 +147,13 @@ impl<D: FrameIo> Server<D> {
     /// One iteration of the data path at `now`. Returns `Ok(true)` if any frame was received
     /// or sent, so callers can decide whether to wait.
     pub fn poll(&mut self, now: Instant) -> Result<bool, DriverError> {
+        self.poll_with(now, Flush::Now)
+    }
+
+    /// [`Server::poll`], ending with the driver's flush `flush` asks for. With
+    /// [`Flush::Lazy`] the caller must end its run of passes with a
+    /// [`FrameIo::wait_rx`] or a [`FrameIo::tx_flush`] (see [`FrameIo::tx_flush_lazy`]).
+    pub fn poll_with(&mut self, now: Instant, flush: Flush) -> Result<bool, DriverError> {
         let stack = &mut self.stack;
         let received = self.driver.rx_batch(self.config.rx_batch, &mut |frames| {
             stack.handle_burst(now, frames)
@@ -168,7 +186,10 @@ impl<D: FrameIo> Server<D> {
         self.stack
             .poll_egress(now, &mut DriverSink(&mut self.driver));
         let sent = self.stack.counters().tx_frames - tx_before;
-        self.driver.tx_flush()?;
+        match flush {
+            Flush::Now => self.driver.tx_flush()?,
+            Flush::Lazy => self.driver.tx_flush_lazy()?,
+        }
         Ok(received > 0 || sent > 0)
     }
 

@@ -138,6 +138,10 @@ impl<D: FrameIo> FrameIo for Capture<D> {
         self.inner.tx_flush()
     }
 
+    fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+        self.inner.tx_flush_lazy()
+    }
+
     fn counters(&self) -> DriverCounters {
         self.inner.counters()
     }

@@ -284,10 +284,22 @@ pub trait FrameIo {
     /// Submits every staged frame: one kick per call at most.
     fn tx_flush(&mut self) -> Result<(), DriverError>;
 
+    /// Submits every staged frame like [`FrameIo::tx_flush`], but a backend whose kick is a
+    /// system call may leave it owed, so that the passes of one wake-up share one: to the next
+    /// lazy flush that submits frames or follows received ones, to [`FrameIo::tx_flush`], or
+    /// to [`FrameIo::wait_rx`], which settles it before it sleeps. A pass that neither
+    /// received nor submitted anything leaves an owed kick owed, so a caller must end a run of
+    /// lazy flushes with `tx_flush` or `wait_rx`; a busy-polling caller that never waits uses
+    /// `tx_flush`. The default is `tx_flush`.
+    fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+        self.tx_flush()
+    }
+
     fn counters(&self) -> DriverCounters;
 
-    /// Idle mode: blocks until a frame may be waiting or `timeout` passes. Busy-polling
-    /// callers never call it. Backends without a way to wait return at once.
+    /// Idle mode: blocks until a frame may be waiting or `timeout` passes, after settling a
+    /// kick [`FrameIo::tx_flush_lazy`] left owed. Busy-polling callers never call it.
+    /// Backends without a way to wait return at once.
     fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
         let _ = timeout;
         Ok(())
@@ -328,6 +340,9 @@ impl<T: FrameIo + ?Sized> FrameIo for Box<T> {
     }
     fn tx_flush(&mut self) -> Result<(), DriverError> {
         (**self).tx_flush()
+    }
+    fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+        (**self).tx_flush_lazy()
     }
     fn counters(&self) -> DriverCounters {
         (**self).counters()

@@ -183,6 +183,16 @@ fn open_with(lab: &Lab, config: AfXdpConfig) -> AfXdp {
     lab.open(config).expect("open AF_XDP on the server veth")
 }
 
+/// A broadcast frame of an unassigned local EtherType from the server: the client counts it
+/// (see [`client_rx_packets`]) and drops it.
+fn counted_and_dropped(lab: &Lab) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&lab.server_mac);
+    frame.extend_from_slice(&[0x88, 0xb5]);
+    frame.resize(60, 0x5a);
+    frame
+}
+
 /// Frames the client end of the veth has received (its `rx_packets` counter).
 fn client_rx_packets(lab: &Lab) -> u64 {
     let path = format!("/sys/class/net/{CLIENT_IFACE}/statistics/rx_packets");
@@ -642,11 +652,7 @@ fn a_burst_bigger_than_one_kick_is_all_sent() {
     };
     let mut driver = open_with(&lab, config);
     assert_eq!(driver.tx_room(), 1024);
-    // Frames of an unassigned local EtherType: the client counts and drops them.
-    let mut frame = vec![0xff; 6];
-    frame.extend_from_slice(&lab.server_mac);
-    frame.extend_from_slice(&[0x88, 0xb5]);
-    frame.resize(60, 0x5a);
+    let frame = counted_and_dropped(&lab);
     let before = client_rx_packets(&lab);
     const BURST: u64 = 1000;
     for _ in 0..BURST {
@@ -674,6 +680,56 @@ fn a_burst_bigger_than_one_kick_is_all_sent() {
     assert_eq!(driver.xdp_counters().tx_completed, BURST);
     let received = client_rx_packets(&lab) - before;
     assert!(received >= BURST, "client received {received} of {BURST}");
+}
+
+/// The kernel behaviour `tx_flush_lazy` counts on: frames published on the TX ring with no
+/// `sendto` go out during the `poll()` of the next wait (`xsk_poll` sends them in copy mode).
+#[test]
+fn frames_left_unkicked_go_out_with_the_wait_s_poll() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = Lab::new();
+    // Only the server's address: the client kernel's own chatter (IPv6 neighbour and router
+    // solicitations) stays with the server's kernel, so the RX ring stays empty and the wait
+    // really reaches `poll()`.
+    let mut driver = open_in(
+        &lab,
+        Filter::Server(ServerAddresses {
+            ipv4: Some(SERVER_IP),
+            ipv6: Vec::new(),
+        }),
+    );
+    let frame = counted_and_dropped(&lab);
+    let before = client_rx_packets(&lab);
+    const FRAMES: u64 = 8;
+    for _ in 0..FRAMES {
+        assert!(driver.tx_stage(frame.len(), &mut |buf| buf.copy_from_slice(&frame)));
+    }
+    driver.tx_flush_lazy().unwrap();
+    assert_eq!(
+        driver.counters().kicks,
+        0,
+        "the first lazy flush leaves its kick"
+    );
+    assert_eq!(
+        client_rx_packets(&lab) - before,
+        0,
+        "nothing sent before the wait"
+    );
+    // Nothing comes in (the client sends nothing): the wait sleeps its whole timeout in
+    // `poll()`, and the frames leave meanwhile.
+    driver.wait_rx(Duration::from_millis(100)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client_rx_packets(&lab) - before < FRAMES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(client_rx_packets(&lab) - before, FRAMES);
+    let c = driver.counters();
+    assert_eq!(c.kicks, 0, "sent with no sendto: {c:?}");
+    assert_eq!(driver.xdp_counters().tx_kicks_left_to_poll, 1);
+    driver.tx_flush().unwrap();
+    assert_eq!(driver.xdp_counters().tx_completed, FRAMES);
 }
 
 const HOLD_ENV: &str = "SIROCCO_AFXDP_HOLD";

@@ -184,6 +184,12 @@ pub struct XdpCounters {
     /// TX kicks the kernel answered with `EAGAIN`, `EBUSY` or `ENOBUFS` (it will take the rest
     /// on the next kick).
     pub tx_kick_busy: u64,
+    /// Lazy flushes ([`FrameIo::tx_flush_lazy`]) that left their kick owed, for a later pass to
+    /// share.
+    pub tx_kicks_deferred: u64,
+    /// Owed kicks left to the `poll()` of an idle wait, which sends the frames itself: the
+    /// `sendto` calls saved.
+    pub tx_kicks_left_to_poll: u64,
     /// `recvfrom` wake-ups of a fill ring flagged need-wakeup.
     pub rx_wakeups: u64,
     /// Frames received as a chain of descriptors (multi-buffer, longer than a chunk).
@@ -817,11 +823,18 @@ impl FrameIo for AfXdp {
         self.data_path.tx_flush()
     }
 
+    fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+        self.data_path.tx_flush_lazy()
+    }
+
     fn counters(&self) -> DriverCounters {
         self.data_path.counters()
     }
 
+    /// Rings a kick owed by [`FrameIo::tx_flush_lazy`] first, unless the `poll()` sends the
+    /// frames itself (`xsk_poll` does, up to a kick's budget).
     fn wait_rx(&mut self, timeout: Duration) -> Result<(), DriverError> {
+        self.data_path.before_wait()?;
         if self.data_path.rx_ready() {
             return Ok(());
         }

@@ -24,6 +24,14 @@
 //!   the doorbell (in copy mode always; with need-wakeup only when the kernel asks). `EAGAIN`,
 //!   `EBUSY`, `ENOBUFS` and `EINTR` are back-pressure, not errors: the frames stay on the ring
 //!   and the next flush kicks again.
+//! - [`Queue::tx_flush_lazy`] publishes the same way but may leave the doorbell owed, so that
+//!   the passes of one wake-up share a kick: a pass that submits frames while none are owed
+//!   leaves the kick; the next pass that submits frames or received some rings it for both;
+//!   a pass with neither leaves it to [`Queue::before_wait`]. That one, called before the
+//!   caller sleeps in `poll()`, rings it only where the `poll()` would not send the frames
+//!   itself: in copy mode `xsk_poll` sends up to a kick's budget from the TX ring (in
+//!   zero-copy mode it wakes the driver), but a `poll()` is not made when frames are already
+//!   waiting, and more than a budget would wait for the next wake-up.
 //!
 //! # Multi-buffer frames (jumbo MTUs)
 //!
@@ -68,6 +76,8 @@ pub(crate) trait Doorbell {
     fn kick_tx(&self) -> io::Result<()>;
     /// The fill ring has entries again, and the kernel asked to be told (`recvfrom`).
     fn wake_rx(&self) -> io::Result<()>;
+    /// Frames one kick, or one `poll()`, sends at most.
+    fn tx_budget(&self) -> u32;
 }
 
 /// One queue's data path: the rings, the UMEM whose chunks they pass around, and the counters.
@@ -85,6 +95,10 @@ pub(crate) struct Queue<D> {
     staged: u32,
     staged_frames: u32,
     staged_bytes: u64,
+    /// Published TX descriptors whose kick [`Queue::tx_flush_lazy`] left for later.
+    kick_owed: bool,
+    /// Descriptors were taken off the RX ring since the last flush.
+    received_since_flush: bool,
     /// Multi-buffer only (else empty): where RX gathers a chain, and where TX lets the caller
     /// write a frame longer than a chunk. `max_frame_len` bytes each.
     rx_scratch: Box<[u8]>,
@@ -180,6 +194,8 @@ impl<D: Doorbell> Queue<D> {
             staged: 0,
             staged_frames: 0,
             staged_bytes: 0,
+            kick_owed: false,
+            received_since_flush: false,
             rx_scratch: scratch(),
             tx_scratch: scratch(),
             rx_chain: None,
@@ -272,6 +288,7 @@ impl<D: Doorbell> Queue<D> {
         if taken == 0 {
             self.wake_rx_if_asked();
         }
+        self.received_since_flush |= taken > 0;
         delivered
     }
 
@@ -548,18 +565,65 @@ impl<D: Doorbell> Queue<D> {
 
     /// See the module documentation.
     pub(crate) fn tx_flush(&mut self) -> Result<(), DriverError> {
-        self.reclaim_completions();
-        let tx = &mut self.rings.tx;
-        if self.staged > 0 {
-            tx.submit(self.staged);
-            self.counters.tx_frames += u64::from(self.staged_frames);
-            self.counters.tx_bytes += self.staged_bytes;
-            self.staged = 0;
-            self.staged_frames = 0;
-            self.staged_bytes = 0;
+        self.publish();
+        self.kick()
+    }
+
+    /// See the module documentation.
+    pub(crate) fn tx_flush_lazy(&mut self) -> Result<(), DriverError> {
+        let received = self.received_since_flush;
+        let submitted = self.publish();
+        if self.rings.tx.in_flight() == 0 {
+            self.kick_owed = false;
+            return Ok(());
         }
-        // Kick while the kernel has frames left on the ring: a kick sends at most the TX
-        // budget, so a big burst may need the next flush to kick again.
+        if self.kick_owed {
+            if !submitted && !received {
+                return Ok(());
+            }
+        } else if submitted {
+            self.kick_owed = true;
+            self.xdp.tx_kicks_deferred += 1;
+            return Ok(());
+        }
+        self.kick()
+    }
+
+    /// Rings the doorbell owed by [`Queue::tx_flush_lazy`], unless the `poll()` the caller is
+    /// about to make sends those frames itself (see the module documentation).
+    pub(crate) fn before_wait(&mut self) -> Result<(), DriverError> {
+        if !std::mem::take(&mut self.kick_owed) {
+            return Ok(());
+        }
+        if self.rx_ready() || self.rings.tx.in_flight() > self.doorbell.tx_budget() {
+            return self.kick();
+        }
+        self.xdp.tx_kicks_left_to_poll += 1;
+        Ok(())
+    }
+
+    /// Reclaims completions and publishes every staged slot at once. Returns whether there
+    /// were any.
+    fn publish(&mut self) -> bool {
+        self.reclaim_completions();
+        self.received_since_flush = false;
+        if self.staged == 0 {
+            return false;
+        }
+        self.rings.tx.submit(self.staged);
+        self.counters.tx_frames += u64::from(self.staged_frames);
+        self.counters.tx_bytes += self.staged_bytes;
+        self.staged = 0;
+        self.staged_frames = 0;
+        self.staged_bytes = 0;
+        true
+    }
+
+    /// Kicks while the kernel has frames left on the ring: a kick sends at most the TX budget,
+    /// so a big burst may need the next flush to kick again.
+    fn kick(&mut self) -> Result<(), DriverError> {
+        self.kick_owed = false;
+        let tx = &self.rings.tx;
         if tx.in_flight() == 0 {
             return Ok(());
         }
@@ -633,7 +697,13 @@ mod tests {
             self.wakes.set(self.wakes.get() + 1);
             Ok(())
         }
+        fn tx_budget(&self) -> u32 {
+            BUDGET
+        }
     }
+
+    /// What the fake doorbell says one kick, or one `poll()`, sends.
+    const BUDGET: u32 = 4;
 
     /// The kernel's side of the four rings, over the same anonymous memory as the queue's.
     struct FakeKernel {
@@ -1121,6 +1191,90 @@ mod tests {
         assert_eq!(collect(&mut queue, 8).len(), 0);
         assert_eq!(bell.wakes.get(), 1);
         assert_eq!(queue.xdp_counters().rx_wakeups, 1);
+    }
+
+    /// Stages `n` frames of 60 bytes.
+    fn stage(queue: &mut Queue<Bell>, n: usize) {
+        for _ in 0..n {
+            assert!(queue.tx_stage(60, &mut |buf| buf.fill(7)));
+        }
+    }
+
+    #[test]
+    fn lazy_flushes_share_a_kick_between_passes_with_work() {
+        let (mut queue, mut kernel) = queue(64, 128, 0, false);
+        let bell = queue.doorbell().clone();
+        // The first pass with frames leaves its kick owed.
+        stage(&mut queue, 2);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(bell.kicks.get(), 0);
+        assert_eq!(queue.counters().tx_frames, 2, "published all the same");
+        // The next one with frames rings it for both.
+        stage(&mut queue, 1);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.send(&queue, true).len(), 3);
+        // So does a pass that only received: answers to what came in may follow, but the
+        // frames owed must not wait for them.
+        stage(&mut queue, 1);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.receive(&mut queue, &[&frame(1, 60)]), 1);
+        assert_eq!(collect(&mut queue, 8).len(), 1);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(bell.kicks.get(), 2);
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+        // A plain flush always settles it.
+        stage(&mut queue, 1);
+        queue.tx_flush_lazy().unwrap();
+        queue.tx_flush().unwrap();
+        assert_eq!(bell.kicks.get(), 3);
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+        // Nothing owed and nothing in flight: nothing to ring.
+        queue.tx_flush_lazy().unwrap();
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 3);
+        let xdp = queue.xdp_counters();
+        assert_eq!((xdp.tx_kicks_deferred, xdp.tx_kicks_left_to_poll), (3, 0));
+    }
+
+    #[test]
+    fn an_owed_kick_is_left_to_the_wait_only_when_its_poll_sends_the_frames() {
+        let (mut queue, mut kernel) = queue(64, 128, 0, false);
+        let bell = queue.doorbell().clone();
+        // An idle pass keeps the kick owed; the wait's `poll()` sends up to a budget itself.
+        stage(&mut queue, BUDGET as usize);
+        queue.tx_flush_lazy().unwrap();
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(bell.kicks.get(), 0);
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 0);
+        assert_eq!(queue.xdp_counters().tx_kicks_left_to_poll, 1);
+        assert_eq!(kernel.send(&queue, true).len(), BUDGET as usize);
+        // Owed once: the next wait has nothing to settle.
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 0);
+        // More than a budget would outlast the `poll()`: kick.
+        stage(&mut queue, BUDGET as usize + 1);
+        queue.tx_flush_lazy().unwrap();
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 1);
+        assert_eq!(kernel.send(&queue, true).len(), BUDGET as usize + 1);
+        // Frames waiting to be received: the caller will not `poll()` at all, so kick.
+        stage(&mut queue, 1);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(kernel.receive(&mut queue, &[&frame(2, 60)]), 1);
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 2);
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+        // Sent before the wait (the kernel took them on its own): nothing owed is left.
+        stage(&mut queue, 1);
+        queue.tx_flush_lazy().unwrap();
+        assert_eq!(kernel.send(&queue, true).len(), 1);
+        queue.tx_flush_lazy().unwrap();
+        queue.before_wait().unwrap();
+        assert_eq!(bell.kicks.get(), 2);
+        assert_eq!(queue.xdp_counters().tx_kicks_left_to_poll, 1);
     }
 
     #[test]

@@ -234,4 +234,8 @@ impl Doorbell for XdpSocket {
     fn wake_rx(&self) -> io::Result<()> {
         wake_rx(self.fd.as_fd())
     }
+
+    fn tx_budget(&self) -> u32 {
+        self.tx_budget.unwrap_or(DEFAULT_TX_BUDGET)
+    }
 }
