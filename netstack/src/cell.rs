@@ -30,8 +30,9 @@ use crate::{TcpSocket, TcpState};
 /// Why a cell's egress loop stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EgressStop {
-    /// smoltcp had nothing more to send.
-    Idle,
+    /// smoltcp has nothing more to send before `poll_at` ([`Cell::smoltcp_poll_at`], as it
+    /// stood when the loop stopped).
+    Idle { poll_at: Option<Instant> },
     /// The sink had no room; the cell still has work.
     SinkFull,
     /// The per-cell frame budget ran out; the cell still has work.
@@ -382,11 +383,19 @@ impl<A> Cell<A> {
             // A pass sends one segment, or a train of up to `SEGMENT_TRAIN` of new data.
             self.iface.poll_egress(now, device, &mut self.sockets);
             let after = device.sent + device.refused;
-            if after == before {
-                return EgressStop::Idle;
-            }
-            if after - start >= budget as u64 {
+            if after != before && after - start >= budget as u64 {
                 return EgressStop::BudgetExhausted;
+            }
+            // smoltcp's `poll_at` mirrors the start of a socket's `dispatch`: a pass before it
+            // is due sends nothing. So after a pass that sent, asking it (which the caller
+            // needs anyway, for the cell's timer) replaces the pass that would find nothing
+            // to send: a whole `dispatch` per cell and burst, the most common case being a
+            // response sent in one pass.
+            let poll_at = self.smoltcp_poll_at(now);
+            if after == before || poll_at.is_none_or(|at| at > now) {
+                #[cfg(any(test, debug_assertions))]
+                self.check_idle(now, device);
+                return EgressStop::Idle { poll_at };
             }
         }
     }
@@ -408,6 +417,19 @@ impl<A> Cell<A> {
     /// When smoltcp next wants an egress pass (retransmit, zero-window probe, TIME-WAIT...).
     pub fn smoltcp_poll_at(&mut self, now: Instant) -> Option<Instant> {
         self.iface.poll_at(now, &self.sockets)
+    }
+
+    /// Debug builds and this crate's tests only: the pass [`Cell::egress`] skipped because
+    /// `poll_at` was not due would indeed have sent nothing.
+    #[cfg(any(test, debug_assertions))]
+    fn check_idle(&mut self, now: Instant, device: &mut EgressDevice<'_>) {
+        let before = device.sent + device.refused;
+        self.iface.poll_egress(now, device, &mut self.sockets);
+        assert_eq!(
+            device.sent + device.refused,
+            before,
+            "smoltcp sent a segment before its poll_at said it was due"
+        );
     }
 }
 

@@ -1151,10 +1151,10 @@ impl<A: ConnApp> Stack<A> {
         self.counters.tx_frames += device.sent;
         self.counters.tx_refused += device.refused;
         cell.count_recovery(&mut self.counters);
-        if stop != EgressStop::Idle {
+        let EgressStop::Idle { poll_at } = stop else {
             mark_dirty(&mut self.dirty, cell, r);
             return;
-        }
+        };
 
         match cell.state() {
             // We closed first and the peer's FIN is acknowledged (the ACK just left): the
@@ -1183,7 +1183,7 @@ impl<A: ConnApp> Stack<A> {
         }
 
         let timeout = cell.last_rx + self.config.idle_timeout;
-        let mut deadline = match cell.smoltcp_poll_at(now) {
+        let mut deadline = match poll_at {
             Some(at) => at.min(timeout),
             None => timeout,
         };
