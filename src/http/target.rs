@@ -26,9 +26,31 @@ pub fn normalize_target(target: &[u8], out: &mut Vec<u8>) -> Result<(), TargetEr
         Some(end) => path.get(..end).unwrap_or_default(),
         None => path,
     };
+    if already_normal(path) {
+        out.extend_from_slice(path);
+        return Ok(());
+    }
     percent_decode(path, out)?;
     remove_dot_segments(out);
     Ok(())
+}
+
+/// Whether decoding and dot removal leave `path` (query cut) as it is: it starts with `/`,
+/// has no escape, no empty segment but a trailing one, and no segment starting with a dot (a
+/// stricter test than no `.` or `..` segment, so `/.well-known` takes the long way). Most
+/// request paths pass, and skip the byte-at-a-time copy of both steps.
+fn already_normal(path: &[u8]) -> bool {
+    if path.first() != Some(&b'/') {
+        return false;
+    }
+    let mut after_slash = false;
+    for &byte in path {
+        if byte == b'%' || (after_slash && (byte == b'/' || byte == b'.')) {
+            return false;
+        }
+        after_slash = byte == b'/';
+    }
+    true
 }
 
 /// The path part of an origin-form or absolute-form target (query still attached).
@@ -145,6 +167,62 @@ mod tests {
         let mut out = Vec::new();
         normalize_target(target.as_bytes(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The long way: decoding and dot removal, with no shortcut.
+    fn long_way(path: &[u8]) -> Result<Vec<u8>, TargetError> {
+        let mut out = Vec::new();
+        percent_decode(path, &mut out)?;
+        remove_dot_segments(&mut out);
+        Ok(out)
+    }
+
+    #[test]
+    fn the_shortcut_for_normal_paths_agrees_with_the_long_way() {
+        // Every path up to 7 bytes over an alphabet of the bytes that matter, after the `/`.
+        const ALPHABET: &[u8] = b"/.a%2F";
+        let mut shortcuts = 0;
+        let mut path = vec![b'/'];
+        let mut digits: Vec<usize> = Vec::new();
+        loop {
+            path.truncate(1);
+            path.extend(digits.iter().map(|&d| ALPHABET[d]));
+            if already_normal(&path) {
+                shortcuts += 1;
+                assert_eq!(
+                    long_way(&path).as_deref(),
+                    Ok(&path[..]),
+                    "{:?}",
+                    String::from_utf8_lossy(&path)
+                );
+            }
+            // The next combination, shortest first.
+            match digits.iter().rposition(|&d| d + 1 < ALPHABET.len()) {
+                Some(at) => {
+                    digits[at] += 1;
+                    digits[at + 1..].fill(0);
+                }
+                None if digits.len() < 7 => digits = vec![0; digits.len() + 1],
+                None => break,
+            }
+        }
+        assert!(shortcuts > 1000, "{shortcuts}");
+        for normal in ["/", "/index.html", "/a/b/", "/a.b/c..d/e.", "/x-y_z~1"] {
+            assert!(already_normal(normal.as_bytes()), "{normal}");
+        }
+        for not in [
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/./a",
+            "/a/..",
+            "/a/.",
+            "/%41",
+            "/.well-known",
+        ] {
+            assert!(!already_normal(not.as_bytes()), "{not}");
+        }
     }
 
     #[test]
