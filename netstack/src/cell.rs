@@ -365,8 +365,9 @@ impl<A> Cell<A> {
         device.lost
     }
 
-    /// Runs egress passes until smoltcp is idle, the sink is full or at least `budget` frames
-    /// were sent (a pass may send a train of several).
+    /// Runs egress passes until smoltcp is idle (a pass sent nothing, or its `poll_at` is not
+    /// due), the sink is full or at least `budget` frames were sent (a pass may send a train
+    /// of several).
     pub fn egress(
         &mut self,
         now: Instant,
