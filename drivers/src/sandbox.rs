@@ -72,6 +72,7 @@
 //! | `openat` without write, create, truncate or append flags | seen | reload: open directories and files to read |
 //! | `close`, `newfstatat`, `statx`, `lseek`, `getdents64`, `readlink` (x86_64) | seen | reload: walk the tree, read metadata, resolve the root (`canonicalize`) |
 //! | `fstat`, `readlinkat` | code | the same with other C libraries and on aarch64 |
+//! | `fcntl`, only `F_GETFD` | seen | debug builds: the standard library checks that a descriptor is open before it closes one. Reads the close-on-exec flag, nothing else |
 //! | `getcwd` | seen | a panic's report when `RUST_BACKTRACE` is set (the backtrace's file names) |
 //! | `rt_sigreturn` | seen | return from the SIGHUP, SIGTERM and SIGINT handlers (they only set flags) |
 //! | `exit_group` | seen | the process's exit |
@@ -496,6 +497,11 @@ mod filter {
         // Reload: reading the tree.
         only("openat", libc::SYS_openat, Only::ArgClear(2, WRITE_FLAGS)),
         any("close", libc::SYS_close),
+        only(
+            "fcntl",
+            libc::SYS_fcntl,
+            Only::ArgIn(1, &[libc::F_GETFD as u64]),
+        ),
         any("fstat", libc::SYS_fstat),
         any("newfstatat", libc::SYS_newfstatat),
         any("statx", libc::SYS_statx),

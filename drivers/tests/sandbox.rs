@@ -128,6 +128,9 @@ fn a_forbidden_system_call_kills_the_process_with_sigsys() {
     // A new process (clone without CLONE_THREAD, or its pipe2 first): never.
     let output = child("spawn", &tree.0);
     assert_killed_by_sigsys("starting a process", &output);
+    // fcntl is allowed to read a descriptor's flags only, not to duplicate it.
+    let output = child("fcntl-dup", &tree.0);
+    assert_killed_by_sigsys("fcntl(F_DUPFD)", &output);
 }
 
 #[test]
@@ -233,6 +236,13 @@ fn zz_child_process_entry() {
             let _ = Command::new("true").status();
             say("SURVIVED");
         }
+        "fcntl-dup" => {
+            install();
+            // SAFETY: F_DUPFD on standard input only makes a new descriptor (or fails); no
+            // memory is passed.
+            let _ = unsafe { libc::fcntl(0, libc::F_DUPFD, 100) };
+            say("SURVIVED");
+        }
         "allowed" => {
             install();
             exercise_allowed_calls(&dir);
@@ -293,6 +303,14 @@ fn exercise_allowed_calls(dir: &Path) {
         .expect("the thread's answer");
     assert_eq!(index, b"hello\n");
     assert_eq!(reload.join().expect("join"), 1_200_000);
+    // What debug builds of the standard library do before closing a descriptor.
+    // SAFETY: F_GETFD only reads standard input's descriptor flags; no memory is passed.
+    let flags = unsafe { libc::fcntl(0, libc::F_GETFD) };
+    assert!(
+        flags >= 0,
+        "fcntl(F_GETFD): {}",
+        std::io::Error::last_os_error()
+    );
     std::thread::sleep(Duration::from_millis(2));
     eprintln!("stderr works");
 }
