@@ -53,6 +53,11 @@ pub trait ByteStream {
 
 impl ByteStream for TcpSocket<'_> {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
+        // The last read of an exchange finds the buffer empty; `recv_slice` would go through
+        // its state checks to say so, and does nothing else with no bytes to give.
+        if self.recv_queue() == 0 {
+            return 0;
+        }
         self.recv_slice(buf).unwrap_or(0)
     }
 
