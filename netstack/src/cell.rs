@@ -393,7 +393,10 @@ impl<A> Cell<A> {
             // to send: a whole `dispatch` per cell and burst, the most common case being a
             // response sent in one pass.
             let poll_at = self.smoltcp_poll_at(now);
-            if after == before || poll_at.is_none_or(|at| at > now) {
+            if after == before {
+                return EgressStop::Idle { poll_at };
+            }
+            if poll_at.is_none_or(|at| at > now) {
                 #[cfg(any(test, debug_assertions))]
                 self.check_idle(now, device);
                 return EgressStop::Idle { poll_at };
