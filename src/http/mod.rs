@@ -262,11 +262,16 @@ impl HttpConn {
         };
         let mut parsed = 0usize;
         loop {
-            let parsed_before = parsed;
-            while self.phase == Phase::Open
-                && self.queue.len() < max_pipelined
-                && self.parse_next(cache, cx, parsed, peer)
-            {
+            // Parse until the buffer holds no complete request, or the pipelining limit.
+            let mut at_limit = false;
+            while self.phase == Phase::Open {
+                if self.queue.len() >= max_pipelined {
+                    at_limit = true;
+                    break;
+                }
+                if !self.parse_next(cache, cx, parsed, peer) {
+                    break;
+                }
                 parsed += 1;
             }
             if self.send(stream, cache, cx) == Sent::Blocked {
@@ -277,10 +282,10 @@ impl HttpConn {
                 // Everything is sent, the closing answer too (or there was none to send).
                 return;
             }
-            // The queue is empty. If this round parsed anything, more complete requests may be
-            // buffered behind the pipelining limit: parse again before reading, because no new
-            // event may ever come to call us back for them.
-            if parsed == parsed_before && !self.reader.fill(stream, cx.now) {
+            // The queue is empty. Complete requests may be buffered behind the pipelining
+            // limit: parse again before reading, because no new event may ever come to call us
+            // back for them. Otherwise parsing again finds what it found: read first.
+            if !at_limit && !self.reader.fill(stream, cx.now) {
                 break;
             }
         }
