@@ -628,6 +628,10 @@ impl ContentCache {
     }
 
     /// The file `id` names. An id from another cache gives an empty file rather than a panic.
+    ///
+    /// Inlined so that a caller pays only for the fields it reads: each response looks the
+    /// file up twice (validators when answering, head and body when sending).
+    #[inline]
     pub fn file(&self, id: FileId) -> CachedFile<'_> {
         let record = self.files.get(id.0 as usize);
         let heads = |range: fn(&FileRecord) -> &Range<usize>| {
