@@ -184,7 +184,7 @@ pub struct ContentCache {
     dirs: Vec<Box<str>>,
     /// Normalized path → entry. Directories are keyed without their trailing slash; the root is
     /// keyed by the empty string.
-    index: HashMap<Box<str>, Entry, ahash::RandomState>,
+    index: HashMap<Box<[u8]>, Entry, ahash::RandomState>,
     pages: Vec<StatusPage>,
     report: LoadReport,
     /// Files of the tree (the first records); the rest of `files` are variants.
@@ -546,20 +546,23 @@ impl ContentCache {
         let mut index =
             HashMap::with_capacity_and_hasher(found.len() + dir_keys.len(), index_hasher());
         for (i, file) in found.into_iter().enumerate() {
-            index.insert(file.key.into_boxed_str(), Entry::File(file_id(i, root)?));
+            index.insert(
+                file.key.into_bytes().into_boxed_slice(),
+                Entry::File(file_id(i, root)?),
+            );
         }
         let mut dirs = Vec::with_capacity(dir_keys.len());
         for key in dir_keys {
             let id = u32::try_from(dirs.len())
                 .map(DirId)
                 .map_err(|_| CacheError::TooLarge(root.to_path_buf()))?;
-            let index_file = match index.get(format!("{key}/index.html").as_str()) {
+            let index_file = match index.get(format!("{key}/index.html").as_bytes()) {
                 Some(Entry::File(file)) => Some(*file),
                 _ => None,
             };
             dirs.push(percent_encode_path(&format!("{key}/")).into_boxed_str());
             index.insert(
-                key.into_boxed_str(),
+                key.into_bytes().into_boxed_slice(),
                 Entry::Dir {
                     index: index_file,
                     id,
@@ -606,12 +609,13 @@ impl ContentCache {
         self.files.len() - self.tree_files
     }
 
-    /// Resolves a normalized request path (see the module documentation).
-    pub fn lookup(&self, path: &str) -> Lookup {
-        if !path.starts_with('/') {
+    /// Resolves a normalized request path (see the module documentation). Its bytes: every
+    /// cached name is UTF-8, so a path that is not finds nothing, with no check of its own.
+    pub fn lookup(&self, path: &[u8]) -> Lookup {
+        if !path.starts_with(b"/") {
             return Lookup::NotFound;
         }
-        if let Some(dir) = path.strip_suffix('/') {
+        if let Some(dir) = path.strip_suffix(b"/") {
             return match self.index.get(dir) {
                 Some(Entry::Dir {
                     index: Some(file), ..
@@ -789,7 +793,7 @@ pub(crate) mod tests {
         let (_tree, cache) = site();
         assert_eq!(cache.file_count(), 5);
         assert_eq!(cache.total_bytes(), 14 + 6 + 4 + 6 + 3);
-        let Lookup::File(css) = cache.lookup("/style.css") else {
+        let Lookup::File(css) = cache.lookup(b"/style.css") else {
             panic!("style.css not found");
         };
         assert_eq!(cache.file(css).body, b"body{}");
@@ -799,7 +803,7 @@ pub(crate) mod tests {
     #[test]
     fn head_bytes_are_exact() {
         let (tree, cache) = site();
-        let Lookup::File(id) = cache.lookup("/style.css") else {
+        let Lookup::File(id) = cache.lookup(b"/style.css") else {
             panic!("style.css not found");
         };
         let file = cache.file(id);
@@ -823,22 +827,22 @@ pub(crate) mod tests {
     #[test]
     fn directories_serve_index_redirect_or_forbid() {
         let (_tree, cache) = site();
-        let Lookup::File(root_index) = cache.lookup("/") else {
+        let Lookup::File(root_index) = cache.lookup(b"/") else {
             panic!("/ has no index");
         };
         assert_eq!(cache.file(root_index).body, b"<h1>home</h1>\n");
-        assert!(matches!(cache.lookup("/docs/"), Lookup::File(_)));
-        let Lookup::RedirectToDir(docs) = cache.lookup("/docs") else {
+        assert!(matches!(cache.lookup(b"/docs/"), Lookup::File(_)));
+        let Lookup::RedirectToDir(docs) = cache.lookup(b"/docs") else {
             panic!("/docs does not redirect");
         };
         assert_eq!(cache.redirect_location(docs), "/docs/");
-        assert_eq!(cache.lookup("/empty/"), Lookup::Forbidden);
-        assert!(matches!(cache.lookup("/empty"), Lookup::RedirectToDir(_)));
-        assert_eq!(cache.lookup("/style.css/"), Lookup::NotFound);
-        assert_eq!(cache.lookup("/nope"), Lookup::NotFound);
-        assert_eq!(cache.lookup(""), Lookup::NotFound);
-        assert!(matches!(cache.lookup("/.hidden"), Lookup::File(_)));
-        assert!(matches!(cache.lookup("/docs/a b.txt"), Lookup::File(_)));
+        assert_eq!(cache.lookup(b"/empty/"), Lookup::Forbidden);
+        assert!(matches!(cache.lookup(b"/empty"), Lookup::RedirectToDir(_)));
+        assert_eq!(cache.lookup(b"/style.css/"), Lookup::NotFound);
+        assert_eq!(cache.lookup(b"/nope"), Lookup::NotFound);
+        assert_eq!(cache.lookup(b""), Lookup::NotFound);
+        assert!(matches!(cache.lookup(b"/.hidden"), Lookup::File(_)));
+        assert!(matches!(cache.lookup(b"/docs/a b.txt"), Lookup::File(_)));
     }
 
     #[test]
@@ -865,12 +869,12 @@ pub(crate) mod tests {
             .expect("symlink");
 
         let cache = ContentCache::load(&tree.0).expect("load");
-        let Lookup::File(alias) = cache.lookup("/alias.txt") else {
+        let Lookup::File(alias) = cache.lookup(b"/alias.txt") else {
             panic!("in-root symlink not served");
         };
         assert_eq!(cache.file(alias).body, b"real");
-        assert_eq!(cache.lookup("/leak.txt"), Lookup::NotFound);
-        assert_eq!(cache.lookup("/leakdir/secret.txt"), Lookup::NotFound);
+        assert_eq!(cache.lookup(b"/leak.txt"), Lookup::NotFound);
+        assert_eq!(cache.lookup(b"/leakdir/secret.txt"), Lookup::NotFound);
         let report = cache.load_report();
         assert_eq!(
             report.refused_symlinks,

@@ -213,12 +213,7 @@ pub fn respond(
     if normalize_target(target.as_bytes(), path).is_err() {
         return fail(Status::BadRequest, true);
     }
-    let lookup = match std::str::from_utf8(path) {
-        Ok(path) => cache.lookup(path),
-        // Every cached name is UTF-8, so no file has this name.
-        Err(_) => Lookup::NotFound,
-    };
-    let reply = match lookup {
+    let reply = match cache.lookup(path) {
         Lookup::File(id) => {
             let id = cache.negotiate(id, fields.accept_encoding);
             let file = cache.file(id);

@@ -160,6 +160,7 @@ impl Harness {
         );
         tree.write("index.html", b"<h1>home</h1>\n");
         tree.write("hello.txt", b"hello, world\n");
+        tree.write("café.txt", b"au lait\n");
         tree.write("big.bin", &big_body());
         tree.write("docs/index.html", b"docs");
         tree.mkdir("empty");
@@ -248,7 +249,7 @@ impl Harness {
     }
 
     fn file(&self, path: &str) -> crate::cache::CachedFile<'_> {
-        match self.cache.lookup(path) {
+        match self.cache.lookup(path.as_bytes()) {
             Lookup::File(id) => self.cache.file(id),
             other => panic!("{path}: {other:?}"),
         }
@@ -1412,4 +1413,18 @@ fn a_graceful_stop_closes_idle_connections_and_ends_busy_ones_after_their_respon
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("Connection: close"), "{answer}");
     assert!(late.stream.closed);
+}
+
+#[test]
+fn names_are_found_by_their_utf8_bytes_and_other_bytes_find_nothing() {
+    let mut h = Harness::new(64 * 1024);
+    let out = h.request("GET /caf%C3%A9.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nau lait\n"), "{out}");
+    // The same name in Latin-1: a valid path whose bytes are not UTF-8, so no name matches.
+    let out = h.request("GET /caf%E9.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotFound, "", ""));
+    let out = h.request("GET /%FF/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out, h.status(Status::NotFound, "", ""));
+    assert!(!h.stream.closed);
 }

@@ -31,7 +31,7 @@ fn site() -> Site {
         .add("app.js.gz", seeds::bytes(0x9212, 300))
         .expect("write app.js.gz");
     let cache = Arc::new(ContentCache::load(tree.root()).expect("load the site"));
-    let Lookup::File(id) = cache.lookup("/data.bin") else {
+    let Lookup::File(id) = cache.lookup(b"/data.bin") else {
         panic!("data.bin not in the cache");
     };
     let etag = cache.file(id).etag.to_string();
