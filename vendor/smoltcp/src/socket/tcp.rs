@@ -3754,11 +3754,13 @@ impl<'a> Socket<'a> {
         } = train;
         let start = self.remote_last_seq;
         for _ in 1..self.segment_train {
-            // What a pass of its own would send first goes in a pass of its own.
-            if self.retransmission(cx).is_some()
-                || self.probe_to_send(cx)
-                || !self.frontier_to_transmit(cx)
-            {
+            // A train follows new data, which `dispatch` sends only when no lost data and no
+            // loss probe is owed: it asks both first. Sending new data owes neither: it moves
+            // the send frontier, and with it the pipe, which can only close the congestion
+            // window to a retransmission; the scoreboard, the probe timer and the peer's window
+            // stay as they are until the train is recorded. So the train does not ask again.
+            debug_assert!(self.retransmission(cx).is_none() && !self.probe_to_send(cx));
+            if !self.frontier_to_transmit(cx) {
                 break;
             }
             let size = self.new_data_size(cx, self.window_limit().min(mss), mss);
