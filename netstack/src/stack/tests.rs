@@ -1742,3 +1742,64 @@ fn the_socket_buffers_are_paged_in_when_the_stack_is_built() {
         "building {pages} pages of socket buffers took {faults} page faults: not all written"
     );
 }
+
+/// Lines hinted by the prefetch hook the look-ahead test installs.
+static HINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn counting_prefetch(_addr: *const u8, _len: usize) {
+    HINTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn the_look_ahead_runs_only_with_enough_connections_and_changes_nothing() {
+    let mut config = config();
+    config.max_connections = 2 * LOOKAHEAD_MIN_CONNECTIONS;
+    let mut stack = stack_with(config);
+    stack.set_prefetch(counting_prefetch);
+    let now = t(0);
+    let mut peers: Vec<Peer> = Vec::new();
+    let open_up_to = |stack: &mut Stack<App>, peers: &mut Vec<Peer>, n: usize| {
+        while peers.len() < n {
+            let mut peer = Peer::new(10_000 + peers.len() as u16);
+            connect(stack, &mut peer, now);
+            peers.push(peer);
+        }
+    };
+    // A burst of first requests from four connections, each answered either way.
+    let burst_is_served = |stack: &mut Stack<App>, peers: &mut [Peer]| {
+        let frames: Vec<Vec<u8>> = peers
+            .iter_mut()
+            .map(|p| p.data(b"GET / HTTP/1.1\r\n\r\n"))
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        stack.handle_burst(now, &refs);
+        let answers: Vec<Seg> = pump(stack, now).iter().map(|f| parse_tcp(f)).collect();
+        for peer in &*peers {
+            assert!(
+                answers
+                    .iter()
+                    .any(|seg| seg.dst_port == peer.port && seg.payload == b"HELLO"),
+                "no answer to port {}",
+                peer.port
+            );
+        }
+    };
+
+    open_up_to(&mut stack, &mut peers, LOOKAHEAD_MIN_CONNECTIONS - 1);
+    HINTS.store(0, std::sync::atomic::Ordering::Relaxed);
+    burst_is_served(&mut stack, &mut peers[4..8]);
+    assert_eq!(
+        HINTS.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a look-ahead ran with {} connections",
+        stack.connections()
+    );
+
+    open_up_to(&mut stack, &mut peers, LOOKAHEAD_MIN_CONNECTIONS);
+    burst_is_served(&mut stack, &mut peers[..4]);
+    assert!(
+        HINTS.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no look-ahead with {} connections",
+        stack.connections()
+    );
+}
