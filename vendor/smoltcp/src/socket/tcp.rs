@@ -670,6 +670,25 @@ struct Train {
     timestamp: Option<TcpTimestampRepr>,
 }
 
+/// What the checks of a train's later segments read that sending new data does not change,
+/// read once per train (see `Socket::train_segment_size`).
+struct TrainBudget {
+    /// The effective MSS as `frontier_to_transmit` computes it.
+    frontier_mss: usize,
+    /// The congestion window.
+    cwnd: usize,
+    /// What the pipe leaves out of the flight size (`Recovery::pipe_excluded`), with the
+    /// MSS `frontier_to_transmit` uses and with the train's.
+    excluded_frontier: usize,
+    excluded: usize,
+    /// A handshake segment of ours is owed (`frontier_to_transmit`'s first case).
+    handshake: bool,
+    /// The transmit half is closed: a FIN is to follow the data.
+    want_fin: bool,
+    /// The zero-window probe timer is due (the silly window override).
+    zero_window_probe: bool,
+}
+
 /// Minimum MSS we accept from the remote, same value as Linux's `TCP_MIN_SND_MSS`.
 /// Without it, a peer advertising a tiny MSS could force segments to carry little
 /// or no payload once the TCP options length is subtracted from the effective MSS,
@@ -3753,6 +3772,7 @@ impl<'a> Socket<'a> {
             timestamp,
         } = train;
         let start = self.remote_last_seq;
+        let budget = self.train_budget(cx, mss);
         for _ in 1..self.segment_train {
             // A train follows new data, which `dispatch` sends only when no lost data and no
             // loss probe is owed: it asks both first. Sending new data owes neither: it moves
@@ -3760,10 +3780,15 @@ impl<'a> Socket<'a> {
             // window to a retransmission; the scoreboard, the probe timer and the peer's window
             // stay as they are until the train is recorded. So the train does not ask again.
             debug_assert!(self.retransmission(cx).is_none() && !self.probe_to_send(cx));
-            if !self.frontier_to_transmit(cx) {
+            let next = self.train_segment_size(&budget, mss);
+            debug_assert_eq!(next.is_some(), self.frontier_to_transmit(cx));
+            let Some(size) = next else {
                 break;
-            }
-            let size = self.new_data_size(cx, self.window_limit().min(mss), mss);
+            };
+            debug_assert_eq!(
+                size,
+                self.new_data_size(cx, self.window_limit().min(mss), mss)
+            );
             let offset = self.flight_size();
             let mut tail = TcpPayloadTail::default();
             let payload = self
@@ -3814,6 +3839,79 @@ impl<'a> Socket<'a> {
         if sent > 0 {
             self.record_in_flight(cx.now(), start, sent, false);
         }
+    }
+
+    /// The parts of `frontier_to_transmit` and `new_data_size` that a train's segments do not
+    /// change: everything but the send frontier (the segments leave the scoreboard, the
+    /// windows, the timers and the state alone until the train is recorded).
+    fn train_budget(&self, cx: &mut Context, mss: usize) -> TrainBudget {
+        let ip_header_len = self.ip_header_len();
+        let options_len = if self.tsval_generator.is_some() {
+            12
+        } else {
+            0
+        };
+        let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
+        let frontier_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
+        let excluded = self.recovery.pipe_excluded(mss);
+        TrainBudget {
+            frontier_mss,
+            cwnd: self.congestion_controller.inner().window(),
+            excluded_frontier: if frontier_mss == mss {
+                excluded
+            } else {
+                self.recovery.pipe_excluded(frontier_mss)
+            },
+            excluded,
+            handshake: matches!(self.state, State::SynSent | State::SynReceived),
+            want_fin: matches!(
+                self.state,
+                State::FinWait1 | State::Closing | State::LastAck
+            ),
+            zero_window_probe: self.timer.should_zero_window_probe(cx.now()),
+        }
+    }
+
+    /// What `frontier_to_transmit` and then `new_data_size` (with the window's limit and
+    /// `mss`) would answer for a train's next segment: `None` for a frontier with nothing to
+    /// send, else the new data's size. The same arithmetic, on the frontier's octets and the
+    /// train's `budget`, without reading the scoreboard again.
+    fn train_segment_size(&self, budget: &TrainBudget, mss: usize) -> Option<usize> {
+        let flight = self.flight_size();
+        let window = self.window_limit();
+        let unsent = self.tx_len().saturating_sub(flight);
+        let sws_allows = |usable: usize, mss: usize| {
+            usable >= mss
+                || usable >= unsent
+                || usable.saturating_mul(2) >= self.remote_max_win_len
+                || budget.zero_window_probe
+        };
+        // `frontier_to_transmit`.
+        let in_flight = flight != 0;
+        if !(budget.handshake && !in_flight) {
+            let cwnd_room = budget
+                .cwnd
+                .saturating_sub(flight.saturating_sub(budget.excluded_frontier));
+            let max_send = window.min(unsent).min(cwnd_room);
+            let nagle_holds =
+                self.nagle && in_flight && max_send < budget.frontier_mss && !budget.want_fin;
+            let can_send =
+                max_send != 0 && sws_allows(max_send, budget.frontier_mss) && !nagle_holds;
+            let can_fin = budget.want_fin && unsent == 0;
+            if !can_send && !can_fin {
+                return None;
+            }
+        }
+        // `new_data_size`.
+        let cwnd_room = budget
+            .cwnd
+            .saturating_sub(flight.saturating_sub(budget.excluded));
+        let size = window.min(mss).min(cwnd_room);
+        Some(if sws_allows(size.min(unsent), mss) {
+            size
+        } else {
+            0
+        })
     }
 
     #[allow(clippy::if_same_then_else)]
@@ -11288,6 +11386,66 @@ mod test {
             };
             assert_eq!(state(&one), state(&train), "close: {close}");
         }
+    }
+
+    #[test]
+    fn test_train_segment_size_answers_as_the_frontier_checks_do() {
+        // A train's later segments are sized from a budget read once per train. The answer
+        // must be what `frontier_to_transmit`, then `new_data_size`, say for every state a
+        // train can meet: open or closing, Nagle on or off, any peer window (the silly window
+        // rule's half of its largest too), any flight, the congestion window where one can be
+        // set, and an MSS equal to the frontier's or not.
+        #[cfg(feature = "socket-tcp-reno")]
+        let cwnds: &[Option<usize>] = &[None, Some(8), Some(20), Some(27), Some(64)];
+        #[cfg(not(feature = "socket-tcp-reno"))]
+        let cwnds: &[Option<usize>] = &[None];
+        let mut checked = 0;
+        for close in [false, true] {
+            for nagle in [false, true] {
+                for remote_win in [0, 3, 8, 13, 20, 64] {
+                    for max_win in [6, 16, 64] {
+                        for flight in [0, 1, 8, 20, 50, 55] {
+                            for &cwnd in cwnds {
+                                let mut s =
+                                    socket_with_queue(16, b"abcdefghijklmnopqrstuvwxyz0123");
+                                if close {
+                                    s.close();
+                                }
+                                #[cfg(feature = "socket-tcp-reno")]
+                                if let Some(cwnd) = cwnd {
+                                    s.set_congestion_control(CongestionControl::Reno);
+                                    s.congestion_controller.inner_mut().set_mss(8);
+                                    s.congestion_controller.inner_mut().set_initial_window(cwnd);
+                                }
+                                s.set_nagle_enabled(nagle);
+                                s.remote_win_len = remote_win;
+                                s.remote_max_win_len = max_win;
+                                s.remote_last_seq = s.local_seq_no + flight;
+                                let TestSocket { socket, cx } = &mut s;
+                                for mss in [8, 5] {
+                                    let budget = socket.train_budget(cx, mss);
+                                    let want = socket.frontier_to_transmit(cx).then(|| {
+                                        socket.new_data_size(
+                                            cx,
+                                            socket.window_limit().min(mss),
+                                            mss,
+                                        )
+                                    });
+                                    assert_eq!(
+                                        socket.train_segment_size(&budget, mss),
+                                        want,
+                                        "close {close} nagle {nagle} window {remote_win}/{max_win} \
+                                         flight {flight} cwnd {cwnd:?} mss {mss}"
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 2 * 6 * 3 * 6 * cwnds.len() * 2);
     }
 
     #[test]

@@ -1109,6 +1109,13 @@ impl Recovery {
     /// Without SACK, each duplicate ACK of the episode stands for one segment that left the
     /// network (RFC 6582's window inflation, expressed as a smaller pipe).
     pub fn pipe(&self, flight: usize, mss: usize) -> usize {
+        flight.saturating_sub(self.pipe_excluded(mss))
+    }
+
+    /// What `pipe` takes off the flight size: the SACKed octets, those deemed lost and not
+    /// retransmitted, and the inflation of a NewReno episode's duplicate ACKs. New data sent
+    /// leaves it as it is (it adds to the flight only), so a segment train reads it once.
+    pub fn pipe_excluded(&self, mss: usize) -> usize {
         let out: usize = self
             .board
             .iter()
@@ -1119,7 +1126,7 @@ impl Recovery {
             Some(Episode { dupacks, .. }) => dupacks.saturating_mul(mss),
             None => 0,
         };
-        flight.saturating_sub(out).saturating_sub(inflation)
+        out.saturating_add(inflation)
     }
 }
 
