@@ -438,7 +438,7 @@ impl<A: ConnApp> Stack<A> {
     /// frame that changes the table (a SYN, an RST) at worst makes a later frame's hint
     /// useless, never wrong, as each frame is looked up again when its turn comes. Bursts of
     /// one or two frames have nothing to overlap and go straight through, and so does every
-    /// burst while fewer than [`LOOKAHEAD_MIN_CONNECTIONS`] connections are open.
+    /// burst while fewer than 256 connections are open (`LOOKAHEAD_MIN_CONNECTIONS`).
     pub fn handle_burst(&mut self, now: Instant, frames: &[&[u8]]) {
         let Some(prefetch) = self.lookahead().filter(|_| frames.len() > 2) else {
             for frame in frames {
